@@ -1,0 +1,18 @@
+# Turns the numbered migrations (NNN_name.sql) into a C array, in order.
+# Usage: cmake -DOUT=file.c -DIN="a.sql;b.sql" -P embed.cmake
+set(body "/* Generated from the numbered files in schema/; do not edit. */\n")
+string(APPEND body "#include <stddef.h>\n\n")
+set(table "const char *const journal_migrations[] = {\n")
+set(n 0)
+foreach(f ${IN})
+  file(READ ${f} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n\"" sql "${sql}")
+  string(APPEND table "\"${sql}\",\n")
+  math(EXPR n "${n} + 1")
+endforeach()
+string(APPEND table "};\n")
+string(APPEND body "${table}")
+string(APPEND body "const size_t journal_migrations_count = ${n};\n")
+file(WRITE ${OUT} "${body}")

@@ -1,0 +1,128 @@
+/*
+ * Agent configuration: the YAML file (/etc/krakenfs/config.yaml by default)
+ * plus the NODE_ID and CLUSTER_NODES environment overrides.
+ *
+ * Schema (every key optional; defaults in brackets):
+ *
+ *   log.level                          error|warn|info|debug        [info]
+ *   filesystem.watch_paths             list of dirs: volume.root_path or
+ *                                      a volume directly under it
+ *                                                          [[volume.root_path]]
+ *   filesystem.exclude_patterns        list of fnmatch(3) patterns matched
+ *                                      against the path relative to its
+ *                                      volume and against the base name  [[]]
+ *   filesystem.recursive               must be true (volumes replicate
+ *                                      as whole trees)                  [true]
+ *   sync.node_id                       [a-zA-Z0-9._-]{1,64}       [hostname]
+ *   sync.cluster_nodes                 list of "id:host[:port]"   [[node_id]]
+ *   sync.p2p_port                      1..65535                         [6881]
+ *   sync.listen_address                IP address to bind            [0.0.0.0]
+ *   sync.cluster_id                    string naming the cluster   [krakenfs]
+ *   sync.bandwidth.enable              bool                            [false]
+ *   sync.bandwidth.egress_bits_per_sec   integer > 0                  [0 = off]
+ *   sync.bandwidth.ingress_bits_per_sec  integer > 0                  [0 = off]
+ *   sync.conflict_resolution.strategy  timestamp|lamport          [timestamp]
+ *   sync.conflict_resolution.timeout   duration ("30s", "500ms", "2m") [30s]
+ *   sync.tls.enable                    bool                            [false]
+ *   sync.tls.cert_file / key_file / ca_file   paths  [/etc/krakenfs/tls/...]
+ *   volume.root_path                   absolute dir [/var/lib/krakenfs/volumes]
+ *   volume.driver_name                 [a-z0-9._-]+                 [krakenfs]
+ *   journal.path                       absolute path
+ *                                         [/var/lib/krakenfs/journal.db]
+ *   api.listen                         host:port            [127.0.0.1:6882]
+ *   api.token_file                     absolute path
+ *                                         [/etc/krakenfs/api-token]
+ *   plugin.socket                      absolute path
+ *                                  [/run/docker/plugins/krakenfs.sock]
+ *
+ * Every problem is reported as one line "FILE:LINE: KEY: what is wrong"
+ * (LINE omitted when the value came from the environment or a default), and
+ * all problems of a file are reported, not just the first.
+ */
+#ifndef KRAKEN_CONFIG_H
+#define KRAKEN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/krakenfs/config.yaml"
+#define CONFIG_NODE_ID_MAX 64
+
+enum config_strategy { CONFIG_STRATEGY_TIMESTAMP, CONFIG_STRATEGY_LAMPORT };
+
+struct config_peer {
+	char *id;
+	char *host;
+	uint16_t port;            /* sync.p2p_port when the entry names none */
+};
+
+struct config {
+	int log_level;            /* enum log_level */
+
+	char **watch_paths;
+	size_t n_watch_paths;
+	char **exclude_patterns;
+	size_t n_exclude_patterns;
+	bool recursive;
+
+	char *node_id;
+	char *cluster_id;
+	struct config_peer *peers; /* every cluster node, this one included */
+	size_t n_peers;
+	uint16_t p2p_port;
+	char *listen_address;
+	bool bandwidth_enable;
+	uint64_t egress_bits_per_sec;
+	uint64_t ingress_bits_per_sec;
+	enum config_strategy strategy;
+	uint64_t conflict_timeout_ms;
+	bool tls_enable;
+	char *tls_cert_file;
+	char *tls_key_file;
+	char *tls_ca_file;
+
+	char *root_path;
+	char *driver_name;
+	char *journal_path;
+	char *api_host;
+	uint16_t api_port;
+	char *api_token_file;
+	char *plugin_socket;
+};
+
+/*
+ * Diagnostics sink: config functions append one line per problem.  The
+ * caller owns it; config_diag_release() frees the text.
+ */
+struct config_diag {
+	char *text;               /* NUL-terminated lines, or NULL when empty */
+	size_t len;
+	unsigned count;
+};
+
+/*
+ * Loads PATH (NULL means "defaults only, no file"), then applies the
+ * NODE_ID / CLUSTER_NODES overrides when non-NULL, then validates the
+ * result.  On success *out is a new config owned by the caller (free with
+ * config_free()) and 0 is returned.  On any problem returns KR_ECONFIG (or
+ * -errno when the file cannot be read) with every problem in *diag, and
+ * *out is NULL.
+ */
+int config_load(const char *path, const char *env_node_id,
+		const char *env_cluster_nodes, struct config **out,
+		struct config_diag *diag);
+
+/* Defaults only, before validation; used by config_load and tests. */
+int config_defaults(struct config **out);
+
+/* Parses "30s", "500ms", "2m", "1h", "0"; returns 0 or -EINVAL. */
+int config_parse_duration_ms(const char *text, uint64_t *out_ms);
+
+/* Finds this node's entry in cfg->peers, or NULL. */
+const struct config_peer *config_self(const struct config *cfg);
+
+void config_free(struct config *cfg);
+void config_diag_release(struct config_diag *diag);
+
+#endif

@@ -1,0 +1,21 @@
+#include "err.h"
+
+#include <string.h>
+
+const char *kr_strerror(int code)
+{
+	switch (code) {
+	case 0: return "success";
+	case KR_ECONFIG: return "invalid configuration";
+	case KR_EDB: return "journal database error";
+	case KR_ESCHEMA: return "journal schema is newer than this program";
+	case KR_ECORRUPT: return "stored data is corrupt";
+	case KR_ECHANGED: return "file changed while being read";
+	case KR_EIDENTITY: return "journal belongs to another node";
+	case KR_EUNSUPPORTED: return "unsupported file type";
+	case KR_EHOSTILE: return "path escapes its volume";
+	}
+	if (code < 0 && code > -4096)
+		return strerror(-code);
+	return "unknown error";
+}

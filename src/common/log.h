@@ -1,0 +1,35 @@
+/*
+ * Leveled logging to stderr, one line per message:
+ *
+ *     2026-11-26T04:30:00.123Z warn  watch: skipping fifo vol1/a/p
+ *
+ * The level is checked before the message is formatted, so a disabled
+ * debug line costs one comparison.  log_* may be called from any thread;
+ * each line is written with a single write(2) so lines never interleave.
+ */
+#ifndef KRAKEN_LOG_H
+#define KRAKEN_LOG_H
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+extern enum log_level log_threshold;
+
+void log_set_level(enum log_level level);
+/* Parses "error", "warn", "info", "debug"; returns 0 or -EINVAL. */
+int log_level_parse(const char *name, enum log_level *out);
+const char *log_level_name(enum log_level level);
+
+void log_msg(enum log_level level, const char *module, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define log_at(lvl, mod, ...) \
+	do { \
+		if ((lvl) <= log_threshold) \
+			log_msg((lvl), (mod), __VA_ARGS__); \
+	} while (0)
+#define log_error(mod, ...) log_at(LOG_ERROR, mod, __VA_ARGS__)
+#define log_warn(mod, ...) log_at(LOG_WARN, mod, __VA_ARGS__)
+#define log_info(mod, ...) log_at(LOG_INFO, mod, __VA_ARGS__)
+#define log_debug(mod, ...) log_at(LOG_DEBUG, mod, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * Content model: a file is a list of chunks cut by content-defined chunking
+ * (FastCDC style: a gear rolling hash, normalised chunking, cut points that
+ * depend only on nearby bytes, so an insert shifts no later chunk).  Each
+ * chunk is named by its SHA-256.  The file's content hash is the SHA-256 of
+ * the concatenated 32-byte chunk hashes, in order; an empty file has no
+ * chunks and its hash is SHA-256 of the empty string.
+ *
+ * Chunk size bounds are in content.c with the reasoning behind them.
+ *
+ * Reading is streamed through a fixed buffer: memory use does not depend on
+ * the file size, only the chunk list grows (40 bytes per chunk).
+ */
+#ifndef KRAKEN_CONTENT_H
+#define KRAKEN_CONTENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONTENT_HASH_LEN 32
+#define CONTENT_HEX_LEN (2 * CONTENT_HASH_LEN + 1)
+
+struct content_chunk {
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint64_t offset;
+	uint32_t len;
+};
+
+struct content {
+	uint8_t hash[CONTENT_HASH_LEN];   /* over the chunk list */
+	uint64_t size;
+	size_t n_chunks;
+	size_t cap_chunks;
+	struct content_chunk *chunks;     /* owned; content_release() frees */
+};
+
+/*
+ * Hashes the regular file open at FD from offset 0 to EOF into *out
+ * (which must be zeroed or released).  Returns 0; KR_ECHANGED when the file's
+ * size, mtime or ctime differ between the start and the end of the read
+ * (the caller retries later); -errno on read errors.  On error *out is
+ * released.
+ */
+int content_hash_fd(int fd, struct content *out);
+
+/* Same for an in-memory buffer; used by tests and the wire layer. */
+int content_hash_buf(const void *buf, size_t len, struct content *out);
+
+/* Frees the chunk list and zeroes *c. */
+void content_release(struct content *c);
+
+/* Writes 64 lowercase hex digits and a NUL into out. */
+void content_hex(const uint8_t hash[CONTENT_HASH_LEN],
+		 char out[CONTENT_HEX_LEN]);
+
+/* Parses 64 hex digits; returns 0 or -EINVAL. */
+int content_unhex(const char *hex, uint8_t hash[CONTENT_HASH_LEN]);
+
+/* Chunk-size bounds actually in use, for tests and documentation. */
+void content_chunk_bounds(uint32_t *min, uint32_t *avg, uint32_t *max);
+
+#endif

@@ -1,0 +1,846 @@
+/*
+ * Journal write path: opening, migrations, node identity, and recording
+ * local changes.  Queries live in query.c.
+ *
+ * Invariants kept here:
+ *  - next_seq is one more than the largest seq of this node's origin, so
+ *    seqs stay gapless: a record that fails is rolled back to its own
+ *    savepoint and does not consume a number.
+ *  - lamport only grows; a local change takes lamport + 1.
+ *  - current holds, per path, the change now on this node's disk; a
+ *    change's base is the change current held before it.
+ */
+#include "journal_int.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+extern const char *const journal_migrations[];
+extern const size_t journal_migrations_count;
+
+static const char *const stmt_sql[STMT_COUNT] = {
+	[STMT_INSERT_CHANGE] =
+		"INSERT INTO changes (origin, seq, lamport, wall_ns, volume, "
+		"path, op, mode, uid, gid, size, mtime_ns, hash, target) "
+		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	[STMT_INSERT_BASE] =
+		"INSERT OR IGNORE INTO bases (change, origin, seq) "
+		"SELECT ?, origin, seq FROM changes WHERE id = ?",
+	[STMT_INSERT_CONTENT] =
+		"INSERT OR IGNORE INTO contents (hash, size, n_chunks) "
+		"VALUES (?,?,?)",
+	[STMT_INSERT_CHUNK] =
+		"INSERT INTO content_chunks (content, idx, chunk, offset, len) "
+		"VALUES (?,?,?,?,?)",
+	[STMT_LOOKUP] =
+		"SELECT c.mode, c.uid, c.gid, c.size, c.mtime_ns, c.hash, "
+		"c.target, cur.ino, cur.ctime_ns FROM current cur "
+		"JOIN changes c ON c.id = cur.change "
+		"WHERE cur.volume = ? AND cur.path = ?",
+	[STMT_CURRENT_REF] =
+		"SELECT change FROM current WHERE volume = ? AND path = ?",
+	[STMT_UPSERT_CURRENT] =
+		"INSERT INTO current (volume, path, change, ino, ctime_ns) "
+		"VALUES (?,?,?,?,?) ON CONFLICT (volume, path) DO UPDATE SET "
+		"change = excluded.change, ino = excluded.ino, "
+		"ctime_ns = excluded.ctime_ns",
+	[STMT_TOUCH_CURRENT] =
+		"UPDATE current SET ino = ?, ctime_ns = ? "
+		"WHERE volume = ? AND path = ?",
+	[STMT_BASES_OF] =
+		"SELECT o.node || '@' || o.epoch, b.seq FROM bases b "
+		"JOIN origins o ON o.id = b.origin WHERE b.change = ? "
+		"ORDER BY o.node, o.epoch, b.seq",
+};
+
+/* What one local change writes; the pieces the record_* calls differ in. */
+struct journal_row {
+	const char *volume;
+	const char *path;
+	enum journal_op op;
+	const struct stat *st;    /* NULL for deletes */
+	const struct content *content;
+	const char *target;
+};
+
+int journal_db_err(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_IOERR: return -EIO;
+	case SQLITE_CANTOPEN: return -ENOENT;
+	case SQLITE_READONLY: return -EROFS;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB: return KR_ECORRUPT;
+	default: return KR_EDB;
+	}
+}
+
+sqlite3_stmt *journal_stmt(struct journal *j, enum journal_stmt_id id)
+{
+	sqlite3_stmt *s = j->stmt[id];
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+int journal_exec(struct journal *j, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(j->db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		log_debug("journal", "%s: %s", sql, msg ? msg : "?");
+		sqlite3_free(msg);
+		return journal_db_err(rc);
+	}
+	return 0;
+}
+
+static void journal_seterr(char **errmsg, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void journal_seterr(char **errmsg, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errmsg)
+		return;
+	free(*errmsg);
+	*errmsg = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(errmsg, fmt, ap) < 0)
+		*errmsg = NULL;
+	va_end(ap);
+}
+
+static int journal_user_version(struct journal *j, int *out)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(j->db, "PRAGMA user_version", -1, &s, NULL);
+
+	if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		*out = sqlite3_column_int(s, 0);
+	else
+		rc = rc == SQLITE_OK ? SQLITE_ERROR : rc;
+	sqlite3_finalize(s);
+	return rc == SQLITE_OK ? 0 : journal_db_err(rc);
+}
+
+/* Applies migrations past the file's user_version, each in its own
+ * transaction with the version bump, so a crash leaves a whole step. */
+static int journal_migrate(struct journal *j, char **errmsg)
+{
+	int have = 0;
+	int err = journal_user_version(j, &have);
+
+	if (err)
+		return err;
+	if (have > (int)journal_migrations_count) {
+		journal_seterr(errmsg, "journal schema version %d is newer than "
+			       "this program understands (%zu); upgrade "
+			       "krakenfs", have, journal_migrations_count);
+		return KR_ESCHEMA;
+	}
+	if (j->readonly && have < (int)journal_migrations_count) {
+		journal_seterr(errmsg, "journal schema version %d is older than "
+			       "this program's (%zu); start krakenfs-agent once "
+			       "to upgrade it", have, journal_migrations_count);
+		return KR_ESCHEMA;
+	}
+	for (size_t v = (size_t)have; v < journal_migrations_count; v++) {
+		char bump[64];
+
+		snprintf(bump, sizeof(bump), "PRAGMA user_version = %zu", v + 1);
+		err = journal_exec(j, "BEGIN IMMEDIATE");
+		if (!err)
+			err = journal_exec(j, journal_migrations[v]);
+		if (!err)
+			err = journal_exec(j, bump);
+		if (!err)
+			err = journal_exec(j, "COMMIT");
+		if (err) {
+			journal_exec(j, "ROLLBACK");
+			journal_seterr(errmsg, "applying journal migration %zu "
+				       "failed: %s", v + 1,
+				       sqlite3_errmsg(j->db));
+			return err;
+		}
+	}
+	return 0;
+}
+
+static int journal_new_epoch(char out[17])
+{
+	uint64_t r;
+
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return -errno;
+	snprintf(out, 17, "%016" PRIx64, r);
+	return 0;
+}
+
+static int journal_query_int(struct journal *j, const char *sql,
+			     const char *arg, int64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(j->db, sql, -1, &s, NULL);
+
+	if (rc == SQLITE_OK && arg)
+		sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			*out = sqlite3_column_int64(s, 0);
+			rc = SQLITE_OK;
+		} else if (rc == SQLITE_DONE) {
+			rc = SQLITE_NOTFOUND;
+		}
+	}
+	sqlite3_finalize(s);
+	if (rc == SQLITE_NOTFOUND)
+		return -ENOENT;
+	return rc == SQLITE_OK ? 0 : journal_db_err(rc);
+}
+
+/* First open of a fresh journal: draw the epoch, register the origin. */
+static int journal_create_identity(struct journal *j, const char *node_id)
+{
+	char epoch[17];
+	char sql[512];
+	int err = journal_new_epoch(epoch);
+
+	if (err)
+		return err;
+	snprintf(sql, sizeof(sql),
+		 "BEGIN IMMEDIATE;"
+		 "INSERT INTO origins (node, epoch) VALUES ('%s', '%s');"
+		 "INSERT INTO meta VALUES ('node_id', '%s');"
+		 "INSERT INTO meta VALUES ('epoch', '%s');"
+		 "INSERT INTO meta VALUES ('created_ns', '%" PRId64 "');"
+		 "COMMIT;",
+		 node_id, epoch, node_id, epoch,
+		 (int64_t)time(NULL) * 1000000000);
+	/* node_id was validated ([A-Za-z0-9._-]) so it is safe to inline. */
+	err = journal_exec(j, sql);
+	if (err)
+		journal_exec(j, "ROLLBACK");
+	return err;
+}
+
+static bool journal_node_id_ok(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int journal_load_counters(struct journal *j);
+
+static int journal_load_identity(struct journal *j, const char *node_id,
+				 char **errmsg)
+{
+	char *stored = NULL, *epoch = NULL;
+	int err = journal_meta_get(j, "node_id", &stored);
+
+	if (err == -ENOENT && !j->readonly && node_id) {
+		err = journal_create_identity(j, node_id);
+		if (!err)
+			err = journal_meta_get(j, "node_id", &stored);
+	}
+	if (err == -ENOENT) {
+		journal_seterr(errmsg, "the journal holds no node identity yet "
+			       "(has the agent ever started with it?)");
+		goto out;
+	}
+	if (err)
+		goto out;
+	if (node_id && strcmp(stored, node_id) != 0) {
+		journal_seterr(errmsg, "this journal belongs to node '%s', not "
+			       "'%s'; fix sync.node_id / NODE_ID or point "
+			       "journal.path elsewhere", stored, node_id);
+		err = KR_EIDENTITY;
+		goto out;
+	}
+	err = journal_meta_get(j, "epoch", &epoch);
+	if (err)
+		goto out;
+	snprintf(j->node_id, sizeof(j->node_id), "%s", stored);
+	snprintf(j->origin, sizeof(j->origin), "%s@%s", stored, epoch);
+	err = journal_query_int(j, "SELECT id FROM origins WHERE node || '@' "
+				"|| epoch = ?", j->origin, &j->origin_id);
+	if (!err)
+		err = journal_load_counters(j);
+out:
+	free(stored);
+	free(epoch);
+	return err;
+}
+
+static int journal_prepare_all(struct journal *j)
+{
+	for (int i = 0; i < STMT_COUNT; i++) {
+		int rc = sqlite3_prepare_v3(j->db, stmt_sql[i], -1,
+					    SQLITE_PREPARE_PERSISTENT,
+					    &j->stmt[i], NULL);
+		if (rc != SQLITE_OK)
+			return journal_db_err(rc);
+	}
+	return 0;
+}
+
+static int journal_configure(struct journal *j)
+{
+	sqlite3_busy_timeout(j->db, 10000);
+	if (j->readonly)
+		return journal_exec(j, "PRAGMA query_only = ON");
+	return journal_exec(j, "PRAGMA journal_mode = WAL;"
+			    "PRAGMA synchronous = NORMAL;"
+			    "PRAGMA foreign_keys = ON;");
+}
+
+int journal_open(const char *path, const char *node_id, unsigned flags,
+		 struct journal **out, char **errmsg)
+{
+	struct journal *j = calloc(1, sizeof(*j));
+	int oflags = SQLITE_OPEN_NOMUTEX;
+	int err;
+
+	*out = NULL;
+	if (!j)
+		return -ENOMEM;
+	j->readonly = flags & JOURNAL_READONLY;
+	j->next_seq = 1;
+	if (node_id && !journal_node_id_ok(node_id)) {
+		journal_seterr(errmsg, "invalid node id '%s'", node_id);
+		err = -EINVAL;
+		goto fail;
+	}
+	oflags |= j->readonly ? SQLITE_OPEN_READONLY :
+		  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	err = journal_db_err(sqlite3_open_v2(path, &j->db, oflags, NULL));
+	if (err) {
+		journal_seterr(errmsg, "cannot open journal %s: %s", path,
+			       j->db ? sqlite3_errmsg(j->db) : "out of memory");
+		goto fail;
+	}
+	err = journal_configure(j);
+	if (err) {
+		journal_seterr(errmsg, "cannot use journal %s: %s", path,
+			       sqlite3_errmsg(j->db));
+		goto fail;
+	}
+	err = journal_migrate(j, errmsg);
+	if (!err)
+		err = journal_load_identity(j, node_id, errmsg);
+	if (!err)
+		err = journal_prepare_all(j);
+	if (err)
+		goto fail;
+	*out = j;
+	return 0;
+fail:
+	if (err && errmsg && !*errmsg && j->db)
+		journal_seterr(errmsg, "journal %s: %s", path,
+			       sqlite3_errmsg(j->db));
+	journal_close(j);
+	return err;
+}
+
+void journal_close(struct journal *j)
+{
+	if (!j)
+		return;
+	if (j->in_txn) {
+		int err = journal_flush(j);
+
+		if (err)
+			log_error("journal", "final commit failed: %s",
+				  kr_strerror(err));
+	}
+	for (int i = 0; i < STMT_COUNT; i++)
+		sqlite3_finalize(j->stmt[i]);
+	sqlite3_close(j->db);
+	free(j);
+}
+
+static int journal_load_counters(struct journal *j)
+{
+	int64_t v = 0;
+	int err = journal_query_int(j, "SELECT coalesce(max(seq), 0) FROM "
+				    "changes WHERE origin = (SELECT id FROM "
+				    "origins WHERE node || '@' || epoch = ?)",
+				    j->origin, &v);
+
+	if (err)
+		return err;
+	j->next_seq = (uint64_t)v + 1;
+	err = journal_query_int(j, "SELECT coalesce(max(lamport), 0) FROM "
+				"changes", NULL, &v);
+	if (!err)
+		j->lamport = (uint64_t)v;
+	return err;
+}
+
+/*
+ * A failed commit (disk full, I/O error) rolls the whole batch back and
+ * re-reads the counters, so the numbers it had taken are issued again and
+ * seqs stay gapless.  The caller rescans later to re-record what was lost.
+ */
+int journal_flush(struct journal *j)
+{
+	int err;
+
+	if (!j->in_txn)
+		return 0;
+	err = journal_exec(j, "COMMIT");
+	if (err) {
+		journal_exec(j, "ROLLBACK");
+		j->in_txn = false;
+		j->pending = 0;
+		journal_load_counters(j);
+		return err;
+	}
+	j->in_txn = false;
+	j->pending = 0;
+	return 0;
+}
+
+int journal_sync(struct journal *j)
+{
+	int err = journal_flush(j);
+
+	/* A checkpoint fsyncs the WAL before copying it back. */
+	if (!err)
+		err = journal_exec(j, "PRAGMA wal_checkpoint(PASSIVE)");
+	return err;
+}
+
+unsigned journal_pending(const struct journal *j)
+{
+	return j->pending;
+}
+
+static int journal_begin(struct journal *j)
+{
+	int err;
+
+	if (j->readonly)
+		return -EROFS;
+	if (j->in_txn)
+		return 0;
+	err = journal_exec(j, "BEGIN IMMEDIATE");
+	if (!err)
+		j->in_txn = true;
+	return err;
+}
+
+static int journal_step_done(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : journal_db_err(rc);
+}
+
+static int journal_store_content(struct journal *j, const struct content *c)
+{
+	sqlite3_stmt *s = journal_stmt(j, STMT_INSERT_CONTENT);
+	int err;
+
+	sqlite3_bind_blob(s, 1, c->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)c->size);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)c->n_chunks);
+	err = journal_step_done(s);
+	if (err || sqlite3_changes(j->db) == 0)
+		return err;   /* known content: its chunk list is stored */
+	for (size_t i = 0; i < c->n_chunks && !err; i++) {
+		const struct content_chunk *k = &c->chunks[i];
+
+		s = journal_stmt(j, STMT_INSERT_CHUNK);
+		sqlite3_bind_blob(s, 1, c->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)i);
+		sqlite3_bind_blob(s, 3, k->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)k->offset);
+		sqlite3_bind_int64(s, 5, k->len);
+		err = journal_step_done(s);
+	}
+	return err;
+}
+
+static int64_t journal_current_change(struct journal *j, const char *volume,
+				      const char *path)
+{
+	sqlite3_stmt *s = journal_stmt(j, STMT_CURRENT_REF);
+
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+}
+
+static int64_t journal_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int journal_insert_change(struct journal *j, const struct journal_row *r,
+				 int64_t *id)
+{
+	sqlite3_stmt *s = journal_stmt(j, STMT_INSERT_CHANGE);
+	const struct stat *st = r->st;
+	int err;
+
+	sqlite3_bind_int64(s, 1, j->origin_id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)j->next_seq);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)(j->lamport + 1));
+	sqlite3_bind_int64(s, 4, journal_wall_ns());
+	sqlite3_bind_text(s, 5, r->volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, r->path, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 7, r->op);
+	sqlite3_bind_int64(s, 8, st ? st->st_mode : 0);
+	sqlite3_bind_int64(s, 9, st ? st->st_uid : 0);
+	sqlite3_bind_int64(s, 10, st ? st->st_gid : 0);
+	sqlite3_bind_int64(s, 11, st && S_ISREG(st->st_mode) ? st->st_size : 0);
+	sqlite3_bind_int64(s, 12, st ? (int64_t)st->st_mtim.tv_sec * 1000000000 +
+			   st->st_mtim.tv_nsec : 0);
+	if (r->content)
+		sqlite3_bind_blob(s, 13, r->content->hash, CONTENT_HASH_LEN,
+				  SQLITE_STATIC);
+	if (r->target)
+		sqlite3_bind_text(s, 14, r->target, -1, SQLITE_STATIC);
+	err = journal_step_done(s);
+	*id = sqlite3_last_insert_rowid(j->db);
+	return err;
+}
+
+static int journal_set_current(struct journal *j, const char *volume,
+			       const char *path, int64_t change,
+			       const struct stat *st)
+{
+	sqlite3_stmt *s = journal_stmt(j, STMT_UPSERT_CURRENT);
+
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, change);
+	sqlite3_bind_int64(s, 4, st ? (sqlite3_int64)st->st_ino : 0);
+	sqlite3_bind_int64(s, 5, st ? (int64_t)st->st_ctim.tv_sec * 1000000000 +
+			   st->st_ctim.tv_nsec : 0);
+	return journal_step_done(s);
+}
+
+static int journal_link_base(struct journal *j, int64_t change, int64_t base)
+{
+	sqlite3_stmt *s = journal_stmt(j, STMT_INSERT_BASE);
+
+	sqlite3_bind_int64(s, 1, change);
+	sqlite3_bind_int64(s, 2, base);
+	return journal_step_done(s);
+}
+
+static int journal_append_steps(struct journal *j, const struct journal_row *r)
+{
+	int64_t base = journal_current_change(j, r->volume, r->path);
+	int64_t id = 0;
+	int err = 0;
+
+	if (r->content)
+		err = journal_store_content(j, r->content);
+	if (!err)
+		err = journal_insert_change(j, r, &id);
+	if (!err && base)
+		err = journal_link_base(j, id, base);
+	if (!err)
+		err = journal_set_current(j, r->volume, r->path, id, r->st);
+	return err;
+}
+
+/* One local change, inside the open batch; all of it or none of it. */
+static int journal_append(struct journal *j, const struct journal_row *r)
+{
+	int err = journal_begin(j);
+
+	if (err)
+		return err;
+	err = journal_exec(j, "SAVEPOINT record");
+	if (err)
+		return err;
+	err = journal_append_steps(j, r);
+	if (err) {
+		journal_exec(j, "ROLLBACK TO record");
+		journal_exec(j, "RELEASE record");
+		return err;
+	}
+	err = journal_exec(j, "RELEASE record");
+	if (err)
+		return err;
+	j->next_seq++;
+	j->lamport++;
+	j->pending++;
+	return 0;
+}
+
+int journal_record_put(struct journal *j, const char *volume,
+		       const char *path, const struct stat *st,
+		       const struct content *content)
+{
+	struct journal_row r = { volume, path, JOURNAL_PUT, st, content, NULL };
+
+	return journal_append(j, &r);
+}
+
+int journal_record_mkdir(struct journal *j, const char *volume,
+			 const char *path, const struct stat *st)
+{
+	struct journal_row r = { volume, path, JOURNAL_MKDIR, st, NULL, NULL };
+
+	return journal_append(j, &r);
+}
+
+int journal_record_symlink(struct journal *j, const char *volume,
+			   const char *path, const struct stat *st,
+			   const char *target)
+{
+	struct journal_row r = { volume, path, JOURNAL_SYMLINK, st, NULL,
+				 target };
+
+	return journal_append(j, &r);
+}
+
+/* A metadata change carries the content it keeps, so that the row still
+ * describes the whole version. */
+int journal_record_meta(struct journal *j, const char *volume,
+			const char *path, const struct stat *st)
+{
+	struct journal_state old = { 0 };
+	struct content keep = { 0 };
+	struct journal_row r = { volume, path, JOURNAL_META, st, NULL, NULL };
+	int err = journal_lookup(j, volume, path, &old);
+
+	if (err)
+		return err;
+	if (old.has_hash && S_ISREG(st->st_mode)) {
+		memcpy(keep.hash, old.hash, CONTENT_HASH_LEN);
+		keep.size = old.size;
+		r.content = &keep;
+	}
+	r.target = old.target;
+	err = journal_append(j, &r);
+	journal_state_release(&old);
+	return err;
+}
+
+static int journal_delete_one(struct journal *j, const char *volume,
+			      const char *path)
+{
+	struct journal_row r = { volume, path, JOURNAL_DELETE, NULL, NULL,
+				 NULL };
+
+	return journal_append(j, &r);
+}
+
+/* Paths below VOLUME/PATH that currently exist, deepest first. */
+static int journal_collect_below(struct journal *j, const char *volume,
+				 const char *path, char ***out, size_t *n)
+{
+	static const char sql[] =
+		"SELECT cur.path FROM current cur JOIN changes c "
+		"ON c.id = cur.change WHERE cur.volume = ?1 AND c.mode != 0 "
+		"AND cur.path > ?2 || '/' AND cur.path < ?2 || '0' "
+		"ORDER BY cur.path DESC";
+	sqlite3_stmt *s = NULL;
+	size_t cap = 0;
+	int rc = sqlite3_prepare_v2(j->db, sql, -1, &s, NULL);
+	int err = journal_db_err(rc);
+
+	*out = NULL;
+	*n = 0;
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (*n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char **p = realloc(*out, ncap * sizeof(*p));
+
+			if (!p) {
+				err = -ENOMEM;
+				break;
+			}
+			*out = p;
+			cap = ncap;
+		}
+		(*out)[*n] = strdup((const char *)sqlite3_column_text(s, 0));
+		if (!(*out)[(*n)++])
+			err = -ENOMEM;
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
+	sqlite3_finalize(s);
+	return err;
+}
+
+static void journal_free_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+/*
+ * Deleting a directory deletes what the journal holds below it too: when
+ * events were lost (rm -rf during an overflow) only the top may be seen.
+ */
+int journal_record_delete(struct journal *j, const char *volume,
+			  const char *path)
+{
+	char **below = NULL;
+	size_t n = 0;
+	int err = path[0] ? journal_collect_below(j, volume, path, &below, &n)
+			  : -EINVAL;
+
+	for (size_t i = 0; i < n && !err; i++)
+		err = journal_delete_one(j, volume, below[i]);
+	if (!err)
+		err = journal_delete_one(j, volume, path);
+	journal_free_list(below, n);
+	return err;
+}
+
+/*
+ * A removed volume's paths leave the current table: their history stays
+ * in changes, but a volume created again under the same name starts
+ * empty instead of inheriting ghosts.
+ */
+int journal_record_volume(struct journal *j, const char *volume, bool create,
+			  const struct stat *st)
+{
+	struct journal_row r = { volume, "", create ? JOURNAL_VOLUME_CREATE :
+				 JOURNAL_VOLUME_REMOVE, create ? st : NULL,
+				 NULL, NULL };
+	char sql[] = "DELETE FROM current WHERE volume = ? AND path != ''";
+	sqlite3_stmt *s = NULL;
+	int err = journal_append(j, &r);
+
+	if (err || create)
+		return err;
+	err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	if (!err) {
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+		err = journal_step_done(s);
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+int journal_touch_state(struct journal *j, const char *volume,
+			const char *path, const struct stat *st)
+{
+	sqlite3_stmt *s;
+	int err = journal_begin(j);
+
+	if (err)
+		return err;
+	s = journal_stmt(j, STMT_TOUCH_CURRENT);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)st->st_ino);
+	sqlite3_bind_int64(s, 2, (int64_t)st->st_ctim.tv_sec * 1000000000 +
+			   st->st_ctim.tv_nsec);
+	sqlite3_bind_text(s, 3, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, path, -1, SQLITE_STATIC);
+	return journal_step_done(s);
+}
+
+int journal_meta_set(struct journal *j, const char *key, const char *value)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+		"DO UPDATE SET value = excluded.value", -1, &s, NULL));
+
+	if (!err)
+		err = journal_begin(j);
+	if (!err) {
+		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+		err = journal_step_done(s);
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+int journal_meta_get(struct journal *j, const char *key, char **out)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(j->db, "SELECT value FROM meta WHERE key = ?",
+				    -1, &s, NULL);
+	int err = journal_db_err(rc);
+
+	*out = NULL;
+	if (err)
+		goto out;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*out = strdup((const char *)sqlite3_column_text(s, 0));
+		err = *out ? 0 : -ENOMEM;
+	} else {
+		err = rc == SQLITE_DONE ? -ENOENT : journal_db_err(rc);
+	}
+out:
+	sqlite3_finalize(s);
+	return err;
+}
+
+static const char *const op_names[] = {
+	[JOURNAL_PUT] = "put",
+	[JOURNAL_MKDIR] = "mkdir",
+	[JOURNAL_SYMLINK] = "symlink",
+	[JOURNAL_DELETE] = "delete",
+	[JOURNAL_META] = "meta",
+	[JOURNAL_VOLUME_CREATE] = "volume-create",
+	[JOURNAL_VOLUME_REMOVE] = "volume-remove",
+};
+
+const char *journal_op_name(enum journal_op op)
+{
+	if (op >= JOURNAL_PUT && op <= JOURNAL_VOLUME_REMOVE)
+		return op_names[op];
+	return "?";
+}
+
+enum journal_op journal_op_parse(const char *name)
+{
+	for (int op = JOURNAL_PUT; op <= JOURNAL_VOLUME_REMOVE; op++)
+		if (strcmp(name, op_names[op]) == 0)
+			return (enum journal_op)op;
+	return 0;
+}

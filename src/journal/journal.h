@@ -1,0 +1,203 @@
+/*
+ * The journal: every change this node knows, in one SQLite database (WAL).
+ *
+ * Identity.  A change is (origin, seq).  An origin is the node id plus a
+ * random 64-bit epoch drawn when the journal file is created, printed
+ * "vm1@1f2e3d4c5b6a7980"; a node whose journal is lost therefore starts a
+ * new origin and never reuses a sequence number its peers hold.  seq counts
+ * 1, 2, 3... per origin with no gaps; the Lamport clock is one more than
+ * the largest Lamport value this journal has seen.
+ *
+ * Versions.  Every change row describes the whole version it creates
+ * (mode with its type bits, owner, size, mtime, content hash or link
+ * target), and names as its base the version it replaced on its origin.
+ *
+ * Batching.  journal_record_*() open a transaction on first use and add to
+ * it; journal_flush() commits.  The agent flushes once per event-loop turn,
+ * so a burst of file events costs one commit.  The database runs with
+ * synchronous=NORMAL: a commit survives a killed process, and a power cut
+ * can only lose the last commits, which the start-up scan re-records from
+ * disk.  journal_sync() makes everything committed durable; code that
+ * sends entries off the node calls it first, so no sequence number a peer
+ * has seen can ever be lost.
+ *
+ * Threads.  A struct journal is used by one thread.  Readers on other
+ * threads open their own (JOURNAL_READONLY), which WAL lets run beside the
+ * writer.
+ */
+#ifndef KRAKEN_JOURNAL_H
+#define KRAKEN_JOURNAL_H
+
+#include "content.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+struct journal;
+
+enum journal_op {
+	JOURNAL_PUT = 1,          /* file content (and metadata) */
+	JOURNAL_MKDIR,
+	JOURNAL_SYMLINK,
+	JOURNAL_DELETE,
+	JOURNAL_META,             /* mode, owner or mtime; content unchanged */
+	JOURNAL_VOLUME_CREATE,
+	JOURNAL_VOLUME_REMOVE,
+};
+
+#define JOURNAL_ORIGIN_MAX 96     /* "node@16hex" and a NUL */
+
+enum journal_open_flags {
+	JOURNAL_READONLY = 1 << 0,
+};
+
+/* A path's state as this node's disk holds it. */
+struct journal_state {
+	uint32_t mode;            /* 0 when absent (deleted, never seen) */
+	uint32_t uid, gid;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t ino;
+	int64_t ctime_ns;
+	uint8_t hash[CONTENT_HASH_LEN];
+	bool has_hash;
+	char *target;             /* symlink target, owned by the holder */
+};
+
+struct journal_ref {
+	char origin[JOURNAL_ORIGIN_MAX];
+	uint64_t seq;
+};
+
+/* One change as read back; every pointer is borrowed for the callback. */
+struct journal_change {
+	int64_t id;               /* local arrival order */
+	struct journal_ref ref;
+	uint64_t lamport;
+	int64_t wall_ns;
+	const char *volume;
+	const char *path;
+	enum journal_op op;
+	uint32_t mode, uid, gid;
+	uint64_t size;
+	int64_t mtime_ns;
+	bool has_hash;
+	uint8_t hash[CONTENT_HASH_LEN];
+	const char *target;
+	const struct journal_ref *bases;
+	size_t n_bases;
+};
+
+struct journal_filter {
+	const char *volume;       /* NULL: any */
+	const char *path_prefix;  /* NULL: any */
+	const char *origin;       /* node id or full origin; NULL: any */
+	int64_t since_ns, until_ns;  /* wall clock; 0: unbounded */
+	enum journal_op op;       /* 0: any */
+	int64_t limit;            /* 0: all */
+	int64_t before_id;        /* 0: from the newest; paging cursor */
+	bool oldest_first;
+};
+
+struct journal_info {
+	char node_id[JOURNAL_ORIGIN_MAX];
+	char origin[JOURNAL_ORIGIN_MAX];
+	uint64_t own_seq;         /* last seq this origin issued */
+	uint64_t lamport;
+	uint64_t n_changes;
+	uint64_t n_paths;         /* current, not deleted, volumes excluded */
+	uint64_t n_volumes;
+	uint64_t n_contents;
+	uint64_t n_chunks;
+	int schema_version;
+};
+
+typedef int (*journal_change_fn)(void *arg, const struct journal_change *c);
+typedef int (*journal_vector_fn)(void *arg, const char *origin,
+				 uint64_t max_seq);
+typedef int (*journal_state_fn)(void *arg, const char *volume,
+				const char *path, const struct journal_state *s);
+
+/*
+ * Opens (creating when allowed) the journal at PATH for NODE_ID, applying
+ * pending migrations.  A journal made for another node id is refused with
+ * KR_EIDENTITY; one with a newer schema with KR_ESCHEMA.  NODE_ID may be
+ * NULL with JOURNAL_READONLY.  On failure *errmsg (when non-NULL) gets a
+ * malloc'd sentence for the user.  Returns 0 or a negative code.
+ */
+int journal_open(const char *path, const char *node_id, unsigned flags,
+		 struct journal **out, char **errmsg);
+/* Commits what is pending, then closes.  NULL is ignored. */
+void journal_close(struct journal *j);
+
+int journal_flush(struct journal *j);
+int journal_sync(struct journal *j);
+/* Changes recorded since the last successful flush. */
+unsigned journal_pending(const struct journal *j);
+
+/*
+ * Local changes.  ST describes the new version (st_mode with type bits).
+ * Each returns 0, or a negative code with nothing recorded.
+ */
+int journal_record_put(struct journal *j, const char *volume,
+		       const char *path, const struct stat *st,
+		       const struct content *content);
+int journal_record_mkdir(struct journal *j, const char *volume,
+			 const char *path, const struct stat *st);
+int journal_record_symlink(struct journal *j, const char *volume,
+			   const char *path, const struct stat *st,
+			   const char *target);
+int journal_record_meta(struct journal *j, const char *volume,
+			const char *path, const struct stat *st);
+int journal_record_delete(struct journal *j, const char *volume,
+			  const char *path);
+int journal_record_volume(struct journal *j, const char *volume, bool create,
+			  const struct stat *st);
+
+/* Refreshes the stat fields a scan compares, without a new change. */
+int journal_touch_state(struct journal *j, const char *volume,
+			const char *path, const struct stat *st);
+
+/*
+ * The current state of VOLUME/PATH into *out (release with
+ * journal_state_release).  Returns 0, or -ENOENT when the journal has no
+ * version of it (a deleted path returns 0 with mode 0).
+ */
+int journal_lookup(struct journal *j, const char *volume, const char *path,
+		   struct journal_state *out);
+void journal_state_release(struct journal_state *s);
+
+/* Every current (not deleted) path of VOLUME, the volume root included
+ * as "".  FN returning non-zero stops the walk and is returned. */
+int journal_foreach_state(struct journal *j, const char *volume,
+			  journal_state_fn fn, void *arg);
+/* Every volume that currently exists, with its root's state. */
+int journal_foreach_volume(struct journal *j, journal_state_fn fn, void *arg);
+
+/* Queries. */
+int journal_log(struct journal *j, const struct journal_filter *f,
+		journal_change_fn fn, void *arg);
+int journal_history(struct journal *j, const char *volume, const char *path,
+		    journal_change_fn fn, void *arg);
+int journal_vector(struct journal *j, journal_vector_fn fn, void *arg);
+int journal_info(struct journal *j, struct journal_info *out);
+/*
+ * Consistency check: SQLite's quick_check plus the journal's own
+ * invariants (every origin's seqs gapless from 1).  Returns 0, or
+ * KR_ECORRUPT with a malloc'd explanation in *why.
+ */
+int journal_check(struct journal *j, char **why);
+
+/* Small key/value facts beside the journal (e.g. "volume_root"). */
+int journal_meta_set(struct journal *j, const char *key, const char *value);
+/* *out is malloc'd; -ENOENT when the key is absent. */
+int journal_meta_get(struct journal *j, const char *key, char **out);
+
+const char *journal_op_name(enum journal_op op);
+/* Parses a name from journal_op_name(); 0 when unknown. */
+enum journal_op journal_op_parse(const char *name);
+
+#endif

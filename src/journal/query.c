@@ -1,0 +1,354 @@
+/*
+ * Journal read path: current state, the audit log, per-path history, the
+ * version vector.  Everything here only reads, so it works the same on the
+ * agent's connection and on a read-only one beside it.
+ */
+#include "journal_int.h"
+
+#include "err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BASES_MAX 64   /* more than any resolution names; extra are cut */
+
+static void state_from_row(sqlite3_stmt *s, int col, struct journal_state *st)
+{
+	const void *hash = sqlite3_column_blob(s, col + 5);
+	const unsigned char *target = sqlite3_column_text(s, col + 6);
+
+	st->mode = (uint32_t)sqlite3_column_int64(s, col);
+	st->uid = (uint32_t)sqlite3_column_int64(s, col + 1);
+	st->gid = (uint32_t)sqlite3_column_int64(s, col + 2);
+	st->size = (uint64_t)sqlite3_column_int64(s, col + 3);
+	st->mtime_ns = sqlite3_column_int64(s, col + 4);
+	st->has_hash = hash && sqlite3_column_bytes(s, col + 5) == CONTENT_HASH_LEN;
+	if (st->has_hash)
+		memcpy(st->hash, hash, CONTENT_HASH_LEN);
+	st->target = target ? strdup((const char *)target) : NULL;
+	st->ino = (uint64_t)sqlite3_column_int64(s, col + 7);
+	st->ctime_ns = sqlite3_column_int64(s, col + 8);
+}
+
+int journal_lookup(struct journal *j, const char *volume, const char *path,
+		   struct journal_state *out)
+{
+	sqlite3_stmt *s = journal_stmt(j, STMT_LOOKUP);
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return journal_db_err(rc);
+	state_from_row(s, 0, out);
+	return 0;
+}
+
+void journal_state_release(struct journal_state *s)
+{
+	free(s->target);
+	s->target = NULL;
+}
+
+static int foreach_rows(sqlite3_stmt *s, journal_state_fn fn, void *arg)
+{
+	int rc, ret = 0;
+
+	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct journal_state st = { 0 };
+
+		state_from_row(s, 2, &st);
+		ret = fn(arg, (const char *)sqlite3_column_text(s, 0),
+			 (const char *)sqlite3_column_text(s, 1), &st);
+		journal_state_release(&st);
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = journal_db_err(rc);
+	return ret;
+}
+
+#define STATE_COLUMNS \
+	"cur.volume, cur.path, c.mode, c.uid, c.gid, c.size, c.mtime_ns, " \
+	"c.hash, c.target, cur.ino, cur.ctime_ns"
+
+int journal_foreach_state(struct journal *j, const char *volume,
+			  journal_state_fn fn, void *arg)
+{
+	static const char sql[] =
+		"SELECT " STATE_COLUMNS " FROM current cur JOIN changes c "
+		"ON c.id = cur.change WHERE cur.volume = ? AND c.mode != 0";
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+
+	if (!err) {
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+		err = foreach_rows(s, fn, arg);
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+int journal_foreach_volume(struct journal *j, journal_state_fn fn, void *arg)
+{
+	static const char sql[] =
+		"SELECT " STATE_COLUMNS " FROM current cur JOIN changes c "
+		"ON c.id = cur.change WHERE cur.path = '' AND "
+		"c.op != 7 ORDER BY cur.volume";
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+
+	if (!err)
+		err = foreach_rows(s, fn, arg);
+	sqlite3_finalize(s);
+	return err;
+}
+
+static int load_bases(struct journal *j, int64_t id, struct journal_ref *bases,
+		      size_t cap, size_t *n)
+{
+	sqlite3_stmt *s = journal_stmt(j, STMT_BASES_OF);
+	int rc;
+
+	*n = 0;
+	sqlite3_bind_int64(s, 1, id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (*n == cap)
+			continue;
+		snprintf(bases[*n].origin, sizeof(bases[*n].origin), "%s",
+			 (const char *)sqlite3_column_text(s, 0));
+		bases[(*n)++].seq = (uint64_t)sqlite3_column_int64(s, 1);
+	}
+	return rc == SQLITE_DONE ? 0 : journal_db_err(rc);
+}
+
+int journal_change_from_row(struct journal *j, sqlite3_stmt *row,
+			    struct journal_change *c, struct journal_ref *bases,
+			    size_t cap)
+{
+	const void *hash = sqlite3_column_blob(row, 13);
+
+	memset(c, 0, sizeof(*c));
+	c->id = sqlite3_column_int64(row, 0);
+	snprintf(c->ref.origin, sizeof(c->ref.origin), "%s",
+		 (const char *)sqlite3_column_text(row, 1));
+	c->ref.seq = (uint64_t)sqlite3_column_int64(row, 2);
+	c->lamport = (uint64_t)sqlite3_column_int64(row, 3);
+	c->wall_ns = sqlite3_column_int64(row, 4);
+	c->volume = (const char *)sqlite3_column_text(row, 5);
+	c->path = (const char *)sqlite3_column_text(row, 6);
+	c->op = (enum journal_op)sqlite3_column_int(row, 7);
+	c->mode = (uint32_t)sqlite3_column_int64(row, 8);
+	c->uid = (uint32_t)sqlite3_column_int64(row, 9);
+	c->gid = (uint32_t)sqlite3_column_int64(row, 10);
+	c->size = (uint64_t)sqlite3_column_int64(row, 11);
+	c->mtime_ns = sqlite3_column_int64(row, 12);
+	c->has_hash = hash && sqlite3_column_bytes(row, 13) == CONTENT_HASH_LEN;
+	if (c->has_hash)
+		memcpy(c->hash, hash, CONTENT_HASH_LEN);
+	c->target = (const char *)sqlite3_column_text(row, 14);
+	c->bases = bases;
+	return load_bases(j, c->id, bases, cap, &c->n_bases);
+}
+
+static int run_change_query(struct journal *j, sqlite3_stmt *s,
+			    journal_change_fn fn, void *arg)
+{
+	struct journal_ref bases[BASES_MAX];
+	int rc, ret = 0;
+
+	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct journal_change c;
+
+		ret = journal_change_from_row(j, s, &c, bases, BASES_MAX);
+		if (ret == 0)
+			ret = fn(arg, &c);
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = journal_db_err(rc);
+	return ret;
+}
+
+/* Appends " AND <cond>" to the WHERE clause being built in SQL. */
+static void where_add(char *sql, size_t cap, const char *cond)
+{
+	size_t n = strlen(sql);
+
+	snprintf(sql + n, cap - n, " AND %s", cond);
+}
+
+int journal_log(struct journal *j, const struct journal_filter *f,
+		journal_change_fn fn, void *arg)
+{
+	char sql[1024] = "SELECT " JOURNAL_CHANGE_COLUMNS " FROM changes c "
+			 "JOIN origins o ON o.id = c.origin WHERE 1";
+	sqlite3_stmt *s = NULL;
+	size_t n;
+	int err;
+
+	if (f->volume)
+		where_add(sql, sizeof(sql), "c.volume = :volume");
+	if (f->path_prefix)
+		where_add(sql, sizeof(sql), "substr(c.path, 1, length(:prefix))"
+			  " = :prefix");
+	if (f->origin)
+		where_add(sql, sizeof(sql), "(o.node = :origin OR "
+			  "o.node || '@' || o.epoch = :origin)");
+	if (f->since_ns)
+		where_add(sql, sizeof(sql), "c.wall_ns >= :since");
+	if (f->until_ns)
+		where_add(sql, sizeof(sql), "c.wall_ns < :until");
+	if (f->op)
+		where_add(sql, sizeof(sql), "c.op = :op");
+	if (f->before_id)
+		where_add(sql, sizeof(sql), f->oldest_first ? "c.id > :cursor" :
+			  "c.id < :cursor");
+	n = strlen(sql);
+	snprintf(sql + n, sizeof(sql) - n, " ORDER BY c.id %s LIMIT :limit",
+		 f->oldest_first ? "ASC" : "DESC");
+	err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	if (err)
+		goto out;
+#define BIND_TEXT(name, v) sqlite3_bind_text(s, \
+	sqlite3_bind_parameter_index(s, name), v, -1, SQLITE_STATIC)
+#define BIND_INT(name, v) sqlite3_bind_int64(s, \
+	sqlite3_bind_parameter_index(s, name), v)
+	BIND_TEXT(":volume", f->volume);
+	BIND_TEXT(":prefix", f->path_prefix);
+	BIND_TEXT(":origin", f->origin);
+	BIND_INT(":since", f->since_ns);
+	BIND_INT(":until", f->until_ns);
+	BIND_INT(":op", f->op);
+	BIND_INT(":cursor", f->before_id);
+	BIND_INT(":limit", f->limit > 0 ? f->limit : -1);
+#undef BIND_TEXT
+#undef BIND_INT
+	err = run_change_query(j, s, fn, arg);
+out:
+	sqlite3_finalize(s);
+	return err;
+}
+
+int journal_history(struct journal *j, const char *volume, const char *path,
+		    journal_change_fn fn, void *arg)
+{
+	static const char sql[] =
+		"SELECT " JOURNAL_CHANGE_COLUMNS " FROM changes c "
+		"JOIN origins o ON o.id = c.origin "
+		"WHERE c.volume = ? AND c.path = ? ORDER BY c.lamport, c.id";
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+
+	if (!err) {
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+		err = run_change_query(j, s, fn, arg);
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+int journal_vector(struct journal *j, journal_vector_fn fn, void *arg)
+{
+	static const char sql[] =
+		"SELECT o.node || '@' || o.epoch, max(c.seq) FROM changes c "
+		"JOIN origins o ON o.id = c.origin GROUP BY c.origin "
+		"ORDER BY o.node, o.epoch";
+	sqlite3_stmt *s = NULL;
+	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
+							 NULL));
+
+	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		ret = fn(arg, (const char *)sqlite3_column_text(s, 0),
+			 (uint64_t)sqlite3_column_int64(s, 1));
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = journal_db_err(rc);
+	sqlite3_finalize(s);
+	return ret;
+}
+
+static int count_rows(struct journal *j, const char *sql, uint64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(j->db, sql, -1, &s, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*out = (uint64_t)sqlite3_column_int64(s, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(s);
+	return journal_db_err(rc);
+}
+
+int journal_info(struct journal *j, struct journal_info *out)
+{
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->node_id, sizeof(out->node_id), "%s", j->node_id);
+	snprintf(out->origin, sizeof(out->origin), "%s", j->origin);
+	out->own_seq = j->next_seq - 1;
+	out->lamport = j->lamport;
+	err = count_rows(j, "SELECT count(*) FROM changes", &out->n_changes);
+	if (!err)
+		err = count_rows(j, "SELECT count(*) FROM current cur JOIN "
+				 "changes c ON c.id = cur.change WHERE "
+				 "cur.path != '' AND c.mode != 0", &out->n_paths);
+	if (!err)
+		err = count_rows(j, "SELECT count(*) FROM current cur JOIN "
+				 "changes c ON c.id = cur.change WHERE "
+				 "cur.path = '' AND c.op != 7", &out->n_volumes);
+	if (!err)
+		err = count_rows(j, "SELECT count(*) FROM contents",
+				 &out->n_contents);
+	if (!err)
+		err = count_rows(j, "SELECT count(*) FROM content_chunks",
+				 &out->n_chunks);
+	if (!err) {
+		uint64_t v = 0;
+
+		err = count_rows(j, "PRAGMA user_version", &v);
+		out->schema_version = (int)v;
+	}
+	return err;
+}
+
+int journal_check(struct journal *j, char **why)
+{
+	static const char gaps[] =
+		"SELECT o.node || '@' || o.epoch, count(*), max(c.seq) "
+		"FROM changes c JOIN origins o ON o.id = c.origin "
+		"GROUP BY c.origin HAVING count(*) != max(c.seq) LIMIT 1";
+	sqlite3_stmt *s = NULL;
+	int rc, err;
+
+	*why = NULL;
+	err = journal_db_err(sqlite3_prepare_v2(j->db, "PRAGMA quick_check",
+						-1, &s, NULL));
+	if (!err && (rc = sqlite3_step(s)) == SQLITE_ROW &&
+	    strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
+		if (asprintf(why, "database: %s", sqlite3_column_text(s, 0)) < 0)
+			*why = NULL;
+		err = KR_ECORRUPT;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (!err)
+		err = journal_db_err(sqlite3_prepare_v2(j->db, gaps, -1, &s,
+							NULL));
+	if (!err && sqlite3_step(s) == SQLITE_ROW) {
+		if (asprintf(why, "origin %s holds %lld changes but its last "
+			     "seq is %lld", sqlite3_column_text(s, 0),
+			     sqlite3_column_int64(s, 1),
+			     sqlite3_column_int64(s, 2)) < 0)
+			*why = NULL;
+		err = KR_ECORRUPT;
+	}
+	sqlite3_finalize(s);
+	return err;
+}

@@ -1,0 +1,86 @@
+/*
+ * The watcher: turns what happens under volume.root_path into journal
+ * records.
+ *
+ * Layout on disk: ROOT/VOLUME/PATH.  A directory directly under ROOT is a
+ * volume; anything else directly under ROOT is ignored with a log line.
+ *
+ * Flow: inotify events (recursive, a watch per directory) only mark a
+ * path as pending with a due time; watch_process() examines due paths:
+ * lstat, compare with the journal's current state, hash when content may
+ * differ, record only what really changed.  A file that was closed after
+ * writing is due at once; one that was modified without a close (mmap, a
+ * writer still at work) is due after the settle time with no further
+ * event.  An overflowed queue or a start-up triggers a scan that compares
+ * the whole tree with the journal the same way (stat fields first, hash
+ * only on doubt), so nothing changed while the agent was down is missed.
+ *
+ * Owned by the event-loop thread, like the journal it writes to.
+ */
+#ifndef KRAKEN_WATCH_H
+#define KRAKEN_WATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct journal;
+struct hist;
+struct watch;
+
+/* Names that are never journalled: the agent's own temp files. */
+#define WATCH_TEMP_PREFIX ".krakenfs-"
+
+struct watch_options {
+	const char *root;                   /* volume.root_path */
+	char *const *volumes;               /* restrict to these; NULL: all */
+	size_t n_volumes;
+	char *const *exclude;               /* fnmatch patterns */
+	size_t n_exclude;
+	unsigned settle_ms;                 /* 0: default */
+};
+
+struct watch_stats {
+	uint64_t events;                    /* inotify events read */
+	uint64_t overflows;
+	uint64_t scans;
+	uint64_t recorded;                  /* journal changes made */
+	uint64_t hashed_bytes;
+	uint64_t skipped;                   /* unsupported or hostile names */
+};
+
+/*
+ * Creates a watcher for OPT->root, recording into J (borrowed; it must
+ * outlive the watcher).  Does not scan: call watch_scan() once, which
+ * also installs the inotify watches.  0 or a negative code.
+ */
+int watch_new(struct journal *j, const struct watch_options *opt,
+	      struct watch **out);
+void watch_free(struct watch *w);
+
+/* The inotify descriptor to poll for reading. */
+int watch_fd(const struct watch *w);
+
+/* Reads every queued inotify event and marks paths pending. */
+int watch_dispatch(struct watch *w);
+
+/* Absolute CLOCK_MONOTONIC time (ns) of the next due path, or -1. */
+int64_t watch_next_deadline(const struct watch *w);
+
+/* Examines due paths (all pending paths when FLUSH, e.g. at shutdown)
+ * and records what changed.  Runs a scan first if one is owed. */
+int watch_process(struct watch *w, bool flush);
+
+/* Compares the whole tree with the journal and records the differences. */
+int watch_scan(struct watch *w);
+/* Asks for a scan at the next watch_process() (e.g. after a failed
+ * commit lost a batch). */
+void watch_request_scan(struct watch *w);
+
+/* Called after the journal committed: accounts event-to-commit latency
+ * (microseconds) of every change recorded since the last call into H. */
+void watch_committed(struct watch *w, struct hist *h);
+
+void watch_stats(const struct watch *w, struct watch_stats *out);
+
+#endif

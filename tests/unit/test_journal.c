@@ -1,0 +1,551 @@
+/*
+ * Journal: identity, migrations, recording, batching, queries, and a
+ * writer killed with SIGKILL in the middle of a burst.
+ */
+#include "content.h"
+#include "err.h"
+#include "journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+
+struct fixture {
+	char dir[64];
+	char db[128];
+	struct journal *j;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char *err = NULL;
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/kraken-journal-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->db, sizeof(f->db), "%s/journal.db", f->dir);
+	if (journal_open(f->db, "vm1", 0, &f->j, &err) != 0) {
+		fprintf(stderr, "open: %s\n", err ? err : "?");
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[160];
+
+	journal_close(f->j);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static struct stat file_stat(mode_t perm, off_t size, time_t mtime)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFREG | perm;
+	st.st_size = size;
+	st.st_uid = 1000;
+	st.st_gid = 1000;
+	st.st_mtim.tv_sec = mtime;
+	st.st_ino = 42;
+	return st;
+}
+
+static struct stat dir_stat(void)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFDIR | 0755;
+	return st;
+}
+
+static void put_text(struct journal *j, const char *vol, const char *path,
+		     const char *text)
+{
+	struct content c = { 0 };
+	struct stat st = file_stat(0644, (off_t)strlen(text), 1000);
+
+	assert_int_equal(content_hash_buf(text, strlen(text), &c), 0);
+	assert_int_equal(journal_record_put(j, vol, path, &st, &c), 0);
+	content_release(&c);
+}
+
+static void make_volume(struct journal *j, const char *vol)
+{
+	struct stat st = dir_stat();
+
+	assert_int_equal(journal_record_volume(j, vol, true, &st), 0);
+}
+
+/* Collects log entries for assertions. */
+struct seen {
+	size_t n;
+	char ops[64][16];
+	char paths[64][64];
+	uint64_t seq[64];
+	uint64_t lamport[64];
+	size_t n_bases[64];
+	uint64_t base_seq[64];
+};
+
+static int collect(void *arg, const struct journal_change *c)
+{
+	struct seen *s = arg;
+
+	if (s->n < 64) {
+		snprintf(s->ops[s->n], 16, "%s", journal_op_name(c->op));
+		snprintf(s->paths[s->n], 64, "%s/%s", c->volume, c->path);
+		s->seq[s->n] = c->ref.seq;
+		s->lamport[s->n] = c->lamport;
+		s->n_bases[s->n] = c->n_bases;
+		s->base_seq[s->n] = c->n_bases ? c->bases[0].seq : 0;
+	}
+	s->n++;
+	return 0;
+}
+
+static void test_identity_and_reopen(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_info info;
+	struct journal *other = NULL;
+	char *err = NULL;
+	char origin[JOURNAL_ORIGIN_MAX];
+
+	assert_int_equal(journal_info(f->j, &info), 0);
+	assert_string_equal(info.node_id, "vm1");
+	assert_int_equal(strncmp(info.origin, "vm1@", 4), 0);
+	assert_int_equal(strlen(info.origin), 4 + 16);
+	snprintf(origin, sizeof(origin), "%s", info.origin);
+	journal_close(f->j);
+
+	/* The same node reopens with the same origin. */
+	assert_int_equal(journal_open(f->db, "vm1", 0, &f->j, NULL), 0);
+	assert_int_equal(journal_info(f->j, &info), 0);
+	assert_string_equal(info.origin, origin);
+
+	/* Another node id is refused with a message naming both. */
+	assert_int_equal(journal_open(f->db, "vm2", 0, &other, &err),
+			 KR_EIDENTITY);
+	assert_null(other);
+	assert_non_null(strstr(err, "vm1"));
+	assert_non_null(strstr(err, "vm2"));
+	free(err);
+}
+
+static void test_new_journal_new_epoch(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_info a, b;
+	struct journal *j2 = NULL;
+	char db2[160];
+
+	snprintf(db2, sizeof(db2), "%s/second.db", f->dir);
+	assert_int_equal(journal_open(db2, "vm1", 0, &j2, NULL), 0);
+	assert_int_equal(journal_info(f->j, &a), 0);
+	assert_int_equal(journal_info(j2, &b), 0);
+	/* A lost journal recreated for the same node is a new origin. */
+	assert_string_not_equal(a.origin, b.origin);
+	journal_close(j2);
+}
+
+static void test_migrations(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_info info;
+	struct journal *j = NULL;
+	sqlite3 *db;
+	char *err = NULL;
+
+	assert_int_equal(journal_info(f->j, &info), 0);
+	assert_true(info.schema_version >= 1);
+	journal_close(f->j);
+	f->j = NULL;
+
+	/* Reopening applies nothing twice. */
+	assert_int_equal(journal_open(f->db, "vm1", 0, &j, NULL), 0);
+	journal_close(j);
+
+	/* A schema from the future is refused, not damaged. */
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 999", NULL,
+				      NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(journal_open(f->db, "vm1", 0, &j, &err), KR_ESCHEMA);
+	assert_non_null(strstr(err, "999"));
+	free(err);
+}
+
+static void test_record_seq_lamport_bases(void **state)
+{
+	struct fixture *f = *state;
+	struct seen s = { 0 };
+	struct journal_filter all = { .oldest_first = true };
+
+	make_volume(f->j, "data");
+	put_text(f->j, "data", "a.txt", "one");
+	put_text(f->j, "data", "a.txt", "two");
+	put_text(f->j, "data", "b.txt", "bee");
+	assert_int_equal(journal_flush(f->j), 0);
+
+	assert_int_equal(journal_log(f->j, &all, collect, &s), 0);
+	assert_int_equal(s.n, 4);
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(s.seq[i], i + 1);       /* gapless */
+		if (i)
+			assert_true(s.lamport[i] > s.lamport[i - 1]);
+	}
+	assert_string_equal(s.ops[0], "volume-create");
+	/* The second version of a.txt names the first as its base. */
+	assert_int_equal(s.n_bases[1], 0);
+	assert_int_equal(s.n_bases[2], 1);
+	assert_int_equal(s.base_seq[2], 2);
+	assert_int_equal(s.n_bases[3], 0);
+}
+
+static void test_lookup_current(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_state st;
+	struct content c = { 0 };
+
+	make_volume(f->j, "data");
+	put_text(f->j, "data", "x", "hello");
+	assert_int_equal(content_hash_buf("hello", 5, &c), 0);
+	assert_int_equal(journal_lookup(f->j, "data", "x", &st), 0);
+	assert_true(S_ISREG(st.mode));
+	assert_int_equal(st.size, 5);
+	assert_int_equal(st.uid, 1000);
+	assert_true(st.has_hash);
+	assert_memory_equal(st.hash, c.hash, CONTENT_HASH_LEN);
+	journal_state_release(&st);
+	content_release(&c);
+	assert_int_equal(journal_lookup(f->j, "data", "nope", &st), -ENOENT);
+
+	assert_int_equal(journal_record_delete(f->j, "data", "x"), 0);
+	assert_int_equal(journal_lookup(f->j, "data", "x", &st), 0);
+	assert_int_equal(st.mode, 0);     /* a tombstone */
+	journal_state_release(&st);
+}
+
+static void test_meta_keeps_content(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_state before, after;
+	struct stat st = file_stat(0600, 5, 1000);
+
+	make_volume(f->j, "data");
+	put_text(f->j, "data", "m", "hello");
+	assert_int_equal(journal_lookup(f->j, "data", "m", &before), 0);
+	assert_int_equal(journal_record_meta(f->j, "data", "m", &st), 0);
+	assert_int_equal(journal_lookup(f->j, "data", "m", &after), 0);
+	assert_int_equal(after.mode & 07777, 0600);
+	assert_true(after.has_hash);
+	assert_memory_equal(after.hash, before.hash, CONTENT_HASH_LEN);
+	journal_state_release(&before);
+	journal_state_release(&after);
+}
+
+static void test_delete_directory_takes_subtree(void **state)
+{
+	struct fixture *f = *state;
+	struct stat d = dir_stat();
+	struct journal_state st;
+	struct seen s = { 0 };
+	struct journal_filter dels = { .op = JOURNAL_DELETE,
+				       .oldest_first = true };
+
+	make_volume(f->j, "data");
+	assert_int_equal(journal_record_mkdir(f->j, "data", "d", &d), 0);
+	assert_int_equal(journal_record_mkdir(f->j, "data", "d/e", &d), 0);
+	put_text(f->j, "data", "d/e/f", "f");
+	put_text(f->j, "data", "d/g", "g");
+	put_text(f->j, "data", "dz", "not below d");
+	assert_int_equal(journal_record_delete(f->j, "data", "d"), 0);
+
+	assert_int_equal(journal_log(f->j, &dels, collect, &s), 0);
+	assert_int_equal(s.n, 4);
+	/* Deepest first, the directory itself last. */
+	assert_string_equal(s.paths[0], "data/d/g");
+	assert_string_equal(s.paths[1], "data/d/e/f");
+	assert_string_equal(s.paths[2], "data/d/e");
+	assert_string_equal(s.paths[3], "data/d");
+	assert_int_equal(journal_lookup(f->j, "data", "dz", &st), 0);
+	assert_true(S_ISREG(st.mode));
+	journal_state_release(&st);
+}
+
+static int count_state(void *arg, const char *v, const char *p,
+		       const struct journal_state *s)
+{
+	(void)v;
+	(void)p;
+	(void)s;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_volume_remove_and_recreate(void **state)
+{
+	struct fixture *f = *state;
+	struct stat d = dir_stat();
+	struct journal_info info;
+	int n = 0;
+
+	make_volume(f->j, "data");
+	put_text(f->j, "data", "a", "a");
+	put_text(f->j, "data", "b", "b");
+	assert_int_equal(journal_record_volume(f->j, "data", false, NULL), 0);
+	assert_int_equal(journal_info(f->j, &info), 0);
+	assert_int_equal(info.n_volumes, 0);
+	assert_int_equal(info.n_paths, 0);
+	assert_int_equal(journal_record_volume(f->j, "data", true, &d), 0);
+	assert_int_equal(journal_foreach_state(f->j, "data", count_state, &n), 0);
+	assert_int_equal(n, 1);           /* only the new volume root */
+}
+
+static void test_batch_invisible_until_flush(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *reader = NULL;
+	struct journal_info info;
+
+	make_volume(f->j, "data");
+	assert_int_equal(journal_flush(f->j), 0);
+	for (int i = 0; i < 2000; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "f%04d", i);
+		put_text(f->j, "data", name, name);
+	}
+	assert_int_equal(journal_pending(f->j), 2000);
+	assert_int_equal(journal_open(f->db, NULL, JOURNAL_READONLY, &reader,
+				      NULL), 0);
+	assert_int_equal(journal_info(reader, &info), 0);
+	assert_int_equal(info.n_changes, 1);
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_int_equal(journal_pending(f->j), 0);
+	assert_int_equal(journal_info(reader, &info), 0);
+	assert_int_equal(info.n_changes, 2001);
+	/* Identical small contents are stored once each: 2000 distinct. */
+	assert_int_equal(info.n_contents, 2000);
+	journal_close(reader);
+}
+
+static int collect_vector(void *arg, const char *origin, uint64_t max_seq)
+{
+	(void)origin;
+	*(uint64_t *)arg = max_seq;
+	return 0;
+}
+
+static void test_vector_and_filters(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_filter flt = { 0 };
+	struct seen s = { 0 };
+	uint64_t max = 0;
+
+	make_volume(f->j, "one");
+	make_volume(f->j, "two");
+	put_text(f->j, "one", "docs/a", "a");
+	put_text(f->j, "one", "docs/b", "b");
+	put_text(f->j, "one", "src/c", "c");
+	put_text(f->j, "two", "docs/d", "d");
+	assert_int_equal(journal_record_delete(f->j, "one", "docs/a"), 0);
+	assert_int_equal(journal_flush(f->j), 0);
+
+	assert_int_equal(journal_vector(f->j, collect_vector, &max), 0);
+	assert_int_equal(max, 7);
+
+	flt.volume = "one";
+	flt.path_prefix = "docs/";
+	assert_int_equal(journal_log(f->j, &flt, collect, &s), 0);
+	assert_int_equal(s.n, 3);         /* put a, put b, delete a */
+	assert_string_equal(s.ops[0], "delete");   /* newest first */
+
+	memset(&s, 0, sizeof(s));
+	flt = (struct journal_filter){ .op = JOURNAL_PUT, .limit = 2 };
+	assert_int_equal(journal_log(f->j, &flt, collect, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.paths[0], "two/docs/d");
+
+	memset(&s, 0, sizeof(s));
+	flt = (struct journal_filter){ .origin = "vm2" };
+	assert_int_equal(journal_log(f->j, &flt, collect, &s), 0);
+	assert_int_equal(s.n, 0);
+	flt.origin = "vm1";
+	assert_int_equal(journal_log(f->j, &flt, collect, &s), 0);
+	assert_int_equal(s.n, 7);
+
+	memset(&s, 0, sizeof(s));
+	flt = (struct journal_filter){ .since_ns = INT64_MAX / 2 };
+	assert_int_equal(journal_log(f->j, &flt, collect, &s), 0);
+	assert_int_equal(s.n, 0);
+}
+
+static void test_history_links(void **state)
+{
+	struct fixture *f = *state;
+	struct seen s = { 0 };
+
+	make_volume(f->j, "data");
+	put_text(f->j, "data", "h", "1");
+	put_text(f->j, "data", "h", "2");
+	assert_int_equal(journal_record_delete(f->j, "data", "h"), 0);
+	put_text(f->j, "data", "h", "3");
+	assert_int_equal(journal_history(f->j, "data", "h", collect, &s), 0);
+	assert_int_equal(s.n, 4);
+	assert_string_equal(s.ops[2], "delete");
+	/* Each version names the one before it, through the delete. */
+	assert_int_equal(s.base_seq[1], s.seq[0]);
+	assert_int_equal(s.base_seq[2], s.seq[1]);
+	assert_int_equal(s.base_seq[3], s.seq[2]);
+}
+
+static void test_check_finds_gap(void **state)
+{
+	struct fixture *f = *state;
+	char *why = NULL;
+	sqlite3 *db;
+
+	make_volume(f->j, "data");
+	put_text(f->j, "data", "a", "a");
+	put_text(f->j, "data", "b", "b");
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_int_equal(journal_check(f->j, &why), 0);
+	assert_null(why);
+
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DELETE FROM bases; DELETE FROM "
+				      "current; DELETE FROM changes WHERE "
+				      "seq = 2", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(journal_check(f->j, &why), KR_ECORRUPT);
+	assert_non_null(strstr(why, "seq"));
+	free(why);
+}
+
+static void test_readonly_refuses_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *ro = NULL;
+	struct stat d = dir_stat();
+
+	make_volume(f->j, "data");
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_int_equal(journal_open(f->db, NULL, JOURNAL_READONLY, &ro, NULL),
+			 0);
+	assert_int_equal(journal_record_volume(ro, "other", true, &d), -EROFS);
+	journal_close(ro);
+}
+
+/*
+ * A writer is killed with SIGKILL in the middle of a burst.  Every batch
+ * it reported committed must be there, the half-written batch must be
+ * gone entirely, and seqs must stay gapless.
+ */
+static void crash_writer(const char *db, int report_fd)
+{
+	struct journal *j = NULL;
+
+	if (journal_open(db, "vm1", 0, &j, NULL) != 0)
+		_exit(1);
+	make_volume(j, "data");
+	for (int batch = 0;; batch++) {
+		for (int i = 0; i < 100; i++) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "b%d/f%d", batch, i);
+			put_text(j, "data", name, name);
+		}
+		if (journal_flush(j) != 0)
+			_exit(1);
+		if (write(report_fd, &batch, sizeof(batch)) != sizeof(batch))
+			_exit(1);
+	}
+}
+
+static void test_kill_during_burst(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_info info;
+	struct journal *j = NULL;
+	char db[160], *why = NULL;
+	int fds[2], batch = -1, last = -1;
+	pid_t pid;
+
+	snprintf(db, sizeof(db), "%s/crash.db", f->dir);
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		crash_writer(db, fds[1]);
+	}
+	close(fds[1]);
+	while (last < 20 && read(fds[0], &batch, sizeof(batch)) ==
+	       sizeof(batch))
+		last = batch;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	while (read(fds[0], &batch, sizeof(batch)) == sizeof(batch))
+		last = batch;
+	close(fds[0]);
+
+	assert_int_equal(journal_open(db, "vm1", 0, &j, NULL), 0);
+	assert_int_equal(journal_check(j, &why), 0);
+	assert_int_equal(journal_info(j, &info), 0);
+	/* Whole batches only: the volume plus 100 per batch. */
+	assert_int_equal((info.n_changes - 1) % 100, 0);
+	assert_true(info.n_changes >= 1 + 100 * (uint64_t)(last + 1));
+	assert_int_equal(info.own_seq, info.n_changes);
+	/* And the journal goes on from there without a gap. */
+	put_text(j, "data", "after", "after");
+	assert_int_equal(journal_flush(j), 0);
+	assert_int_equal(journal_check(j, &why), 0);
+	journal_close(j);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_identity_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_journal_new_epoch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_seq_lamport_bases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lookup_current, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_keeps_content, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_directory_takes_subtree, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_volume_remove_and_recreate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_invisible_until_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vector_and_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history_links, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_finds_gap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_refuses_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_during_burst, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
