@@ -504,11 +504,13 @@ static int scan_volume(struct watch *w, const char *vol)
 	err = journal_foreach_state(w->journal, vol, scan_load_one, &sc);
 	known = strmap_get(&sc.known, "") != NULL;
 	scan_forget(&sc, "");
-	/* The volume root itself: create, meta, or nothing. */
-	if (!err)
-		err = watch_examine(w, vol, 0, false);
+	/* A known volume is walked here with the fast path; that installs
+	 * its watch, so examining its root afterwards only checks metadata.
+	 * A new one is recorded and walked by the examination itself. */
 	if (!err && known)
 		err = scan_dir(&sc, "", 0);
+	if (!err)
+		err = watch_examine(w, vol, 0, false);
 	if (!err)
 		err = scan_sweep(&sc);
 	scan_release(&sc);

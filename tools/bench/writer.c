@@ -48,7 +48,11 @@ int main(int argc, char **argv)
 		int fd;
 
 		snprintf(path, sizeof(path), "%s/w%06lu", argv[1], i);
-		snprintf(buf, size > 16 ? 16 : size, "%015lu", i);
+		char tag[32];
+		int n = snprintf(tag, sizeof(tag), "%lu\n", i);
+
+		/* Distinct content per file, so no two share a hash. */
+		memcpy(buf, tag, (size_t)n < size ? (size_t)n : size);
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0 || write(fd, buf, size) != (ssize_t)size) {
 			perror(path);
