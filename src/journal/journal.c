@@ -61,6 +61,11 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		"SELECT o.node || '@' || o.epoch, b.seq FROM bases b "
 		"JOIN origins o ON o.id = b.origin WHERE b.change = ? "
 		"ORDER BY o.node, o.epoch, b.seq",
+	/* Prepared once: a savepoint per record would otherwise be parsed
+	 * three times per change. */
+	[STMT_SAVEPOINT] = "SAVEPOINT record",
+	[STMT_RELEASE] = "RELEASE record",
+	[STMT_ROLLBACK_TO] = "ROLLBACK TO record",
 };
 
 /* What one local change writes; the pieces the record_* calls differ in. */
@@ -321,9 +326,13 @@ static int journal_configure(struct journal *j)
 	sqlite3_busy_timeout(j->db, 10000);
 	if (j->readonly)
 		return journal_exec(j, "PRAGMA query_only = ON");
+	/* A 64 MiB page cache keeps a large batch (a start-up scan records
+	 * one per file) from spilling pages into the WAL mid-transaction. */
 	return journal_exec(j, "PRAGMA journal_mode = WAL;"
 			    "PRAGMA synchronous = NORMAL;"
-			    "PRAGMA foreign_keys = ON;");
+			    "PRAGMA foreign_keys = ON;"
+			    "PRAGMA cache_size = -65536;"
+			    "PRAGMA temp_store = MEMORY;");
 }
 
 int journal_open(const char *path, const char *node_id, unsigned flags,
@@ -590,16 +599,16 @@ static int journal_append(struct journal *j, const struct journal_row *r)
 
 	if (err)
 		return err;
-	err = journal_exec(j, "SAVEPOINT record");
+	err = journal_step_done(journal_stmt(j, STMT_SAVEPOINT));
 	if (err)
 		return err;
 	err = journal_append_steps(j, r);
 	if (err) {
-		journal_exec(j, "ROLLBACK TO record");
-		journal_exec(j, "RELEASE record");
+		journal_step_done(journal_stmt(j, STMT_ROLLBACK_TO));
+		journal_step_done(journal_stmt(j, STMT_RELEASE));
 		return err;
 	}
-	err = journal_exec(j, "RELEASE record");
+	err = journal_step_done(journal_stmt(j, STMT_RELEASE));
 	if (err)
 		return err;
 	j->next_seq++;
