@@ -19,8 +19,8 @@
  *   sync.listen_address                IP address to bind            [0.0.0.0]
  *   sync.cluster_id                    string naming the cluster   [krakenfs]
  *   sync.bandwidth.enable              bool                            [false]
- *   sync.bandwidth.egress_bits_per_sec   integer > 0                  [0 = off]
- *   sync.bandwidth.ingress_bits_per_sec  integer > 0                  [0 = off]
+ *   sync.bandwidth.egress_bits_per_sec   integer >= 0, 0 = no limit      [0]
+ *   sync.bandwidth.ingress_bits_per_sec  integer >= 0, 0 = no limit      [0]
  *   sync.conflict_resolution.strategy  timestamp|lamport          [timestamp]
  *   sync.conflict_resolution.timeout   duration ("30s", "500ms", "2m") [30s]
  *   sync.tls.enable                    bool                            [false]
@@ -103,11 +103,11 @@ struct config_diag {
 
 /*
  * Loads PATH (NULL means "defaults only, no file"), then applies the
- * NODE_ID / CLUSTER_NODES overrides when non-NULL, then validates the
- * result.  On success *out is a new config owned by the caller (free with
- * config_free()) and 0 is returned.  On any problem returns KR_ECONFIG (or
- * -errno when the file cannot be read) with every problem in *diag, and
- * *out is NULL.
+ * NODE_ID / CLUSTER_NODES overrides when non-NULL (an empty string counts
+ * as unset), then validates the result.  On success *out is a new config
+ * owned by the caller (free with config_free()) and 0 is returned.  On
+ * any problem returns KR_ECONFIG (or -errno when the file cannot be read)
+ * with every problem in *diag, and *out is NULL.
  */
 int config_load(const char *path, const char *env_node_id,
 		const char *env_cluster_nodes, struct config **out,
