@@ -1,10 +1,11 @@
 # Turns the numbered migrations (NNN_name.sql) into a C array, in order.
-# Usage: cmake -DOUT=file.c -DIN="a.sql;b.sql" -P embed.cmake
+# Usage: cmake -DOUT=file.c -DIN="a.sql|b.sql" -P embed.cmake
 set(body "/* Generated from the numbered files in schema/; do not edit. */\n")
 string(APPEND body "#include <stddef.h>\n\n")
 set(table "const char *const journal_migrations[] = {\n")
 set(n 0)
-foreach(f ${IN})
+string(REPLACE "|" ";" files "${IN}")
+foreach(f ${files})
   file(READ ${f} sql)
   string(REPLACE "\\" "\\\\" sql "${sql}")
   string(REPLACE "\"" "\\\"" sql "${sql}")

@@ -33,9 +33,24 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		"INSERT INTO changes (origin, seq, lamport, wall_ns, volume, "
 		"path, op, mode, uid, gid, size, mtime_ns, hash, target) "
 		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-	[STMT_INSERT_BASE] =
+	/* A local change replaces the version on disk and every head whose
+	 * content and metadata are identical to it (they are one state); a
+	 * head that differs stays a head: an unresolved conflict. */
+	[STMT_INSERT_BASES] =
 		"INSERT OR IGNORE INTO bases (change, origin, seq) "
-		"SELECT ?, origin, seq FROM changes WHERE id = ?",
+		"SELECT :id, x.origin, x.seq FROM changes x WHERE x.id = :base "
+		"OR x.id IN (SELECT h.change FROM heads h "
+		"JOIN changes y ON y.id = h.change JOIN changes b ON b.id = :base "
+		"WHERE h.volume = :volume AND h.path = :path "
+		"AND y.hash IS b.hash AND y.mode = b.mode AND y.uid = b.uid "
+		"AND y.gid = b.gid AND y.target IS b.target)",
+	[STMT_HEADS_DROP_BASES] =
+		"DELETE FROM heads WHERE volume = :volume AND path = :path "
+		"AND change IN (SELECT x.id FROM bases b JOIN changes x "
+		"ON x.origin = b.origin AND x.seq = b.seq WHERE b.change = :id)",
+	[STMT_HEADS_ADD] =
+		"INSERT OR IGNORE INTO heads (volume, path, change) "
+		"VALUES (:volume, :path, :id)",
 	[STMT_INSERT_CONTENT] =
 		"INSERT OR IGNORE INTO contents (hash, size, n_chunks) "
 		"VALUES (?,?,?)",
@@ -457,7 +472,7 @@ unsigned journal_pending(const struct journal *j)
 	return j->pending;
 }
 
-static int journal_begin(struct journal *j)
+int journal_begin(struct journal *j)
 {
 	int err;
 
@@ -471,18 +486,22 @@ static int journal_begin(struct journal *j)
 	return err;
 }
 
-static int journal_step_done(sqlite3_stmt *s)
+int journal_step_done(sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : journal_db_err(rc);
 }
 
-static int journal_store_content(struct journal *j, const struct content *c)
+int journal_store_content(struct journal *j, const struct content *c)
 {
 	sqlite3_stmt *s = journal_stmt(j, STMT_INSERT_CONTENT);
 	int err;
 
+	/* A hash without its chunk list (a meta change referring to content
+	 * stored earlier) must not create an empty list for it. */
+	if (c->n_chunks == 0 && c->size > 0)
+		return 0;
 	sqlite3_bind_blob(s, 1, c->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)c->size);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)c->n_chunks);
@@ -551,6 +570,25 @@ static int journal_insert_change(struct journal *j, const struct journal_row *r,
 	return err;
 }
 
+/* Points current at ID, keeping the stat cache: the disk is unchanged. */
+static int journal_merge_current(struct journal *j, const char *volume,
+				 const char *path, int64_t id)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"UPDATE current SET change = ?1 WHERE volume = ?2 AND path = ?3",
+		-1, &s, NULL));
+
+	if (!err) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, volume, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
+		err = journal_step_done(s);
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
 static int journal_set_current(struct journal *j, const char *volume,
 			       const char *path, int64_t change,
 			       const struct stat *st)
@@ -566,13 +604,40 @@ static int journal_set_current(struct journal *j, const char *volume,
 	return journal_step_done(s);
 }
 
-static int journal_link_base(struct journal *j, int64_t change, int64_t base)
+/* Binds the named parameters a statement uses among :id :base :volume
+ * :path; the ones it does not use are skipped. */
+static void journal_bind_ref(sqlite3_stmt *s, int64_t id, int64_t base,
+			     const char *volume, const char *path)
 {
-	sqlite3_stmt *s = journal_stmt(j, STMT_INSERT_BASE);
+	int i;
 
-	sqlite3_bind_int64(s, 1, change);
-	sqlite3_bind_int64(s, 2, base);
-	return journal_step_done(s);
+	if ((i = sqlite3_bind_parameter_index(s, ":id")))
+		sqlite3_bind_int64(s, i, id);
+	if ((i = sqlite3_bind_parameter_index(s, ":base")))
+		sqlite3_bind_int64(s, i, base);
+	if ((i = sqlite3_bind_parameter_index(s, ":volume")))
+		sqlite3_bind_text(s, i, volume, -1, SQLITE_STATIC);
+	if ((i = sqlite3_bind_parameter_index(s, ":path")))
+		sqlite3_bind_text(s, i, path, -1, SQLITE_STATIC);
+}
+
+/* Links change ID to its bases and makes it the path's head in their
+ * place.  BASE is 0 for a path's first version. */
+int journal_link_head(struct journal *j, int64_t id, int64_t base,
+		      const char *volume, const char *path)
+{
+	static const enum journal_stmt_id steps[] = {
+		STMT_INSERT_BASES, STMT_HEADS_DROP_BASES, STMT_HEADS_ADD,
+	};
+	int err = 0;
+
+	for (size_t i = base ? 0 : 1; i < 3 && !err; i++) {
+		sqlite3_stmt *s = journal_stmt(j, steps[i]);
+
+		journal_bind_ref(s, id, base, volume, path);
+		err = journal_step_done(s);
+	}
+	return err;
 }
 
 static int journal_append_steps(struct journal *j, const struct journal_row *r)
@@ -585,15 +650,15 @@ static int journal_append_steps(struct journal *j, const struct journal_row *r)
 		err = journal_store_content(j, r->content);
 	if (!err)
 		err = journal_insert_change(j, r, &id);
-	if (!err && base)
-		err = journal_link_base(j, id, base);
+	if (!err)
+		err = journal_link_head(j, id, base, r->volume, r->path);
 	if (!err)
 		err = journal_set_current(j, r->volume, r->path, id, r->st);
 	return err;
 }
 
-/* One local change, inside the open batch; all of it or none of it. */
-static int journal_append(struct journal *j, const struct journal_row *r)
+int journal_atomic(struct journal *j, int (*fn)(struct journal *, void *),
+		   void *arg)
 {
 	int err = journal_begin(j);
 
@@ -602,19 +667,92 @@ static int journal_append(struct journal *j, const struct journal_row *r)
 	err = journal_step_done(journal_stmt(j, STMT_SAVEPOINT));
 	if (err)
 		return err;
-	err = journal_append_steps(j, r);
+	err = fn(j, arg);
 	if (err) {
 		journal_step_done(journal_stmt(j, STMT_ROLLBACK_TO));
 		journal_step_done(journal_stmt(j, STMT_RELEASE));
 		return err;
 	}
-	err = journal_step_done(journal_stmt(j, STMT_RELEASE));
+	return journal_step_done(journal_stmt(j, STMT_RELEASE));
+}
+
+static int journal_append_fn(struct journal *j, void *arg)
+{
+	const struct journal_row *r = arg;
+	int err = journal_append_steps(j, r);
+
 	if (err)
 		return err;
 	j->next_seq++;
 	j->lamport++;
 	j->pending++;
-	return 0;
+	/* Retargeting may record a merge, which takes the next seq. */
+	return journal_retarget(j, r->volume, r->path);
+}
+
+/* One local change, inside the open batch; all of it or none of it. */
+static int journal_append(struct journal *j, const struct journal_row *r)
+{
+	uint64_t seq = j->next_seq, lamport = j->lamport;
+	unsigned pending = j->pending;
+	int err = journal_atomic(j, journal_append_fn, (void *)r);
+
+	if (err) {
+		j->next_seq = seq;
+		j->lamport = lamport;
+		j->pending = pending;
+	}
+	return err;
+}
+
+/*
+ * A merge: a local version of PATH with the winner's content and every
+ * current head as its base, which resolves a conflict once and for all.
+ * Called inside an open savepoint; the path's disk state is unchanged.
+ */
+int journal_append_merge(struct journal *j, const char *volume,
+			 const char *path, const struct stat *st,
+			 const uint8_t *hash, const char *target)
+{
+	static const char sql[] =
+		"INSERT OR IGNORE INTO bases (change, origin, seq) "
+		"SELECT ?1, x.origin, x.seq FROM heads h JOIN changes x "
+		"ON x.id = h.change WHERE h.volume = ?2 AND h.path = ?3";
+	struct content keep = { .size = (uint64_t)st->st_size };
+	struct journal_row r = { volume, path, JOURNAL_PUT, st, NULL, target };
+	int64_t id = 0;
+	sqlite3_stmt *s = NULL;
+	int err;
+
+	if (S_ISDIR(st->st_mode))
+		r.op = JOURNAL_MKDIR;
+	else if (S_ISLNK(st->st_mode))
+		r.op = JOURNAL_SYMLINK;
+	if (hash) {
+		memcpy(keep.hash, hash, CONTENT_HASH_LEN);
+		r.content = &keep;
+	}
+	err = journal_insert_change(j, &r, &id);
+	if (!err)
+		err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	if (!err) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, volume, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
+		err = journal_step_done(s);
+	}
+	sqlite3_finalize(s);
+	/* Every head is now a base: it leaves the heads, the merge joins. */
+	if (!err)
+		err = journal_link_head(j, id, 0, volume, path);
+	if (!err)
+		err = journal_merge_current(j, volume, path, id);
+	if (!err) {
+		j->next_seq++;
+		j->lamport++;
+		j->pending++;
+	}
+	return err;
 }
 
 int journal_record_put(struct journal *j, const char *volume,
@@ -753,21 +891,27 @@ int journal_record_delete(struct journal *j, const char *volume,
 int journal_record_volume(struct journal *j, const char *volume, bool create,
 			  const struct stat *st)
 {
+	static const char *const forget[] = {
+		"DELETE FROM current WHERE volume = ? AND path != ''",
+		"DELETE FROM heads WHERE volume = ? AND path != ''",
+		"DELETE FROM jobs WHERE volume = ? AND path != ''",
+	};
 	struct journal_row r = { volume, "", create ? JOURNAL_VOLUME_CREATE :
 				 JOURNAL_VOLUME_REMOVE, create ? st : NULL,
 				 NULL, NULL };
-	char sql[] = "DELETE FROM current WHERE volume = ? AND path != ''";
-	sqlite3_stmt *s = NULL;
 	int err = journal_append(j, &r);
 
-	if (err || create)
-		return err;
-	err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
-	if (!err) {
-		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-		err = journal_step_done(s);
+	for (size_t i = 0; !err && !create && i < 3; i++) {
+		sqlite3_stmt *s = NULL;
+
+		err = journal_db_err(sqlite3_prepare_v2(j->db, forget[i], -1,
+							&s, NULL));
+		if (!err) {
+			sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+			err = journal_step_done(s);
+		}
+		sqlite3_finalize(s);
 	}
-	sqlite3_finalize(s);
 	return err;
 }
 

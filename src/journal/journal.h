@@ -196,6 +196,78 @@ int journal_meta_set(struct journal *j, const char *key, const char *value);
 /* *out is malloc'd; -ENOENT when the key is absent. */
 int journal_meta_get(struct journal *j, const char *key, char **out);
 
+/* ---- replication (replica.c) ------------------------------------------ */
+
+enum journal_strategy { JOURNAL_TIMESTAMP, JOURNAL_LAMPORT };
+
+/* How concurrent versions are ordered (default timestamp). */
+void journal_set_strategy(struct journal *j, enum journal_strategy s);
+
+/* The highest seq this journal holds for ORIGIN, 0 for none. */
+uint64_t journal_have(struct journal *j, const char *origin);
+
+/* Changes of ORIGIN with seq > AFTER, in seq order, at most LIMIT. */
+int journal_entries_since(struct journal *j, const char *origin,
+			  uint64_t after, unsigned limit, journal_change_fn fn,
+			  void *arg);
+
+/*
+ * Adds a change pulled from a peer, inside the open batch, and decides
+ * what the path's disk state must become (see jobs).  Returns 0 when
+ * added, -EALREADY when held already, -EAGAIN when an earlier seq of its
+ * origin is missing (the caller asks again from where it stands).
+ */
+int journal_add_remote(struct journal *j, const struct journal_change *c);
+
+/* One version to make true on disk. */
+struct journal_job {
+	char volume[256];
+	char *path;               /* where to write; owned */
+	char *copy_of;            /* conflict copy: the contested path; owned */
+	int64_t change;
+	enum journal_op op;
+	uint32_t mode, uid, gid;
+	uint64_t size;
+	int64_t mtime_ns;
+	bool has_hash;
+	uint8_t hash[CONTENT_HASH_LEN];
+	char *target;             /* owned */
+	struct journal_ref ref;
+	unsigned attempts;
+};
+
+/* Up to MAX jobs, parents before children, deletes deepest first, into
+ * OUT (release each with journal_job_release).  Returns the count. */
+int journal_jobs(struct journal *j, struct journal_job *out, int max);
+void journal_job_release(struct journal_job *job);
+/* The job is on disk as ST says (NULL for a delete): it becomes the
+ * path's current version; a conflict copy becomes a local put. */
+int journal_job_done(struct journal *j, const struct journal_job *job,
+		     const struct stat *st);
+/* Could not be done now; counted, retried later. */
+int journal_job_defer(struct journal *j, const struct journal_job *job);
+/* Number of jobs waiting. */
+int journal_job_count(struct journal *j, uint64_t *out);
+
+/* Content by hash: 0 with the chunk list, or -ENOENT when unknown. */
+int journal_content_load(struct journal *j, const uint8_t *hash,
+			 struct content *out);
+/* Stores a chunk list learned from a peer (whole, verified by caller). */
+int journal_content_store(struct journal *j, const struct content *c);
+/*
+ * A file of this node that held chunk HASH when last recorded: its
+ * volume, path (malloc'd, caller frees), offset and length.  The caller
+ * reads and verifies; the file may have moved on.  -ENOENT when none.
+ */
+int journal_chunk_source(struct journal *j, const uint8_t *hash,
+			 char *volume, size_t vcap, char **path,
+			 uint64_t *offset, uint32_t *len);
+
+/* Deterministic conflict-copy name for a version of PATH made on NODE at
+ * LAMPORT: "dir/name.conflict-NODE-LAMPORT.ext".  0 or -ENAMETOOLONG. */
+int journal_conflict_name(const char *path, const char *origin,
+			  uint64_t lamport, char *out, size_t cap);
+
 const char *journal_op_name(enum journal_op op);
 /* Parses a name from journal_op_name(); 0 when unknown. */
 enum journal_op journal_op_parse(const char *name);

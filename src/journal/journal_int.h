@@ -11,7 +11,9 @@
 
 enum journal_stmt_id {
 	STMT_INSERT_CHANGE,
-	STMT_INSERT_BASE,
+	STMT_INSERT_BASES,
+	STMT_HEADS_DROP_BASES,
+	STMT_HEADS_ADD,
 	STMT_INSERT_CONTENT,
 	STMT_INSERT_CHUNK,
 	STMT_LOOKUP,
@@ -35,6 +37,7 @@ struct journal {
 	uint64_t lamport;
 	char node_id[JOURNAL_ORIGIN_MAX];
 	char origin[JOURNAL_ORIGIN_MAX];
+	enum journal_strategy strategy;
 	sqlite3_stmt *stmt[STMT_COUNT];
 };
 
@@ -42,6 +45,19 @@ struct journal {
 int journal_db_err(int rc);
 /* Prepared statement ID, reset and with bindings cleared. */
 sqlite3_stmt *journal_stmt(struct journal *j, enum journal_stmt_id id);
+int journal_link_head(struct journal *j, int64_t id, int64_t base,
+		      const char *volume, const char *path);
+int journal_step_done(sqlite3_stmt *s);
+int journal_begin(struct journal *j);
+int journal_store_content(struct journal *j, const struct content *c);
+/* Runs FN inside a savepoint of the open batch: all of it or none. */
+int journal_atomic(struct journal *j, int (*fn)(struct journal *, void *),
+		   void *arg);
+int journal_append_merge(struct journal *j, const char *volume,
+			 const char *path, const struct stat *st,
+			 const uint8_t *hash, const char *target);
+/* replica.c: recomputes what VOLUME/PATH must look like on disk. */
+int journal_retarget(struct journal *j, const char *volume, const char *path);
 /* Runs SQL without results; 0 or KR_EDB (logged at debug level). */
 int journal_exec(struct journal *j, const char *sql);
 /* Fills C from a row in the column order of JOURNAL_CHANGE_COLUMNS, and

@@ -1,0 +1,845 @@
+/*
+ * Journal side of replication: adding changes pulled from peers, deciding
+ * from the history graph what each path must hold, and the job queue the
+ * applier works from.
+ *
+ * Heads.  A path's heads are its versions no other known version names as
+ * a base.  Adding a change removes its bases from the heads and adds it,
+ * unless a version already held names it (it arrived after a descendant).
+ *
+ * Target.  The heads fall into groups of identical state (content hash,
+ * mode, owner, link target; a delete is its own state).  The winner is
+ * the head ranked highest: a present version beats a delete, then by
+ * strategy (timestamp: wall time, Lamport, origin; lamport: Lamport,
+ * origin).  The path must hold the winner; every other non-deleted,
+ * non-directory group is kept at its conflict-copy path.  Both are jobs
+ * unless the disk already holds them.  The ranking is a pure function of
+ * the set of heads, so nodes holding the same entries agree on it in
+ * whatever order the entries came.
+ *
+ * Merge.  Once the disk holds the winner and every loser's copy exists,
+ * the node records a merge: the winner's state with every head as a base.
+ * Later edits descend from it, so a conflict is resolved once and the
+ * copy lives on as an ordinary file.  Merges by several nodes at once are
+ * identical heads, which is no conflict and needs no further merge.
+ */
+#include "journal_int.h"
+
+#include "err.h"
+#include "path.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define HEADS_MAX 64
+
+/* A head as the ranking needs it. */
+struct head {
+	int64_t id;
+	char origin[JOURNAL_ORIGIN_MAX];
+	uint64_t lamport;
+	int64_t wall_ns;
+	enum journal_op op;
+	uint32_t mode, uid, gid;
+	uint64_t size;
+	int64_t mtime_ns;
+	bool has_hash;
+	uint8_t hash[CONTENT_HASH_LEN];
+	char *target;
+};
+
+void journal_set_strategy(struct journal *j, enum journal_strategy s)
+{
+	j->strategy = s;
+}
+
+/* ---- origins and ranges ---------------------------------------------- */
+
+static int origin_split(const char *origin, char *node, char *epoch)
+{
+	const char *at = strrchr(origin, '@');
+	size_t n = at ? (size_t)(at - origin) : 0;
+
+	if (!at || n == 0 || n > 64 || strlen(at + 1) != 16)
+		return KR_EHOSTILE;
+	memcpy(node, origin, n);
+	node[n] = '\0';
+	memcpy(epoch, at + 1, 17);
+	return 0;
+}
+
+/* The origins row of ORIGIN, made when CREATE and absent; 0 if none. */
+static int origin_id(struct journal *j, const char *origin, bool create,
+		     int64_t *out)
+{
+	char node[65], epoch[17];
+	sqlite3_stmt *s = NULL;
+	int rc, err = origin_split(origin, node, epoch);
+
+	*out = 0;
+	if (err)
+		return err;
+	err = journal_db_err(sqlite3_prepare_v2(j->db, create ?
+		"INSERT INTO origins (node, epoch) VALUES (?1, ?2) "
+		"ON CONFLICT (node, epoch) DO UPDATE SET node = node "
+		"RETURNING id" :
+		"SELECT id FROM origins WHERE node = ?1 AND epoch = ?2",
+		-1, &s, NULL));
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, epoch, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE)
+		err = journal_db_err(rc);
+	sqlite3_finalize(s);
+	return err;
+}
+
+uint64_t journal_have(struct journal *j, const char *origin)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t id = 0;
+	uint64_t have = 0;
+
+	if (origin_id(j, origin, false, &id) || id == 0)
+		return 0;
+	if (sqlite3_prepare_v2(j->db, "SELECT coalesce(max(seq), 0) FROM "
+			       "changes WHERE origin = ?", -1, &s, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, id);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			have = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+	return have;
+}
+
+int journal_entries_since(struct journal *j, const char *origin,
+			  uint64_t after, unsigned limit, journal_change_fn fn,
+			  void *arg)
+{
+	static const char sql[] =
+		"SELECT " JOURNAL_CHANGE_COLUMNS " FROM changes c "
+		"JOIN origins o ON o.id = c.origin "
+		"WHERE c.origin = ? AND c.seq > ? ORDER BY c.seq LIMIT ?";
+	struct journal_ref bases[HEADS_MAX];
+	sqlite3_stmt *s = NULL;
+	int64_t id = 0;
+	int rc, ret = origin_id(j, origin, false, &id);
+
+	if (ret || id == 0)
+		return ret;
+	ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	if (ret)
+		return ret;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
+	sqlite3_bind_int64(s, 3, limit);
+	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct journal_change c;
+
+		ret = journal_change_from_row(j, s, &c, bases, HEADS_MAX);
+		if (ret == 0)
+			ret = fn(arg, &c);
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = journal_db_err(rc);
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* ---- adding a remote change ------------------------------------------ */
+
+struct remote_add {
+	const struct journal_change *c;
+	int64_t origin;
+	int64_t id;
+};
+
+static int remote_insert(struct journal *j, struct remote_add *ra)
+{
+	const struct journal_change *c = ra->c;
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"INSERT INTO changes (origin, seq, lamport, wall_ns, volume, "
+		"path, op, mode, uid, gid, size, mtime_ns, hash, target) "
+		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &s, NULL));
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(s, 1, ra->origin);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)c->ref.seq);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)c->lamport);
+	sqlite3_bind_int64(s, 4, c->wall_ns);
+	sqlite3_bind_text(s, 5, c->volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, c->path, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 7, c->op);
+	sqlite3_bind_int64(s, 8, c->mode);
+	sqlite3_bind_int64(s, 9, c->uid);
+	sqlite3_bind_int64(s, 10, c->gid);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)c->size);
+	sqlite3_bind_int64(s, 12, c->mtime_ns);
+	if (c->has_hash)
+		sqlite3_bind_blob(s, 13, c->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	if (c->target)
+		sqlite3_bind_text(s, 14, c->target, -1, SQLITE_STATIC);
+	err = journal_step_done(s);
+	ra->id = sqlite3_last_insert_rowid(j->db);
+	sqlite3_finalize(s);
+	return err;
+}
+
+static int remote_bases(struct journal *j, struct remote_add *ra)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"INSERT OR IGNORE INTO bases (change, origin, seq) "
+		"VALUES (?, ?, ?)", -1, &s, NULL));
+
+	for (size_t i = 0; !err && i < ra->c->n_bases; i++) {
+		int64_t oid = 0;
+
+		err = origin_id(j, ra->c->bases[i].origin, true, &oid);
+		if (err)
+			break;
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, ra->id);
+		sqlite3_bind_int64(s, 2, oid);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)ra->c->bases[i].seq);
+		err = journal_step_done(s);
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+/* Joins the heads unless a version held already descends from it. */
+static int remote_heads(struct journal *j, struct remote_add *ra)
+{
+	static const char drop[] =
+		"DELETE FROM heads WHERE volume = ?1 AND path = ?2 AND change IN "
+		"(SELECT x.id FROM bases b JOIN changes x ON x.origin = b.origin "
+		"AND x.seq = b.seq WHERE b.change = ?3)";
+	static const char add[] =
+		"INSERT OR IGNORE INTO heads (volume, path, change) "
+		"SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM bases b "
+		"JOIN changes d ON d.id = b.change WHERE b.origin = ?4 AND "
+		"b.seq = ?5 AND d.volume = ?1 AND d.path = ?2)";
+	const char *sql[] = { drop, add };
+	int err = 0;
+
+	for (int i = 0; i < 2 && !err; i++) {
+		sqlite3_stmt *s = NULL;
+
+		err = journal_db_err(sqlite3_prepare_v2(j->db, sql[i], -1, &s,
+							NULL));
+		if (!err) {
+			sqlite3_bind_text(s, 1, ra->c->volume, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 2, ra->c->path, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(s, 3, ra->id);
+			if (i == 1) {
+				sqlite3_bind_int64(s, 4, ra->origin);
+				sqlite3_bind_int64(s, 5,
+						   (sqlite3_int64)ra->c->ref.seq);
+			}
+			err = journal_step_done(s);
+		}
+		sqlite3_finalize(s);
+	}
+	return err;
+}
+
+static int remote_add_fn(struct journal *j, void *arg)
+{
+	struct remote_add *ra = arg;
+	int err = remote_insert(j, ra);
+
+	if (!err)
+		err = remote_bases(j, ra);
+	if (!err)
+		err = remote_heads(j, ra);
+	if (!err)
+		err = journal_retarget(j, ra->c->volume, ra->c->path);
+	return err;
+}
+
+static bool remote_valid(const struct journal_change *c)
+{
+	if (!path_volume_name_ok(c->volume) || path_check_rel(c->path))
+		return false;
+	if (c->op < JOURNAL_PUT || c->op > JOURNAL_VOLUME_REMOVE)
+		return false;
+	if (c->op == JOURNAL_VOLUME_CREATE || c->op == JOURNAL_VOLUME_REMOVE)
+		return c->path[0] == '\0';
+	return c->path[0] != '\0' || c->op == JOURNAL_META;
+}
+
+int journal_add_remote(struct journal *j, const struct journal_change *c)
+{
+	struct remote_add ra = { .c = c };
+	uint64_t have, seq = j->next_seq, lamport = j->lamport;
+	unsigned pending = j->pending;
+	int err;
+
+	if (!remote_valid(c) || strcmp(c->ref.origin, j->origin) == 0)
+		return KR_EHOSTILE;
+	have = journal_have(j, c->ref.origin);
+	if (c->ref.seq <= have)
+		return -EALREADY;
+	if (c->ref.seq > have + 1)
+		return -EAGAIN;
+	err = journal_begin(j);
+	if (!err)
+		err = origin_id(j, c->ref.origin, true, &ra.origin);
+	if (!err)
+		err = journal_atomic(j, remote_add_fn, &ra);
+	if (err) {
+		j->next_seq = seq;
+		j->lamport = lamport;
+		j->pending = pending;
+		return err;
+	}
+	if (c->lamport > j->lamport)
+		j->lamport = c->lamport;
+	j->pending++;
+	return 0;
+}
+
+/* ---- ranking heads ---------------------------------------------------- */
+
+static bool head_deleted(const struct head *h)
+{
+	return h->op == JOURNAL_DELETE || h->op == JOURNAL_VOLUME_REMOVE ||
+	       h->mode == 0;
+}
+
+static bool head_same(const struct head *a, const struct head *b)
+{
+	if (head_deleted(a) || head_deleted(b))
+		return head_deleted(a) == head_deleted(b);
+	if (a->mode != b->mode || a->uid != b->uid || a->gid != b->gid ||
+	    a->has_hash != b->has_hash)
+		return false;
+	if (a->has_hash && memcmp(a->hash, b->hash, CONTENT_HASH_LEN))
+		return false;
+	if (!a->target != !b->target)
+		return false;
+	return !a->target || strcmp(a->target, b->target) == 0;
+}
+
+/* > 0 when A ranks above B.  Total: origins differ between heads, or
+ * (same origin) seqs and hence Lamport values do. */
+static int head_rank(const struct journal *j, const struct head *a,
+		     const struct head *b)
+{
+	int c;
+
+	if (head_deleted(a) != head_deleted(b))
+		return head_deleted(a) ? -1 : 1;
+	if (j->strategy == JOURNAL_TIMESTAMP && a->wall_ns != b->wall_ns)
+		return a->wall_ns > b->wall_ns ? 1 : -1;
+	if (a->lamport != b->lamport)
+		return a->lamport > b->lamport ? 1 : -1;
+	c = strcmp(a->origin, b->origin);
+	return c > 0 ? 1 : (c < 0 ? -1 : 0);
+}
+
+static void head_from_row(sqlite3_stmt *s, struct head *h)
+{
+	const void *hash = sqlite3_column_blob(s, 9);
+	const unsigned char *target = sqlite3_column_text(s, 10);
+
+	h->id = sqlite3_column_int64(s, 0);
+	snprintf(h->origin, sizeof(h->origin), "%s",
+		 (const char *)sqlite3_column_text(s, 1));
+	h->lamport = (uint64_t)sqlite3_column_int64(s, 2);
+	h->wall_ns = sqlite3_column_int64(s, 3);
+	h->op = (enum journal_op)sqlite3_column_int(s, 4);
+	h->mode = (uint32_t)sqlite3_column_int64(s, 5);
+	h->uid = (uint32_t)sqlite3_column_int64(s, 6);
+	h->gid = (uint32_t)sqlite3_column_int64(s, 7);
+	h->size = (uint64_t)sqlite3_column_int64(s, 8);
+	h->has_hash = hash && sqlite3_column_bytes(s, 9) == CONTENT_HASH_LEN;
+	if (h->has_hash)
+		memcpy(h->hash, hash, CONTENT_HASH_LEN);
+	h->target = target ? strdup((const char *)target) : NULL;
+	h->mtime_ns = sqlite3_column_int64(s, 11);
+}
+
+#define HEAD_COLUMNS \
+	"c.id, o.node || '@' || o.epoch, c.lamport, c.wall_ns, c.op, " \
+	"c.mode, c.uid, c.gid, c.size, c.hash, c.target, c.mtime_ns"
+
+static int load_heads(struct journal *j, const char *volume, const char *path,
+		      struct head *out, int *n)
+{
+	static const char sql[] =
+		"SELECT " HEAD_COLUMNS " FROM heads h JOIN changes c "
+		"ON c.id = h.change JOIN origins o ON o.id = c.origin "
+		"WHERE h.volume = ? AND h.path = ? ORDER BY c.id LIMIT 64";
+	sqlite3_stmt *s = NULL;
+	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
+							 NULL));
+
+	*n = 0;
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < HEADS_MAX)
+		head_from_row(s, &out[(*n)++]);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
+	sqlite3_finalize(s);
+	return err;
+}
+
+/* The version on disk at VOLUME/PATH, as a head; -ENOENT when none. */
+static int load_current(struct journal *j, const char *volume,
+			const char *path, struct head *out)
+{
+	static const char sql[] =
+		"SELECT " HEAD_COLUMNS " FROM current cur JOIN changes c "
+		"ON c.id = cur.change JOIN origins o ON o.id = c.origin "
+		"WHERE cur.volume = ? AND cur.path = ?";
+	sqlite3_stmt *s = NULL;
+	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
+							 NULL));
+
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		head_from_row(s, out);
+	else
+		err = rc == SQLITE_DONE ? -ENOENT : journal_db_err(rc);
+	sqlite3_finalize(s);
+	return err;
+}
+
+static void heads_release(struct head *h, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(h[i].target);
+}
+
+/* ---- jobs ------------------------------------------------------------- */
+
+static int job_set(struct journal *j, const char *volume, const char *path,
+		   int64_t change, const char *copy_of)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"INSERT INTO jobs (volume, path, change, copy_of) VALUES "
+		"(?1, ?2, ?3, ?4) ON CONFLICT (volume, path) DO UPDATE SET "
+		"change = excluded.change, copy_of = excluded.copy_of, "
+		"attempts = CASE WHEN change = excluded.change THEN attempts "
+		"ELSE 0 END", -1, &s, NULL));
+
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, change);
+	if (copy_of)
+		sqlite3_bind_text(s, 4, copy_of, -1, SQLITE_STATIC);
+	err = journal_step_done(s);
+	sqlite3_finalize(s);
+	return err;
+}
+
+static int job_clear(struct journal *j, const char *volume, const char *path)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"DELETE FROM jobs WHERE volume = ? AND path = ?", -1, &s, NULL));
+
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	err = journal_step_done(s);
+	sqlite3_finalize(s);
+	return err;
+}
+
+int journal_conflict_name(const char *path, const char *origin,
+			  uint64_t lamport, char *out, size_t cap)
+{
+	const char *base = path_basename(path);
+	const char *dot = strrchr(base, '.');
+	size_t dir_len = (size_t)(base - path);
+	size_t stem = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+	const char *ext = base + stem;
+	char tag[96];
+	size_t node_len = strcspn(origin, "@");
+	int n = snprintf(tag, sizeof(tag), ".conflict-%.*s-%llu",
+			 (int)node_len, origin, (unsigned long long)lamport);
+
+	/* Shorten the stem, not the tag, to stay within NAME_MAX. */
+	if ((size_t)n + strlen(ext) >= NAME_MAX)
+		return -ENAMETOOLONG;
+	if (stem + (size_t)n + strlen(ext) > NAME_MAX)
+		stem = NAME_MAX - (size_t)n - strlen(ext);
+	n = snprintf(out, cap, "%.*s%.*s%s%s", (int)dir_len, path, (int)stem,
+		     base, tag, ext);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+struct target {
+	struct head heads[HEADS_MAX];
+	int n;
+	struct head cur;
+	bool have_cur;
+	int winner;
+};
+
+/* Whether the disk at PATH already holds a state identical to H. */
+static bool disk_holds(struct journal *j, const char *volume,
+		       const char *path, const struct head *h)
+{
+	struct head cur;
+	bool same;
+
+	if (load_current(j, volume, path, &cur) != 0)
+		return head_deleted(h);
+	same = head_same(&cur, h);
+	free(cur.target);
+	return same;
+}
+
+/* Jobs for the losers' copies; *all_done says whether every copy exists. */
+static int target_copies(struct journal *j, const char *volume,
+			 const char *path, struct target *t, bool *all_done)
+{
+	char copy[PATH_REL_MAX + 1];
+	int err = 0;
+
+	*all_done = true;
+	for (int i = 0; i < t->n && !err; i++) {
+		struct head *h = &t->heads[i];
+
+		if (head_same(h, &t->heads[t->winner]) || head_deleted(h) ||
+		    S_ISDIR(h->mode) || path[0] == '\0')
+			continue;
+		if (journal_conflict_name(path, h->origin, h->lamport, copy,
+					  sizeof(copy)))
+			continue;   /* no room for a name: the merge waits */
+		if (disk_holds(j, volume, copy, h)) {
+			job_clear(j, volume, copy);
+			continue;
+		}
+		*all_done = false;
+		err = job_set(j, volume, copy, h->id, path);
+	}
+	return err;
+}
+
+static int target_merge(struct journal *j, const char *volume,
+			const char *path, const struct head *w)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_mode = w->mode;
+	st.st_uid = w->uid;
+	st.st_gid = w->gid;
+	st.st_size = (off_t)w->size;
+	st.st_mtim.tv_sec = w->mtime_ns / 1000000000;
+	st.st_mtim.tv_nsec = w->mtime_ns % 1000000000;
+	return journal_append_merge(j, volume, path, &st,
+				    w->has_hash ? w->hash : NULL, w->target);
+}
+
+int journal_retarget(struct journal *j, const char *volume, const char *path)
+{
+	struct target *t = calloc(1, sizeof(*t));
+	bool copies_done = true, conflict = false;
+	int err;
+
+	if (!t)
+		return -ENOMEM;
+	err = load_heads(j, volume, path, t->heads, &t->n);
+	if (err || t->n == 0)
+		goto out;
+	for (int i = 1; i < t->n; i++)
+		if (head_rank(j, &t->heads[i], &t->heads[t->winner]) > 0)
+			t->winner = i;
+	for (int i = 0; i < t->n; i++)
+		conflict |= !head_same(&t->heads[i], &t->heads[t->winner]);
+	if (disk_holds(j, volume, path, &t->heads[t->winner]))
+		err = job_clear(j, volume, path);
+	else
+		err = job_set(j, volume, path, t->heads[t->winner].id, NULL);
+	if (!err && conflict)
+		err = target_copies(j, volume, path, t, &copies_done);
+	if (!err && conflict && copies_done &&
+	    disk_holds(j, volume, path, &t->heads[t->winner]) &&
+	    !head_deleted(&t->heads[t->winner]))
+		err = target_merge(j, volume, path, &t->heads[t->winner]);
+out:
+	heads_release(t->heads, t->n);
+	free(t);
+	return err;
+}
+
+/* ---- the applier's queue ---------------------------------------------- */
+
+int journal_jobs(struct journal *j, struct journal_job *out, int max)
+{
+	static const char sql[] =
+		"SELECT jb.volume, jb.path, jb.copy_of, jb.attempts, c.id, c.op, "
+		"c.mode, c.uid, c.gid, c.size, c.mtime_ns, c.hash, c.target, "
+		"o.node || '@' || o.epoch, c.seq FROM jobs jb "
+		"JOIN changes c ON c.id = jb.change "
+		"JOIN origins o ON o.id = c.origin "
+		"ORDER BY c.op IN (4, 7), CASE WHEN c.op IN (4, 7) "
+		"THEN -length(jb.path) ELSE length(jb.path) END, jb.attempts "
+		"LIMIT ?";
+	sqlite3_stmt *s = NULL;
+	int n = 0;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+
+	if (err)
+		return err;
+	sqlite3_bind_int(s, 1, max);
+	while (n < max && sqlite3_step(s) == SQLITE_ROW) {
+		struct journal_job *jb = &out[n++];
+		const void *hash = sqlite3_column_blob(s, 11);
+		const unsigned char *copy = sqlite3_column_text(s, 2);
+		const unsigned char *target = sqlite3_column_text(s, 12);
+
+		memset(jb, 0, sizeof(*jb));
+		snprintf(jb->volume, sizeof(jb->volume), "%s",
+			 (const char *)sqlite3_column_text(s, 0));
+		jb->path = strdup((const char *)sqlite3_column_text(s, 1));
+		jb->copy_of = copy ? strdup((const char *)copy) : NULL;
+		jb->attempts = (unsigned)sqlite3_column_int(s, 3);
+		jb->change = sqlite3_column_int64(s, 4);
+		jb->op = (enum journal_op)sqlite3_column_int(s, 5);
+		jb->mode = (uint32_t)sqlite3_column_int64(s, 6);
+		jb->uid = (uint32_t)sqlite3_column_int64(s, 7);
+		jb->gid = (uint32_t)sqlite3_column_int64(s, 8);
+		jb->size = (uint64_t)sqlite3_column_int64(s, 9);
+		jb->mtime_ns = sqlite3_column_int64(s, 10);
+		jb->has_hash = hash && sqlite3_column_bytes(s, 11) ==
+				       CONTENT_HASH_LEN;
+		if (jb->has_hash)
+			memcpy(jb->hash, hash, CONTENT_HASH_LEN);
+		jb->target = target ? strdup((const char *)target) : NULL;
+		snprintf(jb->ref.origin, sizeof(jb->ref.origin), "%s",
+			 (const char *)sqlite3_column_text(s, 13));
+		jb->ref.seq = (uint64_t)sqlite3_column_int64(s, 14);
+	}
+	sqlite3_finalize(s);
+	return n;
+}
+
+void journal_job_release(struct journal_job *job)
+{
+	free(job->path);
+	free(job->copy_of);
+	free(job->target);
+	job->path = job->copy_of = job->target = NULL;
+}
+
+static int job_exec(struct journal *j, const char *sql,
+		    const struct journal_job *job)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, job->volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, job->path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, job->change);
+	err = journal_step_done(s);
+	sqlite3_finalize(s);
+	return err;
+}
+
+struct job_done {
+	const struct journal_job *job;
+	const struct stat *st;
+};
+
+/* A copy is a new local file: recorded like any the watcher would see. */
+static int job_done_copy(struct journal *j, struct job_done *d)
+{
+	const struct journal_job *job = d->job;
+	struct content c = { 0 };
+	int err;
+
+	if (S_ISLNK(job->mode))
+		return journal_record_symlink(j, job->volume, job->path, d->st,
+					      job->target);
+	err = journal_content_load(j, job->hash, &c);
+	if (!err)
+		err = journal_record_put(j, job->volume, job->path, d->st, &c);
+	content_release(&c);
+	return err;
+}
+
+static int job_done_fn(struct journal *j, void *arg)
+{
+	struct job_done *d = arg;
+	const struct journal_job *job = d->job;
+	int err;
+
+	err = job_exec(j, "DELETE FROM jobs WHERE volume = ?1 AND path = ?2 "
+		       "AND change = ?3", job);
+	if (!err && job->copy_of)
+		err = job_done_copy(j, d);
+	else if (!err)
+		err = job_exec(j, "INSERT INTO current (volume, path, change) "
+			       "VALUES (?1, ?2, ?3) ON CONFLICT (volume, path) "
+			       "DO UPDATE SET change = excluded.change", job);
+	if (!err && !job->copy_of && d->st)
+		err = journal_touch_state(j, job->volume, job->path, d->st);
+	if (!err && job->op == JOURNAL_VOLUME_REMOVE)
+		err = job_exec(j, "DELETE FROM current WHERE volume = ?1 AND "
+			       "path != ?2 AND ?3 = ?3", job);
+	if (!err)
+		err = journal_retarget(j, job->volume, job->copy_of ?
+				       job->copy_of : job->path);
+	return err;
+}
+
+int journal_job_done(struct journal *j, const struct journal_job *job,
+		     const struct stat *st)
+{
+	struct job_done d = { job, st };
+	uint64_t seq = j->next_seq, lamport = j->lamport;
+	unsigned pending = j->pending;
+	int err = journal_atomic(j, job_done_fn, &d);
+
+	if (err) {
+		j->next_seq = seq;
+		j->lamport = lamport;
+		j->pending = pending;
+	} else {
+		j->pending++;
+	}
+	return err;
+}
+
+int journal_job_defer(struct journal *j, const struct journal_job *job)
+{
+	int err = journal_begin(j);
+
+	if (!err)
+		err = job_exec(j, "UPDATE jobs SET attempts = attempts + 1 "
+			       "WHERE volume = ?1 AND path = ?2 AND change = ?3",
+			       job);
+	return err;
+}
+
+int journal_job_count(struct journal *j, uint64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"SELECT count(*) FROM jobs", -1, &s, NULL));
+
+	*out = 0;
+	if (!err && sqlite3_step(s) == SQLITE_ROW)
+		*out = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return err;
+}
+
+/* ---- content ------------------------------------------------------------ */
+
+int journal_content_load(struct journal *j, const uint8_t *hash,
+			 struct content *out)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t n = -1;
+	int rc, err;
+
+	memset(out, 0, sizeof(*out));
+	err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"SELECT size, n_chunks FROM contents WHERE hash = ?", -1, &s,
+		NULL));
+	if (!err) {
+		sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			out->size = (uint64_t)sqlite3_column_int64(s, 0);
+			n = sqlite3_column_int64(s, 1);
+		}
+	}
+	sqlite3_finalize(s);
+	if (err || n < 0)
+		return err ? err : -ENOENT;
+	memcpy(out->hash, hash, CONTENT_HASH_LEN);
+	out->chunks = calloc((size_t)n + 1, sizeof(*out->chunks));
+	if (!out->chunks)
+		return -ENOMEM;
+	out->cap_chunks = (size_t)n + 1;
+	s = NULL;
+	err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"SELECT chunk, offset, len FROM content_chunks WHERE content = ? "
+		"ORDER BY idx", -1, &s, NULL));
+	if (!err)
+		sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW &&
+	       out->n_chunks < (size_t)n) {
+		struct content_chunk *k = &out->chunks[out->n_chunks++];
+
+		if (sqlite3_column_bytes(s, 0) == CONTENT_HASH_LEN)
+			memcpy(k->hash, sqlite3_column_blob(s, 0),
+			       CONTENT_HASH_LEN);
+		k->offset = (uint64_t)sqlite3_column_int64(s, 1);
+		k->len = (uint32_t)sqlite3_column_int64(s, 2);
+	}
+	sqlite3_finalize(s);
+	if (!err && out->n_chunks != (size_t)n)
+		err = -ENOENT;
+	if (err)
+		content_release(out);
+	return err;
+}
+
+int journal_content_store(struct journal *j, const struct content *c)
+{
+	int err = journal_begin(j);
+
+	return err ? err : journal_store_content(j, c);
+}
+
+int journal_chunk_source(struct journal *j, const uint8_t *hash,
+			 char *volume, size_t vcap, char **path,
+			 uint64_t *offset, uint32_t *len)
+{
+	static const char sql[] =
+		"SELECT cur.volume, cur.path, cc.offset, cc.len "
+		"FROM content_chunks cc JOIN changes c ON c.hash = cc.content "
+		"JOIN current cur ON cur.change = c.id "
+		"WHERE cc.chunk = ? AND c.mode != 0 LIMIT 1";
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+
+	*path = NULL;
+	if (err)
+		return err;
+	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		snprintf(volume, vcap, "%s", (const char *)sqlite3_column_text(s, 0));
+		*path = strdup((const char *)sqlite3_column_text(s, 1));
+		*offset = (uint64_t)sqlite3_column_int64(s, 2);
+		*len = (uint32_t)sqlite3_column_int64(s, 3);
+		err = *path ? 0 : -ENOMEM;
+	} else {
+		err = -ENOENT;
+	}
+	sqlite3_finalize(s);
+	return err;
+}

@@ -1,0 +1,384 @@
+/*
+ * Replication semantics at the journal level: several journals standing
+ * for nodes exchange entries the way peers do (per origin, in seq order),
+ * "apply" their jobs, and must end identical however the deliveries were
+ * ordered.  Conflicts must keep every version: the loser as a copy.
+ */
+#include "content.h"
+#include "err.h"
+#include "journal.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#define NODES 3
+#define TEXTS 4
+
+static const char *const texts[TEXTS] = { "alpha", "bravo", "charlie", "delta" };
+static struct content contents[TEXTS];
+
+struct net {
+	char dir[64];
+	struct journal *j[NODES];
+	char origin[NODES][JOURNAL_ORIGIN_MAX];
+	unsigned seed;
+};
+
+static int setup(void **state)
+{
+	struct net *n = calloc(1, sizeof(*n));
+
+	snprintf(n->dir, sizeof(n->dir), "/tmp/kraken-replica-XXXXXX");
+	if (!mkdtemp(n->dir))
+		return -1;
+	for (int i = 0; i < NODES; i++) {
+		char db[128], id[8];
+		struct journal_info info;
+		struct stat st = { .st_mode = S_IFDIR | 0755 };
+
+		snprintf(db, sizeof(db), "%s/n%d.db", n->dir, i);
+		snprintf(id, sizeof(id), "n%d", i);
+		if (journal_open(db, id, 0, &n->j[i], NULL) ||
+		    journal_info(n->j[i], &info))
+			return -1;
+		snprintf(n->origin[i], sizeof(n->origin[i]), "%s", info.origin);
+		/* Every node made the volume itself: identical concurrent
+		 * creations, which must not be a conflict. */
+		if (journal_record_volume(n->j[i], "vol", true, &st))
+			return -1;
+	}
+	for (int t = 0; t < TEXTS; t++)
+		if (content_hash_buf(texts[t], strlen(texts[t]), &contents[t]))
+			return -1;
+	*state = n;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct net *n = *state;
+	char cmd[128];
+
+	for (int i = 0; i < NODES; i++)
+		journal_close(n->j[i]);
+	for (int t = 0; t < TEXTS; t++)
+		content_release(&contents[t]);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
+	free(n);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct stat file_stat(int text, uint32_t uid)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFREG | 0644;
+	st.st_size = (off_t)strlen(texts[text]);
+	st.st_uid = uid;
+	st.st_mtim.tv_sec = 1000 + text;
+	return st;
+}
+
+static void local_put(struct net *n, int node, const char *path, int text)
+{
+	struct stat st = file_stat(text, 0);
+
+	assert_int_equal(journal_record_put(n->j[node], "vol", path, &st,
+					    &contents[text]), 0);
+}
+
+/* Delivers what FROM holds and TO lacks, for every origin, like a peer
+ * session does after HELLO. */
+struct deliver {
+	struct journal *to;
+	int added;
+};
+
+static int deliver_one(void *arg, const struct journal_change *c)
+{
+	struct deliver *d = arg;
+	int err = journal_add_remote(d->to, c);
+
+	assert_true(err == 0 || err == -EALREADY);
+	d->added += err == 0;
+	return 0;
+}
+
+static int deliver(struct net *n, int from, int to)
+{
+	struct deliver d = { .to = n->j[to] };
+
+	for (int o = 0; o < NODES; o++) {
+		uint64_t have = journal_have(n->j[to], n->origin[o]);
+
+		if (o == to)
+			continue;
+		assert_int_equal(journal_entries_since(n->j[from], n->origin[o],
+						       have, 100000,
+						       deliver_one, &d), 0);
+	}
+	assert_int_equal(journal_flush(n->j[to]), 0);
+	return d.added;
+}
+
+static int text_of(const uint8_t *hash)
+{
+	for (int t = 0; t < TEXTS; t++)
+		if (memcmp(contents[t].hash, hash, CONTENT_HASH_LEN) == 0)
+			return t;
+	return -1;
+}
+
+/* Plays the applier: every job "written" to disk at once. */
+static int apply_jobs(struct net *n, int node)
+{
+	struct journal_job jobs[64];
+	int done = 0, k;
+
+	while ((k = journal_jobs(n->j[node], jobs, 64)) > 0) {
+		for (int i = 0; i < k; i++) {
+			struct stat st;
+
+			memset(&st, 0, sizeof(st));
+			st.st_mode = jobs[i].mode;
+			st.st_uid = jobs[i].uid;
+			st.st_gid = jobs[i].gid;
+			st.st_size = (off_t)jobs[i].size;
+			if (jobs[i].has_hash) {
+				int t = text_of(jobs[i].hash);
+
+				assert_true(t >= 0);
+				assert_int_equal(journal_content_store(
+					n->j[node], &contents[t]), 0);
+			}
+			assert_int_equal(journal_job_done(n->j[node], &jobs[i],
+				jobs[i].op == JOURNAL_DELETE ? NULL : &st), 0);
+			journal_job_release(&jobs[i]);
+			done++;
+		}
+		assert_true(done < 10000);
+	}
+	assert_true(k >= 0);
+	assert_int_equal(journal_flush(n->j[node]), 0);
+	return done;
+}
+
+static void settle(struct net *n)
+{
+	for (int round = 0; round < 50; round++) {
+		int moved = 0;
+
+		for (int a = 0; a < NODES; a++)
+			for (int b = 0; b < NODES; b++)
+				if (a != b)
+					moved += deliver(n, a, b);
+		for (int a = 0; a < NODES; a++)
+			moved += apply_jobs(n, a);
+		if (moved == 0)
+			return;
+	}
+	fail_msg("no quiescence after 50 rounds");
+}
+
+/* The disk state of a node: "path=text" lines in path order. */
+struct snap {
+	char text[4096];
+};
+
+static int snap_one(void *arg, const char *volume, const char *path,
+		    const struct journal_state *s)
+{
+	struct snap *sn = arg;
+	size_t len = strlen(sn->text);
+
+	(void)volume;
+	snprintf(sn->text + len, sizeof(sn->text) - len, "%s=%d/%o;", path,
+		 s->has_hash ? text_of(s->hash) : -1, s->mode);
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void snapshot(struct net *n, int node, char *out, size_t cap)
+{
+	struct snap sn = { "" };
+	char *items[256], *save = NULL;
+	size_t k = 0;
+
+	assert_int_equal(journal_foreach_state(n->j[node], "vol", snap_one,
+					       &sn), 0);
+	for (char *tok = strtok_r(sn.text, ";", &save); tok && k < 256;
+	     tok = strtok_r(NULL, ";", &save))
+		items[k++] = tok;
+	qsort(items, k, sizeof(items[0]), cmp_str);
+	out[0] = '\0';
+	for (size_t i = 0; i < k; i++) {
+		strncat(out, items[i], cap - strlen(out) - 2);
+		strncat(out, ";", cap - strlen(out) - 1);
+	}
+}
+
+static void assert_converged(struct net *n)
+{
+	char a[4096], b[4096];
+	uint64_t jobs;
+
+	snapshot(n, 0, a, sizeof(a));
+	for (int i = 1; i < NODES; i++) {
+		snapshot(n, i, b, sizeof(b));
+		if (strcmp(a, b) != 0)
+			fail_msg("node 0: %s\nnode %d: %s", a, i, b);
+	}
+	for (int i = 0; i < NODES; i++) {
+		assert_int_equal(journal_job_count(n->j[i], &jobs), 0);
+		assert_int_equal(jobs, 0);
+	}
+}
+
+static void test_fast_forward(void **state)
+{
+	struct net *n = *state;
+	char snap[4096];
+
+	local_put(n, 0, "a.txt", 0);
+	settle(n);
+	local_put(n, 1, "a.txt", 1);     /* an edit of what node 1 received */
+	settle(n);
+	assert_converged(n);
+	snapshot(n, 2, snap, sizeof(snap));
+	assert_non_null(strstr(snap, "a.txt=1/"));
+	assert_null(strstr(snap, "conflict"));
+}
+
+static void test_concurrent_edit_keeps_both(void **state)
+{
+	struct net *n = *state;
+	char snap[4096];
+
+	local_put(n, 0, "doc", 0);
+	settle(n);
+	/* Both edit the same version without seeing each other. */
+	local_put(n, 0, "doc", 1);
+	local_put(n, 1, "doc", 2);
+	settle(n);
+	assert_converged(n);
+	snapshot(n, 0, snap, sizeof(snap));
+	/* One wins at the path, the other lives at a conflict copy. */
+	assert_non_null(strstr(snap, "doc.conflict-n"));
+	assert_true((strstr(snap, "doc=1/") && strstr(snap, "=2/")) ||
+		    (strstr(snap, "doc=2/") && strstr(snap, "=1/")));
+
+	/* A later edit descends from the merge: no new conflict. */
+	local_put(n, 2, "doc", 3);
+	settle(n);
+	assert_converged(n);
+	snapshot(n, 1, snap, sizeof(snap));
+	assert_non_null(strstr(snap, "doc=3/"));
+	assert_int_equal(strstr(strstr(snap, "conflict") + 1, "conflict"), NULL);
+}
+
+static void test_identical_concurrent_is_no_conflict(void **state)
+{
+	struct net *n = *state;
+	char snap[4096];
+
+	local_put(n, 0, "same", 2);
+	local_put(n, 1, "same", 2);
+	local_put(n, 2, "same", 2);
+	settle(n);
+	assert_converged(n);
+	snapshot(n, 0, snap, sizeof(snap));
+	assert_null(strstr(snap, "conflict"));
+}
+
+static void test_modify_beats_delete(void **state)
+{
+	struct net *n = *state;
+	char snap[4096];
+
+	local_put(n, 0, "f", 0);
+	settle(n);
+	assert_int_equal(journal_record_delete(n->j[1], "vol", "f"), 0);
+	local_put(n, 2, "f", 3);
+	settle(n);
+	assert_converged(n);
+	snapshot(n, 0, snap, sizeof(snap));
+	assert_non_null(strstr(snap, "f=3/"));
+}
+
+/* Random histories, random delivery orders: same end state everywhere,
+ * and every content ever written survives somewhere. */
+static void test_random_orders_converge(void **state)
+{
+	struct net *n = *state;
+	static const char *const paths[] = { "p0", "p1", "d/p2" };
+	unsigned seed = 12345;
+	struct stat dir = { .st_mode = S_IFDIR | 0755 };
+
+	for (int i = 0; i < NODES; i++)
+		assert_int_equal(journal_record_mkdir(n->j[i], "vol", "d", &dir),
+				 0);
+	for (int step = 0; step < 300; step++) {
+		int node = rand_r(&seed) % NODES;
+		int what = rand_r(&seed) % 10;
+		const char *path = paths[rand_r(&seed) % 3];
+
+		if (what < 5) {
+			local_put(n, node, path, rand_r(&seed) % TEXTS);
+		} else if (what < 6) {
+			struct journal_state st;
+
+			if (journal_lookup(n->j[node], "vol", path, &st) == 0 &&
+			    st.mode)
+				assert_int_equal(journal_record_delete(
+					n->j[node], "vol", path), 0);
+			journal_state_release(&st);
+		} else if (what < 9) {
+			int to = rand_r(&seed) % NODES;
+
+			if (to != node)
+				deliver(n, node, to);
+		} else {
+			apply_jobs(n, node);
+		}
+		assert_int_equal(journal_flush(n->j[node]), 0);
+	}
+	settle(n);
+	assert_converged(n);
+	{
+		char snap[4096];
+
+		snapshot(n, 0, snap, sizeof(snap));
+		/* The histories were concurrent enough to conflict. */
+		assert_non_null(strstr(snap, ".conflict-n"));
+		if (getenv("KRAKEN_TEST_VERBOSE"))
+			printf("%s\n", snap);
+	}
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_fast_forward),
+		T(test_concurrent_edit_keeps_both),
+		T(test_identical_concurrent_is_no_conflict),
+		T(test_modify_beats_delete),
+		T(test_random_orders_converge),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
