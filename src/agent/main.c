@@ -17,6 +17,8 @@
 #include "log.h"
 #include "loop.h"
 #include "path.h"
+#include "replicate.h"
+#include "tls.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -37,6 +39,8 @@ struct agent {
 	struct config *cfg;
 	struct journal *journal;
 	struct watch *watch;
+	struct replicate *replicate;
+	SSL_CTX *tls_server, *tls_client;
 	struct loop *loop;
 	int sigfd;
 	int64_t retry_at;          /* monotonic ns of the next rescan, or 0 */
@@ -49,6 +53,7 @@ static void agent_usage(FILE *out)
 	fprintf(out,
 		"usage: krakenfs-agent [--config FILE] [--log-level LEVEL]\n"
 		"       krakenfs-agent --validate-config FILE\n"
+		"       krakenfs-agent tls init|issue ...   (see tls --help)\n"
 		"       krakenfs-agent --version | --help\n"
 		"\n"
 		"Runs the KrakenFS agent in the foreground: watches the volumes\n"
@@ -210,7 +215,10 @@ static int64_t agent_deadline(void *arg)
 {
 	struct agent *a = arg;
 	int64_t d = watch_next_deadline(a->watch);
+	int64_t rd = a->replicate ? replicate_next_deadline(a->replicate) : -1;
 
+	if (rd >= 0 && (d < 0 || rd < d))
+		d = rd;
 	if (a->retry_at && (d < 0 || a->retry_at < d))
 		d = a->retry_at;
 	return d;
@@ -229,6 +237,7 @@ static void agent_fail(struct agent *a, const char *what, int err)
 /* Once per loop turn: examine what is due, then one commit for all of it. */
 static int agent_turn(struct agent *a, bool flush)
 {
+	bool committed;
 	int err;
 
 	if (a->retry_at) {
@@ -243,6 +252,9 @@ static int agent_turn(struct agent *a, bool flush)
 		agent_fail(a, "recording changes", err);
 		return err;
 	}
+	if (a->replicate && !flush)
+		replicate_tick(a->replicate);
+	committed = journal_pending(a->journal) > 0;
 	err = journal_flush(a->journal);
 	if (err) {
 		agent_fail(a, "committing the journal", err);
@@ -252,6 +264,9 @@ static int agent_turn(struct agent *a, bool flush)
 		log_info("agent", "journal writes work again");
 	a->failing = false;
 	watch_committed(a->watch, &a->commit_latency);
+	/* New entries, local or pulled: announce them, look for jobs. */
+	if (committed && a->replicate)
+		replicate_kick(a->replicate);
 	return 0;
 }
 
@@ -327,6 +342,79 @@ static void agent_report(struct agent *a)
 			 (unsigned long long)h->max);
 }
 
+static void agent_on_diverged(void *arg, const char *volume, const char *path)
+{
+	struct agent *a = arg;
+
+	watch_touch(a->watch, volume, path);
+}
+
+static int agent_tls(struct agent *a)
+{
+	const struct config *cfg = a->cfg;
+	char *errmsg = NULL;
+
+	if (!cfg->tls_enable) {
+		if (cfg->n_peers > 1)
+			log_warn("agent", "sync.tls.enable is false: peers are "
+				 "not authenticated and traffic is not "
+				 "encrypted; see 'krakenfs-agent tls --help'");
+		return 0;
+	}
+	a->tls_server = tls_context_new(cfg->tls_cert_file, cfg->tls_key_file,
+					cfg->tls_ca_file, true, &errmsg);
+	if (a->tls_server)
+		a->tls_client = tls_context_new(cfg->tls_cert_file,
+						cfg->tls_key_file,
+						cfg->tls_ca_file, false,
+						&errmsg);
+	if (!a->tls_client) {
+		log_error("agent", "sync.tls: %s", errmsg ? errmsg : "failed");
+		free(errmsg);
+		return -EACCES;
+	}
+	return 0;
+}
+
+static int agent_start_replicate(struct agent *a)
+{
+	const struct config *cfg = a->cfg;
+	const struct config_peer *self = config_self(cfg);
+	struct replicate_peer_config *peers = calloc(cfg->n_peers + 1,
+						     sizeof(*peers));
+	struct replicate_options opt = {
+		.node_id = cfg->node_id,
+		.cluster_id = cfg->cluster_id,
+		.listen_address = cfg->listen_address,
+		.port = self ? self->port : cfg->p2p_port,
+		.peers = peers,
+		.root = cfg->root_path,
+		.diverged = agent_on_diverged,
+		.diverged_arg = a,
+	};
+	int err = peers ? agent_tls(a) : -ENOMEM;
+
+	for (size_t i = 0; !err && i < cfg->n_peers; i++) {
+		if (&cfg->peers[i] == self)
+			continue;
+		peers[opt.n_peers++] = (struct replicate_peer_config){
+			cfg->peers[i].id, cfg->peers[i].host, cfg->peers[i].port };
+	}
+	opt.tls_server = a->tls_server;
+	opt.tls_client = a->tls_client;
+	journal_set_strategy(a->journal, cfg->strategy == CONFIG_STRATEGY_LAMPORT ?
+			     JOURNAL_LAMPORT : JOURNAL_TIMESTAMP);
+	if (!err)
+		err = replicate_new(a->journal, a->loop, &opt, &a->replicate);
+	if (err == -EADDRINUSE || err == -EADDRNOTAVAIL || err == -EACCES)
+		log_error("agent", "cannot listen on %s:%u for peers: %s",
+			  cfg->listen_address, opt.port, kr_strerror(err));
+	else if (err)
+		log_error("agent", "starting replication: %s", kr_strerror(err));
+	free(peers);
+	return err;
+}
+
 static int agent_run(struct agent *a)
 {
 	struct journal_info info;
@@ -338,6 +426,8 @@ static int agent_run(struct agent *a)
 		err = agent_setup_loop(a);
 	if (!err)
 		err = agent_initial_scan(a);
+	if (!err)
+		err = agent_start_replicate(a);
 	if (err)
 		return err;
 	if (journal_info(a->journal, &info) == 0)
@@ -353,12 +443,59 @@ static int agent_run(struct agent *a)
 
 static void agent_release(struct agent *a)
 {
+	replicate_free(a->replicate);
+	tls_context_free(a->tls_server);
+	tls_context_free(a->tls_client);
 	watch_free(a->watch);
 	loop_free(a->loop);
 	journal_close(a->journal);
 	if (a->sigfd >= 0)
 		close(a->sigfd);
 	config_free(a->cfg);
+}
+
+static void agent_tls_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: krakenfs-agent tls init DIR [--force]\n"
+		"       krakenfs-agent tls issue DIR NODE_ID [--force]\n"
+		"\n"
+		"Cluster credentials for sync.tls: 'init' makes a small CA in DIR\n"
+		"(ca.pem, ca-key.pem) once, on the first node; copy DIR to each\n"
+		"other node and run 'issue' there with its node id, which writes\n"
+		"node.pem and node-key.pem (mode 0600) signed by that CA.\n");
+}
+
+static int agent_tls_command(int argc, char **argv)
+{
+	bool force = argc > 0 && strcmp(argv[argc - 1], "--force") == 0;
+	char *errmsg = NULL, *next;
+	int err;
+
+	argc -= force;
+	if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+		agent_tls_usage(stdout);
+		return 0;
+	}
+	if (argc == 2 && strcmp(argv[0], "init") == 0)
+		err = tls_ca_init(argv[1], force, &errmsg);
+	else if (argc == 3 && strcmp(argv[0], "issue") == 0)
+		err = tls_issue(argv[1], argv[2], force, &errmsg);
+	else {
+		agent_tls_usage(stderr);
+		return 2;
+	}
+	if (err) {
+		fprintf(stderr, "krakenfs-agent tls: %s\n",
+			errmsg ? errmsg : kr_strerror(err));
+		free(errmsg);
+		return 1;
+	}
+	next = tls_instructions(argv[1], argc == 3 ? argv[2] : NULL);
+	if (next)
+		fputs(next, stdout);
+	free(next);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -378,6 +515,8 @@ int main(int argc, char **argv)
 	enum log_level level;
 	int c, err;
 
+	if (argc >= 2 && strcmp(argv[1], "tls") == 0)
+		return agent_tls_command(argc - 2, argv + 2);
 	while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config_path = optarg; explicit = true; break;

@@ -123,6 +123,18 @@ int loop_del_fd(struct loop *loop, int fd)
 	return -ENOENT;
 }
 
+int loop_mod_fd(struct loop *loop, int fd, uint32_t events)
+{
+	for (struct loop_fd *f = loop->fds; f; f = f->next) {
+		struct epoll_event ev = { .events = events, .data.ptr = f };
+
+		if (f->fd != fd)
+			continue;
+		return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
+	}
+	return -ENOENT;
+}
+
 int loop_add_hook(struct loop *loop, loop_deadline_fn deadline,
 		  loop_hook_fn run, void *arg)
 {

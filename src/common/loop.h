@@ -27,6 +27,8 @@ void loop_free(struct loop *loop);
 int loop_add_fd(struct loop *loop, int fd, uint32_t events, loop_fd_fn fn,
 		void *arg);
 int loop_del_fd(struct loop *loop, int fd);
+/* Changes the events FD is polled for; 0 or -errno. */
+int loop_mod_fd(struct loop *loop, int fd, uint32_t events);
 
 /* Hooks run in registration order after every turn.  0 or -ENOMEM. */
 int loop_add_hook(struct loop *loop, loop_deadline_fn deadline,

@@ -438,6 +438,14 @@ int watch_scan(struct watch *w)
 	return watch_scan_all(w);
 }
 
+void watch_touch(struct watch *w, const char *volume, const char *path)
+{
+	char rel[PATH_MAX];
+
+	if (path_join(rel, sizeof(rel), volume, path) == 0)
+		watch_pend(w, rel, loop_now_ns(), true);
+}
+
 void watch_request_scan(struct watch *w)
 {
 	w->scan_owed = true;

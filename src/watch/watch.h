@@ -73,6 +73,10 @@ int watch_process(struct watch *w, bool flush);
 
 /* Compares the whole tree with the journal and records the differences. */
 int watch_scan(struct watch *w);
+/* Marks VOLUME/PATH to be examined at once (the replicator found the
+ * disk there ahead of the journal). */
+void watch_touch(struct watch *w, const char *volume, const char *path);
+
 /* Asks for a scan at the next watch_process() (e.g. after a failed
  * commit lost a batch). */
 void watch_request_scan(struct watch *w);

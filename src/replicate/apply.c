@@ -1,0 +1,934 @@
+/*
+ * Applying remote versions to disk, and serving content to peers.
+ *
+ * A job (from the journal) is one version to make true at one path.
+ * Metadata-only jobs (directories, symlinks, deletes, volumes, a mode
+ * change over content the disk already holds) are done at once.  A file
+ * job becomes a transfer:
+ *
+ *   LIST     the chunk list is loaded from the journal, or asked of a
+ *            peer (GET_CHUNKLIST, paged) and checked against the content
+ *            hash before it is stored;
+ *   FETCH    a hidden temp file beside the target (".krakenfs-tmp-*",
+ *            which the watcher ignores) is filled: chunks this node holds
+ *            in any file are copied, the rest are asked of peers holding
+ *            the version (GET_CHUNKS, pipelined, a window per peer, every
+ *            chunk verified on arrival);
+ *   READY    all chunks in: the whole file is hashed again and compared,
+ *            mode, owner and times are set;
+ *   commit   once per turn, for every ready transfer: one syncfs(2), then
+ *            each is renamed into place (only if the path still holds
+ *            what the journal says, so unsynced local data is never
+ *            overwritten) and the journal marks the job done.
+ * A crash at any point leaves the job in the journal and at worst a temp
+ * file, which the next attempt replaces.
+ *
+ * Every path is resolved under its volume with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS): no write ever leaves the volume, whatever a
+ * container made of the directories.
+ */
+#include "replicate_int.h"
+
+#include "err.h"
+#include "log.h"
+#include "loop.h"
+#include "path.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define APPLY_TRANSFERS_MAX 512
+#define APPLY_JOBS_BATCH 256
+#define APPLY_GET_BATCH 256
+#define APPLY_RETRY_NS (1LL * 1000000000)
+#define REMOVED_DIR ".krakenfs-removed"
+
+struct want;
+
+struct transfer {
+	struct journal_job job;
+	struct content list;      /* chunk list, once known */
+	bool have_list;
+	struct peer *list_from;   /* asked for the list */
+	size_t list_got;
+	int dirfd;                /* O_PATH parent of the target */
+	const char *name;         /* last component of job.path */
+	char tmp[48];
+	int fd;                   /* the temp file */
+	uint8_t *got;             /* per chunk: 0 missing, 1 asked, 2 here */
+	size_t missing;
+	size_t next_ask;          /* first chunk not yet asked */
+	bool ready, failed, done;
+	struct transfer *next;
+};
+
+/* ---- safe paths ----------------------------------------------------------- */
+
+static int open_beneath(int dirfd, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+			   RESOLVE_NO_MAGICLINKS,
+	};
+	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* The parent directory of VOLUME/PATH as an O_PATH fd, and the last name. */
+static int open_parent(struct replicate *r, const char *volume,
+		       const char *path, int *dirfd, const char **name)
+{
+	char rel[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int rootfd, fd;
+
+	if (path_check_rel(path) || !path_volume_name_ok(volume))
+		return KR_EHOSTILE;
+	rootfd = open(r->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return -errno;
+	if (slash)
+		snprintf(rel, sizeof(rel), "%s/%.*s", volume,
+			 (int)(slash - path), path);
+	else
+		snprintf(rel, sizeof(rel), "%s", volume);
+	fd = open_beneath(rootfd, rel, O_PATH | O_DIRECTORY);
+	close(rootfd);
+	if (fd < 0)
+		return fd == -ELOOP || fd == -EXDEV ? KR_EHOSTILE : fd;
+	*dirfd = fd;
+	*name = slash ? slash + 1 : path;
+	return 0;
+}
+
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/*
+ * Whether NAME in DIRFD still holds what the journal's current state says
+ * (or nothing, when the journal has nothing there): anything else is a
+ * local change not recorded yet, which must not be overwritten.
+ */
+static bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
+			    const struct journal_job *job)
+{
+	struct journal_state cur;
+	struct stat st;
+	bool have = journal_lookup(r->journal, job->volume, job->path,
+				   &cur) == 0 && cur.mode != 0;
+	bool same;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		journal_state_release(&cur);
+		return !have;
+	}
+	if (!have) {
+		journal_state_release(&cur);
+		return false;
+	}
+	same = (cur.mode & S_IFMT) == (st.st_mode & S_IFMT) &&
+	       cur.ino == st.st_ino && cur.ctime_ns == ts_ns(&st.st_ctim) &&
+	       (S_ISDIR(st.st_mode) || cur.size == (uint64_t)st.st_size ||
+		S_ISLNK(st.st_mode));
+	journal_state_release(&cur);
+	return same;
+}
+
+static void diverged(struct replicate *r, const struct journal_job *job)
+{
+	if (r->diverged)
+		r->diverged(r->diverged_arg, job->volume, job->path);
+}
+
+static int set_meta_fd(int fd, const struct journal_job *job)
+{
+	struct timespec times[2] = {
+		{ .tv_nsec = UTIME_OMIT },
+		{ .tv_sec = job->mtime_ns / 1000000000,
+		  .tv_nsec = job->mtime_ns % 1000000000 },
+	};
+
+	if (fchown(fd, job->uid, job->gid) != 0 && errno != EPERM)
+		return -errno;
+	if (fchmod(fd, job->mode & 07777) != 0)
+		return -errno;
+	if (!S_ISDIR(job->mode) && futimens(fd, times) != 0)
+		return -errno;
+	return 0;
+}
+
+/* ---- metadata-only jobs ----------------------------------------------------- */
+
+static int done_at(struct replicate *r, const struct journal_job *job,
+		   int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return -errno;
+	return journal_job_done(r->journal, job, &st);
+}
+
+static int apply_volume(struct replicate *r, const struct journal_job *job)
+{
+	char full[PATH_MAX], aside[PATH_MAX];
+	struct stat st;
+
+	if (path_join(full, sizeof(full), r->root, job->volume))
+		return -ENAMETOOLONG;
+	if (job->op == JOURNAL_VOLUME_REMOVE) {
+		/* Moved aside, never destroyed: a removal is undoable. */
+		snprintf(aside, sizeof(aside), "%s/%s", r->root, REMOVED_DIR);
+		if (mkdir(aside, 0700) != 0 && errno != EEXIST)
+			return -errno;
+		snprintf(aside, sizeof(aside), "%s/%s/%s.%lld", r->root,
+			 REMOVED_DIR, job->volume, (long long)time(NULL));
+		if (rename(full, aside) != 0 && errno != ENOENT)
+			return -errno;
+		log_info("replicate", "volume %s removed by a peer; its data "
+			 "is kept in %s", job->volume, aside);
+		return journal_job_done(r->journal, job, NULL);
+	}
+	if (mkdir(full, job->mode & 07777) != 0 && errno != EEXIST)
+		return -errno;
+	if (lstat(full, &st) != 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	return journal_job_done(r->journal, job, &st);
+}
+
+static int apply_mkdir(struct replicate *r, const struct journal_job *job,
+		       int dirfd, const char *name)
+{
+	int fd, err;
+
+	if (mkdirat(dirfd, name, job->mode & 07777) != 0 && errno != EEXIST)
+		return -errno;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOTDIR || errno == ELOOP ? -EEXIST : -errno;
+	err = set_meta_fd(fd, job);
+	close(fd);
+	return err ? err : done_at(r, job, dirfd, name);
+}
+
+static void temp_name(char *out, size_t cap)
+{
+	uint64_t rnd = 0;
+
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) < 0)
+		rnd = (uint64_t)loop_now_ns();
+	snprintf(out, cap, ".krakenfs-tmp-%016llx", (unsigned long long)rnd);
+}
+
+static int apply_symlink(struct replicate *r, const struct journal_job *job,
+			 int dirfd, const char *name)
+{
+	char tmp[48];
+
+	if (!job->target)
+		return -EINVAL;
+	if (!disk_as_journal(r, dirfd, name, job)) {
+		diverged(r, job);
+		return -EBUSY;
+	}
+	temp_name(tmp, sizeof(tmp));
+	if (symlinkat(job->target, dirfd, tmp) != 0)
+		return -errno;
+	if (fchownat(dirfd, tmp, job->uid, job->gid, AT_SYMLINK_NOFOLLOW) != 0 &&
+	    errno != EPERM) {
+		unlinkat(dirfd, tmp, 0);
+		return -errno;
+	}
+	if (renameat(dirfd, tmp, dirfd, name) != 0) {
+		int err = -errno;
+
+		unlinkat(dirfd, tmp, 0);
+		return err;
+	}
+	return done_at(r, job, dirfd, name);
+}
+
+static int apply_delete(struct replicate *r, const struct journal_job *job,
+			int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return journal_job_done(r->journal, job, NULL);
+	/* Only what the journal knows is deleted: a file written here and
+	 * not recorded yet stays, and the watcher records it. */
+	if (!disk_as_journal(r, dirfd, name, job)) {
+		diverged(r, job);
+		return journal_job_done(r->journal, job, NULL);
+	}
+	if (unlinkat(dirfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0)
+		return errno == ENOTEMPTY ? -EAGAIN : -errno;
+	return journal_job_done(r->journal, job, NULL);
+}
+
+/* A version whose content the disk already holds: only metadata moves. */
+static int apply_meta(struct replicate *r, const struct journal_job *job,
+		      int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+			O_CLOEXEC);
+	int err;
+
+	if (fd < 0)
+		return -errno;
+	err = set_meta_fd(fd, job);
+	close(fd);
+	return err ? err : done_at(r, job, dirfd, name);
+}
+
+static bool disk_has_content(struct replicate *r, const struct journal_job *job)
+{
+	struct journal_state cur;
+	bool same = journal_lookup(r->journal, job->volume, job->path,
+				   &cur) == 0 && cur.has_hash && job->has_hash &&
+		    S_ISREG(cur.mode) &&
+		    memcmp(cur.hash, job->hash, CONTENT_HASH_LEN) == 0;
+
+	journal_state_release(&cur);
+	return same && !job->copy_of;
+}
+
+/* ---- transfers -------------------------------------------------------------- */
+
+static struct transfer *transfer_find(struct replicate *r, const char *volume,
+				      const char *path)
+{
+	for (struct transfer *t = r->transfers; t; t = t->next)
+		if (strcmp(t->job.volume, volume) == 0 &&
+		    strcmp(t->job.path, path) == 0)
+			return t;
+	return NULL;
+}
+
+static void transfer_free(struct transfer *t)
+{
+	if (t->fd >= 0) {
+		close(t->fd);
+		unlinkat(t->dirfd, t->tmp, 0);
+	}
+	if (t->dirfd >= 0)
+		close(t->dirfd);
+	content_release(&t->list);
+	journal_job_release(&t->job);
+	free(t->got);
+	free(t);
+}
+
+static void transfers_reap(struct replicate *r)
+{
+	for (struct transfer **pp = &r->transfers; *pp;) {
+		struct transfer *t = *pp;
+
+		if (!t->failed) {
+			pp = &t->next;
+			continue;
+		}
+		*pp = t->next;
+		journal_job_defer(r->journal, &t->job);
+		r->n_transfers--;
+		transfer_free(t);
+	}
+}
+
+static struct peer *pick_peer(struct replicate *r, const struct transfer *t,
+			      size_t salt)
+{
+	for (size_t k = 0; k < r->n_peers; k++) {
+		struct peer *p = &r->peers[(salt + k) % r->n_peers];
+		const uint64_t *held;
+
+		if (!p->session || p->session->state != SESSION_OPEN ||
+		    p->session->dead)
+			continue;
+		/* Only peers known to hold the version have its chunks. */
+		held = strmap_get(&p->sent, t->job.ref.origin);
+		if (held && *held >= t->job.ref.seq &&
+		    p->fetch_inflight < PEER_FETCH_WINDOW)
+			return p;
+	}
+	return NULL;
+}
+
+static void ask_list(struct replicate *r, struct transfer *t)
+{
+	struct wire_msg m = { .type = WIRE_GET_CHUNKLIST };
+	struct peer *p = pick_peer(r, t, (size_t)t->job.change);
+
+	if (!p)
+		return;
+	memcpy(m.get_chunklist.hash, t->job.hash, CONTENT_HASH_LEN);
+	m.get_chunklist.start = 0;
+	if (session_send(p->session, &m) == 0) {
+		t->list_from = p;
+		t->list_got = 0;
+		session_update_poll(p->session);
+	}
+}
+
+static bool chunk_verify(const uint8_t *data, size_t len, const uint8_t *hash)
+{
+	uint8_t got[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+
+	return EVP_Digest(data, len, got, &n, EVP_sha256(), NULL) == 1 &&
+	       n == CONTENT_HASH_LEN && memcmp(got, hash, n) == 0;
+}
+
+static void transfer_put_chunk(struct transfer *t, size_t i,
+			       const uint8_t *data)
+{
+	const struct content_chunk *k = &t->list.chunks[i];
+
+	if (t->got[i] == 2)
+		return;
+	if (pwrite(t->fd, data, k->len, (off_t)k->offset) != (ssize_t)k->len) {
+		t->failed = true;
+		return;
+	}
+	t->got[i] = 2;
+	t->missing--;
+}
+
+/* Copies chunk I from a file of this node, if one still holds it. */
+static bool copy_local_chunk(struct replicate *r, struct transfer *t, size_t i,
+			     uint8_t *buf)
+{
+	const struct content_chunk *k = &t->list.chunks[i];
+	char volume[256], *path = NULL;
+	uint64_t off;
+	uint32_t len;
+	const char *name;
+	int dirfd = -1, fd = -1;
+	bool ok = false;
+
+	if (journal_chunk_source(r->journal, k->hash, volume, sizeof(volume),
+				 &path, &off, &len) || len != k->len)
+		goto out;
+	if (open_parent(r, volume, path, &dirfd, &name))
+		goto out;
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || pread(fd, buf, len, (off_t)off) != (ssize_t)len)
+		goto out;
+	ok = chunk_verify(buf, len, k->hash);
+	if (ok)
+		transfer_put_chunk(t, i, buf);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dirfd >= 0)
+		close(dirfd);
+	free(path);
+	return ok;
+}
+
+static int transfer_open_temp(struct transfer *t)
+{
+	temp_name(t->tmp, sizeof(t->tmp));
+	t->fd = openat(t->dirfd, t->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+		       0600);
+	if (t->fd < 0)
+		return -errno;
+	if (ftruncate(t->fd, (off_t)t->list.size) != 0)
+		return -errno;
+	return 0;
+}
+
+/* The chunk list is known: open the temp file, copy what is local. */
+static void transfer_start_fetch(struct replicate *r, struct transfer *t)
+{
+	uint8_t *buf = malloc(WIRE_MAX_CHUNK);
+
+	t->got = calloc(t->list.n_chunks + 1, 1);
+	t->missing = t->list.n_chunks;
+	if (!buf || !t->got || transfer_open_temp(t) != 0) {
+		t->failed = true;
+		free(buf);
+		return;
+	}
+	for (size_t i = 0; i < t->list.n_chunks && !t->failed; i++)
+		copy_local_chunk(r, t, i, buf);
+	free(buf);
+}
+
+static void transfer_ask_chunks(struct replicate *r, struct transfer *t)
+{
+	uint8_t (*hashes)[CONTENT_HASH_LEN] = NULL;
+	struct wire_msg m = { .type = WIRE_GET_CHUNKS };
+	struct peer *p = pick_peer(r, t, t->next_ask);
+	uint32_t n = 0;
+
+	if (!p)
+		return;
+	hashes = malloc(APPLY_GET_BATCH * CONTENT_HASH_LEN);
+	if (!hashes)
+		return;
+	while (t->next_ask < t->list.n_chunks && n < APPLY_GET_BATCH &&
+	       p->fetch_inflight < PEER_FETCH_WINDOW) {
+		size_t i = t->next_ask++;
+
+		if (t->got[i])
+			continue;
+		memcpy(hashes[n++], t->list.chunks[i].hash, CONTENT_HASH_LEN);
+		t->got[i] = 1;
+		p->fetch_inflight += t->list.chunks[i].len;
+	}
+	m.get_chunks.n = n;
+	m.get_chunks.hashes = (const uint8_t (*)[CONTENT_HASH_LEN])hashes;
+	if (n && session_send(p->session, &m) == 0)
+		session_update_poll(p->session);
+	free(hashes);
+}
+
+static void transfer_finish(struct replicate *r, struct transfer *t)
+{
+	struct content check = { 0 };
+
+	(void)r;
+	if (lseek(t->fd, 0, SEEK_SET) != 0 || content_hash_fd(t->fd, &check) ||
+	    memcmp(check.hash, t->job.hash, CONTENT_HASH_LEN) != 0) {
+		log_warn("replicate", "%s/%s: assembled file does not match its "
+			 "hash; fetching again", t->job.volume, t->job.path);
+		t->failed = true;
+	} else if (set_meta_fd(t->fd, &t->job) != 0) {
+		t->failed = true;
+	} else {
+		t->ready = true;
+	}
+	content_release(&check);
+}
+
+static void transfer_step(struct replicate *r, struct transfer *t)
+{
+	if (t->failed || t->ready)
+		return;
+	if (!t->have_list) {
+		if (journal_content_load(r->journal, t->job.hash, &t->list) == 0) {
+			t->have_list = true;
+			transfer_start_fetch(r, t);
+		} else if (!t->list_from) {
+			ask_list(r, t);
+		}
+		return;
+	}
+	if (t->missing > 0) {
+		if (t->next_ask >= t->list.n_chunks) {
+			/* Everything asked once; re-ask what came back "not
+			 * here" or was lost with a peer. */
+			bool again = false;
+
+			for (size_t i = 0; i < t->list.n_chunks; i++)
+				again |= t->got[i] == 0;
+			if (again)
+				t->next_ask = 0;
+		}
+		transfer_ask_chunks(r, t);
+	}
+	if (t->missing == 0 && !t->failed)
+		transfer_finish(r, t);
+}
+
+static int transfer_new(struct replicate *r, struct journal_job *job)
+{
+	struct transfer *t = calloc(1, sizeof(*t));
+	int err;
+
+	if (!t)
+		return -ENOMEM;
+	t->fd = -1;
+	t->dirfd = -1;
+	t->job = *job;
+	memset(job, 0, sizeof(*job));   /* the transfer owns its strings */
+	err = open_parent(r, t->job.volume, t->job.path, &t->dirfd, &t->name);
+	if (err) {
+		transfer_free(t);
+		return err;
+	}
+	t->next = r->transfers;
+	r->transfers = t;
+	r->n_transfers++;
+	transfer_step(r, t);
+	return 0;
+}
+
+/* ---- the commit of ready transfers ----------------------------------------- */
+
+static void transfer_commit(struct replicate *r, struct transfer *t)
+{
+	struct stat st;
+
+	t->ready = false;
+	if (!disk_as_journal(r, t->dirfd, t->name, &t->job)) {
+		diverged(r, &t->job);
+		t->failed = true;
+		return;
+	}
+	if (renameat(t->dirfd, t->tmp, t->dirfd, t->name) != 0 ||
+	    fstatat(t->dirfd, t->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		t->failed = true;
+		return;
+	}
+	close(t->fd);
+	t->fd = -1;
+	if (journal_job_done(r->journal, &t->job, &st) != 0)
+		t->failed = true;
+	else
+		t->done = true;
+}
+
+static void commit_ready(struct replicate *r)
+{
+	int rootfd = -1;
+	bool any = false;
+
+	for (struct transfer *t = r->transfers; t; t = t->next)
+		any |= t->ready;
+	if (!any)
+		return;
+	/* One flush of the filesystem for the whole batch, before any
+	 * rename makes a file visible under its real name. */
+	rootfd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd >= 0) {
+		syncfs(rootfd);
+		close(rootfd);
+	}
+	for (struct transfer *t = r->transfers; t; t = t->next)
+		if (t->ready)
+			transfer_commit(r, t);
+	for (struct transfer **pp = &r->transfers; *pp;) {
+		struct transfer *t = *pp;
+
+		if (!t->done) {
+			pp = &t->next;
+			continue;
+		}
+		*pp = t->next;
+		r->n_transfers--;
+		transfer_free(t);
+	}
+}
+
+/* ---- the tick --------------------------------------------------------------- */
+
+static int apply_job(struct replicate *r, struct journal_job *job)
+{
+	const char *name;
+	int dirfd = -1, err;
+
+	if (job->op == JOURNAL_VOLUME_CREATE || job->op == JOURNAL_VOLUME_REMOVE)
+		return apply_volume(r, job);
+	if (transfer_find(r, job->volume, job->path))
+		return 0;
+	if (S_ISREG(job->mode) && !disk_has_content(r, job))
+		return transfer_new(r, job);
+	err = open_parent(r, job->volume, job->path, &dirfd, &name);
+	if (err)
+		return err;
+	if (job->op == JOURNAL_DELETE)
+		err = apply_delete(r, job, dirfd, name);
+	else if (S_ISDIR(job->mode))
+		err = apply_mkdir(r, job, dirfd, name);
+	else if (S_ISLNK(job->mode))
+		err = apply_symlink(r, job, dirfd, name);
+	else
+		err = apply_meta(r, job, dirfd, name);
+	close(dirfd);
+	return err;
+}
+
+static void apply_jobs(struct replicate *r)
+{
+	struct journal_job *jobs = calloc(APPLY_JOBS_BATCH, sizeof(*jobs));
+	int n;
+
+	if (!jobs)
+		return;
+	n = journal_jobs(r->journal, jobs, APPLY_JOBS_BATCH);
+	for (int i = 0; i < n; i++) {
+		int err = 0;
+
+		if (r->n_transfers < APPLY_TRANSFERS_MAX ||
+		    !S_ISREG(jobs[i].mode))
+			err = apply_job(r, &jobs[i]);
+		if (err == KR_EHOSTILE)
+			log_warn("replicate", "not applying %s/%s: the path "
+				 "leaves the volume or crosses a symlink",
+				 jobs[i].volume, jobs[i].path ? jobs[i].path : "");
+		if (err && err != -EAGAIN && err != -EBUSY &&
+		    jobs[i].attempts == 3)
+			log_warn("replicate", "applying %s/%s: %s; will retry",
+				 jobs[i].volume, jobs[i].path,
+				 kr_strerror(err));
+		if (err)
+			journal_job_defer(r->journal, &jobs[i]);
+		journal_job_release(&jobs[i]);
+	}
+	free(jobs);
+	r->next_jobs_ns = n > 0 ? loop_now_ns() + APPLY_RETRY_NS : 0;
+}
+
+void apply_tick(struct replicate *r)
+{
+	int64_t now = loop_now_ns();
+
+	if (r->next_jobs_ns == 0 || now >= r->next_jobs_ns)
+		apply_jobs(r);
+	for (struct transfer *t = r->transfers; t; t = t->next)
+		transfer_step(r, t);
+	commit_ready(r);
+	transfers_reap(r);
+	journal_job_count(r->journal, &r->backlog);
+	if (r->n_transfers)
+		r->next_jobs_ns = now + 50000000;
+}
+
+/* ---- frames from peers -------------------------------------------------------- */
+
+static bool list_matches(const struct content *c)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t got[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+	bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+
+	for (size_t i = 0; ok && i < c->n_chunks; i++)
+		ok = EVP_DigestUpdate(md, c->chunks[i].hash,
+				      CONTENT_HASH_LEN) == 1;
+	ok = ok && EVP_DigestFinal_ex(md, got, &n) == 1 &&
+	     memcmp(got, c->hash, CONTENT_HASH_LEN) == 0;
+	EVP_MD_CTX_free(md);
+	return ok;
+}
+
+static void list_page(struct replicate *r, struct transfer *t,
+		      const struct wire_chunklist *cl)
+{
+	uint64_t off = 0;
+
+	if (cl->start != t->list_got || cl->total > cl->size + 1 ||
+	    cl->total > (1u << 26)) {
+		t->failed = true;
+		return;
+	}
+	if (t->list.chunks == NULL) {
+		t->list.chunks = calloc((size_t)cl->total + 1,
+					sizeof(*t->list.chunks));
+		t->list.cap_chunks = (size_t)cl->total + 1;
+		t->list.size = cl->size;
+		memcpy(t->list.hash, cl->hash, CONTENT_HASH_LEN);
+		if (!t->list.chunks) {
+			t->failed = true;
+			return;
+		}
+	}
+	if (t->list_got > 0)
+		off = t->list.chunks[t->list_got - 1].offset +
+		      t->list.chunks[t->list_got - 1].len;
+	for (uint32_t i = 0; i < cl->n && t->list_got < cl->total; i++) {
+		struct content_chunk *k = &t->list.chunks[t->list_got++];
+
+		memcpy(k->hash, cl->chunks[i].hash, CONTENT_HASH_LEN);
+		k->len = cl->chunks[i].len;
+		k->offset = off;
+		off += k->len;
+	}
+	t->list.n_chunks = t->list_got;
+	if (t->list_got < cl->total)
+		return;
+	/* The whole list: it must hash to the content hash and add up. */
+	if (off != cl->size || !list_matches(&t->list)) {
+		log_warn("replicate", "chunk list for %s/%s does not match its "
+			 "hash", t->job.volume, t->job.path);
+		t->failed = true;
+		return;
+	}
+	journal_content_store(r->journal, &t->list);
+	t->have_list = true;
+	transfer_start_fetch(r, t);
+	transfer_step(r, t);
+}
+
+void apply_on_chunklist(struct replicate *r, struct peer *p,
+			const struct wire_chunklist *cl)
+{
+	for (struct transfer *t = r->transfers; t; t = t->next) {
+		if (t->have_list || t->list_from != p ||
+		    memcmp(t->job.hash, cl->hash, CONTENT_HASH_LEN) != 0)
+			continue;
+		list_page(r, t, cl);
+	}
+}
+
+void apply_on_chunk(struct replicate *r, struct peer *p,
+		    const struct wire_chunk *c)
+{
+	bool valid = chunk_verify(c->data, c->len, c->hash);
+
+	if (p->fetch_inflight >= c->len)
+		p->fetch_inflight -= c->len;
+	else
+		p->fetch_inflight = 0;
+	p->stats.chunk_bytes_in += c->len;
+	if (!valid) {
+		log_warn("replicate", "peer %s sent a chunk that does not match "
+			 "its hash; dropped", p->id);
+		return;
+	}
+	for (struct transfer *t = r->transfers; t; t = t->next) {
+		if (!t->have_list || t->failed)
+			continue;
+		for (size_t i = 0; i < t->list.n_chunks; i++)
+			if (t->got[i] != 2 && t->list.chunks[i].len == c->len &&
+			    memcmp(t->list.chunks[i].hash, c->hash,
+				   CONTENT_HASH_LEN) == 0)
+				transfer_put_chunk(t, i, c->data);
+		if (t->missing == 0 && !t->ready && !t->failed)
+			transfer_finish(r, t);
+	}
+}
+
+void apply_on_not_here(struct replicate *r, struct peer *p,
+		       const uint8_t *hash)
+{
+	for (struct transfer *t = r->transfers; t; t = t->next) {
+		if (t->list_from == p && !t->have_list &&
+		    memcmp(t->job.hash, hash, CONTENT_HASH_LEN) == 0) {
+			t->failed = true;   /* try later, maybe elsewhere */
+			continue;
+		}
+		for (size_t i = 0; t->got && i < t->list.n_chunks; i++)
+			if (t->got[i] == 1 && memcmp(t->list.chunks[i].hash,
+						     hash, CONTENT_HASH_LEN) == 0) {
+				t->got[i] = 0;
+				if (p->fetch_inflight >= t->list.chunks[i].len)
+					p->fetch_inflight -= t->list.chunks[i].len;
+			}
+	}
+}
+
+void apply_peer_gone(struct replicate *r, struct peer *p)
+{
+	p->fetch_inflight = 0;
+	for (struct transfer *t = r->transfers; t; t = t->next) {
+		if (t->list_from == p && !t->have_list)
+			t->list_from = NULL;
+		for (size_t i = 0; t->got && i < t->list.n_chunks; i++)
+			if (t->got[i] == 1)
+				t->got[i] = 0;
+		t->next_ask = 0;
+	}
+}
+
+void apply_free(struct replicate *r)
+{
+	while (r->transfers) {
+		struct transfer *t = r->transfers;
+
+		r->transfers = t->next;
+		transfer_free(t);
+	}
+	r->n_transfers = 0;
+}
+
+/* ---- serving ------------------------------------------------------------------- */
+
+int serve_chunklist(struct replicate *r, struct session *s,
+		    const struct wire_get_chunklist *g)
+{
+	struct content c = { 0 };
+	struct wire_chunk_ref *refs = NULL;
+	struct wire_msg m = { .type = WIRE_CHUNKLIST };
+	/* Pages sized to stay far under the frame cap. */
+	const uint32_t page = 65536;
+	uint32_t start = g->start;
+	int err = journal_content_load(r->journal, g->hash, &c);
+
+	if (err) {
+		struct wire_msg nh = { .type = WIRE_NOT_HERE };
+
+		memcpy(nh.not_here, g->hash, CONTENT_HASH_LEN);
+		content_release(&c);
+		return session_send(s, &nh);
+	}
+	refs = calloc(page, sizeof(*refs));
+	if (!refs) {
+		content_release(&c);
+		return -ENOMEM;
+	}
+	do {
+		uint32_t n = 0;
+
+		while (n < page && start + n < c.n_chunks) {
+			memcpy(refs[n].hash, c.chunks[start + n].hash,
+			       CONTENT_HASH_LEN);
+			refs[n].len = c.chunks[start + n].len;
+			n++;
+		}
+		memcpy(m.chunklist.hash, g->hash, CONTENT_HASH_LEN);
+		m.chunklist.size = c.size;
+		m.chunklist.total = (uint32_t)c.n_chunks;
+		m.chunklist.start = start;
+		m.chunklist.n = n;
+		m.chunklist.chunks = refs;
+		err = session_send(s, &m);
+		start += n;
+	} while (!err && start < c.n_chunks);
+	free(refs);
+	content_release(&c);
+	return err;
+}
+
+int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash)
+{
+	struct wire_msg m = { .type = WIRE_NOT_HERE };
+	char volume[256], *path = NULL;
+	const char *name;
+	uint8_t *buf = NULL;
+	uint64_t off;
+	uint32_t len;
+	int dirfd = -1, fd = -1, err;
+
+	memcpy(m.not_here, hash, CONTENT_HASH_LEN);
+	if (journal_chunk_source(r->journal, hash, volume, sizeof(volume),
+				 &path, &off, &len) || len > WIRE_MAX_CHUNK ||
+	    open_parent(r, volume, path, &dirfd, &name))
+		goto send;
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	buf = malloc(len ? len : 1);
+	if (fd < 0 || !buf || pread(fd, buf, len, (off_t)off) != (ssize_t)len ||
+	    !chunk_verify(buf, len, hash))
+		goto send;   /* the file moved on: "not here" */
+	m.type = WIRE_CHUNK;
+	memcpy(m.chunk.hash, hash, CONTENT_HASH_LEN);
+	m.chunk.len = len;
+	m.chunk.data = buf;
+send:
+	err = session_send(s, &m);
+	if (fd >= 0)
+		close(fd);
+	if (dirfd >= 0)
+		close(dirfd);
+	free(buf);
+	free(path);
+	return err;
+}

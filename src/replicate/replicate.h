@@ -1,0 +1,83 @@
+/*
+ * Replication: peer sessions, journal-range catch-up, chunk transfer and
+ * applying remote versions to disk.
+ *
+ * Topology: one TCP connection per pair of nodes, dialled by the node
+ * whose id sorts lower, so both ends never race to build two.  After the
+ * transport is up (TLS verified when configured) each side sends HELLO
+ * with its node id, cluster id and version vector; from then on each side
+ * streams, for every origin, the entries the other lacks, in seq order,
+ * and keeps streaming as new entries are committed (push the metadata,
+ * pull the content).  Content is fetched only for the versions the
+ * journal asks to put on disk (its jobs), chunk by chunk, from local
+ * files first and then from any peer holding the version.
+ *
+ * Owned by the event-loop thread, like the journal it reads and writes.
+ */
+#ifndef KRAKEN_REPLICATE_H
+#define KRAKEN_REPLICATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct journal;
+struct loop;
+struct replicate;
+typedef struct ssl_ctx_st SSL_CTX;
+
+struct replicate_peer_config {
+	const char *id;
+	const char *host;
+	uint16_t port;
+};
+
+struct replicate_options {
+	const char *node_id;
+	const char *cluster_id;
+	const char *listen_address;
+	uint16_t port;
+	const struct replicate_peer_config *peers;  /* the other nodes */
+	size_t n_peers;
+	const char *root;                           /* volume.root_path */
+	SSL_CTX *tls_server;                        /* NULL: plain TCP */
+	SSL_CTX *tls_client;
+	/* Called when the disk at VOLUME/PATH holds something the journal
+	 * does not (a local write the watcher has not recorded yet): the
+	 * watcher should look at it. */
+	void (*diverged)(void *arg, const char *volume, const char *path);
+	void *diverged_arg;
+};
+
+struct replicate_peer_status {
+	char id[65];
+	char address[300];
+	bool connected;
+	int64_t last_seen_ns;     /* wall clock; 0 never */
+	uint64_t lag_entries;     /* entries we hold that it lacks */
+	uint64_t entries_in, entries_out;
+	uint64_t bytes_in, bytes_out;
+	uint64_t chunk_bytes_in;
+};
+
+/* Binds the listening socket and registers with LOOP.  J and LOOP are
+ * borrowed and must outlive the replicator. */
+int replicate_new(struct journal *j, struct loop *loop,
+		  const struct replicate_options *opt, struct replicate **out);
+void replicate_free(struct replicate *r);
+
+/* After a journal commit: announce new entries, look for new jobs. */
+void replicate_kick(struct replicate *r);
+
+/* Timers and apply work; call once per loop turn.  May record into the
+ * journal; the caller commits. */
+void replicate_tick(struct replicate *r);
+int64_t replicate_next_deadline(struct replicate *r);
+
+/* Fills up to MAX peers; returns how many peers there are. */
+size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
+		       size_t max);
+/* Jobs waiting for content or disk. */
+uint64_t replicate_backlog(struct replicate *r);
+
+#endif

@@ -1,0 +1,107 @@
+/* Internals shared by the replicator's source files. */
+#ifndef KRAKEN_REPLICATE_INT_H
+#define KRAKEN_REPLICATE_INT_H
+
+#include "replicate.h"
+
+#include "conn.h"
+#include "journal.h"
+#include "strmap.h"
+#include "wire.h"
+
+#define PEER_OUT_CAP (64u << 20)       /* bytes queued to one peer */
+#define PEER_PUMP_LOW (4u << 20)       /* refill entries below this */
+#define PEER_ENTRIES_BUDGET (1u << 20) /* payload of one ENTRIES frame */
+#define PEER_FETCH_WINDOW (16u << 20)  /* chunk bytes asked, not yet here */
+#define PEER_PING_NS (5LL * 1000000000)
+#define PEER_DEAD_NS (20LL * 1000000000)
+#define PEER_BACKOFF_MIN_MS 100
+#define PEER_BACKOFF_MAX_MS 10000
+
+enum session_state {
+	SESSION_CONNECTING,       /* non-blocking connect under way */
+	SESSION_HANDSHAKE,        /* transport (TLS) handshake */
+	SESSION_HELLO,            /* HELLO sent, waiting for the peer's */
+	SESSION_OPEN,             /* streaming */
+};
+
+struct peer;
+
+/* One TCP connection; before HELLO it may not know its peer yet. */
+struct session {
+	struct replicate *r;
+	struct peer *peer;        /* NULL until HELLO names a known node */
+	struct conn *conn;
+	int fd;
+	bool outbound;
+	enum session_state state;
+	uint32_t polled;          /* events registered with the loop */
+	int64_t last_rx_ns;
+	int64_t last_ping_ns;
+	bool dead;                /* closed; freed at the end of the turn */
+	struct session *next;
+};
+
+struct peer {
+	char id[65];
+	char host[256];
+	uint16_t port;
+	bool dial;                /* our id sorts lower: we connect */
+	struct session *session;  /* the open (or opening) session, or NULL */
+	int64_t next_dial_ns;
+	unsigned backoff_ms;
+	int64_t last_seen_wall_ns;
+	struct strmap sent;       /* origin -> (uint64_t *) seq it holds */
+	uint64_t fetch_inflight;  /* chunk bytes asked of it, not yet here */
+	struct replicate_peer_status stats;
+};
+
+struct transfer;
+
+struct replicate {
+	struct journal *journal;
+	struct loop *loop;
+	char node_id[65];
+	char cluster_id[256];
+	char *root;
+	int listen_fd;
+	SSL_CTX *tls_server, *tls_client;
+	struct peer *peers;
+	size_t n_peers;
+	struct session *sessions;
+	void (*diverged)(void *arg, const char *volume, const char *path);
+	void *diverged_arg;
+	bool kicked;              /* new commits: pump and look for jobs */
+	struct transfer *transfers;
+	unsigned n_transfers;
+	int64_t next_jobs_ns;
+	uint64_t backlog;
+};
+
+/* session.c */
+void session_close(struct session *s, const char *why);
+void session_update_poll(struct session *s);
+int session_send(struct session *s, const struct wire_msg *m);
+struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
+
+/* sync.c */
+void sync_on_hello(struct session *s, const struct wire_hello *h);
+int sync_on_frame(struct session *s, const struct wire_msg *m);
+void sync_pump(struct session *s);
+uint64_t sync_lag(struct replicate *r, struct peer *p);
+
+/* apply.c */
+void apply_tick(struct replicate *r);
+void apply_on_chunklist(struct replicate *r, struct peer *p,
+			const struct wire_chunklist *cl);
+void apply_on_chunk(struct replicate *r, struct peer *p,
+		    const struct wire_chunk *c);
+void apply_on_not_here(struct replicate *r, struct peer *p,
+		       const uint8_t *hash);
+void apply_peer_gone(struct replicate *r, struct peer *p);
+void apply_free(struct replicate *r);
+int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash);
+int serve_chunklist(struct replicate *r, struct session *s,
+		    const struct wire_get_chunklist *g);
+
+#endif

@@ -1,0 +1,650 @@
+/*
+ * Peer sessions: listening, dialling, the transport handshake, HELLO, and
+ * keeping connections alive.
+ *
+ * States of a session and what holds in each:
+ *   CONNECTING  outbound only; connect(2) under way; nothing queued.
+ *   HANDSHAKE   the transport verifies the peer (TLS); nothing is read
+ *               or sent before it completes (conn refuses to).
+ *   HELLO       our HELLO is queued; the peer is not trusted yet and
+ *               every frame but HELLO is a protocol error.
+ *   OPEN        the peer is a known cluster node (and, with TLS, its
+ *               certificate names the same node); entries flow.
+ * A peer has at most one session past HELLO; a newer one replaces it.
+ */
+#include "replicate_int.h"
+
+#include "err.h"
+#include "log.h"
+#include "loop.h"
+#include "tls.h"
+#include "transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct peer *replicate_peer_by_id(struct replicate *r, const char *id)
+{
+	for (size_t i = 0; i < r->n_peers; i++)
+		if (strcmp(r->peers[i].id, id) == 0)
+			return &r->peers[i];
+	return NULL;
+}
+
+static void session_on_event(void *arg, uint32_t events);
+
+void session_update_poll(struct session *s)
+{
+	uint32_t want;
+
+	if (s->dead)
+		return;
+	want = s->state == SESSION_CONNECTING ? EPOLLOUT : conn_want(s->conn);
+	if (want == 0)
+		want = EPOLLIN;
+	if (want != s->polled && loop_mod_fd(s->r->loop, s->fd, want) == 0)
+		s->polled = want;
+}
+
+static void peer_schedule_dial(struct replicate *r, struct peer *p)
+{
+	uint32_t jitter = 0;
+
+	if (!p->dial)
+		return;
+	p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : PEER_BACKOFF_MIN_MS;
+	if (p->backoff_ms > PEER_BACKOFF_MAX_MS)
+		p->backoff_ms = PEER_BACKOFF_MAX_MS;
+	if (getrandom(&jitter, sizeof(jitter), GRND_NONBLOCK) < 0)
+		jitter = 0;
+	/* Up to a quarter more, so nodes restarted together do not retry
+	 * in lockstep. */
+	p->next_dial_ns = loop_now_ns() + (int64_t)p->backoff_ms * 1000000 +
+			  (int64_t)(jitter % (p->backoff_ms / 4 + 1)) * 1000000;
+	(void)r;
+}
+
+void session_close(struct session *s, const char *why)
+{
+	struct peer *p = s->peer;
+
+	if (s->dead)
+		return;
+	s->dead = true;
+	if (p && p->session == s) {
+		if (s->state == SESSION_OPEN)
+			log_warn("replicate", "peer %s disconnected: %s", p->id,
+				 why);
+		else
+			log_debug("replicate", "peer %s: %s", p->id, why);
+		p->session = NULL;
+		p->stats.connected = false;
+		apply_peer_gone(s->r, p);
+		peer_schedule_dial(s->r, p);
+	} else {
+		log_debug("replicate", "connection closed: %s", why);
+	}
+	loop_del_fd(s->r->loop, s->fd);
+}
+
+static void session_free(struct session *s)
+{
+	if (s->conn)
+		conn_free(s->conn);      /* closes the fd */
+	else if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+}
+
+static void sessions_reap(struct replicate *r)
+{
+	for (struct session **pp = &r->sessions; *pp;) {
+		struct session *s = *pp;
+
+		if (!s->dead) {
+			pp = &s->next;
+			continue;
+		}
+		*pp = s->next;
+		session_free(s);
+	}
+}
+
+int session_send(struct session *s, const struct wire_msg *m)
+{
+	struct wire_buf b = { 0 };
+	int err = wire_encode(&b, m);
+
+	if (!err)
+		err = conn_queue(s->conn, b.data, b.len);
+	if (!err && s->peer)
+		s->peer->stats.bytes_out += b.len;
+	wire_buf_release(&b);
+	return err;
+}
+
+static int session_vector_add(void *arg, const char *origin, uint64_t seq)
+{
+	struct strmap *v = arg;
+	uint64_t *val = malloc(sizeof(*val));
+
+	if (!val)
+		return -ENOMEM;
+	*val = seq;
+	return strmap_put(v, origin, val, NULL);
+}
+
+static void strmap_free_values(struct strmap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slots[i].key)
+			free(m->slots[i].value);
+	strmap_clear(m);
+}
+
+static int session_send_hello(struct session *s)
+{
+	struct strmap vec = { 0 };
+	struct journal_ref *refs = NULL;
+	struct wire_msg m = { .type = WIRE_HELLO };
+	uint32_t n = 0;
+	int err = journal_vector(s->r->journal, session_vector_add, &vec);
+
+	if (!err && vec.count) {
+		refs = calloc(vec.count, sizeof(*refs));
+		err = refs ? 0 : -ENOMEM;
+	}
+	for (size_t i = 0; !err && i < vec.cap; i++) {
+		if (!vec.slots[i].key)
+			continue;
+		snprintf(refs[n].origin, sizeof(refs[n].origin), "%s",
+			 vec.slots[i].key);
+		refs[n++].seq = *(uint64_t *)vec.slots[i].value;
+	}
+	m.hello.node_id = s->r->node_id;
+	m.hello.cluster_id = s->r->cluster_id;
+	m.hello.vector.n = n;
+	m.hello.vector.refs = refs;
+	if (!err)
+		err = session_send(s, &m);
+	free(refs);
+	strmap_free_values(&vec);
+	if (!err)
+		s->state = SESSION_HELLO;
+	return err;
+}
+
+/* The transport is up: check the TLS identity later, at HELLO. */
+static int session_step_handshake(struct session *s)
+{
+	int err = conn_handshake(s->conn);
+
+	if (err)
+		return err;
+	return session_send_hello(s);
+}
+
+static int session_check_identity(struct session *s, const char *node_id)
+{
+	struct transport *t = conn_transport(s->conn);
+	char proven[TLS_NODE_ID_MAX + 1];
+	SSL *ssl;
+
+	if (!s->r->tls_server)
+		return 0;
+	ssl = transport_ssl(t);
+	if (!ssl || tls_peer_node_id(ssl, proven, sizeof(proven)) != 0)
+		return -EACCES;
+	return strcmp(proven, node_id) == 0 ? 0 : -EACCES;
+}
+
+static void session_refuse(struct session *s, uint16_t code, const char *text)
+{
+	struct wire_msg m = { .type = WIRE_ERROR };
+
+	m.error.code = code;
+	m.error.text = text;
+	session_send(s, &m);
+	conn_flush(s->conn);
+	session_close(s, text);
+}
+
+static void session_on_hello(struct session *s, const struct wire_hello *h)
+{
+	struct peer *p = replicate_peer_by_id(s->r, h->node_id);
+	char why[1024];
+
+	if (strcmp(h->cluster_id, s->r->cluster_id) != 0) {
+		snprintf(why, sizeof(why), "peer %s is in cluster '%s', not '%s'",
+			 h->node_id, h->cluster_id, s->r->cluster_id);
+		log_error("replicate", "%s; refused", why);
+		session_refuse(s, WIRE_ERR_CLUSTER, why);
+		return;
+	}
+	if (!p || (s->outbound && s->peer != p)) {
+		snprintf(why, sizeof(why), "node '%s' is not in this node's "
+			 "cluster list", h->node_id);
+		log_error("replicate", "%s; refused", why);
+		session_refuse(s, WIRE_ERR_IDENTITY, why);
+		return;
+	}
+	if (session_check_identity(s, h->node_id) != 0) {
+		snprintf(why, sizeof(why), "peer claims to be '%s' but its "
+			 "certificate does not say so", h->node_id);
+		log_error("replicate", "%s; refused", why);
+		session_refuse(s, WIRE_ERR_IDENTITY, why);
+		return;
+	}
+	if (p->session && p->session != s)
+		session_close(p->session, "replaced by a new connection");
+	s->peer = p;
+	p->session = s;
+	p->backoff_ms = 0;
+	p->stats.connected = true;
+	s->state = SESSION_OPEN;
+	log_info("replicate", "peer %s connected (%s)", p->id,
+		 s->outbound ? "outbound" : "inbound");
+	sync_on_hello(s, h);
+}
+
+static int session_on_frame(void *arg, uint8_t type, const uint8_t *payload,
+			    uint32_t len)
+{
+	struct session *s = arg;
+	struct wire_msg m = { 0 };
+	int err = wire_decode((enum wire_type)type, payload, len, &m);
+
+	s->last_rx_ns = loop_now_ns();
+	if (s->peer) {
+		s->peer->stats.bytes_in += len + WIRE_HEADER_LEN;
+		s->peer->last_seen_wall_ns = wall_ns();
+		s->peer->stats.last_seen_ns = s->peer->last_seen_wall_ns;
+	}
+	if (err) {
+		log_warn("replicate", "malformed %s frame from %s: %s",
+			 wire_type_name((enum wire_type)type),
+			 s->peer ? s->peer->id : "unidentified peer",
+			 kr_strerror(err));
+		wire_msg_release(&m);
+		return -EPROTO;
+	}
+	if (s->state == SESSION_HELLO && m.type == WIRE_HELLO) {
+		session_on_hello(s, &m.hello);
+	} else if (s->state == SESSION_OPEN && m.type != WIRE_HELLO) {
+		err = sync_on_frame(s, &m);
+	} else {
+		log_warn("replicate", "unexpected %s frame before HELLO; "
+			 "closing", wire_type_name(m.type));
+		err = -EPROTO;
+	}
+	wire_msg_release(&m);
+	return s->dead ? -ECONNABORTED : err;
+}
+
+static int session_connect_done(struct session *s)
+{
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+		return -errno;
+	if (soerr)
+		return -soerr;
+	s->state = SESSION_HANDSHAKE;
+	return 0;
+}
+
+static int session_step(struct session *s, uint32_t events)
+{
+	int err = 0;
+
+	if (s->state == SESSION_CONNECTING) {
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return 0;
+		err = session_connect_done(s);
+	}
+	if (!err && s->state == SESSION_HANDSHAKE)
+		err = session_step_handshake(s);
+	if (!err && !s->dead)
+		err = conn_read(s->conn);
+	if (!err && !s->dead) {
+		if (s->state == SESSION_OPEN)
+			sync_pump(s);
+		err = conn_flush(s->conn);
+	}
+	return err == -EAGAIN ? 0 : err;
+}
+
+static void session_on_event(void *arg, uint32_t events)
+{
+	struct session *s = arg;
+	int err;
+
+	if (s->dead)
+		return;
+	err = session_step(s, events);
+	if (err && !s->dead) {
+		const char *why = s->conn ? conn_last_error(s->conn) : "";
+
+		session_close(s, why[0] ? why : kr_strerror(err));
+		if (s->peer == NULL && err != -ECONNRESET)
+			log_warn("replicate", "connection refused or dropped "
+				 "before HELLO: %s", why[0] ? why :
+				 kr_strerror(err));
+		return;
+	}
+	session_update_poll(s);
+}
+
+static int session_new(struct replicate *r, int fd, bool outbound,
+		       struct peer *p, struct session **out)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	struct transport *t = NULL;
+	SSL_CTX *ctx = outbound ? r->tls_client : r->tls_server;
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	s->r = r;
+	s->fd = fd;
+	s->peer = outbound ? p : NULL;
+	s->outbound = outbound;
+	s->state = outbound ? SESSION_CONNECTING : SESSION_HANDSHAKE;
+	s->last_rx_ns = loop_now_ns();
+	err = ctx ? transport_tls_new(fd, ctx, !outbound, &t) :
+		    transport_plain_new(fd, &t);
+	if (!err)
+		err = conn_new(t, WIRE_MAX_PAYLOAD, PEER_OUT_CAP, session_on_frame,
+			       s, &s->conn);
+	if (err) {
+		if (t)
+			transport_close(t);   /* closes fd */
+		free(s);
+		return err;
+	}
+	s->polled = outbound ? EPOLLOUT : EPOLLIN;
+	err = loop_add_fd(r->loop, fd, s->polled, session_on_event, s);
+	if (err) {
+		conn_free(s->conn);
+		free(s);
+		return err;
+	}
+	s->next = r->sessions;
+	r->sessions = s;
+	*out = s;
+	return 0;
+}
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
+		   socklen_t *len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char service[8];
+	int rc;
+
+	snprintf(service, sizeof(service), "%u", port);
+	rc = getaddrinfo(host, service, &hints, &res);
+	if (rc != 0 || !res)
+		return -EHOSTUNREACH;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void peer_dial(struct replicate *r, struct peer *p)
+{
+	struct sockaddr_storage ss;
+	struct session *s = NULL;
+	socklen_t len;
+	int one = 1, fd, err = resolve(p->host, p->port, &ss, &len);
+
+	if (err) {
+		log_warn("replicate", "cannot resolve peer %s at %s",
+			 p->id, p->host);
+		peer_schedule_dial(r, p);
+		return;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		peer_schedule_dial(r, p);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&ss, len) != 0 &&
+	    errno != EINPROGRESS) {
+		log_debug("replicate", "connect to %s: %s", p->id,
+			  strerror(errno));
+		close(fd);
+		peer_schedule_dial(r, p);
+		return;
+	}
+	err = session_new(r, fd, true, p, &s);
+	if (err) {
+		peer_schedule_dial(r, p);
+		return;
+	}
+	p->session = s;
+	p->next_dial_ns = 0;
+}
+
+static void replicate_on_accept(void *arg, uint32_t events)
+{
+	struct replicate *r = arg;
+
+	(void)events;
+	for (;;) {
+		struct session *s = NULL;
+		int one = 1;
+		int fd = accept4(r->listen_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return;   /* EAGAIN, or a transient error: next event */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (session_new(r, fd, false, NULL, &s) != 0)
+			close(fd);
+		else
+			session_on_event(s, EPOLLIN);
+	}
+}
+
+static int replicate_listen(struct replicate *r, const char *address,
+			    uint16_t port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+	int err = resolve(address, port, &ss, &len);
+
+	if (err)
+		return err;
+	r->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+			      SOCK_CLOEXEC, 0);
+	if (r->listen_fd < 0)
+		return -errno;
+	setsockopt(r->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(r->listen_fd, (struct sockaddr *)&ss, len) != 0 ||
+	    listen(r->listen_fd, 64) != 0)
+		return -errno;
+	return loop_add_fd(r->loop, r->listen_fd, EPOLLIN, replicate_on_accept,
+			   r);
+}
+
+static int replicate_add_peers(struct replicate *r,
+			       const struct replicate_options *opt)
+{
+	r->peers = calloc(opt->n_peers ? opt->n_peers : 1, sizeof(*r->peers));
+	if (!r->peers)
+		return -ENOMEM;
+	for (size_t i = 0; i < opt->n_peers; i++) {
+		struct peer *p = &r->peers[r->n_peers++];
+
+		snprintf(p->id, sizeof(p->id), "%s", opt->peers[i].id);
+		snprintf(p->host, sizeof(p->host), "%s", opt->peers[i].host);
+		p->port = opt->peers[i].port;
+		p->dial = strcmp(r->node_id, p->id) < 0;
+		snprintf(p->stats.id, sizeof(p->stats.id), "%s", p->id);
+		snprintf(p->stats.address, sizeof(p->stats.address), "%s:%u",
+			 p->host, p->port);
+	}
+	return 0;
+}
+
+int replicate_new(struct journal *j, struct loop *loop,
+		  const struct replicate_options *opt, struct replicate **out)
+{
+	struct replicate *r = calloc(1, sizeof(*r));
+	int err;
+
+	*out = NULL;
+	if (!r)
+		return -ENOMEM;
+	r->journal = j;
+	r->loop = loop;
+	r->listen_fd = -1;
+	r->tls_server = opt->tls_server;
+	r->tls_client = opt->tls_client;
+	r->diverged = opt->diverged;
+	r->diverged_arg = opt->diverged_arg;
+	r->kicked = true;
+	snprintf(r->node_id, sizeof(r->node_id), "%s", opt->node_id);
+	snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", opt->cluster_id);
+	r->root = strdup(opt->root);
+	err = r->root ? replicate_add_peers(r, opt) : -ENOMEM;
+	if (!err)
+		err = replicate_listen(r, opt->listen_address, opt->port);
+	if (err) {
+		replicate_free(r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+void replicate_free(struct replicate *r)
+{
+	if (!r)
+		return;
+	for (struct session *s = r->sessions; s; s = s->next)
+		session_close(s, "shutting down");
+	sessions_reap(r);
+	apply_free(r);
+	for (size_t i = 0; i < r->n_peers; i++)
+		strmap_free_values(&r->peers[i].sent);
+	free(r->peers);
+	if (r->listen_fd >= 0) {
+		loop_del_fd(r->loop, r->listen_fd);
+		close(r->listen_fd);
+	}
+	free(r->root);
+	free(r);
+}
+
+static void session_heartbeat(struct session *s, int64_t now)
+{
+	struct wire_msg m = { .type = WIRE_PING };
+
+	if (now - s->last_rx_ns > PEER_DEAD_NS) {
+		session_close(s, "no answer for 20 s");
+		return;
+	}
+	if (s->state == SESSION_OPEN && now - s->last_ping_ns > PEER_PING_NS) {
+		m.token = (uint64_t)now;
+		s->last_ping_ns = now;
+		if (session_send(s, &m) == 0 && conn_flush(s->conn) != -EAGAIN)
+			session_update_poll(s);
+		else
+			session_update_poll(s);
+	}
+}
+
+void replicate_tick(struct replicate *r)
+{
+	int64_t now = loop_now_ns();
+
+	for (size_t i = 0; i < r->n_peers; i++) {
+		struct peer *p = &r->peers[i];
+
+		if (p->dial && !p->session && now >= p->next_dial_ns)
+			peer_dial(r, p);
+	}
+	for (struct session *s = r->sessions; s; s = s->next)
+		if (!s->dead)
+			session_heartbeat(s, now);
+	if (r->kicked) {
+		r->kicked = false;
+		for (struct session *s = r->sessions; s; s = s->next) {
+			if (s->dead || s->state != SESSION_OPEN)
+				continue;
+			sync_pump(s);
+			if (conn_flush(s->conn) < 0 && conn_queued(s->conn) == 0)
+				session_close(s, conn_last_error(s->conn));
+			else
+				session_update_poll(s);
+		}
+		r->next_jobs_ns = 0;
+	}
+	apply_tick(r);
+	sessions_reap(r);
+}
+
+void replicate_kick(struct replicate *r)
+{
+	r->kicked = true;
+}
+
+int64_t replicate_next_deadline(struct replicate *r)
+{
+	int64_t d = loop_now_ns() + 1000000000;
+
+	if (r->kicked)
+		return 0;
+	for (size_t i = 0; i < r->n_peers; i++)
+		if (r->peers[i].dial && !r->peers[i].session &&
+		    r->peers[i].next_dial_ns < d)
+			d = r->peers[i].next_dial_ns;
+	if (r->next_jobs_ns && r->next_jobs_ns < d)
+		d = r->next_jobs_ns;
+	return d;
+}
+
+size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
+		       size_t max)
+{
+	for (size_t i = 0; i < r->n_peers && i < max; i++) {
+		struct peer *p = &r->peers[i];
+
+		p->stats.lag_entries = sync_lag(r, p);
+		out[i] = p->stats;
+	}
+	return r->n_peers;
+}
+
+uint64_t replicate_backlog(struct replicate *r)
+{
+	return r->backlog;
+}

@@ -1,0 +1,347 @@
+/*
+ * Journal ranges between peers.
+ *
+ * For each peer the replicator keeps `sent`: per origin, the highest seq
+ * the peer is known to hold (from its HELLO or VECTOR, from what we sent,
+ * from what it sent us).  Pumping walks our version vector and streams,
+ * for every origin, the entries past that mark, in seq order, in ENTRIES
+ * frames, until the peer's queue is comfortably full.  Entries relayed
+ * from other origins flow the same way, so a node catches up from any
+ * peer that is up.  TCP keeps each stream in order; entries that arrive
+ * twice over two streams are recognised by (origin, seq) and dropped.
+ */
+#include "replicate_int.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t sent_get(const struct peer *p, const char *origin)
+{
+	const uint64_t *v = strmap_get(&p->sent, origin);
+
+	return v ? *v : 0;
+}
+
+static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
+{
+	uint64_t *v = strmap_get(&p->sent, origin);
+
+	if (v) {
+		if (seq > *v)
+			*v = seq;
+		return;
+	}
+	v = malloc(sizeof(*v));
+	if (!v)
+		return;   /* we will send it again: harmless */
+	*v = seq;
+	if (strmap_put(&p->sent, origin, v, NULL))
+		free(v);
+}
+
+static void sent_reset(struct peer *p, const struct wire_vector *vec)
+{
+	for (size_t i = 0; i < p->sent.cap; i++)
+		if (p->sent.slots[i].key)
+			free(p->sent.slots[i].value);
+	strmap_clear(&p->sent);
+	for (uint32_t i = 0; i < vec->n; i++)
+		sent_raise(p, vec->refs[i].origin, vec->refs[i].seq);
+}
+
+void sync_on_hello(struct session *s, const struct wire_hello *h)
+{
+	sent_reset(s->peer, &h->vector);
+	s->r->kicked = true;
+	sync_pump(s);
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+struct pump {
+	struct session *s;
+	struct wire_entries e;
+	struct wire_buf b;
+	const char *origin;
+	uint64_t last;            /* last seq put in a frame */
+	unsigned in_frame;
+	bool full;
+};
+
+static void entry_from_change(const struct journal_change *c,
+			      struct wire_entry *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->ref = c->ref;
+	w->lamport = c->lamport;
+	w->wall_ns = c->wall_ns;
+	w->volume = c->volume;
+	w->path = c->path;
+	w->op = c->op;
+	w->mode = c->mode;
+	w->uid = c->uid;
+	w->gid = c->gid;
+	w->size = c->size;
+	w->mtime_ns = c->mtime_ns;
+	w->has_hash = c->has_hash;
+	memcpy(w->hash, c->hash, CONTENT_HASH_LEN);
+	w->has_target = c->target != NULL;
+	w->target = c->target;
+	w->n_bases = (uint16_t)(c->n_bases > WIRE_MAX_BASES ? WIRE_MAX_BASES :
+				c->n_bases);
+	w->bases = c->bases;
+}
+
+static int pump_ship(struct pump *pu)
+{
+	int err = 0;
+
+	if (pu->in_frame == 0)
+		return 0;
+	wire_entries_end(&pu->e);
+	err = conn_queue(pu->s->conn, pu->b.data, pu->b.len);
+	if (!err) {
+		pu->s->peer->stats.bytes_out += pu->b.len;
+		pu->s->peer->stats.entries_out += pu->in_frame;
+		sent_raise(pu->s->peer, pu->origin, pu->last);
+	}
+	wire_buf_reset(&pu->b);
+	pu->in_frame = 0;
+	return err;
+}
+
+static int pump_one(void *arg, const struct journal_change *c)
+{
+	struct pump *pu = arg;
+	struct wire_entry w;
+	int err;
+
+	entry_from_change(c, &w);
+	if (pu->in_frame == 0) {
+		err = wire_entries_begin(&pu->e, &pu->b, PEER_ENTRIES_BUDGET);
+		if (err)
+			return err;
+	}
+	err = wire_entries_add(&pu->e, &w);
+	if (err == -EMSGSIZE) {
+		err = pump_ship(pu);
+		if (!err)
+			err = wire_entries_begin(&pu->e, &pu->b,
+						 PEER_ENTRIES_BUDGET);
+		if (!err)
+			err = wire_entries_add(&pu->e, &w);
+	}
+	if (err)
+		return err;
+	pu->in_frame++;
+	pu->last = c->ref.seq;
+	if (conn_queued(pu->s->conn) + pu->b.len > PEER_PUMP_LOW) {
+		pu->full = true;
+		return 1;         /* stop the walk; the rest goes next time */
+	}
+	return 0;
+}
+
+static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
+{
+	struct pump *pu = arg;
+	uint64_t from = sent_get(pu->s->peer, origin);
+	int err;
+
+	if (max_seq <= from || pu->full)
+		return 0;
+	pu->origin = origin;
+	while (!pu->full && from < max_seq) {
+		uint64_t before = from;
+
+		err = journal_entries_since(pu->s->r->journal, origin, from,
+					    1000, pump_one, pu);
+		if (err < 0)
+			return err;
+		err = pump_ship(pu);
+		if (err)
+			return err;
+		from = sent_get(pu->s->peer, origin);
+		if (from == before)
+			break;    /* nothing more to read: never spin */
+	}
+	return 0;
+}
+
+void sync_pump(struct session *s)
+{
+	struct pump pu = { .s = s };
+	int err;
+
+	if (s->dead || s->state != SESSION_OPEN ||
+	    conn_queued(s->conn) > PEER_PUMP_LOW)
+		return;
+	err = journal_vector(s->r->journal, pump_origin, &pu);
+	if (!err)
+		err = pump_ship(&pu);
+	wire_buf_release(&pu.b);
+	if (err && err != -ENOBUFS)
+		log_warn("replicate", "sending entries to %s: %s", s->peer->id,
+			 kr_strerror(err));
+}
+
+struct lag {
+	struct peer *p;
+	uint64_t sum;
+};
+
+static int lag_origin(void *arg, const char *origin, uint64_t max_seq)
+{
+	struct lag *l = arg;
+	uint64_t have = sent_get(l->p, origin);
+
+	if (max_seq > have)
+		l->sum += max_seq - have;
+	return 0;
+}
+
+uint64_t sync_lag(struct replicate *r, struct peer *p)
+{
+	struct lag l = { .p = p };
+
+	journal_vector(r->journal, lag_origin, &l);
+	return l.sum;
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+static void change_from_entry(const struct wire_entry *w,
+			      struct journal_change *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->ref = w->ref;
+	c->lamport = w->lamport;
+	c->wall_ns = w->wall_ns;
+	c->volume = w->volume;
+	c->path = w->path;
+	c->op = w->op;
+	c->mode = w->mode;
+	c->uid = w->uid;
+	c->gid = w->gid;
+	c->size = w->size;
+	c->mtime_ns = w->mtime_ns;
+	c->has_hash = w->has_hash;
+	memcpy(c->hash, w->hash, CONTENT_HASH_LEN);
+	c->target = w->has_target ? w->target : NULL;
+	c->bases = w->bases;
+	c->n_bases = w->n_bases;
+}
+
+static int send_vector(struct session *s)
+{
+	struct journal_ref *refs = NULL;
+	struct wire_msg m = { .type = WIRE_VECTOR };
+	size_t n = 0, cap = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < s->peer->sent.cap; i++)
+		cap += s->peer->sent.slots[i].key != NULL;
+	refs = calloc(cap + 1, sizeof(*refs));
+	if (!refs)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->peer->sent.cap; i++) {
+		const char *origin = s->peer->sent.slots[i].key;
+
+		if (!origin)
+			continue;
+		snprintf(refs[n].origin, sizeof(refs[n].origin), "%s", origin);
+		refs[n++].seq = journal_have(s->r->journal, origin);
+	}
+	m.vector.n = (uint32_t)n;
+	m.vector.refs = refs;
+	err = session_send(s, &m);
+	free(refs);
+	return err;
+}
+
+static int on_entries(struct session *s, const struct wire_entry_list *l)
+{
+	struct peer *p = s->peer;
+	bool gap = false;
+	unsigned added = 0;
+
+	for (uint32_t i = 0; i < l->n; i++) {
+		const struct wire_entry *w = &l->v[i];
+		struct journal_change c;
+		int err;
+
+		change_from_entry(w, &c);
+		err = journal_add_remote(s->r->journal, &c);
+		if (err == 0)
+			added++;
+		else if (err == -EAGAIN)
+			gap = true;
+		else if (err == KR_EHOSTILE)
+			log_warn("replicate", "refused entry %s:%llu from %s: "
+				 "hostile or malformed path '%s/%s'",
+				 w->ref.origin, (unsigned long long)w->ref.seq,
+				 p->id, w->volume, w->path);
+		else if (err != -EALREADY)
+			return err;
+		/* It holds this entry: never send it back. */
+		sent_raise(p, w->ref.origin, w->ref.seq);
+	}
+	p->stats.entries_in += added;
+	if (added)
+		s->r->kicked = true;
+	/* Entries past a hole: tell the peer what we really hold, and it
+	 * starts again from there. */
+	return gap ? send_vector(s) : 0;
+}
+
+static int on_get_chunks(struct session *s, const struct wire_get_chunks *g)
+{
+	int err = 0;
+
+	for (uint32_t i = 0; i < g->n && !err; i++)
+		err = serve_chunk(s->r, s, g->hashes[i]);
+	return err;
+}
+
+int sync_on_frame(struct session *s, const struct wire_msg *m)
+{
+	struct wire_msg pong = { .type = WIRE_PONG };
+
+	switch (m->type) {
+	case WIRE_ENTRIES:
+		return on_entries(s, &m->entries);
+	case WIRE_VECTOR:
+		sent_reset(s->peer, &m->vector);
+		sync_pump(s);
+		return 0;
+	case WIRE_GET_CHUNKLIST:
+		return serve_chunklist(s->r, s, &m->get_chunklist);
+	case WIRE_CHUNKLIST:
+		apply_on_chunklist(s->r, s->peer, &m->chunklist);
+		return 0;
+	case WIRE_GET_CHUNKS:
+		return on_get_chunks(s, &m->get_chunks);
+	case WIRE_CHUNK:
+		apply_on_chunk(s->r, s->peer, &m->chunk);
+		return 0;
+	case WIRE_NOT_HERE:
+		apply_on_not_here(s->r, s->peer, m->not_here);
+		return 0;
+	case WIRE_PING:
+		pong.token = m->token;
+		return session_send(s, &pong);
+	case WIRE_PONG:
+		return 0;
+	case WIRE_ERROR:
+		log_error("replicate", "peer %s: %s", s->peer->id,
+			  m->error.text);
+		return -ECONNABORTED;
+	default:
+		return -EPROTO;
+	}
+}

@@ -1,0 +1,975 @@
+/*
+ * Wire format encoding and decoding; the format itself is documented in
+ * wire.h.
+ *
+ * Both directions keep a sticky error in their cursor: the first failure
+ * is kept, later reads return zeros and later writes do nothing, so a
+ * message's fields can be read or written in the order of the format table
+ * and the error checked where it matters (before an allocation, before a
+ * semantic check, at the end).
+ *
+ * A decoded message owns one arena: a chain of blocks that every string
+ * and array of the message is carved from, released in one call.  The
+ * decoder never trusts a count before it has checked that the bytes left
+ * could hold that many items, so the arena grows with the bytes received:
+ * at most a few times the payload, whatever the counts claim.
+ *
+ * The encoder applies the decoder's field checks before writing, so a
+ * frame this node sends is one its peers accept.
+ */
+#include "wire.h"
+
+#include "err.h"
+#include "path.h"
+
+#include <errno.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Smallest encodings, for checking counts against the bytes left: an
+ * origin "n@" + 16 hex digits, a volume name of two characters. */
+#define WIRE_ORIGIN_MIN (1 + 1 + 16)
+#define WIRE_REF_MIN (2 + WIRE_ORIGIN_MIN + 8)
+#define WIRE_ENTRY_MIN (WIRE_REF_MIN + 8 + 8 + (2 + 2) + 2 + 1 + 4 + 4 + \
+			4 + 8 + 8 + 1 + 1 + 2)
+#define WIRE_CHUNK_REF_LEN (CONTENT_HASH_LEN + 4)
+
+#define ARENA_FIRST (4u << 10)
+#define ARENA_STEP_MAX (1u << 20)
+
+struct wire_arena {
+	struct wire_arena *next;
+	size_t used, cap;
+	max_align_t mem[];
+};
+
+struct wire_rd {
+	const uint8_t *p;
+	size_t left;
+	int err;
+	struct wire_msg *m;       /* owner of the arena */
+};
+
+struct wire_wr {
+	struct wire_buf *b;
+	size_t start;             /* offset of the frame's header */
+	size_t limit;             /* payload bytes allowed */
+	int err;
+};
+
+/* Big-endian helpers; the casts keep shifts out of signed int. */
+
+static void wire_put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void wire_put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void wire_put_be64(uint8_t *p, uint64_t v)
+{
+	wire_put_be32(p, (uint32_t)(v >> 32));
+	wire_put_be32(p + 4, (uint32_t)v);
+}
+
+static uint16_t wire_get_be16(const uint8_t *p)
+{
+	return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
+}
+
+static uint32_t wire_get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t wire_get_be64(const uint8_t *p)
+{
+	return (uint64_t)wire_get_be32(p) << 32 | wire_get_be32(p + 4);
+}
+
+/* Field rules, shared by both directions. */
+
+static bool wire_node_char_ok(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+static bool wire_node_id_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > WIRE_NODE_ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!wire_node_char_ok(s[i]))
+			return false;
+	}
+	return true;
+}
+
+/* NODE "@" 16 lowercase hex digits; the node id never holds '@', so the
+ * separator sits exactly 17 bytes from the end. */
+static bool wire_origin_ok(const char *s)
+{
+	size_t len = strnlen(s, JOURNAL_ORIGIN_MAX);
+	const char *hex;
+
+	if (len < WIRE_ORIGIN_MIN || len >= JOURNAL_ORIGIN_MAX)
+		return false;
+	hex = s + len - 16;
+	if (hex[-1] != '@' || !wire_node_id_ok(s, len - 17))
+		return false;
+	for (size_t i = 0; i < 16; i++) {
+		char c = hex[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+static bool wire_ref_ok(const struct journal_ref *r, bool need_seq)
+{
+	return wire_origin_ok(r->origin) && (!need_seq || r->seq > 0);
+}
+
+/* UTF-8 of MIN..MAX bytes.  Text that ends up in logs also refuses
+ * control characters, so a peer cannot forge log lines. */
+static bool wire_text_ok(const char *s, size_t min, size_t max, bool ctrl)
+{
+	size_t len;
+
+	if (!s)
+		return false;
+	len = strnlen(s, max + 1);
+	if (len < min || len > max || !path_utf8_ok(s, len))
+		return false;
+	for (size_t i = 0; i < len && !ctrl; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/* The op/mode/path agreement table in wire.h. */
+static bool wire_entry_shape_ok(const struct wire_entry *e)
+{
+	unsigned type = e->mode & S_IFMT;
+	bool root = e->path[0] == '\0';
+
+	if ((e->has_hash && type != S_IFREG) ||
+	    (e->has_target && type != S_IFLNK))
+		return false;
+	switch (e->op) {
+	case JOURNAL_PUT:
+		return type == S_IFREG && e->has_hash && !root;
+	case JOURNAL_MKDIR:
+		return type == S_IFDIR && !root;
+	case JOURNAL_SYMLINK:
+		return type == S_IFLNK && e->has_target && !root;
+	case JOURNAL_DELETE:
+		return e->mode == 0 && !root;
+	case JOURNAL_META:
+		if (root)
+			return type == S_IFDIR;
+		return type == S_IFREG || type == S_IFDIR || type == S_IFLNK;
+	case JOURNAL_VOLUME_CREATE:
+		return root && (type == S_IFDIR || e->mode == 0);
+	case JOURNAL_VOLUME_REMOVE:
+		return root && e->mode == 0;
+	}
+	return false;
+}
+
+/* Everything but the refs, which each direction checks as it meets them. */
+static int wire_entry_check(const struct wire_entry *e)
+{
+	if (e->op < JOURNAL_PUT || e->op > JOURNAL_VOLUME_REMOVE)
+		return -EPROTO;
+	if (!e->volume || !e->path)
+		return -EPROTO;
+	if (!path_volume_name_ok(e->volume))
+		return KR_EHOSTILE;
+	if (path_check_rel(e->path) != 0)
+		return KR_EHOSTILE;
+	if (e->has_target && !wire_text_ok(e->target, 1, WIRE_TARGET_MAX,
+					   true))
+		return -EPROTO;
+	if (e->n_bases > WIRE_MAX_BASES || !wire_entry_shape_ok(e))
+		return -EPROTO;
+	return 0;
+}
+
+/* Arena. */
+
+static void *wire_arena_alloc(struct wire_arena **head, size_t n)
+{
+	struct wire_arena *a = *head;
+	const size_t align = alignof(max_align_t);
+	void *p;
+
+	n = (n + align - 1) / align * align;
+	if (!a || a->cap - a->used < n) {
+		size_t cap = a ? a->cap * 2 : ARENA_FIRST;
+
+		if (cap > ARENA_STEP_MAX)
+			cap = ARENA_STEP_MAX;
+		if (cap < n)
+			cap = n;
+		a = malloc(sizeof(*a) + cap);
+		if (!a)
+			return NULL;
+		a->next = *head;
+		a->used = 0;
+		a->cap = cap;
+		*head = a;
+	}
+	p = (char *)a->mem + a->used;
+	a->used += n;
+	return p;
+}
+
+void wire_msg_release(struct wire_msg *m)
+{
+	struct wire_arena *a = m->arena;
+
+	while (a) {
+		struct wire_arena *next = a->next;
+
+		free(a);
+		a = next;
+	}
+	memset(m, 0, sizeof(*m));
+}
+
+/* Reading. */
+
+static void rd_fail(struct wire_rd *r, int err)
+{
+	if (!r->err)
+		r->err = err;
+}
+
+/* N bytes from the payload, or NULL (and -EPROTO) when fewer are left. */
+static const uint8_t *rd_take(struct wire_rd *r, size_t n)
+{
+	const uint8_t *p = r->p;
+
+	if (r->err)
+		return NULL;
+	if (n > r->left) {
+		rd_fail(r, -EPROTO);
+		return NULL;
+	}
+	if (n) {
+		r->p += n;
+		r->left -= n;
+	}
+	return p;
+}
+
+static uint8_t rd_u8(struct wire_rd *r)
+{
+	const uint8_t *p = rd_take(r, 1);
+
+	return p ? p[0] : 0;
+}
+
+static uint16_t rd_u16(struct wire_rd *r)
+{
+	const uint8_t *p = rd_take(r, 2);
+
+	return p ? wire_get_be16(p) : 0;
+}
+
+static uint32_t rd_u32(struct wire_rd *r)
+{
+	const uint8_t *p = rd_take(r, 4);
+
+	return p ? wire_get_be32(p) : 0;
+}
+
+static uint64_t rd_u64(struct wire_rd *r)
+{
+	const uint8_t *p = rd_take(r, 8);
+
+	return p ? wire_get_be64(p) : 0;
+}
+
+static void rd_hash(struct wire_rd *r, uint8_t out[CONTENT_HASH_LEN])
+{
+	const uint8_t *p = rd_take(r, CONTENT_HASH_LEN);
+
+	if (p)
+		memcpy(out, p, CONTENT_HASH_LEN);
+}
+
+static bool rd_flag(struct wire_rd *r)
+{
+	uint8_t v = rd_u8(r);
+
+	if (v > 1)
+		rd_fail(r, -EPROTO);
+	return v == 1;
+}
+
+/* Zeroed memory from the message's arena, or NULL with -ENOMEM. */
+static void *rd_alloc(struct wire_rd *r, size_t n)
+{
+	void *p;
+
+	if (r->err)
+		return NULL;
+	p = wire_arena_alloc(&r->m->arena, n);
+	if (!p) {
+		rd_fail(r, -ENOMEM);
+		return NULL;
+	}
+	return memset(p, 0, n);
+}
+
+/* Refuses N items of at least ITEM_MIN bytes each when the payload has
+ * no room for them: the check that keeps a forged count from allocating. */
+static uint32_t rd_count(struct wire_rd *r, uint32_t n, size_t item_min,
+			 uint32_t max)
+{
+	if (!r->err && (n > max || n > r->left / item_min))
+		rd_fail(r, -EPROTO);
+	return r->err ? 0 : n;
+}
+
+/* A string of at most MAX bytes, NUL-terminated in the arena.  BAD is the
+ * code for a string that is too long or holds a NUL.  "" after an error. */
+static const char *rd_str(struct wire_rd *r, size_t max, int bad)
+{
+	size_t n = rd_u16(r);
+	const uint8_t *p = rd_take(r, n);
+	char *s;
+
+	if (p && (n > max || (n && memchr(p, 0, n))))
+		rd_fail(r, bad);
+	s = rd_alloc(r, n + 1);
+	if (!s)
+		return "";
+	if (n)
+		memcpy(s, p, n);
+	return s;
+}
+
+static void rd_ref(struct wire_rd *r, struct journal_ref *ref, bool need_seq)
+{
+	size_t n = rd_u16(r);
+	const uint8_t *p = rd_take(r, n);
+
+	if (p && n < JOURNAL_ORIGIN_MAX) {
+		memcpy(ref->origin, p, n);
+		ref->origin[n] = '\0';
+	}
+	ref->seq = rd_u64(r);
+	/* strlen would differ from n if the bytes held a NUL. */
+	if (!r->err && (n >= JOURNAL_ORIGIN_MAX || strlen(ref->origin) != n ||
+			!wire_ref_ok(ref, need_seq)))
+		rd_fail(r, -EPROTO);
+}
+
+static struct journal_ref *rd_refs(struct wire_rd *r, uint32_t n,
+				   bool need_seq)
+{
+	struct journal_ref *refs;
+
+	if (r->err || n == 0)
+		return NULL;
+	refs = rd_alloc(r, (size_t)n * sizeof(*refs));
+	for (uint32_t i = 0; refs && i < n && !r->err; i++)
+		rd_ref(r, &refs[i], need_seq);
+	return refs;
+}
+
+static void rd_vector(struct wire_rd *r, struct wire_vector *v)
+{
+	v->n = rd_count(r, rd_u32(r), WIRE_REF_MIN, UINT32_MAX);
+	v->refs = rd_refs(r, v->n, false);
+}
+
+static void rd_entry(struct wire_rd *r, struct wire_entry *e)
+{
+	uint8_t op;
+
+	rd_ref(r, &e->ref, true);
+	e->lamport = rd_u64(r);
+	e->wall_ns = (int64_t)rd_u64(r);
+	e->volume = rd_str(r, VOLUME_NAME_MAX, KR_EHOSTILE);
+	e->path = rd_str(r, PATH_REL_MAX, KR_EHOSTILE);
+	op = rd_u8(r);
+	/* Range-checked before it becomes an enum. */
+	if (op < JOURNAL_PUT || op > JOURNAL_VOLUME_REMOVE)
+		rd_fail(r, -EPROTO);
+	e->op = r->err ? JOURNAL_PUT : (enum journal_op)op;
+	e->mode = rd_u32(r);
+	e->uid = rd_u32(r);
+	e->gid = rd_u32(r);
+	e->size = rd_u64(r);
+	e->mtime_ns = (int64_t)rd_u64(r);
+	e->has_hash = rd_flag(r);
+	if (e->has_hash)
+		rd_hash(r, e->hash);
+	e->has_target = rd_flag(r);
+	if (e->has_target)
+		e->target = rd_str(r, WIRE_TARGET_MAX, -EPROTO);
+	e->n_bases = (uint16_t)rd_count(r, rd_u16(r), WIRE_REF_MIN,
+					WIRE_MAX_BASES);
+	e->bases = rd_refs(r, e->n_bases, true);
+	if (!r->err)
+		rd_fail(r, wire_entry_check(e));
+}
+
+static void rd_hello(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_hello *h = &m->hello;
+
+	h->node_id = rd_str(r, WIRE_NODE_ID_MAX, -EPROTO);
+	h->cluster_id = rd_str(r, WIRE_CLUSTER_ID_MAX, -EPROTO);
+	h->features = rd_u32(r);
+	if (!r->err && (!wire_node_id_ok(h->node_id, strlen(h->node_id)) ||
+			!wire_text_ok(h->cluster_id, 1, WIRE_CLUSTER_ID_MAX,
+				      false)))
+		rd_fail(r, -EPROTO);
+	rd_vector(r, &h->vector);
+}
+
+static void rd_vector_msg(struct wire_rd *r, struct wire_msg *m)
+{
+	rd_vector(r, &m->vector);
+}
+
+static void rd_entries(struct wire_rd *r, struct wire_msg *m)
+{
+	uint32_t n = rd_count(r, rd_u32(r), WIRE_ENTRY_MIN, UINT32_MAX);
+	struct wire_entry *v = n ? rd_alloc(r, (size_t)n * sizeof(*v)) : NULL;
+
+	for (uint32_t i = 0; v && i < n && !r->err; i++)
+		rd_entry(r, &v[i]);
+	m->entries.n = n;
+	m->entries.v = v;
+}
+
+static void rd_get_chunklist(struct wire_rd *r, struct wire_msg *m)
+{
+	rd_hash(r, m->get_chunklist.hash);
+	m->get_chunklist.start = rd_u32(r);
+}
+
+static void rd_chunk_ref(struct wire_rd *r, struct wire_chunk_ref *c)
+{
+	rd_hash(r, c->hash);
+	c->len = rd_u32(r);
+	if (c->len == 0 || c->len > WIRE_MAX_CHUNK)
+		rd_fail(r, -EPROTO);
+}
+
+static void rd_chunklist(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_chunklist *l = &m->chunklist;
+	struct wire_chunk_ref *v = NULL;
+
+	rd_hash(r, l->hash);
+	l->size = rd_u64(r);
+	l->total = rd_u32(r);
+	l->start = rd_u32(r);
+	l->n = rd_count(r, rd_u32(r), WIRE_CHUNK_REF_LEN, UINT32_MAX);
+	if (!r->err && (l->start > l->total || l->n > l->total - l->start))
+		rd_fail(r, -EPROTO);
+	if (l->n)
+		v = rd_alloc(r, (size_t)l->n * sizeof(*v));
+	for (uint32_t i = 0; v && i < l->n && !r->err; i++)
+		rd_chunk_ref(r, &v[i]);
+	l->chunks = v;
+}
+
+static void rd_get_chunks(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_get_chunks *g = &m->get_chunks;
+	uint8_t (*h)[CONTENT_HASH_LEN] = NULL;
+
+	g->n = rd_count(r, rd_u32(r), CONTENT_HASH_LEN, WIRE_MAX_GET_CHUNKS);
+	if (!r->err && g->n == 0)
+		rd_fail(r, -EPROTO);
+	if (g->n)
+		h = rd_alloc(r, (size_t)g->n * CONTENT_HASH_LEN);
+	for (uint32_t i = 0; h && i < g->n && !r->err; i++)
+		rd_hash(r, h[i]);
+	g->hashes = h;
+}
+
+static void rd_chunk(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_chunk *c = &m->chunk;
+
+	rd_hash(r, c->hash);
+	c->len = rd_u32(r);
+	if (!r->err && (c->len == 0 || c->len > WIRE_MAX_CHUNK))
+		rd_fail(r, -EPROTO);
+	c->data = rd_take(r, c->len);
+}
+
+static void rd_not_here(struct wire_rd *r, struct wire_msg *m)
+{
+	rd_hash(r, m->not_here);
+}
+
+static void rd_token(struct wire_rd *r, struct wire_msg *m)
+{
+	m->token = rd_u64(r);
+}
+
+static void rd_error(struct wire_rd *r, struct wire_msg *m)
+{
+	m->error.code = rd_u16(r);
+	m->error.text = rd_str(r, WIRE_TEXT_MAX, -EPROTO);
+	if (!r->err && !wire_text_ok(m->error.text, 0, WIRE_TEXT_MAX, false))
+		rd_fail(r, -EPROTO);
+}
+
+/* Writing. */
+
+static int wire_buf_grow(struct wire_buf *b, size_t n)
+{
+	size_t cap = b->cap ? b->cap : 256;
+	uint8_t *p;
+
+	if (n <= b->cap - b->len)
+		return 0;
+	if (n > SIZE_MAX / 2 - b->len)
+		return -ENOMEM;
+	while (cap - b->len < n)
+		cap *= 2;
+	p = realloc(b->data, cap);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+void wire_buf_reset(struct wire_buf *b)
+{
+	b->len = 0;
+}
+
+void wire_buf_release(struct wire_buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+static void wr_fail(struct wire_wr *w, int err)
+{
+	/* What the decoder calls malformed is the caller's bad argument. */
+	if (!w->err)
+		w->err = err == -EPROTO ? -EINVAL : err;
+}
+
+static void wr_raw(struct wire_wr *w, const void *p, size_t n)
+{
+	if (w->err || n == 0)
+		return;
+	if (wire_buf_grow(w->b, n) != 0) {
+		wr_fail(w, -ENOMEM);
+		return;
+	}
+	memcpy(w->b->data + w->b->len, p, n);
+	w->b->len += n;
+}
+
+static void wr_put(struct wire_wr *w, const void *p, size_t n)
+{
+	size_t used = w->b->len - w->start - WIRE_HEADER_LEN;
+
+	if (!w->err && n > w->limit - used)
+		wr_fail(w, -EMSGSIZE);
+	wr_raw(w, p, n);
+}
+
+static void wr_u8(struct wire_wr *w, uint8_t v)
+{
+	wr_put(w, &v, 1);
+}
+
+static void wr_u16(struct wire_wr *w, uint16_t v)
+{
+	uint8_t p[2];
+
+	wire_put_be16(p, v);
+	wr_put(w, p, sizeof(p));
+}
+
+static void wr_u32(struct wire_wr *w, uint32_t v)
+{
+	uint8_t p[4];
+
+	wire_put_be32(p, v);
+	wr_put(w, p, sizeof(p));
+}
+
+static void wr_u64(struct wire_wr *w, uint64_t v)
+{
+	uint8_t p[8];
+
+	wire_put_be64(p, v);
+	wr_put(w, p, sizeof(p));
+}
+
+/* S has been checked against its field's cap, all far below 64 KiB. */
+static void wr_str(struct wire_wr *w, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > UINT16_MAX)
+		wr_fail(w, -EINVAL);
+	wr_u16(w, (uint16_t)n);
+	wr_put(w, s, n);
+}
+
+static void wr_ref(struct wire_wr *w, const struct journal_ref *r,
+		   bool need_seq)
+{
+	if (!wire_ref_ok(r, need_seq))
+		wr_fail(w, -EINVAL);
+	wr_str(w, r->origin);
+	wr_u64(w, r->seq);
+}
+
+/* Opens a frame at the end of B; the length is patched by wr_end. */
+static void wr_begin(struct wire_wr *w, struct wire_buf *b,
+		     enum wire_type type, size_t limit)
+{
+	uint8_t h[WIRE_HEADER_LEN] = { 0 };
+
+	w->b = b;
+	w->start = b->len;
+	w->limit = limit;
+	w->err = 0;
+	memcpy(h, WIRE_MAGIC, 4);
+	h[4] = WIRE_VERSION;
+	h[5] = (uint8_t)type;
+	wr_raw(w, h, sizeof(h));
+}
+
+/* Patches the length in, or takes the whole frame back out on failure. */
+static int wr_end(struct wire_wr *w)
+{
+	if (w->err)
+		w->b->len = w->start;
+	else
+		wire_put_be32(w->b->data + w->start + 8, (uint32_t)(w->b->len -
+			      w->start - WIRE_HEADER_LEN));
+	return w->err;
+}
+
+static void wr_vector(struct wire_wr *w, const struct wire_vector *v)
+{
+	if (v->n && !v->refs)
+		wr_fail(w, -EINVAL);
+	wr_u32(w, v->n);
+	for (uint32_t i = 0; i < v->n && !w->err; i++)
+		wr_ref(w, &v->refs[i], false);
+}
+
+static void wr_entry(struct wire_wr *w, const struct wire_entry *e)
+{
+	int err = wire_entry_check(e);
+
+	if (err)
+		wr_fail(w, err);
+	if (e->n_bases && !e->bases)
+		wr_fail(w, -EINVAL);
+	wr_ref(w, &e->ref, true);
+	wr_u64(w, e->lamport);
+	wr_u64(w, (uint64_t)e->wall_ns);
+	if (w->err)
+		return;
+	wr_str(w, e->volume);
+	wr_str(w, e->path);
+	wr_u8(w, (uint8_t)e->op);
+	wr_u32(w, e->mode);
+	wr_u32(w, e->uid);
+	wr_u32(w, e->gid);
+	wr_u64(w, e->size);
+	wr_u64(w, (uint64_t)e->mtime_ns);
+	wr_u8(w, e->has_hash);
+	if (e->has_hash)
+		wr_put(w, e->hash, CONTENT_HASH_LEN);
+	wr_u8(w, e->has_target);
+	if (e->has_target)
+		wr_str(w, e->target);
+	wr_u16(w, e->n_bases);
+	for (uint16_t i = 0; i < e->n_bases && !w->err; i++)
+		wr_ref(w, &e->bases[i], true);
+}
+
+static void wr_hello(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_hello *h = &m->hello;
+
+	if (!h->node_id || !wire_node_id_ok(h->node_id, strnlen(h->node_id,
+					    WIRE_NODE_ID_MAX + 1)) ||
+	    !wire_text_ok(h->cluster_id, 1, WIRE_CLUSTER_ID_MAX, false))
+		wr_fail(w, -EINVAL);
+	if (w->err)
+		return;
+	wr_str(w, h->node_id);
+	wr_str(w, h->cluster_id);
+	wr_u32(w, h->features);
+	wr_vector(w, &h->vector);
+}
+
+static void wr_vector_msg(struct wire_wr *w, const struct wire_msg *m)
+{
+	wr_vector(w, &m->vector);
+}
+
+static void wr_entries(struct wire_wr *w, const struct wire_msg *m)
+{
+	if (m->entries.n && !m->entries.v)
+		wr_fail(w, -EINVAL);
+	wr_u32(w, m->entries.n);
+	for (uint32_t i = 0; i < m->entries.n && !w->err; i++)
+		wr_entry(w, &m->entries.v[i]);
+}
+
+static void wr_get_chunklist(struct wire_wr *w, const struct wire_msg *m)
+{
+	wr_put(w, m->get_chunklist.hash, CONTENT_HASH_LEN);
+	wr_u32(w, m->get_chunklist.start);
+}
+
+static void wr_chunklist(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_chunklist *l = &m->chunklist;
+
+	if (l->start > l->total || l->n > l->total - l->start ||
+	    (l->n && !l->chunks))
+		wr_fail(w, -EINVAL);
+	wr_put(w, l->hash, CONTENT_HASH_LEN);
+	wr_u64(w, l->size);
+	wr_u32(w, l->total);
+	wr_u32(w, l->start);
+	wr_u32(w, l->n);
+	for (uint32_t i = 0; i < l->n && !w->err; i++) {
+		if (l->chunks[i].len == 0 || l->chunks[i].len > WIRE_MAX_CHUNK)
+			wr_fail(w, -EINVAL);
+		wr_put(w, l->chunks[i].hash, CONTENT_HASH_LEN);
+		wr_u32(w, l->chunks[i].len);
+	}
+}
+
+static void wr_get_chunks(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_get_chunks *g = &m->get_chunks;
+
+	if (g->n == 0 || g->n > WIRE_MAX_GET_CHUNKS || !g->hashes)
+		wr_fail(w, -EINVAL);
+	wr_u32(w, g->n);
+	for (uint32_t i = 0; i < g->n && !w->err; i++)
+		wr_put(w, g->hashes[i], CONTENT_HASH_LEN);
+}
+
+static void wr_chunk(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_chunk *c = &m->chunk;
+
+	if (c->len == 0 || c->len > WIRE_MAX_CHUNK || !c->data)
+		wr_fail(w, -EINVAL);
+	wr_put(w, c->hash, CONTENT_HASH_LEN);
+	wr_u32(w, c->len);
+	wr_put(w, c->data, c->len);
+}
+
+static void wr_not_here(struct wire_wr *w, const struct wire_msg *m)
+{
+	wr_put(w, m->not_here, CONTENT_HASH_LEN);
+}
+
+static void wr_token(struct wire_wr *w, const struct wire_msg *m)
+{
+	wr_u64(w, m->token);
+}
+
+static void wr_error(struct wire_wr *w, const struct wire_msg *m)
+{
+	if (!wire_text_ok(m->error.text, 0, WIRE_TEXT_MAX, false))
+		wr_fail(w, -EINVAL);
+	wr_u16(w, m->error.code);
+	if (!w->err)
+		wr_str(w, m->error.text);
+}
+
+/* One row per type: everything that differs between them. */
+struct wire_type_ops {
+	const char *name;
+	uint32_t max_payload;
+	void (*decode)(struct wire_rd *r, struct wire_msg *m);
+	void (*encode)(struct wire_wr *w, const struct wire_msg *m);
+};
+
+static const struct wire_type_ops wire_types[] = {
+	[WIRE_HELLO] = { "HELLO", WIRE_MAX_PAYLOAD, rd_hello, wr_hello },
+	[WIRE_VECTOR] = { "VECTOR", WIRE_MAX_PAYLOAD, rd_vector_msg,
+			  wr_vector_msg },
+	[WIRE_ENTRIES] = { "ENTRIES", WIRE_MAX_PAYLOAD, rd_entries,
+			   wr_entries },
+	[WIRE_GET_CHUNKLIST] = { "GET_CHUNKLIST", CONTENT_HASH_LEN + 4,
+				 rd_get_chunklist, wr_get_chunklist },
+	[WIRE_CHUNKLIST] = { "CHUNKLIST", WIRE_MAX_PAYLOAD, rd_chunklist,
+			     wr_chunklist },
+	[WIRE_GET_CHUNKS] = { "GET_CHUNKS",
+			      4 + WIRE_MAX_GET_CHUNKS * CONTENT_HASH_LEN,
+			      rd_get_chunks, wr_get_chunks },
+	[WIRE_CHUNK] = { "CHUNK", CONTENT_HASH_LEN + 4 + WIRE_MAX_CHUNK,
+			 rd_chunk, wr_chunk },
+	[WIRE_NOT_HERE] = { "NOT_HERE", CONTENT_HASH_LEN, rd_not_here,
+			    wr_not_here },
+	[WIRE_PING] = { "PING", 8, rd_token, wr_token },
+	[WIRE_PONG] = { "PONG", 8, rd_token, wr_token },
+	[WIRE_ERROR] = { "ERROR", 2 + 2 + WIRE_TEXT_MAX, rd_error, wr_error },
+};
+
+static const struct wire_type_ops *wire_type_ops(enum wire_type t)
+{
+	if ((unsigned)t < WIRE_HELLO || (unsigned)t > WIRE_ERROR)
+		return NULL;
+	return &wire_types[t];
+}
+
+const char *wire_type_name(enum wire_type t)
+{
+	const struct wire_type_ops *ops = wire_type_ops(t);
+
+	return ops ? ops->name : "unknown";
+}
+
+uint32_t wire_max_payload(enum wire_type t)
+{
+	const struct wire_type_ops *ops = wire_type_ops(t);
+
+	return ops ? ops->max_payload : 0;
+}
+
+int wire_header_parse(const uint8_t hdr[WIRE_HEADER_LEN],
+		      enum wire_type *type, uint32_t *len)
+{
+	uint32_t n = wire_get_be32(hdr + 8);
+	uint32_t max = wire_max_payload((enum wire_type)hdr[5]);
+
+	if (memcmp(hdr, WIRE_MAGIC, 4) != 0)
+		return -EPROTO;
+	if (hdr[4] != WIRE_VERSION)
+		return -EPROTONOSUPPORT;
+	if (wire_get_be16(hdr + 6) != 0 || max == 0)
+		return -EPROTO;
+	if (n > max)
+		return -EMSGSIZE;
+	*type = (enum wire_type)hdr[5];
+	*len = n;
+	return 0;
+}
+
+int wire_decode(enum wire_type type, const uint8_t *payload, size_t len,
+		struct wire_msg *out)
+{
+	const struct wire_type_ops *ops = wire_type_ops(type);
+	struct wire_rd r = { payload, len, 0, out };
+
+	memset(out, 0, sizeof(*out));
+	out->type = type;
+	if (!ops)
+		return -EPROTO;
+	if (len > ops->max_payload)
+		return -EMSGSIZE;
+	ops->decode(&r, out);
+	if (!r.err && r.left != 0)
+		r.err = -EPROTO;      /* trailing bytes */
+	if (r.err)
+		wire_msg_release(out);
+	return r.err;
+}
+
+int wire_encode(struct wire_buf *b, const struct wire_msg *m)
+{
+	const struct wire_type_ops *ops = wire_type_ops(m->type);
+	struct wire_wr w;
+
+	if (!ops)
+		return -EINVAL;
+	wr_begin(&w, b, m->type, ops->max_payload);
+	ops->encode(&w, m);
+	return wr_end(&w);
+}
+
+/* Incremental ENTRIES. */
+
+static void wire_entries_patch(struct wire_entries *e)
+{
+	uint8_t *h = e->b->data + e->start;
+
+	wire_put_be32(h + 8, (uint32_t)(e->b->len - e->start -
+					WIRE_HEADER_LEN));
+	wire_put_be32(h + WIRE_HEADER_LEN, e->n);
+}
+
+int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
+		       size_t budget)
+{
+	struct wire_wr w;
+
+	if (budget > WIRE_MAX_PAYLOAD)
+		budget = WIRE_MAX_PAYLOAD;
+	if (budget < 4)
+		budget = 4;   /* room for the count: an empty frame is valid */
+	memset(e, 0, sizeof(*e));
+	wr_begin(&w, b, WIRE_ENTRIES, budget);
+	wr_u32(&w, 0);
+	if (wr_end(&w) != 0)
+		return w.err;
+	e->b = b;
+	e->start = w.start;
+	e->budget = budget;
+	return 0;
+}
+
+int wire_entries_add(struct wire_entries *e, const struct wire_entry *ent)
+{
+	struct wire_wr w;
+	size_t before;
+
+	if (!e->b)
+		return -EINVAL;
+	before = e->b->len;
+	w = (struct wire_wr){ e->b, e->start, e->budget, 0 };
+	wr_entry(&w, ent);
+	if (w.err) {
+		e->b->len = before;
+		return w.err;
+	}
+	e->n++;
+	wire_entries_patch(e);
+	return 0;
+}
+
+uint32_t wire_entries_end(struct wire_entries *e)
+{
+	uint32_t n = e->n;
+
+	memset(e, 0, sizeof(*e));
+	return n;
+}

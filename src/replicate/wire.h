@@ -1,0 +1,342 @@
+/*
+ * The peer wire format: framing, every message, and their encoders and
+ * decoders.  Pure byte work: nothing here reads a socket or the journal.
+ *
+ * FRAME.  All integers are big-endian.
+ *
+ *   offset  size  field
+ *   ------  ----  -----------------------------------------------------
+ *        0     4  magic "KRFS"
+ *        4     1  protocol version, WIRE_VERSION (1)
+ *        5     1  message type (enum wire_type)
+ *        6     2  flags, 0 (no flag is defined; any other value is refused)
+ *        8     4  payload length N, at most the type's cap (see below)
+ *       12     N  payload
+ *
+ * The header alone decides whether a frame is acceptable in size: a reader
+ * parses the 12 header bytes and refuses a length past the cap before it
+ * reads or allocates for the payload.  The general cap, WIRE_MAX_PAYLOAD,
+ * is 4 MiB plus room for message overhead; small fixed messages have their
+ * own, smaller caps (wire_max_payload()).
+ *
+ * FIELDS.
+ *
+ *   u8 u16 u32 u64   unsigned integers; i64 is two's complement
+ *   str              u16 byte length, then the bytes: no NUL on the wire,
+ *                    none allowed inside.  Each string field has a cap:
+ *                      node id      1..64, [A-Za-z0-9._-]
+ *                      cluster id   1..255, UTF-8, no control characters
+ *                      origin       NODE "@" 16 lowercase hex digits, NODE a
+ *                                   node id (so at most 81 bytes)
+ *                      volume       path_volume_name_ok() (at most 255)
+ *                      path         path_check_rel() (at most PATH_REL_MAX);
+ *                                   "" is the volume root
+ *                      target       1..4095, UTF-8 (a symlink's text: it may
+ *                                   be absolute or hold "..", which is the
+ *                                   link's business, never a place we write)
+ *                      error text   0..1024, UTF-8, no control characters
+ *   hash             32 bytes, a SHA-256 (CONTENT_HASH_LEN)
+ *   ref              origin str, u64 seq
+ *
+ * MESSAGES.  The payload of each type, field after field:
+ *
+ *   type  name           payload
+ *   ----  -------------  ----------------------------------------------
+ *      1  HELLO          str node_id, str cluster_id, u32 features,
+ *                        u32 n, n x ref (origin, max seq: the vector)
+ *      2  VECTOR         u32 n, n x ref
+ *      3  ENTRIES        u32 n, n x entry (below)
+ *      4  GET_CHUNKLIST  hash content, u32 start index
+ *      5  CHUNKLIST      hash content, u64 file size, u32 total chunks,
+ *                        u32 start, u32 n, n x (hash chunk, u32 len)
+ *      6  GET_CHUNKS     u32 n (1..WIRE_MAX_GET_CHUNKS), n x hash
+ *      7  CHUNK          hash chunk, u32 len (1..WIRE_MAX_CHUNK), len bytes
+ *      8  NOT_HERE       hash chunk
+ *      9  PING           u64 token
+ *     10  PONG           u64 token (the PING's)
+ *     11  ERROR          u16 code (enum wire_error_code, others allowed),
+ *                        str text
+ *
+ *   entry: ref (origin, seq > 0), u64 lamport, i64 wall_ns, str volume,
+ *          str path, u8 op (enum journal_op, 1..7), u32 mode, u32 uid,
+ *          u32 gid, u64 size, i64 mtime_ns, u8 has_hash (0/1), [hash],
+ *          u8 has_target (0/1), [str target], u16 n_bases (0..64),
+ *          n_bases x ref
+ *
+ * An entry's fields must agree with each other where the journal makes the
+ * answer obvious:
+ *
+ *   op                 mode type       path         other
+ *   -----------------  --------------  -----------  ----------------------
+ *   PUT                S_IFREG         non-empty    has_hash
+ *   MKDIR              S_IFDIR         non-empty
+ *   SYMLINK            S_IFLNK         non-empty    has_target
+ *   DELETE             0               non-empty
+ *   META               REG, DIR, LNK   "" only DIR  (keeps hash or target)
+ *   VOLUME_CREATE      S_IFDIR or 0    ""
+ *   VOLUME_REMOVE      0               ""
+ *   any                                             has_hash: S_IFREG only,
+ *                                                   has_target: S_IFLNK only
+ *
+ * META may name the volume root because a chmod of the root is recorded
+ * that way, and VOLUME_CREATE may carry mode 0 because the journal accepts
+ * a volume created without a stat.  The wire must accept whatever a peer's
+ * journal can legitimately hold: an entry refused here would be offered
+ * again forever and stall its origin's gapless sequence.
+ *
+ * DECODING.  Every field is checked before it is used.  A payload must be
+ * consumed exactly; counts are checked against the bytes left (at the
+ * smallest size their items can take) before anything is allocated, so
+ * memory follows the bytes actually received.  Errors:
+ *
+ *   -EPROTO            malformed: truncated, trailing bytes, bad count,
+ *                      bad origin or node id, op out of range, seq 0, a
+ *                      flag byte other than 0/1, fields that disagree
+ *   KR_EHOSTILE        a volume name or path that could leave its volume
+ *                      (the caller logs "hostile path" and drops the peer)
+ *   -EMSGSIZE          a length past its cap
+ *   -EPROTONOSUPPORT   another protocol version
+ *   -ENOMEM
+ *
+ * Threads: no state is shared; each buffer and message belongs to its
+ * caller.
+ */
+#ifndef KRAKEN_WIRE_H
+#define KRAKEN_WIRE_H
+
+#include "content.h"
+#include "journal.h"
+#include "path.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIRE_MAGIC "KRFS"
+#define WIRE_VERSION 1
+#define WIRE_HEADER_LEN 12
+#define WIRE_MAX_PAYLOAD ((4u << 20) + (64u << 10))
+#define WIRE_MAX_CHUNK (1u << 20)
+#define WIRE_MAX_GET_CHUNKS 1024
+#define WIRE_MAX_BASES 64
+#define WIRE_NODE_ID_MAX 64
+#define WIRE_CLUSTER_ID_MAX 255
+#define WIRE_TARGET_MAX 4095
+#define WIRE_TEXT_MAX 1024
+
+/* Largest encoding of one entry, every string and base at its cap: an
+ * ENTRIES budget of at least 4 + WIRE_ENTRY_MAX always takes one entry. */
+#define WIRE_REF_MAX (2 + (JOURNAL_ORIGIN_MAX - 1) + 8)
+#define WIRE_ENTRY_MAX (WIRE_REF_MAX + 8 + 8 + (2 + VOLUME_NAME_MAX) + \
+			(2 + PATH_REL_MAX) + 1 + 4 + 4 + 4 + 8 + 8 + \
+			(1 + CONTENT_HASH_LEN) + (1 + 2 + WIRE_TARGET_MAX) + \
+			2 + WIRE_MAX_BASES * WIRE_REF_MAX)
+
+struct wire_arena;
+
+enum wire_type {
+	WIRE_HELLO = 1,
+	WIRE_VECTOR,
+	WIRE_ENTRIES,
+	WIRE_GET_CHUNKLIST,
+	WIRE_CHUNKLIST,
+	WIRE_GET_CHUNKS,
+	WIRE_CHUNK,
+	WIRE_NOT_HERE,
+	WIRE_PING,
+	WIRE_PONG,
+	WIRE_ERROR,
+};
+
+/* ERROR codes this version sends; a receiver must accept any other. */
+enum wire_error_code {
+	WIRE_ERR_PROTOCOL = 1,    /* a frame failed to decode */
+	WIRE_ERR_VERSION,         /* protocol version not spoken here */
+	WIRE_ERR_CLUSTER,         /* HELLO named another cluster */
+	WIRE_ERR_IDENTITY,        /* node id not in this cluster, or not the
+				   * one the TLS certificate proves */
+	WIRE_ERR_INTERNAL,        /* the sender failed; try again later */
+};
+
+/*
+ * A growing byte buffer that encoders append whole frames to.  Zero it to
+ * start.  It has no cap of its own: each frame is capped, and how many
+ * frames to queue is the sender's decision.
+ */
+struct wire_buf {
+	uint8_t *data;
+	size_t len, cap;
+};
+
+/* Forgets the content, keeps the memory. */
+void wire_buf_reset(struct wire_buf *b);
+/* Frees the memory and zeroes *b. */
+void wire_buf_release(struct wire_buf *b);
+
+/*
+ * One journal change as it travels.  ref is (origin, seq); bases are the
+ * versions it replaced.  target is NULL unless has_target.
+ */
+struct wire_entry {
+	struct journal_ref ref;
+	uint64_t lamport;
+	int64_t wall_ns;
+	const char *volume;
+	const char *path;
+	enum journal_op op;
+	uint32_t mode, uid, gid;
+	uint64_t size;
+	int64_t mtime_ns;
+	bool has_hash;
+	uint8_t hash[CONTENT_HASH_LEN];
+	bool has_target;
+	const char *target;
+	uint16_t n_bases;
+	const struct journal_ref *bases;
+};
+
+/* A version vector: for each origin, in ref.seq, the largest seq held. */
+struct wire_vector {
+	uint32_t n;
+	const struct journal_ref *refs;
+};
+
+struct wire_hello {
+	const char *node_id;
+	const char *cluster_id;
+	uint32_t features;        /* no bit defined yet; unknown bits ignored */
+	struct wire_vector vector;
+};
+
+struct wire_entry_list {
+	uint32_t n;
+	const struct wire_entry *v;
+};
+
+struct wire_get_chunklist {
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint32_t start;
+};
+
+struct wire_chunk_ref {
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint32_t len;
+};
+
+/* Chunks start .. start + n - 1 of the total making up content hash. */
+struct wire_chunklist {
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint64_t size;
+	uint32_t total;
+	uint32_t start;
+	uint32_t n;
+	const struct wire_chunk_ref *chunks;
+};
+
+struct wire_get_chunks {
+	uint32_t n;
+	const uint8_t (*hashes)[CONTENT_HASH_LEN];
+};
+
+struct wire_chunk {
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint32_t len;
+	const uint8_t *data;
+};
+
+struct wire_error {
+	uint16_t code;
+	const char *text;
+};
+
+/*
+ * One message.  To encode, the caller fills type and the matching member
+ * with pointers it owns.  Decoded, every pointer is owned by the message
+ * and freed by wire_msg_release(), except chunk.data, which points into
+ * the payload passed to wire_decode() and lives as long as that buffer.
+ */
+struct wire_msg {
+	enum wire_type type;
+	union {
+		struct wire_hello hello;           /* HELLO */
+		struct wire_vector vector;         /* VECTOR */
+		struct wire_entry_list entries;    /* ENTRIES */
+		struct wire_get_chunklist get_chunklist;
+		struct wire_chunklist chunklist;
+		struct wire_get_chunks get_chunks;
+		struct wire_chunk chunk;
+		uint8_t not_here[CONTENT_HASH_LEN];
+		uint64_t token;                    /* PING, PONG */
+		struct wire_error error;
+	};
+	struct wire_arena *arena;  /* private: what decoding allocated */
+};
+
+/*
+ * Checks a frame header.  On success *type and *len say what to read next.
+ * Returns 0, -EPROTO (bad magic, flags or type), -EPROTONOSUPPORT (another
+ * version) or -EMSGSIZE (length past the cap for that type).
+ */
+int wire_header_parse(const uint8_t hdr[WIRE_HEADER_LEN],
+		      enum wire_type *type, uint32_t *len);
+
+/* Largest payload a frame of TYPE may announce; 0 for an unknown type. */
+uint32_t wire_max_payload(enum wire_type type);
+
+/*
+ * Decodes the payload of a TYPE frame into *out, which the caller then
+ * releases with wire_msg_release() (also after a failure, harmlessly).
+ * Returns 0 or a code from the table at the top of this file.
+ */
+int wire_decode(enum wire_type type, const uint8_t *payload, size_t len,
+		struct wire_msg *out);
+
+/* Frees what decoding allocated and zeroes *m.  Zeroed messages are fine. */
+void wire_msg_release(struct wire_msg *m);
+
+/*
+ * Appends M as one whole frame to B.  Fields are checked as the decoder
+ * would: -EINVAL for what it calls -EPROTO, KR_EHOSTILE for bad volumes or
+ * paths, -EMSGSIZE when the payload would pass its cap, -ENOMEM.  On
+ * failure B holds exactly what it held before.
+ */
+int wire_encode(struct wire_buf *b, const struct wire_msg *m);
+
+/*
+ * Builds one ENTRIES frame entry by entry, for a sender that walks the
+ * journal and stops when the frame is full:
+ *
+ *	wire_entries_begin(&e, &buf, budget);
+ *	while (more && wire_entries_add(&e, &entry) == 0)
+ *		...
+ *	n = wire_entries_end(&e);
+ *
+ * The frame in B is whole and valid after every call, whatever it
+ * returned.  Nothing else may be appended to B between begin and end.
+ */
+struct wire_entries {
+	struct wire_buf *b;
+	size_t start;             /* offset of the frame's header in b */
+	size_t budget;            /* payload bytes allowed */
+	uint32_t n;
+};
+
+/*
+ * Appends an empty ENTRIES frame.  BUDGET caps its payload; values past
+ * WIRE_MAX_PAYLOAD mean WIRE_MAX_PAYLOAD.  Returns 0 or -ENOMEM.
+ */
+int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
+		       size_t budget);
+/*
+ * Appends one entry.  Returns 0; -EMSGSIZE when it would take the payload
+ * past the budget (the frame is unchanged: send it and start another);
+ * -EINVAL or KR_EHOSTILE for an entry the decoder would refuse; -ENOMEM.
+ */
+int wire_entries_add(struct wire_entries *e, const struct wire_entry *ent);
+/* Finishes the frame and returns how many entries it holds. */
+uint32_t wire_entries_end(struct wire_entries *e);
+
+/* "HELLO", "VECTOR", ...; "unknown" for anything else. */
+const char *wire_type_name(enum wire_type t);
+
+#endif
