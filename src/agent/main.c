@@ -46,6 +46,7 @@ struct agent {
 	int64_t retry_at;          /* monotonic ns of the next rescan, or 0 */
 	bool failing;
 	struct hist commit_latency; /* microseconds, event to commit */
+	int64_t status_at;          /* next peer-status write to the journal */
 };
 
 static void agent_usage(FILE *out)
@@ -221,6 +222,8 @@ static int64_t agent_deadline(void *arg)
 		d = rd;
 	if (a->retry_at && (d < 0 || a->retry_at < d))
 		d = a->retry_at;
+	if (a->replicate && (d < 0 || a->status_at < d))
+		d = a->status_at;
 	return d;
 }
 
@@ -270,9 +273,44 @@ static int agent_turn(struct agent *a, bool flush)
 	return 0;
 }
 
+/*
+ * Peer health goes into the journal's meta table once a second, so that
+ * kraken-journal, which only reads the journal, can show it.  One line
+ * per peer, tab-separated: id, connected, last seen (ns), lag entries,
+ * entries in, entries out, bytes in, bytes out, chunk bytes in, address.
+ */
+static void agent_store_peer_status(struct agent *a)
+{
+	struct replicate_peer_status st[64];
+	size_t n = replicate_peers(a->replicate, st, 64), len = 0;
+	char *text = calloc(n ? n : 1, 512);
+
+	if (!text)
+		return;
+	for (size_t i = 0; i < n && i < 64; i++)
+		len += (size_t)snprintf(text + len, 512,
+			"%s\t%d\t%lld\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%s\n",
+			st[i].id, st[i].connected, (long long)st[i].last_seen_ns,
+			(unsigned long long)st[i].lag_entries,
+			(unsigned long long)st[i].entries_in,
+			(unsigned long long)st[i].entries_out,
+			(unsigned long long)st[i].bytes_in,
+			(unsigned long long)st[i].bytes_out,
+			(unsigned long long)st[i].chunk_bytes_in, st[i].address);
+	journal_meta_set(a->journal, "peers", text);
+	free(text);
+}
+
 static void agent_hook(void *arg)
 {
-	agent_turn(arg, false);
+	struct agent *a = arg;
+	int64_t now = loop_now_ns();
+
+	if (a->replicate && now >= a->status_at) {
+		agent_store_peer_status(a);
+		a->status_at = now + 1000000000;
+	}
+	agent_turn(a, false);
 }
 
 static int agent_setup_loop(struct agent *a)

@@ -175,8 +175,8 @@ static const struct {
 } default_strings[] = {
 	{ FIELD(cluster_id), "krakenfs" },
 	{ FIELD(listen_address), "0.0.0.0" },
-	{ FIELD(tls_cert_file), "/etc/krakenfs/tls/cert.pem" },
-	{ FIELD(tls_key_file), "/etc/krakenfs/tls/key.pem" },
+	{ FIELD(tls_cert_file), "/etc/krakenfs/tls/node.pem" },
+	{ FIELD(tls_key_file), "/etc/krakenfs/tls/node-key.pem" },
 	{ FIELD(tls_ca_file), "/etc/krakenfs/tls/ca.pem" },
 	{ FIELD(root_path), "/var/lib/krakenfs/volumes" },
 	{ FIELD(driver_name), "krakenfs" },

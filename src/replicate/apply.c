@@ -67,6 +67,7 @@ struct transfer {
 	uint8_t *got;             /* per chunk: 0 missing, 1 asked, 2 here */
 	size_t missing;
 	size_t next_ask;          /* first chunk not yet asked */
+	uint64_t refused;         /* bit i: peers[i] said "not here" */
 	bool ready, failed, done;
 	struct transfer *next;
 };
@@ -139,10 +140,12 @@ static bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
 		journal_state_release(&cur);
 		return false;
 	}
+	/* A directory's ctime moves with every entry made in it; what it
+	 * holds is judged entry by entry, so its inode is enough here. */
 	same = (cur.mode & S_IFMT) == (st.st_mode & S_IFMT) &&
-	       cur.ino == st.st_ino && cur.ctime_ns == ts_ns(&st.st_ctim) &&
-	       (S_ISDIR(st.st_mode) || cur.size == (uint64_t)st.st_size ||
-		S_ISLNK(st.st_mode));
+	       cur.ino == st.st_ino &&
+	       (S_ISDIR(st.st_mode) || (cur.ctime_ns == ts_ns(&st.st_ctim) &&
+		(S_ISLNK(st.st_mode) || cur.size == (uint64_t)st.st_size)));
 	journal_state_release(&cur);
 	return same;
 }
@@ -351,32 +354,65 @@ static void transfers_reap(struct replicate *r)
 	}
 }
 
-static struct peer *pick_peer(struct replicate *r, const struct transfer *t,
-			      size_t salt)
+static bool peer_may_have(const struct peer *p, const struct transfer *t)
 {
-	for (size_t k = 0; k < r->n_peers; k++) {
-		struct peer *p = &r->peers[(salt + k) % r->n_peers];
-		const uint64_t *held;
+	const uint64_t *held;
 
-		if (!p->session || p->session->state != SESSION_OPEN ||
-		    p->session->dead)
+	if (!p->session || p->session->state != SESSION_OPEN ||
+	    p->session->dead)
+		return false;
+	/* Only peers known to hold the version can have its chunks. */
+	held = strmap_get(&p->sent, t->job.ref.origin);
+	return held && *held >= t->job.ref.seq;
+}
+
+/*
+ * A peer to ask for T's content: the version's origin first (it wrote
+ * the file), then the others in turn from SALT, skipping peers that
+ * answered "not here" and peers whose window is full.  *EXHAUSTED is set
+ * when every peer that may have it has refused.
+ */
+static struct peer *pick_peer(struct replicate *r, struct transfer *t,
+			      size_t salt, bool *exhausted)
+{
+	size_t origin_len = strcspn(t->job.ref.origin, "@");
+	bool candidate = false;
+
+	*exhausted = false;
+	for (size_t k = 0; k <= r->n_peers; k++) {
+		size_t i = k == 0 ? SIZE_MAX : (salt + k) % r->n_peers;
+		struct peer *p;
+
+		if (k == 0) {
+			for (size_t j = 0; j < r->n_peers; j++)
+				if (strlen(r->peers[j].id) == origin_len &&
+				    !strncmp(r->peers[j].id, t->job.ref.origin,
+					     origin_len))
+					i = j;
+			if (i == SIZE_MAX)
+				continue;
+		}
+		p = &r->peers[i];
+		if (!peer_may_have(p, t) || (i < 64 && (t->refused >> i) & 1))
 			continue;
-		/* Only peers known to hold the version have its chunks. */
-		held = strmap_get(&p->sent, t->job.ref.origin);
-		if (held && *held >= t->job.ref.seq &&
-		    p->fetch_inflight < PEER_FETCH_WINDOW)
+		candidate = true;
+		if (p->fetch_inflight < PEER_FETCH_WINDOW)
 			return p;
 	}
+	*exhausted = !candidate;
 	return NULL;
 }
 
 static void ask_list(struct replicate *r, struct transfer *t)
 {
 	struct wire_msg m = { .type = WIRE_GET_CHUNKLIST };
-	struct peer *p = pick_peer(r, t, (size_t)t->job.change);
+	bool exhausted;
+	struct peer *p = pick_peer(r, t, (size_t)t->job.change, &exhausted);
 
-	if (!p)
+	if (!p) {
+		t->failed = exhausted && t->refused;
 		return;
+	}
 	memcpy(m.get_chunklist.hash, t->job.hash, CONTENT_HASH_LEN);
 	m.get_chunklist.start = 0;
 	if (session_send(p->session, &m) == 0) {
@@ -475,11 +511,16 @@ static void transfer_ask_chunks(struct replicate *r, struct transfer *t)
 {
 	uint8_t (*hashes)[CONTENT_HASH_LEN] = NULL;
 	struct wire_msg m = { .type = WIRE_GET_CHUNKS };
-	struct peer *p = pick_peer(r, t, t->next_ask);
+	bool exhausted;
+	struct peer *p = pick_peer(r, t, t->next_ask, &exhausted);
 	uint32_t n = 0;
 
-	if (!p)
+	if (!p) {
+		/* Nobody that may hold it has it: the file moved on there
+		 * too; a newer version will retarget the job. */
+		t->failed = exhausted && t->refused;
 		return;
+	}
 	hashes = malloc(APPLY_GET_BATCH * CONTENT_HASH_LEN);
 	if (!hashes)
 		return;
@@ -810,19 +851,30 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 void apply_on_not_here(struct replicate *r, struct peer *p,
 		       const uint8_t *hash)
 {
+	size_t idx = (size_t)(p - r->peers);
+	uint64_t bit = idx < 64 ? 1ull << idx : 0;
+
 	for (struct transfer *t = r->transfers; t; t = t->next) {
+		bool hit = false;
+
 		if (t->list_from == p && !t->have_list &&
 		    memcmp(t->job.hash, hash, CONTENT_HASH_LEN) == 0) {
-			t->failed = true;   /* try later, maybe elsewhere */
-			continue;
+			t->list_from = NULL;
+			hit = true;
 		}
-		for (size_t i = 0; t->got && i < t->list.n_chunks; i++)
-			if (t->got[i] == 1 && memcmp(t->list.chunks[i].hash,
-						     hash, CONTENT_HASH_LEN) == 0) {
-				t->got[i] = 0;
-				if (p->fetch_inflight >= t->list.chunks[i].len)
-					p->fetch_inflight -= t->list.chunks[i].len;
-			}
+		for (size_t i = 0; t->got && i < t->list.n_chunks; i++) {
+			if (t->got[i] != 1 || memcmp(t->list.chunks[i].hash,
+						     hash, CONTENT_HASH_LEN))
+				continue;
+			t->got[i] = 0;
+			hit = true;
+			if (p->fetch_inflight >= t->list.chunks[i].len)
+				p->fetch_inflight -= t->list.chunks[i].len;
+		}
+		if (hit) {
+			t->refused |= bit;
+			t->next_ask = 0;
+		}
 	}
 }
 

@@ -83,3 +83,39 @@ hash_of_small_file() {
   openssl dgst -sha256 -binary < "$1" | openssl dgst -sha256 -hex |
     awk '{print $NF}'
 }
+
+# cluster_config FILE NODE IP PORT NODES ROOT JOURNAL [extra yaml lines...]
+# NODES is "a:127.0.0.1,b:127.0.0.2"; every node listens on its own IP.
+cluster_config() {
+  local file=$1 node=$2 ip=$3 port=$4 nodes=$5 root=$6 journal=$7; shift 7
+  {
+    echo "log:"
+    echo "  level: info"
+    echo "sync:"
+    echo "  node_id: \"$node\""
+    echo "  listen_address: \"$ip\""
+    echo "  p2p_port: $port"
+    echo "  cluster_nodes:"
+    local item
+    for item in ${nodes//,/ }; do echo "    - \"$item:$port\""; done
+    echo "volume:"
+    echo "  root_path: \"$root\""
+    echo "journal:"
+    echo "  path: \"$journal\""
+    for line in "$@"; do echo "$line"; done
+  } > "$file"
+}
+
+# same_tree A B: the two volume roots hold the same names, types, modes,
+# link targets and bytes (the agent's hidden .krakenfs-* names aside).
+same_tree() {
+  diff <(cd "$1" && find . -path './.krakenfs-*' -prune -o -printf '%y %m %p %l\n' | sort) \
+       <(cd "$2" && find . -path './.krakenfs-*' -prune -o -printf '%y %m %p %l\n' | sort) >/dev/null &&
+  diff -r --no-dereference -x '.krakenfs-*' "$1" "$2" >/dev/null
+}
+
+# peer_stat DB PEER FIELD: a number from kraken-journal's peer report.
+peer_stat() {
+  "$KJ" --db "$1" --json status | jq -r --arg p "$2" --arg f "$3" \
+    '.peers[] | select(.node_id == $p) | .[$f]'
+}

@@ -204,8 +204,8 @@ static void assert_default_values(const struct config *cfg)
 	assert_int_equal(cfg->strategy, CONFIG_STRATEGY_TIMESTAMP);
 	assert_true(cfg->conflict_timeout_ms == 30000);
 	assert_false(cfg->tls_enable);
-	assert_string_equal(cfg->tls_cert_file, "/etc/krakenfs/tls/cert.pem");
-	assert_string_equal(cfg->tls_key_file, "/etc/krakenfs/tls/key.pem");
+	assert_string_equal(cfg->tls_cert_file, "/etc/krakenfs/tls/node.pem");
+	assert_string_equal(cfg->tls_key_file, "/etc/krakenfs/tls/node-key.pem");
 	assert_string_equal(cfg->tls_ca_file, "/etc/krakenfs/tls/ca.pem");
 	assert_string_equal(cfg->root_path, "/var/lib/krakenfs/volumes");
 	assert_string_equal(cfg->driver_name, "krakenfs");

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Three agents on 127.0.0.1/2/3 keep their volumes identical while any of
+# them writes, is killed, or is down; content moves as chunks, and what a
+# node already holds is not transferred again.
+source "$(dirname "$0")/lib.sh"
+
+PORT=17881
+NODES=n1:127.0.0.1,n2:127.0.0.2,n3:127.0.0.3
+for i in 1 2 3; do
+  mkdir -p "$T/n$i/volumes"
+  cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
+    "$T/n$i/volumes" "$T/n$i/journal.db"
+done
+R1=$T/n1/volumes R2=$T/n2/volumes R3=$T/n3/volumes
+start_agent n1 "$T/n1.yaml"
+start_agent n2 "$T/n2.yaml"
+start_agent n3 "$T/n3.yaml"
+converged() { same_tree "$R1" "$R2" && same_tree "$R1" "$R3"; }
+settle() { wait_for "${1:-20}" converged || fail "nodes did not converge: $(diff -r "$R1" "$R2" | head; diff -r "$R1" "$R3" | head)"; }
+
+mkdir "$R1/web"
+echo 'Hello from n1' > "$R1/web/test.txt"
+wait_for 10 test -f "$R3/web/test.txt" || fail "file did not reach n3"
+settle
+[ "$(cat "$R2/web/test.txt")" = "Hello from n1" ] || fail "content on n2"
+pass "a file written on n1 is on n2 and n3"
+
+echo 'reply from n3' > "$R3/web/reply.txt"
+printf 'edited on n2\n' > "$R2/web/test.txt"
+settle
+[ "$(cat "$R1/web/test.txt")" = "edited on n2" ] || fail "edit from n2 on n1"
+pass "writes from every node, edits of replicated files"
+
+mkdir -p "$R2/web/a/b"
+ln -s ../test.txt "$R2/web/a/link"
+chmod 700 "$R2/web/a"
+echo gone > "$R2/web/a/b/tmpfile"
+settle
+rm "$R2/web/a/b/tmpfile"
+rmdir "$R2/web/a/b"
+chmod 640 "$R1/web/reply.txt"
+settle
+[ "$(readlink "$R3/web/a/link")" = "../test.txt" ] || fail "symlink target"
+[ "$(stat -c %a "$R3/web/a")" = 700 ] || fail "directory mode"
+[ ! -e "$R3/web/a/b" ] || fail "rmdir not replicated"
+[ "$(stat -c %a "$R2/web/reply.txt")" = 640 ] || fail "chmod not replicated"
+pass "mkdir, rmdir, symlink, chmod and delete"
+
+mkdir "$R2/many"
+for i in $(seq 1 1000); do echo "small file $i" > "$R2/many/f$i"; done
+settle 60
+pass "1,000 small files"
+
+head -c $((200 << 20)) /dev/urandom > "$R1/web/big.bin"
+settle 120
+in_before=$(peer_stat "$T/n2/journal.db" n1 chunk_bytes_in)
+mv "$R1/web/big.bin" "$R1/web/renamed.bin"
+settle 60
+sleep 1.2   # the peer report is written once a second
+in_after=$(peer_stat "$T/n2/journal.db" n1 chunk_bytes_in)
+moved=$(( in_after - in_before ))
+[ "$moved" -lt $((1 << 20)) ] || fail "renaming 200 MiB moved $moved chunk bytes to n2"
+pass "200 MiB file replicated; its rename moved $moved chunk bytes"
+
+before=$(( $(peer_stat "$T/n3/journal.db" n1 chunk_bytes_in) + $(peer_stat "$T/n3/journal.db" n2 chunk_bytes_in) ))
+head -c $((1 << 20)) /dev/urandom |
+  dd of="$R1/web/renamed.bin" bs=1M seek=100 conv=notrunc status=none
+settle 60
+sleep 1.2
+after=$(( $(peer_stat "$T/n3/journal.db" n1 chunk_bytes_in) + $(peer_stat "$T/n3/journal.db" n2 chunk_bytes_in) ))
+edit=$(( after - before ))
+[ "$edit" -lt $((3 << 19)) ] || fail "a 1 MiB edit moved $edit chunk bytes to n3"
+pass "a 1 MiB edit in the middle moved $edit chunk bytes"
+
+# n2 killed, 1,000 changes elsewhere, restarted: it catches up.
+kill -9 "$PID_n2"; wait "$PID_n2" 2>/dev/null || true
+mkdir "$R1/while-down"
+for i in $(seq 1 500); do echo "n1 $i" > "$R1/while-down/a$i"; done
+for i in $(seq 1 500); do echo "n3 $i" > "$R3/web/while-down-$i.txt"; done
+wait_for 30 same_tree "$R1" "$R3" || fail "n1 and n3 diverged while n2 was down"
+start_agent n2b "$T/n2.yaml"
+settle 60
+pass "n2 killed with -9, 1,000 changes made, restarted and caught up"
+
+# The origin is down while another node catches up from a third.
+stop_agent n3
+echo "only n1 wrote this" > "$R1/web/late.txt"
+wait_for 20 test -f "$R2/web/late.txt" || fail "n2 did not get late.txt"
+stop_agent n1
+start_agent n3b "$T/n3.yaml"
+wait_for 20 test -f "$R3/web/late.txt" || fail "n3 did not catch up from n2 while n1 was down"
+same_tree "$R2" "$R3" || wait_for 20 same_tree "$R2" "$R3" || fail "n2 and n3 differ"
+pass "n3 caught up from n2 while the origin n1 was down"
+
+# Concurrent writes to one file: n2 is frozen, both write, n2 thaws.
+start_agent n1b "$T/n1.yaml"
+settle
+kill -STOP "$PID_n2b"
+echo "version from n1" > "$R1/web/shared.txt"
+wait_for 10 test -f "$R3/web/shared.txt" || fail "shared.txt to n3"
+echo "version from n2" > "$R2/web/shared.txt"
+kill -CONT "$PID_n2b"
+settle 30
+copies=$(find "$R1/web" -name 'shared.conflict-*' | wc -l)
+[ "$copies" -eq 1 ] || fail "expected one conflict copy, found $copies: $(ls "$R1/web")"
+both=$(cat "$R1/web/shared.txt" "$R1"/web/shared.conflict-* | sort | tr '\n' '|')
+[ "$both" = "version from n1|version from n2|" ] || fail "a version was lost: $both"
+pass "concurrent writes: identical everywhere, one conflict copy, nothing lost"
+
+for n in 1 2 3; do "$KJ" --db "$T/n$n/journal.db" verify >/dev/null || fail "verify on n$n"; done
+pass "kraken-journal verify passes on every node"
