@@ -413,23 +413,86 @@ static int collect_vector(void *arg, const char *origin, uint64_t max_seq)
 	return 0;
 }
 
+/* The agent's last peer report (see agent_store_peer_status). */
+static json_t *peers_json(struct cli *cli)
+{
+	json_t *arr = json_array();
+	char *text = NULL, *save = NULL;
+
+	if (journal_meta_get(cli->journal, "peers", &text) != 0)
+		return arr;
+	for (char *line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char id[65], addr[300];
+		int connected;
+		long long seen;
+		unsigned long long lag, ein, eout, bin, bout, cin;
+
+		if (sscanf(line, "%64[^\t]\t%d\t%lld\t%llu\t%llu\t%llu\t%llu"
+			   "\t%llu\t%llu\t%299[^\n]", id, &connected, &seen,
+			   &lag, &ein, &eout, &bin, &bout, &cin, addr) != 10)
+			continue;
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:I,s:I,"
+			"s:I,s:I,s:I,s:I,s:I}", "node_id", id, "address", addr,
+			"connected", connected, "last_seen_ns", (json_int_t)seen,
+			"lag_entries", (json_int_t)lag,
+			"entries_in", (json_int_t)ein,
+			"entries_out", (json_int_t)eout,
+			"bytes_in", (json_int_t)bin, "bytes_out", (json_int_t)bout,
+			"chunk_bytes_in", (json_int_t)cin));
+	}
+	free(text);
+	return arr;
+}
+
+static void print_peers(json_t *peers)
+{
+	size_t i;
+	json_t *p;
+
+	if (json_array_size(peers) == 0)
+		return;
+	printf("peers:\n  %-16s %-22s %-9s %-20s %8s %12s\n", "NODE", "ADDRESS",
+	       "STATE", "LAST SEEN (UTC)", "LAG", "BYTES IN");
+	json_array_foreach(peers, i, p) {
+		char when[64] = "never";
+		json_int_t seen = json_integer_value(json_object_get(p,
+							"last_seen_ns"));
+
+		if (seen)
+			format_time(seen, when, sizeof(when), false);
+		printf("  %-16s %-22s %-9s %-20.19s %8lld %12lld\n",
+		       json_string_value(json_object_get(p, "node_id")),
+		       json_string_value(json_object_get(p, "address")),
+		       json_is_true(json_object_get(p, "connected")) ?
+		       "connected" : "down", when,
+		       (long long)json_integer_value(json_object_get(p,
+							"lag_entries")),
+		       (long long)json_integer_value(json_object_get(p,
+							"bytes_in")));
+	}
+}
+
 static int cmd_status(struct cli *cli)
 {
 	struct journal_info info;
 	json_t *vec = json_object();
 	const char *origin;
 	json_t *v;
+	uint64_t jobs = 0;
 	int err = journal_info(cli->journal, &info);
 
 	if (!err)
 		err = journal_vector(cli->journal, collect_vector, vec);
+	if (!err)
+		err = journal_job_count(cli->journal, &jobs);
 	if (err) {
 		json_decref(vec);
 		return fail("status: %s", kr_strerror(err));
 	}
 	if (cli->json)
 		return print_json_line(json_pack("{s:s,s:s,s:I,s:I,s:o,s:I,s:I,"
-			"s:I,s:I,s:I,s:i}", "node_id", info.node_id,
+			"s:I,s:I,s:I,s:i,s:o,s:I}", "node_id", info.node_id,
 			"origin", info.origin, "seq", (json_int_t)info.own_seq,
 			"lamport", (json_int_t)info.lamport, "version_vector", vec,
 			"changes", (json_int_t)info.n_changes,
@@ -437,7 +500,9 @@ static int cmd_status(struct cli *cli)
 			"volumes", (json_int_t)info.n_volumes,
 			"contents", (json_int_t)info.n_contents,
 			"chunks", (json_int_t)info.n_chunks,
-			"schema_version", info.schema_version)) ? 1 : 0;
+			"schema_version", info.schema_version,
+			"peers", peers_json(cli),
+			"jobs", (json_int_t)jobs)) ? 1 : 0;
 	printf("node:      %s\norigin:    %s (last seq %" PRIu64 ")\n"
 	       "lamport:   %" PRIu64 "\nchanges:   %" PRIu64 "\n"
 	       "volumes:   %" PRIu64 "\npaths:     %" PRIu64 "\n"
@@ -448,6 +513,13 @@ static int cmd_status(struct cli *cli)
 	json_object_foreach(vec, origin, v)
 		printf("  %-32s %lld\n", origin, (long long)json_integer_value(v));
 	json_decref(vec);
+	printf("waiting to apply: %llu\n", (unsigned long long)jobs);
+	{
+		json_t *peers = peers_json(cli);
+
+		print_peers(peers);
+		json_decref(peers);
+	}
 	return 0;
 }
 
