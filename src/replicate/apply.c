@@ -597,14 +597,14 @@ static int transfer_new(struct replicate *r, struct journal_job *job)
 	if (!t)
 		return -ENOMEM;
 	t->fd = -1;
-	t->dirfd = -1;
-	t->job = *job;
-	memset(job, 0, sizeof(*job));   /* the transfer owns its strings */
-	err = open_parent(r, t->job.volume, t->job.path, &t->dirfd, &t->name);
+	err = open_parent(r, job->volume, job->path, &t->dirfd, &t->name);
 	if (err) {
-		transfer_free(t);
+		free(t);
 		return err;
 	}
+	t->job = *job;
+	/* The transfer owns the strings now; NAME points into its path. */
+	memset(job, 0, sizeof(*job));
 	t->next = r->transfers;
 	r->transfers = t;
 	r->n_transfers++;
@@ -711,12 +711,14 @@ static void apply_jobs(struct replicate *r)
 		if (r->n_transfers < APPLY_TRANSFERS_MAX ||
 		    !S_ISREG(jobs[i].mode))
 			err = apply_job(r, &jobs[i]);
-		if (err == KR_EHOSTILE)
+		/* Said once per job; the job stays and is retried, in case
+		 * the symlink in the way is removed. */
+		if (err == KR_EHOSTILE && jobs[i].attempts == 0)
 			log_warn("replicate", "not applying %s/%s: the path "
 				 "leaves the volume or crosses a symlink",
-				 jobs[i].volume, jobs[i].path ? jobs[i].path : "");
-		if (err && err != -EAGAIN && err != -EBUSY &&
-		    jobs[i].attempts == 3)
+				 jobs[i].volume, jobs[i].path);
+		else if (err && err != KR_EHOSTILE && err != -EAGAIN &&
+			 err != -EBUSY && jobs[i].attempts == 3)
 			log_warn("replicate", "applying %s/%s: %s; will retry",
 				 jobs[i].volume, jobs[i].path,
 				 kr_strerror(err));

@@ -508,7 +508,8 @@ static void rd_get_chunks(struct wire_rd *r, struct wire_msg *m)
 		h = rd_alloc(r, (size_t)g->n * CONTENT_HASH_LEN);
 	for (uint32_t i = 0; h && i < g->n && !r->err; i++)
 		rd_hash(r, h[i]);
-	g->hashes = h;
+	/* ISO C before C23 wants the const added to the array type spelled. */
+	g->hashes = (const uint8_t (*)[CONTENT_HASH_LEN])h;
 }
 
 static void rd_chunk(struct wire_rd *r, struct wire_msg *m)

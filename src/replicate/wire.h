@@ -87,15 +87,20 @@
  * DECODING.  Every field is checked before it is used.  A payload must be
  * consumed exactly; counts are checked against the bytes left (at the
  * smallest size their items can take) before anything is allocated, so
- * memory follows the bytes actually received.  Errors:
+ * memory follows the bytes actually received: a decoded message takes
+ * under four times its payload (about 16 MB for the largest VECTOR of the
+ * shortest origins), whatever its counts claim.  Errors:
  *
  *   -EPROTO            malformed: truncated, trailing bytes, bad count,
  *                      bad origin or node id, op out of range, seq 0, a
- *                      flag byte other than 0/1, fields that disagree
- *   KR_EHOSTILE        a volume name or path that could leave its volume
+ *                      flag byte other than 0/1, fields that disagree,
+ *                      unknown type or non-zero header flags
+ *   KR_EHOSTILE        a volume name or path that could leave its volume,
+ *                      including one with a NUL or over its length cap
  *                      (the caller logs "hostile path" and drops the peer)
- *   -EMSGSIZE          a length past its cap
- *   -EPROTONOSUPPORT   another protocol version
+ *   -EMSGSIZE          a payload longer than its type allows
+ *   -EPROTONOSUPPORT   another protocol version (so the peer can be told
+ *                      apart from one sending garbage)
  *   -ENOMEM
  *
  * Threads: no state is shared; each buffer and message belongs to its

@@ -885,6 +885,8 @@ static void test_op_seq_and_flags(void **state)
 	e = good_rentry();
 	e.base_seq = 0;
 	assert_int_equal(decode_rentry(&e), -EPROTO);
+	/* META, which may go without a hash: read as "no hash", the flag
+	 * would leave a valid entry, so only the flag rule refuses it. */
 	e = good_rentry();
 	e.op = JOURNAL_META;
 	e.has_hash = 2;

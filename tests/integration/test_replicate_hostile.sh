@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Peers that misbehave are refused and logged, and the agent keeps serving
+# the others: garbage, an oversized frame, a stranger, an entry whose path
+# escapes the volume, and one whose path crosses a symlink out of it.
+source "$(dirname "$0")/lib.sh"
+
+PORT=17891
+FAKE=$BIN/kraken-fake-peer
+# n3 is in the cluster list but never runs: the fake peer claims to be it
+# (without TLS nothing proves a node id; see test_replicate_tls.sh).
+NODES=n1:127.0.0.1,n2:127.0.0.2,n3:127.0.0.3
+for i in 1 2; do
+  mkdir -p "$T/n$i/volumes/web"
+  cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
+    "$T/n$i/volumes" "$T/n$i/journal.db"
+done
+mkdir -p "$T/outside"
+ln -s "$T/outside" "$T/n2/volumes/web/evil"
+start_agent n1 "$T/n1.yaml"
+start_agent n2 "$T/n2.yaml"
+
+expect() { # WANT MODE ARGS...: the fake peer's outcome
+  local want=$1; shift
+  local got
+  got=$("$FAKE" 127.0.0.2 "$PORT" "$@")
+  [ "$got" = "$want" ] || fail "fake peer '$*': connection $got, expected $want"
+}
+
+expect closed garbage
+expect closed oversize
+wait_for 5 grep -q "before HELLO\|malformed" "$T/n2.log" || fail "garbage not logged"
+pass "garbage and an oversized frame: connection closed, logged"
+
+expect closed stranger intruder
+wait_for 5 grep -q "node 'intruder' is not in this node's cluster list" "$T/n2.log" ||
+  fail "stranger not logged"
+pass "a node outside the cluster is refused by name"
+
+expect closed escape n3 web
+wait_for 5 grep -q "malformed ENTRIES frame from n3: path escapes its volume" "$T/n2.log" ||
+  fail "escaping path not logged: $(tail -3 "$T/n2.log")"
+[ ! -e "$T/n2/volumes/escape" ] && [ ! -e "$T/n2/escape" ] || fail "a file escaped the volume"
+pass "an entry with a '..' path is refused"
+
+expect open through n3 web evil/pwned.txt
+wait_for 10 grep -q "not applying web/evil/pwned.txt: the path leaves the volume or crosses a symlink" \
+  "$T/n2.log" || fail "symlinked path not refused: $(tail -3 "$T/n2.log")"
+[ -z "$(ls -A "$T/outside")" ] || fail "something was written through the symlink: $(ls "$T/outside")"
+pass "an entry whose path crosses a symlink out of the volume is not applied"
+
+echo "still serving" > "$T/n1/volumes/web/after.txt"
+wait_for 10 test -f "$T/n2/volumes/web/after.txt" || fail "n2 stopped serving n1"
+pass "the agent still replicates with its real peers"

@@ -1,0 +1,172 @@
+/*
+ * kraken-fake-peer: a misbehaving peer for the integration tests.  It
+ * connects to an agent's peer port and does one bad thing:
+ *
+ *   garbage              64 bytes that are not a frame
+ *   oversize             a header announcing a 4 GiB payload
+ *   stranger NODE        a well-formed HELLO from a node not in the cluster
+ *   escape NODE VOL      HELLO as NODE, then an entry whose path is
+ *                        "../escape" (patched in after encoding, since the
+ *                        encoder itself refuses such paths)
+ *   through NODE VOL P   HELLO as NODE, then a valid entry putting a file at
+ *                        VOL/P, for a P that crosses a symlink on the agent
+ *
+ * It prints what the agent did ("closed" when the agent hung up within 5 s,
+ * "open" otherwise) and exits 0; the test decides what was expected.
+ */
+#include "wire.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int dial(const char *host, int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		perror("connect");
+		exit(2);
+	}
+	return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+	if (send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t)len) {
+		perror("send");
+		exit(2);
+	}
+}
+
+static void send_msg(int fd, const struct wire_msg *m)
+{
+	struct wire_buf b = { 0 };
+
+	if (wire_encode(&b, m) != 0) {
+		fprintf(stderr, "cannot encode %s\n", wire_type_name(m->type));
+		exit(2);
+	}
+	send_all(fd, b.data, b.len);
+	wire_buf_release(&b);
+}
+
+static void hello(int fd, const char *node)
+{
+	struct wire_msg m = { .type = WIRE_HELLO };
+
+	m.hello.node_id = node;
+	m.hello.cluster_id = "krakenfs";
+	send_msg(fd, &m);
+}
+
+/* Waits up to 5 s for the agent to hang up, draining what it sends. */
+static const char *outcome(int fd)
+{
+	char buf[65536];
+
+	for (int i = 0; i < 50; i++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 100) > 0) {
+			ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+			if (n <= 0)
+				return "closed";
+		}
+	}
+	return "open";
+}
+
+static void entry(int fd, const char *node, const char *vol, const char *path,
+		  bool escape)
+{
+	static const uint8_t hash[CONTENT_HASH_LEN] = { 1, 2, 3 };
+	struct wire_entry e[2];
+	struct wire_msg m = { .type = WIRE_ENTRIES };
+	struct wire_buf b = { 0 };
+	char origin[JOURNAL_ORIGIN_MAX];
+
+	snprintf(origin, sizeof(origin), "%s@00000000000000aa", node);
+	memset(e, 0, sizeof(e));
+	for (int i = 0; i < 2; i++) {
+		snprintf(e[i].ref.origin, sizeof(e[i].ref.origin), "%s", origin);
+		e[i].ref.seq = (uint64_t)i + 1;
+		e[i].lamport = (uint64_t)i + 100;
+		e[i].wall_ns = 1;
+		e[i].volume = vol;
+	}
+	e[0].path = "";
+	e[0].op = JOURNAL_VOLUME_CREATE;
+	e[0].mode = 040755;
+	e[1].path = escape ? "aa/escape" : path;
+	e[1].op = JOURNAL_PUT;
+	e[1].mode = 0100644;
+	e[1].size = 5;
+	e[1].has_hash = true;
+	memcpy(e[1].hash, hash, sizeof(hash));
+	m.entries.n = 2;
+	m.entries.v = e;
+	if (wire_encode(&b, &m) != 0) {
+		fprintf(stderr, "cannot encode entries\n");
+		exit(2);
+	}
+	if (escape) {
+		/* "aa/escape" -> "../escape": the same length, now hostile. */
+		uint8_t *p = memmem(b.data, b.len, "aa/escape", 9);
+
+		if (!p)
+			exit(2);
+		memcpy(p, "..", 2);
+	}
+	send_all(fd, b.data, b.len);
+	wire_buf_release(&b);
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 3 ? argv[3] : "";
+	int fd;
+
+	if (argc < 4) {
+		fprintf(stderr, "usage: kraken-fake-peer HOST PORT MODE [ARGS]\n"
+			"modes: garbage | oversize | stranger NODE | escape NODE "
+			"VOL | through NODE VOL PATH\n");
+		return 2;
+	}
+	fd = dial(argv[1], (int)strtol(argv[2], NULL, 10));
+	if (!strcmp(mode, "garbage")) {
+		char junk[64];
+
+		memset(junk, 0x5a, sizeof(junk));
+		send_all(fd, junk, sizeof(junk));
+	} else if (!strcmp(mode, "oversize")) {
+		uint8_t h[WIRE_HEADER_LEN] = { 'K', 'R', 'F', 'S', 1, WIRE_ENTRIES,
+					       0, 0, 0xff, 0xff, 0xff, 0xff };
+
+		send_all(fd, h, sizeof(h));
+	} else if (!strcmp(mode, "stranger") && argc > 4) {
+		hello(fd, argv[4]);
+	} else if (!strcmp(mode, "escape") && argc > 5) {
+		hello(fd, argv[4]);
+		entry(fd, argv[4], argv[5], NULL, true);
+	} else if (!strcmp(mode, "through") && argc > 6) {
+		hello(fd, argv[4]);
+		entry(fd, argv[4], argv[5], argv[6], false);
+	} else {
+		fprintf(stderr, "unknown mode '%s'\n", mode);
+		return 2;
+	}
+	printf("%s\n", outcome(fd));
+	close(fd);
+	return 0;
+}
