@@ -12,7 +12,7 @@
  * and array of the message is carved from, released in one call.  The
  * decoder never trusts a count before it has checked that the bytes left
  * could hold that many items, so the arena grows with the bytes received:
- * at most a few times the payload, whatever the counts claim.
+ * under four times the payload, whatever the counts claim.
  *
  * The encoder applies the decoder's field checks before writing, so a
  * frame this node sends is one its peers accept.

@@ -406,6 +406,13 @@ static int scan_entry(struct scan *sc, int dfd, const char *path, int depth)
 			 "too long", sc->vol);
 		return 0;
 	}
+	if (sc->w->sweep_temps && strncmp(path_basename(path), WATCH_TEMP_PREFIX
+					    "tmp-", sizeof(WATCH_TEMP_PREFIX) + 3) == 0) {
+		/* A transfer cut short by a crash: its half-written temp
+		 * file is ours and worthless; the job starts again. */
+		unlinkat(dfd, path_basename(path), 0);
+		return 0;
+	}
 	if (watch_excluded(sc->w, path)) {
 		/* Excluded now but journalled before: leave it alone rather
 		 * than let the sweep turn it into a delete. */

@@ -434,8 +434,14 @@ int watch_process(struct watch *w, bool flush)
 
 int watch_scan(struct watch *w)
 {
+	int err;
+
+	/* Only before replication starts is no transfer using a temp file. */
 	w->scan_owed = false;
-	return watch_scan_all(w);
+	w->sweep_temps = true;
+	err = watch_scan_all(w);
+	w->sweep_temps = false;
+	return err;
 }
 
 void watch_touch(struct watch *w, const char *volume, const char *path)

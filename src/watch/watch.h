@@ -71,7 +71,9 @@ int64_t watch_next_deadline(const struct watch *w);
  * and records what changed.  Runs a scan first if one is owed. */
 int watch_process(struct watch *w, bool flush);
 
-/* Compares the whole tree with the journal and records the differences. */
+/* Compares the whole tree with the journal and records the differences;
+ * meant for start-up, before replication runs, as it also removes temp
+ * files that a crash left behind. */
 int watch_scan(struct watch *w);
 /* Marks VOLUME/PATH to be examined at once (the replicator found the
  * disk there ahead of the journal). */

@@ -41,6 +41,7 @@ struct watch {
 	struct strmap pending;    /* rel -> struct pending */
 	struct pending_list now_list, settle_list;
 	bool scan_owed;
+	bool sweep_temps;         /* remove stale temp files while scanning */
 
 	int64_t *uncommitted;     /* event times of changes not yet committed */
 	size_t n_uncommitted, cap_uncommitted;

@@ -72,6 +72,20 @@ edit=$(( after - before ))
 [ "$edit" -lt $((3 << 19)) ] || fail "a 1 MiB edit moved $edit chunk bytes to n3"
 pass "a 1 MiB edit in the middle moved $edit chunk bytes"
 
+# The receiver killed in the middle of a large transfer: nothing partial
+# ever appears under the real name, and it finishes after a restart.
+head -c $((200 << 20)) /dev/urandom > "$T/big2.src"
+cp "$T/big2.src" "$R1/web/big2.bin"
+wait_for 60 sh -c "ls -a '$R3/web' | grep -q '^.krakenfs-tmp-'" ||
+  fail "no transfer to n3 started"
+kill -9 "$PID_n3"; wait "$PID_n3" 2>/dev/null || true
+[ ! -e "$R3/web/big2.bin" ] || cmp -s "$R3/web/big2.bin" "$T/big2.src" ||
+  fail "a partial big2.bin is visible on n3"
+start_agent n3k "$T/n3.yaml"
+settle 120
+[ -z "$(find "$R3" -name '.krakenfs-tmp-*')" ] || fail "temp files left on n3"
+pass "receiver killed mid-transfer: no partial file, converged after restart"
+
 # n2 killed, 1,000 changes elsewhere, restarted: it catches up.
 kill -9 "$PID_n2"; wait "$PID_n2" 2>/dev/null || true
 mkdir "$R1/while-down"
@@ -83,7 +97,7 @@ settle 60
 pass "n2 killed with -9, 1,000 changes made, restarted and caught up"
 
 # The origin is down while another node catches up from a third.
-stop_agent n3
+stop_agent n3k
 echo "only n1 wrote this" > "$R1/web/late.txt"
 wait_for 20 test -f "$R2/web/late.txt" || fail "n2 did not get late.txt"
 stop_agent n1
