@@ -29,6 +29,7 @@
 #define KRAKEN_JOURNAL_H
 
 #include "content.h"
+#include "path.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -236,15 +237,17 @@ struct journal_job {
 	unsigned attempts;
 };
 
-/* Up to MAX jobs, parents before children, deletes deepest first, into
- * OUT (release each with journal_job_release).  Returns the count. */
+/* Up to MAX jobs, fewest attempts first, then parents before children
+ * and deletes deepest first, into OUT (release each with
+ * journal_job_release).  Returns the count. */
 int journal_jobs(struct journal *j, struct journal_job *out, int max);
 void journal_job_release(struct journal_job *job);
 /* The job is on disk as ST says (NULL for a delete): it becomes the
  * path's current version; a conflict copy becomes a local put. */
 int journal_job_done(struct journal *j, const struct journal_job *job,
 		     const struct stat *st);
-/* Could not be done now; counted, retried later. */
+/* Could not be done now, or was started: counted, so that jobs not yet
+ * tried come first. */
 int journal_job_defer(struct journal *j, const struct journal_job *job);
 /* Number of jobs waiting. */
 int journal_job_count(struct journal *j, uint64_t *out);
@@ -262,6 +265,38 @@ int journal_content_store(struct journal *j, const struct content *c);
 int journal_chunk_source(struct journal *j, const uint8_t *hash,
 			 char *volume, size_t vcap, char **path,
 			 uint64_t *offset, uint32_t *len);
+
+/* One version that took part in a conflict. */
+struct journal_conflict_version {
+	struct journal_ref ref;
+	uint64_t lamport;
+	int64_t wall_ns;
+	enum journal_op op;
+	uint32_t mode;
+	uint64_t size;
+	bool has_hash;
+	uint8_t hash[CONTENT_HASH_LEN];
+	bool winner;              /* holds the path */
+	char copy[PATH_REL_MAX + 1];  /* a loser's copy path, "" if none */
+};
+
+/* Concurrent versions of one path with different content. */
+struct journal_conflict {
+	const char *volume;
+	const char *path;
+	bool resolved;            /* a merge names them all */
+	struct journal_ref merge; /* when resolved: the first merge */
+	int64_t merge_wall_ns;
+	const struct journal_conflict_version *versions;
+	size_t n_versions;
+};
+
+typedef int (*journal_conflict_fn)(void *arg, const struct journal_conflict *c);
+
+/* Every conflict of VOLUME (NULL: all), resolved ones oldest first, then
+ * the unresolved ones.  Identical merges made by several nodes count once. */
+int journal_conflicts(struct journal *j, const char *volume,
+		      journal_conflict_fn fn, void *arg);
 
 /* Deterministic conflict-copy name for a version of PATH made on NODE at
  * LAMPORT: "dir/name.conflict-NODE-LAMPORT.ext".  0 or -ENAMETOOLONG. */

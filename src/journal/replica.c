@@ -601,9 +601,8 @@ int journal_jobs(struct journal *j, struct journal_job *out, int max)
 		"o.node || '@' || o.epoch, c.seq FROM jobs jb "
 		"JOIN changes c ON c.id = jb.change "
 		"JOIN origins o ON o.id = c.origin "
-		"ORDER BY c.op IN (4, 7), CASE WHEN c.op IN (4, 7) "
-		"THEN -length(jb.path) ELSE length(jb.path) END, jb.attempts "
-		"LIMIT ?";
+		"ORDER BY jb.attempts, c.op IN (4, 7), CASE WHEN c.op IN (4, 7) "
+		"THEN -length(jb.path) ELSE length(jb.path) END LIMIT ?";
 	sqlite3_stmt *s = NULL;
 	int n = 0;
 	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
@@ -841,5 +840,164 @@ int journal_chunk_source(struct journal *j, const uint8_t *hash,
 		err = -ENOENT;
 	}
 	sqlite3_finalize(s);
+	return err;
+}
+
+/* ---- listing conflicts --------------------------------------------------- */
+
+struct conflict_walk {
+	struct journal *j;
+	journal_conflict_fn fn;
+	void *arg;
+	/* The last resolved conflict reported, to skip identical merges. */
+	char last_key[PATH_REL_MAX + 512];
+};
+
+static int conflict_report(struct conflict_walk *w, const char *volume,
+			   const char *path, struct head *h, int n,
+			   const struct journal_ref *merge, int64_t merge_wall)
+{
+	struct journal_conflict_version *v = calloc((size_t)n, sizeof(*v));
+	struct journal_conflict c = { .volume = volume, .path = path,
+				      .resolved = merge != NULL };
+	int win = 0, distinct = 0, err;
+
+	if (!v)
+		return -ENOMEM;
+	for (int i = 1; i < n; i++)
+		if (head_rank(w->j, &h[i], &h[win]) > 0)
+			win = i;
+	for (int i = 0; i < n; i++) {
+		distinct += !head_same(&h[i], &h[win]);
+		snprintf(v[i].ref.origin, sizeof(v[i].ref.origin), "%s",
+			 h[i].origin);
+		v[i].lamport = h[i].lamport;
+		v[i].wall_ns = h[i].wall_ns;
+		v[i].op = h[i].op;
+		v[i].mode = h[i].mode;
+		v[i].size = h[i].size;
+		v[i].has_hash = h[i].has_hash;
+		memcpy(v[i].hash, h[i].hash, CONTENT_HASH_LEN);
+		v[i].winner = i == win;
+		if (i != win && !head_deleted(&h[i]) && !S_ISDIR(h[i].mode) &&
+		    !head_same(&h[i], &h[win]))
+			journal_conflict_name(path, h[i].origin, h[i].lamport,
+					      v[i].copy, sizeof(v[i].copy));
+	}
+	if (merge) {
+		c.merge = *merge;
+		c.merge_wall_ns = merge_wall;
+	}
+	c.versions = v;
+	c.n_versions = (size_t)n;
+	err = distinct ? w->fn(w->arg, &c) : 0;
+	free(v);
+	return err;
+}
+
+/* The versions a change names as bases, as heads. */
+static int load_bases_as_heads(struct journal *j, int64_t id, struct head *out,
+			       int *n)
+{
+	static const char sql[] =
+		"SELECT " HEAD_COLUMNS ", o.id, c.seq FROM bases b JOIN changes c "
+		"ON c.origin = b.origin AND c.seq = b.seq JOIN origins o "
+		"ON o.id = c.origin WHERE b.change = ? ORDER BY c.origin, c.seq "
+		"LIMIT 64";
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+
+	*n = 0;
+	if (err)
+		return err;
+	sqlite3_bind_int64(s, 1, id);
+	while (sqlite3_step(s) == SQLITE_ROW && *n < HEADS_MAX)
+		head_from_row(s, &out[(*n)++]);
+	sqlite3_finalize(s);
+	return 0;
+}
+
+static int conflicts_resolved(struct conflict_walk *w, const char *volume)
+{
+	static const char sql[] =
+		"SELECT c.id, c.volume, c.path, o.node || '@' || o.epoch, c.seq, "
+		"c.wall_ns, (SELECT group_concat(b.origin || ':' || b.seq) FROM "
+		"bases b WHERE b.change = c.id) FROM changes c JOIN origins o "
+		"ON o.id = c.origin WHERE (?1 IS NULL OR c.volume = ?1) AND "
+		"(SELECT count(*) FROM bases b WHERE b.change = c.id) > 1 "
+		"ORDER BY c.volume, c.path, c.id";
+	struct head *h = calloc(HEADS_MAX, sizeof(*h));
+	sqlite3_stmt *s = NULL;
+	int n, err = h ? journal_db_err(sqlite3_prepare_v2(w->j->db, sql, -1,
+							    &s, NULL)) : -ENOMEM;
+
+	if (!err && volume)
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	while (!err && sqlite3_step(s) == SQLITE_ROW) {
+		char key[sizeof(w->last_key)];
+		struct journal_ref merge;
+		const char *vol = (const char *)sqlite3_column_text(s, 1);
+		const char *path = (const char *)sqlite3_column_text(s, 2);
+
+		snprintf(key, sizeof(key), "%s/%s %s", vol, path,
+			 (const char *)sqlite3_column_text(s, 6));
+		if (strcmp(key, w->last_key) == 0)
+			continue;       /* the same merge, made by another node */
+		memcpy(w->last_key, key, sizeof(key));
+		snprintf(merge.origin, sizeof(merge.origin), "%s",
+			 (const char *)sqlite3_column_text(s, 3));
+		merge.seq = (uint64_t)sqlite3_column_int64(s, 4);
+		err = load_bases_as_heads(w->j, sqlite3_column_int64(s, 0), h, &n);
+		if (!err)
+			err = conflict_report(w, vol, path, h, n, &merge,
+					      sqlite3_column_int64(s, 5));
+		heads_release(h, n);
+	}
+	sqlite3_finalize(s);
+	free(h);
+	return err;
+}
+
+static int conflicts_open(struct conflict_walk *w, const char *volume)
+{
+	static const char sql[] =
+		"SELECT volume, path FROM heads WHERE (?1 IS NULL OR volume = ?1) "
+		"GROUP BY volume, path HAVING count(*) > 1";
+	struct head *h = calloc(HEADS_MAX, sizeof(*h));
+	sqlite3_stmt *s = NULL;
+	int n, err = h ? journal_db_err(sqlite3_prepare_v2(w->j->db, sql, -1,
+							    &s, NULL)) : -ENOMEM;
+
+	if (!err && volume)
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	while (!err && sqlite3_step(s) == SQLITE_ROW) {
+		const char *vol = (const char *)sqlite3_column_text(s, 0);
+		const char *path = (const char *)sqlite3_column_text(s, 1);
+
+		err = load_heads(w->j, vol, path, h, &n);
+		if (!err)
+			err = conflict_report(w, vol, path, h, n, NULL, 0);
+		heads_release(h, n);
+	}
+	sqlite3_finalize(s);
+	free(h);
+	return err;
+}
+
+int journal_conflicts(struct journal *j, const char *volume,
+		      journal_conflict_fn fn, void *arg)
+{
+	struct conflict_walk *w = calloc(1, sizeof(*w));
+	int err;
+
+	if (!w)
+		return -ENOMEM;
+	w->j = j;
+	w->fn = fn;
+	w->arg = arg;
+	err = conflicts_resolved(w, volume);
+	if (!err)
+		err = conflicts_open(w, volume);
+	free(w);
 	return err;
 }

@@ -48,6 +48,7 @@
 
 #define APPLY_TRANSFERS_MAX 512
 #define APPLY_JOBS_BATCH 256
+#define APPLY_JOBS_GAP_NS (10 * 1000000)
 #define APPLY_GET_BATCH 256
 #define APPLY_RETRY_NS (1LL * 1000000000)
 #define REMOVED_DIR ".krakenfs-removed"
@@ -65,6 +66,7 @@ struct transfer {
 	char tmp[48];
 	int fd;                   /* the temp file */
 	uint8_t *got;             /* per chunk: 0 missing, 1 asked, 2 here */
+	uint32_t *by_hash;        /* chunk indexes sorted by chunk hash */
 	size_t missing;
 	size_t next_ask;          /* first chunk not yet asked */
 	uint64_t refused;         /* bit i: peers[i] said "not here" */
@@ -314,14 +316,19 @@ static bool disk_has_content(struct replicate *r, const struct journal_job *job)
 
 /* ---- transfers -------------------------------------------------------------- */
 
+static void inflight_key(const char *volume, const char *path, char *out,
+			 size_t cap)
+{
+	snprintf(out, cap, "%s/%s", volume, path);
+}
+
 static struct transfer *transfer_find(struct replicate *r, const char *volume,
 				      const char *path)
 {
-	for (struct transfer *t = r->transfers; t; t = t->next)
-		if (strcmp(t->job.volume, volume) == 0 &&
-		    strcmp(t->job.path, path) == 0)
-			return t;
-	return NULL;
+	char key[PATH_MAX + 300];
+
+	inflight_key(volume, path, key, sizeof(key));
+	return strmap_get(&r->inflight, key);
 }
 
 static void transfer_free(struct transfer *t)
@@ -335,7 +342,20 @@ static void transfer_free(struct transfer *t)
 	content_release(&t->list);
 	journal_job_release(&t->job);
 	free(t->got);
+	free(t->by_hash);
 	free(t);
+}
+
+/* Unlinks T from the replicator's indexes and frees it. */
+static void transfer_drop(struct replicate *r, struct transfer *t)
+{
+	char key[PATH_MAX + 300];
+
+	inflight_key(t->job.volume, t->job.path, key, sizeof(key));
+	strmap_del(&r->inflight, key);
+	r->n_transfers--;
+	r->jobs_due = true;       /* a slot is free */
+	transfer_free(t);
 }
 
 static void transfers_reap(struct replicate *r)
@@ -349,8 +369,7 @@ static void transfers_reap(struct replicate *r)
 		}
 		*pp = t->next;
 		journal_job_defer(r->journal, &t->job);
-		r->n_transfers--;
-		transfer_free(t);
+		transfer_drop(r, t);
 	}
 }
 
@@ -490,14 +509,52 @@ static int transfer_open_temp(struct transfer *t)
 	return 0;
 }
 
+/* qsort_r comparator: chunk indexes by their chunk's hash. */
+static int by_hash_cmp(const void *a, const void *b, void *arg)
+{
+	const struct content *c = arg;
+
+	return memcmp(c->chunks[*(const uint32_t *)a].hash,
+		      c->chunks[*(const uint32_t *)b].hash, CONTENT_HASH_LEN);
+}
+
+/* Chunks of T named HASH: [*first, *first + *n) of t->by_hash. */
+static void chunks_named(const struct transfer *t, const uint8_t *hash,
+			 size_t *first, size_t *n)
+{
+	size_t lo = 0, hi = t->list.n_chunks;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(t->list.chunks[t->by_hash[mid]].hash, hash,
+			   CONTENT_HASH_LEN) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*first = lo;
+	for (hi = lo; hi < t->list.n_chunks &&
+	     !memcmp(t->list.chunks[t->by_hash[hi]].hash, hash, CONTENT_HASH_LEN);
+	     hi++)
+		;
+	*n = hi - lo;
+}
+
 /* The chunk list is known: open the temp file, copy what is local. */
 static void transfer_start_fetch(struct replicate *r, struct transfer *t)
 {
 	uint8_t *buf = malloc(WIRE_MAX_CHUNK);
 
 	t->got = calloc(t->list.n_chunks + 1, 1);
+	t->by_hash = calloc(t->list.n_chunks + 1, sizeof(*t->by_hash));
 	t->missing = t->list.n_chunks;
-	if (!buf || !t->got || transfer_open_temp(t) != 0) {
+	for (size_t i = 0; t->by_hash && i < t->list.n_chunks; i++)
+		t->by_hash[i] = (uint32_t)i;
+	if (t->by_hash)
+		qsort_r(t->by_hash, t->list.n_chunks, sizeof(*t->by_hash),
+			by_hash_cmp, &t->list);
+	if (!buf || !t->got || !t->by_hash || transfer_open_temp(t) != 0) {
 		t->failed = true;
 		free(buf);
 		return;
@@ -605,9 +662,20 @@ static int transfer_new(struct replicate *r, struct journal_job *job)
 	t->job = *job;
 	/* The transfer owns the strings now; NAME points into its path. */
 	memset(job, 0, sizeof(*job));
+	{
+		char key[PATH_MAX + 300];
+
+		inflight_key(t->job.volume, t->job.path, key, sizeof(key));
+		if (strmap_put(&r->inflight, key, t, NULL)) {
+			transfer_free(t);
+			return -ENOMEM;
+		}
+	}
 	t->next = r->transfers;
 	r->transfers = t;
 	r->n_transfers++;
+	/* Started jobs sort after untried ones in the next batch. */
+	journal_job_defer(r->journal, &t->job);
 	transfer_step(r, t);
 	return 0;
 }
@@ -664,8 +732,7 @@ static void commit_ready(struct replicate *r)
 			continue;
 		}
 		*pp = t->next;
-		r->n_transfers--;
-		transfer_free(t);
+		transfer_drop(r, t);
 	}
 }
 
@@ -727,6 +794,8 @@ static void apply_jobs(struct replicate *r)
 		journal_job_release(&jobs[i]);
 	}
 	free(jobs);
+	/* Deferred jobs are looked at again after a pause, or sooner when
+	 * new entries arrive or a transfer slot frees up. */
 	r->next_jobs_ns = n > 0 ? loop_now_ns() + APPLY_RETRY_NS : 0;
 }
 
@@ -734,14 +803,21 @@ void apply_tick(struct replicate *r)
 {
 	int64_t now = loop_now_ns();
 
-	if (r->next_jobs_ns == 0 || now >= r->next_jobs_ns)
+	if ((r->jobs_due && now >= r->last_jobs_ns + APPLY_JOBS_GAP_NS) ||
+	    (r->next_jobs_ns && now >= r->next_jobs_ns)) {
+		r->jobs_due = false;
+		r->last_jobs_ns = now;
 		apply_jobs(r);
+	}
 	for (struct transfer *t = r->transfers; t; t = t->next)
 		transfer_step(r, t);
 	commit_ready(r);
 	transfers_reap(r);
 	journal_job_count(r->journal, &r->backlog);
-	if (r->n_transfers)
+	/* Transfers waiting on peers are stepped again soon: requests
+	 * that found every window full go out once replies come in. */
+	if (r->n_transfers && (!r->next_jobs_ns ||
+			       r->next_jobs_ns > now + 50000000))
 		r->next_jobs_ns = now + 50000000;
 }
 
@@ -838,14 +914,18 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		return;
 	}
 	for (struct transfer *t = r->transfers; t; t = t->next) {
-		if (!t->have_list || t->failed)
+		size_t first, n;
+
+		if (!t->have_list || t->failed || !t->by_hash)
 			continue;
-		for (size_t i = 0; i < t->list.n_chunks; i++)
-			if (t->got[i] != 2 && t->list.chunks[i].len == c->len &&
-			    memcmp(t->list.chunks[i].hash, c->hash,
-				   CONTENT_HASH_LEN) == 0)
+		chunks_named(t, c->hash, &first, &n);
+		for (size_t k = first; k < first + n; k++) {
+			size_t i = t->by_hash[k];
+
+			if (t->got[i] != 2 && t->list.chunks[i].len == c->len)
 				transfer_put_chunk(t, i, c->data);
-		if (t->missing == 0 && !t->ready && !t->failed)
+		}
+		if (n && t->missing == 0 && !t->ready && !t->failed)
 			transfer_finish(r, t);
 	}
 }
@@ -902,6 +982,7 @@ void apply_free(struct replicate *r)
 		transfer_free(t);
 	}
 	r->n_transfers = 0;
+	strmap_clear(&r->inflight);
 }
 
 /* ---- serving ------------------------------------------------------------------- */

@@ -74,7 +74,10 @@ struct replicate {
 	bool kicked;              /* new commits: pump and look for jobs */
 	struct transfer *transfers;
 	unsigned n_transfers;
-	int64_t next_jobs_ns;
+	struct strmap inflight;   /* "volume/path" -> struct transfer */
+	bool jobs_due;            /* look for jobs at the next tick */
+	int64_t next_jobs_ns;     /* and at the latest then (retries) */
+	int64_t last_jobs_ns;
 	uint64_t backlog;
 };
 

@@ -606,7 +606,7 @@ void replicate_tick(struct replicate *r)
 			else
 				session_update_poll(s);
 		}
-		r->next_jobs_ns = 0;
+		r->jobs_due = true;
 	}
 	apply_tick(r);
 	sessions_reap(r);
@@ -623,6 +623,8 @@ int64_t replicate_next_deadline(struct replicate *r)
 
 	if (r->kicked)
 		return 0;
+	if (r->jobs_due)
+		d = r->last_jobs_ns + 10000000;
 	for (size_t i = 0; i < r->n_peers; i++)
 		if (r->peers[i].dial && !r->peers[i].session &&
 		    r->peers[i].next_dial_ns < d)

@@ -48,7 +48,8 @@
  *      3  ENTRIES        u32 n, n x entry (below)
  *      4  GET_CHUNKLIST  hash content, u32 start index
  *      5  CHUNKLIST      hash content, u64 file size, u32 total chunks,
- *                        u32 start, u32 n, n x (hash chunk, u32 len)
+ *                        u32 start, u32 n, n x (hash chunk, u32 len);
+ *                        start + n <= total, len 1..WIRE_MAX_CHUNK
  *      6  GET_CHUNKS     u32 n (1..WIRE_MAX_GET_CHUNKS), n x hash
  *      7  CHUNK          hash chunk, u32 len (1..WIRE_MAX_CHUNK), len bytes
  *      8  NOT_HERE       hash chunk
@@ -71,10 +72,10 @@
  *   PUT                S_IFREG         non-empty    has_hash
  *   MKDIR              S_IFDIR         non-empty
  *   SYMLINK            S_IFLNK         non-empty    has_target
- *   DELETE             0               non-empty
+ *   DELETE             0 (all bits)    non-empty
  *   META               REG, DIR, LNK   "" only DIR  (keeps hash or target)
  *   VOLUME_CREATE      S_IFDIR or 0    ""
- *   VOLUME_REMOVE      0               ""
+ *   VOLUME_REMOVE      0 (all bits)    ""
  *   any                                             has_hash: S_IFREG only,
  *                                                   has_target: S_IFLNK only
  *

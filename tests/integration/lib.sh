@@ -109,8 +109,8 @@ cluster_config() {
 # same_tree A B: the two volume roots hold the same names, types, modes,
 # link targets and bytes (the agent's hidden .krakenfs-* names aside).
 same_tree() {
-  diff <(cd "$1" && find . -path './.krakenfs-*' -prune -o -printf '%y %m %p %l\n' | sort) \
-       <(cd "$2" && find . -path './.krakenfs-*' -prune -o -printf '%y %m %p %l\n' | sort) >/dev/null &&
+  diff <(cd "$1" && find . -name '.krakenfs-*' -prune -o -printf '%y %m %p %l\n' | sort) \
+       <(cd "$2" && find . -name '.krakenfs-*' -prune -o -printf '%y %m %p %l\n' | sort) >/dev/null &&
   diff -r --no-dereference -x '.krakenfs-*' "$1" "$2" >/dev/null
 }
 

@@ -11,26 +11,26 @@ write_config "$CFG" vm1 "$ROOT" "$DB"
 start_agent a "$CFG"
 
 (
-  for i in $(seq 1 3000); do
+  for i in $(seq 1 10000); do
     printf 'file %d\n' "$i" > "$ROOT/burst/f$i"
   done
 ) &
 writer=$!
 # Kill once the agent has committed part of the burst.
-wait_for 20 sh -c "[ \$(\"$KJ\" --db \"$DB\" --json status | jq .paths) -gt 300 ]" ||
+wait_for 20 sh -c "[ \$(\"$KJ\" --db \"$DB\" --json status | jq .paths) -gt 200 ]" ||
   fail "agent did not start recording the burst"
 kill -9 "$PID_a"
 wait "$PID_a" 2>/dev/null || true
 wait "$writer"
 before=$("$KJ" --db "$DB" --json status | jq .paths)
-[ "$before" -lt 3000 ] || fail "agent recorded everything before the kill; the test proves nothing"
+[ "$before" -lt 10000 ] || fail "agent recorded everything before the kill; the test proves nothing"
 
 start_agent b "$CFG"
-wait_for 20 sh -c "[ \$(\"$KJ\" --db \"$DB\" --json status | jq .paths) -eq 3000 ]" ||
-  fail "after restart the journal holds $("$KJ" --db "$DB" --json status | jq .paths) of 3000 files"
+wait_for 120 sh -c "[ \$(\"$KJ\" --db \"$DB\" --json status | jq .paths) -eq 10000 ]" ||
+  fail "after restart the journal holds $("$KJ" --db "$DB" --json status | jq .paths) of 10000 files"
 "$KJ" --db "$DB" verify > "$T/verify.out" || fail "verify after crash: $(cat "$T/verify.out")"
 stop_agent b
 # Each file has exactly one put: nothing recorded twice by the rescan.
 puts=$("$KJ" --db "$DB" --json log --volume burst --op put | wc -l)
-[ "$puts" -eq 3000 ] || fail "$puts puts for 3000 files"
-pass "killed at $before of 3000 files; restart converged with one put per file"
+[ "$puts" -eq 10000 ] || fail "$puts puts for 10000 files"
+pass "killed at $before of 10000 files; restart converged with one put per file"

@@ -371,7 +371,7 @@ static void check_edit(size_t pos, size_t del, size_t ins, size_t max_new)
 	uint8_t *a = random_buf(n, 3);
 	uint8_t *b = malloc(n + ins);
 	struct content ca = { 0 }, cb = { 0 };
-	size_t count, kept;
+	size_t count, kept, suffix;
 	uint64_t bytes;
 
 	assert_non_null(b);
@@ -384,10 +384,15 @@ static void check_edit(size_t pos, size_t del, size_t ins, size_t max_new)
 	new_chunks(&ca, &cb, &count, &bytes);
 	assert_true(count >= 1);
 	assert_true(count <= max_new);
-	kept = common_prefix(&ca, &cb) + common_suffix(&ca, &cb);
-	/* Everything but a few chunks around the edit is unchanged, in place. */
+	suffix = common_suffix(&ca, &cb);
+	kept = common_prefix(&ca, &cb) + suffix;
+	/* Everything but a few chunks around the edit is unchanged... */
 	assert_true(kept + max_new >= ca.n_chunks);
 	assert_true(kept + max_new >= cb.n_chunks);
+	/* ...and what follows it has only moved by the size difference. */
+	for (size_t i = 1; i <= suffix; i++)
+		assert_int_equal(cb.chunks[cb.n_chunks - i].offset,
+				 ca.chunks[ca.n_chunks - i].offset + ins - del);
 	assert_true(bytes <= ins + max_new * cmax);
 	content_release(&ca);
 	content_release(&cb);
@@ -452,8 +457,8 @@ static void test_edit_transfer_budget(void **state)
 static void test_fd_matches_buf(void **state)
 {
 	static const size_t sizes[] = {
-		1, 100000, 1 * MIB, 1 * MIB + 1, 3 * MIB + 17, 4 * MIB,
-		4 * MIB - 1, 9 * MIB + 12345, 16 * MIB,
+		1, 100000, MIB / 2, MIB / 2 + 1, 1 * MIB, 1 * MIB + 1,
+		3 * MIB + 17, 4 * MIB - 1, 4 * MIB, 9 * MIB + 12345, 16 * MIB,
 	};
 	uint8_t *p = random_buf(16 * MIB, 6);
 

@@ -319,6 +319,71 @@ static void test_modify_beats_delete(void **state)
 	assert_non_null(strstr(snap, "f=3/"));
 }
 
+struct conflicts_seen {
+	int n;
+	int winners;
+	char copy[PATH_REL_MAX + 1];
+	char winner_origin[JOURNAL_ORIGIN_MAX];
+};
+
+static int conflict_cb(void *arg, const struct journal_conflict *c)
+{
+	struct conflicts_seen *cs = arg;
+
+	cs->n++;
+	for (size_t i = 0; i < c->n_versions; i++) {
+		if (c->versions[i].winner) {
+			cs->winners++;
+			snprintf(cs->winner_origin, sizeof(cs->winner_origin),
+				 "%s", c->versions[i].ref.origin);
+		} else if (c->versions[i].copy[0]) {
+			snprintf(cs->copy, sizeof(cs->copy), "%s",
+				 c->versions[i].copy);
+		}
+	}
+	return 0;
+}
+
+/* Node 1 has a higher Lamport clock, node 0 writes later in wall time:
+ * the strategy decides which concurrent version keeps the path. */
+static void strategy_case(struct net *n, enum journal_strategy strategy,
+			  int expect_winner)
+{
+	struct conflicts_seen cs = { 0 };
+	char snap[4096], want[64];
+
+	for (int i = 0; i < NODES; i++)
+		journal_set_strategy(n->j[i], strategy);
+	local_put(n, 0, "s", 0);
+	settle(n);
+	for (int k = 0; k < 20; k++)
+		local_put(n, 1, "busy", k % TEXTS);
+	local_put(n, 1, "s", 2);
+	usleep(2000);
+	local_put(n, 0, "s", 1);
+	settle(n);
+	assert_converged(n);
+	snapshot(n, 2, snap, sizeof(snap));
+	snprintf(want, sizeof(want), "s=%d/", expect_winner == 0 ? 1 : 2);
+	if (!strstr(snap, want))
+		fail_msg("expected %s in %s", want, snap);
+	assert_int_equal(journal_conflicts(n->j[2], "vol", conflict_cb, &cs), 0);
+	assert_int_equal(cs.n, 1);
+	assert_int_equal(cs.winners, 1);
+	assert_string_equal(cs.winner_origin, n->origin[expect_winner]);
+	assert_non_null(strstr(snap, cs.copy));   /* the copy exists */
+}
+
+static void test_strategy_timestamp(void **state)
+{
+	strategy_case(*state, JOURNAL_TIMESTAMP, 0);
+}
+
+static void test_strategy_lamport(void **state)
+{
+	strategy_case(*state, JOURNAL_LAMPORT, 1);
+}
+
 /* Random histories, random delivery orders: same end state everywhere,
  * and every content ever written survives somewhere. */
 static void test_random_orders_converge(void **state)
@@ -377,6 +442,8 @@ int main(void)
 		T(test_concurrent_edit_keeps_both),
 		T(test_identical_concurrent_is_no_conflict),
 		T(test_modify_beats_delete),
+		T(test_strategy_timestamp),
+		T(test_strategy_lamport),
 		T(test_random_orders_converge),
 	};
 #undef T

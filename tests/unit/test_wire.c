@@ -1121,8 +1121,27 @@ static void test_encode_refuses_bad_fields(void **state)
 	e.n_bases = WIRE_MAX_BASES + 1;
 	assert_encode_fails(&b, &m, -EINVAL);
 
+	e = sample_entries[0];
+	e.bases = NULL;
+	assert_encode_fails(&b, &m, -EINVAL);
+	m.entries.v = NULL;
+	assert_encode_fails(&b, &m, -EINVAL);
+	m = (struct wire_msg){ .type = WIRE_VECTOR, .vector = { 2, NULL } };
+	assert_encode_fails(&b, &m, -EINVAL);
+
+	sample(WIRE_CHUNKLIST, &m);
+	m.chunklist.start = m.chunklist.total - 1;
+	assert_encode_fails(&b, &m, -EINVAL);
+	sample(WIRE_CHUNKLIST, &m);
+	m.chunklist.chunks = (const struct wire_chunk_ref[]){ { { 1 }, 5 },
+							       { { 2 }, 0 },
+							       { { 3 }, 5 } };
+	assert_encode_fails(&b, &m, -EINVAL);
+
 	m = (struct wire_msg){ .type = WIRE_ERROR,
 			       .error = { 1, "two\nlines" } };
+	assert_encode_fails(&b, &m, -EINVAL);
+	m.error.text = NULL;
 	assert_encode_fails(&b, &m, -EINVAL);
 	m = (struct wire_msg){ .type = WIRE_GET_CHUNKS };
 	assert_encode_fails(&b, &m, -EINVAL);
@@ -1392,6 +1411,13 @@ static void test_encode_entries_over_cap(void **state)
 	m.entries.n = (uint32_t)n;
 	assert_int_equal(wire_encode(&b, &m), 0);
 	assert_true(b.len - WIRE_HEADER_LEN <= WIRE_MAX_PAYLOAD);
+	/* The largest frame decodes too: megabytes of strings in the arena. */
+	assert_int_equal(wire_decode(WIRE_ENTRIES, b.data + WIRE_HEADER_LEN,
+				     b.len - WIRE_HEADER_LEN, &m), 0);
+	assert_int_equal(m.entries.n, n);
+	assert_entry_equal(&big, &m.entries.v[0]);
+	assert_entry_equal(&big, &m.entries.v[n - 1]);
+	wire_msg_release(&m);
 	free(v);
 	free(path);
 	free(target);
