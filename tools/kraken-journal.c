@@ -3,7 +3,8 @@
  *
  *   log      the audit log, newest first, with filters
  *   history  every version of one path with its base links
- *   status   node identity, version vector, counts
+ *   status   node identity, peers, version vector, counts
+ *   conflicts  concurrent versions and where each one went
  *   verify   re-hash the volumes and compare them with the journal
  *
  * It opens the database read-only (WAL lets it run beside the agent) and
@@ -60,7 +61,9 @@ static void usage(FILE *out)
 		"      --limit N          at most N changes\n"
 		"      --reverse          oldest first\n"
 		"  history VOLUME PATH    every version of one path, with bases\n"
-		"  status                 node, version vector and counts\n"
+		"  status                 node, peers, version vector and counts\n"
+		"  conflicts [--volume V] concurrent versions: which was kept,\n"
+		"                         where each other one was copied\n"
 		"  verify [--root DIR]    re-hash the volumes and compare with the\n"
 		"                         journal; exit 1 on any mismatch\n"
 		"\n"
@@ -523,6 +526,116 @@ static int cmd_status(struct cli *cli)
 	return 0;
 }
 
+/* ---- conflicts ------------------------------------------------------- */
+
+static json_t *conflict_json(const struct journal_conflict *c)
+{
+	json_t *versions = json_array();
+	json_t *o;
+
+	for (size_t i = 0; i < c->n_versions; i++) {
+		const struct journal_conflict_version *v = &c->versions[i];
+		char hex[CONTENT_HEX_LEN], when[64];
+
+		content_hex(v->hash, hex);
+		format_time(v->wall_ns, when, sizeof(when), true);
+		json_array_append_new(versions, json_pack(
+			"{s:s,s:I,s:I,s:s,s:s,s:I,s:s?,s:b,s:s?}",
+			"origin", v->ref.origin, "seq", (json_int_t)v->ref.seq,
+			"lamport", (json_int_t)v->lamport, "time", when,
+			"op", journal_op_name(v->op), "size", (json_int_t)v->size,
+			"hash", v->has_hash ? hex : NULL, "winner", v->winner,
+			"copy", v->copy[0] ? v->copy : NULL));
+	}
+	o = json_pack("{s:s,s:s,s:b,s:o}", "volume", c->volume, "path", c->path,
+		      "resolved", c->resolved, "versions", versions);
+	if (o && c->resolved)
+		json_object_set_new(o, "merge", json_pack("{s:s,s:I}", "origin",
+				    c->merge.origin, "seq",
+				    (json_int_t)c->merge.seq));
+	return o;
+}
+
+static void print_conflict(const struct journal_conflict *c)
+{
+	char when[64];
+
+	print_escaped(c->volume);
+	putchar('/');
+	print_escaped(c->path);
+	if (c->resolved) {
+		format_time(c->merge_wall_ns, when, sizeof(when), false);
+		printf("  resolved %s by %s:%llu\n", when, c->merge.origin,
+		       (unsigned long long)c->merge.seq);
+	} else {
+		printf("  unresolved (versions still arriving or being "
+		       "fetched)\n");
+	}
+	for (size_t i = 0; i < c->n_versions; i++) {
+		const struct journal_conflict_version *v = &c->versions[i];
+		char hex[CONTENT_HEX_LEN] = "-", size[32];
+
+		if (v->has_hash) {
+			content_hex(v->hash, hex);
+			hex[12] = '\0';
+		}
+		format_time(v->wall_ns, when, sizeof(when), false);
+		human_size(v->size, size, sizeof(size));
+		printf("    %-6s %s:%llu  lamport %llu  %s  %-7s %7s  %s",
+		       v->winner ? "kept" : v->copy[0] ? "copy" : "lost",
+		       v->ref.origin, (unsigned long long)v->ref.seq,
+		       (unsigned long long)v->lamport, when,
+		       journal_op_name(v->op), size, hex);
+		if (v->copy[0]) {
+			fputs("  -> ", stdout);
+			print_escaped(c->volume);
+			putchar('/');
+			print_escaped(v->copy);
+		}
+		putchar('\n');
+	}
+}
+
+static int print_conflict_cb(void *arg, const struct journal_conflict *c)
+{
+	struct printer *p = arg;
+
+	p->count++;
+	if (p->json)
+		return print_json_line(conflict_json(c));
+	print_conflict(c);
+	return 0;
+}
+
+static int cmd_conflicts(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "volume", required_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct printer p = { .json = cli->json };
+	const char *volume = NULL;
+	int c, err;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v': volume = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: return 2;
+		}
+	}
+	if (optind < argc)
+		return fail("conflicts: unexpected argument '%s'", argv[optind]);
+	err = journal_conflicts(cli->journal, volume, print_conflict_cb, &p);
+	if (err)
+		return fail("conflicts: %s", kr_strerror(err));
+	if (!cli->json && p.count == 0)
+		printf("(no conflicts)\n");
+	return 0;
+}
+
 /* ---- verify ---------------------------------------------------------- */
 
 struct verify {
@@ -836,9 +949,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(cmd, "log") && strcmp(cmd, "history") &&
-	    strcmp(cmd, "status") && strcmp(cmd, "verify"))
-		return fail("unknown command '%s' (log, history, status, verify)",
-			    cmd);
+	    strcmp(cmd, "status") && strcmp(cmd, "verify") &&
+	    strcmp(cmd, "conflicts"))
+		return fail("unknown command '%s' (log, history, status, "
+			    "conflicts, verify)", cmd);
 	rc = cli_open(&cli);
 	if (rc)
 		return rc;
@@ -848,6 +962,8 @@ int main(int argc, char **argv)
 		rc = cmd_history(&cli, argc, argv);
 	else if (strcmp(cmd, "status") == 0)
 		rc = cmd_status(&cli);
+	else if (strcmp(cmd, "conflicts") == 0)
+		rc = cmd_conflicts(&cli, argc, argv);
 	else
 		rc = cmd_verify(&cli, argc, argv);
 	journal_close(cli.journal);
