@@ -429,6 +429,10 @@ static int agent_start_replicate(struct agent *a)
 		.root = cfg->root_path,
 		.diverged = agent_on_diverged,
 		.diverged_arg = a,
+		.egress_bits_per_sec = cfg->bandwidth_enable ?
+				       cfg->egress_bits_per_sec : 0,
+		.ingress_bits_per_sec = cfg->bandwidth_enable ?
+					cfg->ingress_bits_per_sec : 0,
 	};
 	int err = peers ? agent_tls(a) : -ENOMEM;
 

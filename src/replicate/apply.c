@@ -52,6 +52,8 @@
 #define APPLY_GET_BATCH 256
 #define APPLY_RETRY_NS (1LL * 1000000000)
 #define REMOVED_DIR ".krakenfs-removed"
+/* What a chunk request is expected to cost before its size is known. */
+#define CDC_TYPICAL_CHUNK (64u << 10)
 
 struct want;
 
@@ -583,10 +585,17 @@ static void transfer_ask_chunks(struct replicate *r, struct transfer *t)
 		return;
 	while (t->next_ask < t->list.n_chunks && n < APPLY_GET_BATCH &&
 	       p->fetch_inflight < PEER_FETCH_WINDOW) {
-		size_t i = t->next_ask++;
+		size_t i = t->next_ask;
 
-		if (t->got[i])
+		if (t->got[i]) {
+			t->next_ask++;
 			continue;
+		}
+		/* The ingress limit is kept by asking no faster than it. */
+		if (!bucket_take(&r->ingress, t->list.chunks[i].len,
+				 loop_now_ns()))
+			break;
+		t->next_ask++;
 		memcpy(hashes[n++], t->list.chunks[i].hash, CONTENT_HASH_LEN);
 		t->got[i] = 1;
 		p->fetch_inflight += t->list.chunks[i].len;
@@ -1033,6 +1042,27 @@ int serve_chunklist(struct replicate *r, struct session *s,
 	return err;
 }
 
+int serve_queue(struct replicate *r, struct session *s)
+{
+	int64_t now = loop_now_ns();
+	int err = 0;
+
+	while (!err && s->asked_n && conn_queued(s->conn) < PEER_PUMP_LOW) {
+		int64_t wait = bucket_wait_ns(&r->egress, CDC_TYPICAL_CHUNK, now);
+
+		if (wait > 0) {
+			r->serve_at = now + wait;
+			break;
+		}
+		err = serve_chunk(r, s, s->asked[s->asked_head]);
+		s->asked_head++;
+		s->asked_n--;
+	}
+	if (s->asked_n == 0)
+		s->asked_head = 0;
+	return err;
+}
+
 int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash)
 {
 	struct wire_msg m = { .type = WIRE_NOT_HERE };
@@ -1054,6 +1084,7 @@ int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash)
 	    !chunk_verify(buf, len, hash))
 		goto send;   /* the file moved on: "not here" */
 	m.type = WIRE_CHUNK;
+	bucket_take(&r->egress, len, loop_now_ns());
 	memcpy(m.chunk.hash, hash, CONTENT_HASH_LEN);
 	m.chunk.len = len;
 	m.chunk.data = buf;

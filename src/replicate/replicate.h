@@ -40,6 +40,8 @@ struct replicate_options {
 	const struct replicate_peer_config *peers;  /* the other nodes */
 	size_t n_peers;
 	const char *root;                           /* volume.root_path */
+	uint64_t egress_bits_per_sec;               /* 0: unlimited */
+	uint64_t ingress_bits_per_sec;
 	SSL_CTX *tls_server;                        /* NULL: plain TCP */
 	SSL_CTX *tls_client;
 	/* Called when the disk at VOLUME/PATH holds something the journal

@@ -4,6 +4,7 @@
 
 #include "replicate.h"
 
+#include "bucket.h"
 #include "conn.h"
 #include "journal.h"
 #include "strmap.h"
@@ -17,6 +18,7 @@
 #define PEER_DEAD_NS (20LL * 1000000000)
 #define PEER_BACKOFF_MIN_MS 100
 #define PEER_BACKOFF_MAX_MS 10000
+#define PEER_ASKED_MAX 65536           /* chunk requests queued per peer */
 
 enum session_state {
 	SESSION_CONNECTING,       /* non-blocking connect under way */
@@ -39,6 +41,8 @@ struct session {
 	int64_t last_rx_ns;
 	int64_t last_ping_ns;
 	bool dead;                /* closed; freed at the end of the turn */
+	uint8_t (*asked)[CONTENT_HASH_LEN];  /* chunk requests not served */
+	size_t asked_head, asked_n, asked_cap;
 	struct session *next;
 };
 
@@ -78,6 +82,8 @@ struct replicate {
 	bool jobs_due;            /* look for jobs at the next tick */
 	int64_t next_jobs_ns;     /* and at the latest then (retries) */
 	int64_t last_jobs_ns;
+	struct bucket egress, ingress;
+	int64_t serve_at;         /* when the egress bucket refills enough */
 	uint64_t backlog;
 };
 
@@ -104,6 +110,7 @@ void apply_on_not_here(struct replicate *r, struct peer *p,
 void apply_peer_gone(struct replicate *r, struct peer *p);
 void apply_free(struct replicate *r);
 int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash);
+int serve_queue(struct replicate *r, struct session *s);
 int serve_chunklist(struct replicate *r, struct session *s,
 		    const struct wire_get_chunklist *g);
 

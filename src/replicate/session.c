@@ -109,6 +109,7 @@ void session_close(struct session *s, const char *why)
 
 static void session_free(struct session *s)
 {
+	free(s->asked);
 	if (s->conn)
 		conn_free(s->conn);      /* closes the fd */
 	else if (s->fd >= 0)
@@ -328,9 +329,12 @@ static int session_step(struct session *s, uint32_t events)
 	if (!err && !s->dead)
 		err = conn_read(s->conn);
 	if (!err && !s->dead) {
-		if (s->state == SESSION_OPEN)
+		if (s->state == SESSION_OPEN) {
 			sync_pump(s);
-		err = conn_flush(s->conn);
+			err = serve_queue(s->r, s);
+		}
+		if (!err)
+			err = conn_flush(s->conn);
 	}
 	return err == -EAGAIN ? 0 : err;
 }
@@ -533,6 +537,11 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->kicked = true;
 	snprintf(r->node_id, sizeof(r->node_id), "%s", opt->node_id);
 	snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", opt->cluster_id);
+	/* One second of traffic, and at least a few chunks, as burst. */
+	bucket_init(&r->egress, opt->egress_bits_per_sec,
+		    opt->egress_bits_per_sec / 8 + (4u << 20));
+	bucket_init(&r->ingress, opt->ingress_bits_per_sec,
+		    opt->ingress_bits_per_sec / 8 + (4u << 20));
 	r->root = strdup(opt->root);
 	err = r->root ? replicate_add_peers(r, opt) : -ENOMEM;
 	if (!err)
@@ -608,6 +617,19 @@ void replicate_tick(struct replicate *r)
 		}
 		r->jobs_due = true;
 	}
+	if (r->serve_at && now >= r->serve_at) {
+		r->serve_at = 0;
+		for (struct session *s = r->sessions; s; s = s->next) {
+			if (s->dead || s->state != SESSION_OPEN || !s->asked_n)
+				continue;
+			if (serve_queue(r, s) != 0)
+				session_close(s, "serving chunks failed");
+			else if (conn_flush(s->conn) != -EAGAIN)
+				session_update_poll(s);
+			else
+				session_update_poll(s);
+		}
+	}
 	apply_tick(r);
 	sessions_reap(r);
 }
@@ -631,6 +653,8 @@ int64_t replicate_next_deadline(struct replicate *r)
 			d = r->peers[i].next_dial_ns;
 	if (r->next_jobs_ns && r->next_jobs_ns < d)
 		d = r->next_jobs_ns;
+	if (r->serve_at && r->serve_at < d)
+		d = r->serve_at;
 	return d;
 }
 

@@ -299,13 +299,31 @@ static int on_entries(struct session *s, const struct wire_entry_list *l)
 	return gap ? send_vector(s) : 0;
 }
 
+/* Requests are queued and served as the egress limit and the peer's
+ * queue allow; a peer asking for more than it could ever be sent is
+ * misbehaving. */
 static int on_get_chunks(struct session *s, const struct wire_get_chunks *g)
 {
-	int err = 0;
+	if (s->asked_n + g->n > PEER_ASKED_MAX)
+		return -ENOBUFS;
+	if (s->asked_head + s->asked_n + g->n > s->asked_cap) {
+		size_t cap = s->asked_n + g->n + 1024;
+		uint8_t (*p)[CONTENT_HASH_LEN] = malloc(cap * CONTENT_HASH_LEN);
 
-	for (uint32_t i = 0; i < g->n && !err; i++)
-		err = serve_chunk(s->r, s, g->hashes[i]);
-	return err;
+		if (!p)
+			return -ENOMEM;
+		if (s->asked_n)
+			memcpy(p, s->asked[s->asked_head],
+			       s->asked_n * CONTENT_HASH_LEN);
+		free(s->asked);
+		s->asked = p;
+		s->asked_cap = cap;
+		s->asked_head = 0;
+	}
+	memcpy(s->asked[s->asked_head + s->asked_n], g->hashes,
+	       (size_t)g->n * CONTENT_HASH_LEN);
+	s->asked_n += g->n;
+	return serve_queue(s->r, s);
 }
 
 int sync_on_frame(struct session *s, const struct wire_msg *m)
