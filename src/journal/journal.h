@@ -136,6 +136,10 @@ void journal_close(struct journal *j);
 
 int journal_flush(struct journal *j);
 int journal_sync(struct journal *j);
+/* This node's own seqs up to this one are known to be durable. */
+uint64_t journal_durable_seq(const struct journal *j);
+/* "node@epoch" of this journal's own changes; borrowed. */
+const char *journal_origin(const struct journal *j);
 /* Changes recorded since the last successful flush. */
 unsigned journal_pending(const struct journal *j);
 

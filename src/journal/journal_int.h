@@ -38,6 +38,8 @@ struct journal {
 	char node_id[JOURNAL_ORIGIN_MAX];
 	char origin[JOURNAL_ORIGIN_MAX];
 	enum journal_strategy strategy;
+	int wal_fd;               /* for journal_sync, opened on first use */
+	uint64_t durable_seq;     /* own seqs up to here are on stable storage */
 	sqlite3_stmt *stmt[STMT_COUNT];
 };
 

@@ -155,6 +155,20 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 
 	if (max_seq <= from || pu->full)
 		return 0;
+	/* Nothing of ours leaves the node before it is on stable storage:
+	 * a power cut must never make us issue a seq a peer holds again. */
+	if (strcmp(origin, journal_origin(pu->s->r->journal)) == 0 &&
+	    journal_durable_seq(pu->s->r->journal) < max_seq) {
+		unsigned pending = journal_pending(pu->s->r->journal);
+
+		err = journal_sync(pu->s->r->journal);
+		if (err)
+			return err;
+		/* The sync committed the batch the agent would have: what
+		 * it held must still be relayed and applied. */
+		if (pending)
+			pu->s->r->kicked = true;
+	}
 	pu->origin = origin;
 	while (!pu->full && from < max_seq) {
 		uint64_t before = from;
