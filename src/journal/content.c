@@ -76,6 +76,7 @@
 /* A slot starts at a cut and all chunks but the file's last are >= CDC_MIN. */
 #define SLOT_CUTS     (SLOT_SIZE / CDC_MIN + 1)
 #define RING_SLOTS    8
+/* Smaller files do not repay starting the helper thread. */
 #define PIPE_MIN_SIZE (4u << 20)
 
 static const uint64_t gear[256] = {

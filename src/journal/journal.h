@@ -196,6 +196,20 @@ int journal_info(struct journal *j, struct journal_info *out);
  */
 int journal_check(struct journal *j, char **why);
 
+/* ---- Docker mount references (this node only) ------------------------- */
+
+/* Each commits at once (they come from the API thread's connection). */
+int journal_mount_add(struct journal *j, const char *volume, const char *id);
+/* -ENOENT when that reference was not there. */
+int journal_mount_remove(struct journal *j, const char *volume,
+			 const char *id);
+/* Number of references to VOLUME. */
+int journal_mount_count(struct journal *j, const char *volume, uint64_t *out);
+/* Every reference: FN(arg, volume, id, created_ns); non-zero stops. */
+int journal_mounts(struct journal *j,
+		   int (*fn)(void *arg, const char *volume, const char *id,
+			     int64_t created_ns), void *arg);
+
 /* Small key/value facts beside the journal (e.g. "volume_root"). */
 int journal_meta_set(struct journal *j, const char *key, const char *value);
 /* *out is malloc'd; -ENOENT when the key is absent. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BASES_MAX 64   /* more than any resolution names; extra are cut */
 
@@ -353,4 +354,84 @@ int journal_check(struct journal *j, char **why)
 	}
 	sqlite3_finalize(s);
 	return err;
+}
+
+/* ---- mounts ------------------------------------------------------------ */
+
+static int mount_exec(struct journal *j, const char *sql, const char *volume,
+		      const char *id, int64_t now)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
+	if (sqlite3_bind_parameter_count(s) >= 3)
+		sqlite3_bind_int64(s, 3, now);
+	err = journal_step_done(s);
+	sqlite3_finalize(s);
+	if (!err)
+		err = journal_flush(j);
+	return err;
+}
+
+int journal_mount_add(struct journal *j, const char *volume, const char *id)
+{
+	struct timespec ts;
+	int err = journal_begin(j);
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (!err)
+		err = mount_exec(j, "INSERT OR IGNORE INTO mounts (volume, id, "
+				 "created_ns) VALUES (?1, ?2, ?3)", volume, id,
+				 (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+	return err;
+}
+
+int journal_mount_remove(struct journal *j, const char *volume,
+			 const char *id)
+{
+	int err = journal_begin(j);
+
+	if (!err)
+		err = mount_exec(j, "DELETE FROM mounts WHERE volume = ?1 AND "
+				 "id = ?2", volume, id, 0);
+	if (!err && sqlite3_changes(j->db) == 0)
+		err = -ENOENT;
+	return err;
+}
+
+int journal_mount_count(struct journal *j, const char *volume, uint64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"SELECT count(*) FROM mounts WHERE volume = ?", -1, &s, NULL));
+
+	*out = 0;
+	if (!err) {
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			*out = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+int journal_mounts(struct journal *j,
+		   int (*fn)(void *arg, const char *volume, const char *id,
+			     int64_t created_ns), void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db,
+		"SELECT volume, id, created_ns FROM mounts ORDER BY volume, id",
+		-1, &s, NULL));
+
+	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		ret = fn(arg, (const char *)sqlite3_column_text(s, 0),
+			 (const char *)sqlite3_column_text(s, 1),
+			 sqlite3_column_int64(s, 2));
+	sqlite3_finalize(s);
+	return ret;
 }

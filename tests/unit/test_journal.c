@@ -462,6 +462,26 @@ static void test_readonly_refuses_writes(void **state)
 	journal_close(ro);
 }
 
+static void test_mount_references(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *other = NULL;
+	uint64_t n = 0;
+
+	/* A second connection, as the API thread has one. */
+	assert_int_equal(journal_open(f->db, NULL, 0, &other, NULL), 0);
+	assert_int_equal(journal_mount_add(other, "web", "c1"), 0);
+	assert_int_equal(journal_mount_add(other, "web", "c2"), 0);
+	assert_int_equal(journal_mount_add(other, "web", "c2"), 0);
+	assert_int_equal(journal_mount_count(f->j, "web", &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(journal_mount_remove(other, "web", "c1"), 0);
+	assert_int_equal(journal_mount_remove(other, "web", "c1"), -ENOENT);
+	assert_int_equal(journal_mount_count(f->j, "web", &n), 0);
+	assert_int_equal(n, 1);
+	journal_close(other);
+}
+
 /*
  * A writer is killed with SIGKILL in the middle of a burst.  Every batch
  * it reported committed must be there, the half-written batch must be
@@ -545,6 +565,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_history_links, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_finds_gap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly_refuses_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mount_references, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_during_burst, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,104 @@
+/*
+ * The agent's HTTP faces, served by libmicrohttpd on its own thread:
+ *
+ *   REST + metrics + dashboard on api.listen (TCP, default 127.0.0.1:6882)
+ *     GET  /health                 no auth; {"status":"ok"}
+ *     GET  /v1/status              node, version vector, uptime, peers
+ *     GET  /v1/peers
+ *     GET  /v1/volumes, /v1/volumes/{name}
+ *     GET  /v1/journal?volume=&path=&origin=&since=&until=&op=&limit=&before=
+ *     GET  /v1/conflicts
+ *     GET  /metrics                Prometheus text format
+ *     POST /v1/admin/resync, /v1/admin/rescan   Bearer token (api.token_file)
+ *     GET  /                       the dashboard (one embedded page)
+ *
+ *   Docker VolumeDriver on plugin.socket (unix socket)
+ *     /Plugin.Activate, /VolumeDriver.{Create,Remove,Mount,Unmount,Path,
+ *     Get,List,Capabilities}
+ *
+ * Threads.  The HTTP thread reads the journal through its own read-only
+ * connection.  What only the event-loop thread knows (peers, latency
+ * histograms, counters) reaches it as a snapshot the loop publishes about
+ * once a second (api_publish, copied under a mutex).  Requests that must
+ * act on the loop's state (admin resync/rescan) become commands the loop
+ * collects from api_command_fd() with api_next_command().  Volume create
+ * and remove act on the file system directly (mkdir, or a move aside under
+ * ROOT/.krakenfs-removed); the watcher journals them like any other
+ * change.  Mount references are kept in the journal database's mounts
+ * table through the API's own connection.
+ */
+#ifndef KRAKEN_API_H
+#define KRAKEN_API_H
+
+#include "hist.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct api;
+
+#define API_PEERS_MAX 64
+
+struct api_peer {
+	char id[65];
+	char address[300];
+	bool connected;
+	int64_t last_seen_ns;       /* wall clock, 0: never */
+	uint64_t lag_entries;       /* entries it lacks that we hold */
+	uint64_t lag_bytes;         /* their content size */
+	uint64_t behind_entries;    /* entries it holds that we lack */
+	uint64_t bytes_in, bytes_out;
+	uint64_t entries_in, entries_out;
+};
+
+/* What the loop thread knows, published for the HTTP thread. */
+struct api_snapshot {
+	int64_t published_ns;       /* monotonic */
+	uint64_t changes_recorded;  /* local changes since start */
+	uint64_t changes_applied;   /* remote versions put on disk */
+	uint64_t conflicts;         /* conflicts resolved since start */
+	uint64_t jobs;              /* versions waiting to be applied */
+	uint64_t jobs_bytes;
+	struct api_peer peers[API_PEERS_MAX];
+	size_t n_peers;
+	struct hist commit_latency_us;   /* event to commit */
+	struct hist apply_latency_us;    /* entry received to file in place */
+};
+
+enum api_command {
+	API_CMD_NONE,
+	API_CMD_RESCAN,
+	API_CMD_RESYNC,
+};
+
+struct api_options {
+	const char *node_id;
+	const char *journal_path;    /* opened read-only, and for mounts */
+	const char *root;            /* volume.root_path */
+	const char *listen_host;     /* NULL: no REST server */
+	uint16_t listen_port;
+	const char *token_file;      /* admin token; missing: admin refused */
+	const char *plugin_socket;   /* NULL: no Docker plugin */
+	const char *driver_name;
+	unsigned mount_wait_ms;      /* Mount waits this long to catch up */
+};
+
+/*
+ * Starts the servers.  0, or a negative code with *errmsg (malloc'd)
+ * saying what failed (e.g. "cannot listen on 127.0.0.1:6882: address in
+ * use").
+ */
+int api_new(const struct api_options *opt, struct api **out, char **errmsg);
+/* Stops the servers and frees everything; NULL is ignored. */
+void api_free(struct api *a);
+
+/* Copies SNAP for the HTTP thread.  Loop thread. */
+void api_publish(struct api *a, const struct api_snapshot *snap);
+
+/* An eventfd readable while commands wait; the loop polls it. */
+int api_command_fd(const struct api *a);
+/* The next waiting command, API_CMD_NONE when there is none. */
+enum api_command api_next_command(struct api *a);
+
+#endif
