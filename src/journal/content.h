@@ -9,7 +9,7 @@
  * Chunk size bounds are in content.c with the reasoning behind them.
  *
  * Reading is streamed through a fixed buffer: memory use does not depend on
- * the file size, only the chunk list grows (40 bytes per chunk).
+ * the file size, only the chunk list grows (48 bytes per chunk).
  */
 #ifndef KRAKEN_CONTENT_H
 #define KRAKEN_CONTENT_H

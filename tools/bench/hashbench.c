@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_MIB 1024
+#define DEFAULT_MIB 1024u
 #define MAX_MIB (1u << 20)
 #define TIMED_RUNS 3
 #define FILL_BLOCK (1u << 20)
@@ -203,31 +203,32 @@ out:
 	return rc;
 }
 
-int main(int argc, char **argv)
+/*
+ * Returns -1 to go on, or the exit status when the options say to stop
+ * (help printed, or a usage error).
+ */
+static int parse_args(int argc, char **argv, unsigned *mib,
+		      const char **path)
 {
 	static const struct option opts[] = {
 		{ "size", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned mib = DEFAULT_MIB;
-	const char *what = "(temporary, random data)";
-	int opt, fd, rc;
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
-		switch (opt) {
-		case 's':
-			if (parse_mib(optarg, &mib)) {
-				fprintf(stderr, "kraken-hashbench: bad size '%s' "
-					"(MiB, 1 to %u)\n", optarg, MAX_MIB);
-				return 2;
-			}
-			break;
-		case 'h':
+		if (opt == 'h') {
 			usage(stdout);
 			return 0;
-		default:
+		}
+		if (opt != 's') {
 			usage(stderr);
+			return 2;
+		}
+		if (parse_mib(optarg, mib)) {
+			fprintf(stderr, "kraken-hashbench: bad size '%s' "
+				"(MiB, 1 to %u)\n", optarg, MAX_MIB);
 			return 2;
 		}
 	}
@@ -235,9 +236,22 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (optind < argc) {
-		what = argv[optind];
-		fd = open(what, O_RDONLY | O_CLOEXEC);
+	*path = optind < argc ? argv[optind] : NULL;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned mib = DEFAULT_MIB;
+	const char *path, *what = "(temporary, random data)";
+	int fd, rc;
+
+	rc = parse_args(argc, argv, &mib, &path);
+	if (rc >= 0)
+		return rc;
+	if (path) {
+		what = path;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
 		rc = fd < 0 ? -errno : 0;
 	} else {
 		fd = make_temp(mib);

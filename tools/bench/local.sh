@@ -102,7 +102,7 @@ stop
 
 echo "measuring hashing..." >&2
 hash_mbs=$("$BIN/kraken-hashbench" --size 1024 | sed -n 's/^best: \([0-9.]*\) MB\/s.*/\1/p')
-ossl_kbs=$(openssl speed -seconds 3 -bytes 65536 -evp sha256 2>/dev/null |
+ossl_kbs=$(openssl speed -elapsed -seconds 3 -bytes 65536 -evp sha256 2>/dev/null |
   awk '/^sha256/ {print $2}' | tr -d k)
 ossl_mbs=$(awk -v k="$ossl_kbs" 'BEGIN { printf "%.0f", k * 1000 / 1e6 }')
 ratio=$(awk -v a="$hash_mbs" -v b="$ossl_mbs" 'BEGIN { printf "%.0f", 100 * a / b }')
