@@ -429,16 +429,19 @@ static json_t *peers_json(struct cli *cli)
 		char id[65], addr[300];
 		int connected;
 		long long seen;
-		unsigned long long lag, ein, eout, bin, bout, cin;
+		unsigned long long lag, lagb, behind, ein, eout, bin, bout, cin;
 
 		if (sscanf(line, "%64[^\t]\t%d\t%lld\t%llu\t%llu\t%llu\t%llu"
-			   "\t%llu\t%llu\t%299[^\n]", id, &connected, &seen,
-			   &lag, &ein, &eout, &bin, &bout, &cin, addr) != 10)
+			   "\t%llu\t%llu\t%llu\t%llu\t%299[^\n]", id,
+			   &connected, &seen, &lag, &lagb, &behind, &ein, &eout,
+			   &bin, &bout, &cin, addr) != 12)
 			continue;
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:I,s:I,"
-			"s:I,s:I,s:I,s:I,s:I}", "node_id", id, "address", addr,
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:I,s:I,s:I,"
+			"s:I,s:I,s:I,s:I,s:I,s:I}", "node_id", id, "address", addr,
 			"connected", connected, "last_seen_ns", (json_int_t)seen,
 			"lag_entries", (json_int_t)lag,
+			"lag_bytes", (json_int_t)lagb,
+			"behind_entries", (json_int_t)behind,
 			"entries_in", (json_int_t)ein,
 			"entries_out", (json_int_t)eout,
 			"bytes_in", (json_int_t)bin, "bytes_out", (json_int_t)bout,
@@ -455,8 +458,9 @@ static void print_peers(json_t *peers)
 
 	if (json_array_size(peers) == 0)
 		return;
-	printf("peers:\n  %-16s %-22s %-9s %-20s %8s %12s\n", "NODE", "ADDRESS",
-	       "STATE", "LAST SEEN (UTC)", "LAG", "BYTES IN");
+	printf("peers:\n  %-16s %-22s %-9s %-20s %8s %10s %8s %12s\n", "NODE",
+	       "ADDRESS", "STATE", "LAST SEEN (UTC)", "LAG", "LAG BYTES",
+	       "BEHIND", "BYTES IN");
 	json_array_foreach(peers, i, p) {
 		char when[64] = "never";
 		json_int_t seen = json_integer_value(json_object_get(p,
@@ -464,13 +468,17 @@ static void print_peers(json_t *peers)
 
 		if (seen)
 			format_time(seen, when, sizeof(when), false);
-		printf("  %-16s %-22s %-9s %-20.19s %8lld %12lld\n",
+		printf("  %-16s %-22s %-9s %-20.19s %8lld %10lld %8lld %12lld\n",
 		       json_string_value(json_object_get(p, "node_id")),
 		       json_string_value(json_object_get(p, "address")),
 		       json_is_true(json_object_get(p, "connected")) ?
 		       "connected" : "down", when,
 		       (long long)json_integer_value(json_object_get(p,
 							"lag_entries")),
+		       (long long)json_integer_value(json_object_get(p,
+							"lag_bytes")),
+		       (long long)json_integer_value(json_object_get(p,
+							"behind_entries")),
 		       (long long)json_integer_value(json_object_get(p,
 							"bytes_in")));
 	}

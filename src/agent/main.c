@@ -277,7 +277,8 @@ static int agent_turn(struct agent *a, bool flush)
  * Peer health goes into the journal's meta table once a second, so that
  * kraken-journal, which only reads the journal, can show it.  One line
  * per peer, tab-separated: id, connected, last seen (ns), lag entries,
- * entries in, entries out, bytes in, bytes out, chunk bytes in, address.
+ * lag bytes, entries behind, entries in, entries out, bytes in, bytes
+ * out, chunk bytes in, address.
  */
 static void agent_store_peer_status(struct agent *a)
 {
@@ -289,9 +290,12 @@ static void agent_store_peer_status(struct agent *a)
 		return;
 	for (size_t i = 0; i < n && i < 64; i++)
 		len += (size_t)snprintf(text + len, 512,
-			"%s\t%d\t%lld\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%s\n",
+			"%s\t%d\t%lld\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu"
+			"\t%llu\t%s\n",
 			st[i].id, st[i].connected, (long long)st[i].last_seen_ns,
 			(unsigned long long)st[i].lag_entries,
+			(unsigned long long)st[i].lag_bytes,
+			(unsigned long long)st[i].behind_entries,
 			(unsigned long long)st[i].entries_in,
 			(unsigned long long)st[i].entries_out,
 			(unsigned long long)st[i].bytes_in,

@@ -101,4 +101,10 @@ int api_command_fd(const struct api *a);
 /* The next waiting command, API_CMD_NONE when there is none. */
 enum api_command api_next_command(struct api *a);
 
+/* ---- additions by the REST half (api.c / rest.c) ---------------------- */
+
+/* The TCP port the REST server listens on (the real one when the
+ * configured port was 0, as tests use); 0 when there is no REST server. */
+uint16_t api_rest_port(const struct api *a);
+
 #endif

@@ -225,6 +225,10 @@ void journal_set_strategy(struct journal *j, enum journal_strategy s);
 /* The highest seq this journal holds for ORIGIN, 0 for none. */
 uint64_t journal_have(struct journal *j, const char *origin);
 
+/* Total content size of ORIGIN's changes with seq > AFTER. */
+int journal_range_bytes(struct journal *j, const char *origin, uint64_t after,
+			uint64_t *out);
+
 /* Changes of ORIGIN with seq > AFTER, in seq order, at most LIMIT. */
 int journal_entries_since(struct journal *j, const char *origin,
 			  uint64_t after, unsigned limit, journal_change_fn fn,

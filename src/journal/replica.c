@@ -121,6 +121,29 @@ uint64_t journal_have(struct journal *j, const char *origin)
 	return have;
 }
 
+int journal_range_bytes(struct journal *j, const char *origin, uint64_t after,
+			uint64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t id = 0;
+	int err = origin_id(j, origin, false, &id);
+
+	*out = 0;
+	if (err || id == 0)
+		return err;
+	err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"SELECT coalesce(sum(size), 0) FROM changes WHERE origin = ? "
+		"AND seq > ? AND op = 1", -1, &s, NULL));
+	if (!err) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			*out = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
 int journal_entries_since(struct journal *j, const char *origin,
 			  uint64_t after, unsigned limit, journal_change_fn fn,
 			  void *arg)

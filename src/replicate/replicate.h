@@ -57,6 +57,8 @@ struct replicate_peer_status {
 	bool connected;
 	int64_t last_seen_ns;     /* wall clock; 0 never */
 	uint64_t lag_entries;     /* entries we hold that it lacks */
+	uint64_t lag_bytes;       /* their content size: what it must pull */
+	uint64_t behind_entries;  /* entries it holds that we lack */
 	uint64_t entries_in, entries_out;
 	uint64_t bytes_in, bytes_out;
 	uint64_t chunk_bytes_in;

@@ -97,7 +97,8 @@ struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
 void sync_on_hello(struct session *s, const struct wire_hello *h);
 int sync_on_frame(struct session *s, const struct wire_msg *m);
 void sync_pump(struct session *s);
-uint64_t sync_lag(struct replicate *r, struct peer *p);
+void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
+	      uint64_t *bytes, uint64_t *behind);
 
 /* apply.c */
 void apply_tick(struct replicate *r);

@@ -664,7 +664,8 @@ size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 	for (size_t i = 0; i < r->n_peers && i < max; i++) {
 		struct peer *p = &r->peers[i];
 
-		p->stats.lag_entries = sync_lag(r, p);
+		sync_lag(r, p, &p->stats.lag_entries, &p->stats.lag_bytes,
+			 &p->stats.behind_entries);
 		out[i] = p->stats;
 	}
 	return r->n_peers;

@@ -205,26 +205,45 @@ void sync_pump(struct session *s)
 }
 
 struct lag {
+	struct journal *j;
 	struct peer *p;
-	uint64_t sum;
+	uint64_t entries, bytes;
 };
 
 static int lag_origin(void *arg, const char *origin, uint64_t max_seq)
 {
 	struct lag *l = arg;
-	uint64_t have = sent_get(l->p, origin);
+	uint64_t have = sent_get(l->p, origin), bytes = 0;
 
-	if (max_seq > have)
-		l->sum += max_seq - have;
+	if (max_seq > have) {
+		l->entries += max_seq - have;
+		if (journal_range_bytes(l->j, origin, have, &bytes) == 0)
+			l->bytes += bytes;
+	}
 	return 0;
 }
 
-uint64_t sync_lag(struct replicate *r, struct peer *p)
+void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
+	      uint64_t *bytes, uint64_t *behind)
 {
-	struct lag l = { .p = p };
+	struct lag l = { .j = r->journal, .p = p };
 
 	journal_vector(r->journal, lag_origin, &l);
-	return l.sum;
+	*entries = l.entries;
+	*bytes = l.bytes;
+	*behind = 0;
+	/* What the peer is known to hold beyond what we hold. */
+	for (size_t i = 0; i < p->sent.cap; i++) {
+		const char *origin = p->sent.slots[i].key;
+		uint64_t theirs, ours;
+
+		if (!origin)
+			continue;
+		theirs = *(uint64_t *)p->sent.slots[i].value;
+		ours = journal_have(r->journal, origin);
+		if (theirs > ours)
+			*behind += theirs - ours;
+	}
 }
 
 /* ---- receiving ---------------------------------------------------------- */

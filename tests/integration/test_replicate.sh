@@ -92,6 +92,10 @@ mkdir "$R1/while-down"
 for i in $(seq 1 500); do echo "n1 $i" > "$R1/while-down/a$i"; done
 for i in $(seq 1 500); do echo "n3 $i" > "$R3/web/while-down-$i.txt"; done
 wait_for 30 same_tree "$R1" "$R3" || fail "n1 and n3 diverged while n2 was down"
+sleep 1.2   # the peer report is written once a second
+[ "$(peer_stat "$T/n1/journal.db" n2 connected)" = false ] || fail "n2 not reported down"
+[ "$(peer_stat "$T/n1/journal.db" n2 lag_entries)" -ge 1000 ] || fail "lag of n2: $(peer_stat "$T/n1/journal.db" n2 lag_entries)"
+[ "$(peer_stat "$T/n1/journal.db" n2 lag_bytes)" -gt 0 ] || fail "lag bytes of n2"
 start_agent n2b "$T/n2.yaml"
 settle 60
 pass "n2 killed with -9, 1,000 changes made, restarted and caught up"

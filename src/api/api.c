@@ -1,0 +1,221 @@
+/*
+ * The API module's shared state: option copies, the loop's snapshot and
+ * the command queue, and the lifecycle that starts both servers.
+ *
+ * The loop thread publishes a snapshot about once a second; the HTTP
+ * threads copy it out under the mutex and render from their copy, so the
+ * lock is held only for a memcpy and the loop never waits on a slow
+ * client.  Commands travel the other way through a small ring plus an
+ * eventfd in semaphore-free mode: the fd stays readable exactly while the
+ * ring is non-empty, because api_next_command drains the counter when it
+ * takes the last command.
+ */
+#include "api_int.h"
+#include "err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t api_now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t api_now_wall(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int api_dup(const char *s, char **out)
+{
+	*out = NULL;
+	if (!s)
+		return 0;
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int api_copy_options(struct api *a, const struct api_options *opt)
+{
+	int err = 0;
+
+	err = err ? err : api_dup(opt->node_id, &a->node_id);
+	err = err ? err : api_dup(opt->journal_path, &a->journal_path);
+	err = err ? err : api_dup(opt->root, &a->root);
+	err = err ? err : api_dup(opt->listen_host, &a->listen_host);
+	err = err ? err : api_dup(opt->token_file, &a->token_file);
+	err = err ? err : api_dup(opt->plugin_socket, &a->plugin_socket);
+	err = err ? err : api_dup(opt->driver_name, &a->driver_name);
+	a->listen_port = opt->listen_port;
+	a->mount_wait_ms = opt->mount_wait_ms;
+	return err;
+}
+
+static void api_free_options(struct api *a)
+{
+	free(a->node_id);
+	free(a->journal_path);
+	free(a->root);
+	free(a->listen_host);
+	free(a->token_file);
+	free(a->plugin_socket);
+	free(a->driver_name);
+}
+
+static int api_errmsg(char **errmsg, const char *what, int err)
+{
+	if (errmsg && !*errmsg) {
+		size_t cap = strlen(what) + 128;
+
+		*errmsg = malloc(cap);
+		if (*errmsg)
+			snprintf(*errmsg, cap, "%s: %s", what, kr_strerror(err));
+	}
+	return err;
+}
+
+int api_new(const struct api_options *opt, struct api **out, char **errmsg)
+{
+	struct api *a;
+	int err;
+
+	*out = NULL;
+	if (errmsg)
+		*errmsg = NULL;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return api_errmsg(errmsg, "api", -ENOMEM);
+	a->event_fd = -1;
+	pthread_mutex_init(&a->lock, NULL);
+	a->started_ns = api_now_mono();
+	err = api_copy_options(a, opt);
+	if (err) {
+		api_errmsg(errmsg, "api", err);
+		goto out;
+	}
+	a->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (a->event_fd < 0) {
+		err = api_errmsg(errmsg, "api: eventfd", -errno);
+		goto out;
+	}
+	if (a->listen_host) {
+		err = rest_start(a, errmsg);
+		if (err)
+			goto out;
+	}
+	err = plugin_start(a, errmsg);
+out:
+	if (err) {
+		api_free(a);
+		return err;
+	}
+	*out = a;
+	return 0;
+}
+
+void api_free(struct api *a)
+{
+	if (!a)
+		return;
+	/* Servers first: their threads read everything below. */
+	plugin_stop(a);
+	rest_stop(a);
+	if (a->event_fd >= 0)
+		close(a->event_fd);
+	pthread_mutex_destroy(&a->lock);
+	api_free_options(a);
+	free(a);
+}
+
+void api_publish(struct api *a, const struct api_snapshot *snap)
+{
+	pthread_mutex_lock(&a->lock);
+	a->snap = *snap;
+	if (a->snap.n_peers > API_PEERS_MAX)
+		a->snap.n_peers = API_PEERS_MAX;
+	a->have_snap = true;
+	pthread_mutex_unlock(&a->lock);
+}
+
+bool api_snapshot_get(struct api *a, struct api_snapshot *out)
+{
+	bool have;
+
+	pthread_mutex_lock(&a->lock);
+	*out = a->snap;
+	have = a->have_snap;
+	pthread_mutex_unlock(&a->lock);
+	return have;
+}
+
+int api_command_fd(const struct api *a)
+{
+	return a->event_fd;
+}
+
+int api_command_push(struct api *a, enum api_command cmd)
+{
+	uint64_t one = 1;
+	int err = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < a->q_len; i++)
+		if (a->queue[(a->q_head + i) % API_QUEUE_MAX] == cmd)
+			goto out;   /* one pending rescan does what two would */
+	if (a->q_len == API_QUEUE_MAX) {
+		err = -ENOSPC;
+		goto out;
+	}
+	a->queue[(a->q_head + a->q_len) % API_QUEUE_MAX] = cmd;
+	a->q_len++;
+	/* Cannot fail short of a counter overflow, which q_len rules out. */
+	if (write(a->event_fd, &one, sizeof(one)) < 0)
+		err = -errno;
+out:
+	pthread_mutex_unlock(&a->lock);
+	return err;
+}
+
+enum api_command api_next_command(struct api *a)
+{
+	enum api_command cmd = API_CMD_NONE;
+	uint64_t count;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->q_len == 0)
+		goto out;
+	cmd = a->queue[a->q_head];
+	a->q_head = (a->q_head + 1) % API_QUEUE_MAX;
+	a->q_len--;
+	/* Draining under the lock keeps "readable" equal to "q_len > 0". */
+	if (a->q_len == 0 && read(a->event_fd, &count, sizeof(count)) < 0)
+		count = 0;
+out:
+	pthread_mutex_unlock(&a->lock);
+	return cmd;
+}
+
+int api_journal_open(struct api *a, unsigned flags, struct journal **out,
+		     char **errmsg)
+{
+	const char *node = (flags & JOURNAL_READONLY) ? NULL : a->node_id;
+
+	*out = NULL;
+	if (!a->journal_path) {
+		if (errmsg)
+			*errmsg = strdup("no journal path configured");
+		return -ENOENT;
+	}
+	return journal_open(a->journal_path, node, flags, out, errmsg);
+}

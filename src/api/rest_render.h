@@ -1,0 +1,48 @@
+/*
+ * What the REST server says, apart from how it says it: the journal and
+ * the loop's snapshot rendered as JSON documents and as Prometheus text.
+ * Private to rest.c and rest_render.c.  Every function runs on the HTTP
+ * thread with that thread's journal connection; each returns 0 or a
+ * negative code and hands the caller a new reference in *out.
+ */
+#ifndef KRAKEN_REST_RENDER_H
+#define KRAKEN_REST_RENDER_H
+
+#include "api_int.h"
+#include "journal.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"). */
+void rest_format_time(int64_t wall_ns, char *out, size_t cap);
+
+/*
+ * Reads a query-string time: RFC 3339 ("2026-01-02T03:04:05Z", fraction
+ * and offset optional), a date, "@UNIXSECONDS", or an age before NOW_NS
+ * ("90s", "15m", "2h", "3d").  0 or -EINVAL.
+ */
+int rest_parse_time(const char *s, int64_t now_ns, int64_t *out);
+
+/* The status document; SNAP is scratch space the caller provides. */
+int rest_status_json(struct api *a, struct journal *j,
+		     struct api_snapshot *snap, json_t **out);
+/* The peers array of SNAP (NULL when out of memory). */
+json_t *rest_peers_json(const struct api_snapshot *snap);
+int rest_volumes_json(struct journal *j, json_t **out);
+/* -ENOENT when NAME is not a current volume. */
+int rest_volume_json(struct journal *j, const char *name, json_t **out);
+/* {"entries": [...], "next": cursor or null}, newest first. */
+int rest_log_json(struct journal *j, const struct journal_filter *f,
+		  json_t **out);
+/* The newest REST_CONFLICTS_MAX conflicts of VOLUME (NULL: all). */
+int rest_conflicts_json(struct journal *j, const char *volume, json_t **out);
+
+#define REST_CONFLICTS_MAX 1000
+
+/* Prometheus text exposition (0.0.4); *text is malloc'd, *len its size. */
+int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
+		      char **text, size_t *len);
+
+#endif
