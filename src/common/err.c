@@ -1,5 +1,8 @@
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *kr_strerror(int code)
@@ -18,4 +21,18 @@ const char *kr_strerror(int code)
 	if (code < 0 && code > -4096)
 		return strerror(-code);
 	return "unknown error";
+}
+
+void kr_seterr(char **errmsg, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errmsg)
+		return;
+	free(*errmsg);
+	*errmsg = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(errmsg, fmt, ap) < 0)
+		*errmsg = NULL;
+	va_end(ap);
 }

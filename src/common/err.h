@@ -22,4 +22,12 @@ enum {
 /* A static, human-readable description of any code this project returns. */
 const char *kr_strerror(int code);
 
+/*
+ * For functions that explain failures in a malloc'd sentence: replaces
+ * *ERRMSG (when ERRMSG is non-NULL) with the formatted text; the caller
+ * frees it.  Out of memory leaves *ERRMSG NULL.
+ */
+void kr_seterr(char **errmsg, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 #endif

@@ -138,22 +138,6 @@ int journal_exec(struct journal *j, const char *sql)
 	return 0;
 }
 
-static void journal_seterr(char **errmsg, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void journal_seterr(char **errmsg, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errmsg)
-		return;
-	free(*errmsg);
-	*errmsg = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(errmsg, fmt, ap) < 0)
-		*errmsg = NULL;
-	va_end(ap);
-}
 
 static int journal_user_version(struct journal *j, int *out)
 {
@@ -178,13 +162,13 @@ static int journal_migrate(struct journal *j, char **errmsg)
 	if (err)
 		return err;
 	if (have > (int)journal_migrations_count) {
-		journal_seterr(errmsg, "journal schema version %d is newer than "
+		kr_seterr(errmsg, "journal schema version %d is newer than "
 			       "this program understands (%zu); upgrade "
 			       "krakenfs", have, journal_migrations_count);
 		return KR_ESCHEMA;
 	}
 	if (j->readonly && have < (int)journal_migrations_count) {
-		journal_seterr(errmsg, "journal schema version %d is older than "
+		kr_seterr(errmsg, "journal schema version %d is older than "
 			       "this program's (%zu); start krakenfs-agent once "
 			       "to upgrade it", have, journal_migrations_count);
 		return KR_ESCHEMA;
@@ -202,7 +186,7 @@ static int journal_migrate(struct journal *j, char **errmsg)
 			err = journal_exec(j, "COMMIT");
 		if (err) {
 			journal_exec(j, "ROLLBACK");
-			journal_seterr(errmsg, "applying journal migration %zu "
+			kr_seterr(errmsg, "applying journal migration %zu "
 				       "failed: %s", v + 1,
 				       sqlite3_errmsg(j->db));
 			return err;
@@ -299,14 +283,14 @@ static int journal_load_identity(struct journal *j, const char *node_id,
 			err = journal_meta_get(j, "node_id", &stored);
 	}
 	if (err == -ENOENT) {
-		journal_seterr(errmsg, "the journal holds no node identity yet "
+		kr_seterr(errmsg, "the journal holds no node identity yet "
 			       "(has the agent ever started with it?)");
 		goto out;
 	}
 	if (err)
 		goto out;
 	if (node_id && strcmp(stored, node_id) != 0) {
-		journal_seterr(errmsg, "this journal belongs to node '%s', not "
+		kr_seterr(errmsg, "this journal belongs to node '%s', not "
 			       "'%s'; fix sync.node_id / NODE_ID or point "
 			       "journal.path elsewhere", stored, node_id);
 		err = KR_EIDENTITY;
@@ -367,7 +351,7 @@ int journal_open(const char *path, const char *node_id, unsigned flags,
 	j->next_seq = 1;
 	j->wal_fd = -1;
 	if (node_id && !journal_node_id_ok(node_id)) {
-		journal_seterr(errmsg, "invalid node id '%s'", node_id);
+		kr_seterr(errmsg, "invalid node id '%s'", node_id);
 		err = -EINVAL;
 		goto fail;
 	}
@@ -375,13 +359,13 @@ int journal_open(const char *path, const char *node_id, unsigned flags,
 		  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	err = journal_db_err(sqlite3_open_v2(path, &j->db, oflags, NULL));
 	if (err) {
-		journal_seterr(errmsg, "cannot open journal %s: %s", path,
+		kr_seterr(errmsg, "cannot open journal %s: %s", path,
 			       j->db ? sqlite3_errmsg(j->db) : "out of memory");
 		goto fail;
 	}
 	err = journal_configure(j);
 	if (err) {
-		journal_seterr(errmsg, "cannot use journal %s: %s", path,
+		kr_seterr(errmsg, "cannot use journal %s: %s", path,
 			       sqlite3_errmsg(j->db));
 		goto fail;
 	}
@@ -396,7 +380,7 @@ int journal_open(const char *path, const char *node_id, unsigned flags,
 	return 0;
 fail:
 	if (err && errmsg && !*errmsg && j->db)
-		journal_seterr(errmsg, "journal %s: %s", path,
+		kr_seterr(errmsg, "journal %s: %s", path,
 			       sqlite3_errmsg(j->db));
 	journal_close(j);
 	return err;

@@ -399,13 +399,10 @@ static void head_from_row(sqlite3_stmt *s, struct head *h)
 	"c.id, o.node || '@' || o.epoch, c.lamport, c.wall_ns, c.op, " \
 	"c.mode, c.uid, c.gid, c.size, c.hash, c.target, c.mtime_ns"
 
-static int load_heads(struct journal *j, const char *volume, const char *path,
-		      struct head *out, int *n)
+/* Runs SQL (binding VOLUME and PATH) and reads up to MAX heads. */
+static int query_heads(struct journal *j, const char *sql, const char *volume,
+		       const char *path, struct head *out, int max, int *n)
 {
-	static const char sql[] =
-		"SELECT " HEAD_COLUMNS " FROM heads h JOIN changes c "
-		"ON c.id = h.change JOIN origins o ON o.id = c.origin "
-		"WHERE h.volume = ? AND h.path = ? ORDER BY c.id LIMIT 64";
 	sqlite3_stmt *s = NULL;
 	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
 							 NULL));
@@ -415,7 +412,7 @@ static int load_heads(struct journal *j, const char *volume, const char *path,
 		return err;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < HEADS_MAX)
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
 		head_from_row(s, &out[(*n)++]);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		err = journal_db_err(rc);
@@ -423,29 +420,27 @@ static int load_heads(struct journal *j, const char *volume, const char *path,
 	return err;
 }
 
+static int load_heads(struct journal *j, const char *volume, const char *path,
+		      struct head *out, int *n)
+{
+	return query_heads(j, "SELECT " HEAD_COLUMNS " FROM heads h JOIN "
+			   "changes c ON c.id = h.change JOIN origins o ON "
+			   "o.id = c.origin WHERE h.volume = ? AND h.path = ? "
+			   "ORDER BY c.id LIMIT 64", volume, path, out,
+			   HEADS_MAX, n);
+}
+
 /* The version on disk at VOLUME/PATH, as a head; -ENOENT when none. */
 static int load_current(struct journal *j, const char *volume,
 			const char *path, struct head *out)
 {
-	static const char sql[] =
-		"SELECT " HEAD_COLUMNS " FROM current cur JOIN changes c "
-		"ON c.id = cur.change JOIN origins o ON o.id = c.origin "
-		"WHERE cur.volume = ? AND cur.path = ?";
-	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+	int n, err = query_heads(j, "SELECT " HEAD_COLUMNS " FROM current cur "
+				 "JOIN changes c ON c.id = cur.change JOIN "
+				 "origins o ON o.id = c.origin WHERE "
+				 "cur.volume = ? AND cur.path = ?", volume, path,
+				 out, 1, &n);
 
-	if (err)
-		return err;
-	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		head_from_row(s, out);
-	else
-		err = rc == SQLITE_DONE ? -ENOENT : journal_db_err(rc);
-	sqlite3_finalize(s);
-	return err;
+	return err ? err : (n ? 0 : -ENOENT);
 }
 
 static void heads_release(struct head *h, int n)

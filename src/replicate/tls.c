@@ -14,6 +14,8 @@
  */
 #include "tls.h"
 
+#include "err.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -37,22 +39,6 @@
 #define TLS_NODE_DAYS (5 * 365 + 2)
 #define TLS_SKEW_SECONDS 3600
 
-static void tls_seterr(char **errmsg, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void tls_seterr(char **errmsg, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errmsg)
-		return;
-	free(*errmsg);
-	*errmsg = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(errmsg, fmt, ap) < 0)
-		*errmsg = NULL;
-	va_end(ap);
-}
 
 /* strerror() in lower case, as every message here is. */
 static const char *tls_strerror(int err, char *buf, size_t cap)
@@ -159,7 +145,7 @@ static int tls_write_pem(const char *path, mode_t mode, bool force,
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		tls_seterr(errmsg, "cannot create %s: %s", path,
+		kr_seterr(errmsg, "cannot create %s: %s", path,
 			   tls_strerror(-rc, why, sizeof(why)));
 		free(tmp);
 		tmp = NULL;
@@ -171,7 +157,7 @@ static int tls_write_pem(const char *path, mode_t mode, bool force,
 	if (close(fd) && rc == 0)
 		rc = -errno;
 	if (rc) {
-		tls_seterr(errmsg, "cannot write %s: %s", path,
+		kr_seterr(errmsg, "cannot write %s: %s", path,
 			   tls_strerror(-rc, why, sizeof(why)));
 		goto out;
 	}
@@ -180,10 +166,10 @@ static int tls_write_pem(const char *path, mode_t mode, bool force,
 		free(tmp);      /* the name is the target's now */
 		tmp = NULL;
 	} else if (rc == -EEXIST) {
-		tls_seterr(errmsg, "%s already exists; use --force to "
+		kr_seterr(errmsg, "%s already exists; use --force to "
 			   "replace it", path);
 	} else {
-		tls_seterr(errmsg, "cannot create %s: %s", path,
+		kr_seterr(errmsg, "cannot create %s: %s", path,
 			   tls_strerror(-rc, why, sizeof(why)));
 	}
 out:
@@ -192,7 +178,7 @@ out:
 		free(tmp);
 	}
 	if (rc == -ENOMEM && errmsg && !*errmsg)
-		tls_seterr(errmsg, "out of memory writing %s", path);
+		kr_seterr(errmsg, "out of memory writing %s", path);
 	return rc;
 }
 
@@ -220,14 +206,14 @@ static int tls_check_absent(const char *path, bool force, char **errmsg)
 	if (force)
 		return 0;
 	if (lstat(path, &st) == 0) {
-		tls_seterr(errmsg, "%s already exists; use --force to "
+		kr_seterr(errmsg, "%s already exists; use --force to "
 			   "replace it", path);
 		return -EEXIST;
 	}
 	err = errno;
 	if (err == ENOENT)
 		return 0;
-	tls_seterr(errmsg, "cannot check %s: %s", path,
+	kr_seterr(errmsg, "cannot check %s: %s", path,
 		   tls_strerror(err, why, sizeof(why)));
 	return -err;
 }
@@ -242,7 +228,7 @@ static int tls_write_pair(const char *dir, const char *key_name,
 	int rc = -ENOMEM;
 
 	if (!key_path || !cert_path) {
-		tls_seterr(errmsg, "out of memory");
+		kr_seterr(errmsg, "out of memory");
 		goto out;
 	}
 	rc = tls_check_absent(key_path, force, errmsg);
@@ -269,7 +255,7 @@ static EVP_PKEY *tls_keygen(char **errmsg)
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 
 	if (!key)
-		tls_seterr(errmsg, "cannot generate an ec p-256 key: %s",
+		kr_seterr(errmsg, "cannot generate an ec p-256 key: %s",
 			   tls_ssl_reason());
 	return key;
 }
@@ -380,7 +366,7 @@ static X509 *tls_make_ca(EVP_PKEY *key, char **errmsg)
 		x = NULL;
 	}
 	if (!x)
-		tls_seterr(errmsg, "cannot create the ca certificate: %s",
+		kr_seterr(errmsg, "cannot create the ca certificate: %s",
 			   tls_ssl_reason());
 	return x;
 }
@@ -409,7 +395,7 @@ static X509 *tls_make_node(EVP_PKEY *key, const char *node_id, X509 *ca,
 		x = NULL;
 	}
 	if (!x)
-		tls_seterr(errmsg, "cannot create the certificate for %s: %s",
+		kr_seterr(errmsg, "cannot create the certificate for %s: %s",
 			   node_id, tls_ssl_reason());
 	return x;
 }
@@ -422,7 +408,7 @@ static int tls_make_dir(const char *dir, char **errmsg)
 	if (mkdir(dir, 0700) == 0 || errno == EEXIST)
 		return 0;
 	err = errno;
-	tls_seterr(errmsg, "cannot create directory %s: %s", dir,
+	kr_seterr(errmsg, "cannot create directory %s: %s", dir,
 		   tls_strerror(err, why, sizeof(why)));
 	return -err;
 }
@@ -472,7 +458,7 @@ static FILE *tls_open(const char *path, const char *what, int *rc,
 
 	if (!fp) {
 		*rc = -errno;
-		tls_seterr(errmsg, "cannot read %s %s: %s", what, path,
+		kr_seterr(errmsg, "cannot read %s %s: %s", what, path,
 			   tls_strerror(-*rc, why, sizeof(why)));
 	}
 	return fp;
@@ -487,12 +473,12 @@ static int tls_check_key_mode(FILE *fp, const char *path, char **errmsg)
 	if (fstat(fileno(fp), &st)) {
 		int err = errno;
 
-		tls_seterr(errmsg, "cannot read key %s: %s", path,
+		kr_seterr(errmsg, "cannot read key %s: %s", path,
 			   tls_strerror(err, why, sizeof(why)));
 		return -err;
 	}
 	if (st.st_mode & 077) {
-		tls_seterr(errmsg, "key %s is accessible by group or other "
+		kr_seterr(errmsg, "key %s is accessible by group or other "
 			   "(mode %04o); run chmod 600 %s", path,
 			   (unsigned)(st.st_mode & 07777), path);
 		return -EACCES;
@@ -513,7 +499,7 @@ static int tls_read_key(const char *path, EVP_PKEY **out, char **errmsg)
 	if (rc == 0) {
 		*out = PEM_read_PrivateKey(fp, NULL, tls_no_passphrase, NULL);
 		if (!*out) {
-			tls_seterr(errmsg, "cannot load key %s: not an "
+			kr_seterr(errmsg, "cannot load key %s: not an "
 				   "unencrypted pem private key", path);
 			rc = -EINVAL;
 		}
@@ -548,7 +534,7 @@ static int tls_read_certs(const char *path, const char *what,
 	}
 	rc = 0;
 	if (sk_X509_num(certs) == 0) {
-		tls_seterr(errmsg, "cannot load %s %s: no pem certificate in "
+		kr_seterr(errmsg, "cannot load %s %s: no pem certificate in "
 			   "it", what, path);
 		rc = -EINVAL;
 	}
@@ -556,7 +542,7 @@ out:
 	fclose(fp);
 	ERR_clear_error();
 	if (rc == -ENOMEM)
-		tls_seterr(errmsg, "out of memory reading %s", path);
+		kr_seterr(errmsg, "out of memory reading %s", path);
 	if (rc)
 		sk_X509_pop_free(certs, X509_free);
 	else
@@ -584,7 +570,7 @@ static int tls_load_ca(const char *dir, X509 **ca, EVP_PKEY **ca_key,
 		goto out;
 	*ca = sk_X509_shift(certs);
 	if (X509_check_private_key(*ca, *ca_key) != 1) {
-		tls_seterr(errmsg, "ca key %s does not match %s", key_path,
+		kr_seterr(errmsg, "ca key %s does not match %s", key_path,
 			   cert_path);
 		rc = -EINVAL;
 	}
@@ -604,7 +590,7 @@ int tls_issue(const char *dir, const char *node_id, bool force,
 	int rc = -EINVAL;
 
 	if (!tls_node_id_ok(node_id, strlen(node_id))) {
-		tls_seterr(errmsg, "invalid node id '%s': use 1 to %d of "
+		kr_seterr(errmsg, "invalid node id '%s': use 1 to %d of "
 			   "a-z A-Z 0-9 . _ -", node_id, TLS_NODE_ID_MAX);
 		goto out;
 	}
@@ -674,7 +660,7 @@ static int tls_check_own_chain(X509_STORE *store, STACK_OF(X509) *certs,
 						: X509_PURPOSE_SSL_CLIENT);
 	rc = 0;
 	if (X509_verify_cert(sctx) != 1) {
-		tls_seterr(errmsg, "certificate %s does not verify against "
+		kr_seterr(errmsg, "certificate %s does not verify against "
 			   "ca %s: %s", cert_file, ca_file,
 			   X509_verify_cert_error_string(
 				   X509_STORE_CTX_get_error(sctx)));
@@ -703,13 +689,13 @@ static int tls_ctx_identity(SSL_CTX *ctx, STACK_OF(X509) *certs,
 	int i;
 
 	if (X509_check_private_key(sk_X509_value(certs, 0), key) != 1) {
-		tls_seterr(errmsg, "key %s does not match certificate %s",
+		kr_seterr(errmsg, "key %s does not match certificate %s",
 			   key_file, cert_file);
 		return -EINVAL;
 	}
 	if (!SSL_CTX_use_certificate(ctx, sk_X509_value(certs, 0)) ||
 	    !SSL_CTX_use_PrivateKey(ctx, key)) {
-		tls_seterr(errmsg, "cannot use certificate %s: %s", cert_file,
+		kr_seterr(errmsg, "cannot use certificate %s: %s", cert_file,
 			   tls_ssl_reason());
 		return -EINVAL;
 	}
@@ -757,7 +743,7 @@ SSL_CTX *tls_context_new(const char *cert_file, const char *key_file,
 	rc = -ENOMEM;
 	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (!ctx || tls_ctx_policy(ctx, server) || tls_ctx_trust(ctx, cas)) {
-		tls_seterr(errmsg, "cannot set up tls: %s", tls_ssl_reason());
+		kr_seterr(errmsg, "cannot set up tls: %s", tls_ssl_reason());
 		goto out;
 	}
 	rc = tls_ctx_identity(ctx, certs, key, cert_file, key_file, errmsg);
@@ -769,7 +755,7 @@ out:
 		SSL_CTX_free(ctx);
 		ctx = NULL;
 		if (rc == -ENOMEM && errmsg && !*errmsg)
-			tls_seterr(errmsg, "out of memory setting up tls");
+			kr_seterr(errmsg, "out of memory setting up tls");
 	}
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(cas, X509_free);
