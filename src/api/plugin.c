@@ -115,6 +115,11 @@ static json_t *plugin_err(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Echoed names are cut short, maybe inside a UTF-8 sequence, which
+	 * jansson would refuse; the messages themselves are ASCII. */
+	for (char *c = msg; *c; c++)
+		if ((unsigned char)*c >= 0x80)
+			*c = '?';
 	return json_pack("{s:s}", "Err", msg);
 }
 

@@ -15,7 +15,9 @@
 #define PEER_ENTRIES_BUDGET (1u << 20) /* payload of one ENTRIES frame */
 #define PEER_FETCH_WINDOW (16u << 20)  /* chunk bytes asked, not yet here */
 #define PEER_PING_NS (5LL * 1000000000)
-#define PEER_DEAD_NS (20LL * 1000000000)
+/* Generous: hashing or verifying a large file still runs on the loop
+ * thread and can keep a healthy peer quiet for a while. */
+#define PEER_DEAD_NS (60LL * 1000000000)
 #define PEER_BACKOFF_MIN_MS 100
 #define PEER_BACKOFF_MAX_MS 10000
 #define PEER_ASKED_MAX 65536           /* chunk requests queued per peer */

@@ -578,7 +578,7 @@ static void session_heartbeat(struct session *s, int64_t now)
 	struct wire_msg m = { .type = WIRE_PING };
 
 	if (now - s->last_rx_ns > PEER_DEAD_NS) {
-		session_close(s, "no answer for 20 s");
+		session_close(s, "no answer for 60 s");
 		return;
 	}
 	if (s->state == SESSION_OPEN && now - s->last_ping_ns > PEER_PING_NS) {

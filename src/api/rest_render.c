@@ -1,0 +1,704 @@
+/*
+ * Journal records and the loop's snapshot as the REST API's documents.
+ *
+ * Field names follow `kraken-journal --json` where the same thing is
+ * shown (origin, seq, lamport, op, ...), so a script can move between
+ * the tool and the API.  Times appear twice: RFC 3339 for people and
+ * browsers, and integer nanoseconds ("_ns") for exact comparisons.
+ *
+ * Metrics are rendered from the snapshot only: a scrape never waits on
+ * the journal, so a busy or broken database cannot hide the numbers that
+ * would explain it.
+ */
+#include "rest_render.h"
+#include "content.h"
+#include "err.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef KRAKENFS_VERSION
+#define KRAKENFS_VERSION "unknown"
+#endif
+
+#define REST_METRICS_MAX (1024 * 1024)
+
+/* ---- time ------------------------------------------------------------ */
+
+void rest_format_time(int64_t wall_ns, char *out, size_t cap)
+{
+	time_t sec = (time_t)(wall_ns / 1000000000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&sec, &tm);
+	n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, cap - n, ".%03dZ",
+		 (int)(wall_ns % 1000000000 / 1000000));
+}
+
+static json_t *rest_time_json(int64_t wall_ns)
+{
+	char buf[64];
+
+	if (wall_ns <= 0)
+		return json_null();
+	rest_format_time(wall_ns, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static int rest_parse_age(const char *s, int64_t now_ns, int64_t *out)
+{
+	static const struct { char c; int64_t s; } units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+	};
+	unsigned long long n;
+	char *end;
+
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno || end == s || !end[0] || end[1] || s[0] == '-')
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (units[i].c != *end)
+			continue;
+		if (n > (unsigned long long)(now_ns / 1000000000 / units[i].s))
+			return -EINVAL;
+		*out = now_ns - (int64_t)n * units[i].s * 1000000000;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* ".123" (any number of digits, nanoseconds kept) after the seconds. */
+static const char *rest_parse_fraction(const char *p, int64_t *ns)
+{
+	int64_t scale = 100000000;
+
+	*ns = 0;
+	if (*p != '.')
+		return p;
+	if (p[1] < '0' || p[1] > '9')
+		return NULL;
+	for (p++; *p >= '0' && *p <= '9'; p++) {
+		*ns += (*p - '0') * scale;
+		scale /= 10;
+	}
+	return p;
+}
+
+/* "", "Z" or "+HH:MM" / "-HH:MM": seconds east of UTC into *off. */
+static int rest_parse_offset(const char *p, int64_t *off)
+{
+	unsigned hh, mm;
+	int used = 0;
+
+	*off = 0;
+	if (!*p || ((*p == 'Z' || *p == 'z') && !p[1]))
+		return 0;
+	if ((*p != '+' && *p != '-') ||
+	    sscanf(p + 1, "%2u:%2u%n", &hh, &mm, &used) != 2 ||
+	    p[1 + used] || used != 5 || hh > 23 || mm > 59)
+		return -EINVAL;
+	*off = (int64_t)(hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
+	return 0;
+}
+
+int rest_parse_time(const char *s, int64_t now_ns, int64_t *out)
+{
+	struct tm tm = { 0 };
+	const char *p;
+	int64_t frac = 0, off = 0;
+	time_t t;
+
+	if (s[0] == '@') {
+		long long v;
+		char *end;
+
+		errno = 0;
+		v = strtoll(s + 1, &end, 10);
+		if (errno || end == s + 1 || *end || v < 0 ||
+		    v > INT64_MAX / 1000000000)
+			return -EINVAL;
+		*out = v * 1000000000;
+		return 0;
+	}
+	if (rest_parse_age(s, now_ns, out) == 0)
+		return 0;
+	p = strptime(s, "%Y-%m-%d", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p = strptime(p + 1, "%H:%M:%S", &tm);
+		if (p)
+			p = rest_parse_fraction(p, &frac);
+		if (!p || rest_parse_offset(p, &off))
+			return -EINVAL;
+	} else if (*p) {
+		return -EINVAL;
+	}
+	t = timegm(&tm);
+	if (t < 0 || t - off < 0 || t - off > INT64_MAX / 1000000000 - 1)
+		return -EINVAL;
+	*out = (int64_t)(t - off) * 1000000000 + frac;
+	return 0;
+}
+
+/* ---- journal entries ------------------------------------------------- */
+
+static json_t *rest_hash_json(bool has, const uint8_t *hash)
+{
+	char hex[CONTENT_HEX_LEN];
+
+	if (!has)
+		return json_null();
+	content_hex(hash, hex);
+	return json_string(hex);
+}
+
+static json_t *rest_change_json(const struct journal_change *c)
+{
+	json_t *bases = json_array();
+
+	for (size_t i = 0; bases && i < c->n_bases; i++)
+		json_array_append_new(bases, json_pack("{s:s,s:I}",
+			"origin", c->bases[i].origin,
+			"seq", (json_int_t)c->bases[i].seq));
+	return json_pack("{s:I,s:s,s:I,s:I,s:o,s:I,s:s,s:s,s:s,s:I,s:I,s:I,"
+			 "s:I,s:I,s:o,s:s?,s:o}",
+			 "id", (json_int_t)c->id,
+			 "origin", c->ref.origin, "seq", (json_int_t)c->ref.seq,
+			 "lamport", (json_int_t)c->lamport,
+			 "time", rest_time_json(c->wall_ns),
+			 "time_ns", (json_int_t)c->wall_ns,
+			 "volume", c->volume, "path", c->path,
+			 "op", journal_op_name(c->op),
+			 "size", (json_int_t)c->size, "mode", (json_int_t)c->mode,
+			 "uid", (json_int_t)c->uid, "gid", (json_int_t)c->gid,
+			 "mtime_ns", (json_int_t)c->mtime_ns,
+			 "hash", rest_hash_json(c->has_hash, c->hash),
+			 "target", c->target, "bases", bases);
+}
+
+struct rest_log {
+	json_t *entries;
+	int64_t limit;
+	int64_t last_id;
+	bool more;
+};
+
+static int rest_log_one(void *arg, const struct journal_change *c)
+{
+	struct rest_log *l = arg;
+
+	/* The query asked for one row past the page: it only says that a
+	 * next page exists. */
+	if ((int64_t)json_array_size(l->entries) == l->limit) {
+		l->more = true;
+		return 0;
+	}
+	if (json_array_append_new(l->entries, rest_change_json(c)))
+		return -ENOMEM;
+	l->last_id = c->id;
+	return 0;
+}
+
+int rest_log_json(struct journal *j, const struct journal_filter *f,
+		  json_t **out)
+{
+	struct journal_filter page = *f;
+	struct rest_log l = { .entries = json_array(), .limit = f->limit };
+	char next[24];
+	int err;
+
+	*out = NULL;
+	if (!l.entries)
+		return -ENOMEM;
+	page.oldest_first = false;
+	page.limit = f->limit + 1;
+	err = journal_log(j, &page, rest_log_one, &l);
+	if (err) {
+		json_decref(l.entries);
+		return err;
+	}
+	snprintf(next, sizeof(next), "%" PRId64, l.last_id);
+	*out = json_pack("{s:o,s:s?}", "entries", l.entries, "next",
+			 l.more ? next : NULL);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* ---- status and peers ------------------------------------------------ */
+
+static json_t *rest_peer_json(const struct api_peer *p)
+{
+	return json_pack("{s:s,s:s,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+			 "node_id", p->id, "address", p->address,
+			 "connected", p->connected,
+			 "last_seen", rest_time_json(p->last_seen_ns),
+			 "last_seen_ns", (json_int_t)p->last_seen_ns,
+			 "lag_entries", (json_int_t)p->lag_entries,
+			 "lag_bytes", (json_int_t)p->lag_bytes,
+			 "behind_entries", (json_int_t)p->behind_entries,
+			 "bytes_in", (json_int_t)p->bytes_in,
+			 "bytes_out", (json_int_t)p->bytes_out,
+			 "entries_in", (json_int_t)p->entries_in,
+			 "entries_out", (json_int_t)p->entries_out);
+}
+
+json_t *rest_peers_json(const struct api_snapshot *snap)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < snap->n_peers; i++) {
+		struct api_peer p = snap->peers[i];
+
+		/* The loop copied these from the wire: make sure they end. */
+		p.id[sizeof(p.id) - 1] = '\0';
+		p.address[sizeof(p.address) - 1] = '\0';
+		if (json_array_append_new(arr, rest_peer_json(&p))) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+static int rest_vector_one(void *arg, const char *origin, uint64_t max_seq)
+{
+	return json_object_set_new(arg, origin,
+				   json_integer((json_int_t)max_seq)) ?
+	       -ENOMEM : 0;
+}
+
+static json_t *rest_quantiles_json(const struct hist *h)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I}",
+			 "count", (json_int_t)h->count,
+			 "p50_us", (json_int_t)hist_quantile(h, 0.5),
+			 "p90_us", (json_int_t)hist_quantile(h, 0.9),
+			 "p99_us", (json_int_t)hist_quantile(h, 0.99),
+			 "max_us", (json_int_t)h->max);
+}
+
+int rest_status_json(struct api *a, struct journal *j,
+		     struct api_snapshot *snap, json_t **out)
+{
+	struct journal_info info;
+	json_t *vec = json_object();
+	bool have = api_snapshot_get(a, snap);
+	uint64_t jobs = snap->jobs;
+	int64_t now = api_now_mono();
+	int err = vec ? journal_info(j, &info) : -ENOMEM;
+
+	*out = NULL;
+	if (!err)
+		err = journal_vector(j, rest_vector_one, vec);
+	/* Before the loop's first snapshot the journal knows the backlog. */
+	if (!err && !have)
+		err = journal_job_count(j, &jobs);
+	if (err) {
+		json_decref(vec);
+		return err;
+	}
+	*out = json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,"
+		"s:I,s:I,s:I,s:o,s:o,s:o,s:o}",
+		"node_id", a->node_id ? a->node_id : info.node_id,
+		"origin", info.origin, "version", KRAKENFS_VERSION,
+		"seq", (json_int_t)info.own_seq,
+		"lamport", (json_int_t)info.lamport,
+		"version_vector", vec,
+		"uptime_s", (json_int_t)((now - a->started_ns) / 1000000000),
+		"changes", (json_int_t)info.n_changes,
+		"volumes", (json_int_t)info.n_volumes,
+		"paths", (json_int_t)info.n_paths,
+		"jobs", (json_int_t)jobs,
+		"jobs_bytes", (json_int_t)snap->jobs_bytes,
+		"changes_recorded", (json_int_t)snap->changes_recorded,
+		"changes_applied", (json_int_t)snap->changes_applied,
+		"conflicts", (json_int_t)snap->conflicts,
+		"snapshot_age_s", have ? json_real((double)(now -
+			snap->published_ns) / 1e9) : json_null(),
+		"commit_latency", rest_quantiles_json(&snap->commit_latency_us),
+		"apply_latency", rest_quantiles_json(&snap->apply_latency_us),
+		"peers", rest_peers_json(snap));
+	return *out ? 0 : -ENOMEM;
+}
+
+/* ---- volumes --------------------------------------------------------- */
+
+static int rest_volume_name(void *arg, const char *volume, const char *path,
+			    const struct journal_state *s)
+{
+	(void)path;
+	(void)s;
+	return json_array_append_new(arg, json_string(volume)) ? -ENOMEM : 0;
+}
+
+struct rest_usage {
+	uint64_t paths, bytes;
+};
+
+static int rest_volume_usage(void *arg, const char *volume, const char *path,
+			     const struct journal_state *s)
+{
+	struct rest_usage *u = arg;
+
+	(void)volume;
+	if (!path[0])
+		return 0;   /* the volume root is not one of its paths */
+	u->paths++;
+	if (S_ISREG(s->mode))
+		u->bytes += s->size;
+	return 0;
+}
+
+static int rest_volume_created(void *arg, const struct journal_change *c)
+{
+	*(int64_t *)arg = c->wall_ns;
+	return 0;
+}
+
+int rest_volume_json(struct journal *j, const char *name, json_t **out)
+{
+	struct journal_filter f = { .volume = name,
+				    .op = JOURNAL_VOLUME_CREATE, .limit = 1 };
+	struct journal_state st = { 0 };
+	struct rest_usage u = { 0 };
+	int64_t created = 0;
+	uint64_t mounts = 0;
+	bool have_mounts;
+	int err;
+
+	*out = NULL;
+	err = journal_lookup(j, name, "", &st);
+	if (!err && !S_ISDIR(st.mode))
+		err = -ENOENT;   /* removed, or never a volume */
+	if (!err)
+		err = journal_log(j, &f, rest_volume_created, &created);
+	if (!err)
+		err = journal_foreach_state(j, name, rest_volume_usage, &u);
+	if (err)
+		goto out;
+	have_mounts = journal_mount_count(j, name, &mounts) == 0;
+	*out = json_pack("{s:s,s:o,s:I,s:o,s:I,s:I,s:o}", "name", name,
+			 "created", rest_time_json(created),
+			 "created_ns", (json_int_t)created,
+			 "mtime", rest_time_json(st.mtime_ns),
+			 "paths", (json_int_t)u.paths,
+			 "bytes", (json_int_t)u.bytes,
+			 "mounts", have_mounts ?
+			 json_integer((json_int_t)mounts) : json_null());
+	err = *out ? 0 : -ENOMEM;
+out:
+	journal_state_release(&st);
+	return err;
+}
+
+int rest_volumes_json(struct journal *j, json_t **out)
+{
+	json_t *names = json_array(), *arr = json_array(), *v;
+	size_t i;
+	int err = names && arr ? 0 : -ENOMEM;
+
+	*out = NULL;
+	/* Names first: each volume's details are further queries, which
+	 * should not run inside the walk's open statement. */
+	if (!err)
+		err = journal_foreach_volume(j, rest_volume_name, names);
+	json_array_foreach(names, i, v) {
+		json_t *o = NULL;
+
+		if (err)
+			break;
+		err = rest_volume_json(j, json_string_value(v), &o);
+		if (err == -ENOENT)
+			err = 0;   /* removed in between */
+		else if (!err && json_array_append_new(arr, o))
+			err = -ENOMEM;
+	}
+	json_decref(names);
+	if (err) {
+		json_decref(arr);
+		return err;
+	}
+	*out = arr;
+	return 0;
+}
+
+/* ---- conflicts ------------------------------------------------------- */
+
+static json_t *rest_conflict_version_json(const struct journal_conflict_version *v)
+{
+	return json_pack("{s:s,s:I,s:I,s:o,s:I,s:s,s:I,s:I,s:o,s:b,s:s?}",
+			 "origin", v->ref.origin, "seq", (json_int_t)v->ref.seq,
+			 "lamport", (json_int_t)v->lamport,
+			 "time", rest_time_json(v->wall_ns),
+			 "time_ns", (json_int_t)v->wall_ns,
+			 "op", journal_op_name(v->op),
+			 "mode", (json_int_t)v->mode, "size", (json_int_t)v->size,
+			 "hash", rest_hash_json(v->has_hash, v->hash),
+			 "winner", v->winner, "copy", v->copy[0] ? v->copy : NULL);
+}
+
+static json_t *rest_conflict_json(const struct journal_conflict *c)
+{
+	json_t *versions = json_array(), *merge = json_null();
+
+	for (size_t i = 0; versions && i < c->n_versions; i++)
+		json_array_append_new(versions,
+				      rest_conflict_version_json(&c->versions[i]));
+	if (c->resolved)
+		merge = json_pack("{s:s,s:I,s:o}", "origin", c->merge.origin,
+				  "seq", (json_int_t)c->merge.seq, "time",
+				  rest_time_json(c->merge_wall_ns));
+	return json_pack("{s:s,s:s,s:b,s:o,s:o}", "volume", c->volume,
+			 "path", c->path, "resolved", c->resolved,
+			 "merge", merge, "versions", versions);
+}
+
+static int rest_conflict_one(void *arg, const struct journal_conflict *c)
+{
+	json_t *arr = arg;
+
+	/* Resolved ones come oldest first, then the open ones: keep the
+	 * tail, which holds what someone is looking for. */
+	if (json_array_size(arr) == REST_CONFLICTS_MAX)
+		json_array_remove(arr, 0);
+	return json_array_append_new(arr, rest_conflict_json(c)) ? -ENOMEM : 0;
+}
+
+int rest_conflicts_json(struct journal *j, const char *volume, json_t **out)
+{
+	json_t *arr = json_array();
+	int err = arr ? journal_conflicts(j, volume, rest_conflict_one, arr) :
+		  -ENOMEM;
+
+	*out = NULL;
+	if (err) {
+		json_decref(arr);
+		return err;
+	}
+	*out = arr;
+	return 0;
+}
+
+/* ---- metrics --------------------------------------------------------- */
+
+struct rest_text {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
+static void rest_printf(struct rest_text *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void rest_printf(struct rest_text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->err)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->err = -EINVAL;
+			return;
+		}
+		if ((size_t)n < t->cap - t->len)
+			break;
+		if (t->cap * 2 > REST_METRICS_MAX) {
+			t->err = -E2BIG;
+			return;
+		}
+		char *np = realloc(t->p, t->cap * 2);
+
+		if (!np) {
+			t->err = -ENOMEM;
+			return;
+		}
+		t->p = np;
+		t->cap *= 2;
+	}
+	t->len += (size_t)n;
+}
+
+static void rest_metric_head(struct rest_text *t, const char *name,
+			     const char *type, const char *help)
+{
+	rest_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void rest_metric(struct rest_text *t, const char *name,
+			const char *type, const char *help, uint64_t v)
+{
+	rest_metric_head(t, name, type, help);
+	rest_printf(t, "%s %" PRIu64 "\n", name, v);
+}
+
+/* A label value per the exposition format: \\, \" and \n escaped. */
+static void rest_label(const char *s, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (; *s && n + 3 < cap; s++) {
+		if (*s == '\\' || *s == '"' || *s == '\n') {
+			out[n++] = '\\';
+			out[n++] = *s == '\n' ? 'n' : *s;
+		} else {
+			out[n++] = *s;
+		}
+	}
+	out[n] = '\0';
+}
+
+enum rest_peer_field {
+	PEER_CONNECTED, PEER_BYTES_IN, PEER_BYTES_OUT, PEER_LAG_ENTRIES,
+	PEER_LAG_BYTES, PEER_BEHIND_ENTRIES,
+};
+
+static uint64_t rest_peer_value(const struct api_peer *p,
+				enum rest_peer_field f)
+{
+	switch (f) {
+	case PEER_CONNECTED: return p->connected;
+	case PEER_BYTES_IN: return p->bytes_in;
+	case PEER_BYTES_OUT: return p->bytes_out;
+	case PEER_LAG_ENTRIES: return p->lag_entries;
+	case PEER_LAG_BYTES: return p->lag_bytes;
+	case PEER_BEHIND_ENTRIES: return p->behind_entries;
+	}
+	return 0;
+}
+
+static void rest_peer_metrics(struct rest_text *t,
+			      const struct api_snapshot *snap)
+{
+	static const struct {
+		const char *name, *type, *help;
+		enum rest_peer_field field;
+	} m[] = {
+		{ "krakenfs_peer_connected", "gauge",
+		  "1 while the peer session is up.", PEER_CONNECTED },
+		{ "krakenfs_peer_bytes_in_total", "counter",
+		  "Bytes received from the peer.", PEER_BYTES_IN },
+		{ "krakenfs_peer_bytes_out_total", "counter",
+		  "Bytes sent to the peer.", PEER_BYTES_OUT },
+		{ "krakenfs_peer_lag_entries", "gauge",
+		  "Journal entries we hold that the peer lacks.",
+		  PEER_LAG_ENTRIES },
+		{ "krakenfs_peer_lag_bytes", "gauge",
+		  "Content size of the entries the peer lacks.",
+		  PEER_LAG_BYTES },
+		{ "krakenfs_peer_behind_entries", "gauge",
+		  "Journal entries the peer holds that we lack.",
+		  PEER_BEHIND_ENTRIES },
+	};
+	char label[2 * sizeof(snap->peers[0].id)];
+
+	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+		rest_metric_head(t, m[k].name, m[k].type, m[k].help);
+		for (size_t i = 0; i < snap->n_peers; i++) {
+			struct api_peer p = snap->peers[i];
+
+			p.id[sizeof(p.id) - 1] = '\0';
+			rest_label(p.id, label, sizeof(label));
+			rest_printf(t, "%s{peer=\"%s\"} %" PRIu64 "\n",
+				    m[k].name, label,
+				    rest_peer_value(&p, m[k].field));
+		}
+	}
+}
+
+/*
+ * The largest value bucket IDX of a struct hist holds, from the layout
+ * hist.h describes: one bucket per value below 16, then 16 buckets per
+ * power of two.
+ */
+static uint64_t rest_hist_edge(unsigned idx)
+{
+	unsigned octave, step;
+
+	if (idx < 16)
+		return idx;
+	octave = (idx - 16) / 16;     /* values in [16 << octave, 32 << octave) */
+	step = (idx - 16) % 16;
+	return ((uint64_t)(17 + step) << octave) - 1;
+}
+
+static void rest_histogram(struct rest_text *t, const char *name,
+			   const char *help, const struct hist *h)
+{
+	/* Microseconds; 100 us to 10 s covers a commit and a large apply. */
+	static const uint64_t le_us[] = {
+		100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+		100000, 250000, 1000000, 2500000, 10000000,
+	};
+	unsigned idx = 0;
+	uint64_t below = 0;
+
+	rest_metric_head(t, name, "histogram", help);
+	/* A bucket counts under a boundary once its whole range is below
+	 * it: the count may lag by one bucket (about 6%), never overstate. */
+	for (size_t k = 0; k < sizeof(le_us) / sizeof(le_us[0]); k++) {
+		for (; idx < HIST_BUCKETS && rest_hist_edge(idx) <= le_us[k];
+		     idx++)
+			below += h->buckets[idx];
+		rest_printf(t, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
+			    (double)le_us[k] / 1e6, below);
+	}
+	rest_printf(t, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, h->count);
+	rest_printf(t, "%s_sum %.6f\n", name, (double)h->sum / 1e6);
+	rest_printf(t, "%s_count %" PRIu64 "\n", name, h->count);
+}
+
+int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
+		      char **text, size_t *len)
+{
+	struct rest_text t = { .cap = 8192 };
+
+	*text = NULL;
+	*len = 0;
+	t.p = malloc(t.cap);
+	if (!t.p)
+		return -ENOMEM;
+	rest_metric(&t, "krakenfs_changes_recorded_total", "counter",
+		    "Local changes recorded since the agent started.",
+		    snap->changes_recorded);
+	rest_metric(&t, "krakenfs_changes_applied_total", "counter",
+		    "Remote versions put on disk since the agent started.",
+		    snap->changes_applied);
+	rest_metric(&t, "krakenfs_conflicts_total", "counter",
+		    "Conflicts resolved since the agent started.",
+		    snap->conflicts);
+	rest_metric(&t, "krakenfs_jobs", "gauge",
+		    "Remote versions waiting to be applied.", snap->jobs);
+	rest_metric(&t, "krakenfs_jobs_bytes", "gauge",
+		    "Size of the versions waiting to be applied.",
+		    snap->jobs_bytes);
+	rest_metric(&t, "krakenfs_uptime_seconds", "gauge",
+		    "Seconds since the API started.",
+		    (uint64_t)(uptime_ns / 1000000000));
+	rest_peer_metrics(&t, snap);
+	rest_histogram(&t, "krakenfs_commit_latency_seconds",
+		       "From a file event to its journal commit.",
+		       &snap->commit_latency_us);
+	rest_histogram(&t, "krakenfs_apply_latency_seconds",
+		       "From a remote entry's arrival to its file in place.",
+		       &snap->apply_latency_us);
+	if (t.err) {
+		free(t.p);
+		return t.err;
+	}
+	*text = t.p;
+	*len = t.len;
+	return 0;
+}
