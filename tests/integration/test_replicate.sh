@@ -20,7 +20,7 @@ settle() { wait_for "${1:-60}" converged || fail "nodes did not converge: $(diff
 
 mkdir "$R1/web"
 echo 'Hello from n1' > "$R1/web/test.txt"
-wait_for 10 test -f "$R3/web/test.txt" || fail "file did not reach n3"
+wait_for 60 test -f "$R3/web/test.txt" || fail "file did not reach n3"
 settle
 [ "$(cat "$R2/web/test.txt")" = "Hello from n1" ] || fail "content on n2"
 pass "a file written on n1 is on n2 and n3"
@@ -103,11 +103,11 @@ pass "n2 killed with -9, 1,000 changes made, restarted and caught up"
 # The origin is down while another node catches up from a third.
 stop_agent n3k
 echo "only n1 wrote this" > "$R1/web/late.txt"
-wait_for 20 test -f "$R2/web/late.txt" || fail "n2 did not get late.txt"
+wait_for 60 test -f "$R2/web/late.txt" || fail "n2 did not get late.txt"
 stop_agent n1
 start_agent n3b "$T/n3.yaml"
-wait_for 20 test -f "$R3/web/late.txt" || fail "n3 did not catch up from n2 while n1 was down"
-same_tree "$R2" "$R3" || wait_for 20 same_tree "$R2" "$R3" || fail "n2 and n3 differ"
+wait_for 60 test -f "$R3/web/late.txt" || fail "n3 did not catch up from n2 while n1 was down"
+same_tree "$R2" "$R3" || wait_for 60 same_tree "$R2" "$R3" || fail "n2 and n3 differ"
 pass "n3 caught up from n2 while the origin n1 was down"
 
 # Concurrent writes to one file: n2 is frozen, both write, n2 thaws.
@@ -115,7 +115,7 @@ start_agent n1b "$T/n1.yaml"
 settle
 kill -STOP "$PID_n2b"
 echo "version from n1" > "$R1/web/shared.txt"
-wait_for 10 test -f "$R3/web/shared.txt" || fail "shared.txt to n3"
+wait_for 60 test -f "$R3/web/shared.txt" || fail "shared.txt to n3"
 echo "version from n2" > "$R2/web/shared.txt"
 kill -CONT "$PID_n2b"
 settle 30

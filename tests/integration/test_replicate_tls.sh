@@ -42,7 +42,7 @@ start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
 start_agent n3 "$T/n3.yaml"
 echo "secret" > "$T/n1/volumes/web/a.txt"
-wait_for 10 test -f "$T/n2/volumes/web/a.txt" || fail "members did not replicate over TLS"
+wait_for 60 test -f "$T/n2/volumes/web/a.txt" || fail "members did not replicate over TLS"
 pass "two members replicate over mutual TLS"
 
 echo "from the rogue" > "$T/n3/volumes/web/rogue.txt"
