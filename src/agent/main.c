@@ -138,7 +138,8 @@ static int agent_open_journal(struct agent *a)
 			  "%s: %s", cfg->journal_path, kr_strerror(err));
 		return err;
 	}
-	err = journal_open(cfg->journal_path, cfg->node_id, 0, &a->journal,
+	err = journal_open(cfg->journal_path, cfg->node_id,
+			   JOURNAL_BACKGROUND_CHECKPOINT, &a->journal,
 			   &errmsg);
 	if (err) {
 		log_error("agent", "%s", errmsg ? errmsg : kr_strerror(err));

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -337,6 +338,85 @@ static int journal_configure(struct journal *j)
 			    "PRAGMA temp_store = MEMORY;");
 }
 
+#define JOURNAL_CKPT_PERIOD_NS 500000000L
+
+static void *journal_checkpointer(void *arg)
+{
+	struct journal *j = arg;
+	sqlite3 *db = NULL;
+	struct timespec until;
+
+	if (sqlite3_open_v2(j->path, &db, SQLITE_OPEN_READWRITE |
+			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 1000);
+	pthread_mutex_lock(&j->ckpt_lock);
+	while (!j->ckpt_stop) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += JOURNAL_CKPT_PERIOD_NS;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_nsec -= 1000000000L;
+			until.tv_sec++;
+		}
+		pthread_cond_timedwait(&j->ckpt_wake, &j->ckpt_lock, &until);
+		if (j->ckpt_stop)
+			break;
+		pthread_mutex_unlock(&j->ckpt_lock);
+		/* PASSIVE never waits for the writer and never blocks it. */
+		sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+					  NULL, NULL);
+		pthread_mutex_lock(&j->ckpt_lock);
+	}
+	pthread_mutex_unlock(&j->ckpt_lock);
+	sqlite3_close(db);
+	return NULL;
+}
+
+static int journal_start_checkpointer(struct journal *j, const char *path)
+{
+	sigset_t all, old;
+	int err, rc;
+
+	j->path = strdup(path);
+	if (!j->path)
+		return -ENOMEM;
+	err = journal_exec(j, "PRAGMA wal_autocheckpoint = 0");
+	if (err)
+		return err;
+	pthread_mutex_init(&j->ckpt_lock, NULL);
+	pthread_cond_init(&j->ckpt_wake, NULL);
+	/* The thread takes no signals: they belong to the loop's signalfd,
+	 * which the agent sets up after opening the journal. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&j->ckpt_thread, NULL, journal_checkpointer, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		/* Without the thread, let SQLite checkpoint inline again. */
+		pthread_mutex_destroy(&j->ckpt_lock);
+		pthread_cond_destroy(&j->ckpt_wake);
+		return journal_exec(j, "PRAGMA wal_autocheckpoint = 1000");
+	}
+	j->ckpt_running = true;
+	return 0;
+}
+
+static void journal_stop_checkpointer(struct journal *j)
+{
+	if (!j->ckpt_running)
+		return;
+	pthread_mutex_lock(&j->ckpt_lock);
+	j->ckpt_stop = true;
+	pthread_cond_signal(&j->ckpt_wake);
+	pthread_mutex_unlock(&j->ckpt_lock);
+	pthread_join(j->ckpt_thread, NULL);
+	pthread_mutex_destroy(&j->ckpt_lock);
+	pthread_cond_destroy(&j->ckpt_wake);
+	j->ckpt_running = false;
+}
+
 int journal_open(const char *path, const char *node_id, unsigned flags,
 		 struct journal **out, char **errmsg)
 {
@@ -374,6 +454,8 @@ int journal_open(const char *path, const char *node_id, unsigned flags,
 		err = journal_load_identity(j, node_id, errmsg);
 	if (!err)
 		err = journal_prepare_all(j);
+	if (!err && (flags & JOURNAL_BACKGROUND_CHECKPOINT) && !j->readonly)
+		err = journal_start_checkpointer(j, path);
 	if (err)
 		goto fail;
 	*out = j;
@@ -390,6 +472,7 @@ void journal_close(struct journal *j)
 {
 	if (!j)
 		return;
+	journal_stop_checkpointer(j);
 	if (j->in_txn) {
 		int err = journal_flush(j);
 
@@ -402,6 +485,7 @@ void journal_close(struct journal *j)
 	sqlite3_close(j->db);
 	if (j->wal_fd >= 0)
 		close(j->wal_fd);
+	free(j->path);
 	free(j);
 }
 

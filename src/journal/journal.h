@@ -53,6 +53,10 @@ enum journal_op {
 
 enum journal_open_flags {
 	JOURNAL_READONLY = 1 << 0,
+	/* Copy the WAL back into the database on a thread of its own, so
+	 * the fsyncs of a checkpoint never land on a commit of this
+	 * connection (the agent's event loop). */
+	JOURNAL_BACKGROUND_CHECKPOINT = 1 << 1,
 };
 
 /* A path's state as this node's disk holds it. */

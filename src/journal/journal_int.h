@@ -7,6 +7,7 @@
 
 #include "journal.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 
 enum journal_stmt_id {
@@ -39,6 +40,13 @@ struct journal {
 	char origin[JOURNAL_ORIGIN_MAX];
 	enum journal_strategy strategy;
 	int wal_fd;               /* for journal_sync, opened on first use */
+	/* Background checkpoints: a thread with its own connection. */
+	bool ckpt_running;
+	bool ckpt_stop;
+	pthread_t ckpt_thread;
+	pthread_mutex_t ckpt_lock;
+	pthread_cond_t ckpt_wake;
+	char *path;
 	uint64_t durable_seq;     /* own seqs up to here are on stable storage */
 	sqlite3_stmt *stmt[STMT_COUNT];
 };
