@@ -6,9 +6,8 @@
  * threads copy it out under the mutex and render from their copy, so the
  * lock is held only for a memcpy and the loop never waits on a slow
  * client.  Commands travel the other way through a small ring plus an
- * eventfd in semaphore-free mode: the fd stays readable exactly while the
- * ring is non-empty, because api_next_command drains the counter when it
- * takes the last command.
+ * eventfd counter that stays readable exactly while the ring is non-empty:
+ * api_next_command drains the counter when it takes the last command.
  */
 #include "api_int.h"
 #include "err.h"

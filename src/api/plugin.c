@@ -876,17 +876,16 @@ static void plugin_completed(void *cls, struct MHD_Connection *conn,
 
 /* ---- the socket -------------------------------------------------------- */
 
-static int plugin_errmsg(char **errmsg, const char *path, const char *why)
+/* *errmsg (malloc'd, the caller of api_new frees it) unless one is set. */
+static void plugin_errmsg(char **errmsg, const char *path, const char *why)
 {
 	size_t cap = strlen(path) + strlen(why) + 64;
 
-	if (errmsg && !*errmsg) {
-		*errmsg = malloc(cap);
-		if (*errmsg)
-			snprintf(*errmsg, cap, "cannot listen on %s: %s", path,
-				 why);
-	}
-	return 0;
+	if (!errmsg || *errmsg)
+		return;
+	*errmsg = malloc(cap);
+	if (*errmsg)
+		snprintf(*errmsg, cap, "cannot listen on %s: %s", path, why);
 }
 
 static int plugin_sockaddr(const char *path, struct sockaddr_un *sa)

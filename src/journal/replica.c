@@ -41,6 +41,7 @@
 struct head {
 	int64_t id;
 	char origin[JOURNAL_ORIGIN_MAX];
+	uint64_t seq;
 	uint64_t lamport;
 	int64_t wall_ns;
 	enum journal_op op;
@@ -393,11 +394,12 @@ static void head_from_row(sqlite3_stmt *s, struct head *h)
 		memcpy(h->hash, hash, CONTENT_HASH_LEN);
 	h->target = target ? strdup((const char *)target) : NULL;
 	h->mtime_ns = sqlite3_column_int64(s, 11);
+	h->seq = (uint64_t)sqlite3_column_int64(s, 12);
 }
 
 #define HEAD_COLUMNS \
 	"c.id, o.node || '@' || o.epoch, c.lamport, c.wall_ns, c.op, " \
-	"c.mode, c.uid, c.gid, c.size, c.hash, c.target, c.mtime_ns"
+	"c.mode, c.uid, c.gid, c.size, c.hash, c.target, c.mtime_ns, c.seq"
 
 /* Runs SQL (binding VOLUME and PATH) and reads up to MAX heads. */
 static int query_heads(struct journal *j, const char *sql, const char *volume,
@@ -889,6 +891,7 @@ static int conflict_report(struct conflict_walk *w, const char *volume,
 		distinct += !head_same(&h[i], &h[win]);
 		snprintf(v[i].ref.origin, sizeof(v[i].ref.origin), "%s",
 			 h[i].origin);
+		v[i].ref.seq = h[i].seq;
 		v[i].lamport = h[i].lamport;
 		v[i].wall_ns = h[i].wall_ns;
 		v[i].op = h[i].op;
@@ -918,7 +921,7 @@ static int load_bases_as_heads(struct journal *j, int64_t id, struct head *out,
 			       int *n)
 {
 	static const char sql[] =
-		"SELECT " HEAD_COLUMNS ", o.id, c.seq FROM bases b JOIN changes c "
+		"SELECT " HEAD_COLUMNS " FROM bases b JOIN changes c "
 		"ON c.origin = b.origin AND c.seq = b.seq JOIN origins o "
 		"ON o.id = c.origin WHERE b.change = ? ORDER BY c.origin, c.seq "
 		"LIMIT 64";

@@ -332,6 +332,7 @@ static int conflict_cb(void *arg, const struct journal_conflict *c)
 
 	cs->n++;
 	for (size_t i = 0; i < c->n_versions; i++) {
+		assert_true(c->versions[i].ref.seq > 0);
 		if (c->versions[i].winner) {
 			cs->winners++;
 			snprintf(cs->winner_origin, sizeof(cs->winner_origin),
