@@ -56,6 +56,11 @@ volume:
   root_path: "$STATE/demo$n/volumes"
 journal:
   path: "$STATE/demo$n/journal.db"
+api:
+  listen: "127.0.0.$n:$((PORT + 1))"
+  token_file: "$STATE/demo$n/api-token"
+plugin:
+  socket: "$STATE/demo$n/krakenfs.sock"
 YAML
 done
 

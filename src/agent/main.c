@@ -10,6 +10,7 @@
  * data on disk; the agent logs it and rescans after a pause, which records
  * again whatever the rolled-back batch held.
  */
+#include "api.h"
 #include "config.h"
 #include "err.h"
 #include "hist.h"
@@ -40,6 +41,7 @@ struct agent {
 	struct journal *journal;
 	struct watch *watch;
 	struct replicate *replicate;
+	struct api *api;
 	SSL_CTX *tls_server, *tls_client;
 	struct loop *loop;
 	int sigfd;
@@ -306,6 +308,45 @@ static void agent_store_peer_status(struct agent *a)
 	free(text);
 }
 
+/* What the API threads serve about this loop's state, once a second. */
+static void agent_publish(struct agent *a)
+{
+	struct replicate_peer_status st[API_PEERS_MAX];
+	struct api_snapshot *snap = calloc(1, sizeof(*snap));
+	struct watch_stats ws;
+	size_t n;
+
+	if (!snap)
+		return;
+	watch_stats(a->watch, &ws);
+	snap->published_ns = loop_now_ns();
+	snap->changes_recorded = ws.recorded;
+	snap->changes_applied = replicate_applied(a->replicate);
+	snap->jobs = replicate_backlog(a->replicate);
+	snap->commit_latency_us = a->commit_latency;
+	n = replicate_peers(a->replicate, st, API_PEERS_MAX);
+	for (size_t i = 0; i < n && i < API_PEERS_MAX; i++) {
+		struct api_peer *p = &snap->peers[snap->n_peers++];
+
+		_Static_assert(sizeof(p->id) == sizeof(st[i].id) &&
+			       sizeof(p->address) == sizeof(st[i].address),
+			       "peer status layouts differ");
+		memcpy(p->id, st[i].id, sizeof(p->id));
+		memcpy(p->address, st[i].address, sizeof(p->address));
+		p->connected = st[i].connected;
+		p->last_seen_ns = st[i].last_seen_ns;
+		p->lag_entries = st[i].lag_entries;
+		p->lag_bytes = st[i].lag_bytes;
+		p->behind_entries = st[i].behind_entries;
+		p->bytes_in = st[i].bytes_in;
+		p->bytes_out = st[i].bytes_out;
+		p->entries_in = st[i].entries_in;
+		p->entries_out = st[i].entries_out;
+	}
+	api_publish(a->api, snap);
+	free(snap);
+}
+
 static void agent_hook(void *arg)
 {
 	struct agent *a = arg;
@@ -313,9 +354,59 @@ static void agent_hook(void *arg)
 
 	if (a->replicate && now >= a->status_at) {
 		agent_store_peer_status(a);
+		if (a->api)
+			agent_publish(a);
 		a->status_at = now + 1000000000;
 	}
 	agent_turn(a, false);
+}
+
+static void agent_on_api_command(void *arg, uint32_t events)
+{
+	struct agent *a = arg;
+	enum api_command cmd;
+
+	(void)events;
+	while ((cmd = api_next_command(a->api)) != API_CMD_NONE) {
+		if (cmd == API_CMD_RESCAN) {
+			log_info("agent", "rescan requested through the API");
+			watch_request_scan(a->watch);
+		} else if (cmd == API_CMD_RESYNC && a->replicate) {
+			log_info("agent", "resync requested through the API");
+			replicate_resync(a->replicate);
+		}
+	}
+}
+
+static int agent_start_api(struct agent *a)
+{
+	const struct config *cfg = a->cfg;
+	struct api_options opt = {
+		.node_id = cfg->node_id,
+		.journal_path = cfg->journal_path,
+		.root = cfg->root_path,
+		.listen_host = cfg->api_host,
+		.listen_port = cfg->api_port,
+		.token_file = cfg->api_token_file,
+		.plugin_socket = cfg->plugin_socket,
+		.driver_name = cfg->driver_name,
+		.mount_wait_ms = 10000,
+	};
+	char *errmsg = NULL;
+	int err = api_new(&opt, &a->api, &errmsg);
+
+	if (err) {
+		log_error("agent", "%s", errmsg ? errmsg : kr_strerror(err));
+		free(errmsg);
+		return err;
+	}
+	agent_publish(a);
+	err = loop_add_fd(a->loop, api_command_fd(a->api), EPOLLIN,
+			  agent_on_api_command, a);
+	if (!err)
+		log_info("agent", "API on %s:%u, Docker plugin on %s",
+			 cfg->api_host, cfg->api_port, cfg->plugin_socket);
+	return err;
 }
 
 static int agent_setup_loop(struct agent *a)
@@ -475,6 +566,8 @@ static int agent_run(struct agent *a)
 		err = agent_initial_scan(a);
 	if (!err)
 		err = agent_start_replicate(a);
+	if (!err)
+		err = agent_start_api(a);
 	if (err)
 		return err;
 	if (journal_info(a->journal, &info) == 0)
@@ -490,6 +583,7 @@ static int agent_run(struct agent *a)
 
 static void agent_release(struct agent *a)
 {
+	api_free(a->api);
 	replicate_free(a->replicate);
 	tls_context_free(a->tls_server);
 	tls_context_free(a->tls_client);

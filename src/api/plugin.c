@@ -82,6 +82,7 @@
 #define PLUGIN_ID_MAX 256          /* Docker's mount IDs are 64 hex */
 #define PLUGIN_WAIT_DEFAULT_MS 10000
 #define PLUGIN_POLL_MS 50
+#define PLUGIN_THREADS 8
 #define PLUGIN_CONN_MAX 64
 #define PLUGIN_REMOVED_DIR ".krakenfs-removed"
 #define PLUGIN_MODULE "plugin"
@@ -1005,10 +1006,14 @@ static int plugin_listen(const char *path, int *fd, char **errmsg)
 
 static int plugin_serve(struct plugin *p, int fd, char **errmsg)
 {
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO;
+	/* A pool, not a thread per connection: a Mount waiting to catch up
+	 * holds one thread, the others keep answering; and a pool's threads
+	 * and wake-up descriptors all end with MHD_stop_daemon(). */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
 
 	p->daemon = MHD_start_daemon(flags, 0, NULL, NULL, plugin_handle, p,
+				     MHD_OPTION_THREAD_POOL_SIZE,
+				     (unsigned)PLUGIN_THREADS,
 				     MHD_OPTION_LISTEN_SOCKET, fd,
 				     MHD_OPTION_NOTIFY_COMPLETED,
 				     plugin_completed, p,

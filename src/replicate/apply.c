@@ -179,6 +179,17 @@ static int set_meta_fd(int fd, const struct journal_job *job)
 
 /* ---- metadata-only jobs ----------------------------------------------------- */
 
+/* The journal marks the job done; counted for metrics. */
+static int job_done(struct replicate *r, const struct journal_job *job,
+		    const struct stat *st)
+{
+	int err = journal_job_done(r->journal, job, st);
+
+	if (!err)
+		r->applied++;
+	return err;
+}
+
 static int done_at(struct replicate *r, const struct journal_job *job,
 		   int dirfd, const char *name)
 {
@@ -186,7 +197,7 @@ static int done_at(struct replicate *r, const struct journal_job *job,
 
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return -errno;
-	return journal_job_done(r->journal, job, &st);
+	return job_done(r, job, &st);
 }
 
 static int apply_volume(struct replicate *r, const struct journal_job *job)
@@ -207,7 +218,7 @@ static int apply_volume(struct replicate *r, const struct journal_job *job)
 			return -errno;
 		log_info("replicate", "volume %s removed by a peer; its data "
 			 "is kept in %s", job->volume, aside);
-		return journal_job_done(r->journal, job, NULL);
+		return job_done(r, job, NULL);
 	}
 	if (mkdir(full, job->mode & 07777) != 0 && errno != EEXIST)
 		return -errno;
@@ -215,7 +226,7 @@ static int apply_volume(struct replicate *r, const struct journal_job *job)
 		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return -ENOTDIR;
-	return journal_job_done(r->journal, job, &st);
+	return job_done(r, job, &st);
 }
 
 static int apply_mkdir(struct replicate *r, const struct journal_job *job,
@@ -277,16 +288,16 @@ static int apply_delete(struct replicate *r, const struct journal_job *job,
 	struct stat st;
 
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return journal_job_done(r->journal, job, NULL);
+		return job_done(r, job, NULL);
 	/* Only what the journal knows is deleted: a file written here and
 	 * not recorded yet stays, and the watcher records it. */
 	if (!disk_as_journal(r, dirfd, name, job)) {
 		diverged(r, job);
-		return journal_job_done(r->journal, job, NULL);
+		return job_done(r, job, NULL);
 	}
 	if (unlinkat(dirfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0)
 		return errno == ENOTEMPTY ? -EAGAIN : -errno;
-	return journal_job_done(r->journal, job, NULL);
+	return job_done(r, job, NULL);
 }
 
 /* A version whose content the disk already holds: only metadata moves. */
@@ -708,7 +719,7 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 	}
 	close(t->fd);
 	t->fd = -1;
-	if (journal_job_done(r->journal, &t->job, &st) != 0)
+	if (job_done(r, &t->job, &st) != 0)
 		t->failed = true;
 	else
 		t->done = true;

@@ -83,5 +83,10 @@ size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 		       size_t max);
 /* Jobs waiting for content or disk. */
 uint64_t replicate_backlog(struct replicate *r);
+/* Remote versions put on disk since start. */
+uint64_t replicate_applied(struct replicate *r);
+/* Drops every session so that each starts again with HELLO and a full
+ * exchange of version vectors. */
+void replicate_resync(struct replicate *r);
 
 #endif

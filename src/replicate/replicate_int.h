@@ -87,6 +87,7 @@ struct replicate {
 	struct bucket egress, ingress;
 	int64_t serve_at;         /* when the egress bucket refills enough */
 	uint64_t backlog;
+	uint64_t applied;         /* versions put on disk since start */
 };
 
 /* session.c */

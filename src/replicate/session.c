@@ -675,3 +675,19 @@ uint64_t replicate_backlog(struct replicate *r)
 {
 	return r->backlog;
 }
+
+uint64_t replicate_applied(struct replicate *r)
+{
+	return r->applied;
+}
+
+void replicate_resync(struct replicate *r)
+{
+	for (struct session *s = r->sessions; s; s = s->next)
+		session_close(s, "resync requested");
+	for (size_t i = 0; i < r->n_peers; i++) {
+		r->peers[i].backoff_ms = 0;
+		r->peers[i].next_dial_ns = 0;
+	}
+	r->kicked = true;
+}

@@ -52,6 +52,12 @@ write_config() {
     echo "  root_path: \"$root\""
     echo "journal:"
     echo "  path: \"$journal\""
+    # Every agent of a test run gets its own API port and plugin socket.
+    echo "api:"
+    echo "  listen: \"127.0.0.1:$((20000 + RANDOM % 20000))\""
+    echo "  token_file: \"$T/$node.token\""
+    echo "plugin:"
+    echo "  socket: \"$T/$node.sock\""
     for line in "$@"; do echo "$line"; done
   } > "$file"
 }
@@ -102,6 +108,11 @@ cluster_config() {
     echo "  root_path: \"$root\""
     echo "journal:"
     echo "  path: \"$journal\""
+    echo "api:"
+    echo "  listen: \"$ip:$((port + 1))\""
+    echo "  token_file: \"$T/$node.token\""
+    echo "plugin:"
+    echo "  socket: \"$T/$node.sock\""
     for line in "$@"; do echo "$line"; done
   } > "$file"
 }
