@@ -11,7 +11,7 @@ packages=(
   libmicrohttpd-dev
   libjansson-dev
   libcmocka-dev
-  jq procps psmisc
+  jq procps psmisc curl chromium
 )
 
 missing=()

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A running agent's REST API answers what kraken-journal would, guards its
+# admin calls with the token, exposes Prometheus metrics, and its dashboard
+# renders in a real headless Chromium with the peers and a fresh change,
+# without console errors.
+source "$(dirname "$0")/lib.sh"
+
+PORT=17907
+NODES=n1:127.0.0.1,n2:127.0.0.2
+for i in 1 2; do
+  mkdir -p "$T/n$i/volumes/web"
+  cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
+    "$T/n$i/volumes" "$T/n$i/journal.db"
+done
+echo "s3cret-token" > "$T/n1.token"
+chmod 600 "$T/n1.token"
+start_agent n1 "$T/n1.yaml"
+start_agent n2 "$T/n2.yaml"
+API=http://127.0.0.1:$((PORT + 1))
+wait_for 60 grep -q "peer n2 connected" "$T/n1.log" || fail "peers did not connect"
+echo "made during the test" > "$T/n2/volumes/web/fresh-change.txt"
+wait_for 60 test -f "$T/n1/volumes/web/fresh-change.txt" || fail "change did not replicate"
+sleep 1.2   # the loop publishes its snapshot once a second
+
+get() { curl -sS -o "$T/body" -w '%{http_code}' "$@"; }
+[ "$(get "$API/health")" = 200 ] && jq -e '.status == "ok"' "$T/body" >/dev/null || fail "/health: $(cat "$T/body")"
+[ "$(get "$API/v1/status")" = 200 ] || fail "/v1/status"
+jq -e '.node_id == "n1" and (.version_vector | length) >= 1 and (.uptime_s >= 0)' "$T/body" >/dev/null ||
+  fail "status fields: $(cat "$T/body")"
+jq -e '.peers[] | select(.node_id == "n2" and .connected == true and .lag_entries == 0)' "$T/body" >/dev/null ||
+  fail "peer n2 in status: $(cat "$T/body")"
+[ "$(get "$API/v1/journal?volume=web&limit=5")" = 200 ] || fail "/v1/journal"
+jq -e '.entries | map(.path) | index("fresh-change.txt") != null' "$T/body" >/dev/null ||
+  fail "journal via API lacks the change: $(cat "$T/body")"
+[ "$(get "$API/v1/volumes/web")" = 200 ] || fail "/v1/volumes/web"
+[ "$(get "$API/v1/volumes/nope")" = 404 ] && jq -e '.error' "$T/body" >/dev/null || fail "404 with a JSON body"
+[ "$(get "$API/v1/journal?limit=abc")" = 400 ] || fail "bad limit not a 400"
+pass "health, status with peers, journal, volumes, 404 and 400"
+
+[ "$(get "$API/metrics")" = 200 ] || fail "/metrics"
+grep -v '^#' "$T/body" | grep -v '^$' | grep -qvE '^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEinfNa]+$' &&
+  fail "a metrics line is not Prometheus text: $(grep -v '^#' "$T/body" | grep -vE '^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEinfNa]+$' | head -3)"
+grep -q '^krakenfs_peer_connected{peer="n2"} 1' "$T/body" || fail "peer gauge missing"
+grep -q '^krakenfs_commit_latency_seconds_count ' "$T/body" || fail "latency histogram missing"
+pass "/metrics is Prometheus text with peer and latency series"
+
+[ "$(get -X POST "$API/v1/admin/rescan")" = 401 ] || fail "admin without a token"
+[ "$(get -X POST -H 'Authorization: Bearer wrong' "$API/v1/admin/rescan")" = 401 ] || fail "admin with a wrong token"
+[ "$(get -X POST -H 'Authorization: Bearer s3cret-token' "$API/v1/admin/rescan")" = 202 ] || fail "admin rescan"
+wait_for 60 grep -q "rescan requested through the API" "$T/n1.log" || fail "rescan did not reach the agent"
+[ "$(get -X POST -H 'Authorization: Bearer s3cret-token' "$API/v1/admin/resync")" = 202 ] || fail "admin resync"
+wait_for 60 grep -q "resync requested through the API" "$T/n1.log" || fail "resync did not reach the agent"
+wait_for 60 sh -c "grep -c 'peer n2 connected' '$T/n1.log' | grep -q 2" || fail "no reconnection after resync"
+pass "admin calls: 401 without the token, 202 with it, and the agent acts"
+
+profile=$(mktemp -d "$T/chromium-XXXXXX")
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+  --disable-background-networking --disable-component-update --disable-sync \
+  --user-data-dir="$profile" --enable-logging=stderr --v=0 \
+  --virtual-time-budget=5000 --dump-dom "$API/" > "$T/dom.html" 2> "$T/chromium.log" ||
+  fail "chromium failed: $(tail -5 "$T/chromium.log")"
+grep -q "n2" "$T/dom.html" || fail "dashboard does not show the peer n2"
+grep -q "fresh-change.txt" "$T/dom.html" || fail "dashboard does not show the change made during the test"
+if grep -E "CONSOLE|Uncaught" "$T/chromium.log" | grep -qiE "error|uncaught"; then
+  fail "console errors: $(grep -E 'CONSOLE|Uncaught' "$T/chromium.log" | head -5)"
+fi
+pass "the dashboard renders in headless Chromium with the peer and the change, no console errors"
