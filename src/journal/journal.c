@@ -126,6 +126,40 @@ sqlite3_stmt *journal_stmt(struct journal *j, enum journal_stmt_id id)
 	return s;
 }
 
+int journal_prepare_cached(struct journal *j, const char *sql,
+			   sqlite3_stmt **out)
+{
+	int rc;
+
+	for (int i = 0; i < j->n_cache; i++) {
+		if (j->cache[i].sql == sql) {
+			*out = j->cache[i].stmt;
+			sqlite3_reset(*out);
+			sqlite3_clear_bindings(*out);
+			return SQLITE_OK;
+		}
+	}
+	*out = NULL;
+	/* The number of call sites is fixed: running out is a bug. */
+	if (j->n_cache == (int)(sizeof(j->cache) / sizeof(j->cache[0])))
+		return SQLITE_FULL;
+	rc = sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out,
+				NULL);
+	if (rc == SQLITE_OK) {
+		j->cache[j->n_cache].sql = sql;
+		j->cache[j->n_cache++].stmt = *out;
+	}
+	return rc;
+}
+
+void journal_stmt_done(sqlite3_stmt *s)
+{
+	if (s) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+}
+
 int journal_exec(struct journal *j, const char *sql)
 {
 	char *msg = NULL;
@@ -482,6 +516,8 @@ void journal_close(struct journal *j)
 	}
 	for (int i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(j->stmt[i]);
+	for (int i = 0; i < j->n_cache; i++)
+		sqlite3_finalize(j->cache[i].stmt);
 	sqlite3_close(j->db);
 	if (j->wal_fd >= 0)
 		close(j->wal_fd);

@@ -49,6 +49,13 @@ struct journal {
 	char *path;
 	uint64_t durable_seq;     /* own seqs up to here are on stable storage */
 	sqlite3_stmt *stmt[STMT_COUNT];
+	/* Statements of the replication code, prepared once: keyed by the
+	 * address of their (static) SQL text. */
+	struct {
+		const char *sql;
+		sqlite3_stmt *stmt;
+	} cache[64];
+	int n_cache;
 };
 
 /* SQLite result code to the project's vocabulary. */
@@ -68,6 +75,15 @@ int journal_append_merge(struct journal *j, const char *volume,
 			 const uint8_t *hash, const char *target);
 /* replica.c: recomputes what VOLUME/PATH must look like on disk. */
 int journal_retarget(struct journal *j, const char *volume, const char *path);
+/*
+ * A prepared statement for the static SQL text SQL, made once per
+ * connection and reused; returns an SQLite result code like
+ * sqlite3_prepare_v2().  Give it back with journal_stmt_done() (never
+ * finalize it).  SQL must have static storage.
+ */
+int journal_prepare_cached(struct journal *j, const char *sql,
+			   sqlite3_stmt **out);
+void journal_stmt_done(sqlite3_stmt *s);
 /* Runs SQL without results; 0 or KR_EDB (logged at debug level). */
 int journal_exec(struct journal *j, const char *sql);
 /* Fills C from a row in the column order of JOURNAL_CHANGE_COLUMNS, and

@@ -84,12 +84,11 @@ static int origin_id(struct journal *j, const char *origin, bool create,
 	*out = 0;
 	if (err)
 		return err;
-	err = journal_db_err(sqlite3_prepare_v2(j->db, create ?
+	err = journal_db_err(journal_prepare_cached(j, create ?
 		"INSERT INTO origins (node, epoch) VALUES (?1, ?2) "
 		"ON CONFLICT (node, epoch) DO UPDATE SET node = node "
 		"RETURNING id" :
-		"SELECT id FROM origins WHERE node = ?1 AND epoch = ?2",
-		-1, &s, NULL));
+		"SELECT id FROM origins WHERE node = ?1 AND epoch = ?2", &s));
 	if (err)
 		return err;
 	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
@@ -99,7 +98,7 @@ static int origin_id(struct journal *j, const char *origin, bool create,
 		*out = sqlite3_column_int64(s, 0);
 	else if (rc != SQLITE_DONE)
 		err = journal_db_err(rc);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
@@ -111,14 +110,14 @@ uint64_t journal_have(struct journal *j, const char *origin)
 
 	if (origin_id(j, origin, false, &id) || id == 0)
 		return 0;
-	if (sqlite3_prepare_v2(j->db, "SELECT coalesce(max(seq), 0) FROM "
-			       "changes WHERE origin = ?", -1, &s, NULL) ==
+	if (journal_prepare_cached(j, "SELECT coalesce(max(seq), 0) FROM "
+			       "changes WHERE origin = ?", &s) ==
 	    SQLITE_OK) {
 		sqlite3_bind_int64(s, 1, id);
 		if (sqlite3_step(s) == SQLITE_ROW)
 			have = (uint64_t)sqlite3_column_int64(s, 0);
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return have;
 }
 
@@ -132,16 +131,16 @@ int journal_range_bytes(struct journal *j, const char *origin, uint64_t after,
 	*out = 0;
 	if (err || id == 0)
 		return err;
-	err = journal_db_err(sqlite3_prepare_v2(j->db,
+	err = journal_db_err(journal_prepare_cached(j,
 		"SELECT coalesce(sum(size), 0) FROM changes WHERE origin = ? "
-		"AND seq > ? AND op = 1", -1, &s, NULL));
+		"AND seq > ? AND op = 1", &s));
 	if (!err) {
 		sqlite3_bind_int64(s, 1, id);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
 		if (sqlite3_step(s) == SQLITE_ROW)
 			*out = (uint64_t)sqlite3_column_int64(s, 0);
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
@@ -160,7 +159,7 @@ int journal_entries_since(struct journal *j, const char *origin,
 
 	if (ret || id == 0)
 		return ret;
-	ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	ret = journal_db_err(journal_prepare_cached(j, sql, &s));
 	if (ret)
 		return ret;
 	sqlite3_bind_int64(s, 1, id);
@@ -175,7 +174,7 @@ int journal_entries_since(struct journal *j, const char *origin,
 	}
 	if (ret == 0 && rc != SQLITE_DONE)
 		ret = journal_db_err(rc);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return ret;
 }
 
@@ -191,10 +190,10 @@ static int remote_insert(struct journal *j, struct remote_add *ra)
 {
 	const struct journal_change *c = ra->c;
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+	int err = journal_db_err(journal_prepare_cached(j,
 		"INSERT INTO changes (origin, seq, lamport, wall_ns, volume, "
 		"path, op, mode, uid, gid, size, mtime_ns, hash, target) "
-		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &s, NULL));
+		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &s));
 
 	if (err)
 		return err;
@@ -216,16 +215,16 @@ static int remote_insert(struct journal *j, struct remote_add *ra)
 		sqlite3_bind_text(s, 14, c->target, -1, SQLITE_STATIC);
 	err = journal_step_done(s);
 	ra->id = sqlite3_last_insert_rowid(j->db);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
 static int remote_bases(struct journal *j, struct remote_add *ra)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+	int err = journal_db_err(journal_prepare_cached(j,
 		"INSERT OR IGNORE INTO bases (change, origin, seq) "
-		"VALUES (?, ?, ?)", -1, &s, NULL));
+		"VALUES (?, ?, ?)", &s));
 
 	for (size_t i = 0; !err && i < ra->c->n_bases; i++) {
 		int64_t oid = 0;
@@ -239,7 +238,7 @@ static int remote_bases(struct journal *j, struct remote_add *ra)
 		sqlite3_bind_int64(s, 3, (sqlite3_int64)ra->c->bases[i].seq);
 		err = journal_step_done(s);
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
@@ -261,8 +260,7 @@ static int remote_heads(struct journal *j, struct remote_add *ra)
 	for (int i = 0; i < 2 && !err; i++) {
 		sqlite3_stmt *s = NULL;
 
-		err = journal_db_err(sqlite3_prepare_v2(j->db, sql[i], -1, &s,
-							NULL));
+		err = journal_db_err(journal_prepare_cached(j, sql[i], &s));
 		if (!err) {
 			sqlite3_bind_text(s, 1, ra->c->volume, -1, SQLITE_STATIC);
 			sqlite3_bind_text(s, 2, ra->c->path, -1, SQLITE_STATIC);
@@ -274,7 +272,7 @@ static int remote_heads(struct journal *j, struct remote_add *ra)
 			}
 			err = journal_step_done(s);
 		}
-		sqlite3_finalize(s);
+		journal_stmt_done(s);
 	}
 	return err;
 }
@@ -406,8 +404,7 @@ static int query_heads(struct journal *j, const char *sql, const char *volume,
 		       const char *path, struct head *out, int max, int *n)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+	int rc, err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	*n = 0;
 	if (err)
@@ -418,7 +415,7 @@ static int query_heads(struct journal *j, const char *sql, const char *volume,
 		head_from_row(s, &out[(*n)++]);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		err = journal_db_err(rc);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
@@ -457,12 +454,12 @@ static int job_set(struct journal *j, const char *volume, const char *path,
 		   int64_t change, const char *copy_of)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db,
+	int err = journal_db_err(journal_prepare_cached(j,
 		"INSERT INTO jobs (volume, path, change, copy_of) VALUES "
 		"(?1, ?2, ?3, ?4) ON CONFLICT (volume, path) DO UPDATE SET "
 		"change = excluded.change, copy_of = excluded.copy_of, "
 		"attempts = CASE WHEN change = excluded.change THEN attempts "
-		"ELSE 0 END", -1, &s, NULL));
+		"ELSE 0 END", &s));
 
 	if (err)
 		return err;
@@ -472,22 +469,22 @@ static int job_set(struct journal *j, const char *volume, const char *path,
 	if (copy_of)
 		sqlite3_bind_text(s, 4, copy_of, -1, SQLITE_STATIC);
 	err = journal_step_done(s);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
 static int job_clear(struct journal *j, const char *volume, const char *path)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"DELETE FROM jobs WHERE volume = ? AND path = ?", -1, &s, NULL));
+	int err = journal_db_err(journal_prepare_cached(j,
+		"DELETE FROM jobs WHERE volume = ? AND path = ?", &s));
 
 	if (err)
 		return err;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	err = journal_step_done(s);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
@@ -625,7 +622,7 @@ int journal_jobs(struct journal *j, struct journal_job *out, int max)
 		"THEN -length(jb.path) ELSE length(jb.path) END LIMIT ?";
 	sqlite3_stmt *s = NULL;
 	int n = 0;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	if (err)
 		return err;
@@ -658,7 +655,7 @@ int journal_jobs(struct journal *j, struct journal_job *out, int max)
 			 (const char *)sqlite3_column_text(s, 13));
 		jb->ref.seq = (uint64_t)sqlite3_column_int64(s, 14);
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return n;
 }
 
@@ -674,7 +671,7 @@ static int job_exec(struct journal *j, const char *sql,
 		    const struct journal_job *job)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	if (err)
 		return err;
@@ -682,7 +679,7 @@ static int job_exec(struct journal *j, const char *sql,
 	sqlite3_bind_text(s, 2, job->path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, job->change);
 	err = journal_step_done(s);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
@@ -765,13 +762,13 @@ int journal_job_defer(struct journal *j, const struct journal_job *job)
 int journal_job_count(struct journal *j, uint64_t *out)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT count(*) FROM jobs", -1, &s, NULL));
+	int err = journal_db_err(journal_prepare_cached(j,
+		"SELECT count(*) FROM jobs", &s));
 
 	*out = 0;
 	if (!err && sqlite3_step(s) == SQLITE_ROW)
 		*out = (uint64_t)sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
@@ -785,9 +782,8 @@ int journal_content_load(struct journal *j, const uint8_t *hash,
 	int rc, err;
 
 	memset(out, 0, sizeof(*out));
-	err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT size, n_chunks FROM contents WHERE hash = ?", -1, &s,
-		NULL));
+	err = journal_db_err(journal_prepare_cached(j,
+		"SELECT size, n_chunks FROM contents WHERE hash = ?", &s));
 	if (!err) {
 		sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
 		if (sqlite3_step(s) == SQLITE_ROW) {
@@ -795,7 +791,7 @@ int journal_content_load(struct journal *j, const uint8_t *hash,
 			n = sqlite3_column_int64(s, 1);
 		}
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	if (err || n < 0)
 		return err ? err : -ENOENT;
 	memcpy(out->hash, hash, CONTENT_HASH_LEN);
@@ -804,9 +800,9 @@ int journal_content_load(struct journal *j, const uint8_t *hash,
 		return -ENOMEM;
 	out->cap_chunks = (size_t)n + 1;
 	s = NULL;
-	err = journal_db_err(sqlite3_prepare_v2(j->db,
+	err = journal_db_err(journal_prepare_cached(j,
 		"SELECT chunk, offset, len FROM content_chunks WHERE content = ? "
-		"ORDER BY idx", -1, &s, NULL));
+		"ORDER BY idx", &s));
 	if (!err)
 		sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
 	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW &&
@@ -819,7 +815,7 @@ int journal_content_load(struct journal *j, const uint8_t *hash,
 		k->offset = (uint64_t)sqlite3_column_int64(s, 1);
 		k->len = (uint32_t)sqlite3_column_int64(s, 2);
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	if (!err && out->n_chunks != (size_t)n)
 		err = -ENOENT;
 	if (err)
@@ -844,7 +840,7 @@ int journal_chunk_source(struct journal *j, const uint8_t *hash,
 		"JOIN current cur ON cur.change = c.id "
 		"WHERE cc.chunk = ? AND c.mode != 0 LIMIT 1";
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	*path = NULL;
 	if (err)
@@ -859,7 +855,7 @@ int journal_chunk_source(struct journal *j, const uint8_t *hash,
 	} else {
 		err = -ENOENT;
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return err;
 }
 
@@ -926,7 +922,7 @@ static int load_bases_as_heads(struct journal *j, int64_t id, struct head *out,
 		"ON o.id = c.origin WHERE b.change = ? ORDER BY c.origin, c.seq "
 		"LIMIT 64";
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	*n = 0;
 	if (err)
@@ -934,7 +930,7 @@ static int load_bases_as_heads(struct journal *j, int64_t id, struct head *out,
 	sqlite3_bind_int64(s, 1, id);
 	while (sqlite3_step(s) == SQLITE_ROW && *n < HEADS_MAX)
 		head_from_row(s, &out[(*n)++]);
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	return 0;
 }
 
@@ -949,8 +945,8 @@ static int conflicts_resolved(struct conflict_walk *w, const char *volume)
 		"ORDER BY c.volume, c.path, c.id";
 	struct head *h = calloc(HEADS_MAX, sizeof(*h));
 	sqlite3_stmt *s = NULL;
-	int n, err = h ? journal_db_err(sqlite3_prepare_v2(w->j->db, sql, -1,
-							    &s, NULL)) : -ENOMEM;
+	int n, err = h ? journal_db_err(journal_prepare_cached(w->j, sql,
+							       &s)) : -ENOMEM;
 
 	if (!err && volume)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
@@ -974,7 +970,7 @@ static int conflicts_resolved(struct conflict_walk *w, const char *volume)
 					      sqlite3_column_int64(s, 5));
 		heads_release(h, n);
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	free(h);
 	return err;
 }
@@ -986,8 +982,8 @@ static int conflicts_open(struct conflict_walk *w, const char *volume)
 		"GROUP BY volume, path HAVING count(*) > 1";
 	struct head *h = calloc(HEADS_MAX, sizeof(*h));
 	sqlite3_stmt *s = NULL;
-	int n, err = h ? journal_db_err(sqlite3_prepare_v2(w->j->db, sql, -1,
-							    &s, NULL)) : -ENOMEM;
+	int n, err = h ? journal_db_err(journal_prepare_cached(w->j, sql,
+							       &s)) : -ENOMEM;
 
 	if (!err && volume)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
@@ -1000,7 +996,7 @@ static int conflicts_open(struct conflict_walk *w, const char *volume)
 			err = conflict_report(w, vol, path, h, n, NULL, 0);
 		heads_release(h, n);
 	}
-	sqlite3_finalize(s);
+	journal_stmt_done(s);
 	free(h);
 	return err;
 }
