@@ -48,6 +48,9 @@ write_config() {
     echo "  exclude_patterns: [\"*.tmp\"]"
     echo "sync:"
     echo "  node_id: \"$node\""
+    # A port of its own, so single-node tests can run side by side.
+    echo "  listen_address: \"127.0.0.1\""
+    echo "  p2p_port: $((20000 + RANDOM % 20000))"
     echo "volume:"
     echo "  root_path: \"$root\""
     echo "journal:"
@@ -63,15 +66,17 @@ write_config() {
 }
 
 # start_agent NAME CONFIG: runs the agent in the background, logging to
-# $T/NAME.log, and waits for its start-up scan to finish.
+# $T/NAME.log, and waits until it has started completely.
 start_agent() {
   local name=$1 cfg=$2
   "$AGENT" --config "$cfg" >>"$T/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   eval "PID_$name=$pid"
-  wait_for 30 grep -q "start-up scan" "$T/$name.log" ||
-    fail "agent $name did not finish its start-up scan"
+  # The last start-up line: journal, scan, peers and API are all up.
+  wait_for 60 grep -q "watching" "$T/$name.log" ||
+    fail "agent $name did not start"
+  kill -0 "$pid" 2>/dev/null || fail "agent $name exited during start-up"
 }
 
 # stop_agent NAME: SIGTERM and wait; fails unless it exits 0.

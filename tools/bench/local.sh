@@ -40,10 +40,17 @@ log:
   level: info
 sync:
   node_id: bench
+  listen_address: "127.0.0.1"
+  p2p_port: 18871
 volume:
   root_path: "$T/$1/volumes"
 journal:
   path: "$T/$1/journal.db"
+api:
+  listen: "127.0.0.1:18872"
+  token_file: "$T/$1/api-token"
+plugin:
+  socket: "$T/$1/krakenfs.sock"
 YAML
 }
 
