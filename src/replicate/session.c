@@ -573,6 +573,18 @@ void replicate_free(struct replicate *r)
 	free(r);
 }
 
+/* Sends what is queued; a failed connection is closed, an open one
+ * polled for whatever it waits on next. */
+static void session_flush(struct session *s)
+{
+	int err = conn_flush(s->conn);
+
+	if (err && err != -EAGAIN)
+		session_close(s, conn_last_error(s->conn));
+	else
+		session_update_poll(s);
+}
+
 static void session_heartbeat(struct session *s, int64_t now)
 {
 	struct wire_msg m = { .type = WIRE_PING };
@@ -584,10 +596,8 @@ static void session_heartbeat(struct session *s, int64_t now)
 	if (s->state == SESSION_OPEN && now - s->last_ping_ns > PEER_PING_NS) {
 		m.token = (uint64_t)now;
 		s->last_ping_ns = now;
-		if (session_send(s, &m) == 0 && conn_flush(s->conn) != -EAGAIN)
-			session_update_poll(s);
-		else
-			session_update_poll(s);
+		if (session_send(s, &m) == 0)
+			session_flush(s);
 	}
 }
 
@@ -610,10 +620,7 @@ void replicate_tick(struct replicate *r)
 			if (s->dead || s->state != SESSION_OPEN)
 				continue;
 			sync_pump(s);
-			if (conn_flush(s->conn) < 0 && conn_queued(s->conn) == 0)
-				session_close(s, conn_last_error(s->conn));
-			else
-				session_update_poll(s);
+			session_flush(s);
 		}
 		r->jobs_due = true;
 	}
@@ -624,10 +631,8 @@ void replicate_tick(struct replicate *r)
 				continue;
 			if (serve_queue(r, s) != 0)
 				session_close(s, "serving chunks failed");
-			else if (conn_flush(s->conn) != -EAGAIN)
-				session_update_poll(s);
 			else
-				session_update_poll(s);
+				session_flush(s);
 		}
 	}
 	apply_tick(r);
