@@ -666,9 +666,16 @@ static int64_t journal_current_change(struct journal *j, const char *volume,
 {
 	sqlite3_stmt *s = journal_stmt(j, STMT_CURRENT_REF);
 
+	int64_t id;
+
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	id = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	/* A statement left on a row keeps a read snapshot open; once another
+	 * connection (the API's) commits, that stale snapshot makes the next
+	 * BEGIN IMMEDIATE fail at once with SQLITE_BUSY. */
+	sqlite3_reset(s);
+	return id;
 }
 
 static int64_t journal_wall_ns(void)

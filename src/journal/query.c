@@ -43,12 +43,13 @@ int journal_lookup(struct journal *j, const char *volume, const char *path,
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		state_from_row(s, 0, out);
+	/* Never leave a row pending: see journal_current_change(). */
+	sqlite3_reset(s);
 	if (rc == SQLITE_DONE)
 		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return journal_db_err(rc);
-	state_from_row(s, 0, out);
-	return 0;
+	return rc == SQLITE_ROW ? 0 : journal_db_err(rc);
 }
 
 void journal_state_release(struct journal_state *s)

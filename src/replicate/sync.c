@@ -319,8 +319,13 @@ static int on_entries(struct session *s, const struct wire_entry_list *l)
 				 "hostile or malformed path '%s/%s'",
 				 w->ref.origin, (unsigned long long)w->ref.seq,
 				 p->id, w->volume, w->path);
-		else if (err != -EALREADY)
+		else if (err != -EALREADY) {
+			log_warn("replicate", "cannot add entry %s:%llu from %s "
+				 "(%s/%s): %s", w->ref.origin,
+				 (unsigned long long)w->ref.seq, p->id,
+				 w->volume, w->path, kr_strerror(err));
 			return err;
+		}
 		/* It holds this entry: never send it back. */
 		sent_raise(p, w->ref.origin, w->ref.seq);
 	}

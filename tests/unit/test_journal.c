@@ -482,6 +482,26 @@ static void test_mount_references(void **state)
 	journal_close(other);
 }
 
+/* The agent keeps writing after another connection (the API's) commits
+ * between its reads: no read may leave a stale snapshot behind. */
+static void test_writes_after_other_connection_commits(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *other = NULL;
+	struct journal_state st;
+
+	make_volume(f->j, "web");
+	put_text(f->j, "web", "a", "a");
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_int_equal(journal_lookup(f->j, "web", "a", &st), 0);
+	journal_state_release(&st);
+	assert_int_equal(journal_open(f->db, NULL, 0, &other, NULL), 0);
+	assert_int_equal(journal_mount_add(other, "web", "c1"), 0);
+	put_text(f->j, "web", "a", "b");
+	assert_int_equal(journal_flush(f->j), 0);
+	journal_close(other);
+}
+
 /*
  * A writer is killed with SIGKILL in the middle of a burst.  Every batch
  * it reported committed must be there, the half-written batch must be
@@ -566,6 +586,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_finds_gap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly_refuses_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mount_references, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writes_after_other_connection_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_during_burst, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
