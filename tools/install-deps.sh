@@ -11,7 +11,7 @@ packages=(
   libmicrohttpd-dev
   libjansson-dev
   libcmocka-dev
-  jq procps psmisc curl chromium
+  jq procps psmisc curl chromium docker.io busybox-static
 )
 
 missing=()
