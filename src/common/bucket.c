@@ -10,7 +10,12 @@ void bucket_init(struct bucket *b, uint64_t rate_bits, uint64_t burst)
 
 static void bucket_fill(struct bucket *b, int64_t now_ns)
 {
-	if (b->last_ns && now_ns > b->last_ns)
+	/* Callers may pass a time read a little earlier than another
+	 * caller's: the clock of the bucket never moves back, or the same
+	 * interval would be credited twice. */
+	if (now_ns <= b->last_ns)
+		return;
+	if (b->last_ns)
 		b->tokens += (double)b->rate * (double)(now_ns - b->last_ns) / 1e9;
 	if (b->tokens > (double)b->burst)
 		b->tokens = (double)b->burst;
@@ -28,6 +33,14 @@ bool bucket_take(struct bucket *b, uint64_t n, int64_t now_ns)
 		return false;
 	b->tokens -= (double)n;
 	return true;
+}
+
+void bucket_charge(struct bucket *b, uint64_t n, int64_t now_ns)
+{
+	if (b->rate == 0)
+		return;
+	bucket_fill(b, now_ns);
+	b->tokens -= (double)n;
 }
 
 int64_t bucket_wait_ns(struct bucket *b, uint64_t n, int64_t now_ns)

@@ -22,6 +22,11 @@ void bucket_init(struct bucket *b, uint64_t rate_bits, uint64_t burst);
 /* Takes N tokens if they are there now (NOW_NS monotonic). */
 bool bucket_take(struct bucket *b, uint64_t n, int64_t now_ns);
 
+/* Takes N tokens whether or not they are there, leaving the bucket in
+ * debt: for bytes already committed (a chunk read and about to be sent)
+ * after bucket_wait_ns() said to go ahead. */
+void bucket_charge(struct bucket *b, uint64_t n, int64_t now_ns);
+
 /* Nanoseconds until N tokens will be there; 0 when they are now. */
 int64_t bucket_wait_ns(struct bucket *b, uint64_t n, int64_t now_ns);
 

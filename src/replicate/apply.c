@@ -1095,7 +1095,9 @@ int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash)
 	    !chunk_verify(buf, len, hash))
 		goto send;   /* the file moved on: "not here" */
 	m.type = WIRE_CHUNK;
-	bucket_take(&r->egress, len, loop_now_ns());
+	/* Charged even past the tokens: a chunk larger than what is left
+	 * must not go out for free. */
+	bucket_charge(&r->egress, len, loop_now_ns());
 	memcpy(m.chunk.hash, hash, CONTENT_HASH_LEN);
 	m.chunk.len = len;
 	m.chunk.data = buf;

@@ -99,7 +99,9 @@ struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
 /* sync.c */
 void sync_on_hello(struct session *s, const struct wire_hello *h);
 int sync_on_frame(struct session *s, const struct wire_msg *m);
-void sync_pump(struct session *s);
+/* Queues entries the peer lacks; true when it stopped because the queue
+ * was full and more is waiting. */
+bool sync_pump(struct session *s);
 void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 	      uint64_t *bytes, uint64_t *behind);
 

@@ -328,13 +328,24 @@ static int session_step(struct session *s, uint32_t events)
 		err = session_step_handshake(s);
 	if (!err && !s->dead)
 		err = conn_read(s->conn);
-	if (!err && !s->dead) {
+	/*
+	 * Fill, flush, and fill again while the socket takes everything:
+	 * once the queue is empty no writable event comes, so stopping at
+	 * the queue's low-water mark with more to send would stall until
+	 * some other event (a ping, seconds later).
+	 */
+	for (int round = 0; !err && !s->dead && round < 1024; round++) {
+		bool more = false;
+
 		if (s->state == SESSION_OPEN) {
-			sync_pump(s);
+			more = sync_pump(s);
 			err = serve_queue(s->r, s);
+			more |= s->asked_n && !s->r->serve_at;
 		}
 		if (!err)
 			err = conn_flush(s->conn);
+		if (err || !more || conn_queued(s->conn) > 0)
+			break;
 	}
 	return err == -EAGAIN ? 0 : err;
 }

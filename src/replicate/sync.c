@@ -187,14 +187,15 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 	return 0;
 }
 
-void sync_pump(struct session *s)
+bool sync_pump(struct session *s)
 {
 	struct pump pu = { .s = s };
 	int err;
 
-	if (s->dead || s->state != SESSION_OPEN ||
-	    conn_queued(s->conn) > PEER_PUMP_LOW)
-		return;
+	if (s->dead || s->state != SESSION_OPEN)
+		return false;
+	if (conn_queued(s->conn) > PEER_PUMP_LOW)
+		return true;
 	err = journal_vector(s->r->journal, pump_origin, &pu);
 	if (!err)
 		err = pump_ship(&pu);
@@ -202,6 +203,7 @@ void sync_pump(struct session *s)
 	if (err && err != -ENOBUFS)
 		log_warn("replicate", "sending entries to %s: %s", s->peer->id,
 			 kr_strerror(err));
+	return pu.full;
 }
 
 struct lag {
