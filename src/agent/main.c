@@ -17,6 +17,7 @@
 #include "journal.h"
 #include "log.h"
 #include "loop.h"
+#include "notify.h"
 #include "path.h"
 #include "replicate.h"
 #include "tls.h"
@@ -26,6 +27,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,9 @@
 
 struct agent {
 	struct config *cfg;
+	const char *config_path;
+	bool config_explicit;      /* --config given: the file must exist */
+	bool level_forced;         /* --log-level given: reload keeps it */
 	struct journal *journal;
 	struct watch *watch;
 	struct replicate *replicate;
@@ -49,6 +54,8 @@ struct agent {
 	bool failing;
 	struct hist commit_latency; /* microseconds, event to commit */
 	int64_t status_at;          /* next peer-status write to the journal */
+	int64_t watchdog_ns;        /* ping interval asked by systemd, or 0 */
+	int64_t watchdog_at;
 };
 
 static void agent_usage(FILE *out)
@@ -72,7 +79,14 @@ static void agent_usage(FILE *out)
 		"  -h, --help                 this text\n"
 		"\n"
 		"Environment: NODE_ID and CLUSTER_NODES (id:host[:port],...)\n"
-		"override sync.node_id and sync.cluster_nodes.\n",
+		"override sync.node_id and sync.cluster_nodes.\n"
+		"\n"
+		"Signals: SIGTERM/SIGINT commit and stop; SIGHUP re-reads the\n"
+		"config (as POST /v1/admin/reload does) and applies the cluster's\n"
+		"nodes, bandwidth limits, conflict strategy and log level; other\n"
+		"keys are named in the log as needing a restart.  Under systemd\n"
+		"(Type=notify) it reports READY=1, RELOADING=1, STOPPING=1 and\n"
+		"answers the watchdog (WatchdogSec=).\n",
 		CONFIG_DEFAULT_PATH);
 }
 
@@ -185,6 +199,158 @@ static int agent_start_watch(struct agent *a)
 	return err;
 }
 
+/* The replicator's view of the other nodes in CFG.  Caller frees *OUT;
+ * the strings stay CFG's. */
+static int agent_peer_list(const struct config *cfg,
+			   struct replicate_peer_config **out, size_t *n)
+{
+	const struct config_peer *self = config_self(cfg);
+
+	*n = 0;
+	*out = calloc(cfg->n_peers + 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_peers; i++) {
+		if (&cfg->peers[i] == self)
+			continue;
+		(*out)[(*n)++] = (struct replicate_peer_config){
+			cfg->peers[i].id, cfg->peers[i].host, cfg->peers[i].port };
+	}
+	return 0;
+}
+
+static bool agent_str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+static bool agent_strv_differs(char *const *a, size_t na, char *const *b,
+			       size_t nb)
+{
+	if (na != nb)
+		return true;
+	for (size_t i = 0; i < na; i++)
+		if (agent_str_differs(a[i], b[i]))
+			return true;
+	return false;
+}
+
+/* Keys a running agent cannot take over: it names each changed one. */
+static void agent_reload_warn(const struct config *cur,
+			      const struct config *next)
+{
+	static const struct { const char *key; size_t off; } fixed[] = {
+		{ "sync.node_id", offsetof(struct config, node_id) },
+		{ "sync.cluster_id", offsetof(struct config, cluster_id) },
+		{ "sync.listen_address",
+		  offsetof(struct config, listen_address) },
+		{ "sync.tls.cert_file", offsetof(struct config, tls_cert_file) },
+		{ "sync.tls.key_file", offsetof(struct config, tls_key_file) },
+		{ "sync.tls.ca_file", offsetof(struct config, tls_ca_file) },
+		{ "volume.root_path", offsetof(struct config, root_path) },
+		{ "volume.driver_name", offsetof(struct config, driver_name) },
+		{ "journal.path", offsetof(struct config, journal_path) },
+		{ "api.listen", offsetof(struct config, api_host) },
+		{ "api.token_file", offsetof(struct config, api_token_file) },
+		{ "plugin.socket", offsetof(struct config, plugin_socket) },
+	};
+	const struct config_peer *s1 = config_self(cur), *s2 = config_self(next);
+	const char *changed[sizeof(fixed) / sizeof(fixed[0]) + 5];
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (agent_str_differs(*(char *const *)((const char *)cur +
+						       fixed[i].off),
+				      *(char *const *)((const char *)next +
+						       fixed[i].off)))
+			changed[n++] = fixed[i].key;
+	if (cur->api_port != next->api_port)
+		changed[n++] = "api.listen";
+	if (cur->tls_enable != next->tls_enable)
+		changed[n++] = "sync.tls.enable";
+	if ((s1 ? s1->port : cur->p2p_port) != (s2 ? s2->port : next->p2p_port))
+		changed[n++] = "sync.p2p_port";
+	if (agent_strv_differs(cur->watch_paths, cur->n_watch_paths,
+			       next->watch_paths, next->n_watch_paths))
+		changed[n++] = "filesystem.watch_paths";
+	if (agent_strv_differs(cur->exclude_patterns, cur->n_exclude_patterns,
+			       next->exclude_patterns,
+			       next->n_exclude_patterns))
+		changed[n++] = "filesystem.exclude_patterns";
+	for (size_t i = 0; i < n; i++)
+		log_warn("agent", "reload: %s changed; it takes effect when "
+			 "the agent restarts", changed[i]);
+}
+
+/* Moves what a reload applies from NEXT into the running config, so that
+ * a->cfg always says what is in effect; NEXT then holds the old values. */
+static void agent_reload_swap(struct config *cur, struct config *next)
+{
+	struct config_peer *peers = cur->peers;
+	size_t n_peers = cur->n_peers;
+
+	cur->peers = next->peers;
+	cur->n_peers = next->n_peers;
+	next->peers = peers;
+	next->n_peers = n_peers;
+	cur->log_level = next->log_level;
+	cur->bandwidth_enable = next->bandwidth_enable;
+	cur->egress_bits_per_sec = next->egress_bits_per_sec;
+	cur->ingress_bits_per_sec = next->ingress_bits_per_sec;
+	cur->strategy = next->strategy;
+	cur->conflict_timeout_ms = next->conflict_timeout_ms;
+}
+
+/*
+ * SIGHUP and POST /v1/admin/reload.  Applies the cluster's node list
+ * (peers added, removed or moved), bandwidth limits, the conflict
+ * strategy and the log level; other keys are reported as needing a
+ * restart.  A file with errors changes nothing.
+ */
+static int agent_reload(struct agent *a)
+{
+	struct replicate_peer_config *peers = NULL;
+	struct config *next = NULL;
+	size_t n = 0;
+	int err;
+
+	notify_send("RELOADING=1");
+	err = agent_load_config(a->config_path, a->config_explicit, &next);
+	if (err) {
+		log_error("agent", "reload: %s has errors (above); nothing "
+			  "was changed", a->config_path);
+		goto out;
+	}
+	agent_reload_warn(a->cfg, next);
+	if (getenv("CLUSTER_NODES") && *getenv("CLUSTER_NODES"))
+		log_warn("agent", "reload: CLUSTER_NODES in the agent's "
+			 "environment overrides sync.cluster_nodes of %s",
+			 a->config_path);
+	err = agent_peer_list(next, &peers, &n);
+	if (!err)
+		err = replicate_set_peers(a->replicate, peers, n);
+	if (err) {
+		log_error("agent", "reload: %s", kr_strerror(err));
+		goto out;
+	}
+	agent_reload_swap(a->cfg, next);
+	replicate_set_bandwidth(a->replicate,
+		a->cfg->bandwidth_enable ? a->cfg->egress_bits_per_sec : 0,
+		a->cfg->bandwidth_enable ? a->cfg->ingress_bits_per_sec : 0);
+	journal_set_strategy(a->journal,
+			     a->cfg->strategy == CONFIG_STRATEGY_LAMPORT ?
+			     JOURNAL_LAMPORT : JOURNAL_TIMESTAMP);
+	if (!a->level_forced)
+		log_set_level((enum log_level)a->cfg->log_level);
+	log_info("agent", "reload: %zu peers", n);
+	a->status_at = 0;          /* show the new peer list at once */
+out:
+	free(peers);
+	config_free(next);
+	notify_send("READY=1");
+	return err;
+}
+
 static void agent_on_signal(void *arg, uint32_t events)
 {
 	struct agent *a = arg;
@@ -193,13 +359,14 @@ static void agent_on_signal(void *arg, uint32_t events)
 	(void)events;
 	while (read(a->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			log_info("agent", "SIGHUP: configuration reload is not "
-				 "supported yet; restart the agent to apply "
-				 "changes");
+			log_info("agent", "SIGHUP: reloading %s",
+				 a->config_path);
+			agent_reload(a);
 			continue;
 		}
 		log_info("agent", "%s: committing and stopping",
 			 strsignal((int)si.ssi_signo));
+		notify_send("STOPPING=1");
 		loop_stop(a->loop);
 	}
 }
@@ -227,6 +394,8 @@ static int64_t agent_deadline(void *arg)
 		d = a->retry_at;
 	if (a->replicate && (d < 0 || a->status_at < d))
 		d = a->status_at;
+	if (a->watchdog_at && (d < 0 || a->watchdog_at < d))
+		d = a->watchdog_at;
 	return d;
 }
 
@@ -352,6 +521,10 @@ static void agent_hook(void *arg)
 	struct agent *a = arg;
 	int64_t now = loop_now_ns();
 
+	if (a->watchdog_at && now >= a->watchdog_at) {
+		notify_send("WATCHDOG=1");
+		a->watchdog_at = now + a->watchdog_ns;
+	}
 	if (a->replicate && now >= a->status_at) {
 		agent_store_peer_status(a);
 		if (a->api)
@@ -374,6 +547,9 @@ static void agent_on_api_command(void *arg, uint32_t events)
 		} else if (cmd == API_CMD_RESYNC && a->replicate) {
 			log_info("agent", "resync requested through the API");
 			replicate_resync(a->replicate);
+		} else if (cmd == API_CMD_RELOAD && a->replicate) {
+			log_info("agent", "reload requested through the API");
+			agent_reload(a);
 		}
 	}
 }
@@ -388,6 +564,9 @@ static int agent_start_api(struct agent *a)
 		.listen_host = cfg->api_host,
 		.listen_port = cfg->api_port,
 		.token_file = cfg->api_token_file,
+		.config_path = a->config_explicit ||
+			       access(a->config_path, F_OK) == 0 ?
+			       a->config_path : NULL,
 		.plugin_socket = cfg->plugin_socket,
 		.driver_name = cfg->driver_name,
 		.mount_wait_ms = 10000,
@@ -514,14 +693,11 @@ static int agent_start_replicate(struct agent *a)
 {
 	const struct config *cfg = a->cfg;
 	const struct config_peer *self = config_self(cfg);
-	struct replicate_peer_config *peers = calloc(cfg->n_peers + 1,
-						     sizeof(*peers));
 	struct replicate_options opt = {
 		.node_id = cfg->node_id,
 		.cluster_id = cfg->cluster_id,
 		.listen_address = cfg->listen_address,
 		.port = self ? self->port : cfg->p2p_port,
-		.peers = peers,
 		.root = cfg->root_path,
 		.diverged = agent_on_diverged,
 		.diverged_arg = a,
@@ -530,14 +706,12 @@ static int agent_start_replicate(struct agent *a)
 		.ingress_bits_per_sec = cfg->bandwidth_enable ?
 					cfg->ingress_bits_per_sec : 0,
 	};
-	int err = peers ? agent_tls(a) : -ENOMEM;
+	struct replicate_peer_config *peers = NULL;
+	int err = agent_peer_list(cfg, &peers, &opt.n_peers);
 
-	for (size_t i = 0; !err && i < cfg->n_peers; i++) {
-		if (&cfg->peers[i] == self)
-			continue;
-		peers[opt.n_peers++] = (struct replicate_peer_config){
-			cfg->peers[i].id, cfg->peers[i].host, cfg->peers[i].port };
-	}
+	if (!err)
+		err = agent_tls(a);
+	opt.peers = peers;
 	opt.tls_server = a->tls_server;
 	opt.tls_client = a->tls_client;
 	journal_set_strategy(a->journal, cfg->strategy == CONFIG_STRATEGY_LAMPORT ?
@@ -551,6 +725,30 @@ static int agent_start_replicate(struct agent *a)
 		log_error("agent", "starting replication: %s", kr_strerror(err));
 	free(peers);
 	return err;
+}
+
+/*
+ * Tells systemd (Type=notify) that the journal is open and the plugin
+ * socket listens, so docker.service, ordered after us, finds the driver.
+ * The watchdog is pinged from the loop's hook, at half the interval:
+ * a loop that stops turning stops the pings and gets the agent restarted.
+ */
+static void agent_notify_ready(struct agent *a)
+{
+	char status[200];
+	int err;
+
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=node %s, %zu peers",
+		 a->cfg->node_id, a->cfg->n_peers ? a->cfg->n_peers - 1 : 0);
+	err = notify_send(status);
+	if (err)
+		log_warn("agent", "cannot notify the service manager "
+			 "(NOTIFY_SOCKET): %s", kr_strerror(err));
+	a->watchdog_ns = notify_watchdog_ns() / 2;
+	a->watchdog_at = a->watchdog_ns ? loop_now_ns() + a->watchdog_ns : 0;
+	if (a->watchdog_ns)
+		log_info("agent", "systemd watchdog: pinging every %lld ms",
+			 (long long)(a->watchdog_ns / 1000000));
 }
 
 static int agent_run(struct agent *a)
@@ -574,6 +772,7 @@ static int agent_run(struct agent *a)
 		log_info("agent", "node %s (origin %s) watching %s, journal %s",
 			 a->cfg->node_id, info.origin, a->cfg->root_path,
 			 a->cfg->journal_path);
+	agent_notify_ready(a);
 	err = loop_run(a->loop);
 	if (!err)
 		err = agent_turn(a, true);
@@ -679,6 +878,9 @@ int main(int argc, char **argv)
 			"warn, info or debug, got '%s'\n", level_arg);
 		return 2;
 	}
+	a.config_path = config_path;
+	a.config_explicit = explicit;
+	a.level_forced = level_arg != NULL;
 	if (agent_load_config(config_path, explicit, &a.cfg) != 0)
 		return 1;
 	log_set_level(level_arg ? level : (enum log_level)a.cfg->log_level);

@@ -54,6 +54,7 @@ static int api_copy_options(struct api *a, const struct api_options *opt)
 	err = err ? err : api_dup(opt->root, &a->root);
 	err = err ? err : api_dup(opt->listen_host, &a->listen_host);
 	err = err ? err : api_dup(opt->token_file, &a->token_file);
+	err = err ? err : api_dup(opt->config_path, &a->config_path);
 	err = err ? err : api_dup(opt->plugin_socket, &a->plugin_socket);
 	err = err ? err : api_dup(opt->driver_name, &a->driver_name);
 	a->listen_port = opt->listen_port;
@@ -68,6 +69,7 @@ static void api_free_options(struct api *a)
 	free(a->root);
 	free(a->listen_host);
 	free(a->token_file);
+	free(a->config_path);
 	free(a->plugin_socket);
 	free(a->driver_name);
 }

@@ -9,7 +9,8 @@
  *     GET  /v1/journal?volume=&path=&origin=&since=&until=&op=&limit=&before=
  *     GET  /v1/conflicts
  *     GET  /metrics                Prometheus text format
- *     POST /v1/admin/resync, /v1/admin/rescan   Bearer token (api.token_file)
+ *     POST /v1/admin/resync, /v1/admin/rescan, /v1/admin/reload
+ *                                  Bearer token (api.token_file)
  *     GET  /                       the dashboard (one embedded page)
  *
  *   Docker VolumeDriver on plugin.socket (unix socket)
@@ -70,6 +71,7 @@ enum api_command {
 	API_CMD_NONE,
 	API_CMD_RESCAN,
 	API_CMD_RESYNC,
+	API_CMD_RELOAD,             /* the config file validated; re-read it */
 };
 
 struct api_options {
@@ -79,6 +81,8 @@ struct api_options {
 	const char *listen_host;     /* NULL: no REST server */
 	uint16_t listen_port;
 	const char *token_file;      /* admin token; missing: admin refused */
+	const char *config_path;     /* checked before a reload; NULL: the
+				      * agent runs on built-in defaults */
 	const char *plugin_socket;   /* NULL: no Docker plugin */
 	const char *driver_name;
 	unsigned mount_wait_ms;      /* Mount waits this long to catch up */

@@ -38,6 +38,7 @@ struct api {
 	char *listen_host;
 	uint16_t listen_port;
 	char *token_file;
+	char *config_path;
 	char *plugin_socket;
 	char *driver_name;
 	unsigned mount_wait_ms;

@@ -21,6 +21,7 @@
  */
 #include "api_int.h"
 #include "rest_render.h"
+#include "config.h"
 #include "err.h"
 #include "path.h"
 
@@ -462,21 +463,38 @@ static int rest_authorize(struct rest_call *c)
 	return ok ? 0 : MHD_HTTP_UNAUTHORIZED;
 }
 
-static enum MHD_Result rest_admin(struct rest_call *c, enum api_command cmd,
-				  const char *name)
+/* 0 when the caller holds the token, else the error response's result
+ * through *RESULT. */
+static int rest_admin_check(struct rest_call *c, enum MHD_Result *result)
 {
 	int code = rest_authorize(c);
 
 	if (code == MHD_HTTP_SERVICE_UNAVAILABLE)
-		return rest_error(c, code, "admin API disabled: create "
-				  "api.token_file");
-	if (code)
-		return rest_error(c, code, "missing or wrong bearer token");
+		*result = rest_error(c, code, "admin API disabled: create "
+				     "api.token_file");
+	else if (code)
+		*result = rest_error(c, code, "missing or wrong bearer token");
+	return code;
+}
+
+static enum MHD_Result rest_queue(struct rest_call *c, enum api_command cmd,
+				  const char *name)
+{
 	if (api_command_push(c->r->api, cmd))
 		return rest_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
 				  "command queue full, try again");
 	return rest_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "queued",
 							 name));
+}
+
+static enum MHD_Result rest_admin(struct rest_call *c, enum api_command cmd,
+				  const char *name)
+{
+	enum MHD_Result res;
+
+	if (rest_admin_check(c, &res))
+		return res;
+	return rest_queue(c, cmd, name);
 }
 
 static enum MHD_Result rest_post_resync(struct rest_call *c)
@@ -487,6 +505,50 @@ static enum MHD_Result rest_post_resync(struct rest_call *c)
 static enum MHD_Result rest_post_rescan(struct rest_call *c)
 {
 	return rest_admin(c, API_CMD_RESCAN, "rescan");
+}
+
+/* One line of diagnostics per array element. */
+static json_t *rest_lines(const char *text)
+{
+	json_t *a = json_array();
+
+	while (a && text && *text) {
+		size_t n = strcspn(text, "\n");
+
+		json_array_append_new(a, json_stringn(text, n));
+		text += n + (text[n] == '\n');
+	}
+	return a;
+}
+
+/*
+ * The file is validated here, on the HTTP thread, so that a bad edit is
+ * answered with its problems (400) instead of a line in the agent's log;
+ * the loop then reads it again and applies it.
+ */
+static enum MHD_Result rest_post_reload(struct rest_call *c)
+{
+	struct config_diag diag = { 0 };
+	struct config *cfg = NULL;
+	enum MHD_Result res;
+	int err;
+
+	if (rest_admin_check(c, &res))
+		return res;
+	err = config_load(c->r->api->config_path, getenv("NODE_ID"),
+			  getenv("CLUSTER_NODES"), &cfg, &diag);
+	config_free(cfg);
+	if (err) {
+		res = rest_json(c, MHD_HTTP_BAD_REQUEST,
+				json_pack("{s:s,s:o}", "error",
+					  "the configuration has errors; "
+					  "nothing was changed",
+					  "problems", rest_lines(diag.text)));
+		config_diag_release(&diag);
+		return res;
+	}
+	config_diag_release(&diag);
+	return rest_queue(c, API_CMD_RELOAD, "reload");
 }
 
 /* ---- routing --------------------------------------------------------- */
@@ -508,6 +570,7 @@ static const struct rest_route {
 	{ "/metrics", false, false, rest_get_metrics },
 	{ "/v1/admin/resync", false, true, rest_post_resync },
 	{ "/v1/admin/rescan", false, true, rest_post_rescan },
+	{ "/v1/admin/reload", false, true, rest_post_reload },
 };
 
 static bool rest_route_match(const struct rest_route *rt, const char *url)

@@ -417,14 +417,14 @@ static struct peer *pick_peer(struct replicate *r, struct transfer *t,
 
 		if (k == 0) {
 			for (size_t j = 0; j < r->n_peers; j++)
-				if (strlen(r->peers[j].id) == origin_len &&
-				    !strncmp(r->peers[j].id, t->job.ref.origin,
+				if (strlen(r->peers[j]->id) == origin_len &&
+				    !strncmp(r->peers[j]->id, t->job.ref.origin,
 					     origin_len))
 					i = j;
 			if (i == SIZE_MAX)
 				continue;
 		}
-		p = &r->peers[i];
+		p = r->peers[i];
 		if (!peer_may_have(p, t) || (i < 64 && (t->refused >> i) & 1))
 			continue;
 		candidate = true;
@@ -953,7 +953,7 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 void apply_on_not_here(struct replicate *r, struct peer *p,
 		       const uint8_t *hash)
 {
-	size_t idx = (size_t)(p - r->peers);
+	size_t idx = p->slot;
 	uint64_t bit = idx < 64 ? 1ull << idx : 0;
 
 	for (struct transfer *t = r->transfers; t; t = t->next) {
@@ -989,6 +989,22 @@ void apply_peer_gone(struct replicate *r, struct peer *p)
 		for (size_t i = 0; t->got && i < t->list.n_chunks; i++)
 			if (t->got[i] == 1)
 				t->got[i] = 0;
+		t->next_ask = 0;
+	}
+}
+
+void apply_peer_removed(struct replicate *r, struct peer *p)
+{
+	apply_peer_gone(r, p);
+	for (struct transfer *t = r->transfers; t; t = t->next)
+		if (t->list_from == p)
+			t->list_from = NULL;
+}
+
+void apply_peers_renumbered(struct replicate *r)
+{
+	for (struct transfer *t = r->transfers; t; t = t->next) {
+		t->refused = 0;
 		t->next_ask = 0;
 	}
 }

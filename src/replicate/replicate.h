@@ -70,6 +70,18 @@ int replicate_new(struct journal *j, struct loop *loop,
 		  const struct replicate_options *opt, struct replicate **out);
 void replicate_free(struct replicate *r);
 
+/* Replaces the set of peers (the other nodes) on a configuration reload:
+ * new ids are dialled or accepted, removed ids are disconnected and
+ * refused from then on, a changed address is redialled.  State of kept
+ * peers (what they hold, counters) survives.  0 or -ENOMEM, in which case
+ * nothing changed. */
+int replicate_set_peers(struct replicate *r,
+			const struct replicate_peer_config *peers, size_t n);
+
+/* Bits per second, 0 for no limit; takes effect at once. */
+void replicate_set_bandwidth(struct replicate *r, uint64_t egress_bps,
+			     uint64_t ingress_bps);
+
 /* After a journal commit: announce new entries, look for new jobs. */
 void replicate_kick(struct replicate *r);
 

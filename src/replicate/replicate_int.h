@@ -49,6 +49,7 @@ struct session {
 };
 
 struct peer {
+	size_t slot;              /* index in replicate.peers */
 	char id[65];
 	char host[256];
 	uint16_t port;
@@ -72,7 +73,7 @@ struct replicate {
 	char *root;
 	int listen_fd;
 	SSL_CTX *tls_server, *tls_client;
-	struct peer *peers;
+	struct peer **peers;      /* stable addresses: sessions point here */
 	size_t n_peers;
 	struct session *sessions;
 	void (*diverged)(void *arg, const char *volume, const char *path);
@@ -114,6 +115,10 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 void apply_on_not_here(struct replicate *r, struct peer *p,
 		       const uint8_t *hash);
 void apply_peer_gone(struct replicate *r, struct peer *p);
+/* P leaves the cluster and is about to be freed. */
+void apply_peer_removed(struct replicate *r, struct peer *p);
+/* Peer slots were renumbered. */
+void apply_peers_renumbered(struct replicate *r);
 void apply_free(struct replicate *r);
 int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash);
 int serve_queue(struct replicate *r, struct session *s);

@@ -46,8 +46,8 @@ static int64_t wall_ns(void)
 struct peer *replicate_peer_by_id(struct replicate *r, const char *id)
 {
 	for (size_t i = 0; i < r->n_peers; i++)
-		if (strcmp(r->peers[i].id, id) == 0)
-			return &r->peers[i];
+		if (strcmp(r->peers[i]->id, id) == 0)
+			return r->peers[i];
 	return NULL;
 }
 
@@ -509,24 +509,117 @@ static int replicate_listen(struct replicate *r, const char *address,
 			   r);
 }
 
-static int replicate_add_peers(struct replicate *r,
-			       const struct replicate_options *opt)
+static void peer_set_address(struct peer *p,
+			     const struct replicate_peer_config *c)
 {
-	r->peers = calloc(opt->n_peers ? opt->n_peers : 1, sizeof(*r->peers));
-	if (!r->peers)
-		return -ENOMEM;
-	for (size_t i = 0; i < opt->n_peers; i++) {
-		struct peer *p = &r->peers[r->n_peers++];
+	snprintf(p->host, sizeof(p->host), "%s", c->host);
+	p->port = c->port;
+	snprintf(p->stats.address, sizeof(p->stats.address), "%s:%u",
+		 p->host, p->port);
+}
 
-		snprintf(p->id, sizeof(p->id), "%s", opt->peers[i].id);
-		snprintf(p->host, sizeof(p->host), "%s", opt->peers[i].host);
-		p->port = opt->peers[i].port;
-		p->dial = strcmp(r->node_id, p->id) < 0;
-		snprintf(p->stats.id, sizeof(p->stats.id), "%s", p->id);
-		snprintf(p->stats.address, sizeof(p->stats.address), "%s:%u",
-			 p->host, p->port);
+static struct peer *peer_new(struct replicate *r,
+			     const struct replicate_peer_config *c)
+{
+	struct peer *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	snprintf(p->id, sizeof(p->id), "%s", c->id);
+	snprintf(p->stats.id, sizeof(p->stats.id), "%s", p->id);
+	p->dial = strcmp(r->node_id, p->id) < 0;
+	peer_set_address(p, c);
+	return p;
+}
+
+static void peer_free(struct peer *p)
+{
+	strmap_free_values(&p->sent);
+	free(p);
+}
+
+/* Closes every session bound to P (the open one, and replaced ones not
+ * reaped yet) and forgets P in transfers, before P is freed. */
+static void peer_remove(struct replicate *r, struct peer *p)
+{
+	for (struct session *s = r->sessions; s; s = s->next) {
+		if (s->peer != p)
+			continue;
+		session_close(s, "removed from the cluster");
+		s->peer = NULL;
 	}
-	return 0;
+	apply_peer_removed(r, p);
+	log_info("replicate", "peer %s removed from the cluster", p->id);
+	peer_free(p);
+}
+
+static bool peer_listed(const struct peer *p,
+			const struct replicate_peer_config *cfg, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(cfg[i].id, p->id) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Two phases so that a failed allocation changes nothing: first every
+ * peer of the new list is found or made, then old peers missing from it
+ * are removed and the list is swapped in.  Slots are renumbered, so
+ * per-slot transfer state ("peer i refused") is reset.
+ */
+int replicate_set_peers(struct replicate *r,
+			const struct replicate_peer_config *cfg, size_t n)
+{
+	struct peer **next = calloc(n ? n : 1, sizeof(*next));
+	bool *made = calloc(n ? n : 1, sizeof(*made));
+	int err = next && made ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !err && i < n; i++) {
+		next[i] = replicate_peer_by_id(r, cfg[i].id);
+		if (!next[i]) {
+			next[i] = peer_new(r, &cfg[i]);
+			made[i] = true;
+			err = next[i] ? 0 : -ENOMEM;
+		}
+	}
+	if (err) {
+		for (size_t i = 0; next && made && i < n; i++)
+			if (made[i] && next[i])
+				peer_free(next[i]);
+		goto out;
+	}
+	for (size_t i = 0; i < r->n_peers; i++)
+		if (!peer_listed(r->peers[i], cfg, n))
+			peer_remove(r, r->peers[i]);
+	for (size_t i = 0; i < n; i++) {
+		struct peer *p = next[i];
+
+		p->slot = i;
+		if (made[i] && r->listen_fd >= 0) {
+			log_info("replicate", "peer %s added at %s:%u", p->id,
+				 cfg[i].host, cfg[i].port);
+		} else if (!made[i] && (strcmp(p->host, cfg[i].host) ||
+					p->port != cfg[i].port)) {
+			log_info("replicate", "peer %s moves to %s:%u", p->id,
+				 cfg[i].host, cfg[i].port);
+			peer_set_address(p, &cfg[i]);
+			if (p->session)
+				session_close(p->session, "address changed");
+			p->backoff_ms = 0;
+			p->next_dial_ns = 0;
+		}
+	}
+	free(r->peers);
+	r->peers = next;
+	r->n_peers = n;
+	next = NULL;
+	apply_peers_renumbered(r);
+	r->kicked = true;
+out:
+	free(next);
+	free(made);
+	return err;
 }
 
 int replicate_new(struct journal *j, struct loop *loop,
@@ -548,13 +641,11 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->kicked = true;
 	snprintf(r->node_id, sizeof(r->node_id), "%s", opt->node_id);
 	snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", opt->cluster_id);
-	/* One second of traffic, and at least a few chunks, as burst. */
-	bucket_init(&r->egress, opt->egress_bits_per_sec,
-		    opt->egress_bits_per_sec / 8 + (4u << 20));
-	bucket_init(&r->ingress, opt->ingress_bits_per_sec,
-		    opt->ingress_bits_per_sec / 8 + (4u << 20));
+	replicate_set_bandwidth(r, opt->egress_bits_per_sec,
+				opt->ingress_bits_per_sec);
 	r->root = strdup(opt->root);
-	err = r->root ? replicate_add_peers(r, opt) : -ENOMEM;
+	err = r->root ? replicate_set_peers(r, opt->peers, opt->n_peers) :
+			-ENOMEM;
 	if (!err)
 		err = replicate_listen(r, opt->listen_address, opt->port);
 	if (err) {
@@ -574,7 +665,7 @@ void replicate_free(struct replicate *r)
 	sessions_reap(r);
 	apply_free(r);
 	for (size_t i = 0; i < r->n_peers; i++)
-		strmap_free_values(&r->peers[i].sent);
+		peer_free(r->peers[i]);
 	free(r->peers);
 	if (r->listen_fd >= 0) {
 		loop_del_fd(r->loop, r->listen_fd);
@@ -617,7 +708,7 @@ void replicate_tick(struct replicate *r)
 	int64_t now = loop_now_ns();
 
 	for (size_t i = 0; i < r->n_peers; i++) {
-		struct peer *p = &r->peers[i];
+		struct peer *p = r->peers[i];
 
 		if (p->dial && !p->session && now >= p->next_dial_ns)
 			peer_dial(r, p);
@@ -650,6 +741,14 @@ void replicate_tick(struct replicate *r)
 	sessions_reap(r);
 }
 
+void replicate_set_bandwidth(struct replicate *r, uint64_t egress_bps,
+			     uint64_t ingress_bps)
+{
+	/* One second of traffic, and at least a few chunks, as burst. */
+	bucket_init(&r->egress, egress_bps, egress_bps / 8 + (4u << 20));
+	bucket_init(&r->ingress, ingress_bps, ingress_bps / 8 + (4u << 20));
+}
+
 void replicate_kick(struct replicate *r)
 {
 	r->kicked = true;
@@ -664,9 +763,9 @@ int64_t replicate_next_deadline(struct replicate *r)
 	if (r->jobs_due)
 		d = r->last_jobs_ns + 10000000;
 	for (size_t i = 0; i < r->n_peers; i++)
-		if (r->peers[i].dial && !r->peers[i].session &&
-		    r->peers[i].next_dial_ns < d)
-			d = r->peers[i].next_dial_ns;
+		if (r->peers[i]->dial && !r->peers[i]->session &&
+		    r->peers[i]->next_dial_ns < d)
+			d = r->peers[i]->next_dial_ns;
 	if (r->next_jobs_ns && r->next_jobs_ns < d)
 		d = r->next_jobs_ns;
 	if (r->serve_at && r->serve_at < d)
@@ -678,7 +777,7 @@ size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 		       size_t max)
 {
 	for (size_t i = 0; i < r->n_peers && i < max; i++) {
-		struct peer *p = &r->peers[i];
+		struct peer *p = r->peers[i];
 
 		sync_lag(r, p, &p->stats.lag_entries, &p->stats.lag_bytes,
 			 &p->stats.behind_entries);
@@ -702,8 +801,8 @@ void replicate_resync(struct replicate *r)
 	for (struct session *s = r->sessions; s; s = s->next)
 		session_close(s, "resync requested");
 	for (size_t i = 0; i < r->n_peers; i++) {
-		r->peers[i].backoff_ms = 0;
-		r->peers[i].next_dial_ns = 0;
+		r->peers[i]->backoff_ms = 0;
+		r->peers[i]->next_dial_ns = 0;
 	}
 	r->kicked = true;
 }
