@@ -59,6 +59,8 @@ static int api_copy_options(struct api *a, const struct api_options *opt)
 	err = err ? err : api_dup(opt->driver_name, &a->driver_name);
 	a->listen_port = opt->listen_port;
 	a->mount_wait_ms = opt->mount_wait_ms;
+	a->mount_grace_ms = opt->mount_grace_ms ? opt->mount_grace_ms :
+			    API_MOUNT_GRACE_MS;
 	return err;
 }
 
@@ -116,6 +118,9 @@ int api_new(const struct api_options *opt, struct api **out, char **errmsg)
 			goto out;
 	}
 	err = plugin_start(a, errmsg);
+	/* Containers that stopped while the agent was down. */
+	if (!err && a->plugin)
+		plugin_reconcile(a, NULL);
 out:
 	if (err) {
 		api_free(a);

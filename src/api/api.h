@@ -40,6 +40,9 @@
 struct api;
 
 #define API_PEERS_MAX 64
+/* Docker bind-mounts a volume right after Mount answers; ten seconds
+ * covers a slow container start with a wide margin. */
+#define API_MOUNT_GRACE_MS 10000
 
 struct api_peer {
 	char id[65];
@@ -86,6 +89,9 @@ struct api_options {
 	const char *plugin_socket;   /* NULL: no Docker plugin */
 	const char *driver_name;
 	unsigned mount_wait_ms;      /* Mount waits this long to catch up */
+	unsigned mount_grace_ms;     /* a mount reference is trusted this
+				      * long without a matching mount;
+				      * 0: API_MOUNT_GRACE_MS */
 };
 
 /*

@@ -42,6 +42,7 @@ struct api {
 	char *plugin_socket;
 	char *driver_name;
 	unsigned mount_wait_ms;
+	unsigned mount_grace_ms;
 
 	int64_t started_ns;          /* CLOCK_MONOTONIC at api_new */
 
@@ -99,6 +100,12 @@ typedef bool (*plugin_mount_gone_fn)(void *arg, const char *volume,
  * negative code. */
 int plugin_reconcile_mounts(struct api *a, plugin_mount_gone_fn gone,
 			    void *arg);
+
+/* The reconciliation the plugin itself uses: drops references to VOLUME
+ * (NULL: every volume) older than mount_grace_ms whose directory no
+ * mount namespace on this host has mounted.  Logs what it dropped;
+ * returns plugin_reconcile_mounts' result. */
+int plugin_reconcile(struct api *a, const char *volume);
 
 /* ---- end of plugin block ---------------------------------------------- */
 

@@ -27,9 +27,15 @@
  *    it and later create a "local" volume of the same name over it.  Get
  *    therefore never fails for an existing volume: whatever goes wrong
  *    is reported inside a degraded Status instead.
- *  - Unmount can be lost (dockerd killed), so mount references live in
- *    the journal's mounts table, survive restarts, and can be dropped by
- *    plugin_reconcile_mounts; a repeated Unmount is not an error.
+ *  - Unmount can be lost (dockerd killed, or the agent down when a
+ *    container stopped), so mount references live in the journal's
+ *    mounts table and survive restarts.  They are reconciled with the
+ *    truth, the bind mounts of the volume's directory that exist in any
+ *    mount namespace (mountinfo.h): at start-up for every volume, and on
+ *    Remove for that volume, so a lost Unmount never makes a volume
+ *    impossible to remove.  A reference younger than mount_grace_ms is
+ *    kept: Docker mounts the directory only after Mount has answered.
+ *    A repeated Unmount is not an error.
  *  - dockerd waits up to 15 s for an absent plugin socket; the agent is
  *    started before docker, so the socket must be there early and a
  *    stale one from a killed agent is replaced at once.
@@ -59,6 +65,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "mountinfo.h"
 #include "path.h"
 
 #include <dirent.h>
@@ -352,6 +359,7 @@ static json_t *plugin_remove(struct plugin *p, json_t *req)
 		return ans;
 	if (plugin_volume_dir(p, name, dir, sizeof(dir)) != 0)
 		return plugin_err("volume path for %s is too long", name);
+	plugin_reconcile(p->api, name);
 	pthread_mutex_lock(&p->lock);
 	err = plugin_exists(p, name, &on_disk);
 	if (err == 0) {
@@ -373,7 +381,8 @@ static json_t *plugin_remove(struct plugin *p, json_t *req)
 	}
 	if (mounts) {
 		ans = plugin_err("volume %s is in use by %" PRIu64 " mounts on "
-				 "this node", name, mounts);
+				 "this node; stop the containers using it "
+				 "first", name, mounts);
 		goto out;
 	}
 	err = plugin_move_aside(p, name, dir);
@@ -500,6 +509,7 @@ static json_t *plugin_path(struct plugin *p, json_t *req)
 		return ans;
 	if (plugin_volume_dir(p, name, dir, sizeof(dir)) != 0)
 		return plugin_err("volume path for %s is too long", name);
+	plugin_reconcile(p->api, name);
 	pthread_mutex_lock(&p->lock);
 	err = plugin_exists(p, name, &on_disk);
 	pthread_mutex_unlock(&p->lock);
@@ -1164,4 +1174,63 @@ int plugin_reconcile_mounts(struct api *a, plugin_mount_gone_fn gone,
 out:
 	free(refs.v);
 	return err ? err : dropped;
+}
+
+struct plugin_gone {
+	struct plugin *p;
+	const char *only;          /* one volume, or NULL for all */
+	int64_t now_ns;            /* wall clock */
+};
+
+static int64_t plugin_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A reference is gone when it is old enough and no namespace mounts the
+ * volume's directory.  Any doubt (no /proc view, odd filesystem) keeps
+ * it: a refused Remove is recoverable, a volume moved away under a
+ * running container is not. */
+static bool plugin_mount_gone(void *arg, const char *volume, const char *id,
+			      int64_t created_ns)
+{
+	struct plugin_gone *g = arg;
+	char dir[PATH_MAX];
+	bool used = true;
+	int err;
+
+	(void)id;
+	if (g->only && strcmp(g->only, volume) != 0)
+		return false;
+	if (g->now_ns - created_ns < (int64_t)g->p->api->mount_grace_ms *
+				     1000000)
+		return false;
+	if (plugin_volume_dir(g->p, volume, dir, sizeof(dir)) != 0)
+		return false;
+	err = mountinfo_dir_in_use(dir, &used);
+	if (err && err != -ENOTSUP)
+		log_debug("plugin", "cannot tell whether %s is mounted: %s",
+			  dir, kr_strerror(err));
+	return err == 0 && !used;
+}
+
+int plugin_reconcile(struct api *a, const char *volume)
+{
+	struct plugin_gone g = { a->plugin, volume, plugin_wall_ns() };
+	int n;
+
+	if (!g.p)
+		return -ENOTCONN;
+	n = plugin_reconcile_mounts(a, plugin_mount_gone, &g);
+	if (n > 0)
+		log_info("plugin", "dropped %d mount reference%s of %s that no "
+			 "container holds any more (a lost Unmount)", n,
+			 n == 1 ? "" : "s", volume ? volume : "any volume");
+	else if (n < 0)
+		log_warn("plugin", "reconciling mount references: %s",
+			 kr_strerror(n));
+	return n;
 }

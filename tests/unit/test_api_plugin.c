@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -198,10 +200,11 @@ static uint64_t mounts_of(const char *volume)
 	return n;
 }
 
-static int start_api(const char *path, unsigned wait_ms, struct api **out,
-		     char **errmsg)
+static int start_api_grace(const char *path, unsigned wait_ms,
+			   unsigned grace_ms, struct api **out, char **errmsg)
 {
 	struct api_options o = {
+		.mount_grace_ms = grace_ms,
 		.node_id = NODE,
 		.journal_path = jpath,
 		.root = root,
@@ -213,6 +216,12 @@ static int start_api(const char *path, unsigned wait_ms, struct api **out,
 	return api_new(&o, out, errmsg);
 }
 
+static int start_api(const char *path, unsigned wait_ms, struct api **out,
+		     char **errmsg)
+{
+	return start_api_grace(path, wait_ms, 0, out, errmsg);
+}
+
 static int group_setup(void **state)
 {
 	const char *base = getenv("TMPDIR");
@@ -221,6 +230,13 @@ static int group_setup(void **state)
 
 	(void)state;
 	log_set_level(LOG_ERROR);
+	/* The bind mounts of test_reconcile_on_remove stay in here. */
+	if (unshare(CLONE_NEWNS) != 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		fprintf(stderr, "test_api_plugin needs root: %s\n",
+			strerror(errno));
+		return -1;
+	}
 	snprintf(tmpdir, sizeof(tmpdir), "%s/test_api_plugin.XXXXXX",
 		 base && *base ? base : "/tmp");
 	if (!mkdtemp(tmpdir))
@@ -639,6 +655,42 @@ static void test_reconcile(void **state)
 		   "in use by 1 mounts");
 }
 
+/*
+ * A lost Unmount: the reference stays, but Remove checks the truth (is
+ * the directory mounted anywhere?) and drops references no container
+ * holds.  A second plugin with a 1 ms grace period stands in for one
+ * whose references are old.
+ */
+static void test_reconcile_on_remove(void **state)
+{
+	char saved[sizeof(sock)], dir[700], target[700], *errmsg = NULL;
+	struct api *a2 = NULL;
+
+	(void)state;
+	memcpy(saved, sock, sizeof(sock));
+	snprintf(sock, sizeof(sock), "%s/grace.sock", tmpdir);
+	snprintf(target, sizeof(target), "%s/container-view", tmpdir);
+	assert_int_equal(mkdir(target, 0755), 0);
+	assert_int_equal(start_api_grace(sock, 300, 1, &a2, &errmsg), 0);
+	publish_caught_up(a2);
+	expect_ok("/VolumeDriver.Create", "{\"Name\":\"held\"}");
+	expect_ok("/VolumeDriver.Mount", "{\"Name\":\"held\",\"ID\":\"c1\"}");
+	vol_path(dir, sizeof(dir), "held");
+	/* What Docker does for a running container. */
+	assert_int_equal(mount(dir, target, NULL, MS_BIND, NULL), 0);
+	usleep(5000);
+	expect_err("/VolumeDriver.Remove", "{\"Name\":\"held\"}",
+		   "volume held is in use by 1 mounts on this node");
+	assert_int_equal(mounts_of("held"), 1);
+	/* The container stops, and its Unmount never arrives. */
+	assert_int_equal(umount2(target, MNT_DETACH), 0);
+	expect_ok("/VolumeDriver.Remove", "{\"Name\":\"held\"}");
+	assert_int_equal(mounts_of("held"), 0);
+	assert_false(is_dir(dir));
+	memcpy(sock, saved, sizeof(sock));
+	api_free(a2);
+}
+
 /* A second plugin: socket refusals, a stale socket, and no snapshot. */
 static void test_stale_socket(void **state)
 {
@@ -733,6 +785,7 @@ int main(void)
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_concurrent_mounts),
 		cmocka_unit_test(test_reconcile),
+		cmocka_unit_test(test_reconcile_on_remove),
 		cmocka_unit_test(test_stale_socket),
 	};
 
