@@ -493,6 +493,7 @@ static void agent_publish(struct agent *a)
 	snap->changes_applied = replicate_applied(a->replicate);
 	snap->jobs = replicate_backlog(a->replicate);
 	snap->commit_latency_us = a->commit_latency;
+	snap->apply_latency_us = *replicate_apply_latency(a->replicate);
 	n = replicate_peers(a->replicate, st, API_PEERS_MAX);
 	for (size_t i = 0; i < n && i < API_PEERS_MAX; i++) {
 		struct api_peer *p = &snap->peers[snap->n_peers++];
@@ -649,6 +650,14 @@ static void agent_report(struct agent *a)
 	if (h->count)
 		log_info("agent", "event-to-commit latency over %llu changes: "
 			 "p50 %llu us, p99 %llu us, max %llu us",
+			 (unsigned long long)h->count,
+			 (unsigned long long)hist_quantile(h, 0.50),
+			 (unsigned long long)hist_quantile(h, 0.99),
+			 (unsigned long long)h->max);
+	h = a->replicate ? replicate_apply_latency(a->replicate) : NULL;
+	if (h && h->count)
+		log_info("agent", "arrival-to-disk latency over %llu remote "
+			 "versions: p50 %llu us, p99 %llu us, max %llu us",
 			 (unsigned long long)h->count,
 			 (unsigned long long)hist_quantile(h, 0.50),
 			 (unsigned long long)hist_quantile(h, 0.99),

@@ -245,6 +245,8 @@ int journal_entries_since(struct journal *j, const char *origin,
  * origin is missing (the caller asks again from where it stands).
  */
 int journal_add_remote(struct journal *j, const struct journal_change *c);
+/* The newest change's id (local arrival order), 0 for none. */
+int64_t journal_last_change_id(struct journal *j);
 
 /* One version to make true on disk. */
 struct journal_job {

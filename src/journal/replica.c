@@ -121,6 +121,19 @@ uint64_t journal_have(struct journal *j, const char *origin)
 	return have;
 }
 
+int64_t journal_last_change_id(struct journal *j)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t id = 0;
+
+	if (journal_prepare_cached(j, "SELECT coalesce(max(id), 0) FROM "
+			       "changes", &s) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		id = sqlite3_column_int64(s, 0);
+	journal_stmt_done(s);
+	return id;
+}
+
 int journal_range_bytes(struct journal *j, const char *origin, uint64_t after,
 			uint64_t *out)
 {

@@ -179,14 +179,62 @@ static int set_meta_fd(int fd, const struct journal_job *job)
 
 /* ---- metadata-only jobs ----------------------------------------------------- */
 
+void apply_note_arrival(struct replicate *r, int64_t last_id)
+{
+	size_t n = r->arrivals_n, newest;
+
+	if (n) {
+		newest = (r->arrivals_head + n - 1) % ARRIVALS_MAX;
+		if (r->arrivals[newest].last_id >= last_id)
+			return;         /* nothing new was added */
+	}
+	if (n == ARRIVALS_MAX) {
+		r->arrivals_head = (r->arrivals_head + 1) % ARRIVALS_MAX;
+		n--;
+	}
+	newest = (r->arrivals_head + n) % ARRIVALS_MAX;
+	r->arrivals[newest].last_id = last_id;
+	r->arrivals[newest].ns = loop_now_ns();
+	r->arrivals_n = n + 1;
+}
+
+#define ARRIVAL(r, i) \
+	((r)->arrivals[((r)->arrivals_head + (i)) % ARRIVALS_MAX])
+
+/* Binary search of the ring for the batch that brought CHANGE; no sample
+ * when that is unknown (before the ring, or before this start, which the
+ * first record marks with ns 0). */
+static void apply_sample_latency(struct replicate *r, int64_t change)
+{
+	size_t lo = 0, hi = r->arrivals_n;
+
+	if (!hi || ARRIVAL(r, hi - 1).last_id < change)
+		return;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ARRIVAL(r, mid).last_id < change)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if ((lo == 0 && r->arrivals_n == ARRIVALS_MAX) ||
+	    ARRIVAL(r, lo).ns == 0)
+		return;
+	hist_record(&r->apply_latency_us,
+		    (uint64_t)(loop_now_ns() - ARRIVAL(r, lo).ns) / 1000);
+}
+
 /* The journal marks the job done; counted for metrics. */
 static int job_done(struct replicate *r, const struct journal_job *job,
 		    const struct stat *st)
 {
 	int err = journal_job_done(r->journal, job, st);
 
-	if (!err)
+	if (!err) {
 		r->applied++;
+		apply_sample_latency(r, job->change);
+	}
 	return err;
 }
 

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct hist;
 struct journal;
 struct loop;
 struct replicate;
@@ -97,6 +98,9 @@ size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 uint64_t replicate_backlog(struct replicate *r);
 /* Remote versions put on disk since start. */
 uint64_t replicate_applied(struct replicate *r);
+/* Microseconds from a remote entry's arrival to its version being on
+ * disk, for versions that arrived since start. */
+const struct hist *replicate_apply_latency(struct replicate *r);
 /* Drops every session so that each starts again with HELLO and a full
  * exchange of version vectors. */
 void replicate_resync(struct replicate *r);

@@ -6,6 +6,7 @@
 
 #include "bucket.h"
 #include "conn.h"
+#include "hist.h"
 #include "journal.h"
 #include "strmap.h"
 #include "wire.h"
@@ -21,6 +22,7 @@
 #define PEER_BACKOFF_MIN_MS 100
 #define PEER_BACKOFF_MAX_MS 10000
 #define PEER_ASKED_MAX 65536           /* chunk requests queued per peer */
+#define ARRIVALS_MAX 4096              /* batches remembered for latency */
 
 enum session_state {
 	SESSION_CONNECTING,       /* non-blocking connect under way */
@@ -89,6 +91,12 @@ struct replicate {
 	int64_t serve_at;         /* when the egress bucket refills enough */
 	uint64_t backlog;
 	uint64_t applied;         /* versions put on disk since start */
+	/* When entries arrived, per batch: change ids are the local arrival
+	 * order, so "the first batch whose last id >= X" says when X came.
+	 * A ring; a change older than all of it is not sampled. */
+	struct { int64_t last_id, ns; } arrivals[ARRIVALS_MAX];
+	size_t arrivals_head, arrivals_n;
+	struct hist apply_latency_us;  /* entry received to version on disk */
 };
 
 /* session.c */
@@ -96,6 +104,9 @@ void session_close(struct session *s, const char *why);
 void session_update_poll(struct session *s);
 int session_send(struct session *s, const struct wire_msg *m);
 struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
+
+/* apply.c: entries up to change id LAST_ID arrived now. */
+void apply_note_arrival(struct replicate *r, int64_t last_id);
 
 /* sync.c */
 void sync_on_hello(struct session *s, const struct wire_hello *h);

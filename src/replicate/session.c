@@ -643,6 +643,10 @@ int replicate_new(struct journal *j, struct loop *loop,
 	snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", opt->cluster_id);
 	replicate_set_bandwidth(r, opt->egress_bits_per_sec,
 				opt->ingress_bits_per_sec);
+	/* What the journal held at start-up arrived at an unknown time
+	 * (ns 0): its jobs are not sampled for apply latency. */
+	r->arrivals[0].last_id = journal_last_change_id(j);
+	r->arrivals_n = 1;
 	r->root = strdup(opt->root);
 	err = r->root ? replicate_set_peers(r, opt->peers, opt->n_peers) :
 			-ENOMEM;
@@ -794,6 +798,11 @@ uint64_t replicate_backlog(struct replicate *r)
 uint64_t replicate_applied(struct replicate *r)
 {
 	return r->applied;
+}
+
+const struct hist *replicate_apply_latency(struct replicate *r)
+{
+	return &r->apply_latency_us;
 }
 
 void replicate_resync(struct replicate *r)

@@ -332,8 +332,10 @@ static int on_entries(struct session *s, const struct wire_entry_list *l)
 		sent_raise(p, w->ref.origin, w->ref.seq);
 	}
 	p->stats.entries_in += added;
-	if (added)
+	if (added) {
 		s->r->kicked = true;
+		apply_note_arrival(s->r, journal_last_change_id(s->r->journal));
+	}
 	/* Entries past a hole: tell the peer what we really hold, and it
 	 * starts again from there. */
 	return gap ? send_vector(s) : 0;

@@ -42,7 +42,10 @@ grep -v '^#' "$T/body" | grep -v '^$' | grep -qvE '^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[
   fail "a metrics line is not Prometheus text: $(grep -v '^#' "$T/body" | grep -vE '^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEinfNa]+$' | head -3)"
 grep -q '^krakenfs_peer_connected{peer="n2"} 1' "$T/body" || fail "peer gauge missing"
 grep -q '^krakenfs_commit_latency_seconds_count ' "$T/body" || fail "latency histogram missing"
-pass "/metrics is Prometheus text with peer and latency series"
+# n1 applied n2's fresh change: one apply-latency sample at least.
+awk '$1 == "krakenfs_apply_latency_seconds_count" && $2 >= 1 { ok = 1 } END { exit !ok }' "$T/body" ||
+  fail "apply latency not sampled: $(grep apply_latency "$T/body" | tail -3)"
+pass "/metrics is Prometheus text with peer, commit and apply latency series"
 
 [ "$(get -X POST "$API/v1/admin/rescan")" = 401 ] || fail "admin without a token"
 [ "$(get -X POST -H 'Authorization: Bearer wrong' "$API/v1/admin/rescan")" = 401 ] || fail "admin with a wrong token"
