@@ -592,8 +592,18 @@ int watch_scan_all(struct watch *w)
 	if (!d)
 		return -errno;
 	while (!err && (de = readdir(d))) {
-		if (de->d_name[0] == '.' || !path_volume_name_ok(de->d_name) ||
-		    !watch_volume_wanted(w, de->d_name))
+		if (de->d_name[0] == '.')
+			continue;
+		if (!path_volume_name_ok(de->d_name)) {
+			/* Docker's rule, so every node can mount it; say so,
+			 * or the user waits for data that never comes. */
+			log_warn("watch", "ignoring %s/%s: a volume name needs "
+				 "at least 2 characters from a-z A-Z 0-9 _ . - "
+				 "and must start with a letter or digit",
+				 w->root, de->d_name);
+			continue;
+		}
+		if (!watch_volume_wanted(w, de->d_name))
 			continue;
 		if (strmap_put(&vs.seen, de->d_name, NULL, NULL))
 			err = -ENOMEM;
