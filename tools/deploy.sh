@@ -20,6 +20,8 @@
 # Options:
 #   --force-config   rewrite the config file from the environment
 #   --no-build       use the binaries already in the build tree
+#   --no-restart     leave a running agent alone even if what it uses changed
+#                    (to apply a new config with SIGHUP / systemctl reload)
 #   --uninstall      stop the agent and remove what deploy.sh installed;
 #                    journal, volumes and credentials are kept
 #   --print-config   print the config file the environment describes, exit
@@ -30,7 +32,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 usage() {
-  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
   cat <<'EOF'
 
 Environment (defaults in brackets):
@@ -72,11 +74,12 @@ EOF
 
 # ---- options and settings ------------------------------------------------
 
-mode=install force_config=0 build=1
+mode=install force_config=0 build=1 no_restart=0
 for arg in "$@"; do
   case "$arg" in
     --force-config) force_config=1 ;;
     --no-build) build=0 ;;
+    --no-restart) no_restart=1 ;;
     --uninstall) mode=uninstall ;;
     --print-config) mode=print-config ;;
     --print-unit) mode=print-unit ;;
@@ -303,7 +306,9 @@ managed_pid() {
   [ -f "$PIDFILE" ] || return 0
   pid=$(cat "$PIDFILE" 2>/dev/null || true)
   [[ $pid =~ ^[0-9]+$ ]] || return 0
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = krakenfs-agent ] && echo "$pid"
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = krakenfs-agent ] || return 0
+  # A killed agent stays a zombie until its parent (init) reaps it.
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] && echo "$pid"
   return 0
 }
 
@@ -740,7 +745,9 @@ run_direct() {
   local pid
   pid=$(managed_pid)
   if [ -n "$pid" ]; then
-    if [ "$restart" -eq 1 ]; then
+    if [ "$restart" -eq 1 ] && [ "$no_restart" -eq 1 ]; then
+      say "agent: left running (pid $pid) with its previous files (--no-restart); apply the changes above with 'kill -HUP $pid' (reload) or a restart"
+    elif [ "$restart" -eq 1 ]; then
       say "agent: restarting (pid $pid) to apply the changes above"
       stop_direct "$pid"
       start_direct
@@ -770,7 +777,9 @@ run_systemd() {
     note_change "service: enabled krakenfs.service (starts at boot, before docker.service)"
   fi
   if systemctl is-active --quiet krakenfs; then
-    if [ "$restart" -eq 1 ] || [ "$unit_changed" -eq 1 ]; then
+    if [ "$no_restart" -eq 1 ] && { [ "$restart" -eq 1 ] || [ "$unit_changed" -eq 1 ]; }; then
+      say "service: left running with its previous files (--no-restart); apply the changes above with 'systemctl reload krakenfs' or a restart"
+    elif [ "$restart" -eq 1 ] || [ "$unit_changed" -eq 1 ]; then
       systemctl restart --no-block krakenfs
       note_change "service: restarted krakenfs.service to apply the changes above"
     else
