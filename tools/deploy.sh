@@ -233,7 +233,8 @@ make_dir() {
   if [ -d "$dir" ]; then
     return 0
   fi
-  mkdir -p -m "$mode" "$dir"
+  mkdir -p "$dir"
+  chmod "$mode" "$dir"
   note_change "created $dir"
 }
 
@@ -457,7 +458,7 @@ setup_credentials() {
   fi
   command -v openssl >/dev/null || die "openssl is missing: apt-get install openssl (or run tools/install-deps.sh)"
   if [ ! -d "$TLS_DIR" ]; then
-    mkdir -p -m 700 "$TLS_DIR"
+    mkdir -p "$TLS_DIR"
     note_change "created $TLS_DIR"
   fi
   chmod 700 "$TLS_DIR"
@@ -729,7 +730,7 @@ start_direct() {
   # file names the agent whether or not setsid had to fork.
   env -u NODE_ID -u CLUSTER_NODES setsid sh -c 'echo $$ > "$1"; exec "$2" --config "$3"' \
     sh "$PIDFILE" "$AGENT" "$CONFIG" >>"$LOG" 2>&1 </dev/null &
-  local pid= i
+  local pid="" i
   for ((i = 0; i < 100; i++)); do
     pid=$(cat "$PIDFILE" 2>/dev/null || true)
     [ -n "$pid" ] && break

@@ -56,7 +56,10 @@ VMS=()                       # numbers of the VMs made so far
 declare -A HOLDER MNTNS
 NETNS=()
 
-log() { printf '[%4ss] %s\n' "$((SECONDS - T0))" "$*"; }
+# The test's own stdout and stderr: a trap can fire inside a function whose
+# output is redirected to /dev/null, and the cleanup must still be heard.
+exec 3>&1 4>&2
+log() { printf '[%4ss] %s\n' "$((SECONDS - T0))" "$*" >&3; }
 pass() { log "ok: $*"; }
 
 dump_logs() {
@@ -69,8 +72,8 @@ dump_logs() {
 }
 
 fail() {
-  echo "FAIL: $*" >&2
-  dump_logs
+  echo "FAIL: $*" >&4
+  dump_logs 2>&4
   exit 1
 }
 
@@ -87,6 +90,7 @@ ns_pids() {  # the pids in VM $1's mount namespace (one find, no fork per pid)
 cleanup() {
   local rc=$? i pids n left=""
   set +e
+  exec 1>&3 2>&4
   trap - EXIT INT TERM
   if [ -n "${KEEP_LOGS:-}" ]; then
     mkdir -p "$KEEP_LOGS"
@@ -161,7 +165,7 @@ cleanup() {
   else
     rm -rf "$T"
   fi
-  [ "$rc" -eq 0 ] && log "cleaned up: no namespace, link, mount or process left"
+  [ -z "$left" ] && log "cleaned up: no namespace, link, mount or process left (exit $rc)"
   exit "$rc"
 }
 trap cleanup EXIT
