@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds, runs the unit and
-# integration suites, then builds again with AddressSanitizer and
-# UndefinedBehaviorSanitizer and runs the whole suite once more.
+# integration suites, the end-to-end test (three simulated VMs deployed
+# with tools/deploy.sh, once, on the plain build), then builds again with
+# AddressSanitizer and UndefinedBehaviorSanitizer and runs the unit and
+# integration suites once more.
 #
 #   tools/test.sh            everything
-#   tools/test.sh --quick    skip the sanitizer pass
+#   tools/test.sh --quick    skip the sanitizer pass (the end-to-end test runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
 case "${1:-}" in
   --quick) quick=1 ;;
-  -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
   *) echo "test.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
@@ -32,6 +34,8 @@ run_suite() {
 }
 
 run_suite build
+echo "== end-to-end: three simulated VMs (tests/e2e/three_vms.sh)"
+tests/e2e/three_vms.sh build/bin
 if [ "$quick" -eq 0 ]; then
   # detect_leaks stays on: LeakSanitizer works as root outside ptrace.
   export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1
