@@ -2,7 +2,6 @@
 # End to end: the seed guide's walkthrough on three simulated VMs.
 #
 #   tests/e2e/three_vms.sh BIN_DIR        (as root; tools/test.sh runs it)
-#   E2E_ADD_NODE=1 tests/e2e/three_vms.sh BIN_DIR   also add a fourth VM
 #   KEEP_LOGS=DIR                          copy every log there at the end
 #
 # Why: the unit and integration tests run agents side by side on one
@@ -485,15 +484,12 @@ vm 2 /usr/local/bin/kraken-journal verify >"$T/vm2/verify.log" 2>&1 ||
   fail "kraken-journal verify on vm2: $(cat "$T/vm2/verify.log")"
 pass "vm2's agent killed mid-transfer, restarted by deploy.sh: big.bin identical (sha256 ${want:0:16}...) ($((SECONDS - t)) s)"
 
-# ---- 7. a fourth VM joins (needs the agent's SIGHUP reload) -------------
+# ---- 7. a fourth VM joins with SIGHUP on the others ---------------------
 
 # add_fourth_vm: vm4 is deployed with the cluster secret and a CLUSTER_NODES
 # listing all four; the others get vm4 in their config (deploy.sh
 # --force-config --no-restart rewrites it and leaves the agent running) and
 # a SIGHUP to reload it; vm4 catches up with everything.
-# PLACEHOLDER until the agent reloads its configuration on SIGHUP: until
-# then the others keep refusing vm4 and this fails, so it runs only with
-# E2E_ADD_NODE=1.
 add_fourth_vm() {
   local t=$SECONDS i CN4 pid
   declare -A before
@@ -520,11 +516,7 @@ add_fourth_vm() {
   done
   pass "vm4 joined with SIGHUP on the others and caught up ($((SECONDS - t)) s)"
 }
-if [ "${E2E_ADD_NODE:-0}" = 1 ]; then
-  add_fourth_vm
-else
-  log "skipping the fourth VM (E2E_ADD_NODE=1 runs it; needs the agent's SIGHUP reload)"
-fi
+add_fourth_vm
 
 # ---- 8. uninstall keeps the data ---------------------------------------
 
