@@ -162,9 +162,11 @@ docker_tools() {
 # A bounded docker command against the private daemon.
 d() { timeout 60 "$DOCKER_CLI" -H "unix://$DSOCK" "$@"; }
 
-# docker_start [LEGACY_SOCKET]: starts the private dockerd and waits until
-# it answers.  With LEGACY_SOCKET, its plugin directory holds
-# krakenfs/krakenfs.sock, a bind mount of that socket.  (A bind mount
+# docker_start [LEGACY_DIR]: starts the private dockerd and waits until
+# it answers.  With LEGACY_DIR, its plugin directory holds krakenfs/, a
+# bind mount of that directory, where the agent listens on krakenfs.sock.
+# (The directory, not the socket: an agent that restarts makes a new
+# socket, which a bind mount of the old one would never show.  A bind mount
 # straight at /run/docker/plugins/krakenfs.sock is found by name, but the
 # directory scan behind `docker volume ls` reads the entry's own type, a
 # regular file, and skips it; in a subdirectory it is stat()ed, which sees
@@ -179,8 +181,7 @@ docker_start() {
     mkdir -p /run/docker/plugins
     if [ -n "$1" ]; then
       mkdir -p /run/docker/plugins/krakenfs
-      : > /run/docker/plugins/krakenfs/krakenfs.sock
-      mount --bind "$1" /run/docker/plugins/krakenfs/krakenfs.sock
+      mount --bind "$1" /run/docker/plugins/krakenfs
     fi
     shift
     exec "$@"' sh "$legacy" \
@@ -217,7 +218,7 @@ docker_image() {
   local a
   mkdir -p "$T/rootfs/bin" "$T/rootfs/data" "$T/rootfs/tmp"
   cp /bin/busybox "$T/rootfs/bin/busybox"
-  for a in sh cat echo ls; do ln -s busybox "$T/rootfs/bin/$a"; done
+  for a in sh cat echo ls sleep; do ln -s busybox "$T/rootfs/bin/$a"; done
   tar -C "$T/rootfs" -c . | d import - kraken-test:busybox >/dev/null ||
     fail "docker import failed"
   pass "image kraken-test:busybox imported"

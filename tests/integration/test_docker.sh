@@ -5,9 +5,13 @@
 # inspect carries the plugin's replication Status, the file reaches the
 # second agent n2, and a volume made on n2 shows in vm1's `docker volume ls`.
 #
-# The agent is a legacy plugin here: its socket is bind-mounted into the
-# private dockerd's /run/docker/plugins (docker_lib.sh says why and how
-# the daemon is isolated and cleaned up).
+# Then an Unmount is lost (n1 killed while a container using a volume
+# stops) and the volume can still be removed once n1 is back: the stale
+# mount reference is reconciled with the mounts that really exist.
+#
+# The agent is a legacy plugin here: the directory of its socket is
+# bind-mounted into the private dockerd's /run/docker/plugins (docker_lib.sh
+# says why and how the daemon is isolated and cleaned up).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/docker_lib.sh"
 
@@ -22,14 +26,16 @@ for i in 1 2; do
   cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
     "$T/n$i/volumes" "$T/n$i/journal.db"
 done
+mkdir -p "$T/n1-plugin"
+sed -i "s|socket: \"$T/n1.sock\"|socket: \"$T/n1-plugin/krakenfs.sock\"|" "$T/n1.yaml"
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
 wait_for 60 grep -q "peer n2 connected" "$T/n1.log" || fail "peers did not connect"
-[ -S "$T/n1.sock" ] || fail "agent n1 has no plugin socket $T/n1.sock"
+[ -S "$T/n1-plugin/krakenfs.sock" ] || fail "agent n1 has no plugin socket $T/n1-plugin/krakenfs.sock"
 pass "agents n1 and n2 are up and connected"
 
 # 2. vm1's dockerd, with n1's socket as its plugin krakenfs.
-docker_start "$T/n1.sock"
+docker_start "$T/n1-plugin"
 
 # 3. A tiny image from busybox-static.
 docker_image
@@ -59,7 +65,27 @@ wait_for 30 listed from-vm2 || fail "from-vm2 not in vm1's volume ls: $(d volume
 listed my-shared-volume || fail "my-shared-volume not in volume ls: $(d volume ls 2>&1)"
 pass "a volume made on n2 shows in vm1's docker volume ls"
 
-# 8. Remove the volume through docker (the cleanup stops everything).
+# 8. A lost Unmount.  A container holds from-vm2; n1 dies; the container
+# stops while n1 is down, so its Unmount never arrives; n1 comes back.
+d run -d --name holder --network none -v from-vm2:/data kraken-test:busybox sleep 600 >/dev/null ||
+  fail "the holding container did not start"
+mounted_at=$SECONDS
+kill -9 "$PID_n1"
+wait "$PID_n1" 2>/dev/null || true
+d rm -f holder >/dev/null 2>&1 || true
+d ps -a --format '{{.Names}}' | grep -qx holder && fail "the holding container was not removed"
+start_agent n1 "$T/n1.yaml"
+# The reference is trusted for 10 s after its Mount (Docker mounts after
+# Mount answers), then dropped because nothing mounts the directory.
+wait_for 40 d volume rm from-vm2 || fail "docker volume rm from-vm2 after a lost Unmount: $(d volume rm from-vm2 2>&1)"
+# Docker retries the lost Unmount for about 15 s before giving up, so the
+# reference is usually past its grace when n1 starts: then the start-up
+# reconciliation drops it, else Remove does.
+grep -Eq "dropped 1 mount reference of (from-vm2|any volume) that no container holds" "$T/n1.log" ||
+  fail "the stale reference was not reported"
+pass "after a lost Unmount the volume is removed once n1 is back ($((SECONDS - mounted_at)) s after its Mount)"
+
+# 9. Remove the volume through docker (the cleanup stops everything).
 d volume rm my-shared-volume >/dev/null || fail "docker volume rm failed"
 d volume ls --format '{{.Name}}' | grep -qx my-shared-volume &&
   fail "my-shared-volume still listed after docker volume rm"
