@@ -14,8 +14,10 @@
  *            in any file are copied, the rest are asked of peers holding
  *            the version (GET_CHUNKS, pipelined, a window per peer, every
  *            chunk verified on arrival);
- *   READY    all chunks in: the whole file is hashed again and compared,
- *            mode, owner and times are set;
+ *   READY    all chunks in: mode, owner and times are set.  The file is
+ *            not hashed again: every chunk was verified against its hash
+ *            before it was written, at the offset the verified list
+ *            gives, so the file is the content by construction;
  *   commit   once per turn, for every ready transfer: one syncfs(2), then
  *            each is renamed into place (only if the path still holds
  *            what the journal says, so unsynced local data is never
@@ -51,6 +53,7 @@
 #define APPLY_JOBS_GAP_NS (10 * 1000000)
 #define APPLY_GET_BATCH 256
 #define APPLY_RETRY_NS (1LL * 1000000000)
+#define APPLY_WRITEBACK_BYTES (8u << 20)
 #define REMOVED_DIR ".krakenfs-removed"
 /* What a chunk request is expected to cost before its size is known. */
 #define CDC_TYPICAL_CHUNK (64u << 10)
@@ -70,6 +73,7 @@ struct transfer {
 	uint8_t *got;             /* per chunk: 0 missing, 1 asked, 2 here */
 	uint32_t *by_hash;        /* chunk indexes sorted by chunk hash */
 	size_t missing;
+	uint64_t unflushed;       /* bytes written since writeback started */
 	size_t next_ask;          /* first chunk not yet asked */
 	uint64_t refused;         /* bit i: peers[i] said "not here" */
 	bool ready, failed, done;
@@ -524,6 +528,14 @@ static void transfer_put_chunk(struct transfer *t, size_t i,
 	}
 	t->got[i] = 2;
 	t->missing--;
+	/* Start writeback as the file fills, so that the sync before the
+	 * rename finds little left to write: for a large file it would
+	 * otherwise wait for all of it, after the transfer, in one go. */
+	t->unflushed += k->len;
+	if (t->unflushed >= APPLY_WRITEBACK_BYTES) {
+		sync_file_range(t->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		t->unflushed = 0;
+	}
 }
 
 /* Copies chunk I from a file of this node, if one still holds it. */
@@ -668,20 +680,11 @@ static void transfer_ask_chunks(struct replicate *r, struct transfer *t)
 
 static void transfer_finish(struct replicate *r, struct transfer *t)
 {
-	struct content check = { 0 };
-
 	(void)r;
-	if (lseek(t->fd, 0, SEEK_SET) != 0 || content_hash_fd(t->fd, &check) ||
-	    memcmp(check.hash, t->job.hash, CONTENT_HASH_LEN) != 0) {
-		log_warn("replicate", "%s/%s: assembled file does not match its "
-			 "hash; fetching again", t->job.volume, t->job.path);
+	if (set_meta_fd(t->fd, &t->job) != 0)
 		t->failed = true;
-	} else if (set_meta_fd(t->fd, &t->job) != 0) {
-		t->failed = true;
-	} else {
+	else
 		t->ready = true;
-	}
-	content_release(&check);
 }
 
 static void transfer_step(struct replicate *r, struct transfer *t)
@@ -977,8 +980,11 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		p->fetch_inflight = 0;
 	p->stats.chunk_bytes_in += c->len;
 	if (!valid) {
+		/* The peer's file moved on since it was recorded (it sends
+		 * without checking), or worse: ask someone else. */
 		log_warn("replicate", "peer %s sent a chunk that does not match "
-			 "its hash; dropped", p->id);
+			 "its hash; asking elsewhere", p->id);
+		apply_on_not_here(r, p, c->hash);
 		return;
 	}
 	for (struct transfer *t = r->transfers; t; t = t->next) {
@@ -1117,46 +1123,79 @@ int serve_chunklist(struct replicate *r, struct session *s,
 	return err;
 }
 
-int serve_queue(struct replicate *r, struct session *s)
+/*
+ * The file chunks are read from stays open across one serve_queue call:
+ * a peer asks for a file's chunks in order, so most requests hit it.
+ * It is never kept longer, so a deleted or replaced file is let go.
+ */
+struct serve_file {
+	char volume[256];
+	char *path;
+	int fd;
+};
+
+static void serve_file_close(struct serve_file *f)
 {
-	int64_t now = loop_now_ns();
-	int err = 0;
-
-	while (!err && s->asked_n && conn_queued(s->conn) < PEER_PUMP_LOW) {
-		int64_t wait = bucket_wait_ns(&r->egress, CDC_TYPICAL_CHUNK, now);
-
-		if (wait > 0) {
-			r->serve_at = now + wait;
-			break;
-		}
-		err = serve_chunk(r, s, s->asked[s->asked_head]);
-		s->asked_head++;
-		s->asked_n--;
-	}
-	if (s->asked_n == 0)
-		s->asked_head = 0;
-	return err;
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->path);
+	f->path = NULL;
+	f->fd = -1;
 }
 
-int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash)
+/* F open on VOLUME/PATH; PATH (malloc'd) is taken over either way. */
+static int serve_file_open(struct replicate *r, struct serve_file *f,
+			   const char *volume, char *path)
+{
+	const char *name;
+	int dirfd = -1;
+
+	if (f->path && strcmp(f->volume, volume) == 0 &&
+	    strcmp(f->path, path) == 0) {
+		free(path);
+		return f->fd >= 0 ? 0 : -ENOENT;
+	}
+	serve_file_close(f);
+	snprintf(f->volume, sizeof(f->volume), "%s", volume);
+	f->path = path;
+	if (open_parent(r, volume, path, &dirfd, &name))
+		return -ENOENT;
+	f->fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		       O_CLOEXEC);
+	close(dirfd);
+	return f->fd >= 0 ? 0 : -errno;
+}
+
+/*
+ * Sends chunk HASH, or NOT_HERE when no file of this node holds it any
+ * more.  The bytes are not hashed here: the receiver verifies every
+ * chunk anyway and takes a mismatch as "not here", so hashing on both
+ * ends would only double the work for the rare file that changed since
+ * it was recorded.
+ */
+static int serve_chunk(struct replicate *r, struct session *s,
+		       struct serve_file *f, const uint8_t *hash)
 {
 	struct wire_msg m = { .type = WIRE_NOT_HERE };
 	char volume[256], *path = NULL;
-	const char *name;
 	uint8_t *buf = NULL;
 	uint64_t off;
 	uint32_t len;
-	int dirfd = -1, fd = -1, err;
+
+	int err;
 
 	memcpy(m.not_here, hash, CONTENT_HASH_LEN);
 	if (journal_chunk_source(r->journal, hash, volume, sizeof(volume),
-				 &path, &off, &len) || len > WIRE_MAX_CHUNK ||
-	    open_parent(r, volume, path, &dirfd, &name))
+				 &path, &off, &len))
 		goto send;
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (len > WIRE_MAX_CHUNK) {
+		free(path);
+		goto send;
+	}
+	if (serve_file_open(r, f, volume, path))   /* takes PATH */
+		goto send;
 	buf = malloc(len ? len : 1);
-	if (fd < 0 || !buf || pread(fd, buf, len, (off_t)off) != (ssize_t)len ||
-	    !chunk_verify(buf, len, hash))
+	if (!buf || pread(f->fd, buf, len, (off_t)off) != (ssize_t)len)
 		goto send;   /* the file moved on: "not here" */
 	m.type = WIRE_CHUNK;
 	/* Charged even past the tokens: a chunk larger than what is left
@@ -1167,11 +1206,29 @@ int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash)
 	m.chunk.data = buf;
 send:
 	err = session_send(s, &m);
-	if (fd >= 0)
-		close(fd);
-	if (dirfd >= 0)
-		close(dirfd);
 	free(buf);
-	free(path);
+	return err;
+}
+
+int serve_queue(struct replicate *r, struct session *s)
+{
+	struct serve_file f = { .fd = -1 };
+	int64_t now = loop_now_ns();
+	int err = 0;
+
+	while (!err && s->asked_n && conn_queued(s->conn) < PEER_PUMP_LOW) {
+		int64_t wait = bucket_wait_ns(&r->egress, CDC_TYPICAL_CHUNK, now);
+
+		if (wait > 0) {
+			r->serve_at = now + wait;
+			break;
+		}
+		err = serve_chunk(r, s, &f, s->asked[s->asked_head]);
+		s->asked_head++;
+		s->asked_n--;
+	}
+	if (s->asked_n == 0)
+		s->asked_head = 0;
+	serve_file_close(&f);
 	return err;
 }

@@ -131,7 +131,6 @@ void apply_peer_removed(struct replicate *r, struct peer *p);
 /* Peer slots were renumbered. */
 void apply_peers_renumbered(struct replicate *r);
 void apply_free(struct replicate *r);
-int serve_chunk(struct replicate *r, struct session *s, const uint8_t *hash);
 int serve_queue(struct replicate *r, struct session *s);
 int serve_chunklist(struct replicate *r, struct session *s,
 		    const struct wire_get_chunklist *g);

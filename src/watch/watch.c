@@ -24,10 +24,13 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WATCH_SETTLE_MS_DEFAULT 200
@@ -399,6 +402,30 @@ int64_t watch_next_deadline(const struct watch *w)
 	return w->settle_list.head ? w->settle_list.head->due_ns : -1;
 }
 
+/*
+ * A writer that copies inside the kernel (cp's copy_file_range, sendfile)
+ * can go longer than settle_ns between two events, so "no event for
+ * settle_ns" does not prove it is done; the file's mtime, which every
+ * such call moves, does better: a file modified within settle_ns is
+ * still being written, and hashing it now would be wasted.
+ */
+static bool watch_still_written(struct watch *w, const char *rel)
+{
+	char full[PATH_MAX];
+	struct timespec now;
+	struct stat st;
+	int64_t age;
+
+	if (path_join(full, sizeof(full), w->root, rel) ||
+	    lstat(full, &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	clock_gettime(CLOCK_REALTIME, &now);
+	age = (now.tv_sec - st.st_mtim.tv_sec) * 1000000000LL +
+	      (now.tv_nsec - st.st_mtim.tv_nsec);
+	/* A clock step backwards must not defer a file forever. */
+	return age >= 0 && age < w->settle_ns;
+}
+
 static int watch_process_one(struct watch *w, struct pending *p)
 {
 	char *rel = p->rel;
@@ -427,8 +454,17 @@ int watch_process(struct watch *w, bool flush)
 	while (!err && w->now_list.head)
 		err = watch_process_one(w, w->now_list.head);
 	while (!err && w->settle_list.head &&
-	       (flush || w->settle_list.head->due_ns <= now))
-		err = watch_process_one(w, w->settle_list.head);
+	       (flush || w->settle_list.head->due_ns <= now)) {
+		struct pending *p = w->settle_list.head;
+
+		if (!flush && watch_still_written(w, p->rel)) {
+			watch_list_unlink(&w->settle_list, p);
+			p->due_ns = now + w->settle_ns;
+			watch_list_append(&w->settle_list, p);
+			continue;
+		}
+		err = watch_process_one(w, p);
+	}
 	return err;
 }
 
