@@ -1095,7 +1095,9 @@ int serve_chunklist(struct replicate *r, struct session *s,
 		content_release(&c);
 		return session_send(s, &nh);
 	}
-	refs = calloc(page, sizeof(*refs));
+	/* Sized to the list, not the page: most lists are one chunk. */
+	refs = malloc((c.n_chunks - start < page && start < c.n_chunks ?
+		       c.n_chunks - start : page) * sizeof(*refs) + 1);
 	if (!refs) {
 		content_release(&c);
 		return -ENOMEM;
