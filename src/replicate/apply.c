@@ -54,6 +54,9 @@
 #define APPLY_GET_BATCH 256
 #define APPLY_RETRY_NS (1LL * 1000000000)
 #define APPLY_WRITEBACK_BYTES (8u << 20)
+/* Files from this size are asked for as a difference from the version
+ * they replace: below it the whole list is a few frames anyway. */
+#define APPLY_BASE_MIN_SIZE (1u << 20)
 #define REMOVED_DIR ".krakenfs-removed"
 /* What a chunk request is expected to cost before its size is known. */
 #define CDC_TYPICAL_CHUNK (64u << 10)
@@ -63,6 +66,8 @@ struct want;
 struct transfer {
 	struct journal_job job;
 	struct content list;      /* chunk list, once known */
+	struct content base;      /* the replaced version's list, while the
+				   * new one is asked as runs of it */
 	bool have_list;
 	struct peer *list_from;   /* asked for the list */
 	size_t list_got;
@@ -74,6 +79,7 @@ struct transfer {
 	uint32_t *by_hash;        /* chunk indexes sorted by chunk hash */
 	size_t missing;
 	uint64_t unflushed;       /* bytes written since writeback started */
+	bool list_looked_up;      /* the journal was asked for the list */
 	size_t next_ask;          /* first chunk not yet asked */
 	uint64_t refused;         /* bit i: peers[i] said "not here" */
 	bool ready, failed, done;
@@ -405,6 +411,7 @@ static void transfer_free(struct transfer *t)
 	if (t->dirfd >= 0)
 		close(t->dirfd);
 	content_release(&t->list);
+	content_release(&t->base);
 	journal_job_release(&t->job);
 	free(t->got);
 	free(t->by_hash);
@@ -487,6 +494,26 @@ static struct peer *pick_peer(struct replicate *r, struct transfer *t,
 	return NULL;
 }
 
+/*
+ * The list of the version T replaces, when that is a file large enough
+ * for its list to matter (an edit keeps most chunks): the list is then
+ * asked as runs of it.
+ */
+static void load_base(struct replicate *r, struct transfer *t)
+{
+	struct journal_state cur = { 0 };
+
+	if (t->base.n_chunks || t->job.size < APPLY_BASE_MIN_SIZE ||
+	    t->job.copy_of)
+		return;
+	if (journal_lookup(r->journal, t->job.volume, t->job.path, &cur) == 0 &&
+	    S_ISREG(cur.mode) && cur.has_hash &&
+	    memcmp(cur.hash, t->job.hash, CONTENT_HASH_LEN) != 0 &&
+	    journal_content_load(r->journal, cur.hash, &t->base) != 0)
+		content_release(&t->base);
+	journal_state_release(&cur);
+}
+
 static void ask_list(struct replicate *r, struct transfer *t)
 {
 	struct wire_msg m = { .type = WIRE_GET_CHUNKLIST };
@@ -497,8 +524,11 @@ static void ask_list(struct replicate *r, struct transfer *t)
 		t->failed = exhausted && t->refused;
 		return;
 	}
+	load_base(r, t);
 	memcpy(m.get_chunklist.hash, t->job.hash, CONTENT_HASH_LEN);
 	m.get_chunklist.start = 0;
+	m.get_chunklist.has_base = t->base.n_chunks > 0;
+	memcpy(m.get_chunklist.base, t->base.hash, CONTENT_HASH_LEN);
 	if (session_send(p->session, &m) == 0) {
 		t->list_from = p;
 		t->list_got = 0;
@@ -515,6 +545,78 @@ static bool chunk_verify(const uint8_t *data, size_t len, const uint8_t *hash)
 	       n == CONTENT_HASH_LEN && memcmp(got, hash, n) == 0;
 }
 
+/* ---- chunk lists shared with a base version --------------------------- */
+
+/* Open addressing over BASE's chunk hashes: hash -> first index + 1. */
+struct base_index {
+	uint32_t *slot;
+	size_t mask;
+};
+
+static uint64_t hash_key(const uint8_t *h)
+{
+	uint64_t k;
+
+	memcpy(&k, h, sizeof(k));   /* a SHA-256: any 8 bytes are uniform */
+	return k;
+}
+
+static int base_index_build(struct base_index *ix, const struct content *b)
+{
+	size_t cap = 16;
+
+	while (cap < 2 * b->n_chunks)
+		cap *= 2;
+	ix->slot = calloc(cap, sizeof(*ix->slot));
+	ix->mask = cap - 1;
+	if (!ix->slot)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->n_chunks; i++) {
+		size_t h = (size_t)hash_key(b->chunks[i].hash) & ix->mask;
+
+		while (ix->slot[h] && memcmp(b->chunks[ix->slot[h] - 1].hash,
+					     b->chunks[i].hash,
+					     CONTENT_HASH_LEN) != 0)
+			h = (h + 1) & ix->mask;
+		if (!ix->slot[h])
+			ix->slot[h] = (uint32_t)i + 1;
+	}
+	return 0;
+}
+
+static bool chunk_same(const struct content_chunk *a,
+		       const struct content_chunk *b)
+{
+	return a->len == b->len &&
+	       memcmp(a->hash, b->hash, CONTENT_HASH_LEN) == 0;
+}
+
+/* Index in B of a chunk equal to K, or -1. */
+static int64_t base_find(const struct base_index *ix, const struct content *b,
+			 const struct content_chunk *k)
+{
+	size_t h = (size_t)hash_key(k->hash) & ix->mask;
+
+	for (; ix->slot[h]; h = (h + 1) & ix->mask)
+		if (chunk_same(&b->chunks[ix->slot[h] - 1], k))
+			return ix->slot[h] - 1;
+	return -1;
+}
+
+/* Marks chunks FIRST.. FIRST + N - 1 of T written (they are contiguous). */
+static void transfer_mark(struct transfer *t, size_t first, size_t n)
+{
+	for (size_t i = first; i < first + n; i++) {
+		t->got[i] = 2;
+		t->missing--;
+		t->unflushed += t->list.chunks[i].len;
+	}
+	if (t->unflushed >= APPLY_WRITEBACK_BYTES) {
+		sync_file_range(t->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		t->unflushed = 0;
+	}
+}
+
 static void transfer_put_chunk(struct transfer *t, size_t i,
 			       const uint8_t *data)
 {
@@ -526,16 +628,10 @@ static void transfer_put_chunk(struct transfer *t, size_t i,
 		t->failed = true;
 		return;
 	}
-	t->got[i] = 2;
-	t->missing--;
-	/* Start writeback as the file fills, so that the sync before the
-	 * rename finds little left to write: for a large file it would
+	/* Writeback starts as the file fills, so that the sync before
+	 * the rename finds little left to write: for a large file it would
 	 * otherwise wait for all of it, after the transfer, in one go. */
-	t->unflushed += k->len;
-	if (t->unflushed >= APPLY_WRITEBACK_BYTES) {
-		sync_file_range(t->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-		t->unflushed = 0;
-	}
+	transfer_mark(t, i, 1);
 }
 
 /* Copies chunk I from a file of this node, if one still holds it. */
@@ -615,6 +711,88 @@ static void chunks_named(const struct transfer *t, const uint8_t *hash,
 }
 
 /* The chunk list is known: open the temp file, copy what is local. */
+/* FD (the path's file) still holds what the journal says it does: the
+ * same test the watcher trusts to skip unchanged files. */
+static bool base_file_current(const struct journal_state *cur, int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size == cur->size &&
+	       (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec ==
+	       cur->mtime_ns &&
+	       (uint64_t)st.st_ino == cur->ino &&
+	       (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec ==
+	       cur->ctime_ns;
+}
+
+/* Copies chunk runs I.. that the base holds from J.. inside the kernel;
+ * returns how many chunks were copied. */
+static size_t copy_run(struct transfer *t, int from, size_t i, size_t j)
+{
+	size_t k = 0;
+	uint64_t len = 0;
+	loff_t src, dst;
+
+	while (i + k < t->list.n_chunks && j + k < t->base.n_chunks &&
+	       t->got[i + k] != 2 &&
+	       chunk_same(&t->list.chunks[i + k], &t->base.chunks[j + k])) {
+		len += t->list.chunks[i + k].len;
+		k++;
+	}
+	src = (loff_t)t->base.chunks[j].offset;
+	dst = (loff_t)t->list.chunks[i].offset;
+	for (uint64_t left = len; left > 0;) {
+		ssize_t n = copy_file_range(from, &src, t->fd, &dst, left, 0);
+
+		if (n <= 0)
+			return 0;       /* the per-chunk path takes over */
+		left -= (uint64_t)n;
+	}
+	transfer_mark(t, i, k);
+	return k;
+}
+
+/*
+ * An edit keeps most of a file: the chunks the new version shares with
+ * the one it replaces are copied from the file on disk, run by run,
+ * without a lookup or a hash per chunk, when that file is still exactly
+ * what the journal recorded.
+ */
+static void copy_from_base(struct replicate *r, struct transfer *t)
+{
+	struct journal_state cur = { 0 };
+	struct base_index ix = { 0 };
+	const char *name;
+	int dirfd = -1, fd = -1;
+
+	if (!t->base.n_chunks ||
+	    journal_lookup(r->journal, t->job.volume, t->job.path, &cur) ||
+	    !cur.has_hash ||
+	    memcmp(cur.hash, t->base.hash, CONTENT_HASH_LEN) != 0 ||
+	    open_parent(r, t->job.volume, t->job.path, &dirfd, &name))
+		goto out;
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		    O_CLOEXEC);
+	if (fd < 0 || !base_file_current(&cur, fd) ||
+	    base_index_build(&ix, &t->base))
+		goto out;
+	for (size_t i = 0; i < t->list.n_chunks && !t->failed;) {
+		int64_t j = t->got[i] == 2 ? -1 :
+			    base_find(&ix, &t->base, &t->list.chunks[i]);
+		size_t k = j < 0 ? 0 : copy_run(t, fd, i, (size_t)j);
+
+		i += k ? k : 1;
+	}
+out:
+	free(ix.slot);
+	if (fd >= 0)
+		close(fd);
+	if (dirfd >= 0)
+		close(dirfd);
+	journal_state_release(&cur);
+}
+
 static void transfer_start_fetch(struct replicate *r, struct transfer *t)
 {
 	uint8_t *buf = malloc(WIRE_MAX_CHUNK);
@@ -632,8 +810,10 @@ static void transfer_start_fetch(struct replicate *r, struct transfer *t)
 		free(buf);
 		return;
 	}
+	copy_from_base(r, t);
 	for (size_t i = 0; i < t->list.n_chunks && !t->failed; i++)
-		copy_local_chunk(r, t, i, buf);
+		if (t->got[i] != 2)
+			copy_local_chunk(r, t, i, buf);
 	free(buf);
 }
 
@@ -692,12 +872,20 @@ static void transfer_step(struct replicate *r, struct transfer *t)
 	if (t->failed || t->ready)
 		return;
 	if (!t->have_list) {
-		if (journal_content_load(r->journal, t->job.hash, &t->list) == 0) {
-			t->have_list = true;
-			transfer_start_fetch(r, t);
-		} else if (!t->list_from) {
-			ask_list(r, t);
+		/* The journal is asked once: a list it lacks only comes from
+		 * a peer, and asking again on every turn, for every waiting
+		 * transfer, was most of the work of many small files. */
+		if (!t->list_looked_up) {
+			t->list_looked_up = true;
+			if (journal_content_load(r->journal, t->job.hash,
+						 &t->list) == 0) {
+				t->have_list = true;
+				transfer_start_fetch(r, t);
+				return;
+			}
 		}
+		if (!t->list_from)
+			ask_list(r, t);
 		return;
 	}
 	if (t->missing > 0) {
@@ -884,7 +1072,6 @@ void apply_tick(struct replicate *r)
 		transfer_step(r, t);
 	commit_ready(r);
 	transfers_reap(r);
-	journal_job_count(r->journal, &r->backlog);
 	/* Transfers waiting on peers are stepped again soon: requests
 	 * that found every window full go out once replies come in. */
 	if (r->n_transfers && (!r->next_jobs_ns ||
@@ -908,6 +1095,52 @@ static bool list_matches(const struct content *c)
 	     memcmp(got, c->hash, CONTENT_HASH_LEN) == 0;
 	EVP_MD_CTX_free(md);
 	return ok;
+}
+
+/* Appends chunk K to T's list at OFF; false when the list is full. */
+static bool list_append(struct transfer *t, uint32_t total,
+			const uint8_t *hash, uint32_t len, uint64_t *off)
+{
+	struct content_chunk *k;
+
+	if (t->list_got >= total)
+		return false;
+	k = &t->list.chunks[t->list_got++];
+	memcpy(k->hash, hash, CONTENT_HASH_LEN);
+	k->len = len;
+	k->offset = *off;
+	*off += len;
+	return true;
+}
+
+/* Expands CL's items into T's list: chunks as they are, runs from the
+ * base T asked with.  False on an item that does not fit. */
+static bool list_expand(struct transfer *t, const struct wire_chunklist *cl,
+			uint64_t *off)
+{
+	if (cl->has_base && (!t->base.n_chunks ||
+	    memcmp(cl->base, t->base.hash, CONTENT_HASH_LEN) != 0))
+		return false;
+	for (uint32_t i = 0; i < cl->n; i++) {
+		const struct wire_chunk_ref *it = &cl->chunks[i];
+
+		if (!it->count) {
+			if (!list_append(t, cl->total, it->hash, it->len, off))
+				return false;
+			continue;
+		}
+		if (it->base_index > t->base.n_chunks ||
+		    it->count > t->base.n_chunks - it->base_index)
+			return false;
+		for (uint32_t k = 0; k < it->count; k++) {
+			const struct content_chunk *b =
+				&t->base.chunks[it->base_index + k];
+
+			if (!list_append(t, cl->total, b->hash, b->len, off))
+				return false;
+		}
+	}
+	return true;
 }
 
 static void list_page(struct replicate *r, struct transfer *t,
@@ -934,13 +1167,11 @@ static void list_page(struct replicate *r, struct transfer *t,
 	if (t->list_got > 0)
 		off = t->list.chunks[t->list_got - 1].offset +
 		      t->list.chunks[t->list_got - 1].len;
-	for (uint32_t i = 0; i < cl->n && t->list_got < cl->total; i++) {
-		struct content_chunk *k = &t->list.chunks[t->list_got++];
-
-		memcpy(k->hash, cl->chunks[i].hash, CONTENT_HASH_LEN);
-		k->len = cl->chunks[i].len;
-		k->offset = off;
-		off += k->len;
+	if (!list_expand(t, cl, &off)) {
+		log_warn("replicate", "chunk list for %s/%s names chunks it "
+			 "cannot have", t->job.volume, t->job.path);
+		t->failed = true;
+		return;
 	}
 	t->list.n_chunks = t->list_got;
 	if (t->list_got < cl->total)
@@ -1077,15 +1308,80 @@ void apply_free(struct replicate *r)
 
 /* ---- serving ------------------------------------------------------------------- */
 
+/*
+ * C's list as items: runs of BASE where C repeats it, single chunks
+ * elsewhere.  Greedy from the left, which finds every unchanged stretch of
+ * an edited file: content-defined boundaries resynchronise right after
+ * the edit.  *N items into *OUT (malloc'd).
+ */
+static int chunklist_diff(const struct content *base, const struct content *c,
+			  struct wire_chunk_ref **out, size_t *n)
+{
+	struct base_index ix = { 0 };
+	struct wire_chunk_ref *v = calloc(c->n_chunks + 1, sizeof(*v));
+	int err = v ? base_index_build(&ix, base) : -ENOMEM;
+
+	*n = 0;
+	for (size_t i = 0; !err && i < c->n_chunks;) {
+		int64_t j = base_find(&ix, base, &c->chunks[i]);
+		struct wire_chunk_ref *it = &v[(*n)++];
+		size_t k = 0;
+
+		if (j < 0) {
+			memcpy(it->hash, c->chunks[i].hash, CONTENT_HASH_LEN);
+			it->len = c->chunks[i].len;
+			i++;
+			continue;
+		}
+		while (i + k < c->n_chunks && (size_t)j + k < base->n_chunks &&
+		       chunk_same(&c->chunks[i + k], &base->chunks[j + k]))
+			k++;
+		it->base_index = (uint32_t)j;
+		it->count = (uint32_t)k;
+		i += k;
+	}
+	free(ix.slot);
+	if (err) {
+		free(v);
+		v = NULL;
+	}
+	*out = v;
+	return err;
+}
+
+/* The list as items: against the asker's base when both have it, else
+ * chunk by chunk. */
+static int chunklist_items(struct replicate *r,
+			   const struct wire_get_chunklist *g,
+			   const struct content *c, struct content *base,
+			   struct wire_chunk_ref **out, size_t *n)
+{
+	if (g->has_base && c->n_chunks > 1 &&
+	    journal_content_load(r->journal, g->base, base) == 0 &&
+	    base->n_chunks > 0)
+		return chunklist_diff(base, c, out, n);
+	content_release(base);
+	*out = calloc(c->n_chunks + 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n_chunks; i++) {
+		memcpy((*out)[i].hash, c->chunks[i].hash, CONTENT_HASH_LEN);
+		(*out)[i].len = c->chunks[i].len;
+	}
+	*n = c->n_chunks;
+	return 0;
+}
+
 int serve_chunklist(struct replicate *r, struct session *s,
 		    const struct wire_get_chunklist *g)
 {
-	struct content c = { 0 };
-	struct wire_chunk_ref *refs = NULL;
+	struct content c = { 0 }, base = { 0 };
+	struct wire_chunk_ref *items = NULL;
 	struct wire_msg m = { .type = WIRE_CHUNKLIST };
 	/* Pages sized to stay far under the frame cap. */
-	const uint32_t page = 65536;
-	uint32_t start = g->start;
+	const size_t page = 65536;
+	size_t n_items = 0, first = 0;
+	uint64_t start = 0;
 	int err = journal_content_load(r->journal, g->hash, &c);
 
 	if (err) {
@@ -1095,32 +1391,31 @@ int serve_chunklist(struct replicate *r, struct session *s,
 		content_release(&c);
 		return session_send(s, &nh);
 	}
-	/* Sized to the list, not the page: most lists are one chunk. */
-	refs = malloc((c.n_chunks - start < page && start < c.n_chunks ?
-		       c.n_chunks - start : page) * sizeof(*refs) + 1);
-	if (!refs) {
-		content_release(&c);
-		return -ENOMEM;
+	err = chunklist_items(r, g, &c, &base, &items, &n_items);
+	memcpy(m.chunklist.hash, g->hash, CONTENT_HASH_LEN);
+	m.chunklist.size = c.size;
+	m.chunklist.total = (uint32_t)c.n_chunks;
+	m.chunklist.has_base = base.n_chunks > 0;
+	memcpy(m.chunklist.base, g->base, CONTENT_HASH_LEN);
+	/* Pages follow on from where the asker stands (START, in chunks);
+	 * a page never splits an item. */
+	while (!err && first < n_items && start + (items[first].count ?
+		items[first].count : 1) <= g->start) {
+		start += items[first].count ? items[first].count : 1;
+		first++;
 	}
 	do {
-		uint32_t n = 0;
-
-		while (n < page && start + n < c.n_chunks) {
-			memcpy(refs[n].hash, c.chunks[start + n].hash,
-			       CONTENT_HASH_LEN);
-			refs[n].len = c.chunks[start + n].len;
-			n++;
-		}
-		memcpy(m.chunklist.hash, g->hash, CONTENT_HASH_LEN);
-		m.chunklist.size = c.size;
-		m.chunklist.total = (uint32_t)c.n_chunks;
-		m.chunklist.start = start;
-		m.chunklist.n = n;
-		m.chunklist.chunks = refs;
-		err = session_send(s, &m);
-		start += n;
-	} while (!err && start < c.n_chunks);
-	free(refs);
+		m.chunklist.start = (uint32_t)start;
+		m.chunklist.n = (uint32_t)(n_items - first < page ?
+					   n_items - first : page);
+		m.chunklist.chunks = items + first;
+		if (!err)
+			err = session_send(s, &m);
+		start += wire_chunklist_span(&m.chunklist);
+		first += m.chunklist.n;
+	} while (!err && first < n_items);
+	free(items);
+	content_release(&base);
 	content_release(&c);
 	return err;
 }

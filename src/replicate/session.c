@@ -792,6 +792,10 @@ size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 
 uint64_t replicate_backlog(struct replicate *r)
 {
+	/* Counted when asked (once a second), not on every loop turn: a
+	 * count over thousands of jobs is not free. */
+	if (journal_job_count(r->journal, &r->backlog) != 0)
+		r->backlog = 0;
 	return r->backlog;
 }
 

@@ -35,7 +35,7 @@
 #define WIRE_REF_MIN (2 + WIRE_ORIGIN_MIN + 8)
 #define WIRE_ENTRY_MIN (WIRE_REF_MIN + 8 + 8 + (2 + 2) + 2 + 1 + 4 + 4 + \
 			4 + 8 + 8 + 1 + 1 + 2)
-#define WIRE_CHUNK_REF_LEN (CONTENT_HASH_LEN + 4)
+#define WIRE_CHUNK_ITEM_MIN 9       /* u8 kind, u32 index, u32 count */
 
 #define ARENA_FIRST (4u << 10)
 #define ARENA_STEP_MAX (1u << 20)
@@ -465,16 +465,42 @@ static void rd_entries(struct wire_rd *r, struct wire_msg *m)
 
 static void rd_get_chunklist(struct wire_rd *r, struct wire_msg *m)
 {
-	rd_hash(r, m->get_chunklist.hash);
-	m->get_chunklist.start = rd_u32(r);
+	struct wire_get_chunklist *g = &m->get_chunklist;
+
+	rd_hash(r, g->hash);
+	g->start = rd_u32(r);
+	g->has_base = rd_flag(r);
+	if (g->has_base)
+		rd_hash(r, g->base);
 }
 
-static void rd_chunk_ref(struct wire_rd *r, struct wire_chunk_ref *c)
+static void rd_chunk_ref(struct wire_rd *r, bool has_base,
+			 struct wire_chunk_ref *c)
 {
-	rd_hash(r, c->hash);
-	c->len = rd_u32(r);
-	if (c->len == 0 || c->len > WIRE_MAX_CHUNK)
+	uint8_t kind = rd_u8(r);
+
+	if (kind == 0) {
+		rd_hash(r, c->hash);
+		c->len = rd_u32(r);
+		if (c->len == 0 || c->len > WIRE_MAX_CHUNK)
+			rd_fail(r, -EPROTO);
+	} else if (kind == 1 && has_base) {
+		c->base_index = rd_u32(r);
+		c->count = rd_u32(r);
+		if (c->count == 0)
+			rd_fail(r, -EPROTO);
+	} else {
 		rd_fail(r, -EPROTO);
+	}
+}
+
+uint64_t wire_chunklist_span(const struct wire_chunklist *l)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < l->n; i++)
+		n += l->chunks[i].count ? l->chunks[i].count : 1;
+	return n;
 }
 
 static void rd_chunklist(struct wire_rd *r, struct wire_msg *m)
@@ -486,14 +512,19 @@ static void rd_chunklist(struct wire_rd *r, struct wire_msg *m)
 	l->size = rd_u64(r);
 	l->total = rd_u32(r);
 	l->start = rd_u32(r);
-	l->n = rd_count(r, rd_u32(r), WIRE_CHUNK_REF_LEN, UINT32_MAX);
+	l->has_base = rd_flag(r);
+	if (l->has_base)
+		rd_hash(r, l->base);
+	l->n = rd_count(r, rd_u32(r), WIRE_CHUNK_ITEM_MIN, UINT32_MAX);
 	if (!r->err && (l->start > l->total || l->n > l->total - l->start))
 		rd_fail(r, -EPROTO);
 	if (l->n)
 		v = rd_alloc(r, (size_t)l->n * sizeof(*v));
 	for (uint32_t i = 0; v && i < l->n && !r->err; i++)
-		rd_chunk_ref(r, &v[i]);
+		rd_chunk_ref(r, l->has_base, &v[i]);
 	l->chunks = v;
+	if (!r->err && wire_chunklist_span(l) > l->total - l->start)
+		rd_fail(r, -EPROTO);
 }
 
 static void rd_get_chunks(struct wire_rd *r, struct wire_msg *m)
@@ -750,8 +781,31 @@ static void wr_entries(struct wire_wr *w, const struct wire_msg *m)
 
 static void wr_get_chunklist(struct wire_wr *w, const struct wire_msg *m)
 {
-	wr_put(w, m->get_chunklist.hash, CONTENT_HASH_LEN);
-	wr_u32(w, m->get_chunklist.start);
+	const struct wire_get_chunklist *g = &m->get_chunklist;
+
+	wr_put(w, g->hash, CONTENT_HASH_LEN);
+	wr_u32(w, g->start);
+	wr_u8(w, g->has_base);
+	if (g->has_base)
+		wr_put(w, g->base, CONTENT_HASH_LEN);
+}
+
+static void wr_chunk_ref(struct wire_wr *w, bool has_base,
+			 const struct wire_chunk_ref *c)
+{
+	if (c->count) {
+		if (!has_base)
+			wr_fail(w, -EINVAL);
+		wr_u8(w, 1);
+		wr_u32(w, c->base_index);
+		wr_u32(w, c->count);
+		return;
+	}
+	if (c->len == 0 || c->len > WIRE_MAX_CHUNK)
+		wr_fail(w, -EINVAL);
+	wr_u8(w, 0);
+	wr_put(w, c->hash, CONTENT_HASH_LEN);
+	wr_u32(w, c->len);
 }
 
 static void wr_chunklist(struct wire_wr *w, const struct wire_msg *m)
@@ -759,19 +813,19 @@ static void wr_chunklist(struct wire_wr *w, const struct wire_msg *m)
 	const struct wire_chunklist *l = &m->chunklist;
 
 	if (l->start > l->total || l->n > l->total - l->start ||
-	    (l->n && !l->chunks))
+	    (l->n && !l->chunks) ||
+	    (l->chunks && wire_chunklist_span(l) > l->total - l->start))
 		wr_fail(w, -EINVAL);
 	wr_put(w, l->hash, CONTENT_HASH_LEN);
 	wr_u64(w, l->size);
 	wr_u32(w, l->total);
 	wr_u32(w, l->start);
+	wr_u8(w, l->has_base);
+	if (l->has_base)
+		wr_put(w, l->base, CONTENT_HASH_LEN);
 	wr_u32(w, l->n);
-	for (uint32_t i = 0; i < l->n && !w->err; i++) {
-		if (l->chunks[i].len == 0 || l->chunks[i].len > WIRE_MAX_CHUNK)
-			wr_fail(w, -EINVAL);
-		wr_put(w, l->chunks[i].hash, CONTENT_HASH_LEN);
-		wr_u32(w, l->chunks[i].len);
-	}
+	for (uint32_t i = 0; i < l->n && !w->err; i++)
+		wr_chunk_ref(w, l->has_base, &l->chunks[i]);
 }
 
 static void wr_get_chunks(struct wire_wr *w, const struct wire_msg *m)
@@ -829,7 +883,7 @@ static const struct wire_type_ops wire_types[] = {
 			  wr_vector_msg },
 	[WIRE_ENTRIES] = { "ENTRIES", WIRE_MAX_PAYLOAD, rd_entries,
 			   wr_entries },
-	[WIRE_GET_CHUNKLIST] = { "GET_CHUNKLIST", CONTENT_HASH_LEN + 4,
+	[WIRE_GET_CHUNKLIST] = { "GET_CHUNKLIST", 2 * CONTENT_HASH_LEN + 5,
 				 rd_get_chunklist, wr_get_chunklist },
 	[WIRE_CHUNKLIST] = { "CHUNKLIST", WIRE_MAX_PAYLOAD, rd_chunklist,
 			     wr_chunklist },

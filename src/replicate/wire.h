@@ -46,10 +46,23 @@
  *                        u32 n, n x ref (origin, max seq: the vector)
  *      2  VECTOR         u32 n, n x ref
  *      3  ENTRIES        u32 n, n x entry (below)
- *      4  GET_CHUNKLIST  hash content, u32 start index
+ *      4  GET_CHUNKLIST  hash content, u32 start index, u8 has_base (0/1),
+ *                        [hash base: a content the asker holds the list
+ *                        of, typically the version being replaced]
  *      5  CHUNKLIST      hash content, u64 file size, u32 total chunks,
- *                        u32 start, u32 n, n x (hash chunk, u32 len);
- *                        start + n <= total, len 1..WIRE_MAX_CHUNK
+ *                        u32 start, u8 has_base, [hash base], u32 n,
+ *                        n x item; an item is
+ *                          u8 0, hash chunk, u32 len (1..WIRE_MAX_CHUNK)
+ *                          u8 1, u32 index, u32 count (1..total): COUNT
+ *                                chunks of the base's list from INDEX on
+ *                        (kind 1 only with has_base).  Items expand to
+ *                        chunks start.. of the list; start + that <= total.
+ *                        A list that repeats most of its base costs a
+ *                        few bytes per run instead of 36 per chunk: the
+ *                        edited 1 GiB file's list shrinks from 1 MB to
+ *                        what changed.  The asker checks the whole list
+ *                        against the content hash, so a wrong run can
+ *                        only fail the transfer, never corrupt it.
  *      6  GET_CHUNKS     u32 n (1..WIRE_MAX_GET_CHUNKS), n x hash
  *      7  CHUNK          hash chunk, u32 len (1..WIRE_MAX_CHUNK), len bytes
  *      8  NOT_HERE       hash chunk
@@ -222,14 +235,21 @@ struct wire_entry_list {
 struct wire_get_chunklist {
 	uint8_t hash[CONTENT_HASH_LEN];
 	uint32_t start;
+	bool has_base;
+	uint8_t base[CONTENT_HASH_LEN];
 };
 
+/* A chunk (count 0), or a run of COUNT chunks of the base's list from
+ * BASE_INDEX (hash and len unused). */
 struct wire_chunk_ref {
 	uint8_t hash[CONTENT_HASH_LEN];
 	uint32_t len;
+	uint32_t base_index;
+	uint32_t count;
 };
 
-/* Chunks start .. start + n - 1 of the total making up content hash. */
+/* N items expanding to chunks START.. of the TOTAL making up content
+ * HASH. */
 struct wire_chunklist {
 	uint8_t hash[CONTENT_HASH_LEN];
 	uint64_t size;
@@ -237,7 +257,12 @@ struct wire_chunklist {
 	uint32_t start;
 	uint32_t n;
 	const struct wire_chunk_ref *chunks;
+	bool has_base;
+	uint8_t base[CONTENT_HASH_LEN];
 };
+
+/* How many chunks L's items stand for. */
+uint64_t wire_chunklist_span(const struct wire_chunklist *l);
 
 struct wire_get_chunks {
 	uint32_t n;

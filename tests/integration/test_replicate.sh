@@ -62,15 +62,26 @@ moved=$(( in_after - in_before ))
 [ "$moved" -lt $((1 << 20)) ] || fail "renaming 200 MiB moved $moved chunk bytes to n2"
 pass "200 MiB file replicated; its rename moved $moved chunk bytes"
 
+wire3() { # every byte n3 exchanged with both peers, frames included
+  local p t=0
+  for p in n1 n2; do
+    t=$(( t + $(peer_stat "$T/n3/journal.db" $p bytes_in) + $(peer_stat "$T/n3/journal.db" $p bytes_out) ))
+  done
+  echo "$t"
+}
 before=$(( $(peer_stat "$T/n3/journal.db" n1 chunk_bytes_in) + $(peer_stat "$T/n3/journal.db" n2 chunk_bytes_in) ))
+wire_before=$(wire3)
 head -c $((1 << 20)) /dev/urandom |
   dd of="$R1/web/renamed.bin" bs=1M seek=100 conv=notrunc status=none
 settle 60
 sleep 1.2
 after=$(( $(peer_stat "$T/n3/journal.db" n1 chunk_bytes_in) + $(peer_stat "$T/n3/journal.db" n2 chunk_bytes_in) ))
 edit=$(( after - before ))
+wire=$(( $(wire3) - wire_before ))
 [ "$edit" -lt $((3 << 19)) ] || fail "a 1 MiB edit moved $edit chunk bytes to n3"
-pass "a 1 MiB edit in the middle moved $edit chunk bytes"
+# The new chunk list travels as runs of the old one, not 6,400 entries.
+[ "$wire" -le $(( (12 << 20) / 10 )) ] || fail "a 1 MiB edit cost $wire bytes on the wire (at most 1.2 MiB)"
+pass "a 1 MiB edit in the middle moved $edit chunk bytes, $wire bytes on the wire in all"
 
 # The receiver killed in the middle of a large transfer: nothing partial
 # ever appears under the real name, and it finishes after a restart.

@@ -215,9 +215,9 @@ static const struct wire_entry sample_entries[] = {
 #define N_SAMPLE_ENTRIES (sizeof(sample_entries) / sizeof(sample_entries[0]))
 
 static const struct wire_chunk_ref sample_chunks[] = {
-	{ { 0x11 }, 1 },
-	{ { 0x22 }, 128 << 10 },
-	{ { 0x33 }, WIRE_MAX_CHUNK },
+	{ { 0x11 }, 1, 0, 0 },
+	{ { 0x22 }, 128 << 10, 0, 0 },
+	{ { 0x33 }, WIRE_MAX_CHUNK, 0, 0 },
 };
 
 static const uint8_t sample_hashes[3][CONTENT_HASH_LEN] = {
@@ -248,7 +248,7 @@ static void sample(enum wire_type t, struct wire_msg *m)
 		break;
 	case WIRE_CHUNKLIST:
 		m->chunklist = (struct wire_chunklist){ { 0x77 }, 5000000,
-			10, 4, 3, sample_chunks };
+			10, 4, 3, sample_chunks, false, { 0 } };
 		break;
 	case WIRE_GET_CHUNKS:
 		m->get_chunks = (struct wire_get_chunks){ 3, sample_hashes };
@@ -1014,7 +1014,9 @@ static void test_chunk_fields(void **state)
 	raw_u64(&r, 10);
 	raw_u32(&r, 1);
 	raw_u32(&r, 0);
+	raw_u8(&r, 0);                            /* no base */
 	raw_u32(&r, 1);
+	raw_u8(&r, 0);                            /* a chunk */
 	raw_hash(&r, 2);
 	raw_u32(&r, 10);
 	assert_int_equal(decode_raw(WIRE_CHUNKLIST, &r), 0);
@@ -1133,9 +1135,17 @@ static void test_encode_refuses_bad_fields(void **state)
 	m.chunklist.start = m.chunklist.total - 1;
 	assert_encode_fails(&b, &m, -EINVAL);
 	sample(WIRE_CHUNKLIST, &m);
-	m.chunklist.chunks = (const struct wire_chunk_ref[]){ { { 1 }, 5 },
-							       { { 2 }, 0 },
-							       { { 3 }, 5 } };
+	m.chunklist.chunks = (const struct wire_chunk_ref[]){
+		{ { 1 }, 5, 0, 0 }, { { 2 }, 0, 0, 0 }, { { 3 }, 5, 0, 0 } };
+	assert_encode_fails(&b, &m, -EINVAL);
+	/* A run needs a base, and must fit in the list. */
+	sample(WIRE_CHUNKLIST, &m);
+	m.chunklist.chunks = (const struct wire_chunk_ref[]){
+		{ { 1 }, 5, 0, 0 }, { { 0 }, 0, 0, 2 }, { { 3 }, 5, 0, 0 } };
+	assert_encode_fails(&b, &m, -EINVAL);
+	m.chunklist.has_base = true;
+	m.chunklist.chunks = (const struct wire_chunk_ref[]){
+		{ { 1 }, 5, 0, 0 }, { { 0 }, 0, 0, 5 }, { { 3 }, 5, 0, 0 } };
 	assert_encode_fails(&b, &m, -EINVAL);
 
 	m = (struct wire_msg){ .type = WIRE_ERROR,
@@ -1160,7 +1170,8 @@ static void test_encode_over_cap(void **state)
 {
 	struct wire_buf b = { 0 };
 	struct wire_msg ping = { .type = WIRE_PING, .token = 1 };
-	size_t n = WIRE_MAX_PAYLOAD / sizeof(struct wire_chunk_ref) + 1;
+	/* Items of kind 0 take 37 bytes: one byte of kind, hash, length. */
+	size_t n = WIRE_MAX_PAYLOAD / (CONTENT_HASH_LEN + 5) + 1;
 	struct wire_chunk_ref *c = calloc(n, sizeof(*c));
 	struct wire_msg m = { .type = WIRE_CHUNKLIST };
 
@@ -1169,14 +1180,75 @@ static void test_encode_over_cap(void **state)
 	for (size_t i = 0; i < n; i++)
 		c[i].len = 1;
 	m.chunklist = (struct wire_chunklist){ { 0 }, n, (uint32_t)n, 0,
-					       (uint32_t)n, c };
+					       (uint32_t)n, c, false, { 0 } };
 	assert_int_equal(wire_encode(&b, &ping), 0);
 	assert_encode_fails(&b, &m, -EMSGSIZE);
 	/* The largest list that fits does. */
-	m.chunklist.n = (WIRE_MAX_PAYLOAD - (CONTENT_HASH_LEN + 20)) /
-			(CONTENT_HASH_LEN + 4);
+	m.chunklist.n = (WIRE_MAX_PAYLOAD - (CONTENT_HASH_LEN + 21)) /
+			(CONTENT_HASH_LEN + 5);
 	assert_int_equal(wire_encode(&b, &m), 0);
 	free(c);
+	wire_buf_release(&b);
+}
+
+/* A list given as runs of its base: round trip, and what is refused. */
+static void test_chunklist_runs(void **state)
+{
+	static const struct wire_chunk_ref items[] = {
+		{ { 0 }, 0, 0, 1000 },          /* base chunks 0..999 */
+		{ { 0xab }, 4096, 0, 0 },       /* one new chunk */
+		{ { 0 }, 0, 1001, 500 },        /* base chunks 1001..1500 */
+	};
+	struct wire_msg in = { .type = WIRE_CHUNKLIST }, out;
+	struct wire_msg g = { .type = WIRE_GET_CHUNKLIST };
+	struct wire_buf b = { 0 };
+	const uint8_t *p;
+	uint32_t len;
+	uint8_t *bad;
+
+	(void)state;
+	in.chunklist = (struct wire_chunklist){ { 0x42 }, 6000000, 1501, 0, 3,
+						items, true, { 0x41 } };
+	assert_int_equal(wire_chunklist_span(&in.chunklist), 1501);
+	p = encode_one(&b, &in, &len);
+	/* Three items instead of 1,501 chunks of 36 bytes. */
+	assert_true(len < 2 * CONTENT_HASH_LEN + 100);
+	assert_int_equal(wire_decode(WIRE_CHUNKLIST, p, len, &out), 0);
+	assert_true(out.chunklist.has_base);
+	assert_int_equal(out.chunklist.base[0], 0x41);
+	assert_int_equal(out.chunklist.n, 3);
+	assert_memory_equal(out.chunklist.chunks, items, sizeof(items));
+	wire_msg_release(&out);
+
+	/* Each run must fit in what is left of the list. */
+	bad = malloc(len);
+	assert_non_null(bad);
+	memcpy(bad, p, len);
+	bad[CONTENT_HASH_LEN + 8 + 3] = 0xdc;   /* total: 1501 -> 1500 */
+	assert_int_equal(decode_bytes(WIRE_CHUNKLIST, bad, len), -EPROTO);
+	/* A count of zero, and a run in a list without a base. */
+	memcpy(bad, p, len);
+	memset(bad + len - 4, 0, 4);
+	assert_int_equal(decode_bytes(WIRE_CHUNKLIST, bad, len), -EPROTO);
+	memcpy(bad, p, len);
+	bad[CONTENT_HASH_LEN + 16] = 0;         /* has_base 1 -> 0 */
+	assert_int_equal(decode_bytes(WIRE_CHUNKLIST, bad, len), -EPROTO);
+	/* An unknown item kind. */
+	memcpy(bad, p, len);
+	bad[2 * CONTENT_HASH_LEN + 17 + 4] = 2;
+	assert_int_equal(decode_bytes(WIRE_CHUNKLIST, bad, len), -EPROTO);
+	free(bad);
+
+	memset(g.get_chunklist.hash, 0x42, CONTENT_HASH_LEN);
+	g.get_chunklist.start = 9;
+	g.get_chunklist.has_base = true;
+	memset(g.get_chunklist.base, 0x41, CONTENT_HASH_LEN);
+	p = encode_one(&b, &g, &len);
+	assert_int_equal(len, 2 * CONTENT_HASH_LEN + 5);
+	assert_int_equal(wire_decode(WIRE_GET_CHUNKLIST, p, len, &out), 0);
+	assert_memory_equal(&out.get_chunklist, &g.get_chunklist,
+			    sizeof(g.get_chunklist));
+	wire_msg_release(&out);
 	wire_buf_release(&b);
 }
 
@@ -1472,6 +1544,7 @@ int main(void)
 		cmocka_unit_test(test_error_text),
 		cmocka_unit_test(test_encode_refuses_bad_fields),
 		cmocka_unit_test(test_encode_over_cap),
+		cmocka_unit_test(test_chunklist_runs),
 		cmocka_unit_test(test_entries_respect_budget),
 		cmocka_unit_test(test_entries_budget_sweep),
 		cmocka_unit_test(test_entries_frame_valid_after_refusal),
