@@ -570,7 +570,9 @@ static int agent_start_api(struct agent *a)
 			       a->config_path : NULL,
 		.plugin_socket = cfg->plugin_socket,
 		.driver_name = cfg->driver_name,
-		.mount_wait_ms = 10000,
+		/* 0 means "do not wait": the API reads 0 as its default. */
+		.mount_wait_ms = cfg->mount_wait_ms ?
+				 (unsigned)cfg->mount_wait_ms : 1,
 	};
 	char *errmsg = NULL;
 	int err = api_new(&opt, &a->api, &errmsg);

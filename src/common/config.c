@@ -111,7 +111,7 @@ enum key_id {
 	K_VOLUME, K_ROOT_PATH, K_DRIVER_NAME,
 	K_JOURNAL, K_JOURNAL_PATH,
 	K_API, K_API_LISTEN, K_API_TOKEN_FILE,
-	K_PLUGIN, K_PLUGIN_SOCKET,
+	K_PLUGIN, K_PLUGIN_SOCKET, K_PLUGIN_MOUNT_WAIT,
 	N_KEYS
 };
 
@@ -167,6 +167,8 @@ static const struct key_def {
 	[K_PLUGIN] = { "plugin", KIND_SECTION, 0 },
 	[K_PLUGIN_SOCKET] = { "plugin.socket", KIND_SOCKET,
 			      FIELD(plugin_socket) },
+	[K_PLUGIN_MOUNT_WAIT] = { "plugin.mount_wait", KIND_DURATION,
+				  FIELD(mount_wait_ms) },
 };
 
 static const struct {
@@ -1523,6 +1525,7 @@ static int defaults_base(struct config **out)
 	cfg->p2p_port = 6881;
 	cfg->strategy = CONFIG_STRATEGY_TIMESTAMP;
 	cfg->conflict_timeout_ms = 30000;
+	cfg->mount_wait_ms = 10000;
 	cfg->api_port = 6882;
 	for (size_t i = 0; i < sizeof(default_strings) /
 			       sizeof(default_strings[0]); i++) {
@@ -1694,6 +1697,23 @@ static void check_self_listed(struct parse *p)
 		   "the host name; set sync.node_id or NODE_ID");
 }
 
+/* A Mount that waits longer than Docker waits for its plugin fails the
+ * container instead of starting it late. */
+static void check_mount_wait(struct parse *p)
+{
+	char got[32];
+
+	if (p->bad[K_PLUGIN_MOUNT_WAIT] ||
+	    p->cfg->mount_wait_ms <= CONFIG_MOUNT_WAIT_MAX_MS)
+		return;
+	snprintf(got, sizeof(got), "%llu ms",
+		 (unsigned long long)p->cfg->mount_wait_ms);
+	bad_value(p, at_line(p, p->line[K_PLUGIN_MOUNT_WAIT],
+			     keys[K_PLUGIN_MOUNT_WAIT].name),
+		  "a duration of at most 60s", got,
+		  "Docker gives up on a plugin call after about a minute");
+}
+
 static void finish(struct parse *p)
 {
 	if (derive_defaults(p->cfg)) {
@@ -1703,6 +1723,7 @@ static void finish(struct parse *p)
 	check_watch_paths(p);
 	check_duplicate_peers(p);
 	check_self_listed(p);
+	check_mount_wait(p);
 }
 
 /* ---- public ---- */

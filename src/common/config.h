@@ -89,7 +89,10 @@ struct config {
 	uint16_t api_port;
 	char *api_token_file;
 	char *plugin_socket;
+	uint64_t mount_wait_ms;   /* Mount waits this long to catch up */
 };
+
+#define CONFIG_MOUNT_WAIT_MAX_MS 60000
 
 /*
  * Diagnostics sink: config functions append one line per problem.  The

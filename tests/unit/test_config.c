@@ -203,6 +203,7 @@ static void assert_default_values(const struct config *cfg)
 	assert_true(cfg->ingress_bits_per_sec == 0);
 	assert_int_equal(cfg->strategy, CONFIG_STRATEGY_TIMESTAMP);
 	assert_true(cfg->conflict_timeout_ms == 30000);
+	assert_true(cfg->mount_wait_ms == 10000);
 	assert_false(cfg->tls_enable);
 	assert_string_equal(cfg->tls_cert_file, "/etc/krakenfs/tls/node.pem");
 	assert_string_equal(cfg->tls_key_file, "/etc/krakenfs/tls/node-key.pem");
@@ -486,6 +487,20 @@ static void test_duration_in_file(void **state)
 	assert_diag(&diag, "config.yaml:3: sync.conflict_resolution.timeout: "
 			   "expected a duration such as \"500ms\", \"30s\", "
 			   "\"2m\" or \"1h\", got \"30\"\n");
+	config_diag_release(&diag);
+
+	cfg = expect_ok("plugin:\n  mount_wait: 2500ms\n", NULL, NULL);
+	assert_true(cfg->mount_wait_ms == 2500);
+	config_free(cfg);
+	cfg = expect_ok("plugin:\n  mount_wait: 0\n", NULL, NULL);
+	assert_true(cfg->mount_wait_ms == 0);
+	config_free(cfg);
+	expect_errors("plugin:\n"                     /* 1 */
+		      "  mount_wait: 2m\n",           /* 2 */
+		      1, &diag);
+	assert_diag(&diag, "config.yaml:2: plugin.mount_wait: expected a "
+			   "duration of at most 60s, got 120000 ms (Docker "
+			   "gives up on a plugin call after about a minute)\n");
 	config_diag_release(&diag);
 }
 
