@@ -56,6 +56,7 @@ struct peer {
 	char host[256];
 	uint16_t port;
 	bool dial;                /* our id sorts lower: we connect */
+	bool knock;               /* dial once anyway (start-up, join) */
 	struct session *session;  /* the open (or opening) session, or NULL */
 	int64_t next_dial_ns;
 	unsigned backoff_ms;

@@ -230,6 +230,12 @@ static void session_refuse(struct session *s, uint16_t code, const char *text)
 	session_close(s, text);
 }
 
+/* The connection in the usual direction: dialled by the lower id. */
+static bool session_canonical(const struct session *s, const struct peer *p)
+{
+	return s->outbound == p->dial;
+}
+
 static void session_on_hello(struct session *s, const struct wire_hello *h)
 {
 	struct peer *p = replicate_peer_by_id(s->r, h->node_id);
@@ -256,8 +262,16 @@ static void session_on_hello(struct session *s, const struct wire_hello *h)
 		session_refuse(s, WIRE_ERR_IDENTITY, why);
 		return;
 	}
-	if (p->session && p->session != s)
+	if (p->session && p->session != s) {
+		/* Both ends dialled at once (a node knocking at start-up while
+		 * its peer retried): both keep the one the lower id dialled. */
+		if (!session_canonical(s, p) &&
+		    session_canonical(p->session, p)) {
+			session_close(s, "the other connection is kept");
+			return;
+		}
 		session_close(p->session, "replaced by a new connection");
+	}
 	s->peer = p;
 	p->session = s;
 	p->backoff_ms = 0;
@@ -528,6 +542,10 @@ static struct peer *peer_new(struct replicate *r,
 	snprintf(p->id, sizeof(p->id), "%s", c->id);
 	snprintf(p->stats.id, sizeof(p->stats.id), "%s", p->id);
 	p->dial = strcmp(r->node_id, p->id) < 0;
+	/* The higher id dials once too, at once: a node that starts (or
+	 * joins) is otherwise found only at its peer's next retry, which
+	 * backs off to 10 s while it was down. */
+	p->knock = !p->dial;
 	peer_set_address(p, c);
 	return p;
 }
@@ -714,8 +732,11 @@ void replicate_tick(struct replicate *r)
 	for (size_t i = 0; i < r->n_peers; i++) {
 		struct peer *p = r->peers[i];
 
-		if (p->dial && !p->session && now >= p->next_dial_ns)
+		if ((p->dial || p->knock) && !p->session &&
+		    now >= p->next_dial_ns) {
+			p->knock = false;
 			peer_dial(r, p);
+		}
 	}
 	for (struct session *s = r->sessions; s; s = s->next)
 		if (!s->dead)
@@ -767,8 +788,8 @@ int64_t replicate_next_deadline(struct replicate *r)
 	if (r->jobs_due)
 		d = r->last_jobs_ns + 10000000;
 	for (size_t i = 0; i < r->n_peers; i++)
-		if (r->peers[i]->dial && !r->peers[i]->session &&
-		    r->peers[i]->next_dial_ns < d)
+		if ((r->peers[i]->dial || r->peers[i]->knock) &&
+		    !r->peers[i]->session && r->peers[i]->next_dial_ns < d)
 			d = r->peers[i]->next_dial_ns;
 	if (r->next_jobs_ns && r->next_jobs_ns < d)
 		d = r->next_jobs_ns;

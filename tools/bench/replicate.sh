@@ -21,13 +21,14 @@
 #     --no-syncthing  measure KrakenFS only
 #     --plain         KrakenFS without TLS (default: mutual TLS, as Syncthing)
 #     --keep          leave the work directory (data, configs, logs) in place
+#   KRAKEN_LOG_LEVEL=debug sets the agents' log level (default info).
 set -euo pipefail
 export LC_ALL=C   # EPOCHREALTIME and printf must use '.' as the decimal mark
 SCRIPT=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$SCRIPT")/../.."
 ROOT=$PWD
 
-usage() { sed -n '2,23p' "$SCRIPT" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$SCRIPT" | sed 's/^# \{0,1\}//'; }
 
 quick=0
 cap=300
@@ -274,7 +275,7 @@ kraken_setup() {
     mkdir -p "$T/kraken/$n/volumes"
     {
       echo "log:"
-      echo "  level: info"
+      echo "  level: ${KRAKEN_LOG_LEVEL:-info}"
       echo "sync:"
       echo "  node_id: \"$n\""
       echo "  listen_address: \"$ip\""
