@@ -638,6 +638,18 @@ static int agent_initial_scan(struct agent *a)
 	return 0;
 }
 
+static void agent_report_latency(const char *what, const char *of,
+				 const struct hist *h)
+{
+	if (h->count)
+		log_info("agent", "%s latency over %llu %s: p50 %llu us, p99 "
+			 "%llu us, max %llu us", what,
+			 (unsigned long long)h->count, of,
+			 (unsigned long long)hist_quantile(h, 0.50),
+			 (unsigned long long)hist_quantile(h, 0.99),
+			 (unsigned long long)h->max);
+}
+
 static void agent_report(struct agent *a)
 {
 	struct watch_stats st;
@@ -649,21 +661,10 @@ static void agent_report(struct agent *a)
 		 (unsigned long long)st.recorded, (unsigned long long)st.events,
 		 (unsigned long long)st.overflows, (unsigned long long)st.scans,
 		 (unsigned long long)st.skipped);
-	if (h->count)
-		log_info("agent", "event-to-commit latency over %llu changes: "
-			 "p50 %llu us, p99 %llu us, max %llu us",
-			 (unsigned long long)h->count,
-			 (unsigned long long)hist_quantile(h, 0.50),
-			 (unsigned long long)hist_quantile(h, 0.99),
-			 (unsigned long long)h->max);
-	h = a->replicate ? replicate_apply_latency(a->replicate) : NULL;
-	if (h && h->count)
-		log_info("agent", "arrival-to-disk latency over %llu remote "
-			 "versions: p50 %llu us, p99 %llu us, max %llu us",
-			 (unsigned long long)h->count,
-			 (unsigned long long)hist_quantile(h, 0.50),
-			 (unsigned long long)hist_quantile(h, 0.99),
-			 (unsigned long long)h->max);
+	agent_report_latency("event-to-commit", "changes", h);
+	if (a->replicate)
+		agent_report_latency("arrival-to-disk", "remote versions",
+				     replicate_apply_latency(a->replicate));
 }
 
 static void agent_on_diverged(void *arg, const char *volume, const char *path)
