@@ -177,17 +177,25 @@ static int mnt_scan(struct mnt_target *t)
 		if (de->d_name[0] < '1' || de->d_name[0] > '9')
 			continue;
 		snprintf(file, sizeof(file), "/proc/%.20s/ns/mnt", de->d_name);
-		if (stat(file, &st) != 0)
-			continue;           /* gone, or a kernel thread */
-		err = mnt_ns_seen(seen, &n_seen, (unsigned long)st.st_ino);
-		if (err) {
-			err = err > 0 ? 0 : err;
-			continue;
+		if (stat(file, &st) == 0) {
+			err = mnt_ns_seen(seen, &n_seen,
+					  (unsigned long)st.st_ino);
+			if (err) {
+				err = err > 0 ? 0 : err;
+				continue;
+			}
+		} else if (errno == ENOENT || errno == ESRCH) {
+			continue;           /* exited */
 		}
+		/* A namespace we may not identify (some init processes
+		 * refuse it even to root) is read anyway; one whose mounts
+		 * cannot be read fails the answer: then nobody can say the
+		 * directory is unused. */
 		snprintf(file, sizeof(file), "/proc/%.20s/mountinfo",
 			 de->d_name);
-		if (mnt_each(file, mnt_match, t) == -ENOMEM)
-			err = -ENOMEM;
+		err = mnt_each(file, mnt_match, t);
+		if (err == -ENOENT || err == -ESRCH)
+			err = 0;            /* exited meanwhile */
 	}
 	if (proc)
 		closedir(proc);

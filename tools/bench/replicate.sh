@@ -594,6 +594,11 @@ make_data() {
 
 run_system() {
   local sys=$1 label=$2 s=$T/stage t0 t1 i f lats=() w0 w1 c0 c1 l0 l1
+  # Dirty pages left by the data generation or the other system's run
+  # would be flushed by the first fsync this system makes (ext4 commits
+  # the data it allocated with its journal): the setup's cost, not the
+  # first measured file's.
+  sync
   say "$label: setting up two nodes"
   "${sys}_setup"
   "${sys}_start" a
