@@ -867,6 +867,102 @@ static void transfer_finish(struct replicate *r, struct transfer *t)
 		t->ready = true;
 }
 
+/* ---- pushed small contents ------------------------------------------------ */
+
+struct pushed {
+	uint8_t chunk[CONTENT_HASH_LEN];
+	uint32_t len;
+	uint8_t data[];
+};
+
+static void push_drop_oldest(struct replicate *r)
+{
+	char *key = r->pushed_keys[r->pushed_head];
+
+	free(strmap_del(&r->pushed, key));
+	r->pushed_head = (r->pushed_head + 1) % PUSH_KEEP_MAX;
+	r->pushed_n--;
+}
+
+/* Keeps chunk C, which no transfer wanted, under the content hash it
+ * makes as a file of one chunk. */
+static void push_keep(struct replicate *r, const struct wire_chunk *c)
+{
+	uint8_t content[CONTENT_HASH_LEN];
+	char key[CONTENT_HEX_LEN];
+	struct pushed *p;
+	unsigned n = 0;
+	void *old = NULL;
+
+	if (c->len > PUSH_MAX_SIZE ||
+	    EVP_Digest(c->hash, CONTENT_HASH_LEN, content, &n, EVP_sha256(),
+		       NULL) != 1)
+		return;
+	content_hex(content, key);
+	if (strmap_get(&r->pushed, key))
+		return;
+	if (!r->pushed_keys) {
+		r->pushed_keys = calloc(PUSH_KEEP_MAX, sizeof(*r->pushed_keys));
+		if (!r->pushed_keys)
+			return;
+	}
+	if (r->pushed_n == PUSH_KEEP_MAX)
+		push_drop_oldest(r);
+	p = malloc(sizeof(*p) + c->len);
+	if (!p)
+		return;
+	memcpy(p->chunk, c->hash, CONTENT_HASH_LEN);
+	p->len = c->len;
+	memcpy(p->data, c->data, c->len);
+	if (strmap_put(&r->pushed, key, p, &old) != 0) {
+		free(p);
+		return;
+	}
+	memcpy(r->pushed_keys[(r->pushed_head + r->pushed_n) % PUSH_KEEP_MAX],
+	       key, CONTENT_HEX_LEN);
+	r->pushed_n++;
+}
+
+/* T's content, when it was pushed: its one-chunk list and the chunk
+ * written to the temp file.  The push stays until it ages out of the
+ * ring, so identical files written together all use it. */
+static bool push_claim(struct replicate *r, struct transfer *t)
+{
+	char key[CONTENT_HEX_LEN];
+	struct pushed *p;
+
+	if (!r->pushed.count || t->job.size > PUSH_MAX_SIZE)
+		return false;
+	content_hex(t->job.hash, key);
+	p = strmap_get(&r->pushed, key);
+	if (!p || p->len != t->job.size)
+		return false;
+	t->list.chunks = calloc(1, sizeof(*t->list.chunks));
+	if (!t->list.chunks)
+		return false;
+	t->list.cap_chunks = 1;
+	t->list.n_chunks = 1;
+	t->list.size = p->len;
+	memcpy(t->list.hash, t->job.hash, CONTENT_HASH_LEN);
+	memcpy(t->list.chunks[0].hash, p->chunk, CONTENT_HASH_LEN);
+	t->list.chunks[0].len = p->len;
+	journal_content_store(r->journal, &t->list);
+	t->have_list = true;
+	transfer_start_fetch(r, t);
+	if (!t->failed && t->got && t->got[0] != 2)
+		transfer_put_chunk(t, 0, p->data);
+	return true;
+}
+
+static void push_free(struct replicate *r)
+{
+	while (r->pushed_n)
+		push_drop_oldest(r);
+	strmap_clear(&r->pushed);
+	free(r->pushed_keys);
+	r->pushed_keys = NULL;
+}
+
 static void transfer_step(struct replicate *r, struct transfer *t)
 {
 	if (t->failed || t->ready)
@@ -877,6 +973,10 @@ static void transfer_step(struct replicate *r, struct transfer *t)
 		 * transfer, was most of the work of many small files. */
 		if (!t->list_looked_up) {
 			t->list_looked_up = true;
+			if (push_claim(r, t)) {
+				transfer_step(r, t);
+				return;
+			}
 			if (journal_content_load(r->journal, t->job.hash,
 						 &t->list) == 0) {
 				t->have_list = true;
@@ -1203,7 +1303,7 @@ void apply_on_chunklist(struct replicate *r, struct peer *p,
 void apply_on_chunk(struct replicate *r, struct peer *p,
 		    const struct wire_chunk *c)
 {
-	bool valid = chunk_verify(c->data, c->len, c->hash);
+	bool valid = chunk_verify(c->data, c->len, c->hash), wanted = false;
 
 	if (p->fetch_inflight >= c->len)
 		p->fetch_inflight -= c->len;
@@ -1224,6 +1324,7 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		if (!t->have_list || t->failed || !t->by_hash)
 			continue;
 		chunks_named(t, c->hash, &first, &n);
+		wanted |= n > 0;
 		for (size_t k = first; k < first + n; k++) {
 			size_t i = t->by_hash[k];
 
@@ -1233,6 +1334,8 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		if (n && t->missing == 0 && !t->ready && !t->failed)
 			transfer_finish(r, t);
 	}
+	if (!wanted)
+		push_keep(r, c);
 }
 
 void apply_on_not_here(struct replicate *r, struct peer *p,
@@ -1304,6 +1407,7 @@ void apply_free(struct replicate *r)
 	}
 	r->n_transfers = 0;
 	strmap_clear(&r->inflight);
+	push_free(r);
 }
 
 /* ---- serving ------------------------------------------------------------------- */
@@ -1370,6 +1474,47 @@ static int chunklist_items(struct replicate *r,
 	}
 	*n = c->n_chunks;
 	return 0;
+}
+
+/*
+ * Pushing.  A small file is one chunk, and its content hash is the
+ * SHA-256 of that chunk's hash, so the receiver can recognise its content
+ * without a list: sending it unasked right behind the entry saves the
+ * receiver a GET_CHUNKLIST and a GET_CHUNKS per file, which is most of
+ * the cost of many small files.  Only recent versions of this node's own
+ * files are pushed (sync.c decides), never under a bandwidth limit, and
+ * only when the file still holds that version; the receiver keeps a
+ * bounded number of unclaimed pushes and drops the rest.
+ */
+void serve_push(struct replicate *r, struct session *s, const char *volume,
+		const char *path, uint64_t size, const uint8_t *hash)
+{
+	struct wire_msg m = { .type = WIRE_CHUNK };
+	uint8_t buf[PUSH_MAX_SIZE], content[CONTENT_HASH_LEN];
+	unsigned n = 0;
+	const char *name;
+	int dirfd = -1, fd = -1;
+
+	if (r->egress.rate || size > sizeof(buf) ||
+	    conn_queued(s->conn) > PEER_PUMP_LOW ||
+	    open_parent(r, volume, path, &dirfd, &name))
+		goto out;
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		    O_CLOEXEC);
+	if (fd < 0 || pread(fd, buf, size, 0) != (ssize_t)size ||
+	    EVP_Digest(buf, size, m.chunk.hash, &n, EVP_sha256(), NULL) != 1 ||
+	    EVP_Digest(m.chunk.hash, CONTENT_HASH_LEN, content, &n,
+		       EVP_sha256(), NULL) != 1 ||
+	    memcmp(content, hash, CONTENT_HASH_LEN) != 0)
+		goto out;           /* moved on since: the receiver will ask */
+	m.chunk.len = (uint32_t)size;
+	m.chunk.data = buf;
+	session_send(s, &m);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dirfd >= 0)
+		close(dirfd);
 }
 
 int serve_chunklist(struct replicate *r, struct session *s,

@@ -23,6 +23,11 @@
 #define PEER_BACKOFF_MAX_MS 10000
 #define PEER_ASKED_MAX 65536           /* chunk requests queued per peer */
 #define ARRIVALS_MAX 4096              /* batches remembered for latency */
+/* Files up to this size are one chunk (the chunker's minimum), and are
+ * pushed with the entry that announces them. */
+#define PUSH_MAX_SIZE (8u << 10)
+#define PUSH_KEEP_MAX 4096             /* pushed contents kept unclaimed */
+#define PUSH_RECENT_NS (10LL * 1000000000)
 
 enum session_state {
 	SESSION_CONNECTING,       /* non-blocking connect under way */
@@ -98,6 +103,11 @@ struct replicate {
 	struct { int64_t last_id, ns; } arrivals[ARRIVALS_MAX];
 	size_t arrivals_head, arrivals_n;
 	struct hist apply_latency_us;  /* entry received to version on disk */
+	/* Pushed small contents not claimed by a transfer yet: content hash
+	 * (hex) -> struct pushed, oldest first in a ring of keys. */
+	struct strmap pushed;
+	char (*pushed_keys)[CONTENT_HEX_LEN];
+	size_t pushed_head, pushed_n;
 };
 
 /* session.c */
@@ -133,6 +143,11 @@ void apply_peer_removed(struct replicate *r, struct peer *p);
 void apply_peers_renumbered(struct replicate *r);
 void apply_free(struct replicate *r);
 int serve_queue(struct replicate *r, struct session *s);
+/* After an ENTRIES frame: sends C's content unasked when C is a recent
+ * small file of this node (see apply.c). */
+void serve_push(struct replicate *r, struct session *s,
+		const char *volume, const char *path, uint64_t size,
+		const uint8_t *hash);
 int serve_chunklist(struct replicate *r, struct session *s,
 		    const struct wire_get_chunklist *g);
 

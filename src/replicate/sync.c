@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t sent_get(const struct peer *p, const char *origin)
 {
@@ -63,6 +64,12 @@ void sync_on_hello(struct session *s, const struct wire_hello *h)
 
 /* ---- sending ----------------------------------------------------------- */
 
+struct push {
+	char *volume, *path;
+	uint64_t size;
+	uint8_t hash[CONTENT_HASH_LEN];
+};
+
 struct pump {
 	struct session *s;
 	struct wire_entries e;
@@ -71,7 +78,48 @@ struct pump {
 	uint64_t last;            /* last seq put in a frame */
 	unsigned in_frame;
 	bool full;
+	bool own;                 /* ORIGIN is this node */
+	int64_t now_wall;
+	struct push push[64];     /* small files of the frame being built */
+	unsigned n_push;
 };
+
+/* A recent small file of ours goes out with its content right behind
+ * the frame announcing it (apply.c says why). */
+static void pump_note_push(struct pump *pu, const struct journal_change *c)
+{
+	struct push *p;
+
+	if (!pu->own || c->op != JOURNAL_PUT || !c->has_hash ||
+	    c->size == 0 || c->size > PUSH_MAX_SIZE ||
+	    pu->now_wall - c->wall_ns > PUSH_RECENT_NS ||
+	    pu->n_push == sizeof(pu->push) / sizeof(pu->push[0]))
+		return;
+	p = &pu->push[pu->n_push];
+	p->volume = strdup(c->volume);
+	p->path = strdup(c->path);
+	if (!p->volume || !p->path) {
+		free(p->volume);
+		free(p->path);
+		return;
+	}
+	p->size = c->size;
+	memcpy(p->hash, c->hash, CONTENT_HASH_LEN);
+	pu->n_push++;
+}
+
+static void pump_send_pushes(struct pump *pu)
+{
+	for (unsigned i = 0; i < pu->n_push; i++) {
+		struct push *p = &pu->push[i];
+
+		serve_push(pu->s->r, pu->s, p->volume, p->path, p->size,
+			   p->hash);
+		free(p->volume);
+		free(p->path);
+	}
+	pu->n_push = 0;
+}
 
 static void entry_from_change(const struct journal_change *c,
 			      struct wire_entry *w)
@@ -112,6 +160,7 @@ static int pump_ship(struct pump *pu)
 	}
 	wire_buf_reset(&pu->b);
 	pu->in_frame = 0;
+	pump_send_pushes(pu);
 	return err;
 }
 
@@ -122,6 +171,11 @@ static int pump_one(void *arg, const struct journal_change *c)
 	int err;
 
 	entry_from_change(c, &w);
+	if (pu->n_push == sizeof(pu->push) / sizeof(pu->push[0])) {
+		err = pump_ship(pu);     /* a frame per 64 pushes at most */
+		if (err)
+			return err;
+	}
 	if (pu->in_frame == 0) {
 		err = wire_entries_begin(&pu->e, &pu->b, PEER_ENTRIES_BUDGET);
 		if (err)
@@ -140,6 +194,7 @@ static int pump_one(void *arg, const struct journal_change *c)
 		return err;
 	pu->in_frame++;
 	pu->last = c->ref.seq;
+	pump_note_push(pu, c);
 	if (conn_queued(pu->s->conn) + pu->b.len > PEER_PUMP_LOW) {
 		pu->full = true;
 		return 1;         /* stop the walk; the rest goes next time */
@@ -170,6 +225,7 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 			pu->s->r->kicked = true;
 	}
 	pu->origin = origin;
+	pu->own = strcmp(origin, journal_origin(pu->s->r->journal)) == 0;
 	while (!pu->full && from < max_seq) {
 		uint64_t before = from;
 
@@ -190,7 +246,11 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 bool sync_pump(struct session *s)
 {
 	struct pump pu = { .s = s };
+	struct timespec now;
 	int err;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	pu.now_wall = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 
 	if (s->dead || s->state != SESSION_OPEN)
 		return false;
@@ -199,6 +259,10 @@ bool sync_pump(struct session *s)
 	err = journal_vector(s->r->journal, pump_origin, &pu);
 	if (!err)
 		err = pump_ship(&pu);
+	for (unsigned i = 0; i < pu.n_push; i++) {    /* after an error */
+		free(pu.push[i].volume);
+		free(pu.push[i].path);
+	}
 	wire_buf_release(&pu.b);
 	if (err && err != -ENOBUFS)
 		log_warn("replicate", "sending entries to %s: %s", s->peer->id,

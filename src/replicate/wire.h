@@ -64,7 +64,12 @@
  *                        against the content hash, so a wrong run can
  *                        only fail the transfer, never corrupt it.
  *      6  GET_CHUNKS     u32 n (1..WIRE_MAX_GET_CHUNKS), n x hash
- *      7  CHUNK          hash chunk, u32 len (1..WIRE_MAX_CHUNK), len bytes
+ *      7  CHUNK          hash chunk, u32 len (1..WIRE_MAX_CHUNK), len bytes;
+ *                        also sent unasked, right after the ENTRIES frame
+ *                        announcing them, for recent files of at most
+ *                        8 KiB: such a file is one chunk, whose content
+ *                        hash is the SHA-256 of the chunk's hash, so the
+ *                        receiver can use it without a list or drop it
  *      8  NOT_HERE       hash chunk
  *      9  PING           u64 token
  *     10  PONG           u64 token (the PING's)
