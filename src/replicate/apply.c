@@ -54,6 +54,7 @@
 #define APPLY_GET_BATCH 256
 #define APPLY_RETRY_NS (1LL * 1000000000)
 #define APPLY_WRITEBACK_BYTES (8u << 20)
+#define APPLY_PUSH_WAIT_NS (20 * 1000000)
 /* Files from this size are asked for as a difference from the version
  * they replace: below it the whole list is a few frames anyway. */
 #define APPLY_BASE_MIN_SIZE (1u << 20)
@@ -80,6 +81,7 @@ struct transfer {
 	size_t missing;
 	uint64_t unflushed;       /* bytes written since writeback started */
 	bool list_looked_up;      /* the journal was asked for the list */
+	int64_t started_ns;
 	size_t next_ask;          /* first chunk not yet asked */
 	uint64_t refused;         /* bit i: peers[i] said "not here" */
 	bool ready, failed, done;
@@ -885,10 +887,10 @@ static void push_drop_oldest(struct replicate *r)
 }
 
 /* Keeps chunk C, which no transfer wanted, under the content hash it
- * makes as a file of one chunk. */
-static void push_keep(struct replicate *r, const struct wire_chunk *c)
+ * makes as a file of one chunk (into CONTENT). */
+static void push_keep(struct replicate *r, const struct wire_chunk *c,
+		      uint8_t content[CONTENT_HASH_LEN])
 {
-	uint8_t content[CONTENT_HASH_LEN];
 	char key[CONTENT_HEX_LEN];
 	struct pushed *p;
 	unsigned n = 0;
@@ -971,12 +973,17 @@ static void transfer_step(struct replicate *r, struct transfer *t)
 		/* The journal is asked once: a list it lacks only comes from
 		 * a peer, and asking again on every turn, for every waiting
 		 * transfer, was most of the work of many small files. */
+		if (push_claim(r, t)) {
+			transfer_step(r, t);
+			return;
+		}
+		/* A small file's content usually comes pushed right behind
+		 * its entry: give it a moment before asking. */
+		if (t->job.size <= PUSH_MAX_SIZE &&
+		    loop_now_ns() - t->started_ns < APPLY_PUSH_WAIT_NS)
+			return;
 		if (!t->list_looked_up) {
 			t->list_looked_up = true;
-			if (push_claim(r, t)) {
-				transfer_step(r, t);
-				return;
-			}
 			if (journal_content_load(r->journal, t->job.hash,
 						 &t->list) == 0) {
 				t->have_list = true;
@@ -1013,6 +1020,7 @@ static int transfer_new(struct replicate *r, struct journal_job *job)
 	if (!t)
 		return -ENOMEM;
 	t->fd = -1;
+	t->started_ns = loop_now_ns();
 	err = open_parent(r, job->volume, job->path, &t->dirfd, &t->name);
 	if (err) {
 		free(t);
@@ -1304,6 +1312,7 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		    const struct wire_chunk *c)
 {
 	bool valid = chunk_verify(c->data, c->len, c->hash), wanted = false;
+	uint8_t content[CONTENT_HASH_LEN];
 
 	if (p->fetch_inflight >= c->len)
 		p->fetch_inflight -= c->len;
@@ -1334,8 +1343,17 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		if (n && t->missing == 0 && !t->ready && !t->failed)
 			transfer_finish(r, t);
 	}
-	if (!wanted)
-		push_keep(r, c);
+	if (wanted || c->len > PUSH_MAX_SIZE)
+		return;
+	memset(content, 0, sizeof(content));
+	push_keep(r, c, content);
+	/* Transfers already waiting for this content (their list asked,
+	 * or the wait for the push running) take it now. */
+	for (struct transfer *t = r->transfers; t; t = t->next)
+		if (!t->have_list && !t->failed &&
+		    memcmp(t->job.hash, content, CONTENT_HASH_LEN) == 0 &&
+		    push_claim(r, t))
+			transfer_step(r, t);
 }
 
 void apply_on_not_here(struct replicate *r, struct peer *p,
