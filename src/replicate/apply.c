@@ -30,6 +30,7 @@
  * container made of the directories.
  */
 #include "replicate_int.h"
+#include "syncer.h"
 
 #include "err.h"
 #include "log.h"
@@ -43,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -81,6 +83,7 @@ struct transfer {
 	size_t missing;
 	uint64_t unflushed;       /* bytes written since writeback started */
 	bool list_looked_up;      /* the journal was asked for the list */
+	bool syncing;             /* ready, in the batch being synced */
 	int64_t started_ns;
 	size_t next_ask;          /* first chunk not yet asked */
 	uint64_t refused;         /* bit i: peers[i] said "not here" */
@@ -1072,25 +1075,16 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 		t->done = true;
 }
 
-static void commit_ready(struct replicate *r)
-{
-	int rootfd = -1;
-	bool any = false;
+static void commit_ready(struct replicate *r);
 
+/* Renames the batch the last sync covered and drops what is done. */
+static void commit_synced(struct replicate *r)
+{
 	for (struct transfer *t = r->transfers; t; t = t->next)
-		any |= t->ready;
-	if (!any)
-		return;
-	/* One flush of the filesystem for the whole batch, before any
-	 * rename makes a file visible under its real name. */
-	rootfd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd >= 0) {
-		syncfs(rootfd);
-		close(rootfd);
-	}
-	for (struct transfer *t = r->transfers; t; t = t->next)
-		if (t->ready)
+		if (t->syncing) {
+			t->syncing = false;
 			transfer_commit(r, t);
+		}
 	for (struct transfer **pp = &r->transfers; *pp;) {
 		struct transfer *t = *pp;
 
@@ -1101,6 +1095,71 @@ static void commit_ready(struct replicate *r)
 		*pp = t->next;
 		transfer_drop(r, t);
 	}
+}
+
+static void commit_on_synced(void *arg, uint32_t events)
+{
+	struct replicate *r = arg;
+
+	(void)events;
+	if (!syncer_collect(r->syncer))
+		return;
+	r->sync_running = false;
+	commit_synced(r);
+	commit_ready(r);        /* what became ready meanwhile */
+}
+
+static int commit_syncer(struct replicate *r)
+{
+	int err;
+
+	if (r->syncer)
+		return 0;
+	err = syncer_new(r->root, &r->syncer);
+	if (!err)
+		err = loop_add_fd(r->loop, syncer_fd(r->syncer), EPOLLIN,
+				  commit_on_synced, r);
+	if (err) {
+		syncer_free(r->syncer);
+		r->syncer = NULL;
+	}
+	return err;
+}
+
+/*
+ * One flush of the filesystem for a whole batch, before any rename makes
+ * a file visible under its real name.  The flush runs on the syncer's
+ * thread; the batch is what was ready when it started, and transfers that
+ * become ready meanwhile wait for the next one.
+ */
+static void commit_ready(struct replicate *r)
+{
+	bool any = false;
+
+	if (r->sync_running)
+		return;
+	for (struct transfer *t = r->transfers; t; t = t->next)
+		if (t->ready && !t->syncing) {
+			t->syncing = true;
+			any = true;
+		}
+	if (!any)
+		return;
+	if (commit_syncer(r) == 0) {
+		r->sync_running = true;
+		syncer_start(r->syncer);
+		return;
+	}
+	/* No thread to be had: the same, inline. */
+	{
+		int rootfd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (rootfd >= 0) {
+			syncfs(rootfd);
+			close(rootfd);
+		}
+	}
+	commit_synced(r);
 }
 
 /* ---- the tick --------------------------------------------------------------- */
@@ -1426,6 +1485,16 @@ void apply_free(struct replicate *r)
 	r->n_transfers = 0;
 	strmap_clear(&r->inflight);
 	push_free(r);
+}
+
+void apply_stop(struct replicate *r)
+{
+	if (!r->syncer)
+		return;
+	loop_del_fd(r->loop, syncer_fd(r->syncer));
+	syncer_free(r->syncer);       /* waits for a running sync */
+	r->syncer = NULL;
+	r->sync_running = false;
 }
 
 /* ---- serving ------------------------------------------------------------------- */

@@ -72,6 +72,7 @@ struct peer {
 };
 
 struct transfer;
+struct syncer;
 
 struct replicate {
 	struct journal *journal;
@@ -105,6 +106,8 @@ struct replicate {
 	struct hist apply_latency_us;  /* entry received to version on disk */
 	/* Pushed small contents not claimed by a transfer yet: content hash
 	 * (hex) -> struct pushed, oldest first in a ring of keys. */
+	struct syncer *syncer;    /* syncfs on a thread, made on first use */
+	bool sync_running;
 	struct strmap pushed;
 	char (*pushed_keys)[CONTENT_HEX_LEN];
 	size_t pushed_head, pushed_n;
@@ -142,6 +145,8 @@ void apply_peer_removed(struct replicate *r, struct peer *p);
 /* Peer slots were renumbered. */
 void apply_peers_renumbered(struct replicate *r);
 void apply_free(struct replicate *r);
+/* Waits for a running sync and stops the syncer thread. */
+void apply_stop(struct replicate *r);
 int serve_queue(struct replicate *r, struct session *s);
 /* After an ENTRIES frame: sends C's content unasked when C is a recent
  * small file of this node (see apply.c). */

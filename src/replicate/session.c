@@ -685,6 +685,7 @@ void replicate_free(struct replicate *r)
 	for (struct session *s = r->sessions; s; s = s->next)
 		session_close(s, "shutting down");
 	sessions_reap(r);
+	apply_stop(r);
 	apply_free(r);
 	for (size_t i = 0; i < r->n_peers; i++)
 		peer_free(r->peers[i]);
