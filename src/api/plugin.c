@@ -509,7 +509,6 @@ static json_t *plugin_path(struct plugin *p, json_t *req)
 		return ans;
 	if (plugin_volume_dir(p, name, dir, sizeof(dir)) != 0)
 		return plugin_err("volume path for %s is too long", name);
-	plugin_reconcile(p->api, name);
 	pthread_mutex_lock(&p->lock);
 	err = plugin_exists(p, name, &on_disk);
 	pthread_mutex_unlock(&p->lock);
