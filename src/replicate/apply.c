@@ -57,6 +57,8 @@
 #define APPLY_RETRY_NS (1LL * 1000000000)
 #define APPLY_WRITEBACK_BYTES (8u << 20)
 #define APPLY_PUSH_WAIT_NS (20 * 1000000)
+/* Batches of files this large on average are flushed file by file. */
+#define APPLY_FSYNC_MIN_SIZE (8u << 20)
 /* Files from this size are asked for as a difference from the version
  * they replace: below it the whole list is a few frames anyway. */
 #define APPLY_BASE_MIN_SIZE (1u << 20)
@@ -85,6 +87,9 @@ struct transfer {
 	bool list_looked_up;      /* the journal was asked for the list */
 	bool syncing;             /* ready, in the batch being synced */
 	int64_t started_ns;
+	int64_t fetch_ns;         /* list known, temp file being filled */
+	int64_t ready_ns;         /* every chunk in */
+	int64_t flush_ns;         /* its flush started */
 	size_t next_ask;          /* first chunk not yet asked */
 	uint64_t refused;         /* bit i: peers[i] said "not here" */
 	bool ready, failed, done;
@@ -612,6 +617,8 @@ static int64_t base_find(const struct base_index *ix, const struct content *b,
 static void transfer_mark(struct transfer *t, size_t first, size_t n)
 {
 	for (size_t i = first; i < first + n; i++) {
+		if (t->got[i] == 2)
+			continue;
 		t->got[i] = 2;
 		t->missing--;
 		t->unflushed += t->list.chunks[i].len;
@@ -715,7 +722,6 @@ static void chunks_named(const struct transfer *t, const uint8_t *hash,
 	*n = hi - lo;
 }
 
-/* The chunk list is known: open the temp file, copy what is local. */
 /* FD (the path's file) still holds what the journal says it does: the
  * same test the watcher trusts to skip unchanged files. */
 static bool base_file_current(const struct journal_state *cur, int fd)
@@ -731,77 +737,125 @@ static bool base_file_current(const struct journal_state *cur, int fd)
 	       cur->ctime_ns;
 }
 
-/* Copies chunk runs I.. that the base holds from J.. inside the kernel;
- * returns how many chunks were copied. */
-static size_t copy_run(struct transfer *t, int from, size_t i, size_t j)
-{
-	size_t k = 0;
-	uint64_t len = 0;
-	loff_t src, dst;
+/* A run of chunks T holds at I.. and the base at J.. (K chunks). */
+struct base_run {
+	size_t i, j, k;
+};
 
-	while (i + k < t->list.n_chunks && j + k < t->base.n_chunks &&
-	       t->got[i + k] != 2 &&
-	       chunk_same(&t->list.chunks[i + k], &t->base.chunks[j + k])) {
-		len += t->list.chunks[i + k].len;
-		k++;
-	}
-	src = (loff_t)t->base.chunks[j].offset;
-	dst = (loff_t)t->list.chunks[i].offset;
-	for (uint64_t left = len; left > 0;) {
-		ssize_t n = copy_file_range(from, &src, t->fd, &dst, left, 0);
-
-		if (n <= 0)
-			return 0;       /* the per-chunk path takes over */
-		left -= (uint64_t)n;
-	}
-	transfer_mark(t, i, k);
-	return k;
-}
+struct base_plan {
+	int fd;                 /* the replaced version, on disk */
+	struct base_run *runs;
+	size_t n;
+};
 
 /*
  * An edit keeps most of a file: the chunks the new version shares with
  * the one it replaces are copied from the file on disk, run by run,
  * without a lookup or a hash per chunk, when that file is still exactly
- * what the journal recorded.
+ * what the journal recorded.  Planned first and copied last, so that the
+ * chunks nobody here has are asked of peers before the copy and arrive
+ * while it runs.  Planned chunks are marked 3 (to be copied): neither
+ * looked up nor asked.  Runs are cut in slices so that writeback
+ * (transfer_mark) starts while the rest is still being copied.
  */
-static void copy_from_base(struct replicate *r, struct transfer *t)
+static void base_plan_make(struct replicate *r, struct transfer *t,
+			   struct base_plan *plan)
 {
 	struct journal_state cur = { 0 };
 	struct base_index ix = { 0 };
 	const char *name;
-	int dirfd = -1, fd = -1;
+	int dirfd = -1;
 
+	plan->fd = -1;
 	if (!t->base.n_chunks ||
 	    journal_lookup(r->journal, t->job.volume, t->job.path, &cur) ||
 	    !cur.has_hash ||
 	    memcmp(cur.hash, t->base.hash, CONTENT_HASH_LEN) != 0 ||
 	    open_parent(r, t->job.volume, t->job.path, &dirfd, &name))
 		goto out;
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-		    O_CLOEXEC);
-	if (fd < 0 || !base_file_current(&cur, fd) ||
+	plan->fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+			  O_CLOEXEC);
+	if (plan->fd < 0 || !base_file_current(&cur, plan->fd) ||
 	    base_index_build(&ix, &t->base))
 		goto out;
-	for (size_t i = 0; i < t->list.n_chunks && !t->failed;) {
-		int64_t j = t->got[i] == 2 ? -1 :
+	for (size_t i = 0; i < t->list.n_chunks;) {
+		int64_t j = t->got[i] ? -1 :
 			    base_find(&ix, &t->base, &t->list.chunks[i]);
-		size_t k = j < 0 ? 0 : copy_run(t, fd, i, (size_t)j);
+		struct base_run run = { i, (size_t)j, 0 };
+		uint64_t len = 0;
 
-		i += k ? k : 1;
+		while (j >= 0 && len < APPLY_WRITEBACK_BYTES * 4 &&
+		       i + run.k < t->list.n_chunks &&
+		       run.j + run.k < t->base.n_chunks &&
+		       t->got[i + run.k] == 0 &&
+		       chunk_same(&t->list.chunks[i + run.k],
+				  &t->base.chunks[run.j + run.k])) {
+			len += t->list.chunks[i + run.k].len;
+			t->got[i + run.k] = 3;
+			run.k++;
+		}
+		if (run.k) {
+			struct base_run *more = plan->n % 64 ? plan->runs :
+				realloc(plan->runs, (plan->n + 64) *
+					sizeof(*more));
+
+			if (!more) {
+				memset(t->got + i, 0, run.k);
+				break;
+			}
+			plan->runs = more;
+			plan->runs[plan->n++] = run;
+		}
+		i += run.k ? run.k : 1;
 	}
 out:
 	free(ix.slot);
-	if (fd >= 0)
-		close(fd);
 	if (dirfd >= 0)
 		close(dirfd);
 	journal_state_release(&cur);
 }
 
+/* Copies the planned runs inside the kernel; a run that fails is left
+ * to the peers (marked missing again). */
+static void base_plan_copy(struct transfer *t, struct base_plan *plan)
+{
+	for (size_t r = 0; r < plan->n; r++) {
+		const struct base_run *run = &plan->runs[r];
+		loff_t src = (loff_t)t->base.chunks[run->j].offset;
+		loff_t dst = (loff_t)t->list.chunks[run->i].offset;
+		uint64_t left = 0;
+
+		for (size_t k = 0; k < run->k; k++)
+			left += t->list.chunks[run->i + k].len;
+		while (left > 0 && !t->failed) {
+			ssize_t n = copy_file_range(plan->fd, &src, t->fd,
+						    &dst, left, 0);
+
+			if (n <= 0)
+				break;
+			left -= (uint64_t)n;
+		}
+		if (left == 0)
+			transfer_mark(t, run->i, run->k);
+		else
+			memset(t->got + run->i, 0, run->k);
+	}
+	free(plan->runs);
+	if (plan->fd >= 0)
+		close(plan->fd);
+}
+
+static struct peer *transfer_ask_chunks(struct replicate *r,
+					struct transfer *t);
+
+/* The chunk list is known: open the temp file, copy what is local, ask
+ * peers for the rest. */
 static void transfer_start_fetch(struct replicate *r, struct transfer *t)
 {
+	struct base_plan plan = { .fd = -1 };
 	uint8_t *buf = malloc(WIRE_MAX_CHUNK);
 
+	t->fetch_ns = loop_now_ns();
 	t->got = calloc(t->list.n_chunks + 1, 1);
 	t->by_hash = calloc(t->list.n_chunks + 1, sizeof(*t->by_hash));
 	t->missing = t->list.n_chunks;
@@ -815,14 +869,23 @@ static void transfer_start_fetch(struct replicate *r, struct transfer *t)
 		free(buf);
 		return;
 	}
-	copy_from_base(r, t);
+	base_plan_make(r, t, &plan);
 	for (size_t i = 0; i < t->list.n_chunks && !t->failed; i++)
-		if (t->got[i] != 2)
+		if (t->got[i] == 0)
 			copy_local_chunk(r, t, i, buf);
 	free(buf);
+	if (plan.n) {
+		struct peer *p = transfer_ask_chunks(r, t);
+
+		if (p)
+			session_send_now(p->session);
+	}
+	base_plan_copy(t, &plan);
 }
 
-static void transfer_ask_chunks(struct replicate *r, struct transfer *t)
+/* Asks one peer for the next missing chunks; the peer asked, or NULL. */
+static struct peer *transfer_ask_chunks(struct replicate *r,
+					struct transfer *t)
 {
 	uint8_t (*hashes)[CONTENT_HASH_LEN] = NULL;
 	struct wire_msg m = { .type = WIRE_GET_CHUNKS };
@@ -834,11 +897,11 @@ static void transfer_ask_chunks(struct replicate *r, struct transfer *t)
 		/* Nobody that may hold it has it: the file moved on there
 		 * too; a newer version will retarget the job. */
 		t->failed = exhausted && t->refused;
-		return;
+		return NULL;
 	}
 	hashes = malloc(APPLY_GET_BATCH * CONTENT_HASH_LEN);
 	if (!hashes)
-		return;
+		return NULL;
 	while (t->next_ask < t->list.n_chunks && n < APPLY_GET_BATCH &&
 	       p->fetch_inflight < PEER_FETCH_WINDOW) {
 		size_t i = t->next_ask;
@@ -860,16 +923,21 @@ static void transfer_ask_chunks(struct replicate *r, struct transfer *t)
 	m.get_chunks.hashes = (const uint8_t (*)[CONTENT_HASH_LEN])hashes;
 	if (n && session_send(p->session, &m) == 0)
 		session_update_poll(p->session);
+	else
+		p = NULL;
 	free(hashes);
+	return p;
 }
 
 static void transfer_finish(struct replicate *r, struct transfer *t)
 {
 	(void)r;
-	if (set_meta_fd(t->fd, &t->job) != 0)
+	if (set_meta_fd(t->fd, &t->job) != 0) {
 		t->failed = true;
-	else
-		t->ready = true;
+		return;
+	}
+	t->ready = true;
+	t->ready_ns = loop_now_ns();
 }
 
 /* ---- pushed small contents ------------------------------------------------ */
@@ -1052,9 +1120,41 @@ static int transfer_new(struct replicate *r, struct journal_job *job)
 
 /* ---- the commit of ready transfers ----------------------------------------- */
 
+/* Where a transfer's time went, for whoever wonders why a file was slow. */
+static void transfer_log(const struct transfer *t)
+{
+	int64_t now = loop_now_ns();
+
+	log_debug("replicate", "applied %s/%s (%llu bytes): list %lld ms, "
+		  "data %lld ms, waited for a flush %lld ms, flush %lld ms",
+		  t->job.volume, t->job.path, (unsigned long long)t->job.size,
+		  (long long)(t->fetch_ns - t->started_ns) / 1000000,
+		  (long long)(t->ready_ns - t->fetch_ns) / 1000000,
+		  (long long)(t->flush_ns - t->ready_ns) / 1000000,
+		  (long long)(now - t->flush_ns) / 1000000);
+}
+
+/*
+ * The large file a rename is about to replace, held open: the rename then
+ * leaves the freeing of its pages (a good part of a second for a
+ * gigabyte) to the last close, which the syncer's thread does.  -1 when
+ * there is nothing worth it.
+ */
+static int hold_replaced(struct replicate *r, const struct transfer *t)
+{
+	struct stat st;
+
+	if (!r->syncer ||
+	    fstatat(t->dirfd, t->name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !S_ISREG(st.st_mode) || st.st_size < (off_t)APPLY_FSYNC_MIN_SIZE)
+		return -1;
+	return openat(t->dirfd, t->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+}
+
 static void transfer_commit(struct replicate *r, struct transfer *t)
 {
 	struct stat st;
+	int old;
 
 	t->ready = false;
 	if (!disk_as_journal(r, t->dirfd, t->name, &t->job)) {
@@ -1062,28 +1162,45 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 		t->failed = true;
 		return;
 	}
+	old = hold_replaced(r, t);
 	if (renameat(t->dirfd, t->tmp, t->dirfd, t->name) != 0 ||
 	    fstatat(t->dirfd, t->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (old >= 0)
+			close(old);
 		t->failed = true;
 		return;
 	}
+	if (old >= 0)
+		syncer_close(r->syncer, old);
 	close(t->fd);
 	t->fd = -1;
-	if (job_done(r, &t->job, &st) != 0)
+	if (job_done(r, &t->job, &st) != 0) {
 		t->failed = true;
-	else
-		t->done = true;
+		return;
+	}
+	t->done = true;
+	transfer_log(t);
 }
 
 static void commit_ready(struct replicate *r);
 
-/* Renames the batch the last sync covered and drops what is done. */
-static void commit_synced(struct replicate *r)
+/* Renames the batch the last flush covered, unless the flush failed:
+ * then the batch is retried later, its data never shown. */
+static void commit_synced(struct replicate *r, int result)
 {
+	if (result)
+		log_warn("replicate", "cannot flush received files to disk: "
+			 "%s; they stay hidden and are fetched again",
+			 kr_strerror(result));
 	for (struct transfer *t = r->transfers; t; t = t->next)
 		if (t->syncing) {
 			t->syncing = false;
-			transfer_commit(r, t);
+			if (result) {
+				t->ready = false;
+				t->failed = true;
+			} else {
+				transfer_commit(r, t);
+			}
 		}
 	for (struct transfer **pp = &r->transfers; *pp;) {
 		struct transfer *t = *pp;
@@ -1100,12 +1217,13 @@ static void commit_synced(struct replicate *r)
 static void commit_on_synced(void *arg, uint32_t events)
 {
 	struct replicate *r = arg;
+	int result = 0;
 
 	(void)events;
-	if (!syncer_collect(r->syncer))
+	if (!syncer_collect(r->syncer, &result))
 		return;
 	r->sync_running = false;
-	commit_synced(r);
+	commit_synced(r, result);
 	commit_ready(r);        /* what became ready meanwhile */
 }
 
@@ -1126,40 +1244,54 @@ static int commit_syncer(struct replicate *r)
 	return err;
 }
 
+/* The flush before a batch's renames when no thread can be had. */
+static int commit_flush_inline(struct replicate *r, const int *fds, size_t n)
+{
+	int rootfd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int err;
+
+	if (rootfd < 0)
+		return -errno;
+	err = syncer_flush(rootfd, fds, n);
+	close(rootfd);
+	return err;
+}
+
 /*
- * One flush of the filesystem for a whole batch, before any rename makes
- * a file visible under its real name.  The flush runs on the syncer's
- * thread; the batch is what was ready when it started, and transfers that
- * become ready meanwhile wait for the next one.
+ * One flush for a whole batch, before any rename makes a file visible
+ * under its real name.  A few large files are flushed one by one: their
+ * own data is most of the work, and syncfs would add every other dirty
+ * page of the filesystem.  Otherwise one syncfs: a commit per small file
+ * would cost more than the rest.  The flush runs on the syncer's thread;
+ * the batch is what was ready when it started, and transfers that become
+ * ready meanwhile wait for the next one.
  */
 static void commit_ready(struct replicate *r)
 {
-	bool any = false;
+	int fds[SYNCER_FILES_MAX];
+	uint64_t bytes = 0;
+	size_t n = 0;
 
 	if (r->sync_running)
 		return;
 	for (struct transfer *t = r->transfers; t; t = t->next)
 		if (t->ready && !t->syncing) {
 			t->syncing = true;
-			any = true;
+			t->flush_ns = loop_now_ns();
+			if (n < SYNCER_FILES_MAX)
+				fds[n] = t->fd;
+			n++;
+			bytes += t->job.size;
 		}
-	if (!any)
+	if (!n)
 		return;
-	if (commit_syncer(r) == 0) {
+	if (n > SYNCER_FILES_MAX || bytes < n * APPLY_FSYNC_MIN_SIZE)
+		n = 0;
+	if (commit_syncer(r) == 0 && syncer_start(r->syncer, fds, n) == 0) {
 		r->sync_running = true;
-		syncer_start(r->syncer);
 		return;
 	}
-	/* No thread to be had: the same, inline. */
-	{
-		int rootfd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-		if (rootfd >= 0) {
-			syncfs(rootfd);
-			close(rootfd);
-		}
-	}
-	commit_synced(r);
+	commit_synced(r, commit_flush_inline(r, fds, n));
 }
 
 /* ---- the tick --------------------------------------------------------------- */

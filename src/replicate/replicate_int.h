@@ -117,6 +117,11 @@ struct replicate {
 void session_close(struct session *s, const char *why);
 void session_update_poll(struct session *s);
 int session_send(struct session *s, const struct wire_msg *m);
+/* Writes what is queued now rather than on the loop's next turn, for a
+ * caller about to spend a while on local work.  A failed connection is
+ * left to its event handler, which closes it: closing here would pull
+ * the peer out from under the caller. */
+void session_send_now(struct session *s);
 struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
 
 /* apply.c: entries up to change id LAST_ID arrived now. */

@@ -144,6 +144,19 @@ int session_send(struct session *s, const struct wire_msg *m)
 	return err;
 }
 
+void session_send_now(struct session *s)
+{
+	int err;
+
+	if (s->dead)
+		return;
+	err = conn_flush(s->conn);
+	if (err == 0 || err == -EAGAIN)
+		session_update_poll(s);
+	else if (loop_mod_fd(s->r->loop, s->fd, EPOLLIN | EPOLLOUT) == 0)
+		s->polled = EPOLLIN | EPOLLOUT;  /* its handler closes it */
+}
+
 static int session_vector_add(void *arg, const char *origin, uint64_t seq)
 {
 	struct strmap *v = arg;

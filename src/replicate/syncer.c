@@ -1,8 +1,9 @@
 /*
- * The thread waits on a condition for a request, runs syncfs, and
- * signals an eventfd.  Only the request and quit flags are shared, under
- * the mutex; the descriptors are set up before the thread starts and
- * closed after it is joined.
+ * The thread waits on a condition for a request, flushes, and signals an
+ * eventfd.  The request (flag and file list), its result and the quit
+ * flag are shared, under the mutex; the thread works on a copy of the
+ * list.  The directory and eventfd are set up before the thread starts
+ * and closed after it is joined.
  */
 #include "syncer.h"
 
@@ -11,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -19,8 +21,27 @@ struct syncer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int dirfd, efd;
+	int fds[SYNCER_FILES_MAX];  /* duplicates, closed by the thread */
+	size_t n_fds;
+	int closing[SYNCER_CLOSE_MAX];
+	size_t n_closing;
+	int result;
 	bool want, quit, started;
 };
+
+int syncer_flush(int dirfd, const int *fds, size_t n)
+{
+	int err = 0;
+
+	if (n == 0)
+		return syncfs(dirfd) == 0 ? 0 : -errno;
+	/* fsync, not fdatasync: mode, owner and times are part of what is
+	 * made durable before the rename. */
+	for (size_t i = 0; i < n; i++)
+		if (fsync(fds[i]) != 0 && !err)
+			err = -errno;
+	return err;
+}
 
 static void *syncer_main(void *arg)
 {
@@ -28,16 +49,42 @@ static void *syncer_main(void *arg)
 	uint64_t one = 1;
 
 	for (;;) {
+		int fds[SYNCER_FILES_MAX];
+		size_t n;
+		int err;
+
+		int closing[SYNCER_CLOSE_MAX];
+		size_t n_closing;
+
 		pthread_mutex_lock(&s->lock);
-		while (!s->want && !s->quit)
+		while (!s->want && !s->n_closing && !s->quit)
 			pthread_cond_wait(&s->cond, &s->lock);
 		if (s->quit) {
 			pthread_mutex_unlock(&s->lock);
 			return NULL;
 		}
+		n_closing = s->n_closing;
+		memcpy(closing, s->closing, n_closing * sizeof(*closing));
+		s->n_closing = 0;
+		if (!s->want) {
+			pthread_mutex_unlock(&s->lock);
+			for (size_t i = 0; i < n_closing; i++)
+				close(closing[i]);
+			continue;
+		}
 		s->want = false;
+		n = s->n_fds;
+		memcpy(fds, s->fds, n * sizeof(*fds));
+		s->n_fds = 0;
 		pthread_mutex_unlock(&s->lock);
-		syncfs(s->dirfd);
+		err = syncer_flush(s->dirfd, fds, n);
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
+		for (size_t i = 0; i < n_closing; i++)
+			close(closing[i]);
+		pthread_mutex_lock(&s->lock);
+		s->result = err;
+		pthread_mutex_unlock(&s->lock);
 		while (write(s->efd, &one, sizeof(one)) < 0 && errno == EINTR)
 			;
 	}
@@ -79,6 +126,10 @@ void syncer_free(struct syncer *s)
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->thread, NULL);
 	}
+	for (size_t i = 0; i < s->n_fds; i++)   /* a request never taken */
+		close(s->fds[i]);
+	for (size_t i = 0; i < s->n_closing; i++)
+		close(s->closing[i]);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	if (s->efd >= 0)
@@ -93,17 +144,58 @@ int syncer_fd(const struct syncer *s)
 	return s->efd;
 }
 
-void syncer_start(struct syncer *s)
+int syncer_start(struct syncer *s, const int *fds, size_t n)
 {
+	int dups[SYNCER_FILES_MAX];
+	size_t i;
+	int err = 0;
+
+	if (n > SYNCER_FILES_MAX)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+		if (dups[i] < 0) {
+			err = -errno;
+			break;
+		}
+	}
+	if (err) {
+		while (i--)
+			close(dups[i]);
+		return err;
+	}
 	pthread_mutex_lock(&s->lock);
+	memcpy(s->fds, dups, n * sizeof(*dups));
+	s->n_fds = n;
 	s->want = true;
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
-bool syncer_collect(struct syncer *s)
+void syncer_close(struct syncer *s, int fd)
+{
+	bool queued = false;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->n_closing < SYNCER_CLOSE_MAX) {
+		s->closing[s->n_closing++] = fd;
+		queued = true;
+		pthread_cond_signal(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!queued)
+		close(fd);
+}
+
+bool syncer_collect(struct syncer *s, int *result)
 {
 	uint64_t n = 0;
 
-	return read(s->efd, &n, sizeof(n)) == (ssize_t)sizeof(n) && n > 0;
+	if (read(s->efd, &n, sizeof(n)) != (ssize_t)sizeof(n) || n == 0)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	*result = s->result;
+	pthread_mutex_unlock(&s->lock);
+	return true;
 }

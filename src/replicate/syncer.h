@@ -1,14 +1,21 @@
 /*
- * syncfs(2) on a thread of its own.
+ * Flushes to disk on a thread of its own.
  *
  * Applying remote versions renames a batch of temp files into place only
- * after one syncfs has made their data durable.  On a real disk that sync
+ * after a flush has made their data durable.  On a real disk that flush
  * is a journal commit that can take tens of milliseconds, more when other
  * writes are pending; run on the event-loop thread it stalled receiving
- * and assembling the next batch.  Here the loop asks for a sync, goes on,
+ * and assembling the next batch.  Here the loop asks for a flush, goes on,
  * and learns through a readable descriptor when it has ended.
  *
- * States: idle -> (syncer_start) running -> (sync returns) ended, seen
+ * A flush covers either a few named files (fsync each: syncfs would also
+ * write every other program's dirty pages, on a busy host the larger
+ * part) or the whole filesystem (syncfs: one journal commit for a batch
+ * of many small files instead of one per file).
+ *
+ * It also closes descriptors whose last close is slow (syncer_close).
+ *
+ * States: idle -> (syncer_start) running -> (flush returns) ended, seen
  * by the loop with syncer_collect, -> idle.  One sync at a time; the
  * caller keeps track of which files the running sync covers (those
  * written before it started).
@@ -17,6 +24,7 @@
 #define KRAKEN_SYNCER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct syncer;
 
@@ -27,9 +35,27 @@ void syncer_free(struct syncer *s);
 
 /* Readable when a sync has ended. */
 int syncer_fd(const struct syncer *s);
-/* Starts a sync; the caller must not start another before collecting. */
-void syncer_start(struct syncer *s);
-/* True when a sync has ended since the last call (drains the fd). */
-bool syncer_collect(struct syncer *s);
+/* Flushes the N files FDS, or with N == 0 the whole filesystem; 0 or
+ * -errno of the first failure.  What the thread runs, for callers
+ * without one. */
+int syncer_flush(int dirfd, const int *fds, size_t n);
+/* Starts a flush of the N (at most SYNCER_FILES_MAX) files FDS, which
+ * are duplicated (the caller may close its own), or with N == 0 of the
+ * whole filesystem.  The caller must not start another before
+ * collecting.  0 or -errno (nothing started). */
+#define SYNCER_FILES_MAX 16
+int syncer_start(struct syncer *s, const int *fds, size_t n);
+/*
+ * Closes FD on the thread.  For a descriptor held on a file replaced by a
+ * rename: the last close frees the old file's pages and blocks, and a
+ * gigabyte of them takes a good part of a second.  Closed at once when
+ * the thread has a backlog.
+ */
+#define SYNCER_CLOSE_MAX 64
+void syncer_close(struct syncer *s, int fd);
+/* True when a flush has ended since the last call (drains the fd); its
+ * result, 0 or -errno (EIO, ENOSPC: the data may not be on disk), goes
+ * to *RESULT. */
+bool syncer_collect(struct syncer *s, int *result);
 
 #endif

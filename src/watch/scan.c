@@ -24,6 +24,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "loop.h"
 #include "path.h"
 
 #include <dirent.h>
@@ -141,6 +142,7 @@ static int exam_hash_failed(struct watch *w, struct exam *e, int err)
 static int exam_file(struct watch *w, struct exam *e)
 {
 	struct content c = { 0 };
+	int64_t hash_ns;
 	int err;
 
 	if (e->have_cur && S_ISREG(e->cur.mode) &&
@@ -153,9 +155,11 @@ static int exam_file(struct watch *w, struct exam *e)
 		    e->cur.ctime_ns == ts_ns(&e->st.st_ctim))
 			return 0;
 	}
+	hash_ns = loop_now_ns();
 	err = exam_hash(w, e, &c);
 	if (err)
 		return exam_hash_failed(w, e, err);
+	hash_ns = loop_now_ns() - hash_ns;
 	if (e->have_cur && S_ISREG(e->cur.mode) && e->cur.has_hash &&
 	    memcmp(e->cur.hash, c.hash, CONTENT_HASH_LEN) == 0) {
 		content_release(&c);
@@ -166,8 +170,8 @@ static int exam_file(struct watch *w, struct exam *e)
 		return exam_record(w, e, journal_record_meta(
 			w->journal, e->vol, e->path, &e->st));
 	}
-	log_debug("watch", "put %s (%llu bytes)", e->rel,
-		  (unsigned long long)c.size);
+	log_debug("watch", "put %s (%llu bytes, hashed in %lld ms)", e->rel,
+		  (unsigned long long)c.size, (long long)hash_ns / 1000000);
 	err = journal_record_put(w->journal, e->vol, e->path, &e->st, &c);
 	content_release(&c);
 	return exam_record(w, e, err);

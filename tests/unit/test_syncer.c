@@ -2,6 +2,7 @@
 #include "syncer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 static void wait_readable(int fd)
@@ -21,18 +23,87 @@ static void wait_readable(int fd)
 static void test_syncs_end_and_are_seen_once(void **state)
 {
 	struct syncer *s = NULL;
+	int result = 1;
 
 	(void)state;
 	assert_int_equal(syncer_new("/tmp", &s), 0);
-	assert_false(syncer_collect(s));        /* nothing asked yet */
+	assert_false(syncer_collect(s, &result));   /* nothing asked yet */
 	for (int i = 0; i < 3; i++) {
-		syncer_start(s);
+		assert_int_equal(syncer_start(s, NULL, 0), 0);
 		wait_readable(syncer_fd(s));
-		assert_true(syncer_collect(s));
-		assert_false(syncer_collect(s));
+		assert_true(syncer_collect(s, &result));
+		assert_int_equal(result, 0);
+		assert_false(syncer_collect(s, &result));
 	}
 	/* Freed with a sync running: it waits for it. */
-	syncer_start(s);
+	assert_int_equal(syncer_start(s, NULL, 0), 0);
+	syncer_free(s);
+}
+
+/* A few files are flushed one by one, through duplicates of their
+ * descriptors, and a failure is reported, not swallowed. */
+static void test_file_flush(void **state)
+{
+	char path[] = "/tmp/kraken-syncer-XXXXXX";
+	struct syncer *s = NULL;
+	int fds[SYNCER_FILES_MAX + 1];
+	int fd, pipefd[2], result = 1;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, "data", 4), 4);
+	assert_int_equal(syncer_new("/tmp", &s), 0);
+	fds[0] = fd;
+	fds[1] = fd;
+	assert_int_equal(syncer_start(s, fds, 2), 0);
+	close(fd);      /* the syncer holds its own */
+	wait_readable(syncer_fd(s));
+	assert_true(syncer_collect(s, &result));
+	assert_int_equal(result, 0);
+
+	/* A pipe cannot be fsync'ed: EINVAL comes back as the result. */
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(syncer_start(s, pipefd, 1), 0);
+	wait_readable(syncer_fd(s));
+	assert_true(syncer_collect(s, &result));
+	assert_int_equal(result, -EINVAL);
+
+	/* Refused up front: a closed descriptor, too many files. */
+	close(pipefd[1]);
+	assert_int_equal(syncer_start(s, &pipefd[1], 1), -EBADF);
+	for (int i = 0; i <= SYNCER_FILES_MAX; i++)
+		fds[i] = pipefd[0];
+	assert_int_equal(syncer_start(s, fds, SYNCER_FILES_MAX + 1), -EINVAL);
+	assert_false(syncer_collect(s, &result));
+	close(pipefd[0]);
+	syncer_free(s);
+}
+
+/* Descriptors handed over are closed by the thread, even more than it
+ * queues at once. */
+static void test_close_later(void **state)
+{
+	struct syncer *s = NULL;
+	int fds[SYNCER_CLOSE_MAX + 8];
+	int open_left = 1;
+
+	(void)state;
+	assert_int_equal(syncer_new("/tmp", &s), 0);
+	for (size_t i = 0; i < SYNCER_CLOSE_MAX + 8; i++) {
+		fds[i] = open("/tmp", O_PATH | O_CLOEXEC);
+		assert_true(fds[i] >= 0);
+		syncer_close(s, fds[i]);
+	}
+	for (int tries = 0; open_left && tries < 1000; tries++) {
+		open_left = 0;
+		for (size_t i = 0; i < SYNCER_CLOSE_MAX + 8; i++)
+			open_left += fcntl(fds[i], F_GETFD) >= 0;
+		if (open_left)
+			usleep(10000);
+	}
+	assert_int_equal(open_left, 0);
 	syncer_free(s);
 }
 
@@ -50,6 +121,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_syncs_end_and_are_seen_once),
+		cmocka_unit_test(test_file_flush),
+		cmocka_unit_test(test_close_later),
 		cmocka_unit_test(test_missing_dir),
 	};
 
