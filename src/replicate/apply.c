@@ -31,6 +31,7 @@
  */
 #include "replicate_int.h"
 #include "syncer.h"
+#include "writer.h"
 
 #include "err.h"
 #include "log.h"
@@ -63,6 +64,8 @@
  * they replace: below it the whole list is a few frames anyway. */
 #define APPLY_BASE_MIN_SIZE (1u << 20)
 #define REMOVED_DIR ".krakenfs-removed"
+/* Chunk bytes handed to the writer thread and not written yet. */
+#define APPLY_WRITER_BYTES (32u << 20)
 /* What a chunk request is expected to cost before its size is known. */
 #define CDC_TYPICAL_CHUNK (64u << 10)
 
@@ -80,7 +83,10 @@ struct transfer {
 	const char *name;         /* last component of job.path */
 	char tmp[48];
 	int fd;                   /* the temp file */
-	uint8_t *got;             /* per chunk: 0 missing, 1 asked, 2 here */
+	/* per chunk: 0 missing, 1 asked, 2 here, 3 to be copied from the
+	 * base (only inside transfer_start_fetch), 4 with the writer */
+	uint8_t *got;
+	unsigned writing;         /* writer targets naming this transfer */
 	uint32_t *by_hash;        /* chunk indexes sorted by chunk hash */
 	size_t missing;
 	uint64_t unflushed;       /* bytes written since writeback started */
@@ -445,7 +451,8 @@ static void transfers_reap(struct replicate *r)
 	for (struct transfer **pp = &r->transfers; *pp;) {
 		struct transfer *t = *pp;
 
-		if (!t->failed) {
+		/* The writer may still be writing into its temp file. */
+		if (!t->failed || t->writing) {
 			pp = &t->next;
 			continue;
 		}
@@ -1499,10 +1506,150 @@ void apply_on_chunklist(struct replicate *r, struct peer *p,
 	}
 }
 
+/* ---- chunks handed to the writer thread ----------------------------------- */
+
+/* A transfer that had chunks in the writer is done with them. */
+static void written_target(struct transfer *t, size_t i, int result)
+{
+	t->writing--;
+	if (result == 0)
+		transfer_mark(t, i, 1);
+	else if (result == KR_ECORRUPT)
+		t->got[i] = 0;            /* asked again, elsewhere */
+	else
+		t->failed = true;
+}
+
+static void apply_on_written(void *arg, uint32_t events)
+{
+	struct replicate *r = arg;
+	struct writer_job *jobs = writer_collect(r->writer);
+
+	(void)events;
+	while (jobs) {
+		struct writer_job *job = jobs;
+		struct peer *p = job->result == KR_ECORRUPT ?
+				 replicate_peer_by_id(r, job->from) : NULL;
+
+		jobs = job->next;
+		if (job->result == KR_ECORRUPT)
+			log_warn("replicate", "peer %s sent a chunk that does "
+				 "not match its hash; asking elsewhere",
+				 job->from);
+		else if (job->result)
+			log_warn("replicate", "cannot write a received chunk: "
+				 "%s; the file is fetched again",
+				 kr_strerror(job->result));
+		for (size_t k = 0; k < job->n_targets; k++) {
+			struct transfer *t = job->targets[k].ctx;
+
+			written_target(t, job->targets[k].index, job->result);
+			if (p && p->slot < 64)
+				t->refused |= 1ull << p->slot;
+			if (job->result == KR_ECORRUPT)
+				t->next_ask = 0;
+			if (t->missing == 0 && !t->ready && !t->failed)
+				transfer_finish(r, t);
+		}
+		writer_job_free(job);
+	}
+}
+
+static int apply_writer(struct replicate *r)
+{
+	int err;
+
+	if (r->writer)
+		return 0;
+	err = writer_new(APPLY_WRITER_BYTES, &r->writer);
+	if (!err)
+		err = loop_add_fd(r->loop, writer_fd(r->writer), EPOLLIN,
+				  apply_on_written, r);
+	if (err) {
+		writer_free(r->writer);
+		r->writer = NULL;
+	}
+	return err;
+}
+
+/* The places in transfers that wait for chunk C, as writer targets:
+ * their number, or -E2BIG when there are more than a job holds. */
+static int chunk_targets(struct replicate *r, const struct wire_chunk *c,
+			 struct writer_job *job)
+{
+	for (struct transfer *t = r->transfers; t; t = t->next) {
+		size_t first, n;
+
+		if (!t->have_list || t->failed || !t->by_hash)
+			continue;
+		chunks_named(t, c->hash, &first, &n);
+		for (size_t k = first; k < first + n; k++) {
+			size_t i = t->by_hash[k];
+
+			if (t->got[i] > 1 || t->list.chunks[i].len != c->len)
+				continue;
+			if (job->n_targets == WRITER_TARGETS_MAX)
+				return -E2BIG;
+			job->targets[job->n_targets++] = (struct writer_target){
+				.fd = t->fd,
+				.offset = t->list.chunks[i].offset,
+				.ctx = t,
+				.index = i,
+			};
+		}
+	}
+	return (int)job->n_targets;
+}
+
+/*
+ * Hands chunk C to the writer thread: 0 when it took it (or nobody wants
+ * a chunk this large), else the caller verifies and writes it itself.
+ * Small chunks stay with the caller: they may be pushed contents, and
+ * their hash costs little.
+ */
+static int chunk_submit(struct replicate *r, struct peer *p,
+			const struct wire_chunk *c)
+{
+	struct writer_job *job;
+	int n, err;
+
+	if (c->len <= PUSH_MAX_SIZE || apply_writer(r) != 0)
+		return -EAGAIN;
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	n = chunk_targets(r, c, job);
+	if (n <= 0) {
+		free(job);
+		return n == 0 ? 0 : n;
+	}
+	memcpy(job->hash, c->hash, CONTENT_HASH_LEN);
+	snprintf(job->from, sizeof(job->from), "%s", p->id);
+	job->len = c->len;
+	job->data = malloc(c->len);
+	if (!job->data) {
+		free(job);
+		return -ENOMEM;
+	}
+	memcpy(job->data, c->data, c->len);
+	err = writer_submit(r->writer, job);
+	if (err) {
+		writer_job_free(job);
+		return err;
+	}
+	for (size_t k = 0; k < job->n_targets; k++) {
+		struct transfer *t = job->targets[k].ctx;
+
+		t->got[job->targets[k].index] = 4;
+		t->writing++;
+	}
+	return 0;
+}
+
 void apply_on_chunk(struct replicate *r, struct peer *p,
 		    const struct wire_chunk *c)
 {
-	bool valid = chunk_verify(c->data, c->len, c->hash), wanted = false;
+	bool valid, wanted = false;
 	uint8_t content[CONTENT_HASH_LEN];
 
 	if (p->fetch_inflight >= c->len)
@@ -1510,6 +1657,9 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 	else
 		p->fetch_inflight = 0;
 	p->stats.chunk_bytes_in += c->len;
+	if (chunk_submit(r, p, c) == 0)
+		return;
+	valid = chunk_verify(c->data, c->len, c->hash);
 	if (!valid) {
 		/* The peer's file moved on since it was recorded (it sends
 		 * without checking), or worse: ask someone else. */
@@ -1528,7 +1678,7 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		for (size_t k = first; k < first + n; k++) {
 			size_t i = t->by_hash[k];
 
-			if (t->got[i] != 2 && t->list.chunks[i].len == c->len)
+			if (t->got[i] < 2 && t->list.chunks[i].len == c->len)
 				transfer_put_chunk(t, i, c->data);
 		}
 		if (n && t->missing == 0 && !t->ready && !t->failed)
@@ -1621,6 +1771,12 @@ void apply_free(struct replicate *r)
 
 void apply_stop(struct replicate *r)
 {
+	if (r->writer) {
+		/* Joined before the transfers whose files it writes go. */
+		loop_del_fd(r->loop, writer_fd(r->writer));
+		writer_free(r->writer);
+		r->writer = NULL;
+	}
 	if (!r->syncer)
 		return;
 	loop_del_fd(r->loop, syncer_fd(r->syncer));

@@ -108,6 +108,7 @@ struct replicate {
 	 * (hex) -> struct pushed, oldest first in a ring of keys. */
 	struct syncer *syncer;    /* syncfs on a thread, made on first use */
 	bool sync_running;
+	struct writer *writer;    /* chunk verify + write, made on first use */
 	struct strmap pushed;
 	char (*pushed_keys)[CONTENT_HEX_LEN];
 	size_t pushed_head, pushed_n;
@@ -150,7 +151,7 @@ void apply_peer_removed(struct replicate *r, struct peer *p);
 /* Peer slots were renumbered. */
 void apply_peers_renumbered(struct replicate *r);
 void apply_free(struct replicate *r);
-/* Waits for a running sync and stops the syncer thread. */
+/* Waits for a running sync and stops the syncer and writer threads. */
 void apply_stop(struct replicate *r);
 int serve_queue(struct replicate *r, struct session *s);
 /* After an ENTRIES frame: sends C's content unasked when C is a recent

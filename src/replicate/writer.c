@@ -1,0 +1,215 @@
+/*
+ * Two singly linked queues under one mutex: queued (caller -> thread) and
+ * done (thread -> caller), each kept with head and tail so jobs stay in
+ * order.  The thread waits on a condition for queued work; an eventfd
+ * tells the caller's loop that done jobs wait.  held counts the chunk
+ * bytes of every job not yet collected, so the bound covers jobs waiting
+ * in either queue.  outstanding is only touched by the caller's thread.
+ */
+#include "writer.h"
+
+#include "err.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct job_queue {
+	struct writer_job *head, *tail;
+};
+
+struct writer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct job_queue queued, done;
+	size_t held, max_bytes;
+	size_t outstanding;
+	int efd;
+	bool quit, started;
+};
+
+static void queue_push(struct job_queue *q, struct writer_job *job)
+{
+	job->next = NULL;
+	if (q->tail)
+		q->tail->next = job;
+	else
+		q->head = job;
+	q->tail = job;
+}
+
+static void queue_free(struct job_queue *q)
+{
+	while (q->head) {
+		struct writer_job *job = q->head;
+
+		q->head = job->next;
+		writer_job_free(job);
+	}
+	q->tail = NULL;
+}
+
+static bool writer_verify(const struct writer_job *job)
+{
+	uint8_t got[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+
+	return EVP_Digest(job->data, job->len, got, &n, EVP_sha256(),
+			  NULL) == 1 &&
+	       n == CONTENT_HASH_LEN && memcmp(got, job->hash, n) == 0;
+}
+
+void writer_run(struct writer_job *job)
+{
+	job->result = 0;
+	if (!writer_verify(job)) {
+		job->result = KR_ECORRUPT;
+		return;
+	}
+	for (size_t i = 0; i < job->n_targets && !job->result; i++) {
+		const struct writer_target *t = &job->targets[i];
+		ssize_t n = pwrite(t->fd, job->data, job->len,
+				   (off_t)t->offset);
+
+		if (n < 0)
+			job->result = -errno;
+		else if ((size_t)n != job->len)
+			job->result = -ENOSPC;   /* a short write: disk full */
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		struct writer_job *job;
+
+		while (!w->queued.head && !w->quit)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (w->quit)
+			break;
+		job = w->queued.head;
+		w->queued.head = job->next;
+		if (!w->queued.head)
+			w->queued.tail = NULL;
+		pthread_mutex_unlock(&w->lock);
+		writer_run(job);
+		pthread_mutex_lock(&w->lock);
+		queue_push(&w->done, job);
+		while (write(w->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+int writer_new(size_t max_bytes, struct writer **out)
+{
+	struct writer *w = calloc(1, sizeof(*w));
+	int err = 0;
+
+	*out = NULL;
+	if (!w)
+		return -ENOMEM;
+	w->max_bytes = max_bytes;
+	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	if (w->efd < 0)
+		err = -errno;
+	if (!err)
+		err = -pthread_create(&w->thread, NULL, writer_main, w);
+	w->started = !err;
+	if (err) {
+		writer_free(w);
+		return err;
+	}
+	*out = w;
+	return 0;
+}
+
+void writer_free(struct writer *w)
+{
+	if (!w)
+		return;
+	if (w->started) {
+		pthread_mutex_lock(&w->lock);
+		w->quit = true;
+		pthread_cond_signal(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+	}
+	queue_free(&w->queued);
+	queue_free(&w->done);
+	if (w->efd >= 0)
+		close(w->efd);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+int writer_fd(const struct writer *w)
+{
+	return w->efd;
+}
+
+int writer_submit(struct writer *w, struct writer_job *job)
+{
+	int err = 0;
+
+	if (!job->data || !job->n_targets ||
+	    job->n_targets > WRITER_TARGETS_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&w->lock);
+	if (w->held + job->len > w->max_bytes) {
+		err = -EAGAIN;
+	} else {
+		w->held += job->len;
+		queue_push(&w->queued, job);
+		pthread_cond_signal(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (!err)
+		w->outstanding++;
+	return err;
+}
+
+struct writer_job *writer_collect(struct writer *w)
+{
+	struct writer_job *jobs;
+	uint64_t n;
+
+	while (read(w->efd, &n, sizeof(n)) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&w->lock);
+	jobs = w->done.head;
+	w->done.head = w->done.tail = NULL;
+	for (struct writer_job *j = jobs; j; j = j->next) {
+		w->held -= j->len;
+		w->outstanding--;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return jobs;
+}
+
+size_t writer_outstanding(const struct writer *w)
+{
+	return w->outstanding;
+}
+
+void writer_job_free(struct writer_job *job)
+{
+	if (!job)
+		return;
+	free(job->data);
+	free(job);
+}

@@ -1,0 +1,76 @@
+/*
+ * Received chunks verified and written on a thread of its own.
+ *
+ * Receiving a large file, the event loop spent most of its time on work it
+ * need not do itself: the SHA-256 of every chunk (checked against the hash
+ * it was asked by) and the pwrite into the temp file.  Now the loop hands
+ * a chunk (a copy of its bytes and where they go) to the writer and goes
+ * back to receiving and decrypting; the writer checks the chunk, writes
+ * it, and hands the job back through a readable descriptor with its
+ * result.
+ *
+ * Ownership: a job is the caller's until writer_submit takes it, the
+ * writer's until writer_collect returns it, then the caller's again.  The
+ * thread touches nothing of a job but its bytes, hash and targets (plain
+ * descriptors and offsets), so the caller's own structures stay on one
+ * thread; the caller keeps a target's descriptor open while a job naming
+ * it is out.  Memory is bounded: a job that would take the chunk bytes
+ * held by the writer past MAX_BYTES is refused, and the caller does that
+ * one itself.
+ *
+ * States of a job: queued -> (thread) done -> (writer_collect) returned.
+ */
+#ifndef KRAKEN_WRITER_H
+#define KRAKEN_WRITER_H
+
+#include "content.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WRITER_TARGETS_MAX 4
+
+struct writer;
+
+struct writer_target {
+	int fd;
+	uint64_t offset;
+	void *ctx;                /* the caller's, untouched */
+	size_t index;             /* the caller's, untouched */
+};
+
+struct writer_job {
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint32_t len;
+	uint8_t *data;            /* malloc'd, freed with the job */
+	size_t n_targets;
+	struct writer_target targets[WRITER_TARGETS_MAX];
+	char from[72];            /* the caller's: who sent the chunk */
+	/* 0, KR_ECORRUPT when the bytes do not match the hash (nothing
+	 * written), or the -errno of the first write that failed. */
+	int result;
+	struct writer_job *next;
+};
+
+/* A writer holding at most MAX_BYTES of chunk data.  0 or -errno. */
+int writer_new(size_t max_bytes, struct writer **out);
+/* Finishes the job under way, joins the thread, frees every job not
+ * collected.  NULL is ignored. */
+void writer_free(struct writer *w);
+
+/* Readable when finished jobs wait to be collected. */
+int writer_fd(const struct writer *w);
+/* Queues JOB: 0, or -EAGAIN when the writer is full (JOB stays the
+ * caller's), -EINVAL for a job without data or targets. */
+int writer_submit(struct writer *w, struct writer_job *job);
+/* The finished jobs, oldest first, linked by next; NULL when none. */
+struct writer_job *writer_collect(struct writer *w);
+/* Jobs submitted and not collected yet. */
+size_t writer_outstanding(const struct writer *w);
+
+/* Checks and writes JOB on the calling thread, setting its result: what
+ * the thread does, for a job the writer had no room for. */
+void writer_run(struct writer_job *job);
+void writer_job_free(struct writer_job *job);
+
+#endif
