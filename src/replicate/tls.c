@@ -722,6 +722,13 @@ static int tls_ctx_policy(SSL_CTX *ctx, bool server)
 	 * file: the peer has the CA already, and a CA it lacks should be
 	 * reported as unknown rather than as a stray self-signed one. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+	/* AES-128-GCM first: a fifth faster than AES-256 with AES-NI, and
+	 * bulk chunk traffic spends its CPU there; 128-bit keys are what
+	 * TLS 1.3 itself ranks first. */
+	if (!SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:"
+				      "TLS_AES_256_GCM_SHA384:"
+				      "TLS_CHACHA20_POLY1305_SHA256"))
+		return -EPROTO;
 	return 0;
 }
 
