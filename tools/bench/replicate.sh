@@ -119,7 +119,8 @@ fi
 BIN=$ROOT/build/bin
 AGENT=$BIN/krakenfs-agent
 KJ=$BIN/kraken-journal
-[ -x "$AGENT" ] && [ -x "$KJ" ] || die "$AGENT or $KJ is missing; run tools/build.sh build"
+WAITER=$BIN/kraken-bench-wait
+[ -x "$AGENT" ] && [ -x "$KJ" ] && [ -x "$WAITER" ] || die "$AGENT, $KJ or $WAITER is missing; run tools/build.sh build"
 T=$(mktemp -d "${TMPDIR:-/tmp}/kraken-repl-XXXXXX")
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -196,52 +197,34 @@ proc_sample() {
   return 0
 }
 
-# Directories compared between A and B skip each tool's own bookkeeping.
+# Directories compared between A and B skip each tool's own bookkeeping
+# (kraken-bench-wait skips every name starting with '.').
 EXCLUDES=(-x '.krakenfs-*' -x '.syncthing.*' -x '.stfolder' -x '.stversions' -x '.stignore')
-same_dir() { diff -r -q --no-dereference "${EXCLUDES[@]}" "$1" "$2" >/dev/null 2>&1; }
 count_files() { find "$1" -type f ! -name '.*' 2>/dev/null | wc -l; }
 
-# wait_dir A B WHAT: polls until directory B is identical to A (cheap file
-# count first, full diff only when the counts agree).  Sets WAIT_US to the
-# time the check succeeded.
+# wait_dir A B WHAT: waits until directory B is identical to A.  Sets
+# WAIT_US to the start of the poll that found it so.  The polling is done
+# by kraken-bench-wait, which forks nothing: stat/find/diff in a shell
+# loop took about a tenth of this machine's CPU from the systems measured.
 wait_dir() {
-  local a=$1 b=$2 what=$3 want start
-  want=$(count_files "$a")
-  start=$SECONDS
-  while :; do
-    if [ "$(count_files "$b")" -eq "$want" ] && same_dir "$a" "$b"; then
-      now_us WAIT_US; return 0
-    fi
-    [ $((SECONDS - start)) -lt "$cap" ] ||
-      fail "$what: $b not identical to $a after ${cap}s ($(count_files "$b") of $want files; $(diff -r -q "${EXCLUDES[@]}" "$a" "$b" 2>&1 | head -3 | tr '\n' ';'))"
-    nap 0.1
-  done
+  local a=$1 b=$2 what=$3
+  WAIT_US=$("$WAITER" dir "$a" "$b" "$cap") ||
+    fail "$what: $b not identical to $a after ${cap}s ($(count_files "$b") of $(count_files "$a") files; $(diff -r -q "${EXCLUDES[@]}" "$a" "$b" 2>&1 | head -3 | tr '\n' ';'))"
 }
 
-# wait_file A B WHAT [OLD_SIG]: polls until file B is identical to A.  Both
+# wait_file A B WHAT [OLD_SIG]: waits until file B is identical to A.  Both
 # tools put a finished, verified file in place with a rename, so B's
 # signature (inode, size, ctime) changes exactly when a new version lands;
-# cmp runs once per new signature, and if the signature is unchanged after
-# cmp the file was identical from the moment it was seen: WAIT_US is that
-# moment, so the ~1 s that cmp takes on 1 GiB is not counted.
+# the bytes are compared once per new signature, and if the signature is
+# unchanged after the compare the file was identical from the moment it
+# was seen: WAIT_US is that moment, so the ~1 s a compare of 1 GiB takes
+# is not counted.  OLD_SIG (from file_sig) is the version to wait past.
 wait_file() {
-  local a=$1 b=$2 what=$3 last=${4:-} size sig got seen after start
-  size=$(stat -c %s "$a")
-  start=$SECONDS
-  while :; do
-    if sig=$(stat -c '%i %s %z' "$b" 2>/dev/null) && [ "$sig" != "$last" ] &&
-       read -r _ got _ <<<"$sig" && [ "$got" = "$size" ]; then
-      now_us seen
-      if cmp -s "$a" "$b"; then
-        after=$(stat -c '%i %s %z' "$b" 2>/dev/null || true)
-        if [ "$after" = "$sig" ]; then WAIT_US=$seen; return 0; fi
-      fi
-      last=$sig
-    fi
-    [ $((SECONDS - start)) -lt "$cap" ] || fail "$what: $b not identical to $a after ${cap}s"
-    nap 0.05
-  done
+  local a=$1 b=$2 what=$3 last=${4:-}
+  WAIT_US=$("$WAITER" file "$a" "$b" "$cap" $last) ||
+    fail "$what: $b not identical to $a after ${cap}s"
 }
+file_sig() { "$WAITER" sig "$1"; }
 
 # wait_until SECONDS WHAT COMMAND...: polls COMMAND, fails the run on timeout.
 wait_until() {
@@ -667,7 +650,7 @@ run_system() {
   "${sys}_settle_counters"
   w0=$("${sys}_wire"); c0=$("${sys}_chunk_in"); l0=$(lo_rx_bytes)
   local oldsig
-  oldsig=$(stat -c '%i %s %z' "$RB/big/big.bin")
+  oldsig=$(file_sig "$RB/big/big.bin")
   now_us t0
   dd if="$s/patch.bin" of="$RA/big/big.bin" bs=1M seek=$((BIG_MIB / 2)) conv=notrunc status=none
   wait_file "$RA/big/big.bin" "$RB/big/big.bin" "$label step 4" "$oldsig"
