@@ -72,6 +72,7 @@
 struct want;
 
 struct transfer {
+	struct replicate *r;
 	struct journal_job job;
 	struct content list;      /* chunk list, once known */
 	struct content base;      /* the replaced version's list, while the
@@ -91,6 +92,8 @@ struct transfer {
 	size_t missing;
 	uint64_t unflushed;       /* bytes written since writeback started */
 	bool list_looked_up;      /* the journal was asked for the list */
+	bool awaited;             /* counted in r->awaited (no list yet) */
+	bool meta_set;            /* the writer set mode, owner, mtime */
 	bool syncing;             /* ready, in the batch being synced */
 	int64_t started_ns;
 	int64_t fetch_ns;         /* list known, temp file being filled */
@@ -122,20 +125,21 @@ static int open_parent(struct replicate *r, const char *volume,
 {
 	char rel[PATH_MAX];
 	const char *slash = strrchr(path, '/');
-	int rootfd, fd;
+	int fd;
 
 	if (path_check_rel(path) || !path_volume_name_ok(volume))
 		return KR_EHOSTILE;
-	rootfd = open(r->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
+	/* Opened once: every file applied starts here. */
+	if (r->rootfd < 0)
+		r->rootfd = open(r->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (r->rootfd < 0)
 		return -errno;
 	if (slash)
 		snprintf(rel, sizeof(rel), "%s/%.*s", volume,
 			 (int)(slash - path), path);
 	else
 		snprintf(rel, sizeof(rel), "%s", volume);
-	fd = open_beneath(rootfd, rel, O_PATH | O_DIRECTORY);
-	close(rootfd);
+	fd = open_beneath(r->rootfd, rel, O_PATH | O_DIRECTORY);
 	if (fd < 0)
 		return fd == -ELOOP || fd == -EXDEV ? KR_EHOSTILE : fd;
 	*dirfd = fd;
@@ -153,8 +157,10 @@ static int64_t ts_ns(const struct timespec *t)
  * (or nothing, when the journal has nothing there): anything else is a
  * local change not recorded yet, which must not be overwritten.
  */
-static bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
-			    const struct journal_job *job)
+static bool disk_as_journal_size(struct replicate *r, int dirfd,
+				 const char *name,
+				 const struct journal_job *job,
+				 uint64_t *size)
 {
 	struct journal_state cur;
 	struct stat st;
@@ -162,6 +168,7 @@ static bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
 				   &cur) == 0 && cur.mode != 0;
 	bool same;
 
+	*size = 0;
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		journal_state_release(&cur);
 		return !have;
@@ -177,7 +184,17 @@ static bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
 	       (S_ISDIR(st.st_mode) || (cur.ctime_ns == ts_ns(&st.st_ctim) &&
 		(S_ISLNK(st.st_mode) || cur.size == (uint64_t)st.st_size)));
 	journal_state_release(&cur);
+	if (S_ISREG(st.st_mode))
+		*size = (uint64_t)st.st_size;
 	return same;
+}
+
+static bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
+			    const struct journal_job *job)
+{
+	uint64_t size;
+
+	return disk_as_journal_size(r, dirfd, name, job, &size);
 }
 
 static void diverged(struct replicate *r, const struct journal_job *job)
@@ -319,13 +336,20 @@ static int apply_mkdir(struct replicate *r, const struct journal_job *job,
 	return err ? err : done_at(r, job, dirfd, name);
 }
 
+/* Unpredictable names without a getrandom(2) per file: a random seed,
+ * then splitmix64 over a counter. */
 static void temp_name(char *out, size_t cap)
 {
-	uint64_t rnd = 0;
+	static uint64_t seed, counter;
+	uint64_t z;
 
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) < 0)
-		rnd = (uint64_t)loop_now_ns();
-	snprintf(out, cap, ".krakenfs-tmp-%016llx", (unsigned long long)rnd);
+	if (!seed && getrandom(&seed, sizeof(seed), GRND_NONBLOCK) < 0)
+		seed = (uint64_t)loop_now_ns();
+	z = seed + ++counter * 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	snprintf(out, cap, ".krakenfs-tmp-%016llx", (unsigned long long)z);
 }
 
 static int apply_symlink(struct replicate *r, const struct journal_job *job,
@@ -418,8 +442,56 @@ static struct transfer *transfer_find(struct replicate *r, const char *volume,
 	return strmap_get(&r->inflight, key);
 }
 
+/*
+ * Two counting filters spare each chunk that arrives a walk over every
+ * transfer (up to APPLY_TRANSFERS_MAX of them, for 10,000 small files
+ * that walk was a good part of the work):
+ *   wanted   chunk hashes of the chunks transfers still lack;
+ *   awaited  content hashes of transfers without a chunk list yet,
+ *            which a pushed small file may complete.
+ * A slot is 16 bits of the hash; zero means "certainly nobody", anything
+ * else "look".  Absent filters (no memory) mean "look" too.
+ */
+#define FILTER_SLOTS (1u << 16)
+
+static size_t filter_slot(const uint8_t *hash)
+{
+	return (size_t)hash[8] | (size_t)hash[9] << 8;
+}
+
+static void filter_count(uint32_t *f, const uint8_t *hash, int delta)
+{
+	if (f)
+		f[filter_slot(hash)] += (uint32_t)delta;
+}
+
+static bool filter_maybe(const uint32_t *f, const uint8_t *hash)
+{
+	return !f || f[filter_slot(hash)] > 0;
+}
+
+/* Made only while no transfer exists, so that every transfer is counted
+ * from its start or not at all. */
+static void filters_make(struct replicate *r)
+{
+	if (r->wanted || r->transfers)
+		return;
+	r->wanted = calloc(FILTER_SLOTS, sizeof(*r->wanted));
+	r->awaited = calloc(FILTER_SLOTS, sizeof(*r->awaited));
+	if (!r->wanted || !r->awaited) {
+		free(r->wanted);
+		free(r->awaited);
+		r->wanted = r->awaited = NULL;
+	}
+}
+
 static void transfer_free(struct transfer *t)
 {
+	if (t->awaited)
+		filter_count(t->r->awaited, t->job.hash, -1);
+	for (size_t i = 0; t->got && i < t->list.n_chunks; i++)
+		if (t->got[i] != 2)
+			filter_count(t->r->wanted, t->list.chunks[i].hash, -1);
 	if (t->fd >= 0) {
 		close(t->fd);
 		unlinkat(t->dirfd, t->tmp, 0);
@@ -628,6 +700,7 @@ static void transfer_mark(struct transfer *t, size_t first, size_t n)
 			continue;
 		t->got[i] = 2;
 		t->missing--;
+		filter_count(t->r->wanted, t->list.chunks[i].hash, -1);
 		t->unflushed += t->list.chunks[i].len;
 	}
 	if (t->unflushed >= APPLY_WRITEBACK_BYTES) {
@@ -690,11 +763,9 @@ static int transfer_open_temp(struct transfer *t)
 	temp_name(t->tmp, sizeof(t->tmp));
 	t->fd = openat(t->dirfd, t->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 		       0600);
-	if (t->fd < 0)
-		return -errno;
-	if (ftruncate(t->fd, (off_t)t->list.size) != 0)
-		return -errno;
-	return 0;
+	/* No ftruncate to the size: the chunks cover [0, size) exactly, so
+	 * the last one written makes it, and a small file saves a call. */
+	return t->fd < 0 ? -errno : 0;
 }
 
 /* qsort_r comparator: chunk indexes by their chunk's hash. */
@@ -857,13 +928,18 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 
 /* The chunk list is known: open the temp file, copy what is local, ask
  * peers for the rest. */
-static void transfer_start_fetch(struct replicate *r, struct transfer *t)
+/* The list is known: per-chunk state, the index by hash, the filters
+ * told.  0, or -ENOMEM (the transfer failed). */
+static int transfer_prepare(struct replicate *r, struct transfer *t)
 {
-	struct base_plan plan = { .fd = -1 };
-	uint8_t *buf = malloc(WIRE_MAX_CHUNK);
-
 	t->fetch_ns = loop_now_ns();
+	if (t->awaited) {
+		filter_count(r->awaited, t->job.hash, -1);
+		t->awaited = false;
+	}
 	t->got = calloc(t->list.n_chunks + 1, 1);
+	for (size_t i = 0; t->got && i < t->list.n_chunks; i++)
+		filter_count(r->wanted, t->list.chunks[i].hash, +1);
 	t->by_hash = calloc(t->list.n_chunks + 1, sizeof(*t->by_hash));
 	t->missing = t->list.n_chunks;
 	for (size_t i = 0; t->by_hash && i < t->list.n_chunks; i++)
@@ -871,7 +947,21 @@ static void transfer_start_fetch(struct replicate *r, struct transfer *t)
 	if (t->by_hash)
 		qsort_r(t->by_hash, t->list.n_chunks, sizeof(*t->by_hash),
 			by_hash_cmp, &t->list);
-	if (!buf || !t->got || !t->by_hash || transfer_open_temp(t) != 0) {
+	if (!t->got || !t->by_hash) {
+		t->failed = true;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* After transfer_prepare: the temp file opened, local chunks copied,
+ * peers asked for the rest. */
+static void transfer_fill(struct replicate *r, struct transfer *t)
+{
+	struct base_plan plan = { .fd = -1 };
+	uint8_t *buf = malloc(WIRE_MAX_CHUNK);
+
+	if (!buf || transfer_open_temp(t) != 0) {
 		t->failed = true;
 		free(buf);
 		return;
@@ -888,6 +978,12 @@ static void transfer_start_fetch(struct replicate *r, struct transfer *t)
 			session_send_now(p->session);
 	}
 	base_plan_copy(t, &plan);
+}
+
+static void transfer_start_fetch(struct replicate *r, struct transfer *t)
+{
+	if (transfer_prepare(r, t) == 0)
+		transfer_fill(r, t);
 }
 
 /* Asks one peer for the next missing chunks; the peer asked, or NULL. */
@@ -939,13 +1035,15 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 static void transfer_finish(struct replicate *r, struct transfer *t)
 {
 	(void)r;
-	if (set_meta_fd(t->fd, &t->job) != 0) {
+	if (!t->meta_set && set_meta_fd(t->fd, &t->job) != 0) {
 		t->failed = true;
 		return;
 	}
 	t->ready = true;
 	t->ready_ns = loop_now_ns();
 }
+
+static int apply_writer(struct replicate *r);
 
 /* ---- pushed small contents ------------------------------------------------ */
 
@@ -1006,6 +1104,53 @@ static void push_keep(struct replicate *r, const struct wire_chunk *c,
 /* T's content, when it was pushed: its one-chunk list and the chunk
  * written to the temp file.  The push stays until it ages out of the
  * ring, so identical files written together all use it. */
+/* T's temp file made, filled with DATA and given its metadata by the
+ * writer thread.  0, or the caller does it itself. */
+static int push_create(struct replicate *r, struct transfer *t,
+		       const struct pushed *p)
+{
+	struct writer_job *job;
+	int err;
+
+	if (apply_writer(r) != 0)
+		return -EAGAIN;
+	job = writer_job_new();
+	if (!job)
+		return -ENOMEM;
+	job->data = malloc(p->len);
+	if (!job->data) {
+		writer_job_free(job);
+		return -ENOMEM;
+	}
+	memcpy(job->data, p->data, p->len);
+	memcpy(job->hash, p->chunk, CONTENT_HASH_LEN);
+	job->len = p->len;
+	job->verified = true;     /* when it was kept */
+	temp_name(t->tmp, sizeof(t->tmp));
+	job->create = (struct writer_create){
+		.dirfd = t->dirfd,
+		.mode = t->job.mode, .uid = t->job.uid, .gid = t->job.gid,
+		.mtime_ns = t->job.mtime_ns,
+	};
+	snprintf(job->create.name, sizeof(job->create.name), "%s", t->tmp);
+	job->n_targets = 1;
+	job->targets[0] = (struct writer_target){ .fd = -1, .ctx = t };
+	err = writer_submit(r->writer, job);
+	if (err) {
+		writer_job_free(job);
+		t->tmp[0] = '\0';
+		return err;
+	}
+	t->got[0] = 4;
+	t->writing++;
+	t->meta_set = true;
+	return 0;
+}
+
+/* T's content, when it was pushed: its one-chunk list and the chunk
+ * written to the temp file (by the writer thread when it has room).
+ * The push stays until it ages out of the ring, so identical files
+ * written together all use it. */
 static bool push_claim(struct replicate *r, struct transfer *t)
 {
 	char key[CONTENT_HEX_LEN];
@@ -1028,9 +1173,11 @@ static bool push_claim(struct replicate *r, struct transfer *t)
 	t->list.chunks[0].len = p->len;
 	journal_content_store(r->journal, &t->list);
 	t->have_list = true;
-	transfer_start_fetch(r, t);
-	if (!t->failed && t->got && t->got[0] != 2)
-		transfer_put_chunk(t, 0, p->data);
+	if (transfer_prepare(r, t) == 0 && push_create(r, t, p) != 0) {
+		transfer_fill(r, t);
+		if (!t->failed && t->got[0] != 2)
+			transfer_put_chunk(t, 0, p->data);
+	}
 	return true;
 }
 
@@ -1073,7 +1220,8 @@ static void transfer_step(struct replicate *r, struct transfer *t)
 			ask_list(r, t);
 		return;
 	}
-	if (t->missing > 0) {
+	/* Chunks at the writer are missing but not to be asked for. */
+	if (t->missing > t->writing) {
 		if (t->next_ask >= t->list.n_chunks) {
 			/* Everything asked once; re-ask what came back "not
 			 * here" or was lost with a peer. */
@@ -1097,6 +1245,7 @@ static int transfer_new(struct replicate *r, struct journal_job *job)
 
 	if (!t)
 		return -ENOMEM;
+	t->r = r;
 	t->fd = -1;
 	t->started_ns = loop_now_ns();
 	err = open_parent(r, job->volume, job->path, &t->dirfd, &t->name);
@@ -1116,9 +1265,12 @@ static int transfer_new(struct replicate *r, struct journal_job *job)
 			return -ENOMEM;
 		}
 	}
+	filters_make(r);
 	t->next = r->transfers;
 	r->transfers = t;
 	r->n_transfers++;
+	t->awaited = true;
+	filter_count(r->awaited, t->job.hash, +1);
 	/* Started jobs sort after untried ones in the next batch. */
 	journal_job_defer(r->journal, &t->job);
 	transfer_step(r, t);
@@ -1147,29 +1299,27 @@ static void transfer_log(const struct transfer *t)
  * gigabyte) to the last close, which the syncer's thread does.  -1 when
  * there is nothing worth it.
  */
-static int hold_replaced(struct replicate *r, const struct transfer *t)
+static int hold_replaced(struct replicate *r, const struct transfer *t,
+			 uint64_t size)
 {
-	struct stat st;
-
-	if (!r->syncer ||
-	    fstatat(t->dirfd, t->name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !S_ISREG(st.st_mode) || st.st_size < (off_t)APPLY_FSYNC_MIN_SIZE)
+	if (!r->syncer || size < APPLY_FSYNC_MIN_SIZE)
 		return -1;
 	return openat(t->dirfd, t->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 }
 
 static void transfer_commit(struct replicate *r, struct transfer *t)
 {
+	uint64_t replaced;
 	struct stat st;
 	int old;
 
 	t->ready = false;
-	if (!disk_as_journal(r, t->dirfd, t->name, &t->job)) {
+	if (!disk_as_journal_size(r, t->dirfd, t->name, &t->job, &replaced)) {
 		diverged(r, &t->job);
 		t->failed = true;
 		return;
 	}
-	old = hold_replaced(r, t);
+	old = hold_replaced(r, t, replaced);
 	if (renameat(t->dirfd, t->tmp, t->dirfd, t->name) != 0 ||
 	    fstatat(t->dirfd, t->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		if (old >= 0)
@@ -1543,6 +1693,10 @@ static void apply_on_written(void *arg, uint32_t events)
 		for (size_t k = 0; k < job->n_targets; k++) {
 			struct transfer *t = job->targets[k].ctx;
 
+			if (job->create.dirfd >= 0 && !job->result) {
+				t->fd = job->targets[k].fd;   /* taken over */
+				job->targets[k].fd = -1;
+			}
 			written_target(t, job->targets[k].index, job->result);
 			if (p && p->slot < 64)
 				t->refused |= 1ull << p->slot;
@@ -1615,7 +1769,7 @@ static int chunk_submit(struct replicate *r, struct peer *p,
 
 	if (c->len <= PUSH_MAX_SIZE || apply_writer(r) != 0)
 		return -EAGAIN;
-	job = calloc(1, sizeof(*job));
+	job = writer_job_new();
 	if (!job)
 		return -ENOMEM;
 	n = chunk_targets(r, c, job);
@@ -1649,7 +1803,7 @@ static int chunk_submit(struct replicate *r, struct peer *p,
 void apply_on_chunk(struct replicate *r, struct peer *p,
 		    const struct wire_chunk *c)
 {
-	bool valid, wanted = false;
+	bool valid, maybe, wanted = false;
 	uint8_t content[CONTENT_HASH_LEN];
 
 	if (p->fetch_inflight >= c->len)
@@ -1657,7 +1811,10 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 	else
 		p->fetch_inflight = 0;
 	p->stats.chunk_bytes_in += c->len;
-	if (chunk_submit(r, p, c) == 0)
+	maybe = filter_maybe(r->wanted, c->hash);
+	if (!maybe && c->len > PUSH_MAX_SIZE)
+		return;                 /* nobody wants it, nor would keep it */
+	if (maybe && chunk_submit(r, p, c) == 0)
 		return;
 	valid = chunk_verify(c->data, c->len, c->hash);
 	if (!valid) {
@@ -1668,7 +1825,7 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		apply_on_not_here(r, p, c->hash);
 		return;
 	}
-	for (struct transfer *t = r->transfers; t; t = t->next) {
+	for (struct transfer *t = maybe ? r->transfers : NULL; t; t = t->next) {
 		size_t first, n;
 
 		if (!t->have_list || t->failed || !t->by_hash)
@@ -1688,6 +1845,8 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		return;
 	memset(content, 0, sizeof(content));
 	push_keep(r, c, content);
+	if (!filter_maybe(r->awaited, content))
+		return;
 	/* Transfers already waiting for this content (their list asked,
 	 * or the wait for the push running) take it now. */
 	for (struct transfer *t = r->transfers; t; t = t->next)
@@ -1758,6 +1917,9 @@ void apply_peers_renumbered(struct replicate *r)
 
 void apply_free(struct replicate *r)
 {
+	if (r->rootfd >= 0)
+		close(r->rootfd);
+	r->rootfd = -1;
 	while (r->transfers) {
 		struct transfer *t = r->transfers;
 
@@ -1767,6 +1929,9 @@ void apply_free(struct replicate *r)
 	r->n_transfers = 0;
 	strmap_clear(&r->inflight);
 	push_free(r);
+	free(r->wanted);
+	free(r->awaited);
+	r->wanted = r->awaited = NULL;
 }
 
 void apply_stop(struct replicate *r)

@@ -80,6 +80,7 @@ struct replicate {
 	char node_id[65];
 	char cluster_id[256];
 	char *root;
+	int rootfd;               /* O_PATH on root, opened on first use */
 	int listen_fd;
 	SSL_CTX *tls_server, *tls_client;
 	struct peer **peers;      /* stable addresses: sessions point here */
@@ -109,6 +110,7 @@ struct replicate {
 	struct syncer *syncer;    /* syncfs on a thread, made on first use */
 	bool sync_running;
 	struct writer *writer;    /* chunk verify + write, made on first use */
+	uint32_t *wanted, *awaited;   /* counting filters, see apply.c */
 	struct strmap pushed;
 	char (*pushed_keys)[CONTENT_HEX_LEN];
 	size_t pushed_head, pushed_n;

@@ -665,6 +665,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->journal = j;
 	r->loop = loop;
 	r->listen_fd = -1;
+	r->rootfd = -1;
 	r->tls_server = opt->tls_server;
 	r->tls_client = opt->tls_client;
 	r->diverged = opt->diverged;

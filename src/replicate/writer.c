@@ -11,12 +11,14 @@
 #include "err.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct job_queue {
@@ -65,12 +67,52 @@ static bool writer_verify(const struct writer_job *job)
 	       n == CONTENT_HASH_LEN && memcmp(got, job->hash, n) == 0;
 }
 
+static int writer_meta(int fd, const struct writer_create *c)
+{
+	struct timespec times[2] = {
+		{ .tv_nsec = UTIME_OMIT },
+		{ .tv_sec = c->mtime_ns / 1000000000,
+		  .tv_nsec = c->mtime_ns % 1000000000 },
+	};
+
+	if (fchown(fd, c->uid, c->gid) != 0 && errno != EPERM)
+		return -errno;
+	if (fchmod(fd, c->mode & 07777) != 0)
+		return -errno;
+	return futimens(fd, times) == 0 ? 0 : -errno;
+}
+
+static void writer_create_end(struct writer_job *job)
+{
+	struct writer_target *t = &job->targets[0];
+
+	if (!job->result)
+		job->result = writer_meta(t->fd, &job->create);
+	if (job->result && t->fd >= 0) {
+		close(t->fd);
+		unlinkat(job->create.dirfd, job->create.name, 0);
+		t->fd = -1;
+	}
+}
+
 void writer_run(struct writer_job *job)
 {
+	bool create = job->create.dirfd >= 0;
+
 	job->result = 0;
-	if (!writer_verify(job)) {
+	if (!job->verified && !writer_verify(job)) {
 		job->result = KR_ECORRUPT;
 		return;
+	}
+	if (create) {
+		job->targets[0].fd = openat(job->create.dirfd,
+					    job->create.name,
+					    O_RDWR | O_CREAT | O_EXCL |
+					    O_CLOEXEC, 0600);
+		if (job->targets[0].fd < 0) {
+			job->result = -errno;
+			return;
+		}
 	}
 	for (size_t i = 0; i < job->n_targets && !job->result; i++) {
 		const struct writer_target *t = &job->targets[i];
@@ -82,6 +124,8 @@ void writer_run(struct writer_job *job)
 		else if ((size_t)n != job->len)
 			job->result = -ENOSPC;   /* a short write: disk full */
 	}
+	if (create)
+		writer_create_end(job);
 }
 
 static void *writer_main(void *arg)
@@ -167,7 +211,8 @@ int writer_submit(struct writer *w, struct writer_job *job)
 	int err = 0;
 
 	if (!job->data || !job->n_targets ||
-	    job->n_targets > WRITER_TARGETS_MAX)
+	    job->n_targets > WRITER_TARGETS_MAX ||
+	    (job->create.dirfd >= 0 && job->n_targets != 1))
 		return -EINVAL;
 	pthread_mutex_lock(&w->lock);
 	if (w->held + job->len > w->max_bytes) {
@@ -206,10 +251,21 @@ size_t writer_outstanding(const struct writer *w)
 	return w->outstanding;
 }
 
+struct writer_job *writer_job_new(void)
+{
+	struct writer_job *job = calloc(1, sizeof(*job));
+
+	if (job)
+		job->create.dirfd = -1;
+	return job;
+}
+
 void writer_job_free(struct writer_job *job)
 {
 	if (!job)
 		return;
+	if (job->create.dirfd >= 0 && job->targets[0].fd >= 0)
+		close(job->targets[0].fd);
 	free(job->data);
 	free(job);
 }

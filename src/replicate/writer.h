@@ -25,6 +25,7 @@
 
 #include "content.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,8 +40,22 @@ struct writer_target {
 	size_t index;             /* the caller's, untouched */
 };
 
+/* A job may also make its file: NAME created in DIRFD (O_EXCL, 0600),
+ * the bytes written, then owner (EPERM ignored), mode and mtime set.
+ * For many small files the create is most of the work, and here it runs
+ * beside the loop.  The new descriptor comes back in targets[0].fd; on
+ * failure the half-made file is removed. */
+struct writer_create {
+	int dirfd;                /* -1: the targets exist already */
+	char name[48];
+	uint32_t mode, uid, gid;
+	int64_t mtime_ns;
+};
+
 struct writer_job {
 	uint8_t hash[CONTENT_HASH_LEN];
+	bool verified;            /* the caller checked the bytes already */
+	struct writer_create create;
 	uint32_t len;
 	uint8_t *data;            /* malloc'd, freed with the job */
 	size_t n_targets;
@@ -61,7 +76,8 @@ void writer_free(struct writer *w);
 /* Readable when finished jobs wait to be collected. */
 int writer_fd(const struct writer *w);
 /* Queues JOB: 0, or -EAGAIN when the writer is full (JOB stays the
- * caller's), -EINVAL for a job without data or targets. */
+ * caller's), -EINVAL for a job without data or targets, or a create job
+ * with other than one target. */
 int writer_submit(struct writer *w, struct writer_job *job);
 /* The finished jobs, oldest first, linked by next; NULL when none. */
 struct writer_job *writer_collect(struct writer *w);
@@ -71,6 +87,9 @@ size_t writer_outstanding(const struct writer *w);
 /* Checks and writes JOB on the calling thread, setting its result: what
  * the thread does, for a job the writer had no room for. */
 void writer_run(struct writer_job *job);
+/* A new job, zeroed, not a create job.  NULL without memory. */
+struct writer_job *writer_job_new(void);
+/* Frees JOB, closing a descriptor it created that nobody collected. */
 void writer_job_free(struct writer_job *job);
 
 #endif

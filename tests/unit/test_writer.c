@@ -37,7 +37,7 @@ static int temp_file(void)
 static struct writer_job *job_make(int fd, uint64_t offset, uint32_t len,
 				   int fill, bool corrupt)
 {
-	struct writer_job *job = calloc(1, sizeof(*job));
+	struct writer_job *job = writer_job_new();
 	unsigned n = 0;
 
 	assert_non_null(job);
@@ -213,6 +213,77 @@ static void test_free_busy(void **state)
 	close(fd);
 }
 
+/* A create job makes the file with its metadata and hands back the
+ * descriptor; a name that exists fails without touching it. */
+static void test_create(void **state)
+{
+	char dir[] = "/tmp/kraken-writer-dir-XXXXXX";
+	struct writer *w = NULL;
+	struct writer_job *job, *done;
+	struct stat st;
+	char buf[8] = "";
+	int dirfd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dirfd >= 0);
+	assert_int_equal(writer_new(4 * CHUNK, &w), 0);
+
+	job = job_make(-1, 0, 5, 'k', false);
+	job->create = (struct writer_create){ .dirfd = dirfd, .mode = 0640,
+		.uid = getuid(), .gid = getgid(),
+		.mtime_ns = 1234567890123456789LL };
+	snprintf(job->create.name, sizeof(job->create.name), "made");
+	assert_int_equal(writer_submit(w, job), 0);
+	done = collect(w, 1);
+	assert_int_equal(done->result, 0);
+	assert_true(done->targets[0].fd >= 0);
+	assert_int_equal(fstat(done->targets[0].fd, &st), 0);
+	assert_int_equal(st.st_size, 5);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(st.st_mtim.tv_sec, 1234567890);
+	assert_int_equal(st.st_mtim.tv_nsec, 123456789);
+	assert_int_equal(pread(done->targets[0].fd, buf, 5, 0), 5);
+	assert_memory_equal(buf, "kkkkk", 5);
+	jobs_free(done);        /* closes the descriptor nobody took */
+
+	/* The name is taken now: O_EXCL refuses, the file is untouched. */
+	job = job_make(-1, 0, 3, 'z', false);
+	job->create = (struct writer_create){ .dirfd = dirfd, .mode = 0600 };
+	snprintf(job->create.name, sizeof(job->create.name), "made");
+	assert_int_equal(writer_submit(w, job), 0);
+	done = collect(w, 1);
+	assert_int_equal(done->result, -EEXIST);
+	assert_int_equal(done->targets[0].fd, -1);
+	jobs_free(done);
+	assert_int_equal(fstatat(dirfd, "made", &st, 0), 0);
+	assert_int_equal(st.st_size, 5);
+
+	/* Bytes that do not match: nothing is created. */
+	job = job_make(-1, 0, 3, 'y', true);
+	job->create = (struct writer_create){ .dirfd = dirfd, .mode = 0600 };
+	snprintf(job->create.name, sizeof(job->create.name), "bad");
+	assert_int_equal(writer_submit(w, job), 0);
+	done = collect(w, 1);
+	assert_int_equal(done->result, KR_ECORRUPT);
+	jobs_free(done);
+	assert_int_equal(fstatat(dirfd, "bad", &st, 0), -1);
+
+	/* A create job names exactly one target. */
+	job = job_make(-1, 0, 3, 'x', false);
+	job->create.dirfd = dirfd;
+	job->n_targets = 2;
+	assert_int_equal(writer_submit(w, job), -EINVAL);
+	job->create.dirfd = -1;  /* not a create job: nothing to close */
+	writer_job_free(job);
+
+	writer_free(w);
+	unlinkat(dirfd, "made", 0);
+	close(dirfd);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 /* The caller's fallback does the same work on its own thread. */
 static void test_run_inline(void **state)
 {
@@ -242,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_free_busy),
 		cmocka_unit_test(test_run_inline),
+		cmocka_unit_test(test_create),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
