@@ -67,6 +67,9 @@ struct peer {
 	unsigned backoff_ms;
 	int64_t last_seen_wall_ns;
 	struct strmap sent;       /* origin -> (uint64_t *) seq it holds */
+	/* Its own origin, from its HELLO: it holds every change of it, so
+	 * those are never relayed back to it ("" when it did not say). */
+	char own_origin[JOURNAL_ORIGIN_MAX];
 	uint64_t fetch_inflight;  /* chunk bytes asked of it, not yet here */
 	struct replicate_peer_status stats;
 };

@@ -182,14 +182,24 @@ static int session_send_hello(struct session *s)
 	struct journal_ref *refs = NULL;
 	struct wire_msg m = { .type = WIRE_HELLO };
 	uint32_t n = 0;
+	const char *own = journal_origin(s->r->journal);
 	int err = journal_vector(s->r->journal, session_vector_add, &vec);
 
-	if (!err && vec.count) {
-		refs = calloc(vec.count, sizeof(*refs));
+	if (!err) {
+		refs = calloc(vec.count + 1, sizeof(*refs));
 		err = refs ? 0 : -ENOMEM;
 	}
+	/* Our own origin first, even before we wrote anything. */
+	if (!err) {
+		const uint64_t *top = strmap_get(&vec, own);
+
+		snprintf(refs[0].origin, sizeof(refs[0].origin), "%s", own);
+		refs[0].seq = top ? *top : 0;
+		n = 1;
+		m.hello.features = WIRE_HELLO_OWN_FIRST;
+	}
 	for (size_t i = 0; !err && i < vec.cap; i++) {
-		if (!vec.slots[i].key)
+		if (!vec.slots[i].key || strcmp(vec.slots[i].key, own) == 0)
 			continue;
 		snprintf(refs[n].origin, sizeof(refs[n].origin), "%s",
 			 vec.slots[i].key);

@@ -55,9 +55,22 @@ static void sent_reset(struct peer *p, const struct wire_vector *vec)
 		sent_raise(p, vec->refs[i].origin, vec->refs[i].seq);
 }
 
+/* The origin the peer names as its own, if it is one of its node id. */
+static void own_origin_note(struct peer *p, const struct wire_hello *h)
+{
+	const char *o = h->vector.n ? h->vector.refs[0].origin : "";
+	size_t len = strlen(p->id);
+
+	p->own_origin[0] = '\0';
+	if ((h->features & WIRE_HELLO_OWN_FIRST) &&
+	    strncmp(o, p->id, len) == 0 && o[len] == '@')
+		snprintf(p->own_origin, sizeof(p->own_origin), "%s", o);
+}
+
 void sync_on_hello(struct session *s, const struct wire_hello *h)
 {
 	sent_reset(s->peer, &h->vector);
+	own_origin_note(s->peer, h);
 	s->r->kicked = true;
 	sync_pump(s);
 }
@@ -210,6 +223,10 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 
 	if (max_seq <= from || pu->full)
 		return 0;
+	/* Its own changes reached us through a third node before it sent
+	 * them itself: it has them. */
+	if (strcmp(origin, pu->s->peer->own_origin) == 0)
+		return 0;
 	/* Nothing of ours leaves the node before it is on stable storage:
 	 * a power cut must never make us issue a seq a peer holds again. */
 	if (strcmp(origin, journal_origin(pu->s->r->journal)) == 0 &&
@@ -281,7 +298,7 @@ static int lag_origin(void *arg, const char *origin, uint64_t max_seq)
 	struct lag *l = arg;
 	uint64_t have = sent_get(l->p, origin), bytes = 0;
 
-	if (max_seq > have) {
+	if (max_seq > have && strcmp(origin, l->p->own_origin) != 0) {
 		l->entries += max_seq - have;
 		if (journal_range_bytes(l->j, origin, have, &bytes) == 0)
 			l->bytes += bytes;

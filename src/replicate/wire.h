@@ -43,7 +43,9 @@
  *   type  name           payload
  *   ----  -------------  ----------------------------------------------
  *      1  HELLO          str node_id, str cluster_id, u32 features,
- *                        u32 n, n x ref (origin, max seq: the vector)
+ *                        u32 n, n x ref (origin, max seq: the vector);
+ *                        feature bit 0 (OWN_FIRST): the first ref is the
+ *                        sender's own origin, seq 0 if it wrote nothing
  *      2  VECTOR         u32 n, n x ref
  *      3  ENTRIES        u32 n, n x entry (below)
  *      4  GET_CHUNKLIST  hash content, u32 start index, u8 has_base (0/1),
@@ -225,10 +227,14 @@ struct wire_vector {
 	const struct journal_ref *refs;
 };
 
+/* The first vector ref is the sender's own origin: a receiver never
+ * relays the sender the sender's own changes. */
+#define WIRE_HELLO_OWN_FIRST (1u << 0)
+
 struct wire_hello {
 	const char *node_id;
 	const char *cluster_id;
-	uint32_t features;        /* no bit defined yet; unknown bits ignored */
+	uint32_t features;        /* WIRE_HELLO_*; unknown bits ignored */
 	struct wire_vector vector;
 };
 

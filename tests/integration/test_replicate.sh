@@ -49,9 +49,14 @@ pass "mkdir, rmdir, symlink, chmod and delete"
 mkdir "$R2/many"
 sleep 1.2   # the peer report is written once a second
 asked_before=$(peer_stat "$T/n1/journal.db" n2 bytes_out)
+echoed_before=$(peer_stat "$T/n1/journal.db" n2 entries_out)
 for i in $(seq 1 1000); do echo "small file $i" > "$R2/many/f$i"; done
 settle 180
 sleep 1.2
+# n2's changes also reach n1 through n3, often first: n1 must not relay
+# them back to their author.
+echoed=$(( $(peer_stat "$T/n1/journal.db" n2 entries_out) - echoed_before ))
+[ "$echoed" -eq 0 ] || fail "n1 relayed $echoed of n2's own changes back to n2"
 # Their content came pushed with the entries: n1 asked n2 for next to
 # nothing (a GET_CHUNKLIST and a GET_CHUNKS per file would be 129 KB).
 asked=$(( $(peer_stat "$T/n1/journal.db" n2 bytes_out) - asked_before ))
