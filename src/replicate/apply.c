@@ -13,15 +13,19 @@
  *            which the watcher ignores) is filled: chunks this node holds
  *            in any file are copied, the rest are asked of peers holding
  *            the version (GET_CHUNKS, pipelined, a window per peer, every
- *            chunk verified on arrival);
+ *            chunk verified on arrival).  Large chunks are verified and
+ *            written by the writer thread, and a pushed small file's temp
+ *            file is made there whole (writer.h);
  *   READY    all chunks in: mode, owner and times are set.  The file is
  *            not hashed again: every chunk was verified against its hash
  *            before it was written, at the offset the verified list
  *            gives, so the file is the content by construction;
- *   commit   once per turn, for every ready transfer: one syncfs(2), then
- *            each is renamed into place (only if the path still holds
- *            what the journal says, so unsynced local data is never
- *            overwritten) and the journal marks the job done.
+ *   commit   for every ready transfer, one flush on the syncer thread
+ *            (fsync of each file when they are few and large, else one
+ *            syncfs(2)), then each is renamed into place (only if the
+ *            path still holds what the journal says, so unsynced local
+ *            data is never overwritten) and the journal marks the job
+ *            done.  A failed flush keeps the batch hidden.
  * A crash at any point leaves the job in the journal and at worst a temp
  * file, which the next attempt replaces.
  *
