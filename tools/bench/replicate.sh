@@ -5,7 +5,8 @@
 # the same generated data.  Measured for each:
 #   1. one 4 KiB file, write on A to identical on B: p50 / p99 over 50 files
 #   2. 10,000 files of 4 KiB: first write to all identical on B
-#   3. one 1 GiB file of random data: MB/s from the end of the write
+#   3. one 1 GiB file of random data: MB/s from the end of the write, next
+#      to what this disk allows (dd of the same file with fsync)
 #   4. 1 MiB overwritten in the middle of that file: time, bytes on the wire
 #   5. catch-up: B stopped, 1,000 small changes on A, B started: time
 #   6. CPU seconds (user+sys) and peak RSS (VmHWM) of every node
@@ -572,6 +573,20 @@ make_data() {
   head -c $((1 << 20)) /dev/urandom > "$s/patch.bin"
 }
 
+# What this disk allows: the big file written by dd and fsync'ed, as a
+# replica must be before it is shown.  Row 3 cannot beat it by much (the
+# sender also has to read and hash the file, both run on this machine).
+measure_disk() {
+  local t0 t1
+  sync
+  now_us t0
+  dd if="$T/stage/big.bin" of="$T/disk-reference.bin" bs=4M conv=fsync status=none
+  now_us t1
+  rm -f "$T/disk-reference.bin"
+  DISK_MBS=$(awk -v d=$(( t1 - t0 )) -v b=$((BIG_MIB << 20)) 'BEGIN { printf "%.0f", b / (d / 1e6) / 1e6 }')
+  say "disk reference: $BIG_MIB MiB written and fsync'ed by dd at $DISK_MBS MB/s"
+}
+
 # ---------------------------------------------------------------------------
 # The steps, the same for both systems.  SYS is "kraken" or "syncthing".
 
@@ -733,6 +748,7 @@ print_table() {
   row "3. $big file, end of write to identical (MB/s)" big_mbs
   row "   same, seconds" big_s
   row "   same, seconds from the start of the write" big_total
+  printf '%-64s %12s\n' "   disk reference: dd of the same file + fsync (MB/s)" "${DISK_MBS:--}"
   row "4. 1 MiB overwritten in the middle, to identical (s)" patch_s
   row "   bytes on the wire, app counters on B, in+out" patch_wire
   row "   of which chunk payload received (KrakenFS)" patch_chunk
@@ -764,6 +780,7 @@ if awk -v l="${LOAD0%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
 fi
 say "work directory $T$( [ "${BENCH_NETNS:-0}" = 1 ] && echo ", private network namespace")"
 make_data
+measure_disk
 run_system kraken KrakenFS
 if [ -z "$ST_NA" ]; then
   say "$(syncthing --version | head -1)"
