@@ -209,19 +209,8 @@ static void diverged(struct replicate *r, const struct journal_job *job)
 
 static int set_meta_fd(int fd, const struct journal_job *job)
 {
-	struct timespec times[2] = {
-		{ .tv_nsec = UTIME_OMIT },
-		{ .tv_sec = job->mtime_ns / 1000000000,
-		  .tv_nsec = job->mtime_ns % 1000000000 },
-	};
-
-	if (fchown(fd, job->uid, job->gid) != 0 && errno != EPERM)
-		return -errno;
-	if (fchmod(fd, job->mode & 07777) != 0)
-		return -errno;
-	if (!S_ISDIR(job->mode) && futimens(fd, times) != 0)
-		return -errno;
-	return 0;
+	return writer_set_meta(fd, job->mode, job->uid, job->gid,
+			       job->mtime_ns);
 }
 
 /* ---- metadata-only jobs ----------------------------------------------------- */

@@ -67,19 +67,23 @@ static bool writer_verify(const struct writer_job *job)
 	       n == CONTENT_HASH_LEN && memcmp(got, job->hash, n) == 0;
 }
 
-static int writer_meta(int fd, const struct writer_create *c)
+int writer_set_meta(int fd, uint32_t mode, uint32_t uid, uint32_t gid,
+		    int64_t mtime_ns)
 {
 	struct timespec times[2] = {
 		{ .tv_nsec = UTIME_OMIT },
-		{ .tv_sec = c->mtime_ns / 1000000000,
-		  .tv_nsec = c->mtime_ns % 1000000000 },
+		{ .tv_sec = mtime_ns / 1000000000,
+		  .tv_nsec = mtime_ns % 1000000000 },
 	};
 
-	if (fchown(fd, c->uid, c->gid) != 0 && errno != EPERM)
+	if (fchown(fd, uid, gid) != 0 && errno != EPERM)
 		return -errno;
-	if (fchmod(fd, c->mode & 07777) != 0)
+	if (fchmod(fd, mode & 07777) != 0)
 		return -errno;
-	return futimens(fd, times) == 0 ? 0 : -errno;
+	/* A directory's mtime moves with every entry made in it. */
+	if (!S_ISDIR(mode) && futimens(fd, times) != 0)
+		return -errno;
+	return 0;
 }
 
 static void writer_create_end(struct writer_job *job)
@@ -87,7 +91,10 @@ static void writer_create_end(struct writer_job *job)
 	struct writer_target *t = &job->targets[0];
 
 	if (!job->result)
-		job->result = writer_meta(t->fd, &job->create);
+		job->result = writer_set_meta(t->fd, job->create.mode,
+					      job->create.uid,
+					      job->create.gid,
+					      job->create.mtime_ns);
 	if (job->result && t->fd >= 0) {
 		close(t->fd);
 		unlinkat(job->create.dirfd, job->create.name, 0);

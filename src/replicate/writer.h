@@ -87,6 +87,11 @@ size_t writer_outstanding(const struct writer *w);
 /* Checks and writes JOB on the calling thread, setting its result: what
  * the thread does, for a job the writer had no room for. */
 void writer_run(struct writer_job *job);
+/* Owner (EPERM ignored: not root), mode bits of MODE and, unless MODE is
+ * a directory's, the mtime of FD.  0 or -errno.  What a create job does
+ * after writing, shared with the caller's own metadata changes. */
+int writer_set_meta(int fd, uint32_t mode, uint32_t uid, uint32_t gid,
+		    int64_t mtime_ns);
 /* A new job, zeroed, not a create job.  NULL without memory. */
 struct writer_job *writer_job_new(void);
 /* Frees JOB, closing a descriptor it created that nobody collected. */
