@@ -886,14 +886,21 @@ out:
 	journal_state_release(&cur);
 }
 
-/* Copies the planned runs inside the kernel; a run that fails is left
- * to the peers (marked missing again). */
+/*
+ * Copies the planned runs inside the kernel; a run that fails is left
+ * to the peers (marked missing again).  The old version's cached pages
+ * are dropped once copied: the version replacing it needs as many new
+ * ones, and pages just freed are cheaper to reuse than memory nobody
+ * touched yet (on a VM, often an order of magnitude), besides halving
+ * what a large edit holds in the page cache.
+ */
 static void base_plan_copy(struct transfer *t, struct base_plan *plan)
 {
 	for (size_t r = 0; r < plan->n; r++) {
 		const struct base_run *run = &plan->runs[r];
 		loff_t src = (loff_t)t->base.chunks[run->j].offset;
 		loff_t dst = (loff_t)t->list.chunks[run->i].offset;
+		loff_t from = src;
 		uint64_t left = 0;
 
 		for (size_t k = 0; k < run->k; k++)
@@ -910,6 +917,7 @@ static void base_plan_copy(struct transfer *t, struct base_plan *plan)
 			transfer_mark(t, run->i, run->k);
 		else
 			memset(t->got + run->i, 0, run->k);
+		posix_fadvise(plan->fd, from, src - from, POSIX_FADV_DONTNEED);
 	}
 	free(plan->runs);
 	if (plan->fd >= 0)
