@@ -159,12 +159,11 @@ static int64_t ts_ns(const struct timespec *t)
 /*
  * Whether NAME in DIRFD still holds what the journal's current state says
  * (or nothing, when the journal has nothing there): anything else is a
- * local change not recorded yet, which must not be overwritten.
+ * local change not recorded yet, which must not be overwritten.  *SIZE
+ * (when SIZE is not NULL) gets the size of the regular file there, else 0.
  */
-static bool disk_as_journal_size(struct replicate *r, int dirfd,
-				 const char *name,
-				 const struct journal_job *job,
-				 uint64_t *size)
+static bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
+			    const struct journal_job *job, uint64_t *size)
 {
 	struct journal_state cur;
 	struct stat st;
@@ -172,7 +171,8 @@ static bool disk_as_journal_size(struct replicate *r, int dirfd,
 				   &cur) == 0 && cur.mode != 0;
 	bool same;
 
-	*size = 0;
+	if (size)
+		*size = 0;
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		journal_state_release(&cur);
 		return !have;
@@ -188,17 +188,9 @@ static bool disk_as_journal_size(struct replicate *r, int dirfd,
 	       (S_ISDIR(st.st_mode) || (cur.ctime_ns == ts_ns(&st.st_ctim) &&
 		(S_ISLNK(st.st_mode) || cur.size == (uint64_t)st.st_size)));
 	journal_state_release(&cur);
-	if (S_ISREG(st.st_mode))
+	if (size && S_ISREG(st.st_mode))
 		*size = (uint64_t)st.st_size;
 	return same;
-}
-
-static bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
-			    const struct journal_job *job)
-{
-	uint64_t size;
-
-	return disk_as_journal_size(r, dirfd, name, job, &size);
 }
 
 static void diverged(struct replicate *r, const struct journal_job *job)
@@ -352,7 +344,7 @@ static int apply_symlink(struct replicate *r, const struct journal_job *job,
 
 	if (!job->target)
 		return -EINVAL;
-	if (!disk_as_journal(r, dirfd, name, job)) {
+	if (!disk_as_journal(r, dirfd, name, job, NULL)) {
 		diverged(r, job);
 		return -EBUSY;
 	}
@@ -382,7 +374,7 @@ static int apply_delete(struct replicate *r, const struct journal_job *job,
 		return job_done(r, job, NULL);
 	/* Only what the journal knows is deleted: a file written here and
 	 * not recorded yet stays, and the watcher records it. */
-	if (!disk_as_journal(r, dirfd, name, job)) {
+	if (!disk_as_journal(r, dirfd, name, job, NULL)) {
 		diverged(r, job);
 		return job_done(r, job, NULL);
 	}
@@ -1315,7 +1307,7 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 	int old;
 
 	t->ready = false;
-	if (!disk_as_journal_size(r, t->dirfd, t->name, &t->job, &replaced)) {
+	if (!disk_as_journal(r, t->dirfd, t->name, &t->job, &replaced)) {
 		diverged(r, &t->job);
 		t->failed = true;
 		return;
