@@ -1,6 +1,7 @@
 /*
  * The thread waits on a condition for a request, flushes, and signals an
- * eventfd.  The request (flag and file list), its result and the quit
+ * eventfd.  The request (flag and file list), its result, the queue of
+ * descriptors to close (some to flush first, none reported) and the quit
  * flag are shared, under the mutex; the thread works on a copy of the
  * list.  The directory and eventfd are set up before the thread starts
  * and closed after it is joined.
@@ -16,6 +17,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+/* A descriptor the thread closes, after an fdatasync when SYNC. */
+struct syncer_item {
+	int fd;
+	bool sync;
+};
+
 struct syncer {
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -23,7 +30,7 @@ struct syncer {
 	int dirfd, efd;
 	int fds[SYNCER_FILES_MAX];  /* duplicates, closed by the thread */
 	size_t n_fds;
-	int closing[SYNCER_CLOSE_MAX];
+	struct syncer_item closing[SYNCER_CLOSE_MAX];
 	size_t n_closing;
 	int result;
 	bool want, quit, started;
@@ -43,6 +50,17 @@ int syncer_flush(int dirfd, const int *fds, size_t n)
 	return err;
 }
 
+/* An early flush's error is not reported here: the descriptor is one of
+ * its own, so the flush before the rename still sees it. */
+static void syncer_close_items(const struct syncer_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].sync)
+			(void)fdatasync(items[i].fd);
+		close(items[i].fd);
+	}
+}
+
 static void *syncer_main(void *arg)
 {
 	struct syncer *s = arg;
@@ -53,7 +71,7 @@ static void *syncer_main(void *arg)
 		size_t n;
 		int err;
 
-		int closing[SYNCER_CLOSE_MAX];
+		struct syncer_item closing[SYNCER_CLOSE_MAX];
 		size_t n_closing;
 
 		pthread_mutex_lock(&s->lock);
@@ -68,8 +86,7 @@ static void *syncer_main(void *arg)
 		s->n_closing = 0;
 		if (!s->want) {
 			pthread_mutex_unlock(&s->lock);
-			for (size_t i = 0; i < n_closing; i++)
-				close(closing[i]);
+			syncer_close_items(closing, n_closing);
 			continue;
 		}
 		s->want = false;
@@ -80,8 +97,7 @@ static void *syncer_main(void *arg)
 		err = syncer_flush(s->dirfd, fds, n);
 		for (size_t i = 0; i < n; i++)
 			close(fds[i]);
-		for (size_t i = 0; i < n_closing; i++)
-			close(closing[i]);
+		syncer_close_items(closing, n_closing);
 		pthread_mutex_lock(&s->lock);
 		s->result = err;
 		pthread_mutex_unlock(&s->lock);
@@ -129,7 +145,7 @@ void syncer_free(struct syncer *s)
 	for (size_t i = 0; i < s->n_fds; i++)   /* a request never taken */
 		close(s->fds[i]);
 	for (size_t i = 0; i < s->n_closing; i++)
-		close(s->closing[i]);
+		close(s->closing[i].fd);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	if (s->efd >= 0)
@@ -173,19 +189,29 @@ int syncer_start(struct syncer *s, const int *fds, size_t n)
 	return 0;
 }
 
-void syncer_close(struct syncer *s, int fd)
+static void syncer_queue(struct syncer *s, int fd, bool sync)
 {
 	bool queued = false;
 
 	pthread_mutex_lock(&s->lock);
 	if (s->n_closing < SYNCER_CLOSE_MAX) {
-		s->closing[s->n_closing++] = fd;
+		s->closing[s->n_closing++] = (struct syncer_item){ fd, sync };
 		queued = true;
 		pthread_cond_signal(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!queued)
 		close(fd);
+}
+
+void syncer_close(struct syncer *s, int fd)
+{
+	syncer_queue(s, fd, false);
+}
+
+void syncer_advance(struct syncer *s, int fd)
+{
+	syncer_queue(s, fd, true);
 }
 
 bool syncer_collect(struct syncer *s, int *result)

@@ -13,7 +13,11 @@
  * part) or the whole filesystem (syncfs: one journal commit for a batch
  * of many small files instead of one per file).
  *
- * It also closes descriptors whose last close is slow (syncer_close).
+ * It also closes descriptors whose last close is slow (syncer_close), and
+ * flushes a large file in steps while it is still being written
+ * (syncer_advance): on a virtual disk the host's cache flush costs in
+ * proportion to what was written since the last one, and half a second
+ * for a gigabyte at the end is half a second the rename waits.
  *
  * States: idle -> (syncer_start) running -> (flush returns) ended, seen
  * by the loop with syncer_collect, -> idle.  One sync at a time; the
@@ -53,6 +57,14 @@ int syncer_start(struct syncer *s, const int *fds, size_t n);
  */
 #define SYNCER_CLOSE_MAX 64
 void syncer_close(struct syncer *s, int fd);
+/*
+ * fdatasync(FD) on the thread, then close(FD); no result.  FD must be a
+ * descriptor opened for this (not a dup): Linux reports a writeback
+ * error once per open file, so an error met here still reaches the
+ * flush of the writer's own descriptor before the rename.  Closed at
+ * once, without the flush, when the thread has a backlog.
+ */
+void syncer_advance(struct syncer *s, int fd);
 /* True when a flush has ended since the last call (drains the fd); its
  * result, 0 or -errno (EIO, ENOSPC: the data may not be on disk), goes
  * to *RESULT. */

@@ -107,6 +107,44 @@ static void test_close_later(void **state)
 	syncer_free(s);
 }
 
+/* Early flushes: each descriptor is flushed and closed on the thread,
+ * one that cannot be flushed is closed all the same, and the flush of
+ * the writer's own descriptor before the rename still runs and reports. */
+static void test_advance(void **state)
+{
+	char path[] = "/tmp/kraken-syncer-XXXXXX";
+	struct syncer *s = NULL;
+	int fd, early, pipefd[2], result = 1, open_left = 2;
+	char buf[4096] = { 1 };
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	for (int i = 0; i < 256; i++)
+		assert_int_equal(write(fd, buf, sizeof(buf)), sizeof(buf));
+	early = open(path, O_RDONLY | O_CLOEXEC);
+	unlink(path);
+	assert_true(early >= 0);
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(syncer_new("/tmp", &s), 0);
+	syncer_advance(s, early);
+	syncer_advance(s, pipefd[0]);      /* fdatasync fails: still closed */
+	for (int tries = 0; open_left && tries < 1000; tries++) {
+		open_left = (fcntl(early, F_GETFD) >= 0) +
+			    (fcntl(pipefd[0], F_GETFD) >= 0);
+		if (open_left)
+			usleep(10000);
+	}
+	assert_int_equal(open_left, 0);
+	assert_int_equal(syncer_start(s, &fd, 1), 0);
+	wait_readable(syncer_fd(s));
+	assert_true(syncer_collect(s, &result));
+	assert_int_equal(result, 0);
+	syncer_free(s);
+	close(pipefd[1]);
+	close(fd);
+}
+
 static void test_missing_dir(void **state)
 {
 	struct syncer *s = NULL;
@@ -123,6 +161,7 @@ int main(void)
 		cmocka_unit_test(test_syncs_end_and_are_seen_once),
 		cmocka_unit_test(test_file_flush),
 		cmocka_unit_test(test_close_later),
+		cmocka_unit_test(test_advance),
 		cmocka_unit_test(test_missing_dir),
 	};
 
