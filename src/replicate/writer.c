@@ -2,7 +2,10 @@
  * Two singly linked queues under one mutex: queued (caller -> thread) and
  * done (thread -> caller), each kept with head and tail so jobs stay in
  * order.  The thread waits on a condition for queued work; an eventfd
- * tells the caller's loop that done jobs wait.  held counts the chunk
+ * tells the caller's loop that done jobs wait, written only when the
+ * done queue was empty: writer_collect reads the eventfd before it takes
+ * the whole queue, so a job pushed behind others is collected with them
+ * (a write per job woke the loop once per chunk, ~27,000 times a GiB).  held counts the chunk
  * bytes of every job not yet collected, so the bound covers jobs waiting
  * in either queue.  outstanding is only touched by the caller's thread.
  */
@@ -143,6 +146,7 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		struct writer_job *job;
+		bool first;
 
 		while (!w->queued.head && !w->quit)
 			pthread_cond_wait(&w->cond, &w->lock);
@@ -155,9 +159,14 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 		writer_run(job);
 		pthread_mutex_lock(&w->lock);
+		first = !w->done.head;
 		queue_push(&w->done, job);
+		if (!first)
+			continue;
+		pthread_mutex_unlock(&w->lock);
 		while (write(w->efd, &one, sizeof(one)) < 0 && errno == EINTR)
 			;
+		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;

@@ -119,6 +119,35 @@ static void test_written_in_order(void **state)
 	writer_free(w);
 }
 
+/* Many jobs, collected at irregular times: the loop is woken only when
+ * the done queue was empty, and no job is ever left behind. */
+static void test_many_collected(void **state)
+{
+	struct writer *w = NULL;
+	int fd = temp_file();
+	size_t left = 0;
+
+	(void)state;
+	assert_int_equal(writer_new(64 * CHUNK, &w), 0);
+	for (int round = 0; round < 100; round++) {
+		size_t n = (size_t)(round % 7) + 1;
+
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(writer_submit(w, job_make(fd,
+					 (uint64_t)i * CHUNK, CHUNK, 'a', false)),
+					 0);
+		left += n;
+		if (round % 3 == 2) {
+			jobs_free(collect(w, left));
+			left = 0;
+		}
+	}
+	jobs_free(collect(w, left));
+	assert_int_equal(writer_outstanding(w), 0);
+	close(fd);
+	writer_free(w);
+}
+
 /* Bytes that do not match their hash are never written. */
 static void test_corrupt_not_written(void **state)
 {
@@ -308,6 +337,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_written_in_order),
+		cmocka_unit_test(test_many_collected),
 		cmocka_unit_test(test_corrupt_not_written),
 		cmocka_unit_test(test_write_error),
 		cmocka_unit_test(test_bounded),
