@@ -759,6 +759,49 @@ out:
 	return rc;
 }
 
+/* qsort_r comparator: chunk indexes by their chunk's hash. */
+static int index_cmp(const void *a, const void *b, void *arg)
+{
+	const struct content *c = arg;
+
+	return memcmp(c->chunks[*(const uint32_t *)a].hash,
+		      c->chunks[*(const uint32_t *)b].hash, CONTENT_HASH_LEN);
+}
+
+int content_index_build(const struct content *c, uint32_t **out)
+{
+	uint32_t *ix = calloc(c->n_chunks + 1, sizeof(*ix));
+
+	*out = ix;
+	if (!ix)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n_chunks; i++)
+		ix[i] = (uint32_t)i;
+	qsort_r(ix, c->n_chunks, sizeof(*ix), index_cmp, (void *)c);
+	return 0;
+}
+
+void content_index_find(const struct content *c, const uint32_t *index,
+			const uint8_t *hash, size_t *first, size_t *n)
+{
+	size_t lo = 0, hi = c->n_chunks;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(c->chunks[index[mid]].hash, hash,
+			   CONTENT_HASH_LEN) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*first = lo;
+	for (hi = lo; hi < c->n_chunks &&
+	     !memcmp(c->chunks[index[hi]].hash, hash, CONTENT_HASH_LEN); hi++)
+		;
+	*n = hi - lo;
+}
+
 void content_release(struct content *c)
 {
 	if (!c)

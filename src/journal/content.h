@@ -46,6 +46,17 @@ int content_hash_fd(int fd, struct content *out);
 /* Same for an in-memory buffer; used by tests and the wire layer. */
 int content_hash_buf(const void *buf, size_t len, struct content *out);
 
+/*
+ * An index of C's chunks by hash: *OUT (malloc'd) gets the chunk indexes
+ * 0..n_chunks-1 sorted by their chunk's hash.  0 or -ENOMEM.
+ */
+int content_index_build(const struct content *c, uint32_t **out);
+
+/* The chunks of C named HASH, through INDEX (content_index_build):
+ * INDEX[*first .. *first + *n), *n == 0 when none. */
+void content_index_find(const struct content *c, const uint32_t *index,
+			const uint8_t *hash, size_t *first, size_t *n);
+
 /* Frees the chunk list and zeroes *c. */
 void content_release(struct content *c);
 

@@ -698,6 +698,46 @@ static void test_release(void **state)
 	free(p);
 }
 
+/* The index by hash finds every chunk, repeats as one range, and
+ * nothing for a hash the content lacks. */
+static void test_index(void **state)
+{
+	const size_t block = 200000;
+	uint8_t *p = random_buf(3 * block, 11), absent[CONTENT_HASH_LEN];
+	struct content c = { 0 };
+	uint32_t *ix = NULL;
+	size_t first, n, i;
+
+	(void)state;
+	memcpy(p + 2 * block, p, block);   /* the first block's chunks again */
+	hash_buf_checked(p, 3 * block, &c);
+	assert_int_equal(content_index_build(&c, &ix), 0);
+	for (i = 0; i < c.n_chunks; i++) {
+		bool seen = false;
+
+		content_index_find(&c, ix, c.chunks[i].hash, &first, &n);
+		assert_true(n >= 1);
+		for (size_t k = first; k < first + n; k++) {
+			assert_memory_equal(c.chunks[ix[k]].hash,
+					    c.chunks[i].hash, CONTENT_HASH_LEN);
+			seen |= ix[k] == i;
+		}
+		assert_true(seen);
+	}
+	/* A chunk well inside block 0 is cut the same way in block 2. */
+	for (i = 0; c.chunks[i].offset + c.chunks[i].len < block / 2; i++)
+		;
+	assert_true(c.chunks[i].offset + c.chunks[i].len < block);
+	content_index_find(&c, ix, c.chunks[i].hash, &first, &n);
+	assert_int_equal(n, 2);
+	memset(absent, 0xff, sizeof(absent));
+	content_index_find(&c, ix, absent, &first, &n);
+	assert_int_equal(n, 0);
+	free(ix);
+	content_release(&c);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -718,6 +758,7 @@ int main(void)
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_unhex_rejects),
 		cmocka_unit_test(test_release),
+		cmocka_unit_test(test_index),
 	};
 
 	return cmocka_run_group_tests(tests, setup_bounds, NULL);
