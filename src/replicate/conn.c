@@ -339,20 +339,37 @@ int conn_queue(struct conn *c, const void *data, size_t len)
 	return 0;
 }
 
-int conn_queue_frame(struct conn *c, uint8_t type, const void *payload,
-		     uint32_t len)
+int conn_frame_reserve(struct conn *c, uint32_t len, uint8_t **payload)
 {
 	int rc;
 
+	*payload = NULL;
 	if (len > c->max_payload)
 		return -EMSGSIZE;
 	rc = conn_queue_check(c, CONN_HEADER_LEN + (size_t)len);
 	if (rc)
 		return rc;
+	*payload = c->out + c->out_end + CONN_HEADER_LEN;
+	return 0;
+}
+
+void conn_frame_commit(struct conn *c, uint8_t type, uint32_t len)
+{
 	conn_header_encode(c->out + c->out_end, type, len);
-	if (len)
-		memcpy(c->out + c->out_end + CONN_HEADER_LEN, payload, len);
 	c->out_end += CONN_HEADER_LEN + (size_t)len;
+}
+
+int conn_queue_frame(struct conn *c, uint8_t type, const void *payload,
+		     uint32_t len)
+{
+	uint8_t *p;
+	int rc = conn_frame_reserve(c, len, &p);
+
+	if (rc)
+		return rc;
+	if (len)
+		memcpy(p, payload, len);
+	conn_frame_commit(c, type, len);
 	return 0;
 }
 

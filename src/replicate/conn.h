@@ -107,6 +107,17 @@ int conn_queue_frame(struct conn *c, uint8_t type, const void *payload,
 		     uint32_t len);
 
 /*
+ * A frame filled in place, for payloads read straight from a file into
+ * the queue: conn_frame_reserve() makes room for a LEN-byte payload and
+ * points *PAYLOAD at it (valid until the next call on C); nothing is
+ * queued until conn_frame_commit() with the same LEN writes the header.
+ * A reservation never committed is dropped by the next one.  Errors as
+ * conn_queue_frame().
+ */
+int conn_frame_reserve(struct conn *c, uint32_t len, uint8_t **payload);
+void conn_frame_commit(struct conn *c, uint8_t type, uint32_t len);
+
+/*
  * Writes as much of the queue as the transport takes.  0 when the queue
  * is empty, -EAGAIN when bytes remain (poll for conn_want()), or the
  * failure, which is final.

@@ -850,6 +850,13 @@ static void wr_chunk(struct wire_wr *w, const struct wire_msg *m)
 	wr_put(w, c->data, c->len);
 }
 
+void wire_chunk_head(uint8_t out[WIRE_CHUNK_HEAD],
+		     const uint8_t hash[CONTENT_HASH_LEN], uint32_t len)
+{
+	memcpy(out, hash, CONTENT_HASH_LEN);
+	wire_put_be32(out + CONTENT_HASH_LEN, len);
+}
+
 static void wr_not_here(struct wire_wr *w, const struct wire_msg *m)
 {
 	wr_put(w, m->not_here, CONTENT_HASH_LEN);

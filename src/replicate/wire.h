@@ -345,6 +345,16 @@ void wire_msg_release(struct wire_msg *m);
 int wire_encode(struct wire_buf *b, const struct wire_msg *m);
 
 /*
+ * A CHUNK payload built in place (the chunk's bytes read straight into an
+ * output queue): WIRE_CHUNK_HEAD bytes written by wire_chunk_head(), then
+ * the LEN bytes.  Decodes as wire_encode() of the same chunk would.
+ * LEN must be 1..WIRE_MAX_CHUNK.
+ */
+#define WIRE_CHUNK_HEAD (CONTENT_HASH_LEN + 4)
+void wire_chunk_head(uint8_t out[WIRE_CHUNK_HEAD],
+		     const uint8_t hash[CONTENT_HASH_LEN], uint32_t len);
+
+/*
  * Builds one ENTRIES frame entry by entry, for a sender that walks the
  * journal and stops when the frame is full:
  *

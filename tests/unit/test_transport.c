@@ -594,6 +594,42 @@ static void test_callback_error_stops_reading(void **state)
 	raw_peer_close(&p);
 }
 
+/* Frames filled in place arrive like queued ones; a reservation never
+ * committed sends nothing; the payload cap holds as for conn_queue_frame
+ * (the queue cap is the same check, see test_output_cap). */
+static void test_frame_in_place(void **state)
+{
+	struct rec ra = { 0 }, rb = { 0 };
+	struct side a = { .r = &ra }, b = { .r = &rb };
+	struct want_frames w = { 0, 2 };
+	uint8_t *p, *want = pattern(70000, 7);
+	int fds[2];
+
+	(void)state;
+	make_pair(fds);
+	a.c = plain_conn(fds[0], &ra, CAP, OUT_CAP);
+	b.c = plain_conn(fds[1], &rb, CAP, OUT_CAP);
+	assert_int_equal(conn_frame_reserve(a.c, 500, &p), 0);
+	memset(p, 'x', 500);                /* dropped: never committed */
+	assert_int_equal(conn_queued(a.c), 0);
+	assert_int_equal(conn_frame_reserve(a.c, 70000, &p), 0);
+	memcpy(p, want, 70000);
+	conn_frame_commit(a.c, 7, 70000);
+	assert_int_equal(conn_queued(a.c), CONN_HEADER_LEN + 70000);
+	queue_pattern(a.c, 8, 100, 8);
+	assert_int_equal(conn_frame_reserve(a.c, CAP + 1, &p), -EMSGSIZE);
+	assert_null(p);
+	pump(&a, &b, frames_arrived, &w);
+	assert_int_equal(rb.n, 2);
+	assert_frame(&rb, 0, 7, 70000, 7);
+	assert_frame(&rb, 1, 8, 100, 8);
+	free(want);
+	conn_free(a.c);
+	conn_free(b.c);
+	rec_release(&ra);
+	rec_release(&rb);
+}
+
 static void test_output_cap(void **state)
 {
 	uint8_t payload[200] = { 0 };
@@ -1203,6 +1239,7 @@ int main(void)
 		cmocka_unit_test(test_good_frames_before_bad_are_delivered),
 		cmocka_unit_test(test_peer_close),
 		cmocka_unit_test(test_callback_error_stops_reading),
+		cmocka_unit_test(test_frame_in_place),
 		cmocka_unit_test(test_output_cap),
 		cmocka_unit_test(test_flush_waits_when_socket_full),
 		cmocka_unit_test(test_write_to_closed_peer),

@@ -525,6 +525,30 @@ static void test_chunk_points_into_payload(void **state)
 	wire_buf_release(&b);
 }
 
+/* A CHUNK payload written in place (head, then the bytes) is the one the
+ * encoder makes, and decodes to the same chunk. */
+static void test_chunk_head_matches_encoder(void **state)
+{
+	struct wire_buf b = { 0 };
+	struct wire_msg in, out;
+	uint32_t len;
+	const uint8_t *p;
+	uint8_t built[WIRE_CHUNK_HEAD + sizeof(sample_data)];
+
+	(void)state;
+	sample(WIRE_CHUNK, &in);
+	p = encode_one(&b, &in, &len);
+	wire_chunk_head(built, in.chunk.hash, in.chunk.len);
+	memcpy(built + WIRE_CHUNK_HEAD, in.chunk.data, in.chunk.len);
+	assert_int_equal(len, sizeof(built));
+	assert_memory_equal(built, p, len);
+	assert_int_equal(wire_decode(WIRE_CHUNK, built, sizeof(built), &out), 0);
+	assert_memory_equal(out.chunk.hash, in.chunk.hash, CONTENT_HASH_LEN);
+	assert_int_equal(out.chunk.len, in.chunk.len);
+	wire_msg_release(&out);
+	wire_buf_release(&b);
+}
+
 static void test_empty_lists_round_trip(void **state)
 {
 	struct wire_buf b = { 0 };
@@ -1526,6 +1550,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip_every_type),
 		cmocka_unit_test(test_frames_concatenate),
 		cmocka_unit_test(test_chunk_points_into_payload),
+		cmocka_unit_test(test_chunk_head_matches_encoder),
 		cmocka_unit_test(test_empty_lists_round_trip),
 		cmocka_unit_test(test_truncated_at_every_offset),
 		cmocka_unit_test(test_trailing_bytes),
