@@ -37,6 +37,7 @@ enum session_state {
 };
 
 struct peer;
+struct serve_cache;
 
 /* One TCP connection; before HELLO it may not know its peer yet. */
 struct session {
@@ -52,6 +53,7 @@ struct session {
 	bool dead;                /* closed; freed at the end of the turn */
 	uint8_t (*asked)[CONTENT_HASH_LEN];  /* chunk requests not served */
 	size_t asked_head, asked_n, asked_cap;
+	struct serve_cache *serve;           /* serve.c; NULL until it serves */
 	struct session *next;
 };
 
@@ -143,6 +145,13 @@ void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 	      uint64_t *bytes, uint64_t *behind);
 
 /* apply.c */
+/* The parent directory of VOLUME/PATH, resolved beneath the volume, as an
+ * O_PATH fd, and the last name.  0, KR_EHOSTILE or -errno. */
+int apply_open_parent(struct replicate *r, const char *volume,
+		      const char *path, int *dirfd, const char **name);
+/* FD (the path's file, still linked) holds what the journal says it
+ * does: the same test the watcher trusts to skip unchanged files. */
+bool apply_file_current(const struct journal_state *cur, int fd);
 void apply_tick(struct replicate *r);
 void apply_on_chunklist(struct replicate *r, struct peer *p,
 			const struct wire_chunklist *cl);
@@ -158,13 +167,20 @@ void apply_peers_renumbered(struct replicate *r);
 void apply_free(struct replicate *r);
 /* Waits for a running sync and stops the syncer and writer threads. */
 void apply_stop(struct replicate *r);
+int serve_chunklist(struct replicate *r, struct session *s,
+		    const struct wire_get_chunklist *g);
+
+/* serve.c */
+/* Answers the chunks S asked for while its output has room. */
 int serve_queue(struct replicate *r, struct session *s);
 /* After an ENTRIES frame: sends C's content unasked when C is a recent
- * small file of this node (see apply.c). */
+ * small file of this node (see serve.c). */
 void serve_push(struct replicate *r, struct session *s,
 		const char *volume, const char *path, uint64_t size,
 		const uint8_t *hash);
-int serve_chunklist(struct replicate *r, struct session *s,
-		    const struct wire_get_chunklist *g);
+/* Lets go of the file S last served from once it has been idle a while. */
+void serve_idle(struct session *s, int64_t now);
+/* Lets go of what serving S kept (the file last read, its index). */
+void serve_release(struct session *s);
 
 #endif

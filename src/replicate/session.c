@@ -109,6 +109,7 @@ void session_close(struct session *s, const char *why)
 
 static void session_free(struct session *s)
 {
+	serve_release(s);
 	free(s->asked);
 	if (s->conn)
 		conn_free(s->conn);      /* closes the fd */
@@ -742,6 +743,7 @@ static void session_heartbeat(struct session *s, int64_t now)
 		session_close(s, "no answer for 60 s");
 		return;
 	}
+	serve_idle(s, now);
 	if (s->state == SESSION_OPEN && now - s->last_ping_ns > PEER_PING_NS) {
 		m.token = (uint64_t)now;
 		s->last_ping_ns = now;

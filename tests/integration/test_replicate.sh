@@ -96,6 +96,20 @@ wire=$(( $(wire3) - wire_before ))
 [ "$wire" -le $(( (12 << 20) / 10 )) ] || fail "a 1 MiB edit cost $wire bytes on the wire (at most 1.2 MiB)"
 pass "a 1 MiB edit in the middle moved $edit chunk bytes, $wire bytes on the wire in all"
 
+# A file peers were served from is let go once deleted: the agents keep
+# the file they last read chunks from open between requests (checked
+# at every request and dropped after 2 s idle), but never the blocks of
+# a deleted one for long.
+rm "$R1/web/renamed.bin"
+settle 60
+held() { # descriptors the three agents hold on the deleted file
+  ls -l "/proc/$PID_n1/fd" "/proc/$PID_n2/fd" "/proc/$PID_n3/fd" 2>/dev/null |
+    grep -c 'renamed.bin (deleted)' || true
+}
+none_held() { [ "$(held)" = 0 ]; }
+wait_for 15 none_held || fail "$(held) descriptors still hold the deleted renamed.bin"
+pass "the deleted 200 MiB file is no longer held open"
+
 # The receiver killed in the middle of a large transfer: nothing partial
 # ever appears under the real name, and it finishes after a restart.
 head -c $((200 << 20)) /dev/urandom > "$T/big2.src"

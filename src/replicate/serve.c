@@ -1,0 +1,279 @@
+/*
+ * Serving chunks to peers: the ones they ask for, and small files pushed
+ * unasked.
+ *
+ * GET_CHUNKS queues hashes on the session (session.asked, in order);
+ * serve_queue answers them, CHUNK or NOT_HERE each, while the
+ * connection's output is under PEER_PUMP_LOW and the egress bucket has
+ * tokens.  The bytes are read from whichever current file of this node
+ * holds the chunk straight into the connection's output queue, and are
+ * not hashed: the receiver verifies every chunk and takes a mismatch as
+ * "not here", so hashing on both ends would only double the work for
+ * the rare file that changed since it was recorded.
+ *
+ * Finding the file is a journal query per hash.  A peer fetching a large
+ * file asks for its chunks in order, about 27,000 a gigabyte, and those
+ * queries were a seventh of the sending loop's time; so each session
+ * keeps the file it last read from (struct serve_cache): an open
+ * descriptor and, for a large file, its whole chunk list loaded once and
+ * indexed by hash, which answers most requests without a query.
+ *
+ * Invariants: the index is used only while the file is what the journal
+ * recorded when it was loaded (size, mtime, inode, ctime) and still
+ * linked, checked at every serve_queue call; the file is let go when it
+ * is not, when a chunk lives elsewhere, after SERVE_IDLE_NS without a
+ * request (a deleted file's blocks are not held for long), and with the
+ * session.
+ */
+#include "replicate_int.h"
+
+#include "loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* From this size a file's list is loaded and indexed when first served
+ * from; below it, a query for each of its few chunks costs less. */
+#define SERVE_INDEX_MIN_SIZE (1u << 20)
+/* A file kept this long without a request is let go. */
+#define SERVE_IDLE_NS (2LL * 1000000000)
+/* What a chunk request is expected to cost before its size is known. */
+#define SERVE_TYPICAL_CHUNK (64u << 10)
+
+struct serve_cache {
+	char volume[256];
+	char *path;                 /* NULL when nothing is kept */
+	int fd;                     /* the file, or -1 when it did not open */
+	int64_t used_ns;
+	struct journal_state state; /* the journal's record, when indexed */
+	struct content list;        /* its chunks, when indexed */
+	uint32_t *index;            /* list's chunk indexes sorted by hash */
+};
+
+static void cache_drop(struct serve_cache *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->path);
+	free(c->index);
+	content_release(&c->list);
+	journal_state_release(&c->state);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
+
+void serve_release(struct session *s)
+{
+	if (!s->serve)
+		return;
+	cache_drop(s->serve);
+	free(s->serve);
+	s->serve = NULL;
+}
+
+/* The file still holds what it was kept for. */
+static bool cache_valid(const struct serve_cache *c)
+{
+	struct stat st;
+
+	if (c->fd < 0)
+		return false;
+	if (c->index)
+		return apply_file_current(&c->state, c->fd);
+	return fstat(c->fd, &st) == 0 && st.st_nlink > 0;
+}
+
+/* Indexes the list of the file C holds, when it is large and still what
+ * the journal recorded; otherwise it is served query by query. */
+static void cache_index(struct replicate *r, struct serve_cache *c)
+{
+	if (journal_lookup(r->journal, c->volume, c->path, &c->state) == 0 &&
+	    c->state.has_hash && c->state.size >= SERVE_INDEX_MIN_SIZE &&
+	    apply_file_current(&c->state, c->fd) &&
+	    journal_content_load(r->journal, c->state.hash, &c->list) == 0 &&
+	    content_index_build(&c->list, &c->index) == 0)
+		return;
+	free(c->index);
+	c->index = NULL;
+	content_release(&c->list);
+}
+
+/* Keeps VOLUME/PATH open in C; PATH (malloc'd) is taken over either way. */
+static int cache_open(struct replicate *r, struct serve_cache *c,
+		      const char *volume, char *path)
+{
+	const char *name;
+	int dirfd = -1;
+
+	if (c->path && strcmp(c->volume, volume) == 0 &&
+	    strcmp(c->path, path) == 0) {
+		free(path);
+		return c->fd >= 0 ? 0 : -ENOENT;
+	}
+	cache_drop(c);
+	snprintf(c->volume, sizeof(c->volume), "%s", volume);
+	c->path = path;
+	if (apply_open_parent(r, volume, path, &dirfd, &name))
+		return -ENOENT;
+	c->fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		       O_CLOEXEC);
+	close(dirfd);
+	if (c->fd < 0)
+		return -errno;
+	cache_index(r, c);
+	return 0;
+}
+
+/* Where the indexed file holds chunk HASH.  0 or -ENOENT. */
+static int cache_find(const struct serve_cache *c, const uint8_t *hash,
+		      uint64_t *off, uint32_t *len)
+{
+	size_t first, n;
+
+	if (!c->index)
+		return -ENOENT;
+	content_index_find(&c->list, c->index, hash, &first, &n);
+	if (n == 0)
+		return -ENOENT;
+	*off = c->list.chunks[c->index[first]].offset;
+	*len = c->list.chunks[c->index[first]].len;
+	return 0;
+}
+
+static int serve_not_here(struct session *s, const uint8_t *hash)
+{
+	struct wire_msg m = { .type = WIRE_NOT_HERE };
+
+	memcpy(m.not_here, hash, CONTENT_HASH_LEN);
+	return session_send(s, &m);
+}
+
+/* CHUNK HASH read from FD at OFF straight into the output queue, or
+ * NOT_HERE when the file no longer has those bytes. */
+static int serve_read(struct replicate *r, struct session *s, int fd,
+		      const uint8_t *hash, uint64_t off, uint32_t len)
+{
+	uint32_t size = WIRE_CHUNK_HEAD + len;
+	uint8_t *p;
+	int err = conn_frame_reserve(s->conn, size, &p);
+
+	if (err)
+		return err;
+	if (pread(fd, p + WIRE_CHUNK_HEAD, len, (off_t)off) != (ssize_t)len)
+		return serve_not_here(s, hash);
+	wire_chunk_head(p, hash, len);
+	conn_frame_commit(s->conn, WIRE_CHUNK, size);
+	/* Charged even past the tokens: a chunk larger than what is left
+	 * must not go out for free. */
+	bucket_charge(&r->egress, len, loop_now_ns());
+	if (s->peer)
+		s->peer->stats.bytes_out += WIRE_HEADER_LEN + size;
+	return 0;
+}
+
+static int serve_chunk(struct replicate *r, struct session *s,
+		       const uint8_t *hash)
+{
+	struct serve_cache *c = s->serve;
+	char volume[256], *path = NULL;
+	uint64_t off;
+	uint32_t len;
+
+	if (cache_find(c, hash, &off, &len) == 0)
+		return serve_read(r, s, c->fd, hash, off, len);
+	if (journal_chunk_source(r->journal, hash, volume, sizeof(volume),
+				 &path, &off, &len) != 0)
+		return serve_not_here(s, hash);
+	if (len == 0 || len > WIRE_MAX_CHUNK) {
+		free(path);
+		return serve_not_here(s, hash);
+	}
+	if (cache_open(r, c, volume, path) != 0)   /* takes PATH */
+		return serve_not_here(s, hash);
+	return serve_read(r, s, c->fd, hash, off, len);
+}
+
+int serve_queue(struct replicate *r, struct session *s)
+{
+	int64_t now = loop_now_ns();
+	int err = 0;
+
+	if (!s->serve) {
+		s->serve = calloc(1, sizeof(*s->serve));
+		if (!s->serve)
+			return -ENOMEM;
+		s->serve->fd = -1;
+	}
+	if (s->serve->path && !cache_valid(s->serve))
+		cache_drop(s->serve);
+	s->serve->used_ns = now;
+	while (!err && s->asked_n && conn_queued(s->conn) < PEER_PUMP_LOW) {
+		int64_t wait = bucket_wait_ns(&r->egress, SERVE_TYPICAL_CHUNK,
+					      now);
+
+		if (wait > 0) {
+			r->serve_at = now + wait;
+			break;
+		}
+		err = serve_chunk(r, s, s->asked[s->asked_head]);
+		s->asked_head++;
+		s->asked_n--;
+	}
+	if (s->asked_n == 0)
+		s->asked_head = 0;
+	return err;
+}
+
+void serve_idle(struct session *s, int64_t now)
+{
+	if (s->serve && s->serve->path && !s->asked_n &&
+	    now - s->serve->used_ns > SERVE_IDLE_NS)
+		cache_drop(s->serve);
+}
+
+/*
+ * Pushing.  A small file is one chunk, and its content hash is the
+ * SHA-256 of that chunk's hash, so the receiver can recognise its content
+ * without a list: sending it unasked right behind the entry saves the
+ * receiver a GET_CHUNKLIST and a GET_CHUNKS per file, which is most of
+ * the cost of many small files.  Only recent versions of this node's own
+ * files are pushed (sync.c decides), never under a bandwidth limit, and
+ * only when the file still holds that version; the receiver keeps a
+ * bounded number of unclaimed pushes and drops the rest.
+ */
+void serve_push(struct replicate *r, struct session *s, const char *volume,
+		const char *path, uint64_t size, const uint8_t *hash)
+{
+	struct wire_msg m = { .type = WIRE_CHUNK };
+	uint8_t buf[PUSH_MAX_SIZE], content[CONTENT_HASH_LEN];
+	unsigned n = 0;
+	const char *name;
+	int dirfd = -1, fd = -1;
+
+	if (r->egress.rate || size > sizeof(buf) ||
+	    conn_queued(s->conn) > PEER_PUMP_LOW ||
+	    apply_open_parent(r, volume, path, &dirfd, &name))
+		goto out;
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		    O_CLOEXEC);
+	if (fd < 0 || pread(fd, buf, size, 0) != (ssize_t)size ||
+	    EVP_Digest(buf, size, m.chunk.hash, &n, EVP_sha256(), NULL) != 1 ||
+	    EVP_Digest(m.chunk.hash, CONTENT_HASH_LEN, content, &n,
+		       EVP_sha256(), NULL) != 1 ||
+	    memcmp(content, hash, CONTENT_HASH_LEN) != 0)
+		goto out;           /* moved on since: the receiver will ask */
+	m.chunk.len = (uint32_t)size;
+	m.chunk.data = buf;
+	session_send(s, &m);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dirfd >= 0)
+		close(dirfd);
+}
