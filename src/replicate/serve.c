@@ -204,6 +204,10 @@ int serve_queue(struct replicate *r, struct session *s)
 	int64_t now = loop_now_ns();
 	int err = 0;
 
+	/* Called on every event of the session: nothing to check or keep
+	 * unless something was asked (serve_idle lets go meanwhile). */
+	if (!s->asked_n)
+		return 0;
 	if (!s->serve) {
 		s->serve = calloc(1, sizeof(*s->serve));
 		if (!s->serve)
