@@ -9,7 +9,8 @@
  *
  *   LIST     the chunk list is loaded from the journal, or asked of a
  *            peer (GET_CHUNKLIST, paged) and checked against the content
- *            hash before it is stored;
+ *            hash; a peer's list goes into the journal while the file
+ *            is flushed, not on the way to its first chunk;
  *   FETCH    a hidden temp file beside the target (".krakenfs-tmp-*",
  *            which the watcher ignores) is filled: chunks this node holds
  *            in any file are copied, the rest are asked of peers holding
@@ -101,6 +102,7 @@ struct transfer {
 	uint64_t unflushed;       /* bytes written since writeback started */
 	uint64_t undurable;       /* bytes written since a flush started */
 	bool list_looked_up;      /* the journal was asked for the list */
+	bool list_unstored;       /* from a peer, not in the journal yet */
 	bool awaited;             /* counted in r->awaited (no list yet) */
 	bool meta_set;            /* the writer set mode, owner, mtime */
 	bool syncing;             /* ready, in the batch being synced */
@@ -1299,6 +1301,20 @@ static int hold_replaced(struct replicate *r, const struct transfer *t,
 	return openat(t->dirfd, t->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/*
+ * Stores a list learned from a peer, which the node needs from the moment
+ * it holds the version: to serve it and as the base of the next edit.
+ * Not earlier: 27,000 rows (a GiB) take 0.1 s of the loop, which is
+ * spent best while the syncer flushes the file, not before the fetch.
+ */
+static void transfer_store_list(struct replicate *r, struct transfer *t)
+{
+	if (!t->list_unstored)
+		return;
+	t->list_unstored = false;
+	journal_content_store(r->journal, &t->list);
+}
+
 static void transfer_commit(struct replicate *r, struct transfer *t)
 {
 	uint64_t replaced;
@@ -1306,6 +1322,7 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 	int old;
 
 	t->ready = false;
+	transfer_store_list(r, t);
 	if (!disk_as_journal(r, t->dirfd, t->name, &t->job, &replaced)) {
 		diverged(r, &t->job);
 		t->failed = true;
@@ -1438,6 +1455,9 @@ static void commit_ready(struct replicate *r)
 		n = 0;
 	if (commit_syncer(r) == 0 && syncer_start(r->syncer, fds, n) == 0) {
 		r->sync_running = true;
+		for (struct transfer *t = r->transfers; t; t = t->next)
+			if (t->syncing)
+				transfer_store_list(r, t);
 		return;
 	}
 	commit_synced(r, commit_flush_inline(r, fds, n));
@@ -1631,7 +1651,7 @@ static void list_page(struct replicate *r, struct transfer *t,
 		t->failed = true;
 		return;
 	}
-	journal_content_store(r->journal, &t->list);
+	t->list_unstored = true;
 	t->have_list = true;
 	transfer_start_fetch(r, t);
 	transfer_step(r, t);
