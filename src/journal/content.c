@@ -78,6 +78,10 @@
 #define RING_SLOTS    8
 /* Smaller files do not repay starting the helper thread. */
 #define PIPE_MIN_SIZE (4u << 20)
+/* Wrong guesses from the previous version allowed before it is ignored:
+ * each costs at most a ring of hashing done ahead. */
+#define REWIND_MAX    16
+#define RING_REWIND   1
 
 static const uint64_t gear[256] = {
 	0x5e006bead641e88e, 0x18806f0fcc01bee8, 0x14f7c37072346e5f,
@@ -384,6 +388,17 @@ int content_hash_buf(const void *buf, size_t len, struct content *out)
  * whichever thread is free can hash it, while chunk names still reach the
  * chunk list in file order.
  *
+ * Cut points proposed from a previous version (content_hash_fd_from):
+ * where a chunk of it would start, the reader cuts after its length
+ * without running the gear hash, and the slot records the guess.  The
+ * SHA-256 of the slot checks it: equal names mean equal bytes, and a
+ * chunk's cut depends only on its own bytes, so the guess is the cut the
+ * gear hash would have found.  On a wrong guess the collector keeps the
+ * chunks before it, drops every slot after it and the reader starts
+ * again at that chunk's start, scanning, until a cut lands where a chunk
+ * of the previous version starts (same offset, or shifted by the change
+ * in size: an insert or a delete), and guessing resumes from there.
+ *
  * Slot sequence numbers only grow; slot n lives in slots[n % n_slots]:
  *
  *   [collected, claimed)   being hashed or hashed, not yet collected
@@ -397,12 +412,16 @@ int content_hash_buf(const void *buf, size_t len, struct content *out)
  */
 struct slot {
 	uint8_t *buf;
+	uint64_t file_off;      /* where buf[0] is in the file */
 	size_t len;             /* bytes in buf */
 	size_t used;            /* bytes ending at the last cut */
+	size_t fed;             /* bytes the chunker has consumed */
 	size_t n_cuts;
 	bool hashed;
 	int rc;
 	uint32_t cuts[SLOT_CUTS];
+	/* 1 + the previous version's chunk a cut guessed, 0: scanned */
+	uint32_t guess[SLOT_CUTS];
 	uint8_t names[SLOT_CUTS][CONTENT_HASH_LEN];
 };
 
@@ -426,6 +445,13 @@ struct ring {
 	uint64_t expect;        /* file size at the start */
 	struct chunker ck;
 	struct content *out;
+
+	/* Reader-only: guessing from the previous version. */
+	const struct content *prev;
+	int64_t shift;          /* offset here - offset there */
+	bool guessing;
+	unsigned rewinds;
+	uint64_t rewind_off;    /* where to start again after a wrong guess */
 };
 
 static int ring_init(struct ring *r, size_t n_slots, size_t slot_size)
@@ -492,21 +518,109 @@ static ssize_t read_full(int fd, uint8_t *buf, size_t cap, uint64_t off)
 	return (ssize_t)got;
 }
 
-/* Cuts s->buf[from, len); at EOF the rest is the file's last chunk. */
-static void slot_cut(struct chunker *ck, struct slot *s, size_t from,
-		     bool eof)
+/* The previous version's chunk starting at POS - SHIFT, or -1. */
+static ssize_t prev_at(const struct content *prev, uint64_t pos,
+		       int64_t shift)
+{
+	size_t lo = 0, hi = prev->n_chunks;
+	uint64_t want;
+
+	if (shift > 0 && pos < (uint64_t)shift)
+		return -1;
+	want = pos - (uint64_t)shift;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (prev->chunks[mid].offset < want)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < prev->n_chunks && prev->chunks[lo].offset == want ?
+	       (ssize_t)lo : -1;
+}
+
+/*
+ * A guess for the chunk starting at OFF in S: 1 with its index in *K,
+ * 0 when there is none (scan), -1 when it ends past the bytes read so
+ * far (the next slot guesses again).  The previous version's last chunk
+ * ended where that file did, not necessarily at a cut: it is only a
+ * guess where this file ends too.
+ */
+static int ring_guess(const struct ring *r, const struct slot *s, size_t off,
+		      bool eof, size_t *k)
+{
+	uint64_t pos = s->file_off + off;
+	ssize_t i = prev_at(r->prev, pos, r->shift);
+	uint32_t len;
+
+	if (i < 0)
+		return 0;
+	len = r->prev->chunks[i].len;
+	if ((size_t)i == r->prev->n_chunks - 1 && pos + len != r->expect)
+		return 0;
+	if (off + len > s->len)
+		return eof ? 0 : -1;
+	*k = (size_t)i;
+	return 1;
+}
+
+/* After a scanned cut at POS: guess again if a chunk of the previous
+ * version starts there, in place or shifted by the change in size. */
+static void ring_resume_guessing(struct ring *r, uint64_t pos)
+{
+	int64_t shifts[2] = { 0, (int64_t)r->expect - (int64_t)r->prev->size };
+
+	for (size_t i = 0; i < 2; i++)
+		if (prev_at(r->prev, pos, shifts[i]) >= 0) {
+			r->shift = shifts[i];
+			r->guessing = true;
+			return;
+		}
+}
+
+static void slot_add_cut(struct slot *s, size_t off, uint32_t guess)
+{
+	s->cuts[s->n_cuts] = (uint32_t)off;
+	s->guess[s->n_cuts++] = guess;
+}
+
+/*
+ * Cuts s->buf[from, len), FROM being what the chunker consumed already;
+ * at EOF the rest is the file's last chunk.  Guesses are taken at chunk
+ * starts; a guess that does not fit stops the slot there, and the bytes
+ * from that chunk start on move to the next slot unconsumed.
+ */
+static void slot_cut(struct ring *r, struct slot *s, size_t from, bool eof)
 {
 	size_t off = from;
 	bool cut;
 
 	s->n_cuts = 0;
 	while (off < s->len) {
-		off += chunker_feed(ck, s->buf + off, s->len - off, &cut);
-		if (cut)
-			s->cuts[s->n_cuts++] = (uint32_t)off;
+		if (r->guessing && r->ck.len == 0) {
+			size_t k;
+			int g = ring_guess(r, s, off, eof, &k);
+
+			if (g < 0)
+				break;
+			if (g > 0) {
+				off += r->prev->chunks[k].len;
+				slot_add_cut(s, off, (uint32_t)k + 1);
+				continue;
+			}
+			r->guessing = false;
+		}
+		off += chunker_feed(&r->ck, s->buf + off, s->len - off, &cut);
+		if (cut) {
+			slot_add_cut(s, off, 0);
+			if (r->prev && r->rewinds < REWIND_MAX)
+				ring_resume_guessing(r, s->file_off + off);
+		}
 	}
+	s->fed = off;
 	if (eof && s->len && (!s->n_cuts || s->cuts[s->n_cuts - 1] < s->len))
-		s->cuts[s->n_cuts++] = (uint32_t)s->len;
+		slot_add_cut(s, s->len, 0);
 	s->used = s->n_cuts ? s->cuts[s->n_cuts - 1] : 0;
 }
 
@@ -521,10 +635,12 @@ static int slot_fill(struct ring *r, struct slot *s, const struct slot *prev,
 		     bool *eof)
 {
 	size_t tail = prev ? prev->len - prev->used : 0;
+	size_t fed = prev ? prev->fed - prev->used : 0;
 	ssize_t got;
 
 	if (tail)
 		memcpy(s->buf, prev->buf + prev->used, tail);
+	s->file_off = r->read_off - tail;
 	got = read_full(r->fd, s->buf + tail, r->slot_size - tail, r->read_off);
 	if (got < 0)
 		return (int)got;
@@ -536,11 +652,12 @@ static int slot_fill(struct ring *r, struct slot *s, const struct slot *prev,
 	s->len = tail + (size_t)got;
 	s->hashed = false;
 	s->rc = 0;
-	slot_cut(&r->ck, s, tail, *eof);
+	slot_cut(r, s, fed, *eof);
 	return 0;
 }
 
-/* Moves a hashed slot's chunk names into the chunk list, in file order. */
+/* Moves a hashed slot's chunk names into the chunk list, in file order,
+ * up to a wrong guess (RING_REWIND, r->rewind_off set). */
 static int slot_collect(struct ring *r, const struct slot *s)
 {
 	struct content *out = r->out;
@@ -548,11 +665,34 @@ static int slot_collect(struct ring *r, const struct slot *s)
 	int rc = s->rc;
 
 	for (size_t k = 0; !rc && k < s->n_cuts; k++) {
+		if (s->guess[k] && memcmp(s->names[k],
+					  r->prev->chunks[s->guess[k] - 1].hash,
+					  CONTENT_HASH_LEN) != 0) {
+			r->rewind_off = s->file_off + start;
+			return RING_REWIND;
+		}
 		rc = chunks_append(out, out->size, s->cuts[k] - (uint32_t)start,
 				   s->names[k]);
 		start = s->cuts[k];
 	}
 	return rc;
+}
+
+/* With the lock held: forgets every slot after the one just collected,
+ * once the helper is done with those it took. */
+static void ring_discard(struct ring *r)
+{
+	bool busy = true;
+
+	r->produced = r->claimed;
+	while (busy) {
+		busy = false;
+		for (uint64_t n = r->collected; n < r->claimed; n++)
+			busy |= !r->slots[n % r->n_slots].hashed;
+		if (busy)
+			pthread_cond_wait(&r->cond, &r->lock);
+	}
+	r->collected = r->claimed;
 }
 
 /*
@@ -570,6 +710,8 @@ static int ring_step(struct ring *r)
 		rc = slot_collect(r, s);
 		pthread_mutex_lock(&r->lock);
 		r->collected++;
+		if (rc == RING_REWIND)
+			ring_discard(r);
 	} else if (r->claimed < r->produced) {
 		s = &r->slots[r->claimed++ % r->n_slots];
 		pthread_mutex_unlock(&r->lock);
@@ -654,16 +796,31 @@ static int ring_start_helper(struct ring *r, pthread_t *tid)
 	return rc;
 }
 
+/* After a wrong guess: read again from the start of the chunk, scanning. */
+static void ring_rewind(struct ring *r)
+{
+	r->read_off = r->rewind_off;
+	r->ck = (struct chunker){ 0, 0 };
+	r->guessing = false;
+	r->rewinds++;
+}
+
 /* The reader: fill slots until EOF, then wait for every slot to drain. */
 static int ring_read(struct ring *r)
 {
 	struct slot *s, *prev = NULL;
 	bool eof = false;
-	int rc = 0;
+	int rc;
 
-	while (!rc && !eof) {
-		rc = ring_wait_below(r, r->n_slots);
-		if (rc)
+	for (;;) {
+		rc = ring_wait_below(r, eof ? 1 : r->n_slots);
+		if (rc == RING_REWIND) {
+			ring_rewind(r);
+			prev = NULL;
+			eof = false;
+			continue;
+		}
+		if (rc || eof)
 			break;
 		s = &r->slots[r->produced % r->n_slots];
 		rc = slot_fill(r, s, prev, &eof);
@@ -672,8 +829,6 @@ static int ring_read(struct ring *r)
 		ring_publish(r);
 		prev = s;
 	}
-	if (!rc)
-		rc = ring_wait_below(r, 1);
 	return rc;
 }
 
@@ -683,7 +838,7 @@ static int ring_read(struct ring *r)
  * follows the file size up to the fixed maximum.
  */
 static int hash_fd_chunks(int fd, const struct sha *sha, uint64_t expect,
-			  struct content *out)
+			  const struct content *prev, struct content *out)
 {
 	bool threaded = expect >= PIPE_MIN_SIZE;
 	size_t size = expect < SLOT_SIZE ? (size_t)expect + 1 : SLOT_SIZE;
@@ -701,6 +856,8 @@ static int hash_fd_chunks(int fd, const struct sha *sha, uint64_t expect,
 	r->expect = expect;
 	r->sha = sha;
 	r->out = out;
+	r->prev = prev;
+	r->guessing = prev != NULL;
 	/* No thread is no failure: the reader does all the work then. */
 	if (threaded && ring_start_helper(r, &tid))
 		threaded = false;
@@ -726,7 +883,36 @@ static bool stat_changed(const struct stat *a, const struct stat *b)
 	       !same_time(&a->st_ctim, &b->st_ctim);
 }
 
+/*
+ * Guesses come only from a list shaped like this chunker's: contiguous
+ * from 0, every chunk but the last CDC_MIN..CDC_MAX bytes.  That also
+ * keeps a slot's cuts within SLOT_CUTS.
+ */
+static bool prev_usable(const struct content *prev)
+{
+	uint64_t off = 0;
+
+	if (!prev || prev->n_chunks == 0 || prev->n_chunks > UINT32_MAX - 1)
+		return false;
+	for (size_t i = 0; i < prev->n_chunks; i++) {
+		const struct content_chunk *k = &prev->chunks[i];
+		bool last = i == prev->n_chunks - 1;
+
+		if (k->offset != off || k->len == 0 || k->len > CDC_MAX ||
+		    (!last && k->len < CDC_MIN))
+			return false;
+		off += k->len;
+	}
+	return off == prev->size;
+}
+
 int content_hash_fd(int fd, struct content *out)
+{
+	return content_hash_fd_from(fd, NULL, out);
+}
+
+int content_hash_fd_from(int fd, const struct content *prev,
+			 struct content *out)
 {
 	struct stat before, after;
 	struct sha sha;
@@ -744,7 +930,7 @@ int content_hash_fd(int fd, struct content *out)
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	rc = hash_fd_chunks(fd, &sha,
 			    before.st_size > 0 ? (uint64_t)before.st_size : 0,
-			    out);
+			    prev_usable(prev) ? prev : NULL, out);
 	if (!rc)
 		rc = seal_file_hash(sha.ctx, sha.md, out);
 	if (!rc && fstat(fd, &after) < 0)

@@ -43,6 +43,23 @@ struct content {
  */
 int content_hash_fd(int fd, struct content *out);
 
+/*
+ * content_hash_fd for a file that likely shares most chunks with PREV, its
+ * previous version, at the same offsets or all shifted by the change in
+ * size (an edit, an insert, an append).  Where a chunk of PREV would
+ * start, its length is taken as the cut and checked by the chunk's
+ * SHA-256, which is computed anyway: unchanged chunks skip the rolling
+ * hash, about a third of the work.  A wrong guess costs what was hashed
+ * ahead of it, and after sixteen PREV is ignored.  The result is
+ * what content_hash_fd gives whenever PREV was cut by this chunker, as
+ * every list this code made was; from a list cut some other way (only a
+ * hostile peer's) the shared chunks keep that list's cut points, their
+ * names still right.  PREV may be NULL, and is ignored unless shaped like
+ * a list of this chunker (contiguous, chunk sizes within bounds).
+ */
+int content_hash_fd_from(int fd, const struct content *prev,
+			 struct content *out);
+
 /* Same for an in-memory buffer; used by tests and the wire layer. */
 int content_hash_buf(const void *buf, size_t len, struct content *out);
 

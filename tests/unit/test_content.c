@@ -738,6 +738,151 @@ static void test_index(void **state)
 	free(p);
 }
 
+/* ---- hashing from the previous version --------------------------------- */
+
+/* An edit of BASE (N bytes): DEL bytes at POS replaced by INS bytes of
+ * seed SEED.  *OUT_N gets the new size. */
+static uint8_t *edited(const uint8_t *base, size_t n, size_t pos, size_t del,
+		       size_t ins, uint64_t seed, size_t *out_n)
+{
+	uint8_t *p = malloc(n - del + ins + 1);
+
+	assert_non_null(p);
+	memcpy(p, base, pos);
+	fill_random(p + pos, ins, seed);
+	memcpy(p + pos + ins, base + pos + del, n - pos - del);
+	*out_n = n - del + ins;
+	return p;
+}
+
+/* Hashing NEW from PREV must give exactly what a fresh hash gives. */
+static void check_from(const struct content *prev, const uint8_t *p,
+		       size_t n)
+{
+	struct content fresh = { 0 }, got = { 0 };
+	int fd = file_with(p, n);
+
+	hash_buf_checked(p, n, &fresh);
+	assert_int_equal(content_hash_fd_from(fd, prev, &got), 0);
+	assert_same_content(&fresh, &got);
+	content_release(&fresh);
+	content_release(&got);
+	close(fd);
+}
+
+/* A base of random data with a run of zeros (cut at the maximum size)
+ * in its middle third, so guesses meet both kinds of cut. */
+static uint8_t *mixed_buf(size_t n, uint64_t seed)
+{
+	uint8_t *p = random_buf(n, seed);
+
+	memset(p + n / 3, 0, n / 6);
+	return p;
+}
+
+/* Every kind of edit, on files that take one slot, the two-slot ring
+ * without a helper, and the threaded ring: the result never depends on
+ * the guesses, right or wrong. */
+static void test_from_previous(void **state)
+{
+	static const size_t sizes[] = { 300000, 3 * MIB + 5, 9 * MIB + 123 };
+
+	(void)state;
+	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		size_t n = sizes[si], m = n / 2;
+		uint8_t *base = mixed_buf(n, 21 + si);
+		struct content prev = { 0 };
+		const struct { size_t pos, del, ins; } edits[] = {
+			{ 0, 0, 0 },                     /* unchanged */
+			{ m, n / 8, n / 8 },             /* overwrite, middle */
+			{ 0, 5000, 5000 },               /* overwrite, start */
+			{ n - 3000, 3000, 3000 },        /* overwrite, end */
+			{ m, 0, 5000 },                  /* insert */
+			{ m, 70000, 0 },                 /* delete */
+			{ n, 0, 100000 },                /* append */
+			{ n - 50000, 50000, 0 },         /* truncate */
+			{ n / 3 + 1000, 100, 100 },      /* inside the zeros */
+			{ 0, n, n },                     /* all new */
+			{ 100, n - 100, 10 },            /* almost all gone */
+		};
+
+		hash_buf_checked(base, n, &prev);
+		for (size_t e = 0; e < sizeof(edits) / sizeof(edits[0]); e++) {
+			size_t nn;
+			uint8_t *p = edited(base, n, edits[e].pos,
+					    edits[e].del, edits[e].ins,
+					    100 + e, &nn);
+
+			check_from(&prev, p, nn);
+			free(p);
+		}
+		/* Many small overwrites: more wrong guesses than are
+		 * allowed, the rest hashed without guessing. */
+		{
+			uint8_t *p = malloc(n);
+
+			assert_non_null(p);
+			memcpy(p, base, n);
+			for (size_t k = 1; k < 40; k++)
+				p[k * (n / 40)] ^= 0x5a;
+			check_from(&prev, p, n);
+			free(p);
+		}
+		content_release(&prev);
+		free(base);
+	}
+}
+
+/* A previous list that lies (wrong names), has an impossible shape, or
+ * is another file's: ignored or outvoted by the SHA-256 checks.  A list
+ * of the same bytes cut elsewhere keeps its cut points, names right. */
+static void test_from_bad_previous(void **state)
+{
+	const size_t n = 6 * MIB + 77;
+	uint8_t *p = mixed_buf(n, 31), *other = random_buf(n, 32);
+	struct content prev = { 0 }, got = { 0 };
+	int fd = file_with(p, n);
+
+	(void)state;
+	hash_buf_checked(p, n, &prev);
+	for (size_t i = 0; i < prev.n_chunks; i++)
+		prev.chunks[i].hash[7] ^= 1;
+	check_from(&prev, p, n);
+	prev.chunks[1].len = 100;          /* not contiguous any more */
+	check_from(&prev, p, n);
+	content_release(&prev);
+
+	hash_buf_checked(other, n, &prev);
+	check_from(&prev, p, n);
+	content_release(&prev);
+
+	/* Fixed 64 KiB pieces of the same bytes, named correctly. */
+	prev.size = n;
+	prev.n_chunks = prev.cap_chunks = (n + 65535) / 65536;
+	prev.chunks = calloc(prev.n_chunks, sizeof(*prev.chunks));
+	assert_non_null(prev.chunks);
+	for (size_t i = 0; i < prev.n_chunks; i++) {
+		struct content_chunk *k = &prev.chunks[i];
+
+		k->offset = (uint64_t)i * 65536;
+		k->len = (uint32_t)(n - k->offset < 65536 ? n - k->offset
+							  : 65536);
+		sha256(p + k->offset, k->len, k->hash);
+	}
+	assert_int_equal(content_hash_fd_from(fd, &prev, &got), 0);
+	check_chunks(&got, n);
+	check_file_hash(&got);
+	check_chunk_names(&got, p);
+	assert_int_equal(got.n_chunks, prev.n_chunks);
+	for (size_t i = 0; i < got.n_chunks; i++)
+		assert_int_equal(got.chunks[i].len, prev.chunks[i].len);
+	content_release(&got);
+	content_release(&prev);
+	close(fd);
+	free(other);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -759,6 +904,8 @@ int main(void)
 		cmocka_unit_test(test_unhex_rejects),
 		cmocka_unit_test(test_release),
 		cmocka_unit_test(test_index),
+		cmocka_unit_test(test_from_previous),
+		cmocka_unit_test(test_from_bad_previous),
 	};
 
 	return cmocka_run_group_tests(tests, setup_bounds, NULL);
