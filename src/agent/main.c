@@ -171,6 +171,17 @@ static int agent_open_journal(struct agent *a)
 	return err;
 }
 
+/* A large file is about to be hashed: peers may start on their part. */
+static void agent_on_changing(void *arg, const char *volume, const char *path,
+			      const uint8_t base[CONTENT_HASH_LEN],
+			      uint64_t size)
+{
+	struct agent *a = arg;
+
+	if (a->replicate)
+		replicate_changing(a->replicate, volume, path, base, size);
+}
+
 /* watch_paths name the root (every volume) or single volumes under it. */
 static int agent_start_watch(struct agent *a)
 {
@@ -179,6 +190,8 @@ static int agent_start_watch(struct agent *a)
 		.root = cfg->root_path,
 		.exclude = cfg->exclude_patterns,
 		.n_exclude = cfg->n_exclude_patterns,
+		.changing = agent_on_changing,
+		.changing_arg = a,
 	};
 	char **vols = calloc(cfg->n_watch_paths + 1, sizeof(*vols));
 	int err;

@@ -105,6 +105,8 @@ struct transfer {
 	bool list_unstored;       /* from a peer, not in the journal yet */
 	bool awaited;             /* counted in r->awaited (no list yet) */
 	bool meta_set;            /* the writer set mode, owner, mtime */
+	bool precopy_wait;        /* its temp file is being copied ahead */
+	bool precopied;           /* the temp file began as the base */
 	bool syncing;             /* ready, in the batch being synced */
 	int64_t started_ns;
 	int64_t fetch_ns;         /* list known, temp file being filled */
@@ -330,7 +332,7 @@ static int apply_mkdir(struct replicate *r, const struct journal_job *job,
 
 /* Unpredictable names without a getrandom(2) per file: a random seed,
  * then splitmix64 over a counter. */
-static void temp_name(char *out, size_t cap)
+void apply_temp_name(char *out, size_t cap)
 {
 	static uint64_t seed, counter;
 	uint64_t z;
@@ -355,7 +357,7 @@ static int apply_symlink(struct replicate *r, const struct journal_job *job,
 		diverged(r, job);
 		return -EBUSY;
 	}
-	temp_name(tmp, sizeof(tmp));
+	apply_temp_name(tmp, sizeof(tmp));
 	if (symlinkat(job->target, dirfd, tmp) != 0)
 		return -errno;
 	if (fchownat(dirfd, tmp, job->uid, job->gid, AT_SYMLINK_NOFOLLOW) != 0 &&
@@ -432,6 +434,11 @@ static struct transfer *transfer_find(struct replicate *r, const char *volume,
 
 	inflight_key(volume, path, key, sizeof(key));
 	return strmap_get(&r->inflight, key);
+}
+
+bool apply_busy(struct replicate *r, const char *volume, const char *path)
+{
+	return transfer_find(r, volume, path) != NULL;
 }
 
 /*
@@ -779,7 +786,7 @@ out:
 
 static int transfer_open_temp(struct transfer *t)
 {
-	temp_name(t->tmp, sizeof(t->tmp));
+	apply_temp_name(t->tmp, sizeof(t->tmp));
 	t->fd = openat(t->dirfd, t->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 		       0600);
 	/* No ftruncate to the size: the chunks cover [0, size) exactly, so
@@ -904,6 +911,9 @@ static void base_plan_copy(struct transfer *t, struct base_plan *plan)
 
 		for (size_t k = 0; k < run->k; k++)
 			left += t->list.chunks[run->i + k].len;
+		/* A temp file copied from the base has these bytes in place. */
+		if (t->precopied && src == dst)
+			left = 0;
 		while (left > 0 && !t->failed) {
 			ssize_t n = copy_file_range(plan->fd, &src, t->fd,
 						    &dst, left, 0);
@@ -916,7 +926,9 @@ static void base_plan_copy(struct transfer *t, struct base_plan *plan)
 			transfer_mark(t, run->i, run->k);
 		else
 			memset(t->got + run->i, 0, run->k);
-		posix_fadvise(plan->fd, from, src - from, POSIX_FADV_DONTNEED);
+		if (src > from)
+			posix_fadvise(plan->fd, from, src - from,
+				      POSIX_FADV_DONTNEED);
 	}
 	free(plan->runs);
 	if (plan->fd >= 0)
@@ -948,16 +960,43 @@ static int transfer_prepare(struct replicate *r, struct transfer *t)
 	return 0;
 }
 
+/*
+ * The temp file: the copy of the base made ahead (precopy.c), cut to the
+ * new size, when there is one; else a new file.  -EINPROGRESS while that
+ * copy is still being made.
+ */
+static int transfer_temp(struct replicate *r, struct transfer *t)
+{
+	int rc = 0, fd = -1;
+
+	if (t->base.n_chunks)
+		rc = precopy_take(r, t->job.volume, t->job.path, t->base.hash,
+				  t->dirfd, t->tmp, &fd);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return transfer_open_temp(t);
+	t->fd = fd;
+	t->precopied = true;
+	log_debug("replicate", "%s/%s: starting from the copy made ahead",
+		  t->job.volume, t->job.path);
+	return ftruncate(t->fd, (off_t)t->list.size) == 0 ? 0 : -errno;
+}
+
 /* After transfer_prepare: the temp file opened, local chunks copied,
  * peers asked for the rest. */
 static void transfer_fill(struct replicate *r, struct transfer *t)
 {
 	struct base_plan plan = { .fd = -1 };
-	uint8_t *buf = malloc(WIRE_MAX_CHUNK);
+	uint8_t *buf;
+	int err = transfer_temp(r, t);
 
-	if (!buf || transfer_open_temp(t) != 0) {
+	t->precopy_wait = err == -EINPROGRESS;
+	if (t->precopy_wait)
+		return;
+	buf = err ? NULL : malloc(WIRE_MAX_CHUNK);
+	if (!buf) {
 		t->failed = true;
-		free(buf);
 		return;
 	}
 	base_plan_make(r, t, &plan);
@@ -1120,7 +1159,7 @@ static int push_create(struct replicate *r, struct transfer *t,
 	memcpy(job->hash, p->chunk, CONTENT_HASH_LEN);
 	job->len = p->len;
 	job->verified = true;     /* when it was kept */
-	temp_name(t->tmp, sizeof(t->tmp));
+	apply_temp_name(t->tmp, sizeof(t->tmp));
 	job->create = (struct writer_create){
 		.dirfd = t->dirfd,
 		.mode = t->job.mode, .uid = t->job.uid, .gid = t->job.gid,
@@ -1188,6 +1227,11 @@ static void transfer_step(struct replicate *r, struct transfer *t)
 {
 	if (t->failed || t->ready)
 		return;
+	if (t->precopy_wait) {
+		transfer_fill(r, t);
+		if (t->precopy_wait)
+			return;
+	}
 	if (!t->have_list) {
 		/* The journal is asked once: a list it lacks only comes from
 		 * a peer, and asking again on every turn, for every waiting
@@ -1476,6 +1520,8 @@ static int apply_job(struct replicate *r, struct journal_job *job)
 		return 0;
 	if (S_ISREG(job->mode) && !disk_has_content(r, job))
 		return transfer_new(r, job);
+	if (r->precopies)
+		precopy_drop(r, job->volume, job->path);
 	err = apply_open_parent(r, job->volume, job->path, &dirfd, &name);
 	if (err)
 		return err;
@@ -1526,6 +1572,14 @@ static void apply_jobs(struct replicate *r)
 	r->next_jobs_ns = n > 0 ? loop_now_ns() + APPLY_RETRY_NS : 0;
 }
 
+void apply_precopy_done(struct replicate *r)
+{
+	for (struct transfer *t = r->transfers; t; t = t->next)
+		if (t->precopy_wait)
+			transfer_step(r, t);
+	precopy_tick(r, loop_now_ns());
+}
+
 void apply_tick(struct replicate *r)
 {
 	int64_t now = loop_now_ns();
@@ -1540,11 +1594,16 @@ void apply_tick(struct replicate *r)
 		transfer_step(r, t);
 	commit_ready(r);
 	transfers_reap(r);
+	precopy_tick(r, now);
 	/* Transfers waiting on peers are stepped again soon: requests
 	 * that found every window full go out once replies come in. */
 	if (r->n_transfers && (!r->next_jobs_ns ||
 			       r->next_jobs_ns > now + 50000000))
 		r->next_jobs_ns = now + 50000000;
+	/* Copies made ahead expire even with nothing else to do. */
+	if (precopy_pending(r) && (!r->next_jobs_ns ||
+				   r->next_jobs_ns > now + 1000000000))
+		r->next_jobs_ns = now + 1000000000;
 }
 
 /* ---- frames from peers -------------------------------------------------------- */
@@ -1949,6 +2008,7 @@ void apply_free(struct replicate *r)
 
 void apply_stop(struct replicate *r)
 {
+	precopy_free_all(r);
 	if (r->writer) {
 		/* Joined before the transfers whose files it writes go. */
 		loop_del_fd(r->loop, writer_fd(r->writer));

@@ -17,6 +17,8 @@
 #ifndef KRAKEN_REPLICATE_H
 #define KRAKEN_REPLICATE_H
 
+#include "content.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,6 +87,12 @@ void replicate_set_bandwidth(struct replicate *r, uint64_t egress_bps,
 
 /* After a journal commit: announce new entries, look for new jobs. */
 void replicate_kick(struct replicate *r);
+/* This node starts hashing a new version of VOLUME/PATH (SIZE bytes),
+ * whose journalled content is BASE: peers that hold BASE may start the
+ * copy the new version will need (CHANGING, see wire.h). */
+void replicate_changing(struct replicate *r, const char *volume,
+			const char *path, const uint8_t base[CONTENT_HASH_LEN],
+			uint64_t size);
 
 /* Timers and apply work; call once per loop turn.  May record into the
  * journal; the caller commits. */

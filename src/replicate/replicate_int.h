@@ -73,11 +73,13 @@ struct peer {
 	 * those are never relayed back to it ("" when it did not say). */
 	char own_origin[JOURNAL_ORIGIN_MAX];
 	uint64_t fetch_inflight;  /* chunk bytes asked of it, not yet here */
+	bool changing;            /* its HELLO said it takes CHANGING */
 	struct replicate_peer_status stats;
 };
 
 struct transfer;
 struct syncer;
+struct precopy;
 
 struct replicate {
 	struct journal *journal;
@@ -119,6 +121,8 @@ struct replicate {
 	struct strmap pushed;
 	char (*pushed_keys)[CONTENT_HEX_LEN];
 	size_t pushed_head, pushed_n;
+	struct precopy *precopies;    /* precopy.c */
+	int precopy_efd;              /* a copy finished; -1 until used */
 };
 
 /* session.c */
@@ -169,6 +173,36 @@ void apply_free(struct replicate *r);
 void apply_stop(struct replicate *r);
 int serve_chunklist(struct replicate *r, struct session *s,
 		    const struct wire_get_chunklist *g);
+/* A fresh hidden temp file name (".krakenfs-tmp-*") into OUT. */
+void apply_temp_name(char *out, size_t cap);
+/* A transfer for VOLUME/PATH is under way. */
+bool apply_busy(struct replicate *r, const char *volume, const char *path);
+/* A copy ahead of a new version finished: transfers waiting for it go
+ * on. */
+void apply_precopy_done(struct replicate *r);
+
+/* precopy.c */
+/* A peer is hashing a new version of C's file: copy the version held
+ * here, if it is C's base, so the transfer to come finds it made. */
+void precopy_on_changing(struct replicate *r, struct peer *p,
+			 const struct wire_changing *c);
+/* The copy of BASE at VOLUME/PATH for a transfer whose directory is
+ * DIRFD: 1 with its temp file's name in TMP and descriptor in *FD, now
+ * the caller's; -EINPROGRESS while it is still being made; 0 when there
+ * is none to take (a failed or unusable one is dropped). */
+int precopy_take(struct replicate *r, const char *volume, const char *path,
+		 const uint8_t base[CONTENT_HASH_LEN], int dirfd,
+		 char tmp[48], int *fd);
+/* Entry E arrived: a copy made ahead for its path is not needed when E
+ * brings no new content (a touch, a chmod, a delete). */
+void precopy_on_entry(struct replicate *r, const struct wire_entry *e);
+/* VOLUME/PATH got a version that did not need a copy: drop any. */
+void precopy_drop(struct replicate *r, const char *volume, const char *path);
+/* Drops copies nobody took for a while. */
+void precopy_tick(struct replicate *r, int64_t now);
+bool precopy_pending(const struct replicate *r);
+/* Stops every copy, removes their temp files. */
+void precopy_free_all(struct replicate *r);
 
 /* serve.c */
 /* Answers the chunks S asked for while its output has room. */

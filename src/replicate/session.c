@@ -197,7 +197,7 @@ static int session_send_hello(struct session *s)
 		snprintf(refs[0].origin, sizeof(refs[0].origin), "%s", own);
 		refs[0].seq = top ? *top : 0;
 		n = 1;
-		m.hello.features = WIRE_HELLO_OWN_FIRST;
+		m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING;
 	}
 	for (size_t i = 0; !err && i < vec.cap; i++) {
 		if (!vec.slots[i].key || strcmp(vec.slots[i].key, own) == 0)
@@ -677,6 +677,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->loop = loop;
 	r->listen_fd = -1;
 	r->rootfd = -1;
+	r->precopy_efd = -1;
 	r->tls_server = opt->tls_server;
 	r->tls_client = opt->tls_client;
 	r->diverged = opt->diverged;
@@ -804,6 +805,21 @@ void replicate_set_bandwidth(struct replicate *r, uint64_t egress_bps,
 void replicate_kick(struct replicate *r)
 {
 	r->kicked = true;
+}
+
+void replicate_changing(struct replicate *r, const char *volume,
+			const char *path, const uint8_t base[CONTENT_HASH_LEN],
+			uint64_t size)
+{
+	struct wire_msg m = { .type = WIRE_CHANGING };
+
+	m.changing = (struct wire_changing){ volume, path, { 0 }, size };
+	memcpy(m.changing.base, base, CONTENT_HASH_LEN);
+	/* Out at once: the caller is about to hash for a while. */
+	for (struct session *s = r->sessions; s; s = s->next)
+		if (s->state == SESSION_OPEN && !s->dead && s->peer &&
+		    s->peer->changing && session_send(s, &m) == 0)
+			session_send_now(s);
 }
 
 int64_t replicate_next_deadline(struct replicate *r)

@@ -71,6 +71,7 @@ void sync_on_hello(struct session *s, const struct wire_hello *h)
 {
 	sent_reset(s->peer, &h->vector);
 	own_origin_note(s->peer, h);
+	s->peer->changing = (h->features & WIRE_HELLO_CHANGING) != 0;
 	s->r->kicked = true;
 	sync_pump(s);
 }
@@ -393,6 +394,8 @@ static int on_entries(struct session *s, const struct wire_entry_list *l)
 
 		change_from_entry(w, &c);
 		err = journal_add_remote(s->r->journal, &c);
+		if (err == 0 && s->r->precopies)
+			precopy_on_entry(s->r, w);
 		if (err == 0)
 			added++;
 		else if (err == -EAGAIN)
@@ -482,6 +485,9 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 		log_error("replicate", "peer %s: %s", s->peer->id,
 			  m->error.text);
 		return -ECONNABORTED;
+	case WIRE_CHANGING:
+		precopy_on_changing(s->r, s->peer, &m->changing);
+		return 0;
 	default:
 		return -EPROTO;
 	}

@@ -564,6 +564,19 @@ static void rd_token(struct wire_rd *r, struct wire_msg *m)
 	m->token = rd_u64(r);
 }
 
+static void rd_changing(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_changing *c = &m->changing;
+
+	c->volume = rd_str(r, VOLUME_NAME_MAX, KR_EHOSTILE);
+	c->path = rd_str(r, PATH_REL_MAX, KR_EHOSTILE);
+	rd_hash(r, c->base);
+	c->size = rd_u64(r);
+	if (!r->err && (!path_volume_name_ok(c->volume) || !*c->path ||
+			path_check_rel(c->path) != 0))
+		rd_fail(r, KR_EHOSTILE);
+}
+
 static void rd_error(struct wire_rd *r, struct wire_msg *m)
 {
 	m->error.code = rd_u16(r);
@@ -876,6 +889,21 @@ static void wr_error(struct wire_wr *w, const struct wire_msg *m)
 		wr_str(w, m->error.text);
 }
 
+static void wr_changing(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_changing *c = &m->changing;
+
+	if (!c->volume || !c->path || !path_volume_name_ok(c->volume) ||
+	    !*c->path || path_check_rel(c->path) != 0)
+		wr_fail(w, -EINVAL);
+	if (w->err)
+		return;
+	wr_str(w, c->volume);
+	wr_str(w, c->path);
+	wr_put(w, c->base, CONTENT_HASH_LEN);
+	wr_u64(w, c->size);
+}
+
 /* One row per type: everything that differs between them. */
 struct wire_type_ops {
 	const char *name;
@@ -904,11 +932,14 @@ static const struct wire_type_ops wire_types[] = {
 	[WIRE_PING] = { "PING", 8, rd_token, wr_token },
 	[WIRE_PONG] = { "PONG", 8, rd_token, wr_token },
 	[WIRE_ERROR] = { "ERROR", 2 + 2 + WIRE_TEXT_MAX, rd_error, wr_error },
+	[WIRE_CHANGING] = { "CHANGING", 2 + VOLUME_NAME_MAX + 2 +
+			    PATH_REL_MAX + CONTENT_HASH_LEN + 8,
+			    rd_changing, wr_changing },
 };
 
 static const struct wire_type_ops *wire_type_ops(enum wire_type t)
 {
-	if ((unsigned)t < WIRE_HELLO || (unsigned)t > WIRE_ERROR)
+	if ((unsigned)t < WIRE_HELLO || (unsigned)t > WIRE_TYPE_LAST)
 		return NULL;
 	return &wire_types[t];
 }

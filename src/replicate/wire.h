@@ -77,6 +77,13 @@
  *     10  PONG           u64 token (the PING's)
  *     11  ERROR          u16 code (enum wire_error_code, others allowed),
  *                        str text
+ *     12  CHANGING       str volume, str path, hash base, u64 size: the
+ *                        sender is hashing a new version of a file whose
+ *                        current content there is BASE (now SIZE bytes);
+ *                        a receiver holding BASE at that path may start
+ *                        copying it for the version to come.  Sent only
+ *                        to a peer whose HELLO has feature bit 1
+ *                        (CHANGING): an older peer refuses the type
  *
  *   entry: ref (origin, seq > 0), u64 lamport, i64 wall_ns, str volume,
  *          str path, u8 op (enum journal_op, 1..7), u32 mode, u32 uid,
@@ -172,7 +179,9 @@ enum wire_type {
 	WIRE_PING,
 	WIRE_PONG,
 	WIRE_ERROR,
+	WIRE_CHANGING,
 };
+#define WIRE_TYPE_LAST WIRE_CHANGING
 
 /* ERROR codes this version sends; a receiver must accept any other. */
 enum wire_error_code {
@@ -230,6 +239,8 @@ struct wire_vector {
 /* The first vector ref is the sender's own origin: a receiver never
  * relays the sender the sender's own changes. */
 #define WIRE_HELLO_OWN_FIRST (1u << 0)
+/* The sender understands CHANGING. */
+#define WIRE_HELLO_CHANGING (1u << 1)
 
 struct wire_hello {
 	const char *node_id;
@@ -291,6 +302,14 @@ struct wire_error {
 	const char *text;
 };
 
+/* A file about to get a new version (see CHANGING above). */
+struct wire_changing {
+	const char *volume;
+	const char *path;         /* never "": a file */
+	uint8_t base[CONTENT_HASH_LEN];
+	uint64_t size;
+};
+
 /*
  * One message.  To encode, the caller fills type and the matching member
  * with pointers it owns.  Decoded, every pointer is owned by the message
@@ -310,6 +329,7 @@ struct wire_msg {
 		uint8_t not_here[CONTENT_HASH_LEN];
 		uint64_t token;                    /* PING, PONG */
 		struct wire_error error;
+		struct wire_changing changing;
 	};
 	struct wire_arena *arena;  /* private: what decoding allocated */
 };

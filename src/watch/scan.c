@@ -156,7 +156,13 @@ static int exam_hash_changed(struct watch *w, struct exam *e,
 			 e->st.st_size >= (off_t)SCAN_PREVIOUS_MIN &&
 			 journal_content_load(w->journal, e->cur.hash,
 					      &prev) == 0;
-	int err = exam_hash(w, e, have_prev ? &prev : NULL, c);
+	int err;
+
+	if (have_prev && w->changing &&
+	    e->st.st_size >= (off_t)WATCH_CHANGING_MIN)
+		w->changing(w->changing_arg, e->vol, e->path, e->cur.hash,
+			    (uint64_t)e->st.st_size);
+	err = exam_hash(w, e, have_prev ? &prev : NULL, c);
 
 	content_release(&prev);
 	return err;

@@ -76,6 +76,8 @@ int watch_new(struct journal *j, const struct watch_options *opt,
 	w->ifd = -1;
 	w->settle_ns = (int64_t)(opt->settle_ms ? opt->settle_ms :
 				 WATCH_SETTLE_MS_DEFAULT) * 1000000;
+	w->changing = opt->changing;
+	w->changing_arg = opt->changing_arg;
 	w->root = strdup(opt->root);
 	w->exclude = watch_strv_dup(opt->exclude, opt->n_exclude);
 	w->n_exclude = opt->n_exclude;

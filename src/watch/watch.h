@@ -20,6 +20,8 @@
 #ifndef KRAKEN_WATCH_H
 #define KRAKEN_WATCH_H
 
+#include "content.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,7 +40,15 @@ struct watch_options {
 	char *const *exclude;               /* fnmatch patterns */
 	size_t n_exclude;
 	unsigned settle_ms;                 /* 0: default */
+	/* Called just before a changed file of WATCH_CHANGING_MIN bytes or
+	 * more is hashed, with the content the journal holds for it, so
+	 * that peers can prepare for the new version; NULL: not called. */
+	void (*changing)(void *arg, const char *volume, const char *path,
+			 const uint8_t base[CONTENT_HASH_LEN], uint64_t size);
+	void *changing_arg;
 };
+
+#define WATCH_CHANGING_MIN (64u << 20)
 
 struct watch_stats {
 	uint64_t events;                    /* inotify events read */

@@ -42,6 +42,9 @@ struct watch {
 	struct pending_list now_list, settle_list;
 	bool scan_owed;
 	bool sweep_temps;         /* remove stale temp files while scanning */
+	void (*changing)(void *arg, const char *volume, const char *path,
+			 const uint8_t base[CONTENT_HASH_LEN], uint64_t size);
+	void *changing_arg;
 
 	int64_t *uncommitted;     /* event times of changes not yet committed */
 	size_t n_uncommitted, cap_uncommitted;

@@ -87,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (err == 0 && len <= size - WIRE_HEADER_LEN)
 			fuzz_payload(t, data + WIRE_HEADER_LEN, len);
 	}
-	for (int i = 0; i <= WIRE_ERROR + 1; i++)
+	for (int i = 0; i <= WIRE_TYPE_LAST + 1; i++)
 		fuzz_payload((enum wire_type)i, data, size);
 	return 0;
 }

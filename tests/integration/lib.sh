@@ -97,11 +97,12 @@ hash_of_small_file() {
 
 # cluster_config FILE NODE IP PORT NODES ROOT JOURNAL [extra yaml lines...]
 # NODES is "a:127.0.0.1,b:127.0.0.2"; every node listens on its own IP.
+# LOG_LEVEL (default info) is the agents' log level.
 cluster_config() {
   local file=$1 node=$2 ip=$3 port=$4 nodes=$5 root=$6 journal=$7; shift 7
   {
     echo "log:"
-    echo "  level: info"
+    echo "  level: ${LOG_LEVEL:-info}"
     echo "sync:"
     echo "  node_id: \"$node\""
     echo "  listen_address: \"$ip\""

@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 PORT=17881
 NODES=n1:127.0.0.1,n2:127.0.0.2,n3:127.0.0.3
+LOG_LEVEL=debug   # some checks below read what the agents did from it
 for i in 1 2 3; do
   mkdir -p "$T/n$i/volumes"
   cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
@@ -95,6 +96,25 @@ wire=$(( $(wire3) - wire_before ))
 # The new chunk list travels as runs of the old one, not 6,400 entries.
 [ "$wire" -le $(( (12 << 20) / 10 )) ] || fail "a 1 MiB edit cost $wire bytes on the wire (at most 1.2 MiB)"
 pass "a 1 MiB edit in the middle moved $edit chunk bytes, $wire bytes on the wire in all"
+
+# n1 announced the change before hashing it; n3, holding the version it
+# replaced, copied that version meanwhile, and its transfer began there.
+grep -q "n1 is changing web/renamed.bin" "$T/n3.log" ||
+  fail "n3 was not told that n1 was changing renamed.bin"
+grep -q "web/renamed.bin: starting from the copy made ahead" "$T/n3.log" ||
+  fail "n3's transfer of the edited renamed.bin did not start from its copy made ahead"
+pass "the edit's old version was copied on n3 while n1 hashed the new one"
+
+# A change that turns out to keep the content (a touch) is announced too;
+# the copies the peers began are removed once the version arrives.
+announced_again() { [ "$(grep -c "n1 is changing web/renamed.bin" "$T/n3.log")" -ge 2 ]; }
+touch "$R1/web/renamed.bin"
+wait_for 30 announced_again || fail "touching renamed.bin on n1 was not announced to n3"
+settle 60
+no_copies() { ! ls -A "$R2/web" "$R3/web" | grep -q '^\.krakenfs-tmp-'; }
+wait_for 15 no_copies ||
+  fail "copies made ahead of the touched renamed.bin were left behind: $(ls -A "$R2/web" "$R3/web" | grep krakenfs-tmp)"
+pass "copies made ahead of a version that did not need them are removed"
 
 # A file peers were served from is let go once deleted: the agents keep
 # the file they last read chunks from open between requests (checked

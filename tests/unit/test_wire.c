@@ -272,6 +272,11 @@ static void sample(enum wire_type t, struct wire_msg *m)
 		m->error = (struct wire_error){ WIRE_ERR_CLUSTER,
 						"cluster id mismatch" };
 		break;
+	case WIRE_CHANGING:
+		m->changing = (struct wire_changing){ "data", "db/main.sqlite",
+						      { 0xb5, [31] = 1 },
+						      3ull << 30 };
+		break;
 	}
 }
 
@@ -381,6 +386,13 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 		assert_int_equal(a->error.code, b->error.code);
 		assert_string_equal(a->error.text, b->error.text);
 		break;
+	case WIRE_CHANGING:
+		assert_string_equal(a->changing.volume, b->changing.volume);
+		assert_string_equal(a->changing.path, b->changing.path);
+		assert_memory_equal(a->changing.base, b->changing.base,
+				    CONTENT_HASH_LEN);
+		assert_int_equal(a->changing.size, b->changing.size);
+		break;
 	}
 }
 
@@ -427,7 +439,7 @@ static void test_header_parse(void **state)
 
 	make_header(h, 0, 0);
 	assert_int_equal(wire_header_parse(h, &t, &len), -EPROTO);
-	make_header(h, WIRE_ERROR + 1, 0);
+	make_header(h, WIRE_TYPE_LAST + 1, 0);
 	assert_int_equal(wire_header_parse(h, &t, &len), -EPROTO);
 	make_header(h, 255, 0);
 	assert_int_equal(wire_header_parse(h, &t, &len), -EPROTO);
@@ -454,7 +466,7 @@ static void test_round_trip_every_type(void **state)
 	struct wire_buf b = { 0 };
 
 	(void)state;
-	for (int t = WIRE_HELLO; t <= WIRE_ERROR; t++) {
+	for (int t = WIRE_HELLO; t <= WIRE_TYPE_LAST; t++) {
 		struct wire_msg in, out;
 		uint32_t len;
 		const uint8_t *p;
@@ -484,7 +496,7 @@ static void test_frames_concatenate(void **state)
 	int t;
 
 	(void)state;
-	for (t = WIRE_HELLO; t <= WIRE_ERROR; t++) {
+	for (t = WIRE_HELLO; t <= WIRE_TYPE_LAST; t++) {
 		struct wire_msg m;
 
 		sample((enum wire_type)t, &m);
@@ -502,7 +514,7 @@ static void test_frames_concatenate(void **state)
 		wire_msg_release(&m);
 		off += WIRE_HEADER_LEN + len;
 	}
-	assert_int_equal(t, WIRE_ERROR + 1);
+	assert_int_equal(t, WIRE_TYPE_LAST + 1);
 	assert_int_equal(off, b.len);
 	wire_buf_release(&b);
 }
@@ -591,7 +603,7 @@ static void test_truncated_at_every_offset(void **state)
 	struct wire_buf b = { 0 };
 
 	(void)state;
-	for (int t = WIRE_HELLO; t <= WIRE_ERROR; t++) {
+	for (int t = WIRE_HELLO; t <= WIRE_TYPE_LAST; t++) {
 		struct wire_msg m;
 		uint32_t len;
 		const uint8_t *p;
@@ -611,7 +623,7 @@ static void test_trailing_bytes(void **state)
 	struct wire_buf b = { 0 };
 
 	(void)state;
-	for (int t = WIRE_HELLO; t <= WIRE_ERROR; t++) {
+	for (int t = WIRE_HELLO; t <= WIRE_TYPE_LAST; t++) {
 		struct wire_msg m;
 		uint32_t len;
 		uint8_t *p;
@@ -1108,6 +1120,45 @@ static void assert_encode_fails(struct wire_buf *b, const struct wire_msg *m,
 	free(copy);
 }
 
+/* CHANGING names a file inside a volume: anything else is hostile, and
+ * the encoder refuses to send it. */
+static void test_changing_paths(void **state)
+{
+	static const struct { const char *volume, *path; } bad[] = {
+		{ "data", "" }, { "data", "../x" }, { "data", "/etc/passwd" },
+		{ "data", "a/../../b" }, { "..", "x" }, { "", "x" },
+		{ "a/b", "x" },
+	};
+	struct wire_buf b = { 0 };
+	struct wire_msg ping = { .type = WIRE_PING, .token = 1 };
+	struct raw r;
+
+	(void)state;
+	assert_int_equal(wire_encode(&b, &ping), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct wire_msg m = { .type = WIRE_CHANGING };
+
+		r.len = 0;
+		raw_str(&r, bad[i].volume, 0);
+		raw_str(&r, bad[i].path, 0);
+		raw_hash(&r, 0x42);
+		raw_u64(&r, 1);
+		assert_int_equal(decode_raw(WIRE_CHANGING, &r), KR_EHOSTILE);
+		m.changing = (struct wire_changing){ bad[i].volume,
+						     bad[i].path, { 0 }, 1 };
+		assert_encode_fails(&b, &m, -EINVAL);
+	}
+	r.len = 0;
+	raw_str(&r, "data", 0);
+	raw_str(&r, "ok/file", 0);
+	raw_hash(&r, 0x42);
+	raw_u64(&r, 1);
+	assert_int_equal(decode_raw(WIRE_CHANGING, &r), 0);
+	raw_u8(&r, 0);
+	assert_int_equal(decode_raw(WIRE_CHANGING, &r), -EPROTO);
+	wire_buf_release(&b);
+}
+
 static void test_encode_refuses_bad_fields(void **state)
 {
 	struct wire_buf b = { 0 };
@@ -1567,6 +1618,7 @@ int main(void)
 		cmocka_unit_test(test_symlink_targets),
 		cmocka_unit_test(test_chunk_fields),
 		cmocka_unit_test(test_error_text),
+		cmocka_unit_test(test_changing_paths),
 		cmocka_unit_test(test_encode_refuses_bad_fields),
 		cmocka_unit_test(test_encode_over_cap),
 		cmocka_unit_test(test_chunklist_runs),
