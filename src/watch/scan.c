@@ -158,8 +158,13 @@ static int exam_hash_changed(struct watch *w, struct exam *e,
 					      &prev) == 0;
 	int err;
 
+	/* Only for a write: a file hashed on doubt (same size and mtime,
+	 * another ctime) is almost always unchanged, and peers would copy
+	 * it for nothing. */
 	if (have_prev && w->changing &&
-	    e->st.st_size >= (off_t)WATCH_CHANGING_MIN)
+	    e->st.st_size >= (off_t)WATCH_CHANGING_MIN &&
+	    (e->cur.size != (uint64_t)e->st.st_size ||
+	     e->cur.mtime_ns != ts_ns(&e->st.st_mtim)))
 		w->changing(w->changing_arg, e->vol, e->path, e->cur.hash,
 			    (uint64_t)e->st.st_size);
 	err = exam_hash(w, e, have_prev ? &prev : NULL, c);
