@@ -533,15 +533,18 @@ struct target {
 };
 
 /* Whether the disk at PATH already holds a state identical to H. */
+/* Whether the disk holds H, as far as the journal knows; with EXACT, a
+ * file's mtime counts too (see journal_retarget). */
 static bool disk_holds(struct journal *j, const char *volume,
-		       const char *path, const struct head *h)
+		       const char *path, const struct head *h, bool exact)
 {
 	struct head cur;
 	bool same;
 
 	if (load_current(j, volume, path, &cur) != 0)
 		return head_deleted(h);
-	same = head_same(&cur, h);
+	same = head_same(&cur, h) &&
+	       (!exact || !S_ISREG(h->mode) || cur.mtime_ns == h->mtime_ns);
 	free(cur.target);
 	return same;
 }
@@ -563,7 +566,7 @@ static int target_copies(struct journal *j, const char *volume,
 		if (journal_conflict_name(path, h->origin, h->lamport, copy,
 					  sizeof(copy)))
 			continue;   /* no room for a name: the merge waits */
-		if (disk_holds(j, volume, copy, h)) {
+		if (disk_holds(j, volume, copy, h, false)) {
 			job_clear(j, volume, copy);
 			continue;
 		}
@@ -605,14 +608,19 @@ int journal_retarget(struct journal *j, const char *volume, const char *path)
 			t->winner = i;
 	for (int i = 0; i < t->n; i++)
 		conflict |= !head_same(&t->heads[i], &t->heads[t->winner]);
-	if (disk_holds(j, volume, path, &t->heads[t->winner]))
+	/* The winner's mtime counts: identical content written on two
+	 * nodes is no conflict, yet every node ends with the winner's
+	 * mtime, and a touch reaches every node.  Its own mtime is what
+	 * the path's current change says once applied (never a disk's
+	 * rounding of it), so a job done is never due again. */
+	if (disk_holds(j, volume, path, &t->heads[t->winner], true))
 		err = job_clear(j, volume, path);
 	else
 		err = job_set(j, volume, path, t->heads[t->winner].id, NULL);
 	if (!err && conflict)
 		err = target_copies(j, volume, path, t, &copies_done);
 	if (!err && conflict && copies_done &&
-	    disk_holds(j, volume, path, &t->heads[t->winner]) &&
+	    disk_holds(j, volume, path, &t->heads[t->winner], false) &&
 	    !head_deleted(&t->heads[t->winner]))
 		err = target_merge(j, volume, path, &t->heads[t->winner]);
 out:

@@ -115,6 +115,14 @@ no_copies() { ! ls -A "$R2/web" "$R3/web" | grep -q '^\.krakenfs-tmp-'; }
 wait_for 15 no_copies ||
   fail "copies made ahead of the touched renamed.bin were left behind: $(ls -A "$R2/web" "$R3/web" | grep krakenfs-tmp)"
 pass "copies made ahead of a version that did not need them are removed"
+mtime_of() { stat -c %Y.%y "$1"; }
+same_mtimes() {
+  [ "$(mtime_of "$R1/web/renamed.bin")" = "$(mtime_of "$R2/web/renamed.bin")" ] &&
+  [ "$(mtime_of "$R1/web/renamed.bin")" = "$(mtime_of "$R3/web/renamed.bin")" ]
+}
+wait_for 30 same_mtimes ||
+  fail "the touch on n1 did not reach the others: $(stat -c '%y %n' "$R1/web/renamed.bin" "$R2/web/renamed.bin" "$R3/web/renamed.bin")"
+pass "a touch (mtime only) reaches every node"
 
 # A file peers were served from is let go once deleted: the agents keep
 # the file they last read chunks from open between requests (checked

@@ -435,6 +435,52 @@ static void test_random_orders_converge(void **state)
 	}
 }
 
+/* The mtime of a node's current version of PATH. */
+static int64_t mtime_at(struct net *n, int node, const char *path)
+{
+	struct journal_state st;
+	int64_t t;
+
+	assert_int_equal(journal_lookup(n->j[node], "vol", path, &st), 0);
+	t = st.mtime_ns;
+	journal_state_release(&st);
+	return t;
+}
+
+/* A touch (same content, new mtime) is applied everywhere, once; and
+ * identical content written on two nodes is no conflict, yet every node
+ * ends with the winner's mtime. */
+static void test_mtime_reaches_everyone(void **state)
+{
+	struct net *n = *state;
+	struct stat st = file_stat(0, 0);
+	char snap[4096];
+
+	local_put(n, 0, "t.txt", 0);
+	settle(n);
+	st.st_mtim.tv_sec += 60;
+	assert_int_equal(journal_record_meta(n->j[0], "vol", "t.txt", &st),
+			 0);
+	settle(n);
+	assert_converged(n);
+	for (int i = 0; i < NODES; i++)
+		assert_int_equal(mtime_at(n, i, "t.txt"),
+				 (int64_t)st.st_mtim.tv_sec * 1000000000);
+
+	local_put(n, 1, "u.txt", 2);
+	st = file_stat(2, 0);
+	st.st_mtim.tv_sec += 5;
+	assert_int_equal(journal_record_put(n->j[2], "vol", "u.txt", &st,
+					    &contents[2]), 0);
+	settle(n);
+	assert_converged(n);
+	snapshot(n, 0, snap, sizeof(snap));
+	assert_null(strstr(snap, ".conflict-n"));
+	for (int i = 1; i < NODES; i++)
+		assert_int_equal(mtime_at(n, i, "u.txt"),
+				 mtime_at(n, 0, "u.txt"));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -446,6 +492,7 @@ int main(void)
 		T(test_strategy_timestamp),
 		T(test_strategy_lamport),
 		T(test_random_orders_converge),
+		T(test_mtime_reaches_everyone),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
