@@ -16,11 +16,13 @@
 # network namespace holding only a loopback interface, so nothing can reach
 # another host and the loopback byte counters see only this benchmark.
 #
-#   tools/bench/replicate.sh [--quick] [--timeout S] [--no-syncthing] [--plain] [--keep]
+#   tools/bench/replicate.sh [--quick] [--timeout S] [--no-syncthing] [--plain] [--pin] [--keep]
 #     --quick         1,000 small files and a 128 MiB file instead of 10,000 / 1 GiB
 #     --timeout S     cap on every wait (default 300); a step past it fails the run
 #     --no-syncthing  measure KrakenFS only
 #     --plain         KrakenFS without TLS (default: mutual TLS, as Syncthing)
+#     --pin           node A's processes on CPU 0, node B's on CPU 1, like two
+#                     single-core hosts (both systems; the writing is not pinned)
 #     --keep          leave the work directory (data, configs, logs) in place
 #   KRAKEN_LOG_LEVEL=debug sets the agents' log level (default info).
 set -euo pipefail
@@ -29,13 +31,14 @@ SCRIPT=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$SCRIPT")/../.."
 ROOT=$PWD
 
-usage() { sed -n '2,24p' "$SCRIPT" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$SCRIPT" | sed 's/^# \{0,1\}//'; }
 
 quick=0
 cap=300
 with_syncthing=1
 tls=1
 keep=0
+pin=0
 args=("$@")
 while [ $# -gt 0 ]; do
   case $1 in
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --no-syncthing) with_syncthing=0; shift ;;
     --plain) tls=0; shift ;;
     --keep) keep=1; shift ;;
+    --pin) pin=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "replicate.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -106,6 +110,9 @@ enter_netns() {
   export BENCH_STAGE=2 BENCH_NETNS
 }
 
+if [ "$pin" = 1 ] && { [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; }; then
+  die "--pin needs two CPUs and taskset (util-linux)"
+fi
 if [ "${BENCH_STAGE:-1}" = 1 ]; then
   prepare_host
   enter_netns
@@ -310,10 +317,20 @@ kraken_connected() {
 # ("... watching ROOT, journal ..."), logged once the start-up scan is done
 # and the peer port, API and plugin socket are open.  The caller times
 # catch-up from before this call, so the scan counts.
+# on_cpu_of NODE COMMAND... &: becomes COMMAND (exec, so that $! is its
+# pid), on NODE's CPU with --pin.  Only ever run in the background.
+on_cpu_of() {
+  local n=$1; shift
+  if [ "$pin" = 1 ]; then
+    exec taskset -c "$( [ "$n" = a ] && echo 0 || echo 1 )" "$@"
+  fi
+  exec "$@"
+}
+
 kraken_start() {
   local n=$1 log=$T/kraken/$1/agent.log before
   before=$(grep -c " watching " "$log" 2>/dev/null || true)
-  "$AGENT" --config "$T/kraken/$n/config.yaml" >>"$log" 2>&1 &
+  on_cpu_of "$n" "$AGENT" --config "$T/kraken/$n/config.yaml" >>"$log" 2>&1 &
   PID[kraken_$n]=$!
   local start=$SECONDS
   until [ "$(grep -c " watching " "$log" 2>/dev/null || true)" -gt "${before:-0}" ]; do
@@ -504,7 +521,7 @@ XML
 syncthing_start() {
   local n=$1 start=$SECONDS
   STNORESTART=1 STNOUPGRADE=1 STNODEFAULTFOLDER=1 \
-    syncthing serve --home="$T/syncthing/$n/home" --no-browser --no-restart --no-upgrade \
+    on_cpu_of "$n" syncthing serve --home="$T/syncthing/$n/home" --no-browser --no-restart --no-upgrade \
       >>"$T/syncthing/$n/syncthing.log" 2>&1 &
   PID[syncthing_$n]=$!
   until st_api "$n" GET /rest/system/ping >/dev/null; do
@@ -737,9 +754,10 @@ row() {
 print_table() {
   local big="$BIG_MIB MiB"; [ "$BIG_MIB" = 1024 ] && big="1 GiB"
   echo
-  printf 'KrakenFS vs Syncthing, two nodes on loopback, %s cores, %s%s\n' "$(nproc)" \
+  printf 'KrakenFS vs Syncthing, two nodes on loopback, %s cores, %s%s%s\n' "$(nproc)" \
     "$( [ "$quick" = 1 ] && echo "--quick" || echo "full run")" \
-    "$( [ "$tls" = 1 ] && echo ", KrakenFS with TLS" || echo ", KrakenFS without TLS")"
+    "$( [ "$tls" = 1 ] && echo ", KrakenFS with TLS" || echo ", KrakenFS without TLS")" \
+    "$( [ "$pin" = 1 ] && echo ", one CPU per node (--pin)" || true)"
   printf 'load average (1, 5, 15 min) at the start %s, now %s\n' "$LOAD0" "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf '%-64s %12s %12s %7s\n' "measure" "KrakenFS" "Syncthing" "K/S"
   row "1. 4 KiB file write to identical replica, p50 (ms)" lat_p50
