@@ -48,6 +48,7 @@
 #include "content.h"
 
 #include "err.h"
+#include "io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -496,28 +497,6 @@ static int slot_hash(EVP_MD_CTX *ctx, const EVP_MD *md, struct slot *s)
 	return 0;
 }
 
-/*
- * Reads up to cap bytes at offset off into buf, retrying short reads, so
- * that fewer than cap bytes means EOF.  Returns the count or -errno.
- */
-static ssize_t read_full(int fd, uint8_t *buf, size_t cap, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < cap) {
-		ssize_t r = pread(fd, buf + got, cap - got, (off_t)(off + got));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
 /* The previous version's chunk starting at POS - SHIFT, or -1. */
 static ssize_t prev_at(const struct content *prev, uint64_t pos,
 		       int64_t shift)
@@ -641,7 +620,8 @@ static int slot_fill(struct ring *r, struct slot *s, const struct slot *prev,
 	if (tail)
 		memcpy(s->buf, prev->buf + prev->used, tail);
 	s->file_off = r->read_off - tail;
-	got = read_full(r->fd, s->buf + tail, r->slot_size - tail, r->read_off);
+	got = io_pread_full(r->fd, s->buf + tail, r->slot_size - tail,
+			    r->read_off);
 	if (got < 0)
 		return (int)got;
 	r->read_off += (uint64_t)got;

@@ -532,9 +532,8 @@ struct target {
 	int winner;
 };
 
-/* Whether the disk at PATH already holds a state identical to H. */
-/* Whether the disk holds H, as far as the journal knows; with EXACT, a
- * file's mtime counts too (see journal_retarget). */
+/* Whether the disk at PATH holds H, as far as the journal knows; with
+ * EXACT, a file's mtime counts too (see journal_retarget). */
 static bool disk_holds(struct journal *j, const char *volume,
 		       const char *path, const struct head *h, bool exact)
 {

@@ -32,6 +32,7 @@
  */
 #include "replicate_int.h"
 
+#include "io.h"
 #include "log.h"
 #include "loop.h"
 
@@ -96,25 +97,6 @@ static void precopy_nice(int nice)
 		(void)0;
 }
 
-/* Reads LEN bytes at OFF, fewer only at the end of the file. */
-static ssize_t precopy_read(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
 /*
  * One step around the page cache: read into BUF, written through DFD
  * (O_DIRECT), the last block padded with zeros (cut off at the end).
@@ -125,7 +107,7 @@ static ssize_t precopy_read(int fd, uint8_t *buf, size_t len, uint64_t off)
 static ssize_t precopy_step_direct(struct precopy *pc, int dfd, uint8_t *buf,
 				   uint64_t off, size_t len)
 {
-	ssize_t n = precopy_read(pc->src, buf, len, off), w;
+	ssize_t n = io_pread_full(pc->src, buf, len, off), w;
 	size_t padded;
 
 	if (n <= 0)
@@ -284,14 +266,16 @@ static int precopy_efd(struct replicate *r)
 	return err;
 }
 
-static struct precopy *precopy_find(struct replicate *r, const char *volume,
-				    const char *path)
+/* The link to VOLUME/PATH's copy in the list; *link is NULL when none. */
+static struct precopy **precopy_link(struct replicate *r, const char *volume,
+				     const char *path)
 {
-	for (struct precopy *pc = r->precopies; pc; pc = pc->next)
-		if (strcmp(pc->volume, volume) == 0 &&
-		    strcmp(pc->path, path) == 0)
-			return pc;
-	return NULL;
+	struct precopy **pp = &r->precopies;
+
+	while (*pp && (strcmp((*pp)->volume, volume) != 0 ||
+		       strcmp((*pp)->path, path) != 0))
+		pp = &(*pp)->next;
+	return pp;
 }
 
 static size_t precopy_count(const struct replicate *r)
@@ -369,7 +353,7 @@ void precopy_on_changing(struct replicate *r, struct peer *p,
 	struct precopy *pc;
 	int dirfd, fd;
 
-	if (c->size < PRECOPY_MIN_SIZE || precopy_find(r, c->volume, c->path) ||
+	if (c->size < PRECOPY_MIN_SIZE || *precopy_link(r, c->volume, c->path) ||
 	    apply_busy(r, c->volume, c->path) ||
 	    precopy_count(r) >= PRECOPY_MAX || precopy_efd(r) != 0)
 		return;
@@ -411,17 +395,12 @@ int precopy_take(struct replicate *r, const char *volume, const char *path,
 		 const uint8_t base[CONTENT_HASH_LEN], int dirfd,
 		 char tmp[48], int *fd)
 {
-	struct precopy **pp, *pc;
+	struct precopy **pp = precopy_link(r, volume, path), *pc = *pp;
 	struct stat a, b;
 	bool same;
 	int state;
 
 	*fd = -1;
-	for (pp = &r->precopies; *pp; pp = &(*pp)->next)
-		if (strcmp((*pp)->volume, volume) == 0 &&
-		    strcmp((*pp)->path, path) == 0)
-			break;
-	pc = *pp;
 	if (!pc)
 		return 0;
 	same = memcmp(pc->base, base, CONTENT_HASH_LEN) == 0;
@@ -446,23 +425,19 @@ int precopy_take(struct replicate *r, const char *volume, const char *path,
 
 void precopy_drop(struct replicate *r, const char *volume, const char *path)
 {
-	for (struct precopy **pp = &r->precopies; *pp; pp = &(*pp)->next) {
-		struct precopy *pc = *pp;
+	struct precopy **pp = precopy_link(r, volume, path), *pc = *pp;
 
-		if (strcmp(pc->volume, volume) == 0 &&
-		    strcmp(pc->path, path) == 0) {
-			*pp = pc->next;
-			log_debug("replicate", "copy of %s/%s ahead of a new "
-				  "version not needed; removed", volume, path);
-			precopy_free(pc);
-			return;
-		}
-	}
+	if (!pc)
+		return;
+	*pp = pc->next;
+	log_debug("replicate", "copy of %s/%s ahead of a new version not "
+		  "needed; removed", volume, path);
+	precopy_free(pc);
 }
 
 void precopy_on_entry(struct replicate *r, const struct wire_entry *e)
 {
-	struct precopy *pc = precopy_find(r, e->volume, e->path);
+	struct precopy *pc = *precopy_link(r, e->volume, e->path);
 
 	if (pc && (!e->has_hash ||
 		   memcmp(e->hash, pc->base, CONTENT_HASH_LEN) == 0))
