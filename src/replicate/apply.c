@@ -1080,19 +1080,58 @@ static int apply_writer(struct replicate *r);
 
 /* ---- pushed small contents ------------------------------------------------ */
 
+/*
+ * Pushed contents wait here for the transfers that claim them, in a ring
+ * of keys in arrival order.  In a burst the entries run ahead of the
+ * applier, and the transfers claim in about the order the pushes came:
+ * so when the ring is full the oldest push is kept (it is claimed next)
+ * and the new one is refused (its transfer will ask), unless the oldest
+ * has waited past PUSH_KEEP_NS for nobody.  Dropping the oldest instead
+ * would evict every push just before its claim, and a burst of more
+ * files than the ring holds would ask a peer for nearly every list.  A
+ * push serves every identical file announced while it waits (REFS); the
+ * last claim frees it, and its slot is reclaimed when it reaches the
+ * ring's head.
+ */
+#define PUSH_KEEP_NS (5LL * 1000000000)
+#define PUSH_KEEP_BYTES (32u << 20)
+
 struct pushed {
 	uint8_t chunk[CONTENT_HASH_LEN];
 	uint32_t len;
+	uint32_t refs;            /* pushes of it not claimed yet */
+	int64_t kept_ns;
 	uint8_t data[];
 };
 
-static void push_drop_oldest(struct replicate *r)
+static void push_forget(struct replicate *r, const char *key)
 {
-	char *key = r->pushed_keys[r->pushed_head];
+	struct pushed *p = strmap_del(&r->pushed, key);
 
-	free(strmap_del(&r->pushed, key));
-	r->pushed_head = (r->pushed_head + 1) % PUSH_KEEP_MAX;
-	r->pushed_n--;
+	if (p)
+		r->pushed_bytes -= p->len;
+	free(p);
+}
+
+/* Room for a push of LEN bytes: slots of claimed pushes at the head are
+ * reclaimed, then an oldest push nobody claimed in time.  False when
+ * full. */
+static bool push_room(struct replicate *r, uint32_t len)
+{
+	while (r->pushed_n) {
+		char *key = r->pushed_keys[r->pushed_head];
+		struct pushed *p = strmap_get(&r->pushed, key);
+
+		if (p && r->pushed_n < PUSH_KEEP_MAX &&
+		    r->pushed_bytes + len <= PUSH_KEEP_BYTES)
+			return true;
+		if (p && loop_now_ns() - p->kept_ns < PUSH_KEEP_NS)
+			return false;
+		push_forget(r, key);
+		r->pushed_head = (r->pushed_head + 1) % PUSH_KEEP_MAX;
+		r->pushed_n--;
+	}
+	return true;
 }
 
 /* Keeps chunk C, which no transfer wanted, under the content hash it
@@ -1110,33 +1149,36 @@ static void push_keep(struct replicate *r, const struct wire_chunk *c,
 		       NULL) != 1)
 		return;
 	content_hex(content, key);
-	if (strmap_get(&r->pushed, key))
+	p = strmap_get(&r->pushed, key);
+	if (p) {
+		p->refs++;
 		return;
+	}
 	if (!r->pushed_keys) {
 		r->pushed_keys = calloc(PUSH_KEEP_MAX, sizeof(*r->pushed_keys));
 		if (!r->pushed_keys)
 			return;
 	}
-	if (r->pushed_n == PUSH_KEEP_MAX)
-		push_drop_oldest(r);
+	if (!push_room(r, c->len))
+		return;
 	p = malloc(sizeof(*p) + c->len);
 	if (!p)
 		return;
 	memcpy(p->chunk, c->hash, CONTENT_HASH_LEN);
 	p->len = c->len;
+	p->refs = 1;
+	p->kept_ns = loop_now_ns();
 	memcpy(p->data, c->data, c->len);
 	if (strmap_put(&r->pushed, key, p, &old) != 0) {
 		free(p);
 		return;
 	}
+	r->pushed_bytes += p->len;
 	memcpy(r->pushed_keys[(r->pushed_head + r->pushed_n) % PUSH_KEEP_MAX],
 	       key, CONTENT_HEX_LEN);
 	r->pushed_n++;
 }
 
-/* T's content, when it was pushed: its one-chunk list and the chunk
- * written to the temp file.  The push stays until it ages out of the
- * ring, so identical files written together all use it. */
 /* T's temp file made, filled with DATA and given its metadata by the
  * writer thread.  0, or the caller does it itself. */
 static int push_create(struct replicate *r, struct transfer *t,
@@ -1181,9 +1223,7 @@ static int push_create(struct replicate *r, struct transfer *t,
 }
 
 /* T's content, when it was pushed: its one-chunk list and the chunk
- * written to the temp file (by the writer thread when it has room).
- * The push stays until it ages out of the ring, so identical files
- * written together all use it. */
+ * written to the temp file (by the writer thread when it has room). */
 static bool push_claim(struct replicate *r, struct transfer *t)
 {
 	char key[CONTENT_HEX_LEN];
@@ -1211,14 +1251,19 @@ static bool push_claim(struct replicate *r, struct transfer *t)
 		if (!t->failed && t->got[0] != 2)
 			transfer_put_chunk(t, 0, p->data);
 	}
+	if (--p->refs == 0)
+		push_forget(r, key);
 	return true;
 }
 
 static void push_free(struct replicate *r)
 {
-	while (r->pushed_n)
-		push_drop_oldest(r);
+	for (size_t i = 0; i < r->pushed.cap; i++)
+		if (r->pushed.slots[i].key)
+			free(r->pushed.slots[i].value);
 	strmap_clear(&r->pushed);
+	r->pushed_head = r->pushed_n = 0;
+	r->pushed_bytes = 0;
 	free(r->pushed_keys);
 	r->pushed_keys = NULL;
 }

@@ -26,7 +26,7 @@
 /* Files up to this size are one chunk (the chunker's minimum), and are
  * pushed with the entry that announces them. */
 #define PUSH_MAX_SIZE (8u << 10)
-#define PUSH_KEEP_MAX 4096             /* pushed contents kept unclaimed */
+#define PUSH_KEEP_MAX 16384            /* pushed contents kept unclaimed */
 #define PUSH_RECENT_NS (10LL * 1000000000)
 
 enum session_state {
@@ -120,7 +120,7 @@ struct replicate {
 	uint32_t *wanted, *awaited;   /* counting filters, see apply.c */
 	struct strmap pushed;
 	char (*pushed_keys)[CONTENT_HEX_LEN];
-	size_t pushed_head, pushed_n;
+	size_t pushed_head, pushed_n, pushed_bytes;
 	struct precopy *precopies;    /* precopy.c */
 	int precopy_efd;              /* a copy finished; -1 until used */
 };
