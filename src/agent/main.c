@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -863,6 +864,20 @@ static int agent_tls_command(int argc, char **argv)
 	return 0;
 }
 
+/* Each running transfer holds descriptors, as do peers and API clients:
+ * the soft limit (1,024 outside systemd) goes up to the hard one. */
+static void agent_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_debug("agent", "cannot raise the descriptor limit: "
+				  "%s", strerror(errno));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -909,6 +924,7 @@ int main(int argc, char **argv)
 	if (agent_load_config(config_path, explicit, &a.cfg) != 0)
 		return 1;
 	log_set_level(level_arg ? level : (enum log_level)a.cfg->log_level);
+	agent_raise_nofile();
 	err = agent_run(&a);
 	agent_release(&a);
 	return err ? 1 : 0;

@@ -263,12 +263,17 @@ struct journal_job {
 	char *target;             /* owned */
 	struct journal_ref ref;
 	unsigned attempts;
+	int64_t order;            /* place in the queue (journal_jobs) */
 };
 
 /* Up to MAX jobs, fewest attempts first, then parents before children
  * and deletes deepest first, into OUT (release each with
- * journal_job_release).  Returns the count. */
-int journal_jobs(struct journal *j, struct journal_job *out, int max);
+ * journal_job_release).  AFTER, when not NULL, is the last job of the
+ * previous page (it may be one of OUT): the queue is read in pages
+ * without reading it twice.
+ * Returns the count. */
+int journal_jobs(struct journal *j, const struct journal_job *after,
+		 struct journal_job *out, int max);
 void journal_job_release(struct journal_job *job);
 /* The job is on disk as ST says (NULL for a delete): it becomes the
  * path's current version; a conflict copy becomes a local put. */

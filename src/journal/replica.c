@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 
 #define HEADS_MAX 64
+#define JOB_ORDER_DELETES (1 << 20)   /* as schema/004_job_order.sql */
 
 /* A head as the ranking needs it. */
 struct head {
@@ -463,14 +464,27 @@ static void heads_release(struct head *h, int n)
 
 /* ---- jobs ------------------------------------------------------------- */
 
+/* A job's place in the queue among jobs of the same attempt count
+ * (schema/004_job_order.sql): parents before children, deletes last and
+ * deepest first, so a directory exists before its files and is empty
+ * before it goes. */
+static int64_t job_order(enum journal_op op, const char *path)
+{
+	int64_t len = (int64_t)strlen(path);
+
+	return op == JOURNAL_DELETE || op == JOURNAL_VOLUME_REMOVE ?
+	       JOB_ORDER_DELETES - len : len;
+}
+
 static int job_set(struct journal *j, const char *volume, const char *path,
-		   int64_t change, const char *copy_of)
+		   const struct head *h, const char *copy_of)
 {
 	sqlite3_stmt *s = NULL;
 	int err = journal_db_err(journal_prepare_cached(j,
-		"INSERT INTO jobs (volume, path, change, copy_of) VALUES "
-		"(?1, ?2, ?3, ?4) ON CONFLICT (volume, path) DO UPDATE SET "
+		"INSERT INTO jobs (volume, path, change, copy_of, ord) VALUES "
+		"(?1, ?2, ?3, ?4, ?5) ON CONFLICT (volume, path) DO UPDATE SET "
 		"change = excluded.change, copy_of = excluded.copy_of, "
+		"ord = excluded.ord, "
 		"attempts = CASE WHEN change = excluded.change THEN attempts "
 		"ELSE 0 END", &s));
 
@@ -478,9 +492,10 @@ static int job_set(struct journal *j, const char *volume, const char *path,
 		return err;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, change);
+	sqlite3_bind_int64(s, 3, h->id);
 	if (copy_of)
 		sqlite3_bind_text(s, 4, copy_of, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, job_order(h->op, path));
 	err = journal_step_done(s);
 	journal_stmt_done(s);
 	return err;
@@ -570,7 +585,7 @@ static int target_copies(struct journal *j, const char *volume,
 			continue;
 		}
 		*all_done = false;
-		err = job_set(j, volume, copy, h->id, path);
+		err = job_set(j, volume, copy, h, path);
 	}
 	return err;
 }
@@ -615,7 +630,7 @@ int journal_retarget(struct journal *j, const char *volume, const char *path)
 	if (disk_holds(j, volume, path, &t->heads[t->winner], true))
 		err = job_clear(j, volume, path);
 	else
-		err = job_set(j, volume, path, t->heads[t->winner].id, NULL);
+		err = job_set(j, volume, path, &t->heads[t->winner], NULL);
 	if (!err && conflict)
 		err = target_copies(j, volume, path, t, &copies_done);
 	if (!err && conflict && copies_done &&
@@ -630,23 +645,33 @@ out:
 
 /* ---- the applier's queue ---------------------------------------------- */
 
-int journal_jobs(struct journal *j, struct journal_job *out, int max)
+int journal_jobs(struct journal *j, const struct journal_job *after,
+		 struct journal_job *out, int max)
 {
+	/* Row values in the index's own order: the next page is a range
+	 * scan of jobs_order, whatever the queue's length. */
 	static const char sql[] =
 		"SELECT jb.volume, jb.path, jb.copy_of, jb.attempts, c.id, c.op, "
 		"c.mode, c.uid, c.gid, c.size, c.mtime_ns, c.hash, c.target, "
-		"o.node || '@' || o.epoch, c.seq FROM jobs jb "
+		"o.node || '@' || o.epoch, c.seq, jb.ord FROM jobs jb "
 		"JOIN changes c ON c.id = jb.change "
 		"JOIN origins o ON o.id = c.origin "
-		"ORDER BY jb.attempts, c.op IN (4, 7), CASE WHEN c.op IN (4, 7) "
-		"THEN -length(jb.path) ELSE length(jb.path) END LIMIT ?";
+		"WHERE (jb.attempts, jb.ord, jb.volume, jb.path) > (?1, ?2, ?3, ?4) "
+		"ORDER BY jb.attempts, jb.ord, jb.volume, jb.path LIMIT ?5";
 	sqlite3_stmt *s = NULL;
 	int n = 0;
 	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	if (err)
 		return err;
-	sqlite3_bind_int(s, 1, max);
+	sqlite3_bind_int64(s, 1, after ? (sqlite3_int64)after->attempts : -1);
+	sqlite3_bind_int64(s, 2, after ? after->order : 0);
+	/* Copied: AFTER may be a job of OUT, overwritten below. */
+	sqlite3_bind_text(s, 3, after ? after->volume : "", -1,
+			  SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 4, after ? after->path : "", -1,
+			  SQLITE_TRANSIENT);
+	sqlite3_bind_int(s, 5, max);
 	while (n < max && sqlite3_step(s) == SQLITE_ROW) {
 		struct journal_job *jb = &out[n++];
 		const void *hash = sqlite3_column_blob(s, 11);
@@ -674,6 +699,7 @@ int journal_jobs(struct journal *j, struct journal_job *out, int max)
 		snprintf(jb->ref.origin, sizeof(jb->ref.origin), "%s",
 			 (const char *)sqlite3_column_text(s, 13));
 		jb->ref.seq = (uint64_t)sqlite3_column_int64(s, 14);
+		jb->order = sqlite3_column_int64(s, 15);
 	}
 	journal_stmt_done(s);
 	return n;

@@ -56,11 +56,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define APPLY_TRANSFERS_MAX 512
+#define APPLY_TRANSFERS_MAX 2048
+#define APPLY_TRANSFERS_MIN 16
 #define APPLY_JOBS_BATCH 256
 #define APPLY_JOBS_GAP_NS (10 * 1000000)
 #define APPLY_GET_BATCH 256
@@ -443,7 +445,7 @@ bool apply_busy(struct replicate *r, const char *volume, const char *path)
 
 /*
  * Two counting filters spare each chunk that arrives a walk over every
- * transfer (up to APPLY_TRANSFERS_MAX of them, for 10,000 small files
+ * transfer (up to transfers_max of them, for 10,000 small files
  * that walk was a good part of the work):
  *   wanted   chunk hashes of the chunks transfers still lack;
  *   awaited  content hashes of transfers without a chunk list yet,
@@ -1561,8 +1563,6 @@ static int apply_job(struct replicate *r, struct journal_job *job)
 
 	if (job->op == JOURNAL_VOLUME_CREATE || job->op == JOURNAL_VOLUME_REMOVE)
 		return apply_volume(r, job);
-	if (transfer_find(r, job->volume, job->path))
-		return 0;
 	if (S_ISREG(job->mode) && !disk_has_content(r, job))
 		return transfer_new(r, job);
 	if (r->precopies)
@@ -1582,39 +1582,98 @@ static int apply_job(struct replicate *r, struct journal_job *job)
 	return err;
 }
 
+static void apply_one(struct replicate *r, struct journal_job *job)
+{
+	int err = 0;
+
+	if (r->n_transfers < r->transfers_max || !S_ISREG(job->mode))
+		err = apply_job(r, job);
+	/* Said once per job; the job stays and is retried, in case the
+	 * symlink in the way is removed. */
+	if (err == KR_EHOSTILE && job->attempts == 0)
+		log_warn("replicate", "not applying %s/%s: the path leaves "
+			 "the volume or crosses a symlink", job->volume,
+			 job->path);
+	else if (err && err != KR_EHOSTILE && err != -EAGAIN &&
+		 err != -EBUSY && job->attempts == 3)
+		log_warn("replicate", "applying %s/%s: %s; will retry",
+			 job->volume, job->path, kr_strerror(err));
+	if (err)
+		journal_job_defer(r->journal, job);
+}
+
+/*
+ * How many transfers may run at once.  Each holds two descriptors (its
+ * temp file and directory) until renamed into place; a quarter of the
+ * limit stays for the rest (peers, journal, watcher, API clients).  More
+ * transfers let more files wait for one flush while the next are made.
+ */
+unsigned apply_transfers_max(void)
+{
+	struct rlimit rl;
+	rlim_t cap = APPLY_TRANSFERS_MAX;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur * 3 / 8 < cap)
+		cap = rl.rlim_cur * 3 / 8;
+	return cap < APPLY_TRANSFERS_MIN ? APPLY_TRANSFERS_MIN : (unsigned)cap;
+}
+
+/* The queue position of JOB, to read on from it. */
+static int job_cursor(const struct journal_job *job, struct journal_job *out)
+{
+	journal_job_release(out);
+	memset(out, 0, sizeof(*out));
+	out->attempts = job->attempts;
+	out->order = job->order;
+	memcpy(out->volume, job->volume, sizeof(out->volume));
+	out->path = strdup(job->path);
+	return out->path ? 0 : -ENOMEM;
+}
+
+/*
+ * Up to APPLY_JOBS_BATCH jobs not yet under way.  A job stays in the
+ * queue, at its head, while its transfer runs, so the queue is read in
+ * pages past those (at most transfers_max of them): new work starts
+ * while earlier transfers are still being flushed.  With every transfer
+ * slot taken nothing is read: a slot freed asks again.
+ */
 static void apply_jobs(struct replicate *r)
 {
-	struct journal_job *jobs = calloc(APPLY_JOBS_BATCH, sizeof(*jobs));
-	int n;
+	struct journal_job *jobs, last = { 0 };
+	int n, seen = 0, fresh = 0, pages = 0;
+	bool more;
 
+	if (r->n_transfers >= r->transfers_max)
+		return;
+	jobs = calloc(APPLY_JOBS_BATCH, sizeof(*jobs));
 	if (!jobs)
 		return;
-	n = journal_jobs(r->journal, jobs, APPLY_JOBS_BATCH);
-	for (int i = 0; i < n; i++) {
-		int err = 0;
-
-		if (r->n_transfers < APPLY_TRANSFERS_MAX ||
-		    !S_ISREG(jobs[i].mode))
-			err = apply_job(r, &jobs[i]);
-		/* Said once per job; the job stays and is retried, in case
-		 * the symlink in the way is removed. */
-		if (err == KR_EHOSTILE && jobs[i].attempts == 0)
-			log_warn("replicate", "not applying %s/%s: the path "
-				 "leaves the volume or crosses a symlink",
-				 jobs[i].volume, jobs[i].path);
-		else if (err && err != KR_EHOSTILE && err != -EAGAIN &&
-			 err != -EBUSY && jobs[i].attempts == 3)
-			log_warn("replicate", "applying %s/%s: %s; will retry",
-				 jobs[i].volume, jobs[i].path,
-				 kr_strerror(err));
-		if (err)
-			journal_job_defer(r->journal, &jobs[i]);
-		journal_job_release(&jobs[i]);
-	}
+	do {
+		n = journal_jobs(r->journal, pages ? &last : NULL, jobs,
+				 APPLY_JOBS_BATCH);
+		more = n == APPLY_JOBS_BATCH &&
+		       job_cursor(&jobs[n - 1], &last) == 0;
+		for (int i = 0; i < n; i++) {
+			if (!transfer_find(r, jobs[i].volume, jobs[i].path)) {
+				apply_one(r, &jobs[i]);
+				fresh++;
+			}
+			journal_job_release(&jobs[i]);
+		}
+		seen += n > 0 ? n : 0;
+	} while (more && fresh < APPLY_JOBS_BATCH &&
+		 r->n_transfers < r->transfers_max &&
+		 ++pages <= (int)(r->transfers_max / APPLY_JOBS_BATCH));
+	journal_job_release(&last);
 	free(jobs);
-	/* Deferred jobs are looked at again after a pause, or sooner when
-	 * new entries arrive or a transfer slot frees up. */
-	r->next_jobs_ns = n > 0 ? loop_now_ns() + APPLY_RETRY_NS : 0;
+	/* A full batch may have more behind it: on with it soon, while
+	 * there are slots (a slot freed asks again anyway).  Deferred jobs
+	 * are looked at again after a pause, or sooner when new entries
+	 * arrive or a transfer slot frees up. */
+	if (fresh >= APPLY_JOBS_BATCH && r->n_transfers < r->transfers_max)
+		r->jobs_due = true;
+	r->next_jobs_ns = seen > 0 ? loop_now_ns() + APPLY_RETRY_NS : 0;
 }
 
 void apply_precopy_done(struct replicate *r)

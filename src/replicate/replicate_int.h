@@ -97,7 +97,7 @@ struct replicate {
 	void *diverged_arg;
 	bool kicked;              /* new commits: pump and look for jobs */
 	struct transfer *transfers;
-	unsigned n_transfers;
+	unsigned n_transfers, transfers_max;
 	struct strmap inflight;   /* "volume/path" -> struct transfer */
 	bool jobs_due;            /* look for jobs at the next tick */
 	int64_t next_jobs_ns;     /* and at the latest then (retries) */
@@ -157,6 +157,8 @@ int apply_open_parent(struct replicate *r, const char *volume,
  * does: the same test the watcher trusts to skip unchanged files. */
 bool apply_file_current(const struct journal_state *cur, int fd);
 void apply_tick(struct replicate *r);
+/* Transfers that may run at once, from the descriptor limit. */
+unsigned apply_transfers_max(void);
 void apply_on_chunklist(struct replicate *r, struct peer *p,
 			const struct wire_chunklist *cl);
 void apply_on_chunk(struct replicate *r, struct peer *p,

@@ -678,6 +678,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->listen_fd = -1;
 	r->rootfd = -1;
 	r->precopy_efd = -1;
+	r->transfers_max = apply_transfers_max();
 	r->tls_server = opt->tls_server;
 	r->tls_client = opt->tls_client;
 	r->diverged = opt->diverged;

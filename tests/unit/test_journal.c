@@ -198,6 +198,49 @@ static void test_migrations(void **state)
 	free(err);
 }
 
+extern const char *const journal_migrations[];
+
+/* A journal of schema 3 with jobs queued: opening it places every job in
+ * the queue (schema 4), parents first and deletes last. */
+static void test_migration_orders_jobs(void **state)
+{
+	static const char rows[] =
+		"INSERT INTO origins (id, node, epoch) VALUES "
+		"(1, 'vm2', '0123456789abcdef');"
+		"INSERT INTO changes (id, origin, seq, lamport, wall_ns, volume, "
+		"path, op, mode, uid, gid, size, mtime_ns) VALUES "
+		"(1, 1, 1, 1, 1, 'data', 'd', 4, 0, 0, 0, 0, 0),"
+		"(2, 1, 2, 2, 2, 'data', 'd/x.txt', 1, 33188, 0, 0, 0, 0),"
+		"(3, 1, 3, 3, 3, 'data', 'e', 2, 16877, 0, 0, 0, 0);"
+		"INSERT INTO jobs (volume, path, change) VALUES "
+		"('data', 'd', 1), ('data', 'd/x.txt', 2), ('data', 'e', 3);"
+		"PRAGMA user_version = 3;";
+	static const char *const want[] = { "e", "d/x.txt", "d" };
+	static const int64_t order[] = { 1, 7, (1 << 20) - 1 };
+	struct fixture *f = *state;
+	struct journal_job jobs[4];
+	struct journal *j = NULL;
+	char db[160];
+	sqlite3 *s;
+
+	snprintf(db, sizeof(db), "%s/v3.db", f->dir);
+	assert_int_equal(sqlite3_open(db, &s), SQLITE_OK);
+	for (int v = 0; v < 3; v++)
+		assert_int_equal(sqlite3_exec(s, journal_migrations[v], NULL,
+					      NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(s, rows, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(s);
+
+	assert_int_equal(journal_open(db, "vm1", 0, &j, NULL), 0);
+	assert_int_equal(journal_jobs(j, NULL, jobs, 4), 3);
+	for (int i = 0; i < 3; i++) {
+		assert_string_equal(jobs[i].path, want[i]);
+		assert_int_equal(jobs[i].order, order[i]);
+		journal_job_release(&jobs[i]);
+	}
+	journal_close(j);
+}
+
 static void test_record_seq_lamport_bases(void **state)
 {
 	struct fixture *f = *state;
@@ -575,6 +618,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_identity_and_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_journal_new_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_orders_jobs, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_record_seq_lamport_bases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lookup_current, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_keeps_content, setup, teardown),

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -145,7 +146,7 @@ static int apply_jobs(struct net *n, int node)
 	struct journal_job jobs[64];
 	int done = 0, k;
 
-	while ((k = journal_jobs(n->j[node], jobs, 64)) > 0) {
+	while ((k = journal_jobs(n->j[node], NULL, jobs, 64)) > 0) {
 		for (int i = 0; i < k; i++) {
 			struct stat st;
 
@@ -481,6 +482,82 @@ static void test_mtime_reaches_everyone(void **state)
 				 mtime_at(n, 0, "u.txt"));
 }
 
+/* NODE's job queue read in pages of PAGE: "path path ..." in order. */
+static void queue_read(struct net *n, int node, int page, char *out,
+		       size_t cap)
+{
+	struct journal_job jobs[8], last;
+	bool first = true;
+	int k;
+
+	assert_true(page > 0 && page <= 8);
+	memset(&last, 0, sizeof(last));
+	out[0] = '\0';
+	while ((k = journal_jobs(n->j[node], first ? NULL : &last, jobs,
+				 page)) > 0) {
+		journal_job_release(&last);
+		for (int i = 0; i < k; i++) {
+			snprintf(out + strlen(out), cap - strlen(out), "%s ",
+				 jobs[i].path);
+			if (i < k - 1)
+				journal_job_release(&jobs[i]);
+		}
+		last = jobs[k - 1];
+		first = false;
+	}
+	assert_int_equal(k, 0);
+	journal_job_release(&last);
+}
+
+static void local_mkdir(struct net *n, int node, const char *path)
+{
+	struct stat st = { .st_mode = S_IFDIR | 0755 };
+
+	assert_int_equal(journal_record_mkdir(n->j[node], "vol", path, &st),
+			 0);
+}
+
+/* The applier's queue: parents before children whatever order the
+ * entries came in, deletes last and deepest first, a deferred job behind
+ * the others; read in pages, every job exactly once. */
+static void test_job_queue_order(void **state)
+{
+	struct net *n = *state;
+	struct journal_job job;
+	char q[512];
+
+	local_put(n, 0, "d/e/f.txt", 0);
+	local_mkdir(n, 0, "d/e");
+	local_mkdir(n, 0, "d");
+	local_put(n, 0, "a.txt", 1);
+	local_mkdir(n, 0, "b");
+	deliver(n, 0, 1);
+	for (int page = 1; page <= 8; page++) {
+		queue_read(n, 1, page, q, sizeof(q));
+		assert_string_equal(q, "b d d/e a.txt d/e/f.txt ");
+	}
+
+	assert_int_equal(journal_jobs(n->j[1], NULL, &job, 1), 1);
+	assert_string_equal(job.path, "b");
+	assert_int_equal(journal_job_defer(n->j[1], &job), 0);
+	assert_int_equal(journal_flush(n->j[1]), 0);
+	journal_job_release(&job);
+	queue_read(n, 1, 2, q, sizeof(q));
+	assert_string_equal(q, "d d/e a.txt d/e/f.txt b ");
+
+	settle(n);
+	assert_int_equal(journal_record_delete(n->j[0], "vol", "d/e/f.txt"),
+			 0);
+	assert_int_equal(journal_record_delete(n->j[0], "vol", "d/e"), 0);
+	assert_int_equal(journal_record_delete(n->j[0], "vol", "d"), 0);
+	local_mkdir(n, 0, "zz");
+	deliver(n, 0, 1);
+	queue_read(n, 1, 3, q, sizeof(q));
+	assert_string_equal(q, "zz d/e/f.txt d/e d ");
+	settle(n);
+	assert_converged(n);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -493,6 +570,7 @@ int main(void)
 		T(test_strategy_lamport),
 		T(test_random_orders_converge),
 		T(test_mtime_reaches_everyone),
+		T(test_job_queue_order),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
