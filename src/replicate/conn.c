@@ -50,6 +50,8 @@ struct conn {
 	size_t out_cap;
 	bool open;                /* the transport's handshake finished */
 	int error;                /* first fatal error, 0 while usable */
+	size_t read_budget;       /* bytes one conn_read() takes; 0: all */
+	bool read_more;           /* the last one stopped at its budget */
 
 	uint8_t *in;
 	size_t in_start, in_end, in_alloc;
@@ -263,10 +265,15 @@ int conn_read(struct conn *c)
 		return c->error;
 	if (!c->open)
 		return -ENOTCONN;
-	for (;;) {
+	c->read_more = false;
+	for (size_t got = 0;;) {
 		rc = conn_dispatch(c, &need);
 		if (rc)
 			return rc;
+		if (c->read_budget && got >= c->read_budget) {
+			c->read_more = true;
+			return 0;
+		}
 		rc = conn_in_reserve(c, need);
 		if (rc)
 			return rc;
@@ -281,7 +288,18 @@ int conn_read(struct conn *c)
 					 "connection%s", c->in_end ?
 					 " in the middle of a frame" : "");
 		c->in_end += (size_t)n;
+		got += (size_t)n;
 	}
+}
+
+void conn_set_read_budget(struct conn *c, size_t bytes)
+{
+	c->read_budget = bytes;
+}
+
+bool conn_read_more(const struct conn *c)
+{
+	return c->read_more && !c->error;
 }
 
 /* ---- output ---- */

@@ -29,6 +29,7 @@
 
 #include "transport.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,6 +89,16 @@ int conn_handshake(struct conn *c);
  * the callback's code; or a transport failure.  Any failure is final.
  */
 int conn_read(struct conn *c);
+
+/*
+ * Caps what one conn_read() takes from the transport at about BYTES (0,
+ * the default: all there is), so that a peer sending without pause
+ * cannot hold the caller's loop: the frames read are handed over, and
+ * conn_read_more() says the caller must call conn_read() again soon.
+ * The rest may wait inside the transport (TLS), where no poll sees it.
+ */
+void conn_set_read_budget(struct conn *c, size_t bytes);
+bool conn_read_more(const struct conn *c);
 
 /*
  * Queues LEN bytes of DATA (copied) to be sent as they are; for frames

@@ -14,6 +14,10 @@
 #define PEER_OUT_CAP (64u << 20)       /* bytes queued to one peer */
 #define PEER_PUMP_LOW (4u << 20)       /* refill entries below this */
 #define PEER_ENTRIES_BUDGET (1u << 20) /* payload of one ENTRIES frame */
+/* Input read from one peer per turn of the loop: a burst of entries and
+ * pushed files is ingested in slices, between which files are applied
+ * and flushed, instead of all of it first. */
+#define PEER_READ_BUDGET (1u << 20)
 #define PEER_FETCH_WINDOW (16u << 20)  /* chunk bytes asked, not yet here */
 #define PEER_PING_NS (5LL * 1000000000)
 /* Generous: hashing or verifying a large file still runs on the loop
@@ -51,6 +55,7 @@ struct session {
 	int64_t last_rx_ns;
 	int64_t last_ping_ns;
 	bool dead;                /* closed; freed at the end of the turn */
+	bool read_more;           /* input left past the read budget */
 	uint8_t (*asked)[CONTENT_HASH_LEN];  /* chunk requests not served */
 	size_t asked_head, asked_n, asked_cap;
 	struct serve_cache *serve;           /* serve.c; NULL until it serves */
@@ -96,6 +101,7 @@ struct replicate {
 	void (*diverged)(void *arg, const char *volume, const char *path);
 	void *diverged_arg;
 	bool kicked;              /* new commits: pump and look for jobs */
+	bool read_more;           /* a session has input left to read */
 	struct transfer *transfers;
 	unsigned n_transfers, transfers_max;
 	struct strmap inflight;   /* "volume/path" -> struct transfer */

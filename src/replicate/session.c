@@ -364,8 +364,12 @@ static int session_step(struct session *s, uint32_t events)
 	}
 	if (!err && s->state == SESSION_HANDSHAKE)
 		err = session_step_handshake(s);
-	if (!err && !s->dead)
+	if (!err && !s->dead) {
 		err = conn_read(s->conn);
+		/* The rest after the loop's other work (replicate_tick). */
+		s->read_more = !err && conn_read_more(s->conn);
+		s->r->read_more |= s->read_more;
+	}
 	/*
 	 * Fill, flush, and fill again while the socket takes everything:
 	 * once the queue is empty no writable event comes, so stopping at
@@ -436,6 +440,7 @@ static int session_new(struct replicate *r, int fd, bool outbound,
 		free(s);
 		return err;
 	}
+	conn_set_read_budget(s->conn, PEER_READ_BUDGET);
 	s->polled = outbound ? EPOLLOUT : EPOLLIN;
 	err = loop_add_fd(r->loop, fd, s->polled, session_on_event, s);
 	if (err) {
@@ -770,6 +775,12 @@ void replicate_tick(struct replicate *r)
 	for (struct session *s = r->sessions; s; s = s->next)
 		if (!s->dead)
 			session_heartbeat(s, now);
+	if (r->read_more) {
+		r->read_more = false;
+		for (struct session *s = r->sessions; s; s = s->next)
+			if (s->read_more && !s->dead)
+				session_on_event(s, EPOLLIN);
+	}
 	if (r->kicked) {
 		r->kicked = false;
 		for (struct session *s = r->sessions; s; s = s->next) {
@@ -827,7 +838,7 @@ int64_t replicate_next_deadline(struct replicate *r)
 {
 	int64_t d = loop_now_ns() + 1000000000;
 
-	if (r->kicked)
+	if (r->kicked || r->read_more)
 		return 0;
 	if (r->jobs_due)
 		d = r->last_jobs_ns + 10000000;

@@ -507,6 +507,39 @@ static void test_large_announced_frame_grows_gradually(void **state)
 	raw_peer_close(&p);
 }
 
+/* With a read budget one conn_read() hands over a slice and says more
+ * is waiting; reading on gets every frame, whole and in order, then says
+ * nothing is left. */
+static void test_read_budget_slices(void **state)
+{
+	enum { FRAMES = 24, LEN = 4000 };
+	uint8_t f[CONN_HEADER_LEN + LEN];
+	struct raw_peer p;
+	int calls = 0;
+
+	(void)state;
+	raw_peer_open(&p, CAP);
+	conn_set_read_budget(p.c, 8 * 1024);
+	for (int i = 0; i < FRAMES; i++) {
+		conn_header_encode(f, 1, LEN);
+		memset(f + CONN_HEADER_LEN, i, LEN);
+		raw_peer_send(&p, f, sizeof(f));
+	}
+	assert_int_equal(conn_read(p.c), 0);
+	assert_true(conn_read_more(p.c));
+	assert_true(p.r.n > 0 && p.r.n < FRAMES);
+	while (conn_read_more(p.c) && ++calls < 100)
+		assert_int_equal(conn_read(p.c), 0);
+	assert_false(conn_read_more(p.c));
+	assert_int_equal(p.r.n, FRAMES);
+	for (int i = 0; i < FRAMES; i++) {
+		assert_int_equal(p.r.lens[i], LEN);
+		assert_int_equal(p.r.data[i][0], i);
+		assert_int_equal(p.r.data[i][LEN - 1], i);
+	}
+	raw_peer_close(&p);
+}
+
 static void test_malformed_headers_rejected(void **state)
 {
 	static const struct {
@@ -1235,6 +1268,7 @@ int main(void)
 		cmocka_unit_test(test_byte_by_byte),
 		cmocka_unit_test(test_over_cap_rejected_before_allocating),
 		cmocka_unit_test(test_large_announced_frame_grows_gradually),
+		cmocka_unit_test(test_read_budget_slices),
 		cmocka_unit_test(test_malformed_headers_rejected),
 		cmocka_unit_test(test_good_frames_before_bad_are_delivered),
 		cmocka_unit_test(test_peer_close),
