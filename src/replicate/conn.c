@@ -313,7 +313,12 @@ static int conn_out_reserve(struct conn *c, size_t len)
 
 	if (c->out_alloc - c->out_end >= len)
 		return 0;
-	if (c->out_start > 0) {
+	/* Moving what is queued costs as much as the bytes moved: only
+	 * when the room it wins is at least as large, or the buffer may
+	 * not grow enough.  A long queue drained a little at a time and
+	 * refilled a frame at a time was moved whole for every frame. */
+	if (c->out_start > 0 &&
+	    (c->out_start >= used || c->out_end + len > c->out_cap)) {
 		memmove(c->out, c->out + c->out_start, used);
 		c->out_start = 0;
 		c->out_end = used;
@@ -321,10 +326,10 @@ static int conn_out_reserve(struct conn *c, size_t len)
 			return 0;
 	}
 	grow = c->out_alloc ? c->out_alloc * 2 : CONN_OUT_MIN;
-	if (grow < used + len)
-		grow = used + len;
+	if (grow < c->out_end + len)
+		grow = c->out_end + len;
 	if (grow > c->out_cap)
-		grow = c->out_cap;
+		grow = c->out_cap;     /* still >= out_end + len, see above */
 	p = realloc(c->out, grow);
 	if (!p)
 		return -ENOMEM;
