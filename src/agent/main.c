@@ -183,6 +183,16 @@ static void agent_on_changing(void *arg, const char *volume, const char *path,
 		replicate_changing(a->replicate, volume, path, base, size);
 }
 
+/* A small file was read for its hash: its bytes go to peers from here. */
+static void agent_on_small(void *arg, const struct content *c,
+			   const void *data)
+{
+	struct agent *a = arg;
+
+	if (a->replicate)
+		replicate_offer(a->replicate, c, data);
+}
+
 /* watch_paths name the root (every volume) or single volumes under it. */
 static int agent_start_watch(struct agent *a)
 {
@@ -193,6 +203,8 @@ static int agent_start_watch(struct agent *a)
 		.n_exclude = cfg->n_exclude_patterns,
 		.changing = agent_on_changing,
 		.changing_arg = a,
+		.small = agent_on_small,
+		.small_arg = a,
 	};
 	char **vols = calloc(cfg->n_watch_paths + 1, sizeof(*vols));
 	int err;

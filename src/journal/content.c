@@ -925,6 +925,32 @@ out:
 	return rc;
 }
 
+int content_hash_fd_keep(int fd, void *buf, size_t cap, size_t *len,
+			 struct content *out)
+{
+	struct stat before, after;
+	ssize_t n;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	*len = 0;
+	if (fstat(fd, &before) < 0)
+		return -errno;
+	if (before.st_size < 0 || (uint64_t)before.st_size > cap)
+		return -EFBIG;
+	n = io_pread_full(fd, buf, cap, 0);
+	if (n < 0)
+		return (int)n;
+	if (fstat(fd, &after) < 0)
+		return -errno;
+	if (stat_changed(&before, &after) || n != after.st_size)
+		return KR_ECHANGED;
+	rc = content_hash_buf(buf, (size_t)n, out);
+	if (!rc)
+		*len = (size_t)n;
+	return rc;
+}
+
 /* qsort_r comparator: chunk indexes by their chunk's hash. */
 static int index_cmp(const void *a, const void *b, void *arg)
 {

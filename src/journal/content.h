@@ -64,6 +64,15 @@ int content_hash_fd_from(int fd, const struct content *prev,
 int content_hash_buf(const void *buf, size_t len, struct content *out);
 
 /*
+ * content_hash_fd for a small file, whose bytes are left in BUF (*LEN of
+ * them, at most CAP) for whoever wants them next, so that the file need
+ * not be read again.  -EFBIG when it holds more than CAP bytes; the
+ * other errors as content_hash_fd.
+ */
+int content_hash_fd_keep(int fd, void *buf, size_t cap, size_t *len,
+			 struct content *out);
+
+/*
  * An index of C's chunks by hash: *OUT (malloc'd) gets the chunk indexes
  * 0..n_chunks-1 sorted by their chunk's hash.  0 or -ENOMEM.
  */

@@ -85,6 +85,11 @@ int replicate_set_peers(struct replicate *r,
 void replicate_set_bandwidth(struct replicate *r, uint64_t egress_bps,
 			     uint64_t ingress_bps);
 
+/* The bytes of a small file of this node just hashed as C (one chunk):
+ * kept a few seconds, so that pushing it to peers needs no new read. */
+void replicate_offer(struct replicate *r, const struct content *c,
+		     const void *data);
+
 /* After a journal commit: announce new entries, look for new jobs. */
 void replicate_kick(struct replicate *r);
 /* This node starts hashing a new version of VOLUME/PATH (SIZE bytes),

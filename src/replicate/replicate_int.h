@@ -127,6 +127,9 @@ struct replicate {
 	struct strmap pushed;
 	char (*pushed_keys)[CONTENT_HEX_LEN];
 	size_t pushed_head, pushed_n, pushed_bytes;
+	struct offer **offers;        /* small files just read, serve.c */
+	size_t n_offers;
+	int64_t offers_sweep_ns;
 	struct precopy *precopies;    /* precopy.c */
 	int precopy_efd;              /* a copy finished; -1 until used */
 };
@@ -220,6 +223,8 @@ int serve_queue(struct replicate *r, struct session *s);
 void serve_push(struct replicate *r, struct session *s,
 		const char *volume, const char *path, uint64_t size,
 		const uint8_t *hash);
+/* Frees offers too old to be pushed (see serve.c). */
+void serve_offers_expire(struct replicate *r, int64_t now);
 /* Lets go of the file S last served from once it has been idle a while. */
 void serve_idle(struct session *s, int64_t now);
 /* Lets go of what serving S kept (the file last read, its index). */

@@ -250,19 +250,103 @@ void serve_idle(struct session *s, int64_t now)
  * files are pushed (sync.c decides), never under a bandwidth limit, and
  * only when the file still holds that version; the receiver keeps a
  * bounded number of unclaimed pushes and drops the rest.
+ *
+ * Offers.  The watcher has just read every small file it hashed, and the
+ * push follows within milliseconds: those bytes are offered here
+ * (replicate_offer) so that the push need not open, read and hash the
+ * file again, which was a fifth of the sending loop's work for many small
+ * files.  A table of OFFER_SLOTS slots indexed by content hash, a new
+ * offer replacing whatever shares its slot (a miss only costs the read);
+ * offers older than any entry still pushed are freed once a second.
  */
+#define OFFER_SLOTS 2048
+
+struct offer {
+	uint8_t content[CONTENT_HASH_LEN], chunk[CONTENT_HASH_LEN];
+	uint32_t len;
+	int64_t ns;
+	uint8_t data[];
+};
+
+static struct offer **offer_slot(struct replicate *r, const uint8_t *content)
+{
+	uint32_t k;
+
+	memcpy(&k, content, sizeof(k));   /* a SHA-256: any bytes are uniform */
+	return &r->offers[k % OFFER_SLOTS];
+}
+
+void replicate_offer(struct replicate *r, const struct content *c,
+		     const void *data)
+{
+	struct offer **slot, *o;
+
+	if (c->n_chunks != 1 || c->size == 0 || c->size > PUSH_MAX_SIZE)
+		return;
+	if (!r->offers) {
+		r->offers = calloc(OFFER_SLOTS, sizeof(*r->offers));
+		if (!r->offers)
+			return;
+	}
+	o = malloc(sizeof(*o) + c->size);
+	if (!o)
+		return;
+	memcpy(o->content, c->hash, CONTENT_HASH_LEN);
+	memcpy(o->chunk, c->chunks[0].hash, CONTENT_HASH_LEN);
+	o->len = (uint32_t)c->size;
+	o->ns = loop_now_ns();
+	memcpy(o->data, data, c->size);
+	slot = offer_slot(r, c->hash);
+	r->n_offers += *slot == NULL;
+	free(*slot);
+	*slot = o;
+}
+
+void serve_offers_expire(struct replicate *r, int64_t now)
+{
+	for (size_t i = 0; r->n_offers && i < OFFER_SLOTS; i++)
+		if (r->offers[i] && now - r->offers[i]->ns > PUSH_RECENT_NS) {
+			free(r->offers[i]);
+			r->offers[i] = NULL;
+			r->n_offers--;
+		}
+	if (r->n_offers == 0) {
+		free(r->offers);
+		r->offers = NULL;
+	}
+}
+
+static const struct offer *offer_find(struct replicate *r,
+				      const uint8_t *content, uint64_t size)
+{
+	const struct offer *o = r->offers ? *offer_slot(r, content) : NULL;
+
+	return o && o->len == size &&
+	       memcmp(o->content, content, CONTENT_HASH_LEN) == 0 ? o : NULL;
+}
+
 void serve_push(struct replicate *r, struct session *s, const char *volume,
 		const char *path, uint64_t size, const uint8_t *hash)
 {
 	struct wire_msg m = { .type = WIRE_CHUNK };
 	uint8_t buf[PUSH_MAX_SIZE], content[CONTENT_HASH_LEN];
+	const struct offer *o;
 	unsigned n = 0;
 	const char *name;
 	int dirfd = -1, fd = -1;
 
 	if (r->egress.rate || size > sizeof(buf) ||
-	    conn_queued(s->conn) > PEER_PUMP_LOW ||
-	    apply_open_parent(r, volume, path, &dirfd, &name))
+	    conn_queued(s->conn) > PEER_PUMP_LOW)
+		return;
+	o = offer_find(r, hash, size);
+	if (o) {
+		memcpy(m.chunk.hash, o->chunk, CONTENT_HASH_LEN);
+		m.chunk.len = o->len;
+		m.chunk.data = o->data;
+		session_send(s, &m);
+		return;
+	}
+	if (apply_open_parent(r, volume, path, &dirfd, &name))
 		goto out;
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 		    O_CLOEXEC);

@@ -719,6 +719,7 @@ void replicate_free(struct replicate *r)
 	sessions_reap(r);
 	apply_stop(r);
 	apply_free(r);
+	serve_offers_expire(r, INT64_MAX);
 	for (size_t i = 0; i < r->n_peers; i++)
 		peer_free(r->peers[i]);
 	free(r->peers);
@@ -775,6 +776,10 @@ void replicate_tick(struct replicate *r)
 	for (struct session *s = r->sessions; s; s = s->next)
 		if (!s->dead)
 			session_heartbeat(s, now);
+	if (r->n_offers && now >= r->offers_sweep_ns) {
+		r->offers_sweep_ns = now + 1000000000;
+		serve_offers_expire(r, now);
+	}
 	if (r->read_more) {
 		r->read_more = false;
 		for (struct session *s = r->sessions; s; s = s->next)

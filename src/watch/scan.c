@@ -109,6 +109,18 @@ static int exam_delete(struct watch *w, struct exam *e)
 						       e->path));
 }
 
+/* A small file read once: its bytes go to the small-file callback. */
+static int exam_hash_small(struct watch *w, int fd, struct content *c)
+{
+	uint8_t buf[WATCH_SMALL_MAX];
+	size_t len = 0;
+	int err = content_hash_fd_keep(fd, buf, sizeof(buf), &len, c);
+
+	if (!err && len > 0)
+		w->small(w->small_arg, c, buf);
+	return err;
+}
+
 static int exam_hash(struct watch *w, struct exam *e,
 		     const struct content *prev, struct content *c)
 {
@@ -121,7 +133,11 @@ static int exam_hash(struct watch *w, struct exam *e,
 		err = -errno;
 	else if (!S_ISREG(e->st.st_mode))
 		err = -EAGAIN;    /* replaced under us: look again */
-	if (!err)
+	if (!err && w->small && e->st.st_size <= (off_t)WATCH_SMALL_MAX)
+		err = exam_hash_small(w, fd, c);
+	else if (!err)
+		err = -EFBIG;
+	if (err == -EFBIG)
 		err = content_hash_fd_from(fd, prev, c);
 	if (!err)
 		w->stats.hashed_bytes += c->size;

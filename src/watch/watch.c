@@ -78,6 +78,8 @@ int watch_new(struct journal *j, const struct watch_options *opt,
 				 WATCH_SETTLE_MS_DEFAULT) * 1000000;
 	w->changing = opt->changing;
 	w->changing_arg = opt->changing_arg;
+	w->small = opt->small;
+	w->small_arg = opt->small_arg;
 	w->root = strdup(opt->root);
 	w->exclude = watch_strv_dup(opt->exclude, opt->n_exclude);
 	w->n_exclude = opt->n_exclude;

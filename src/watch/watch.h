@@ -46,9 +46,16 @@ struct watch_options {
 	void (*changing)(void *arg, const char *volume, const char *path,
 			 const uint8_t base[CONTENT_HASH_LEN], uint64_t size);
 	void *changing_arg;
+	/* Called with the content and bytes (C->size of them) of every
+	 * non-empty file of WATCH_SMALL_MAX bytes or less it hashed, as
+	 * read for the hash, so that they can go to peers without another
+	 * read; NULL: not called. */
+	void (*small)(void *arg, const struct content *c, const void *data);
+	void *small_arg;
 };
 
 #define WATCH_CHANGING_MIN (64u << 20)
+#define WATCH_SMALL_MAX (8u << 10)
 
 struct watch_stats {
 	uint64_t events;                    /* inotify events read */

@@ -45,6 +45,8 @@ struct watch {
 	void (*changing)(void *arg, const char *volume, const char *path,
 			 const uint8_t base[CONTENT_HASH_LEN], uint64_t size);
 	void *changing_arg;
+	void (*small)(void *arg, const struct content *c, const void *data);
+	void *small_arg;
 
 	int64_t *uncommitted;     /* event times of changes not yet committed */
 	size_t n_uncommitted, cap_uncommitted;

@@ -62,6 +62,8 @@ echoed=$(( $(peer_stat "$T/n1/journal.db" n2 entries_out) - echoed_before ))
 # nothing (a GET_CHUNKLIST and a GET_CHUNKS per file would be 129 KB).
 asked=$(( $(peer_stat "$T/n1/journal.db" n2 bytes_out) - asked_before ))
 [ "$asked" -lt 20000 ] || fail "n1 sent n2 $asked bytes of requests for 1,000 pushed small files"
+# Pushes are sent from the bytes the watcher read: every one must match.
+! grep -h 'does not match its hash' "$T"/n*.log || fail "a pushed chunk did not match its hash"
 pass "1,000 small files, pushed with their entries ($asked bytes of requests)"
 
 head -c $((200 << 20)) /dev/urandom > "$R1/web/big.bin"

@@ -479,6 +479,44 @@ static void test_fd_matches_buf(void **state)
 	free(p);
 }
 
+/* A small file hashed with its bytes kept: the hash is content_hash_fd's,
+ * the bytes are the file's, and a file over the cap is refused whole. */
+static void test_fd_keep(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 4096, 8191, 8192 };
+	uint8_t *p = random_buf(8193, 8), buf[8192];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct content cf = { 0 }, ck = { 0 };
+		int fd = file_with(p, sizes[i]);
+		size_t len = 99;
+
+		assert_int_equal(content_hash_fd(fd, &cf), 0);
+		assert_int_equal(content_hash_fd_keep(fd, buf, sizeof(buf),
+						      &len, &ck), 0);
+		assert_same_content(&cf, &ck);
+		assert_int_equal(len, sizes[i]);
+		if (sizes[i])
+			assert_memory_equal(buf, p, sizes[i]);
+		content_release(&cf);
+		content_release(&ck);
+		close(fd);
+	}
+	{
+		struct content ck = { 0 };
+		int fd = file_with(p, 8193);
+		size_t len = 99;
+
+		assert_int_equal(content_hash_fd_keep(fd, buf, sizeof(buf),
+						      &len, &ck), -EFBIG);
+		assert_int_equal(len, 0);
+		assert_int_equal(ck.n_chunks, 0);
+		close(fd);
+	}
+	free(p);
+}
+
 #define WRITER_BLOCK 4096
 #define WRITER_SEED 7
 
@@ -896,6 +934,7 @@ int main(void)
 		cmocka_unit_test(test_delete_near_start),
 		cmocka_unit_test(test_overwrite_middle),
 		cmocka_unit_test(test_edit_transfer_budget),
+		cmocka_unit_test(test_fd_keep),
 		cmocka_unit_test(test_fd_matches_buf),
 		cmocka_unit_test(test_append_while_hashing),
 		cmocka_unit_test(test_overwrite_while_hashing),

@@ -30,7 +30,22 @@ struct fx {
 	char db[96];
 	struct journal *j;
 	struct watch *w;
+	unsigned n_small;             /* small-file callbacks */
+	size_t small_len;
+	uint8_t small_hash[CONTENT_HASH_LEN];
+	char small_data[WATCH_SMALL_MAX];
 };
+
+static void on_small(void *arg, const struct content *c, const void *data)
+{
+	struct fx *f = arg;
+
+	assert_true(c->size > 0 && c->size <= WATCH_SMALL_MAX);
+	f->n_small++;
+	f->small_len = c->size;
+	memcpy(f->small_hash, c->hash, CONTENT_HASH_LEN);
+	memcpy(f->small_data, data, c->size);
+}
 
 static char *const excludes[] = { "*.tmp", "cache/*" };
 
@@ -38,7 +53,7 @@ static void fx_start_watch(struct fx *f)
 {
 	struct watch_options opt = {
 		.root = f->root, .exclude = excludes, .n_exclude = 2,
-		.settle_ms = 100,
+		.settle_ms = 100, .small = on_small, .small_arg = f,
 	};
 
 	assert_int_equal(watch_new(f->j, &opt, &f->w), 0);
@@ -210,6 +225,34 @@ static void test_volume_create_and_file_put(void **state)
 	pump(f, 150);
 	assert_int_equal(changes_of(f, "vol1", "hello.txt", JOURNAL_PUT), 2);
 	assert_current_text(f, "vol1", "hello.txt", "changed\n");
+}
+
+/* A small file's bytes, as read for its hash, go to the callback (for
+ * peers); an empty or larger file's do not. */
+static void test_small_file_bytes_offered(void **state)
+{
+	struct fx *f = *state;
+	struct journal_state st;
+	char big[3 * WATCH_SMALL_MAX];
+
+	fx_start_watch(f);
+	make_dir(f, "vol1");
+	write_file(f, "vol1/empty.txt", "");
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	write_file(f, "vol1/big.txt", big);
+	pump(f, 150);
+	assert_int_equal(f->n_small, 0);
+
+	write_file(f, "vol1/small.txt", "a small file\n");
+	pump(f, 150);
+	assert_int_equal(f->n_small, 1);
+	assert_int_equal(f->small_len, strlen("a small file\n"));
+	assert_memory_equal(f->small_data, "a small file\n", f->small_len);
+	assert_int_equal(journal_lookup(f->j, "vol1", "small.txt", &st), 0);
+	assert_true(st.has_hash);
+	assert_memory_equal(st.hash, f->small_hash, CONTENT_HASH_LEN);
+	journal_state_release(&st);
 }
 
 static void test_slow_writer_recorded_once(void **state)
@@ -516,6 +559,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_volume_create_and_file_put),
+		T(test_small_file_bytes_offered),
 		T(test_slow_writer_recorded_once),
 		T(test_modify_without_close_settles),
 		T(test_rename_delete_mkdir_rmdir),
