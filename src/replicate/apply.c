@@ -63,6 +63,10 @@
 
 #define APPLY_TRANSFERS_MAX 2048
 #define APPLY_TRANSFERS_MIN 16
+/* Of those, files over APPLY_LARGE_SIZE: their lists and temp files are
+ * what a transfer costs, and a few at full speed beat many crawling. */
+#define APPLY_LARGE_MAX 512
+#define APPLY_LARGE_SIZE (1u << 20)
 #define APPLY_JOBS_BATCH 256
 #define APPLY_JOBS_GAP_NS (10 * 1000000)
 #define APPLY_GET_BATCH 256
@@ -515,6 +519,7 @@ static void transfer_drop(struct replicate *r, struct transfer *t)
 	inflight_key(t->job.volume, t->job.path, key, sizeof(key));
 	strmap_del(&r->inflight, key);
 	r->n_transfers--;
+	r->n_large -= t->job.size > APPLY_LARGE_SIZE;
 	r->jobs_due = true;       /* a slot is free */
 	transfer_free(t);
 }
@@ -1354,6 +1359,7 @@ static int transfer_new(struct replicate *r, struct journal_job *job)
 	t->next = r->transfers;
 	r->transfers = t;
 	r->n_transfers++;
+	r->n_large += t->job.size > APPLY_LARGE_SIZE;
 	t->awaited = true;
 	filter_count(r->awaited, t->job.hash, +1);
 	/* Started jobs sort after untried ones in the next batch. */
@@ -1586,7 +1592,9 @@ static void apply_one(struct replicate *r, struct journal_job *job)
 {
 	int err = 0;
 
-	if (r->n_transfers < r->transfers_max || !S_ISREG(job->mode))
+	if (!S_ISREG(job->mode) ||
+	    (r->n_transfers < r->transfers_max &&
+	     (job->size <= APPLY_LARGE_SIZE || r->n_large < APPLY_LARGE_MAX)))
 		err = apply_job(r, job);
 	/* Said once per job; the job stays and is retried, in case the
 	 * symlink in the way is removed. */
@@ -1633,10 +1641,11 @@ static int job_cursor(const struct journal_job *job, struct journal_job *out)
 
 /*
  * Up to APPLY_JOBS_BATCH jobs not yet under way.  A job stays in the
- * queue, at its head, while its transfer runs, so the queue is read in
- * pages past those (at most transfers_max of them): new work starts
- * while earlier transfers are still being flushed.  With every transfer
- * slot taken nothing is read: a slot freed asks again.
+ * queue while its transfer runs, counted as an attempt (so it sorts after
+ * untried jobs): the queue is read in pages past those, up to a page of
+ * nothing but transfers under way, and new work starts while earlier
+ * transfers are still being flushed.  With every transfer slot taken
+ * nothing is read: a slot freed asks again.
  */
 static void apply_jobs(struct replicate *r)
 {
@@ -1654,12 +1663,16 @@ static void apply_jobs(struct replicate *r)
 				 APPLY_JOBS_BATCH);
 		more = n == APPLY_JOBS_BATCH &&
 		       job_cursor(&jobs[n - 1], &last) == 0;
-		for (int i = 0; i < n; i++) {
+		for (int i = 0, page_fresh = 0; i < n; i++) {
 			if (!transfer_find(r, jobs[i].volume, jobs[i].path)) {
 				apply_one(r, &jobs[i]);
-				fresh++;
+				page_fresh++;
 			}
 			journal_job_release(&jobs[i]);
+			if (i == n - 1) {
+				more = more && page_fresh > 0;
+				fresh += page_fresh;
+			}
 		}
 		seen += n > 0 ? n : 0;
 	} while (more && fresh < APPLY_JOBS_BATCH &&
@@ -2102,7 +2115,7 @@ void apply_free(struct replicate *r)
 		r->transfers = t->next;
 		transfer_free(t);
 	}
-	r->n_transfers = 0;
+	r->n_transfers = r->n_large = 0;
 	strmap_clear(&r->inflight);
 	push_free(r);
 	free(r->wanted);

@@ -103,7 +103,7 @@ struct replicate {
 	bool kicked;              /* new commits: pump and look for jobs */
 	bool read_more;           /* a session has input left to read */
 	struct transfer *transfers;
-	unsigned n_transfers, transfers_max;
+	unsigned n_transfers, transfers_max, n_large;
 	struct strmap inflight;   /* "volume/path" -> struct transfer */
 	bool jobs_due;            /* look for jobs at the next tick */
 	int64_t next_jobs_ns;     /* and at the latest then (retries) */
