@@ -1650,7 +1650,7 @@ static int job_cursor(const struct journal_job *job, struct journal_job *out)
 static void apply_jobs(struct replicate *r)
 {
 	struct journal_job *jobs, last = { 0 };
-	int n, seen = 0, fresh = 0, pages = 0;
+	int n, seen = 0, fresh = 0, page_fresh, pages = 0;
 	bool more;
 
 	if (r->n_transfers >= r->transfers_max)
@@ -1659,23 +1659,21 @@ static void apply_jobs(struct replicate *r)
 	if (!jobs)
 		return;
 	do {
+		page_fresh = 0;
 		n = journal_jobs(r->journal, pages ? &last : NULL, jobs,
 				 APPLY_JOBS_BATCH);
 		more = n == APPLY_JOBS_BATCH &&
 		       job_cursor(&jobs[n - 1], &last) == 0;
-		for (int i = 0, page_fresh = 0; i < n; i++) {
+		for (int i = 0; i < n; i++) {
 			if (!transfer_find(r, jobs[i].volume, jobs[i].path)) {
 				apply_one(r, &jobs[i]);
 				page_fresh++;
 			}
 			journal_job_release(&jobs[i]);
-			if (i == n - 1) {
-				more = more && page_fresh > 0;
-				fresh += page_fresh;
-			}
 		}
+		fresh += page_fresh;
 		seen += n > 0 ? n : 0;
-	} while (more && fresh < APPLY_JOBS_BATCH &&
+	} while (more && page_fresh > 0 && fresh < APPLY_JOBS_BATCH &&
 		 r->n_transfers < r->transfers_max &&
 		 ++pages <= (int)(r->transfers_max / APPLY_JOBS_BATCH));
 	journal_job_release(&last);

@@ -367,7 +367,7 @@ static int session_step(struct session *s, uint32_t events)
 	if (!err && !s->dead) {
 		err = conn_read(s->conn);
 		/* The rest after the loop's other work (replicate_tick). */
-		s->read_more = !err && conn_read_more(s->conn);
+		s->read_more = conn_read_more(s->conn);
 		s->r->read_more |= s->read_more;
 	}
 	/*

@@ -126,6 +126,7 @@ static int exam_hash(struct watch *w, struct exam *e,
 {
 	int fd = open(e->full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	int err = 0;
+	bool small;
 
 	if (fd < 0)
 		return -errno;
@@ -133,11 +134,10 @@ static int exam_hash(struct watch *w, struct exam *e,
 		err = -errno;
 	else if (!S_ISREG(e->st.st_mode))
 		err = -EAGAIN;    /* replaced under us: look again */
-	if (!err && w->small && e->st.st_size <= (off_t)WATCH_SMALL_MAX)
+	small = w->small && e->st.st_size <= (off_t)WATCH_SMALL_MAX;
+	if (!err && small)
 		err = exam_hash_small(w, fd, c);
-	else if (!err)
-		err = -EFBIG;
-	if (err == -EFBIG)
+	if ((!err && !small) || err == -EFBIG)    /* -EFBIG: it grew since */
 		err = content_hash_fd_from(fd, prev, c);
 	if (!err)
 		w->stats.hashed_bytes += c->size;
