@@ -7,7 +7,9 @@
  * immediate list; a path only modified waits on the settle list until no
  * event touched it for settle_ns.  Each list stays sorted by due time
  * because every entry of a list gets the same delay, and a path that sees a
- * new event moves to the tail of its list.
+ * new event moves to the tail of its list.  Due paths are examined in
+ * turns of at most turn_ns, oldest first, so a burst is committed and
+ * sent while it goes on.
  *
  * Watch descriptors are mapped both ways (wd -> dir, dir -> wd) so that
  * events find their directory and a moved or deleted subtree can drop its
@@ -35,6 +37,7 @@
 
 #define WATCH_SETTLE_MS_DEFAULT 200
 #define WATCH_UNCOMMITTED_MAX 65536
+#define WATCH_TURN_MS_DEFAULT 25
 #define WATCH_DIR_MASK (IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | \
 			IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | \
 			IN_DELETE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | \
@@ -76,6 +79,8 @@ int watch_new(struct journal *j, const struct watch_options *opt,
 	w->ifd = -1;
 	w->settle_ns = (int64_t)(opt->settle_ms ? opt->settle_ms :
 				 WATCH_SETTLE_MS_DEFAULT) * 1000000;
+	w->turn_ns = (int64_t)(opt->turn_ms ? opt->turn_ms :
+			       WATCH_TURN_MS_DEFAULT) * 1000000;
 	w->changing = opt->changing;
 	w->changing_arg = opt->changing_arg;
 	w->small = opt->small;
@@ -446,6 +451,19 @@ static int watch_process_one(struct watch *w, struct pending *p)
 	return err;
 }
 
+/*
+ * Paths are examined for at most turn_ns per call unless FLUSH: a
+ * writer creating files faster than they are hashed would otherwise make
+ * each call longer than the last (everything that arrived during one is
+ * due in the next), and nothing recorded would be committed or sent to
+ * peers until it stopped.  What is left stays due, so the next call
+ * comes at once.
+ */
+static bool watch_turn_over(const struct watch *w, int64_t start, bool flush)
+{
+	return !flush && loop_now_ns() - start >= w->turn_ns;
+}
+
 int watch_process(struct watch *w, bool flush)
 {
 	int64_t now = loop_now_ns();
@@ -455,10 +473,11 @@ int watch_process(struct watch *w, bool flush)
 		w->scan_owed = false;
 		err = watch_scan_all(w);
 	}
-	while (!err && w->now_list.head)
+	while (!err && w->now_list.head && !watch_turn_over(w, now, flush))
 		err = watch_process_one(w, w->now_list.head);
 	while (!err && w->settle_list.head &&
-	       (flush || w->settle_list.head->due_ns <= now)) {
+	       (flush || w->settle_list.head->due_ns <= now) &&
+	       !watch_turn_over(w, now, flush)) {
 		struct pending *p = w->settle_list.head;
 
 		if (!flush && watch_still_written(w, p->rel)) {

@@ -40,6 +40,9 @@ struct watch_options {
 	char *const *exclude;               /* fnmatch patterns */
 	size_t n_exclude;
 	unsigned settle_ms;                 /* 0: default */
+	/* Longest a watch_process() call examines paths, so that what it
+	 * recorded is committed and sent while a burst goes on; 0: 25. */
+	unsigned turn_ms;
 	/* Called just before a changed file of WATCH_CHANGING_MIN bytes or
 	 * more is hashed, with the content the journal holds for it, so
 	 * that peers can prepare for the new version; NULL: not called. */
@@ -84,8 +87,9 @@ int watch_dispatch(struct watch *w);
 /* Absolute CLOCK_MONOTONIC time (ns) of the next due path, or -1. */
 int64_t watch_next_deadline(const struct watch *w);
 
-/* Examines due paths (all pending paths when FLUSH, e.g. at shutdown)
- * and records what changed.  Runs a scan first if one is owed. */
+/* Examines due paths for up to turn_ms (all pending paths when FLUSH,
+ * e.g. at shutdown) and records what changed; paths left over keep the
+ * deadline at now.  Runs a scan first if one is owed. */
 int watch_process(struct watch *w, bool flush);
 
 /* Compares the whole tree with the journal and records the differences;

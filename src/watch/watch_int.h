@@ -28,6 +28,7 @@ struct watch {
 	char *root;
 	int ifd;                  /* inotify */
 	int64_t settle_ns;
+	int64_t turn_ns;          /* longest examining per watch_process() */
 	char **volumes;           /* NULL: every volume */
 	size_t n_volumes;
 	char **exclude;

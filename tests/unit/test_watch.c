@@ -255,6 +255,37 @@ static void test_small_file_bytes_offered(void **state)
 	journal_state_release(&st);
 }
 
+/* A burst is examined in turns: one call records part of it and leaves
+ * the rest due at once, and later calls record every file once. */
+static void test_burst_examined_in_turns(void **state)
+{
+	struct fx *f = *state;
+	struct watch_options opt = {
+		.root = f->root, .turn_ms = 1,
+	};
+	char name[32];
+	uint64_t before, first;
+
+	make_dir(f, "vol1");
+	assert_int_equal(watch_new(f->j, &opt, &f->w), 0);
+	assert_int_equal(watch_scan(f->w), 0);
+	assert_int_equal(journal_flush(f->j), 0);
+	before = total_changes(f);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "vol1/f%04d", i);
+		write_file(f, name, name);
+	}
+	pump_once(f);
+	first = total_changes(f) - before;
+	assert_true(first > 0 && first < 2000);
+	assert_int_equal(watch_next_deadline(f->w), 0);
+
+	pump(f, 100);
+	assert_int_equal(total_changes(f) - before, 2000);
+	assert_int_equal(changes_of(f, "vol1", "f1999", JOURNAL_PUT), 1);
+	assert_current_text(f, "vol1", "f0000", "vol1/f0000");
+}
+
 static void test_slow_writer_recorded_once(void **state)
 {
 	struct fx *f = *state;
@@ -560,6 +591,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_volume_create_and_file_put),
 		T(test_small_file_bytes_offered),
+		T(test_burst_examined_in_turns),
 		T(test_slow_writer_recorded_once),
 		T(test_modify_without_close_settles),
 		T(test_rename_delete_mkdir_rmdir),
