@@ -118,12 +118,14 @@ struct replicate {
 	struct { int64_t last_id, ns; } arrivals[ARRIVALS_MAX];
 	size_t arrivals_head, arrivals_n;
 	struct hist apply_latency_us;  /* entry received to version on disk */
-	/* Pushed small contents not claimed by a transfer yet: content hash
-	 * (hex) -> struct pushed, oldest first in a ring of keys. */
 	struct syncer *syncer;    /* syncfs on a thread, made on first use */
 	bool sync_running;
+	int64_t sync_ended_ns;    /* the last flush ended (monotonic) */
+	int64_t commit_at;        /* a gathered batch is flushed; 0: none */
 	struct writer *writer;    /* chunk verify + write, made on first use */
 	uint32_t *wanted, *awaited;   /* counting filters, see apply.c */
+	/* Pushed small contents not claimed by a transfer yet: content hash
+	 * (hex) -> struct pushed, oldest first in a ring of keys. */
 	struct strmap pushed;
 	char (*pushed_keys)[CONTENT_HEX_LEN];
 	size_t pushed_head, pushed_n, pushed_bytes;

@@ -855,6 +855,8 @@ int64_t replicate_next_deadline(struct replicate *r)
 		d = r->next_jobs_ns;
 	if (r->serve_at && r->serve_at < d)
 		d = r->serve_at;
+	if (r->commit_at && r->commit_at < d)
+		d = r->commit_at;
 	return d;
 }
 
