@@ -606,12 +606,43 @@ static int target_merge(struct journal *j, const char *volume,
 				    w->has_hash ? w->hash : NULL, w->target);
 }
 
+/*
+ * Whether PATH's only head is the version on disk: then it is its own
+ * winner, there is no conflict and no job to set, which is what nearly
+ * every change recorded or applied leaves.  One lookup instead of
+ * loading every head and the current version in full.
+ */
+static bool settled(struct journal *j, const char *volume, const char *path)
+{
+	sqlite3_stmt *s = NULL;
+	int rows = 0;
+	bool same = false;
+
+	if (journal_prepare_cached(j, "SELECT h.change = cur.change FROM "
+				   "heads h LEFT JOIN current cur ON "
+				   "cur.volume = h.volume AND cur.path = h.path "
+				   "WHERE h.volume = ?1 AND h.path = ?2 LIMIT 2",
+				   &s) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		rows++;
+		same = sqlite3_column_int(s, 0) == 1;
+	}
+	journal_stmt_done(s);
+	return rows == 1 && same;
+}
+
 int journal_retarget(struct journal *j, const char *volume, const char *path)
 {
-	struct target *t = calloc(1, sizeof(*t));
+	struct target *t;
 	bool copies_done = true, conflict = false;
 	int err;
 
+	if (settled(j, volume, path))
+		return job_clear(j, volume, path);
+	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	err = load_heads(j, volume, path, t->heads, &t->n);
