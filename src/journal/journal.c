@@ -547,6 +547,7 @@ static int journal_load_counters(struct journal *j)
 				    "origins WHERE node || '@' || epoch = ?)",
 				    j->origin, &v);
 
+	j->remote.valid = false;
 	if (err)
 		return err;
 	j->next_seq = (uint64_t)v + 1;

@@ -48,6 +48,15 @@ struct journal {
 	pthread_cond_t ckpt_wake;
 	char *path;
 	uint64_t durable_seq;     /* own seqs up to here are on stable storage */
+	/* The origin of the last remote entry added: its row and highest
+	 * seq, so that the rest of a frame from it looks neither up again.
+	 * Forgotten when a batch is rolled back (journal_load_counters). */
+	struct {
+		char origin[JOURNAL_ORIGIN_MAX];
+		int64_t id;
+		uint64_t have;
+		bool valid;
+	} remote;
 	sqlite3_stmt *stmt[STMT_COUNT];
 	/* Statements of the replication code, prepared once: keyed by the
 	 * address of their (static) SQL text. */

@@ -316,22 +316,35 @@ static bool remote_valid(const struct journal_change *c)
 	return c->path[0] != '\0' || c->op == JOURNAL_META;
 }
 
+static void remote_remember(struct journal *j, const char *origin,
+			    int64_t id, uint64_t have)
+{
+	snprintf(j->remote.origin, sizeof(j->remote.origin), "%s", origin);
+	j->remote.id = id;
+	j->remote.have = have;
+	j->remote.valid = true;
+}
+
 int journal_add_remote(struct journal *j, const struct journal_change *c)
 {
 	struct remote_add ra = { .c = c };
 	uint64_t have, seq = j->next_seq, lamport = j->lamport;
 	unsigned pending = j->pending;
+	bool known;
 	int err;
 
 	if (!remote_valid(c) || strcmp(c->ref.origin, j->origin) == 0)
 		return KR_EHOSTILE;
-	have = journal_have(j, c->ref.origin);
+	known = j->remote.valid && strcmp(j->remote.origin, c->ref.origin) == 0;
+	have = known ? j->remote.have : journal_have(j, c->ref.origin);
 	if (c->ref.seq <= have)
 		return -EALREADY;
 	if (c->ref.seq > have + 1)
 		return -EAGAIN;
 	err = journal_begin(j);
-	if (!err)
+	if (known)
+		ra.origin = j->remote.id;
+	else if (!err)
 		err = origin_id(j, c->ref.origin, true, &ra.origin);
 	if (!err)
 		err = journal_atomic(j, remote_add_fn, &ra);
@@ -339,11 +352,13 @@ int journal_add_remote(struct journal *j, const struct journal_change *c)
 		j->next_seq = seq;
 		j->lamport = lamport;
 		j->pending = pending;
+		j->remote.valid = false;
 		return err;
 	}
 	if (c->lamport > j->lamport)
 		j->lamport = c->lamport;
 	j->pending++;
+	remote_remember(j, c->ref.origin, ra.origin, c->ref.seq);
 	return 0;
 }
 

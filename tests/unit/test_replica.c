@@ -558,6 +558,69 @@ static void test_job_queue_order(void **state)
 	assert_converged(n);
 }
 
+/* One entry of ORIGIN, the one after AFTER, offered to node TO: what
+ * journal_add_remote said, twice in a row. */
+struct offer {
+	struct journal *to;
+	int first, again;
+};
+
+static int offer_one(void *arg, const struct journal_change *c)
+{
+	struct offer *o = arg;
+
+	o->first = journal_add_remote(o->to, c);
+	o->again = journal_add_remote(o->to, c);
+	return 0;
+}
+
+static void offer(struct net *n, int from, int origin, uint64_t after, int to,
+		  int first, int again)
+{
+	struct offer o = { .to = n->j[to], .first = 1, .again = 1 };
+
+	assert_int_equal(journal_entries_since(n->j[from], n->origin[origin],
+					       after, 1, offer_one, &o), 0);
+	assert_int_equal(o.first, first);
+	assert_int_equal(o.again, again);
+}
+
+/* Entries of two origins interleaved, as two peers' frames arrive: each
+ * is taken once and in seq order per origin, a repeat is refused as
+ * held, one past a hole is refused as early, whichever origin came
+ * last. */
+static void test_entries_held_per_origin(void **state)
+{
+	struct net *n = *state;
+	uint64_t h0, h1;
+
+	local_put(n, 0, "a.txt", 0);
+	local_put(n, 0, "b.txt", 1);
+	local_put(n, 1, "c.txt", 2);
+	h0 = journal_have(n->j[2], n->origin[0]);
+	h1 = journal_have(n->j[2], n->origin[1]);
+	assert_int_equal(h0, 0);
+
+	offer(n, 0, 0, h0 + 1, 2, -EAGAIN, -EAGAIN);
+	offer(n, 0, 0, h0, 2, 0, -EALREADY);
+	offer(n, 1, 1, h1, 2, 0, -EALREADY);
+	offer(n, 0, 0, h0 + 2, 2, -EAGAIN, -EAGAIN);
+	offer(n, 0, 0, h0 + 1, 2, 0, -EALREADY);
+	offer(n, 1, 1, h1, 2, -EALREADY, -EALREADY);
+	offer(n, 0, 0, h0, 2, -EALREADY, -EALREADY);
+	offer(n, 0, 0, h0 + 2, 2, 0, -EALREADY);
+	offer(n, 1, 1, h1 + 1, 2, 0, -EALREADY);
+	assert_int_equal(journal_flush(n->j[2]), 0);
+	assert_int_equal(journal_have(n->j[2], n->origin[0]),
+			 journal_have(n->j[0], n->origin[0]));
+	assert_int_equal(journal_have(n->j[2], n->origin[1]),
+			 journal_have(n->j[1], n->origin[1]));
+	deliver(n, 0, 1);
+	deliver(n, 1, 0);
+	settle(n);
+	assert_converged(n);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -571,6 +634,7 @@ int main(void)
 		T(test_random_orders_converge),
 		T(test_mtime_reaches_everyone),
 		T(test_job_queue_order),
+		T(test_entries_held_per_origin),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
