@@ -135,6 +135,11 @@ void conn_frame_commit(struct conn *c, uint8_t type, uint32_t len);
  */
 int conn_flush(struct conn *c);
 
+/* Gives back an empty output buffer over a small size.  For when the
+ * peer has been quiet a while: a drained buffer is otherwise kept for
+ * the next burst. */
+void conn_trim(struct conn *c);
+
 /* The EPOLLIN/EPOLLOUT mask to poll for next; 0 once the conn failed. */
 uint32_t conn_want(const struct conn *c);
 

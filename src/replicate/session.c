@@ -33,6 +33,9 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+
+/* A peer that asked nothing for this long lets its output buffer go. */
+#define SESSION_QUIET_NS (1LL * 1000000000)
 #include <unistd.h>
 
 static int64_t wall_ns(void)
@@ -752,6 +755,8 @@ static void session_heartbeat(struct session *s, int64_t now)
 		return;
 	}
 	serve_idle(s, now);
+	if (now - s->last_rx_ns > SESSION_QUIET_NS)
+		conn_trim(s->conn);
 	if (s->state == SESSION_OPEN && now - s->last_ping_ns > PEER_PING_NS) {
 		m.token = (uint64_t)now;
 		s->last_ping_ns = now;

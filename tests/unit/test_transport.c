@@ -311,10 +311,20 @@ static void test_plain_big_frames_partial_io(void **state)
 	assert_frame(&rb, 2, 3, 3, 13);
 	assert_frame(&ra, 0, 4, 2 * 1024 * 1024 + 5, 14);
 	assert_frame(&ra, 1, 5, CAP, 15);
-	/* Drained buffers go back to a small size. */
+	/* A drained output buffer is kept for the next burst until
+	 * trimmed; the input goes back to a small size at once. */
 	conn_mem(a.c, &in_bytes, &out_bytes);
 	assert_true(in_bytes <= 64 * 1024);
+	assert_true(out_bytes >= 4 * 1024 * 1024);
+	conn_trim(a.c);
+	conn_mem(a.c, &in_bytes, &out_bytes);
 	assert_true(out_bytes <= 64 * 1024);
+	/* ...and it still works after. */
+	queue_pattern(a.c, 6, 1024 * 1024, 16);
+	w.b = 4;
+	pump(&a, &b, frames_arrived, &w);
+	assert_int_equal(a.rc, 0);
+	assert_frame(&rb, 3, 6, 1024 * 1024, 16);
 	conn_free(a.c);
 	conn_free(b.c);
 	rec_release(&ra);
