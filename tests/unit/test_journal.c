@@ -545,6 +545,52 @@ static void test_writes_after_other_connection_commits(void **state)
 	journal_close(other);
 }
 
+/* Where a chunk can be copied from locally: found in the current file
+ * that holds it, on a read-only connection too; a lookup is no change to
+ * announce, and the next flush leaves the database to other writers. */
+static void test_chunk_source(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *ro = NULL, *other = NULL;
+	struct content c = { 0 };
+	uint8_t unknown[CONTENT_HASH_LEN];
+	char volume[64], *path = NULL;
+	uint64_t off = 99;
+	uint32_t len = 0;
+
+	make_volume(f->j, "web");
+	put_text(f->j, "web", "dir-less", "hello chunk");
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_int_equal(content_hash_buf("hello chunk", 11, &c), 0);
+	assert_int_equal(journal_chunk_source(f->j, c.chunks[0].hash, volume,
+					      sizeof(volume), &path, &off,
+					      &len), 0);
+	assert_string_equal(volume, "web");
+	assert_string_equal(path, "dir-less");
+	assert_int_equal(off, 0);
+	assert_int_equal(len, 11);
+	free(path);
+	memset(unknown, 0x5a, sizeof(unknown));
+	assert_int_equal(journal_chunk_source(f->j, unknown, volume,
+					      sizeof(volume), &path, &off,
+					      &len), -ENOENT);
+	assert_null(path);
+	assert_int_equal(journal_pending(f->j), 0);
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_int_equal(journal_open(f->db, NULL, 0, &other, NULL), 0);
+	assert_int_equal(journal_mount_add(other, "web", "c1"), 0);
+	journal_close(other);
+	assert_int_equal(journal_open(f->db, NULL, JOURNAL_READONLY, &ro, NULL),
+			 0);
+	assert_int_equal(journal_chunk_source(ro, c.chunks[0].hash, volume,
+					      sizeof(volume), &path, &off,
+					      &len), 0);
+	assert_string_equal(path, "dir-less");
+	free(path);
+	journal_close(ro);
+	content_release(&c);
+}
+
 /*
  * A writer is killed with SIGKILL in the middle of a burst.  Every batch
  * it reported committed must be there, the half-written batch must be
@@ -632,6 +678,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readonly_refuses_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mount_references, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writes_after_other_connection_commits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_during_burst, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
