@@ -429,6 +429,11 @@ int conn_flush(struct conn *c)
 	}
 	c->out_start = 0;
 	c->out_end = 0;
+	n = transport_flush(c->t);
+	if (n == -EAGAIN)
+		return -EAGAIN;
+	if (n < 0)
+		return conn_fail_transport(c, (int)n);
 	return 0;
 }
 

@@ -25,6 +25,17 @@
  * its socket BIO, which writes with write(2): a peer that resets the
  * connection would raise SIGPIPE in the agent.  send(MSG_NOSIGNAL) keeps
  * that an error code, and the BIO keeps errno for the error message.
+ *
+ * Gathered writes.  OpenSSL hands the BIO one record (16 KiB at most) at
+ * a time (with partial writes on, one per SSL_write), and a send(2) for
+ * each was a third of a sending loop's CPU for a large file: the cost of
+ * a send on loopback is mostly per call and per packet.  tls_write
+ * writes as many records as fit, and the BIO gathers them into out[]
+ * (TLS_WRITE_BUFFER) and sends them in large writes; what the socket
+ * does not take at the end stays there, wanted as EPOLLOUT and sent by
+ * tls_flush (and before anything else is written: bytes leave in
+ * order).  Records written elsewhere (handshake, alerts) go straight
+ * out, once out[] is empty.
  */
 #include "transport.h"
 
@@ -47,6 +58,9 @@
 enum tls_state { TLS_HANDSHAKING, TLS_OPEN, TLS_CLOSED };
 
 #define TLS_READ_BUFFER (128u << 10)
+#define TLS_WRITE_BUFFER (128u << 10)
+/* A TLS 1.3 record on the wire, header, tag and padding included. */
+#define TLS_RECORD_MAX (16384u + 512u)
 
 struct tls_transport {
 	struct transport base;
@@ -56,6 +70,9 @@ struct tls_transport {
 	int sys_errno;            /* errno of the last failed socket call */
 	bool peer_eof;            /* the socket reached end of stream */
 	bool fatal;               /* OpenSSL reported a fatal error */
+	bool gather;              /* inside tls_write: records go to out */
+	uint8_t *out;             /* gathered records, [out_sent, out_len) */
+	size_t out_sent, out_len; /* left to send */
 };
 
 static BIO_METHOD *tls_bio_method;
@@ -124,6 +141,13 @@ int transport_handshake(struct transport *t)
 	if (t->error)
 		return t->error;
 	return (int)transport_check(t, t->ops->handshake(t));
+}
+
+int transport_flush(struct transport *t)
+{
+	if (t->error)
+		return t->error;
+	return t->ops->flush ? (int)transport_check(t, t->ops->flush(t)) : 0;
 }
 
 uint32_t transport_want(const struct transport *t)
@@ -236,12 +260,61 @@ static struct tls_transport *tls_of(const struct transport *t)
 	return (struct tls_transport *)t;
 }
 
+/* Sends the gathered records: 0 when none are left, -EAGAIN, or -errno
+ * (kept for the error message). */
+static int tls_out_send(struct tls_transport *tt)
+{
+	while (tt->out_sent < tt->out_len) {
+		ssize_t n = send(tt->base.fd, tt->out + tt->out_sent,
+				 tt->out_len - tt->out_sent, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return -EAGAIN;
+		if (n < 0) {
+			tt->sys_errno = errno;
+			return -errno;
+		}
+		tt->out_sent += (size_t)n;
+	}
+	tt->out_sent = tt->out_len = 0;
+	return 0;
+}
+
+/* Adds LEN bytes to the gathered records, sending them first when there
+ * is no room: true when taken. */
+static bool tls_out_gather(struct tls_transport *tt, const char *buf,
+			   size_t len)
+{
+	if (!tt->out && !(tt->out = malloc(TLS_WRITE_BUFFER)))
+		return false;
+	if (len > TLS_WRITE_BUFFER - tt->out_len && tls_out_send(tt) != 0)
+		return false;
+	if (len > TLS_WRITE_BUFFER - tt->out_len)
+		return false;
+	memcpy(tt->out + tt->out_len, buf, len);
+	tt->out_len += len;
+	return true;
+}
+
 static int tls_bio_write(BIO *b, const char *buf, size_t len, size_t *done)
 {
 	struct tls_transport *tt = BIO_get_data(b);
 	ssize_t n;
+	int rc;
 
 	BIO_clear_retry_flags(b);
+	if (tt->gather && len <= TLS_WRITE_BUFFER &&
+	    tls_out_gather(tt, buf, len)) {
+		*done = len;
+		return 1;
+	}
+	rc = tls_out_send(tt);
+	if (rc == -EAGAIN)
+		BIO_set_retry_write(b);
+	if (rc)
+		return 0;
 	do
 		n = send(tt->base.fd, buf, len, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
@@ -452,18 +525,49 @@ static ssize_t tls_read(struct transport *t, void *buf, size_t len)
 	return tls_result(tt, 0, &tt->rd_want, "tls read");
 }
 
+/* The end of a socket failure met while sending gathered records. */
+static int tls_out_failed(struct tls_transport *tt, int rc)
+{
+	if (rc != -EAGAIN)
+		transport_errno_error(&tt->base, "tls write", -rc);
+	else
+		tt->wr_want = EPOLLOUT;
+	return rc;
+}
+
 static ssize_t tls_write(struct transport *t, const void *buf, size_t len)
 {
 	struct tls_transport *tt = tls_of(t);
-	size_t n = 0;
-	int rc;
+	size_t done = 0, n;
+	int ok, rc;
 
 	if (tt->state != TLS_OPEN)
 		return tls_not_open(tt);
+	/* Records gathered by an earlier call leave first. */
+	rc = tls_out_send(tt);
+	if (rc)
+		return tls_out_failed(tt, rc);
 	ERR_clear_error();
-	if (SSL_write_ex(tt->ssl, buf, len, &n)) {
+	/* With partial writes on, a call writes one record: as many calls
+	 * as out[] has room for. */
+	tt->gather = true;
+	do {
+		n = 0;
+		ok = SSL_write_ex(tt->ssl, (const uint8_t *)buf + done,
+				  len - done, &n);
+		done += ok ? n : 0;
+	} while (ok && done < len &&
+		 TLS_WRITE_BUFFER - tt->out_len >= TLS_RECORD_MAX);
+	tt->gather = false;
+	if (done) {
+		/* A failure after some records comes back on the next
+		 * call, which retries the record it stopped at. */
+		ERR_clear_error();
 		tt->wr_want = 0;
-		return (ssize_t)n;
+		rc = tls_out_send(tt);
+		if (rc && rc != -EAGAIN)
+			return tls_out_failed(tt, rc);
+		return (ssize_t)done;
 	}
 	rc = tls_result(tt, 0, &tt->wr_want, "tls write");
 	if (rc == 0) {
@@ -473,6 +577,20 @@ static ssize_t tls_write(struct transport *t, const void *buf, size_t len)
 		rc = -EPIPE;
 	}
 	return rc;
+}
+
+static int tls_flush(struct transport *t)
+{
+	struct tls_transport *tt = tls_of(t);
+	int rc;
+
+	if (tt->state != TLS_OPEN || tt->out_sent == tt->out_len)
+		return 0;
+	rc = tls_out_send(tt);
+	if (rc)
+		return tls_out_failed(tt, rc);
+	tt->wr_want = 0;
+	return 0;
 }
 
 static int tls_handshake(struct transport *t)
@@ -508,7 +626,8 @@ static uint32_t tls_want(const struct transport *t)
 	case TLS_HANDSHAKING:
 		return tt->hs_want;
 	case TLS_OPEN:
-		return tt->rd_want | tt->wr_want;
+		return tt->rd_want | tt->wr_want |
+		       (tt->out_sent < tt->out_len ? EPOLLOUT : 0);
 	default:
 		return 0;
 	}
@@ -525,6 +644,7 @@ static void tls_close(struct transport *t)
 		ERR_clear_error();
 	}
 	SSL_free(tt->ssl);
+	free(tt->out);
 	close(t->fd);
 	free(tt);
 }
@@ -535,6 +655,7 @@ static const struct transport_ops tls_ops = {
 	.write = tls_write,
 	.handshake = tls_handshake,
 	.want = tls_want,
+	.flush = tls_flush,
 	.close = tls_close,
 };
 

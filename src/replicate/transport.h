@@ -12,6 +12,9 @@
  *               or another negative code; never 0 for a non-empty buffer
  *     handshake 0 once the transport is open, -EAGAIN while it needs the
  *               events want() names, or a negative code when it failed
+ *     flush     0 once nothing the transport holds back is left to send,
+ *               -EAGAIN (EPOLLOUT wanted), or another negative code;
+ *               NULL when it holds nothing back
  *     want      the EPOLLIN/EPOLLOUT events that the last operation that
  *               returned -EAGAIN is waiting for, beyond whatever the
  *               caller polls for its own reasons (a TLS write may need the
@@ -44,6 +47,7 @@ struct transport_ops {
 	ssize_t (*write)(struct transport *t, const void *buf, size_t len);
 	int (*handshake)(struct transport *t);
 	uint32_t (*want)(const struct transport *t);
+	int (*flush)(struct transport *t);
 	void (*close)(struct transport *t);
 };
 
@@ -88,6 +92,8 @@ int transport_tls_new(int fd, SSL_CTX *ctx, bool server,
 ssize_t transport_read(struct transport *t, void *buf, size_t len);
 ssize_t transport_write(struct transport *t, const void *buf, size_t len);
 int transport_handshake(struct transport *t);
+/* Sends what a write took but held back (TLS gathers records). */
+int transport_flush(struct transport *t);
 uint32_t transport_want(const struct transport *t);
 
 /* Closes the socket and frees T.  NULL is ignored. */

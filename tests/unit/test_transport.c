@@ -156,7 +156,8 @@ static void side_step(struct side *s)
 		s->open = true;
 		rc = conn_read(s->c);
 	}
-	if (rc == 0 && conn_queued(s->c)) {
+	/* A transport may hold back what the queue no longer does. */
+	if (rc == 0 && (conn_queued(s->c) || conn_want(s->c) & EPOLLOUT)) {
 		rc = conn_flush(s->c);
 		if (rc == -EAGAIN) {
 			s->flush_again++;
@@ -1153,6 +1154,34 @@ static void test_tls_close_notify_is_eof(void **state)
 	tls_pair_close(&p);
 }
 
+/* Records the socket has no room for wait in the transport once the
+ * conn's queue has handed them over: the conn still asks to be writable,
+ * and they arrive whole when the peer reads. */
+static void test_tls_records_held_until_socket_takes_them(void **state)
+{
+	struct want_frames w = { 1, 0 };
+	struct tls_pair p;
+
+	(void)state;
+	tls_pair_open(&p, ctx_for(fx.a, fx.a, true),
+		      ctx_for(fx.b, fx.b, false));
+	pump(&p.server, &p.client, both_open, NULL);
+	small_buffers(transport_fd(conn_transport(p.server.c)));
+	small_buffers(transport_fd(conn_transport(p.client.c)));
+	queue_pattern(p.client.c, 7, 100000, 61);
+	assert_int_equal(conn_flush(p.client.c), -EAGAIN);
+	assert_int_equal(conn_queued(p.client.c), 0);
+	assert_true(conn_want(p.client.c) & EPOLLOUT);
+	pump(&p.server, &p.client, frames_arrived, &w);
+	assert_int_equal(p.server.rc, 0);
+	assert_int_equal(p.client.rc, 0);
+	assert_int_equal(p.rs.n, 1);
+	assert_frame(&p.rs, 0, 7, 100000, 61);
+	assert_int_equal(conn_flush(p.client.c), 0);
+	assert_false(conn_want(p.client.c) & EPOLLOUT);
+	tls_pair_close(&p);
+}
+
 /* Trusts CA_DIR's CA as well, so only the other side can refuse. */
 static void trust_also(SSL_CTX *ctx, const char *ca_dir)
 {
@@ -1297,6 +1326,7 @@ int main(void)
 		cmocka_unit_test(test_tls_context_checks_files),
 		cmocka_unit_test(test_tls_mutual_round_trip),
 		cmocka_unit_test(test_tls_close_notify_is_eof),
+		cmocka_unit_test(test_tls_records_held_until_socket_takes_them),
 		cmocka_unit_test(test_tls_client_from_other_ca_refused),
 		cmocka_unit_test(test_tls_server_from_other_ca_refused),
 		cmocka_unit_test(test_tls_client_without_certificate_refused),
