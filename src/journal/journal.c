@@ -521,6 +521,7 @@ void journal_close(struct journal *j)
 	if (!j)
 		return;
 	journal_stop_checkpointer(j);
+	journal_read_end(j);
 	if (j->in_txn) {
 		int err = journal_flush(j);
 
@@ -634,10 +635,33 @@ int journal_begin(struct journal *j)
 		return -EROFS;
 	if (j->in_txn)
 		return 0;
+	/* Upgrading the read snapshot could fail on another connection's
+	 * commit: end it and take the write lock afresh. */
+	journal_read_end(j);
 	err = journal_exec(j, "BEGIN IMMEDIATE");
 	if (!err)
 		j->in_txn = true;
 	return err;
+}
+
+int journal_read_begin(struct journal *j)
+{
+	int err;
+
+	if (j->in_txn || j->in_read)
+		return 0;
+	err = journal_exec(j, "BEGIN");
+	if (!err)
+		j->in_read = true;
+	return err;
+}
+
+void journal_read_end(struct journal *j)
+{
+	if (!j->in_read)
+		return;
+	j->in_read = false;
+	(void)journal_exec(j, "COMMIT");
 }
 
 int journal_step_done(sqlite3_stmt *s)

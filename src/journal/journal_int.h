@@ -32,6 +32,7 @@ struct journal {
 	sqlite3 *db;
 	bool readonly;
 	bool in_txn;
+	bool in_read;             /* journal_read_begin's transaction */
 	unsigned pending;         /* records since the last commit */
 	int64_t origin_id;        /* row in origins for this node's epoch */
 	uint64_t next_seq;

@@ -932,15 +932,9 @@ int journal_chunk_source(struct journal *j, const uint8_t *hash,
 		"JOIN current cur ON cur.change = c.id "
 		"WHERE cc.chunk = ? AND c.mode != 0 LIMIT 1";
 	sqlite3_stmt *s = NULL;
-	int err;
+	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	*path = NULL;
-	/* Inside the batching transaction, opened here if none is: a
-	 * transfer looks up every chunk of its list (27,000 for a GiB), and
-	 * a read transaction of its own for each took four times as long. */
-	if (!j->readonly)
-		(void)journal_begin(j);
-	err = journal_db_err(journal_prepare_cached(j, sql, &s));
 	if (err)
 		return err;
 	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);

@@ -1013,9 +1013,11 @@ static void transfer_fill(struct replicate *r, struct transfer *t)
 		return;
 	}
 	base_plan_make(r, t, &plan);
+	(void)journal_read_begin(r->journal);
 	for (size_t i = 0; i < t->list.n_chunks && !t->failed; i++)
 		if (t->got[i] == 0)
 			copy_local_chunk(r, t, i, buf);
+	journal_read_end(r->journal);
 	free(buf);
 	if (plan.n) {
 		struct peer *p = transfer_ask_chunks(r, t);

@@ -546,12 +546,14 @@ static void test_writes_after_other_connection_commits(void **state)
 }
 
 /* Where a chunk can be copied from locally: found in the current file
- * that holds it, on a read-only connection too; a lookup is no change to
- * announce, and the next flush leaves the database to other writers. */
+ * that holds it, on a read-only connection too.  Lookups grouped in a
+ * read transaction see the same, keep no other writer out once it ends,
+ * and a record in the middle ends it and is committed as usual. */
 static void test_chunk_source(void **state)
 {
 	struct fixture *f = *state;
 	struct journal *ro = NULL, *other = NULL;
+	struct journal_state st;
 	struct content c = { 0 };
 	uint8_t unknown[CONTENT_HASH_LEN];
 	char volume[64], *path = NULL;
@@ -562,6 +564,7 @@ static void test_chunk_source(void **state)
 	put_text(f->j, "web", "dir-less", "hello chunk");
 	assert_int_equal(journal_flush(f->j), 0);
 	assert_int_equal(content_hash_buf("hello chunk", 11, &c), 0);
+	assert_int_equal(journal_read_begin(f->j), 0);
 	assert_int_equal(journal_chunk_source(f->j, c.chunks[0].hash, volume,
 					      sizeof(volume), &path, &off,
 					      &len), 0);
@@ -575,16 +578,25 @@ static void test_chunk_source(void **state)
 					      sizeof(volume), &path, &off,
 					      &len), -ENOENT);
 	assert_null(path);
+	journal_read_end(f->j);
 	assert_int_equal(journal_pending(f->j), 0);
-	assert_int_equal(journal_flush(f->j), 0);
 	assert_int_equal(journal_open(f->db, NULL, 0, &other, NULL), 0);
 	assert_int_equal(journal_mount_add(other, "web", "c1"), 0);
 	journal_close(other);
+	/* A record inside the read transaction. */
+	assert_int_equal(journal_read_begin(f->j), 0);
+	put_text(f->j, "web", "second", "more");
+	journal_read_end(f->j);
+	assert_int_equal(journal_flush(f->j), 0);
 	assert_int_equal(journal_open(f->db, NULL, JOURNAL_READONLY, &ro, NULL),
 			 0);
+	assert_int_equal(journal_lookup(ro, "web", "second", &st), 0);
+	journal_state_release(&st);
+	assert_int_equal(journal_read_begin(ro), 0);
 	assert_int_equal(journal_chunk_source(ro, c.chunks[0].hash, volume,
 					      sizeof(volume), &path, &off,
 					      &len), 0);
+	journal_read_end(ro);
 	assert_string_equal(path, "dir-less");
 	free(path);
 	journal_close(ro);
