@@ -33,10 +33,10 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A peer that asked nothing for this long lets its output buffer go. */
 #define SESSION_QUIET_NS (1LL * 1000000000)
-#include <unistd.h>
 
 static int64_t wall_ns(void)
 {

@@ -282,16 +282,14 @@ static int tls_out_send(struct tls_transport *tt)
 	return 0;
 }
 
-/* Adds LEN bytes to the gathered records, sending them first when there
- * is no room: true when taken. */
+/* Adds LEN (at most TLS_WRITE_BUFFER) bytes to the gathered records,
+ * sending them first when there is no room: true when taken. */
 static bool tls_out_gather(struct tls_transport *tt, const char *buf,
 			   size_t len)
 {
 	if (!tt->out && !(tt->out = malloc(TLS_WRITE_BUFFER)))
 		return false;
 	if (len > TLS_WRITE_BUFFER - tt->out_len && tls_out_send(tt) != 0)
-		return false;
-	if (len > TLS_WRITE_BUFFER - tt->out_len)
 		return false;
 	memcpy(tt->out + tt->out_len, buf, len);
 	tt->out_len += len;
@@ -525,13 +523,12 @@ static ssize_t tls_read(struct transport *t, void *buf, size_t len)
 	return tls_result(tt, 0, &tt->rd_want, "tls read");
 }
 
-/* The end of a socket failure met while sending gathered records. */
+/* RC of sending gathered records, with the words for a failure.  No
+ * want to set for -EAGAIN: tls_want asks for EPOLLOUT while any wait. */
 static int tls_out_failed(struct tls_transport *tt, int rc)
 {
 	if (rc != -EAGAIN)
 		transport_errno_error(&tt->base, "tls write", -rc);
-	else
-		tt->wr_want = EPOLLOUT;
 	return rc;
 }
 
@@ -587,10 +584,7 @@ static int tls_flush(struct transport *t)
 	if (tt->state != TLS_OPEN || tt->out_sent == tt->out_len)
 		return 0;
 	rc = tls_out_send(tt);
-	if (rc)
-		return tls_out_failed(tt, rc);
-	tt->wr_want = 0;
-	return 0;
+	return rc ? tls_out_failed(tt, rc) : 0;
 }
 
 static int tls_handshake(struct transport *t)
