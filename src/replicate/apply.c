@@ -15,7 +15,10 @@
  *            which the watcher ignores) is filled: chunks this node holds
  *            in any file are copied, the rest are asked of peers holding
  *            the version (GET_CHUNKS, pipelined, a window per peer, every
- *            chunk verified on arrival).  Large chunks are verified and
+ *            chunk verified on arrival).  Missing chunks next to the
+ *            ones kept from the version being replaced are asked for as
+ *            deltas from its bytes (GET_DELTA, delta.h): an edit then
+ *            moves the blocks it changed, not the chunks around them.  Large chunks are verified and
  *            written by the writer thread, and a pushed small file's temp
  *            file is made there whole (writer.h).  Writeback starts every
  *            few MiB, and what came from peers is flushed every 64 MiB
@@ -89,8 +92,25 @@
 #define REMOVED_DIR ".krakenfs-removed"
 /* Chunk bytes handed to the writer thread and not written yet. */
 #define APPLY_WRITER_BYTES (32u << 20)
+/* Chunks asked for as deltas (delta.h): every missing one of a stretch of
+ * up to APPLY_DELTA_ALL bytes between chunks kept from the base, else
+ * the first APPLY_DELTA_LEAD and last APPLY_DELTA_TRAIL of it (an edit's
+ * old bytes are at its edges); none under APPLY_DELTA_MIN bytes; at most
+ * APPLY_DELTAS_MAX per transfer. */
+#define APPLY_DELTA_ALL (4u << 20)
+#define APPLY_DELTA_LEAD 2
+#define APPLY_DELTA_TRAIL 4
+#define APPLY_DELTA_MIN (16u << 10)
+#define APPLY_DELTAS_MAX 1024
 
 struct want;
+
+/* A chunk to ask for as a delta from the base's bytes at BASE_OFF. */
+struct delta_want {
+	size_t i;
+	uint64_t base_off;
+	bool plain;               /* a delta failed: ask for it whole */
+};
 
 struct transfer {
 	struct replicate *r;
@@ -125,6 +145,9 @@ struct transfer {
 	int64_t ready_ns;         /* every chunk in */
 	int64_t flush_ns;         /* its flush started */
 	size_t next_ask;          /* first chunk not yet asked */
+	struct delta_want *deltas;  /* sorted by chunk index */
+	size_t n_deltas;
+	int base_fd;              /* the base on disk, while deltas are asked */
 	uint64_t refused;         /* bit i: peers[i] said "not here" */
 	bool ready, failed, done;
 	struct transfer *next;
@@ -509,6 +532,9 @@ static void transfer_free(struct transfer *t)
 	}
 	if (t->dirfd >= 0)
 		close(t->dirfd);
+	if (t->base_fd >= 0)
+		close(t->base_fd);
+	free(t->deltas);
 	content_release(&t->list);
 	content_release(&t->base);
 	journal_job_release(&t->job);
@@ -948,6 +974,156 @@ static void base_plan_copy(struct transfer *t, struct base_plan *plan)
 		close(plan->fd);
 }
 
+/* ---- chunks asked for as deltas from the base ---------------------------- */
+
+/* Chunk I of T is asked for as a delta from the base's bytes at I's
+ * offset plus SHIFT, if those lie in the base and I is worth it. */
+static void delta_want_add(struct transfer *t, size_t i, int64_t shift)
+{
+	const struct content_chunk *k = &t->list.chunks[i];
+	int64_t off = (int64_t)k->offset + shift;
+
+	if (t->got[i] || k->len < APPLY_DELTA_MIN || off < 0 ||
+	    (uint64_t)off + k->len > t->base.size ||
+	    t->n_deltas == APPLY_DELTAS_MAX)
+		return;
+	t->deltas[t->n_deltas++] = (struct delta_want){ i, (uint64_t)off,
+							false };
+}
+
+/*
+ * The missing chunks A.. B - 1 lie between chunks kept from the base:
+ * their bytes, where unchanged, are in the base at their offset plus
+ * LSHIFT when counted from the chunk before (the base's A - 1 ends where
+ * the new one does, after an insert or a delete before it) or RSHIFT
+ * from the one after.  Leading chunks take the first, trailing ones the
+ * second.
+ */
+static void delta_gap(struct transfer *t, size_t a, size_t b,
+		      int64_t lshift, int64_t rshift)
+{
+	uint64_t bytes = 0;
+
+	for (size_t i = a; i < b; i++)
+		bytes += t->got[i] ? 0 : t->list.chunks[i].len;
+	if (bytes == 0)
+		return;
+	if (bytes <= APPLY_DELTA_ALL) {
+		for (size_t i = a; i < b; i++)
+			delta_want_add(t, i, i - a < (b - a + 1) / 2 ?
+					     lshift : rshift);
+		return;
+	}
+	/* Kept in index order: the list is searched by halves. */
+	for (size_t i = a; i < a + APPLY_DELTA_LEAD && i < b; i++)
+		delta_want_add(t, i, lshift);
+	for (size_t i = b - a > APPLY_DELTA_LEAD + APPLY_DELTA_TRAIL ?
+			b - APPLY_DELTA_TRAIL : a + APPLY_DELTA_LEAD; i < b; i++)
+		delta_want_add(t, i, rshift);
+}
+
+/* Offset in the base minus offset in T's list, of the chunk the base run
+ * RUN maps at K (0 = its first). */
+static int64_t run_shift(const struct transfer *t, const struct base_run *run,
+			 size_t k)
+{
+	return (int64_t)t->base.chunks[run->j + k].offset -
+	       (int64_t)t->list.chunks[run->i + k].offset;
+}
+
+/*
+ * After the local copies are planned: the chunks still missing that sit
+ * next to chunks kept from the base, to be asked for as deltas from the
+ * base's file (PLAN's), which T keeps open for that.  The file's start
+ * and end anchor the first and last stretch.
+ */
+static void delta_plan(struct transfer *t, const struct base_plan *plan)
+{
+	size_t start = 0;
+	int64_t lshift = 0;
+
+	if (plan->fd < 0 || plan->n == 0)
+		return;
+	t->deltas = calloc(APPLY_DELTAS_MAX, sizeof(*t->deltas));
+	if (!t->deltas)
+		return;
+	for (size_t n = 0; n <= plan->n; n++) {
+		const struct base_run *run = n < plan->n ? &plan->runs[n] : NULL;
+		size_t end = run ? run->i : t->list.n_chunks;
+		int64_t rshift = run ? run_shift(t, run, 0) :
+				 (int64_t)t->base.size - (int64_t)t->list.size;
+
+		if (end > start)
+			delta_gap(t, start, end, lshift, rshift);
+		if (run) {
+			start = run->i + run->k;
+			/* Equal chunks, equal lengths: the run ends shifted
+			 * as its last chunk starts. */
+			lshift = run_shift(t, run, run->k - 1);
+		}
+	}
+	if (t->n_deltas)
+		t->base_fd = dup(plan->fd);
+	if (t->base_fd < 0) {
+		free(t->deltas);
+		t->deltas = NULL;
+		t->n_deltas = 0;
+	}
+}
+
+static int delta_cmp(const void *key, const void *elem)
+{
+	size_t i = *(const size_t *)key;
+	const struct delta_want *w = elem;
+
+	return i < w->i ? -1 : i > w->i;
+}
+
+/* The delta to ask for chunk I of T, or NULL to ask for it whole. */
+static struct delta_want *delta_find(const struct transfer *t, size_t i)
+{
+	struct delta_want *w = t->n_deltas ?
+		bsearch(&i, t->deltas, t->n_deltas, sizeof(*w), delta_cmp) :
+		NULL;
+
+	return w && !w->plain ? w : NULL;
+}
+
+/* Reads the base's bytes for W into BUF (W's chunk length). */
+static bool delta_base_read(const struct transfer *t,
+			    const struct delta_want *w, uint8_t *buf)
+{
+	uint32_t len = t->list.chunks[w->i].len;
+
+	return pread(t->base_fd, buf, len, (off_t)w->base_off) ==
+	       (ssize_t)len;
+}
+
+/* Sends P a GET_DELTA for W; false when it could not (ask it whole). */
+static bool delta_ask(struct transfer *t, struct peer *p,
+		      struct delta_want *w)
+{
+	const struct content_chunk *k = &t->list.chunks[w->i];
+	uint8_t (*dig)[DELTA_DIGEST] = malloc((size_t)delta_blocks(k->len) *
+					      DELTA_DIGEST);
+	uint8_t *buf = malloc(k->len);
+	struct wire_msg m = { .type = WIRE_GET_DELTA };
+	bool ok = dig && buf && delta_base_read(t, w, buf) &&
+		  delta_digests(buf, k->len, dig) == 0;
+
+	if (ok) {
+		memcpy(m.get_delta.hash, k->hash, CONTENT_HASH_LEN);
+		m.get_delta.len = k->len;
+		m.get_delta.digests = (const uint8_t (*)[DELTA_DIGEST])dig;
+		ok = session_send(p->session, &m) == 0;
+	}
+	if (!ok)
+		w->plain = true;
+	free(dig);
+	free(buf);
+	return ok;
+}
+
 static struct peer *transfer_ask_chunks(struct replicate *r,
 					struct transfer *t);
 
@@ -1019,6 +1195,7 @@ static void transfer_fill(struct replicate *r, struct transfer *t)
 			copy_local_chunk(r, t, i, buf);
 	journal_read_end(r->journal);
 	free(buf);
+	delta_plan(t, &plan);
 	if (plan.n) {
 		struct peer *p = transfer_ask_chunks(r, t);
 
@@ -1040,7 +1217,7 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 {
 	uint8_t (*hashes)[CONTENT_HASH_LEN] = NULL;
 	struct wire_msg m = { .type = WIRE_GET_CHUNKS };
-	bool exhausted;
+	bool exhausted, asked = false;
 	struct peer *p = pick_peer(r, t, t->next_ask, &exhausted);
 	uint32_t n = 0;
 
@@ -1066,18 +1243,23 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 				 loop_now_ns()))
 			break;
 		t->next_ask++;
-		memcpy(hashes[n++], t->list.chunks[i].hash, CONTENT_HASH_LEN);
 		t->got[i] = 1;
 		p->fetch_inflight += t->list.chunks[i].len;
+		if (p->delta && delta_find(t, i) &&
+		    delta_ask(t, p, delta_find(t, i))) {
+			asked = true;
+			continue;
+		}
+		memcpy(hashes[n++], t->list.chunks[i].hash, CONTENT_HASH_LEN);
 	}
 	m.get_chunks.n = n;
 	m.get_chunks.hashes = (const uint8_t (*)[CONTENT_HASH_LEN])hashes;
 	if (n && session_send(p->session, &m) == 0)
+		asked = true;
+	if (asked)
 		session_update_poll(p->session);
-	else
-		p = NULL;
 	free(hashes);
-	return p;
+	return asked ? p : NULL;
 }
 
 static void transfer_finish(struct replicate *r, struct transfer *t)
@@ -1345,6 +1527,7 @@ static int transfer_new(struct replicate *r, struct journal_job *job)
 		return -ENOMEM;
 	t->r = r;
 	t->fd = -1;
+	t->base_fd = -1;
 	t->started_ns = loop_now_ns();
 	err = apply_open_parent(r, job->volume, job->path, &t->dirfd, &t->name);
 	if (err) {
@@ -2080,6 +2263,61 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		    memcmp(t->job.hash, content, CONTENT_HASH_LEN) == 0 &&
 		    push_claim(r, t))
 			transfer_step(r, t);
+}
+
+/*
+ * Rebuilds the chunk D answers from the base bytes of the transfer that
+ * asked for it, checks it, and writes it wherever it is wanted.  A chunk
+ * that does not check (the base changed meanwhile, or block digests that
+ * collided) is asked for again whole.
+ */
+void apply_on_delta(struct replicate *r, struct peer *p,
+		    const struct wire_delta *d)
+{
+	uint8_t *buf = NULL;
+
+	p->fetch_inflight -= p->fetch_inflight >= d->len ? d->len :
+			     p->fetch_inflight;
+	p->stats.chunk_bytes_in += d->data_len;
+	if (!filter_maybe(r->wanted, d->hash))
+		return;
+	for (struct transfer *t = r->transfers; t; t = t->next) {
+		struct delta_want *w = NULL;
+		size_t first, n;
+
+		if (!t->have_list || t->failed || !t->by_hash || !t->n_deltas)
+			continue;
+		chunks_named(t, d->hash, &first, &n);
+		for (size_t k = first; k < first + n && !w; k++) {
+			size_t i = t->by_hash[k];
+
+			if (t->got[i] == 1 && t->list.chunks[i].len == d->len)
+				w = delta_find(t, i);
+		}
+		if (!w || (!buf && !(buf = malloc(d->len))))
+			continue;
+		if (!delta_base_read(t, w, buf))
+			memset(buf, 0, d->len);
+		delta_apply(buf, d->len, d->map, d->data);
+		if (!chunk_verify(buf, d->len, d->hash)) {
+			log_debug("replicate", "%s/%s: a chunk rebuilt from a "
+				  "delta does not check; asking for it whole",
+				  t->job.volume, t->job.path);
+			w->plain = true;
+			t->got[w->i] = 0;
+			t->next_ask = 0;
+			continue;
+		}
+		for (size_t k = first; k < first + n; k++) {
+			size_t i = t->by_hash[k];
+
+			if (t->got[i] < 2 && t->list.chunks[i].len == d->len)
+				transfer_put_chunk(t, i, buf);
+		}
+		if (t->missing == 0 && !t->ready && !t->failed)
+			transfer_finish(r, t);
+	}
+	free(buf);
 }
 
 void apply_on_not_here(struct replicate *r, struct peer *p,

@@ -26,6 +26,10 @@
 #define PEER_BACKOFF_MIN_MS 100
 #define PEER_BACKOFF_MAX_MS 10000
 #define PEER_ASKED_MAX 65536           /* chunk requests queued per peer */
+/* GET_DELTA requests queued per peer, and their digests' bytes: twice
+ * what a fetch window of chunks of APPLY_DELTA_MIN bytes could ask. */
+#define PEER_DELTAS_MAX 2048
+#define PEER_DELTA_BYTES_MAX (1u << 20)
 #define ARRIVALS_MAX 4096              /* batches remembered for latency */
 /* Files up to this size are one chunk (the chunker's minimum), and are
  * pushed with the entry that announces them. */
@@ -42,6 +46,7 @@ enum session_state {
 
 struct peer;
 struct serve_cache;
+struct serve_delta;
 
 /* One TCP connection; before HELLO it may not know its peer yet. */
 struct session {
@@ -58,6 +63,9 @@ struct session {
 	bool read_more;           /* input left past the read budget */
 	uint8_t (*asked)[CONTENT_HASH_LEN];  /* chunk requests not served */
 	size_t asked_head, asked_n, asked_cap;
+	/* GET_DELTA requests not served, oldest first (serve.c) */
+	struct serve_delta *deltas, **deltas_tail;
+	size_t deltas_n, deltas_bytes;
 	struct serve_cache *serve;           /* serve.c; NULL until it serves */
 	struct session *next;
 };
@@ -79,6 +87,7 @@ struct peer {
 	char own_origin[JOURNAL_ORIGIN_MAX];
 	uint64_t fetch_inflight;  /* chunk bytes asked of it, not yet here */
 	bool changing;            /* its HELLO said it takes CHANGING */
+	bool delta;               /* its HELLO said it answers GET_DELTA */
 	struct replicate_peer_status stats;
 };
 
@@ -176,6 +185,8 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		    const struct wire_chunk *c);
 void apply_on_not_here(struct replicate *r, struct peer *p,
 		       const uint8_t *hash);
+void apply_on_delta(struct replicate *r, struct peer *p,
+		    const struct wire_delta *d);
 void apply_peer_gone(struct replicate *r, struct peer *p);
 /* P leaves the cluster and is about to be freed. */
 void apply_peer_removed(struct replicate *r, struct peer *p);
@@ -220,6 +231,12 @@ void precopy_free_all(struct replicate *r);
 /* serve.c */
 /* Answers the chunks S asked for while its output has room. */
 int serve_queue(struct replicate *r, struct session *s);
+/* Queues a GET_DELTA and answers what it can; -ENOBUFS when S has more
+ * waiting than a peer keeping to its fetch window could. */
+int serve_ask_delta(struct replicate *r, struct session *s,
+		    const struct wire_get_delta *g);
+/* S has requests waiting. */
+bool serve_pending(const struct session *s);
 /* After an ENTRIES frame: sends C's content unasked when C is a recent
  * small file of this node (see serve.c). */
 void serve_push(struct replicate *r, struct session *s,

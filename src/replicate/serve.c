@@ -2,10 +2,11 @@
  * Serving chunks to peers: the ones they ask for, and small files pushed
  * unasked.
  *
- * GET_CHUNKS queues hashes on the session (session.asked, in order);
- * serve_queue answers them, CHUNK or NOT_HERE each, while the
- * connection's output is under PEER_PUMP_LOW and the egress bucket has
- * tokens.  The bytes are read from whichever current file of this node
+ * GET_CHUNKS queues hashes on the session (session.asked, in order),
+ * GET_DELTA its requests with their digests (session.deltas); serve_queue
+ * answers them, deltas first (they are few, and each ends an edit's
+ * transfer), CHUNK, DELTA or NOT_HERE each, while the connection's output
+ * is under PEER_PUMP_LOW and the egress bucket has tokens.  The bytes are read from whichever current file of this node
  * holds the chunk straight into the connection's output queue, and are
  * not hashed: the receiver verifies every chunk and takes a mismatch as
  * "not here", so hashing on both ends would only double the work for
@@ -27,6 +28,7 @@
  */
 #include "replicate_int.h"
 
+#include "log.h"
 #include "loop.h"
 
 #include <errno.h>
@@ -45,6 +47,14 @@
 #define SERVE_IDLE_NS (2LL * 1000000000)
 /* What a chunk request is expected to cost before its size is known. */
 #define SERVE_TYPICAL_CHUNK (64u << 10)
+
+/* A GET_DELTA waiting to be answered. */
+struct serve_delta {
+	struct serve_delta *next;
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint32_t len;
+	uint8_t digests[][DELTA_DIGEST];
+};
 
 struct serve_cache {
 	char volume[256];
@@ -70,11 +80,24 @@ static void cache_drop(struct serve_cache *c)
 
 void serve_release(struct session *s)
 {
+	while (s->deltas) {
+		struct serve_delta *d = s->deltas;
+
+		s->deltas = d->next;
+		free(d);
+	}
+	s->deltas_tail = NULL;
+	s->deltas_n = s->deltas_bytes = 0;
 	if (!s->serve)
 		return;
 	cache_drop(s->serve);
 	free(s->serve);
 	s->serve = NULL;
+}
+
+bool serve_pending(const struct session *s)
+{
+	return s->asked_n || s->deltas_n;
 }
 
 /* The file still holds what it was kept for. */
@@ -177,26 +200,125 @@ static int serve_read(struct replicate *r, struct session *s, int fd,
 	return 0;
 }
 
+/* Where chunk HASH is: the kept file (opened if need be) at *OFF, *LEN
+ * bytes.  0, or -ENOENT when this node does not have it. */
+static int serve_locate(struct replicate *r, struct serve_cache *c,
+			const uint8_t *hash, uint64_t *off, uint32_t *len)
+{
+	char volume[256], *path = NULL;
+
+	if (cache_find(c, hash, off, len) == 0)
+		return 0;
+	if (journal_chunk_source(r->journal, hash, volume, sizeof(volume),
+				 &path, off, len) != 0)
+		return -ENOENT;
+	if (*len == 0 || *len > WIRE_MAX_CHUNK) {
+		free(path);
+		return -ENOENT;
+	}
+	return cache_open(r, c, volume, path);   /* takes PATH */
+}
+
 static int serve_chunk(struct replicate *r, struct session *s,
 		       const uint8_t *hash)
 {
-	struct serve_cache *c = s->serve;
-	char volume[256], *path = NULL;
 	uint64_t off;
 	uint32_t len;
 
-	if (cache_find(c, hash, &off, &len) == 0)
-		return serve_read(r, s, c->fd, hash, off, len);
-	if (journal_chunk_source(r->journal, hash, volume, sizeof(volume),
-				 &path, &off, &len) != 0)
+	if (serve_locate(r, s->serve, hash, &off, &len) != 0)
 		return serve_not_here(s, hash);
-	if (len == 0 || len > WIRE_MAX_CHUNK) {
-		free(path);
-		return serve_not_here(s, hash);
+	return serve_read(r, s, s->serve->fd, hash, off, len);
+}
+
+/*
+ * DELTA for request D: the chunk read, its blocks compared with the
+ * asker's, the ones it lacks sent.  NOT_HERE when the chunk is not here
+ * at the length asked.  Like CHUNK, sent without hashing the chunk: the
+ * asker checks what it rebuilds.
+ */
+static int serve_delta(struct replicate *r, struct session *s,
+		       const struct serve_delta *d)
+{
+	struct wire_msg m = { .type = WIRE_DELTA };
+	uint8_t map[DELTA_MAP_MAX], *buf = NULL;
+	uint64_t off;
+	uint32_t len, lit_len;
+	int err = 0;
+
+	if (serve_locate(r, s->serve, d->hash, &off, &len) != 0 ||
+	    len != d->len)
+		return serve_not_here(s, d->hash);
+	buf = malloc(2 * (size_t)len);
+	if (!buf)
+		return -ENOMEM;
+	if (pread(s->serve->fd, buf, len, (off_t)off) != (ssize_t)len) {
+		err = serve_not_here(s, d->hash);
+		goto out;
 	}
-	if (cache_open(r, c, volume, path) != 0)   /* takes PATH */
-		return serve_not_here(s, hash);
-	return serve_read(r, s, c->fd, hash, off, len);
+	err = delta_make(buf, len, (const uint8_t (*)[DELTA_DIGEST])d->digests,
+			 map, buf + len, &lit_len);
+	if (err)
+		goto out;
+	memcpy(m.delta.hash, d->hash, CONTENT_HASH_LEN);
+	m.delta.len = len;
+	m.delta.map = map;
+	m.delta.data = buf + len;
+	m.delta.data_len = lit_len;
+	err = session_send(s, &m);
+	if (!err)
+		bucket_charge(&r->egress, lit_len, loop_now_ns());
+out:
+	free(buf);
+	return err;
+}
+
+int serve_ask_delta(struct replicate *r, struct session *s,
+		    const struct wire_get_delta *g)
+{
+	size_t bytes = (size_t)delta_blocks(g->len) * DELTA_DIGEST;
+	struct serve_delta *d;
+
+	if (s->deltas_n >= PEER_DELTAS_MAX ||
+	    s->deltas_bytes + bytes > PEER_DELTA_BYTES_MAX) {
+		log_warn("replicate", "peer %s asked for %zu deltas without "
+			 "reading the answers; disconnecting", s->peer->id,
+			 s->deltas_n + 1);
+		return -ENOBUFS;
+	}
+	d = malloc(sizeof(*d) + bytes);
+	if (!d)
+		return -ENOMEM;
+	d->next = NULL;
+	memcpy(d->hash, g->hash, CONTENT_HASH_LEN);
+	d->len = g->len;
+	memcpy(d->digests, g->digests, bytes);
+	if (!s->deltas)
+		s->deltas_tail = &s->deltas;
+	*s->deltas_tail = d;
+	s->deltas_tail = &d->next;
+	s->deltas_n++;
+	s->deltas_bytes += bytes;
+	return serve_queue(r, s);
+}
+
+/* Answers the oldest request of S: a delta first, else a chunk. */
+static int serve_next(struct replicate *r, struct session *s)
+{
+	struct serve_delta *d = s->deltas;
+	int err;
+
+	if (!d) {
+		err = serve_chunk(r, s, s->asked[s->asked_head]);
+		s->asked_head++;
+		s->asked_n--;
+		return err;
+	}
+	err = serve_delta(r, s, d);
+	s->deltas = d->next;
+	s->deltas_n--;
+	s->deltas_bytes -= (size_t)delta_blocks(d->len) * DELTA_DIGEST;
+	free(d);
+	return err;
 }
 
 int serve_queue(struct replicate *r, struct session *s)
@@ -206,7 +328,7 @@ int serve_queue(struct replicate *r, struct session *s)
 
 	/* Called on every event of the session: nothing to check or keep
 	 * unless something was asked (serve_idle lets go meanwhile). */
-	if (!s->asked_n)
+	if (!serve_pending(s))
 		return 0;
 	if (!s->serve) {
 		s->serve = calloc(1, sizeof(*s->serve));
@@ -217,7 +339,8 @@ int serve_queue(struct replicate *r, struct session *s)
 	if (s->serve->path && !cache_valid(s->serve))
 		cache_drop(s->serve);
 	s->serve->used_ns = now;
-	while (!err && s->asked_n && conn_queued(s->conn) < PEER_PUMP_LOW) {
+	while (!err && serve_pending(s) &&
+	       conn_queued(s->conn) < PEER_PUMP_LOW) {
 		int64_t wait = bucket_wait_ns(&r->egress, SERVE_TYPICAL_CHUNK,
 					      now);
 
@@ -225,9 +348,7 @@ int serve_queue(struct replicate *r, struct session *s)
 			r->serve_at = now + wait;
 			break;
 		}
-		err = serve_chunk(r, s, s->asked[s->asked_head]);
-		s->asked_head++;
-		s->asked_n--;
+		err = serve_next(r, s);
 	}
 	if (s->asked_n == 0)
 		s->asked_head = 0;
@@ -236,7 +357,7 @@ int serve_queue(struct replicate *r, struct session *s)
 
 void serve_idle(struct session *s, int64_t now)
 {
-	if (s->serve && s->serve->path && !s->asked_n &&
+	if (s->serve && s->serve->path && !serve_pending(s) &&
 	    now - s->serve->used_ns > SERVE_IDLE_NS)
 		cache_drop(s->serve);
 }

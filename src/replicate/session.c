@@ -200,7 +200,8 @@ static int session_send_hello(struct session *s)
 		snprintf(refs[0].origin, sizeof(refs[0].origin), "%s", own);
 		refs[0].seq = top ? *top : 0;
 		n = 1;
-		m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING;
+		m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING |
+				   WIRE_HELLO_DELTA;
 	}
 	for (size_t i = 0; !err && i < vec.cap; i++) {
 		if (!vec.slots[i].key || strcmp(vec.slots[i].key, own) == 0)
@@ -385,7 +386,7 @@ static int session_step(struct session *s, uint32_t events)
 		if (s->state == SESSION_OPEN) {
 			more = sync_pump(s);
 			err = serve_queue(s->r, s);
-			more |= s->asked_n && !s->r->serve_at;
+			more |= serve_pending(s) && !s->r->serve_at;
 		}
 		if (!err)
 			err = conn_flush(s->conn);
@@ -804,7 +805,8 @@ void replicate_tick(struct replicate *r)
 	if (r->serve_at && now >= r->serve_at) {
 		r->serve_at = 0;
 		for (struct session *s = r->sessions; s; s = s->next) {
-			if (s->dead || s->state != SESSION_OPEN || !s->asked_n)
+			if (s->dead || s->state != SESSION_OPEN ||
+			    !serve_pending(s))
 				continue;
 			if (serve_queue(r, s) != 0)
 				session_close(s, "serving chunks failed");

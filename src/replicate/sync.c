@@ -72,6 +72,7 @@ void sync_on_hello(struct session *s, const struct wire_hello *h)
 	sent_reset(s->peer, &h->vector);
 	own_origin_note(s->peer, h);
 	s->peer->changing = (h->features & WIRE_HELLO_CHANGING) != 0;
+	s->peer->delta = (h->features & WIRE_HELLO_DELTA) != 0;
 	s->r->kicked = true;
 	sync_pump(s);
 }
@@ -430,8 +431,12 @@ static int on_entries(struct session *s, const struct wire_entry_list *l)
  * misbehaving. */
 static int on_get_chunks(struct session *s, const struct wire_get_chunks *g)
 {
-	if (s->asked_n + g->n > PEER_ASKED_MAX)
+	if (s->asked_n + g->n > PEER_ASKED_MAX) {
+		log_warn("replicate", "peer %s asked for %zu chunks without "
+			 "reading the answers; disconnecting", s->peer->id,
+			 s->asked_n + g->n);
 		return -ENOBUFS;
+	}
 	if (s->asked_head + s->asked_n + g->n > s->asked_cap) {
 		size_t cap = s->asked_n + g->n + 1024;
 		uint8_t (*p)[CONTENT_HASH_LEN] = malloc(cap * CONTENT_HASH_LEN);
@@ -475,6 +480,11 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 		return 0;
 	case WIRE_NOT_HERE:
 		apply_on_not_here(s->r, s->peer, m->not_here);
+		return 0;
+	case WIRE_GET_DELTA:
+		return serve_ask_delta(s->r, s, &m->get_delta);
+	case WIRE_DELTA:
+		apply_on_delta(s->r, s->peer, &m->delta);
 		return 0;
 	case WIRE_PING:
 		pong.token = m->token;

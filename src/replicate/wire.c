@@ -577,6 +577,41 @@ static void rd_changing(struct wire_rd *r, struct wire_msg *m)
 		rd_fail(r, KR_EHOSTILE);
 }
 
+static void rd_get_delta(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_get_delta *g = &m->get_delta;
+
+	rd_hash(r, g->hash);
+	g->len = rd_u32(r);
+	if (!r->err && (g->len == 0 || g->len > WIRE_MAX_CHUNK))
+		rd_fail(r, -EPROTO);
+	if (!r->err)
+		g->digests = (const uint8_t (*)[DELTA_DIGEST])(const void *)
+			rd_take(r, (size_t)delta_blocks(g->len) * DELTA_DIGEST);
+}
+
+static void rd_delta(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_delta *d = &m->delta;
+	int64_t lit;
+
+	rd_hash(r, d->hash);
+	d->len = rd_u32(r);
+	if (!r->err && (d->len == 0 || d->len > WIRE_MAX_CHUNK))
+		rd_fail(r, -EPROTO);
+	if (!r->err)
+		d->map = rd_take(r, delta_map_len(d->len));
+	if (r->err)
+		return;
+	lit = delta_literal_len(d->len, d->map);
+	if (lit < 0) {
+		rd_fail(r, -EPROTO);
+		return;
+	}
+	d->data_len = (uint32_t)lit;
+	d->data = rd_take(r, d->data_len);
+}
+
 static void rd_error(struct wire_rd *r, struct wire_msg *m)
 {
 	m->error.code = rd_u16(r);
@@ -904,6 +939,35 @@ static void wr_changing(struct wire_wr *w, const struct wire_msg *m)
 	wr_u64(w, c->size);
 }
 
+static void wr_get_delta(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_get_delta *g = &m->get_delta;
+
+	if (g->len == 0 || g->len > WIRE_MAX_CHUNK || !g->digests)
+		wr_fail(w, -EINVAL);
+	if (w->err)
+		return;
+	wr_put(w, g->hash, CONTENT_HASH_LEN);
+	wr_u32(w, g->len);
+	wr_put(w, g->digests, (size_t)delta_blocks(g->len) * DELTA_DIGEST);
+}
+
+static void wr_delta(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_delta *d = &m->delta;
+
+	if (d->len == 0 || d->len > WIRE_MAX_CHUNK || !d->map ||
+	    delta_literal_len(d->len, d->map) != (int64_t)d->data_len ||
+	    (d->data_len && !d->data))
+		wr_fail(w, -EINVAL);
+	if (w->err)
+		return;
+	wr_put(w, d->hash, CONTENT_HASH_LEN);
+	wr_u32(w, d->len);
+	wr_put(w, d->map, delta_map_len(d->len));
+	wr_put(w, d->data, d->data_len);
+}
+
 /* One row per type: everything that differs between them. */
 struct wire_type_ops {
 	const char *name;
@@ -935,7 +999,15 @@ static const struct wire_type_ops wire_types[] = {
 	[WIRE_CHANGING] = { "CHANGING", 2 + VOLUME_NAME_MAX + 2 +
 			    PATH_REL_MAX + CONTENT_HASH_LEN + 8,
 			    rd_changing, wr_changing },
+	[WIRE_GET_DELTA] = { "GET_DELTA", CONTENT_HASH_LEN + 4 +
+			     DELTA_BLOCKS_MAX * DELTA_DIGEST,
+			     rd_get_delta, wr_get_delta },
+	[WIRE_DELTA] = { "DELTA", CONTENT_HASH_LEN + 4 + DELTA_MAP_MAX +
+			 WIRE_MAX_CHUNK, rd_delta, wr_delta },
 };
+
+_Static_assert(WIRE_MAX_CHUNK == DELTA_LEN_MAX,
+	       "a delta can be asked for any chunk the wire carries");
 
 static const struct wire_type_ops *wire_type_ops(enum wire_type t)
 {

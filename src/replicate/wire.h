@@ -84,6 +84,18 @@
  *                        copying it for the version to come.  Sent only
  *                        to a peer whose HELLO has feature bit 1
  *                        (CHANGING): an older peer refuses the type
+ *     13  GET_DELTA      hash chunk, u32 len (1..WIRE_MAX_CHUNK),
+ *                        delta_blocks(len) x 8-byte digest: the asker
+ *                        lacks the chunk but holds LEN bytes like it;
+ *                        digest i names its block i (delta.h)
+ *     14  DELTA          hash chunk, u32 len (1..WIRE_MAX_CHUNK),
+ *                        map (delta_map_len(len) bytes), then the bytes
+ *                        of every block the map does not mark
+ *                        (delta_literal_len; a set bit past the last
+ *                        block is malformed).  The answer to GET_DELTA;
+ *                        NOT_HERE when the chunk is not here.  Both only
+ *                        between peers whose HELLO has feature bit 2
+ *                        (DELTA)
  *
  *   entry: ref (origin, seq > 0), u64 lamport, i64 wall_ns, str volume,
  *          str path, u8 op (enum journal_op, 1..7), u32 mode, u32 uid,
@@ -138,6 +150,7 @@
 #define KRAKEN_WIRE_H
 
 #include "content.h"
+#include "delta.h"
 #include "journal.h"
 #include "path.h"
 
@@ -180,8 +193,10 @@ enum wire_type {
 	WIRE_PONG,
 	WIRE_ERROR,
 	WIRE_CHANGING,
+	WIRE_GET_DELTA,
+	WIRE_DELTA,
 };
-#define WIRE_TYPE_LAST WIRE_CHANGING
+#define WIRE_TYPE_LAST WIRE_DELTA
 
 /* ERROR codes this version sends; a receiver must accept any other. */
 enum wire_error_code {
@@ -241,6 +256,8 @@ struct wire_vector {
 #define WIRE_HELLO_OWN_FIRST (1u << 0)
 /* The sender understands CHANGING. */
 #define WIRE_HELLO_CHANGING (1u << 1)
+/* The sender answers GET_DELTA. */
+#define WIRE_HELLO_DELTA (1u << 2)
 
 struct wire_hello {
 	const char *node_id;
@@ -310,11 +327,28 @@ struct wire_changing {
 	uint64_t size;
 };
 
+/* A chunk asked for as a difference from LEN bytes the asker holds. */
+struct wire_get_delta {
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint32_t len;
+	const uint8_t (*digests)[DELTA_DIGEST];   /* delta_blocks(len) */
+};
+
+/* The answer: the blocks MAP does not mark, DATA_LEN bytes at DATA. */
+struct wire_delta {
+	uint8_t hash[CONTENT_HASH_LEN];
+	uint32_t len;
+	const uint8_t *map;                       /* delta_map_len(len) */
+	const uint8_t *data;
+	uint32_t data_len;
+};
+
 /*
  * One message.  To encode, the caller fills type and the matching member
  * with pointers it owns.  Decoded, every pointer is owned by the message
- * and freed by wire_msg_release(), except chunk.data, which points into
- * the payload passed to wire_decode() and lives as long as that buffer.
+ * and freed by wire_msg_release(), except chunk.data and the arrays of
+ * get_delta and delta, which point into the payload passed to
+ * wire_decode() and live as long as that buffer.
  */
 struct wire_msg {
 	enum wire_type type;
@@ -330,6 +364,8 @@ struct wire_msg {
 		uint64_t token;                    /* PING, PONG */
 		struct wire_error error;
 		struct wire_changing changing;
+		struct wire_get_delta get_delta;
+		struct wire_delta delta;
 	};
 	struct wire_arena *arena;  /* private: what decoding allocated */
 };

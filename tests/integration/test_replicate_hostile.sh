@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Peers that misbehave are refused and logged, and the agent keeps serving
 # the others: garbage, an oversized frame, a stranger, an entry whose path
-# escapes the volume, and one whose path crosses a symlink out of it.
+# escapes the volume, one whose path crosses a symlink out of it, and a
+# flood of requests whose answers are never read.
 source "$(dirname "$0")/lib.sh"
 
 PORT=17891
@@ -47,6 +48,11 @@ wait_for 60 grep -q "not applying web/evil/pwned.txt: the path leaves the volume
   "$T/n2.log" || fail "symlinked path not refused: $(tail -3 "$T/n2.log")"
 [ -z "$(ls -A "$T/outside")" ] || fail "something was written through the symlink: $(ls "$T/outside")"
 pass "an entry whose path crosses a symlink out of the volume is not applied"
+
+expect closed flood n3
+wait_for 60 grep -q "peer n3 asked for [0-9]* deltas without reading the answers; disconnecting" "$T/n2.log" ||
+  fail "a flood of requests was not logged: $(grep n3 "$T/n2.log" | tail -5)"
+pass "a peer asking for deltas without reading the answers is cut off"
 
 echo "still serving" > "$T/n1/volumes/web/after.txt"
 wait_for 60 test -f "$T/n2/volumes/web/after.txt" || fail "n2 stopped serving n1"

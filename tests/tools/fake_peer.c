@@ -10,6 +10,9 @@
  *                        encoder itself refuses such paths)
  *   through NODE VOL P   HELLO as NODE, then a valid entry putting a file at
  *                        VOL/P, for a P that crosses a symlink on the agent
+ *   flood NODE           HELLO as NODE, then GET_DELTA requests, up to
+ *                        256 MiB of them, without reading a byte of the
+ *                        answers: the agent must stop queueing for it
  *
  * It prints what the agent did ("closed" when the agent hung up within 5 s,
  * "open" otherwise) and exits 0; the test decides what was expected.
@@ -132,6 +135,37 @@ static void entry(int fd, const char *node, const char *vol, const char *path,
 	wire_buf_release(&b);
 }
 
+/* Requests until the agent hangs up or 256 MiB went out; the answers are
+ * left unread, so the agent's output to us only grows. */
+static void flood(int fd)
+{
+	uint8_t digests[4][DELTA_DIGEST] = { { 0 } };
+	struct wire_msg m = { .type = WIRE_GET_DELTA };
+	struct wire_buf b = { 0 };
+	size_t sent = 0;
+
+	m.get_delta.len = 4 * DELTA_BLOCK;
+	m.get_delta.digests = (const uint8_t (*)[DELTA_DIGEST])digests;
+	for (uint32_t i = 0; i < 4096; i++) {
+		memcpy(m.get_delta.hash, &i, sizeof(i));
+		if (wire_encode(&b, &m) != 0)
+			exit(2);
+	}
+	while (sent < (256u << 20)) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		ssize_t n;
+
+		if (poll(&p, 1, 5000) <= 0 || (p.revents & (POLLERR | POLLHUP)))
+			break;
+		n = send(fd, b.data + sent % b.len, b.len - sent % b.len,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno != EAGAIN)
+			break;
+		sent += n > 0 ? (size_t)n : 0;
+	}
+	wire_buf_release(&b);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 3 ? argv[3] : "";
@@ -140,7 +174,7 @@ int main(int argc, char **argv)
 	if (argc < 4) {
 		fprintf(stderr, "usage: kraken-fake-peer HOST PORT MODE [ARGS]\n"
 			"modes: garbage | oversize | stranger NODE | escape NODE "
-			"VOL | through NODE VOL PATH\n");
+			"VOL | through NODE VOL PATH | flood NODE\n");
 		return 2;
 	}
 	fd = dial(argv[1], (int)strtol(argv[2], NULL, 10));
@@ -162,6 +196,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "through") && argc > 6) {
 		hello(fd, argv[4]);
 		entry(fd, argv[4], argv[5], argv[6], false);
+	} else if (!strcmp(mode, "flood") && argc > 4) {
+		hello(fd, argv[4]);
+		flood(fd);
 	} else {
 		fprintf(stderr, "unknown mode '%s'\n", mode);
 		return 2;

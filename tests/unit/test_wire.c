@@ -225,6 +225,11 @@ static const uint8_t sample_hashes[3][CONTENT_HASH_LEN] = {
 };
 
 static uint8_t sample_data[3000];
+/* 10,000 bytes are 3 blocks, the last short: digests and a map for them. */
+static const uint8_t sample_digests[3][DELTA_DIGEST] = {
+	{ 1, 2, 3, 4, 5, 6, 7, 8 }, { 0 }, { 0xff, [7] = 0x80 },
+};
+static const uint8_t sample_map[1] = { 0x01 };
 
 static void sample(enum wire_type t, struct wire_msg *m)
 {
@@ -276,6 +281,19 @@ static void sample(enum wire_type t, struct wire_msg *m)
 		m->changing = (struct wire_changing){ "data", "db/main.sqlite",
 						      { 0xb5, [31] = 1 },
 						      3ull << 30 };
+		break;
+	case WIRE_GET_DELTA:
+		m->get_delta = (struct wire_get_delta){ { 0xd1 }, 10000,
+							sample_digests };
+		break;
+	case WIRE_DELTA:
+		for (size_t i = 0; i < sizeof(sample_data); i++)
+			sample_data[i] = (uint8_t)(i * 7);
+		/* 7,096 bytes: block 0 (4 KiB) the asker's, block 1 (the
+		 * last, 3,000 bytes) sent. */
+		m->delta = (struct wire_delta){ { 0xd2 }, 4096 + 3000,
+						sample_map,
+						sample_data, 3000 };
 		break;
 	}
 }
@@ -392,6 +410,24 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 		assert_memory_equal(a->changing.base, b->changing.base,
 				    CONTENT_HASH_LEN);
 		assert_int_equal(a->changing.size, b->changing.size);
+		break;
+	case WIRE_GET_DELTA:
+		assert_memory_equal(a->get_delta.hash, b->get_delta.hash,
+				    CONTENT_HASH_LEN);
+		assert_int_equal(a->get_delta.len, b->get_delta.len);
+		assert_memory_equal(a->get_delta.digests, b->get_delta.digests,
+				    delta_blocks(a->get_delta.len) *
+				    DELTA_DIGEST);
+		break;
+	case WIRE_DELTA:
+		assert_memory_equal(a->delta.hash, b->delta.hash,
+				    CONTENT_HASH_LEN);
+		assert_int_equal(a->delta.len, b->delta.len);
+		assert_memory_equal(a->delta.map, b->delta.map,
+				    delta_map_len(a->delta.len));
+		assert_int_equal(a->delta.data_len, b->delta.data_len);
+		assert_memory_equal(a->delta.data, b->delta.data,
+				    a->delta.data_len);
 		break;
 	}
 }
@@ -1077,6 +1113,84 @@ static void test_chunk_fields(void **state)
 	assert_int_equal(decode_raw(WIRE_GET_CHUNKS, &r), -EPROTO);
 }
 
+static void test_delta_fields(void **state)
+{
+	struct raw r;
+
+	(void)state;
+	/* GET_DELTA: one digest per block of LEN, no more, no fewer. */
+	r.len = 0;
+	raw_hash(&r, 1);
+	raw_u32(&r, DELTA_BLOCK + 1);             /* 2 blocks */
+	raw_u64(&r, 7);
+	assert_int_equal(decode_raw(WIRE_GET_DELTA, &r), -EPROTO);
+	raw_u64(&r, 8);
+	assert_int_equal(decode_raw(WIRE_GET_DELTA, &r), 0);
+	raw_u64(&r, 9);
+	assert_int_equal(decode_raw(WIRE_GET_DELTA, &r), -EPROTO);
+	r.len = 0;
+	raw_hash(&r, 1);
+	raw_u32(&r, 0);
+	assert_int_equal(decode_raw(WIRE_GET_DELTA, &r), -EPROTO);
+	r.len = 0;
+	raw_hash(&r, 1);
+	raw_u32(&r, WIRE_MAX_CHUNK + 1);
+	assert_int_equal(decode_raw(WIRE_GET_DELTA, &r), -EPROTO);
+
+	/* DELTA of 3 blocks (10,000 bytes): block 1 marked, so blocks 0
+	 * and 2 are sent, 4,096 + 1,808 bytes. */
+	r.len = 0;
+	raw_hash(&r, 2);
+	raw_u32(&r, 10000);
+	raw_u8(&r, 0x02);
+	for (int i = 0; i < 4096 + 1808; i++)
+		raw_u8(&r, (uint8_t)i);
+	assert_int_equal(decode_raw(WIRE_DELTA, &r), 0);
+	r.len--;                                  /* a byte short */
+	assert_int_equal(decode_raw(WIRE_DELTA, &r), -EPROTO);
+	r.len += 2;                               /* a byte over */
+	assert_int_equal(decode_raw(WIRE_DELTA, &r), -EPROTO);
+	r.len--;
+	r.d[CONTENT_HASH_LEN + 4] = 0x0a;         /* a bit past block 2 */
+	assert_int_equal(decode_raw(WIRE_DELTA, &r), -EPROTO);
+	r.d[CONTENT_HASH_LEN + 4] = 0x07;         /* all marked: 0 bytes */
+	r.len = CONTENT_HASH_LEN + 4 + 1;
+	assert_int_equal(decode_raw(WIRE_DELTA, &r), 0);
+}
+
+/* The holder of a chunk sends exactly the blocks the asker's bytes lack,
+ * and the asker rebuilds the chunk from them. */
+static void test_delta_rebuilds_chunk(void **state)
+{
+	enum { LEN = 5 * DELTA_BLOCK + 100 };
+	static uint8_t theirs[LEN], ours[LEN], lit[LEN], out[LEN];
+	uint8_t dig[DELTA_BLOCKS_MAX][DELTA_DIGEST], map[DELTA_MAP_MAX];
+	uint32_t lit_len = 0;
+
+	(void)state;
+	assert_int_equal(delta_blocks(LEN), 6);
+	assert_int_equal(delta_map_len(LEN), 1);
+	assert_int_equal(delta_blocks(DELTA_LEN_MAX), DELTA_BLOCKS_MAX);
+	assert_int_equal(delta_map_len(DELTA_LEN_MAX), DELTA_MAP_MAX);
+	for (size_t i = 0; i < LEN; i++)
+		theirs[i] = ours[i] = (uint8_t)(i * 31 + i / 4096);
+	ours[DELTA_BLOCK + 17] ^= 1;              /* block 1 differs */
+	ours[LEN - 1] ^= 0x80;                    /* block 5, the short one */
+	assert_int_equal(delta_digests(theirs, LEN, dig), 0);
+	assert_int_equal(delta_make(ours, LEN,
+				    (const uint8_t (*)[DELTA_DIGEST])dig, map,
+				    lit, &lit_len), 0);
+	assert_int_equal(map[0], 0x1d);           /* 0, 2, 3, 4 */
+	assert_int_equal(lit_len, DELTA_BLOCK + 100);
+	assert_int_equal(delta_literal_len(LEN, map), lit_len);
+	memcpy(lit + lit_len, "\xff", 1);          /* nothing past it read */
+	memcpy(out, theirs, LEN);
+	delta_apply(out, LEN, map, lit);
+	assert_memory_equal(out, ours, LEN);
+	map[0] |= 0x40;                           /* a block that is not */
+	assert_int_equal(delta_literal_len(LEN, map), -1);
+}
+
 static void test_error_text(void **state)
 {
 	char big[WIRE_TEXT_MAX + 2];
@@ -1617,6 +1731,8 @@ int main(void)
 		cmocka_unit_test(test_mode_agrees_with_op),
 		cmocka_unit_test(test_symlink_targets),
 		cmocka_unit_test(test_chunk_fields),
+		cmocka_unit_test(test_delta_fields),
+		cmocka_unit_test(test_delta_rebuilds_chunk),
 		cmocka_unit_test(test_error_text),
 		cmocka_unit_test(test_changing_paths),
 		cmocka_unit_test(test_encode_refuses_bad_fields),
