@@ -15,6 +15,8 @@ packages=(
   # ip, ss and tc (tests/e2e namespaces, deploy.sh's port check); unshare,
   # nsenter and setsid; systemd-analyze for the unit's test.
   iproute2 util-linux systemd coreutils
+  # mkfs.xfs for the test of clones on a reflink filesystem (a loop image).
+  xfsprogs
 )
 
 missing=()

@@ -12,8 +12,12 @@
  * new version then takes the copy over (apply.c) and only rewrites what
  * moved.
  *
- * The copy bypasses the page cache where the filesystem allows
- * (O_DIRECT): see precopy_step_direct.
+ * Where the filesystem shares extents between files (XFS with reflink,
+ * btrfs), the copy is a clone (FICLONE): no byte is read or written, and
+ * the chunks written over it later are copied on write, so the flush
+ * before the rename writes only those.  Elsewhere the copy bypasses the
+ * page cache where the filesystem allows (O_DIRECT): see
+ * precopy_step_direct.
  *
  * States: RUNNING (the thread copies) -> DONE or FAILED (the thread set
  * it and woke the loop) -> taken by the transfer of the new version.
@@ -44,7 +48,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -77,6 +83,7 @@ struct precopy {
 	atomic_int state;
 	atomic_bool stop;
 	atomic_bool urgent;       /* a transfer waits for it */
+	bool cloned;              /* made by FICLONE, sharing the extents */
 	int64_t done_ns;          /* when the loop saw it finish */
 	struct precopy *next;
 };
@@ -163,10 +170,16 @@ static int precopy_copy(struct precopy *pc)
 {
 	uint64_t off = 0, size = (uint64_t)pc->before.st_size;
 	bool raised = false;
-	uint8_t *buf;
-	int dfd = precopy_open_direct(pc, &buf), err = 0;
+	uint8_t *buf = NULL;
+	int dfd = -1, err = 0;
 	struct stat after;
 
+	if (ioctl(pc->dst, FICLONE, pc->src) == 0) {
+		pc->cloned = true;
+		off = size;
+	} else {
+		dfd = precopy_open_direct(pc, &buf);
+	}
 	precopy_nice(19);
 	while (!err && off < size) {
 		size_t len = size - off < PRECOPY_STEP ? (size_t)(size - off)
@@ -418,6 +431,10 @@ int precopy_take(struct replicate *r, const char *volume, const char *path,
 		memcpy(tmp, pc->tmp, sizeof(pc->tmp));
 		*fd = pc->dst;
 		pc->dst = -1;
+		if (pc->cloned)
+			log_debug("replicate", "%s/%s: the copy made ahead is "
+				  "a clone, sharing the old version's extents",
+				  volume, path);
 	}
 	precopy_free(pc);
 	return *fd >= 0 ? 1 : 0;
