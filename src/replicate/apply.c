@@ -95,12 +95,13 @@
 /* Chunks asked for as deltas (delta.h): every missing one of a stretch of
  * up to APPLY_DELTA_ALL bytes between chunks kept from the base, else
  * the first APPLY_DELTA_LEAD and last APPLY_DELTA_TRAIL of it (an edit's
- * old bytes are at its edges); none under APPLY_DELTA_MIN bytes; at most
+ * old bytes are at its edges); none under APPLY_DELTA_MIN bytes (only a
+ * file's last chunk is shorter than the chunker's minimum); at most
  * APPLY_DELTAS_MAX per transfer. */
 #define APPLY_DELTA_ALL (4u << 20)
 #define APPLY_DELTA_LEAD 2
 #define APPLY_DELTA_TRAIL 4
-#define APPLY_DELTA_MIN (16u << 10)
+#define APPLY_DELTA_MIN (8u << 10)
 #define APPLY_DELTAS_MAX 1024
 
 struct want;

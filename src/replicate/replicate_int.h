@@ -27,8 +27,8 @@
 #define PEER_BACKOFF_MAX_MS 10000
 #define PEER_ASKED_MAX 65536           /* chunk requests queued per peer */
 /* GET_DELTA requests queued per peer, and their digests' bytes: twice
- * what a fetch window of chunks of APPLY_DELTA_MIN bytes could ask. */
-#define PEER_DELTAS_MAX 2048
+ * what a fetch window of chunks of APPLY_DELTA_MIN (8 KiB) could ask. */
+#define PEER_DELTAS_MAX 4096
 #define PEER_DELTA_BYTES_MAX (1u << 20)
 #define ARRIVALS_MAX 4096              /* batches remembered for latency */
 /* Files up to this size are one chunk (the chunker's minimum), and are
