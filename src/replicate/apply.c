@@ -18,8 +18,8 @@
  *            chunk verified on arrival).  Missing chunks next to the
  *            ones kept from the version being replaced are asked for as
  *            deltas from its bytes (GET_DELTA, delta.h): an edit then
- *            moves the blocks it changed, not the chunks around them.  Large chunks are verified and
- *            written by the writer thread, and a pushed small file's temp
+ *            moves the blocks it changed, not the chunks around them.
+ *            Large chunks are verified and written by the writer thread, and a pushed small file's temp
  *            file is made there whole (writer.h).  Writeback starts every
  *            few MiB, and what came from peers is flushed every 64 MiB
  *            on the syncer thread, so the flush before the rename finds
@@ -1220,6 +1220,7 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 	struct wire_msg m = { .type = WIRE_GET_CHUNKS };
 	bool exhausted, asked = false;
 	struct peer *p = pick_peer(r, t, t->next_ask, &exhausted);
+	struct delta_want *w;
 	uint32_t n = 0;
 
 	if (!p) {
@@ -1246,8 +1247,8 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 		t->next_ask++;
 		t->got[i] = 1;
 		p->fetch_inflight += t->list.chunks[i].len;
-		if (p->delta && delta_find(t, i) &&
-		    delta_ask(t, p, delta_find(t, i))) {
+		w = p->delta ? delta_find(t, i) : NULL;
+		if (w && delta_ask(t, p, w)) {
 			asked = true;
 			continue;
 		}
@@ -2065,6 +2066,12 @@ void apply_on_chunklist(struct replicate *r, struct peer *p,
 	}
 }
 
+/* LEN chunk bytes asked of P are answered (or refused): out of its window. */
+static void peer_arrived(struct peer *p, uint32_t len)
+{
+	p->fetch_inflight -= p->fetch_inflight >= len ? len : p->fetch_inflight;
+}
+
 /* ---- chunks handed to the writer thread ----------------------------------- */
 
 /* A transfer that had chunks in the writer is done with them. */
@@ -2216,10 +2223,7 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 	bool valid, maybe, wanted = false;
 	uint8_t content[CONTENT_HASH_LEN];
 
-	if (p->fetch_inflight >= c->len)
-		p->fetch_inflight -= c->len;
-	else
-		p->fetch_inflight = 0;
+	peer_arrived(p, c->len);
 	p->stats.chunk_bytes_in += c->len;
 	maybe = filter_maybe(r->wanted, c->hash);
 	if (!maybe && c->len > PUSH_MAX_SIZE)
@@ -2266,6 +2270,17 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 			transfer_step(r, t);
 }
 
+/* The chunk D answers into BUF, from the base bytes W names: true when
+ * it matches its hash. */
+static bool delta_rebuild(const struct transfer *t, const struct delta_want *w,
+			  const struct wire_delta *d, uint8_t *buf)
+{
+	if (!delta_base_read(t, w, buf))
+		return false;
+	delta_apply(buf, d->len, d->map, d->data);
+	return chunk_verify(buf, d->len, d->hash);
+}
+
 /*
  * Rebuilds the chunk D answers from the base bytes of the transfer that
  * asked for it, checks it, and writes it wherever it is wanted.  A chunk
@@ -2277,8 +2292,7 @@ void apply_on_delta(struct replicate *r, struct peer *p,
 {
 	uint8_t *buf = NULL;
 
-	p->fetch_inflight -= p->fetch_inflight >= d->len ? d->len :
-			     p->fetch_inflight;
+	peer_arrived(p, d->len);
 	p->stats.chunk_bytes_in += d->data_len;
 	if (!filter_maybe(r->wanted, d->hash))
 		return;
@@ -2297,10 +2311,7 @@ void apply_on_delta(struct replicate *r, struct peer *p,
 		}
 		if (!w || (!buf && !(buf = malloc(d->len))))
 			continue;
-		if (!delta_base_read(t, w, buf))
-			memset(buf, 0, d->len);
-		delta_apply(buf, d->len, d->map, d->data);
-		if (!chunk_verify(buf, d->len, d->hash)) {
+		if (!delta_rebuild(t, w, d, buf)) {
 			log_debug("replicate", "%s/%s: a chunk rebuilt from a "
 				  "delta does not check; asking for it whole",
 				  t->job.volume, t->job.path);
@@ -2341,8 +2352,7 @@ void apply_on_not_here(struct replicate *r, struct peer *p,
 				continue;
 			t->got[i] = 0;
 			hit = true;
-			if (p->fetch_inflight >= t->list.chunks[i].len)
-				p->fetch_inflight -= t->list.chunks[i].len;
+			peer_arrived(p, t->list.chunks[i].len);
 		}
 		if (hit) {
 			t->refused |= bit;

@@ -543,14 +543,22 @@ static void rd_get_chunks(struct wire_rd *r, struct wire_msg *m)
 	g->hashes = (const uint8_t (*)[CONTENT_HASH_LEN])h;
 }
 
+/* A chunk's hash and length (1..WIRE_MAX_CHUNK), as CHUNK, GET_DELTA and
+ * DELTA begin. */
+static void rd_chunk_id(struct wire_rd *r, uint8_t hash[CONTENT_HASH_LEN],
+			uint32_t *len)
+{
+	rd_hash(r, hash);
+	*len = rd_u32(r);
+	if (!r->err && (*len == 0 || *len > WIRE_MAX_CHUNK))
+		rd_fail(r, -EPROTO);
+}
+
 static void rd_chunk(struct wire_rd *r, struct wire_msg *m)
 {
 	struct wire_chunk *c = &m->chunk;
 
-	rd_hash(r, c->hash);
-	c->len = rd_u32(r);
-	if (!r->err && (c->len == 0 || c->len > WIRE_MAX_CHUNK))
-		rd_fail(r, -EPROTO);
+	rd_chunk_id(r, c->hash, &c->len);
 	c->data = rd_take(r, c->len);
 }
 
@@ -581,10 +589,7 @@ static void rd_get_delta(struct wire_rd *r, struct wire_msg *m)
 {
 	struct wire_get_delta *g = &m->get_delta;
 
-	rd_hash(r, g->hash);
-	g->len = rd_u32(r);
-	if (!r->err && (g->len == 0 || g->len > WIRE_MAX_CHUNK))
-		rd_fail(r, -EPROTO);
+	rd_chunk_id(r, g->hash, &g->len);
 	if (!r->err)
 		g->digests = (const uint8_t (*)[DELTA_DIGEST])(const void *)
 			rd_take(r, (size_t)delta_blocks(g->len) * DELTA_DIGEST);
@@ -595,10 +600,7 @@ static void rd_delta(struct wire_rd *r, struct wire_msg *m)
 	struct wire_delta *d = &m->delta;
 	int64_t lit;
 
-	rd_hash(r, d->hash);
-	d->len = rd_u32(r);
-	if (!r->err && (d->len == 0 || d->len > WIRE_MAX_CHUNK))
-		rd_fail(r, -EPROTO);
+	rd_chunk_id(r, d->hash, &d->len);
 	if (!r->err)
 		d->map = rd_take(r, delta_map_len(d->len));
 	if (r->err)
