@@ -930,6 +930,7 @@ int main(int argc, char **argv)
 			"warn, info or debug, got '%s'\n", level_arg);
 		return 2;
 	}
+	log_detect_journal();
 	a.config_path = config_path;
 	a.config_explicit = explicit;
 	a.level_forced = level_arg != NULL;

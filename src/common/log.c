@@ -2,14 +2,20 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 enum log_level log_threshold = LOG_INFO;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+/* syslog priorities of the levels: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const int level_priorities[] = { 3, 4, 6, 7 };
+static bool log_to_journal;
 
 void log_set_level(enum log_level level)
 {
@@ -36,19 +42,52 @@ const char *log_level_name(enum log_level level)
 	return level <= LOG_DEBUG ? level_names[level] : "?";
 }
 
-void log_msg(enum log_level level, const char *module, const char *fmt, ...)
+bool log_detect_journal(void)
 {
-	char line[2048];
+	const char *env = getenv("JOURNAL_STREAM");
+	uintmax_t dev, ino;
+	struct stat st;
+	int used = 0;
+
+	/* The variable is inherited by children whose stderr may go elsewhere:
+	 * it counts only when it names the stderr this process has. */
+	log_to_journal = env &&
+		sscanf(env, "%ju:%ju%n", &dev, &ino, &used) == 2 &&
+		env[used] == '\0' && fstat(STDERR_FILENO, &st) == 0 &&
+		(uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+	return log_to_journal;
+}
+
+/* The start of a line: a timestamp for a terminal or a file, a priority
+ * for journald, which stamps lines itself. */
+static size_t log_prefix(char *line, size_t size, enum log_level level)
+{
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
-	va_list ap;
 
+	if (log_to_journal)
+		return (size_t)snprintf(line, size, "<%d>",
+					level_priorities[level]);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s %s: ",
-			      ts.tv_nsec / 1000000, log_level_name(level), module);
+	n = strftime(line, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(line + n, size - n, ".%03ldZ ",
+			      ts.tv_nsec / 1000000);
+	return n;
+}
+
+void log_msg(enum log_level level, const char *module, const char *fmt, ...)
+{
+	char line[2048];
+	size_t n;
+	va_list ap;
+
+	if (level > LOG_DEBUG)
+		level = LOG_DEBUG;
+	n = log_prefix(line, sizeof(line), level);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "%-5s %s: ",
+			      log_level_name(level), module);
 	va_start(ap, fmt);
 	int k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);

@@ -3,12 +3,22 @@
  *
  *     2026-11-26T04:30:00.123Z warn  watch: skipping fifo vol1/a/p
  *
+ * Under systemd, when stderr is the journal's stream (JOURNAL_STREAM names
+ * stderr's device and inode), each line starts with the level as a syslog
+ * priority instead of a timestamp, which journald adds itself:
+ *
+ *     <4>warn  watch: skipping fifo vol1/a/p
+ *
+ * so that `journalctl -p warning` shows warnings and errors only.
+ *
  * The level is checked before the message is formatted, so a disabled
  * debug line costs one comparison.  log_* may be called from any thread;
  * each line is written with a single write(2) so lines never interleave.
  */
 #ifndef KRAKEN_LOG_H
 #define KRAKEN_LOG_H
+
+#include <stdbool.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -18,6 +28,9 @@ void log_set_level(enum log_level level);
 /* Parses "error", "warn", "info", "debug"; returns 0 or -EINVAL. */
 int log_level_parse(const char *name, enum log_level *out);
 const char *log_level_name(enum log_level level);
+/* Looks at JOURNAL_STREAM and stderr once: call it at start-up, and again
+ * if stderr is replaced.  Returns true when lines now carry priorities. */
+bool log_detect_journal(void);
 
 void log_msg(enum log_level level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
