@@ -654,12 +654,25 @@ write_token() {
 
 # ---- the service ---------------------------------------------------------
 
+# The unit names the two directories the agent writes so that systemd
+# creates them before it builds the sandbox (StateDirectory= under /var/lib,
+# RuntimeDirectory= under /run; see the unit's comment).  Elsewhere systemd
+# cannot create them: they become ReadWritePaths= entries for directories
+# this script creates (make_unit_dirs), which then must outlive a reboot.
 render_unit() {
+  local state_line plugin_line
+  case "${STATE_DIR%/}" in
+    /var/lib/?*) state_line="StateDirectory=${STATE_DIR#/var/lib/}" ;;
+    *) state_line="ReadWritePaths=$STATE_DIR" ;;
+  esac
+  case "${PLUGIN_DIR%/}" in
+    /run/?*) plugin_line="RuntimeDirectory=${PLUGIN_DIR#/run/}" ;;
+    *) plugin_line="ReadWritePaths=$PLUGIN_DIR" ;;
+  esac
   sed -e "s#/usr/local/bin/#$PREFIX/bin/#g" \
       -e "s#/etc/krakenfs/config.yaml#$CONFIG#g" \
-      -e "s#/var/lib/krakenfs/volumes#$VOLUMES#g" \
-      -e "s#/var/lib/krakenfs#$STATE_DIR#g" \
-      -e "s#/run/docker/plugins#$PLUGIN_DIR#g" \
+      -e "s#^StateDirectory=krakenfs\$#${state_line%/}#" \
+      -e "s#^RuntimeDirectory=docker/plugins\$#${plugin_line%/}#" \
       "$REPO/systemd/krakenfs.service"
 }
 
@@ -667,17 +680,29 @@ agent_started_line() {  # the agent's last start-up log line since OFFSET
   tail -c +"$(($1 + 1))" "$LOG" 2>/dev/null | grep -q 'watching'
 }
 
-# wait_up PID LOG_OFFSET: until the agent has started completely.
+unit_restarts() { systemctl show -p NRestarts --value krakenfs 2>/dev/null || echo 0; }
+
+unit_failed() {  # unit_failed WHAT: the unit's last log lines, then dies
+  echo
+  journalctl -u krakenfs -n 15 --no-pager -o cat >&2 || true
+  die "krakenfs.service $1 (its last log lines are above; all of them: journalctl -u krakenfs)"
+}
+
+# wait_up PID LOG_OFFSET: until the agent has started completely.  Under
+# systemd a start that fails is restarted every RestartSec: the first
+# restart ends the wait, rather than the timeout.
 wait_up() {
-  local pid=$1 off=$2 t0=$SECONDS next=5
+  local pid=$1 off=$2 t0=$SECONDS next=5 restarts0=0
+  use_systemd && restarts0=$(unit_restarts)
   printf 'deploy: waiting for the agent to start (up to %s s)' "$START_TIMEOUT"
   while :; do
     if use_systemd; then
       case "$(systemctl is-active krakenfs 2>/dev/null || true)" in
         active) [ -S "$SOCKET" ] && break ;;
-        failed) echo; systemctl status --no-pager krakenfs >&2 || true
-                die "krakenfs.service failed: see 'journalctl -u krakenfs'" ;;
+        failed) unit_failed "failed to start" ;;
       esac
+      [ "$(unit_restarts)" -le "$restarts0" ] ||
+        unit_failed "failed to start, and systemd is restarting it"
     else
       if ! kill -0 "$pid" 2>/dev/null; then
         echo
@@ -763,8 +788,16 @@ run_direct() {
   fi
 }
 
+make_unit_dirs() {
+  case "${PLUGIN_DIR%/}" in
+    /run/?*) ;;
+    *) make_dir "$PLUGIN_DIR" 755 ;;
+  esac
+}
+
 run_systemd() {
   local unit_changed=0
+  make_unit_dirs
   tmpdir
   render_unit > "$TMP/krakenfs.service"
   if install_file "$TMP/krakenfs.service" "$UNIT" 0644 "systemd unit"; then

@@ -17,6 +17,9 @@ packages=(
   iproute2 util-linux systemd coreutils
   # mkfs.xfs for the test of clones on a reflink filesystem (a loop image).
   xfsprogs
+  # A minimal Debian 12 root booted with systemd as PID 1, for the test of
+  # the service under a real systemd (tests/integration/test_systemd.sh).
+  mmdebstrap systemd-container
 )
 
 missing=()

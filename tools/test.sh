@@ -25,6 +25,10 @@ fi
 
 tools/install-deps.sh
 
+# The Debian roots that tests/integration/test_systemd.sh boots are made
+# once, for both builds.
+export KRAKENFS_NSPAWN_CACHE=$PWD/build/nspawn
+
 run_suite() {
   local dir=$1; shift
   echo "== building $dir"
