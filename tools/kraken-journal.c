@@ -503,7 +503,7 @@ static int cmd_status(struct cli *cli)
 	}
 	if (cli->json)
 		return print_json_line(json_pack("{s:s,s:s,s:I,s:I,s:o,s:I,s:I,"
-			"s:I,s:I,s:I,s:i,s:o,s:I}", "node_id", info.node_id,
+			"s:I,s:I,s:I,s:i,s:o,s:I,s:I,s:I}", "node_id", info.node_id,
 			"origin", info.origin, "seq", (json_int_t)info.own_seq,
 			"lamport", (json_int_t)info.lamport, "version_vector", vec,
 			"changes", (json_int_t)info.n_changes,
@@ -513,14 +513,18 @@ static int cmd_status(struct cli *cli)
 			"chunks", (json_int_t)info.n_chunks,
 			"schema_version", info.schema_version,
 			"peers", peers_json(cli),
-			"jobs", (json_int_t)jobs)) ? 1 : 0;
+			"jobs", (json_int_t)jobs,
+			"journal_bytes", (json_int_t)info.journal_bytes,
+			"wal_bytes", (json_int_t)info.wal_bytes)) ? 1 : 0;
 	printf("node:      %s\norigin:    %s (last seq %" PRIu64 ")\n"
 	       "lamport:   %" PRIu64 "\nchanges:   %" PRIu64 "\n"
 	       "volumes:   %" PRIu64 "\npaths:     %" PRIu64 "\n"
 	       "contents:  %" PRIu64 " (%" PRIu64 " chunks)\nschema:    %d\n"
+	       "journal:   %" PRIu64 " bytes (WAL %" PRIu64 " bytes)\n"
 	       "version vector:\n", info.node_id, info.origin, info.own_seq,
 	       info.lamport, info.n_changes, info.n_volumes, info.n_paths,
-	       info.n_contents, info.n_chunks, info.schema_version);
+	       info.n_contents, info.n_chunks, info.schema_version,
+	       info.journal_bytes, info.wal_bytes);
 	json_object_foreach(vec, origin, v)
 		printf("  %-32s %lld\n", origin, (long long)json_integer_value(v));
 	json_decref(vec);

@@ -518,6 +518,7 @@ static void agent_publish(struct agent *a)
 	snap->changes_recorded = ws.recorded;
 	snap->changes_applied = replicate_applied(a->replicate);
 	snap->jobs = replicate_backlog(a->replicate);
+	journal_sizes(a->journal, &snap->journal_bytes, &snap->wal_bytes);
 	snap->commit_latency_us = a->commit_latency;
 	snap->apply_latency_us = *replicate_apply_latency(a->replicate);
 	n = replicate_peers(a->replicate, st, API_PEERS_MAX);

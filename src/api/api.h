@@ -64,6 +64,8 @@ struct api_snapshot {
 	uint64_t conflicts;         /* conflicts resolved since start */
 	uint64_t jobs;              /* versions waiting to be applied */
 	uint64_t jobs_bytes;
+	uint64_t journal_bytes;     /* journal.db */
+	uint64_t wal_bytes;         /* journal.db-wal */
 	struct api_peer peers[API_PEERS_MAX];
 	size_t n_peers;
 	struct hist commit_latency_us;   /* event to commit */

@@ -306,7 +306,7 @@ int rest_status_json(struct api *a, struct journal *j,
 		return err;
 	}
 	*out = json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:I,s:I,s:I,s:o,s:o,s:o,s:o}",
+		"s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}",
 		"node_id", a->node_id ? a->node_id : info.node_id,
 		"origin", info.origin, "version", KRAKENFS_VERSION,
 		"seq", (json_int_t)info.own_seq,
@@ -318,6 +318,8 @@ int rest_status_json(struct api *a, struct journal *j,
 		"paths", (json_int_t)info.n_paths,
 		"jobs", (json_int_t)jobs,
 		"jobs_bytes", (json_int_t)snap->jobs_bytes,
+		"journal_bytes", (json_int_t)info.journal_bytes,
+		"wal_bytes", (json_int_t)info.wal_bytes,
 		"changes_recorded", (json_int_t)snap->changes_recorded,
 		"changes_applied", (json_int_t)snap->changes_applied,
 		"conflicts", (json_int_t)snap->conflicts,
@@ -684,6 +686,10 @@ int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
 	rest_metric(&t, "krakenfs_jobs_bytes", "gauge",
 		    "Size of the versions waiting to be applied.",
 		    snap->jobs_bytes);
+	rest_metric(&t, "krakenfs_journal_bytes", "gauge",
+		    "Size of the journal's database file.", snap->journal_bytes);
+	rest_metric(&t, "krakenfs_journal_wal_bytes", "gauge",
+		    "Size of the journal's write-ahead log.", snap->wal_bytes);
 	rest_metric(&t, "krakenfs_uptime_seconds", "gauge",
 		    "Seconds since the API started.",
 		    (uint64_t)(uptime_ns / 1000000000));

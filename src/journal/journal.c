@@ -23,8 +23,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -372,35 +373,155 @@ static int journal_configure(struct journal *j)
 			    "PRAGMA temp_store = MEMORY;");
 }
 
+/*
+ * Checkpoints.  The agent's connection never checkpoints itself (that
+ * would put the fsyncs of copying the WAL on a commit of the event loop);
+ * a thread with a connection of its own does, every half second and
+ * whenever the writer's WAL hook sees another JOURNAL_CKPT_WAKE_FRAMES
+ * frames appended.
+ *
+ * A PASSIVE checkpoint copies what it can without waiting for anyone.
+ * It cannot by itself keep the WAL small under a steady load: SQLite
+ * starts the WAL over only when a writer begins a transaction while every
+ * frame has been copied, and a writer that commits every few milliseconds
+ * appends new frames while each checkpoint runs.  So once the WAL holds
+ * more than JOURNAL_WAL_RESTART_BYTES, the checkpointer asks the writer to
+ * hold its next transaction (ckpt_hold: journal_begin waits, at most
+ * JOURNAL_CKPT_HOLD_MAX_MS, outside any transaction), runs a RESTART
+ * checkpoint, which copies the little a PASSIVE one just left (its busy
+ * handler waits at most JOURNAL_CKPT_RESTART_WAIT_MS for a transaction
+ * under way and for readers), and lets the writer go: its next commit
+ * starts the WAL over, truncated to JOURNAL_WAL_LIMIT_BYTES
+ * (journal_size_limit).  A RESTART alone would wait for a gap between
+ * the writer's transactions that a busy writer seldom leaves.
+ *
+ * The checkpointer's connection reads the database once before its
+ * first checkpoint: on a connection that has never read it, SQLite has
+ * not opened the WAL yet, and a checkpoint returns SQLITE_OK having
+ * copied nothing.  (That was how the WAL once grew to hundreds of MB.)
+ */
 #define JOURNAL_CKPT_PERIOD_NS 500000000L
+#define JOURNAL_CKPT_WAKE_FRAMES 1024                /* 4 MiB of pages */
+#define JOURNAL_WAL_RESTART_BYTES (16LL << 20)
+#define JOURNAL_WAL_LIMIT_BYTES (16LL << 20)
+#define JOURNAL_CKPT_RESTART_WAIT_MS 100
+#define JOURNAL_CKPT_HOLD_MAX_MS 250
+
+/* The writer's commit hook: N frames are now in the WAL. */
+static int journal_wal_hook(void *arg, sqlite3 *db, const char *name, int n)
+{
+	struct journal *j = arg;
+
+	(void)db;
+	(void)name;
+	if (n < j->ckpt_woken_at + JOURNAL_CKPT_WAKE_FRAMES) {
+		if (n < j->ckpt_woken_at)   /* the WAL started over */
+			j->ckpt_woken_at = 0;
+		return SQLITE_OK;
+	}
+	j->ckpt_woken_at = n;
+	pthread_mutex_lock(&j->ckpt_lock);
+	j->ckpt_due = true;
+	pthread_cond_signal(&j->ckpt_wake);
+	pthread_mutex_unlock(&j->ckpt_lock);
+	return SQLITE_OK;
+}
+
+static sqlite3 *journal_checkpoint_open(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
+			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+	    /* The read that opens the WAL (see above). */
+	    sqlite3_exec(db, "SELECT count(*) FROM sqlite_schema", NULL, NULL,
+			 NULL) != SQLITE_OK) {
+		log_warn("journal", "checkpoints of %s cannot run: %s", path,
+			 db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+static void journal_checkpoint_hold(struct journal *j, bool hold)
+{
+	pthread_mutex_lock(&j->ckpt_lock);
+	atomic_store(&j->ckpt_hold, hold);
+	if (!hold)
+		pthread_cond_broadcast(&j->ckpt_released);
+	pthread_mutex_unlock(&j->ckpt_lock);
+}
+
+/* journal_begin's side of ckpt_hold. */
+static void journal_checkpoint_wait(struct journal *j)
+{
+	struct timespec until;
+
+	if (!j->ckpt_running || !atomic_load(&j->ckpt_hold))
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += JOURNAL_CKPT_HOLD_MAX_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_nsec -= 1000000000L;
+		until.tv_sec++;
+	}
+	pthread_mutex_lock(&j->ckpt_lock);
+	while (atomic_load(&j->ckpt_hold) &&
+	       pthread_cond_timedwait(&j->ckpt_released, &j->ckpt_lock,
+				      &until) == 0)
+		;
+	pthread_mutex_unlock(&j->ckpt_lock);
+}
+
+static void journal_checkpoint_once(struct journal *j, sqlite3 *db)
+{
+	int page_size = j->page_size, n_log = 0, n_done = 0;
+	int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+					   &n_log, &n_done);
+
+	if (rc == SQLITE_OK &&
+	    (long long)n_log * page_size <= JOURNAL_WAL_RESTART_BYTES)
+		return;
+	/* SQLITE_BUSY here only means someone else checkpoints right now. */
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+		log_debug("journal", "checkpoint: %s", sqlite3_errmsg(db));
+		return;
+	}
+	journal_checkpoint_hold(j, true);
+	sqlite3_busy_timeout(db, JOURNAL_CKPT_RESTART_WAIT_MS);
+	rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART,
+				       &n_log, &n_done);
+	sqlite3_busy_timeout(db, 0);
+	journal_checkpoint_hold(j, false);
+	/* Busy: a long reader holds an old snapshot; the next turn retries. */
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		log_debug("journal", "checkpoint: %s", sqlite3_errmsg(db));
+}
 
 static void *journal_checkpointer(void *arg)
 {
 	struct journal *j = arg;
-	sqlite3 *db = NULL;
+	sqlite3 *db = journal_checkpoint_open(j->path);
 	struct timespec until;
 
-	if (sqlite3_open_v2(j->path, &db, SQLITE_OPEN_READWRITE |
-			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_busy_timeout(db, 1000);
 	pthread_mutex_lock(&j->ckpt_lock);
-	while (!j->ckpt_stop) {
+	while (db && !j->ckpt_stop) {
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += JOURNAL_CKPT_PERIOD_NS;
 		if (until.tv_nsec >= 1000000000L) {
 			until.tv_nsec -= 1000000000L;
 			until.tv_sec++;
 		}
-		pthread_cond_timedwait(&j->ckpt_wake, &j->ckpt_lock, &until);
+		while (!j->ckpt_due && !j->ckpt_stop &&
+		       pthread_cond_timedwait(&j->ckpt_wake, &j->ckpt_lock,
+					      &until) == 0)
+			;
 		if (j->ckpt_stop)
 			break;
+		j->ckpt_due = false;
 		pthread_mutex_unlock(&j->ckpt_lock);
-		/* PASSIVE never waits for the writer and never blocks it. */
-		sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-					  NULL, NULL);
+		journal_checkpoint_once(j, db);
 		pthread_mutex_lock(&j->ckpt_lock);
 	}
 	pthread_mutex_unlock(&j->ckpt_lock);
@@ -410,17 +531,25 @@ static void *journal_checkpointer(void *arg)
 
 static int journal_start_checkpointer(struct journal *j, const char *path)
 {
+	char sql[96];
+	int64_t page_size = 4096;
 	sigset_t all, old;
 	int err, rc;
 
 	j->path = strdup(path);
 	if (!j->path)
 		return -ENOMEM;
-	err = journal_exec(j, "PRAGMA wal_autocheckpoint = 0");
+	snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint = 0;"
+		 "PRAGMA journal_size_limit = %lld", JOURNAL_WAL_LIMIT_BYTES);
+	err = journal_exec(j, sql);
+	if (!err)
+		err = journal_query_int(j, "PRAGMA page_size", NULL, &page_size);
 	if (err)
 		return err;
+	j->page_size = (int)page_size;
 	pthread_mutex_init(&j->ckpt_lock, NULL);
 	pthread_cond_init(&j->ckpt_wake, NULL);
+	pthread_cond_init(&j->ckpt_released, NULL);
 	/* The thread takes no signals: they belong to the loop's signalfd,
 	 * which the agent sets up after opening the journal. */
 	sigfillset(&all);
@@ -431,8 +560,11 @@ static int journal_start_checkpointer(struct journal *j, const char *path)
 		/* Without the thread, let SQLite checkpoint inline again. */
 		pthread_mutex_destroy(&j->ckpt_lock);
 		pthread_cond_destroy(&j->ckpt_wake);
+		pthread_cond_destroy(&j->ckpt_released);
 		return journal_exec(j, "PRAGMA wal_autocheckpoint = 1000");
 	}
+	/* Replaces the hook that wal_autocheckpoint used. */
+	sqlite3_wal_hook(j->db, journal_wal_hook, j);
 	j->ckpt_running = true;
 	return 0;
 }
@@ -441,6 +573,7 @@ static void journal_stop_checkpointer(struct journal *j)
 {
 	if (!j->ckpt_running)
 		return;
+	sqlite3_wal_hook(j->db, NULL, NULL);
 	pthread_mutex_lock(&j->ckpt_lock);
 	j->ckpt_stop = true;
 	pthread_cond_signal(&j->ckpt_wake);
@@ -448,6 +581,7 @@ static void journal_stop_checkpointer(struct journal *j)
 	pthread_join(j->ckpt_thread, NULL);
 	pthread_mutex_destroy(&j->ckpt_lock);
 	pthread_cond_destroy(&j->ckpt_wake);
+	pthread_cond_destroy(&j->ckpt_released);
 	j->ckpt_running = false;
 }
 
@@ -612,6 +746,22 @@ int journal_sync(struct journal *j)
 	return 0;
 }
 
+void journal_sizes(struct journal *j, uint64_t *db, uint64_t *wal)
+{
+	const char *name = sqlite3_db_filename(j->db, "main");
+	char path[PATH_MAX];
+	struct stat st;
+
+	*db = *wal = 0;
+	if (!name || !*name)
+		return;
+	if (stat(name, &st) == 0)
+		*db = (uint64_t)st.st_size;
+	if (snprintf(path, sizeof(path), "%s-wal", name) < (int)sizeof(path) &&
+	    stat(path, &st) == 0)
+		*wal = (uint64_t)st.st_size;
+}
+
 uint64_t journal_durable_seq(const struct journal *j)
 {
 	return j->durable_seq;
@@ -638,6 +788,7 @@ int journal_begin(struct journal *j)
 	/* Upgrading the read snapshot could fail on another connection's
 	 * commit: end it and take the write lock afresh. */
 	journal_read_end(j);
+	journal_checkpoint_wait(j);
 	err = journal_exec(j, "BEGIN IMMEDIATE");
 	if (!err)
 		j->in_txn = true;

@@ -117,6 +117,8 @@ struct journal_info {
 	uint64_t n_volumes;
 	uint64_t n_contents;
 	uint64_t n_chunks;
+	uint64_t journal_bytes;   /* the database file */
+	uint64_t wal_bytes;       /* its write-ahead log, not yet copied in */
 	int schema_version;
 };
 
@@ -142,6 +144,9 @@ int journal_flush(struct journal *j);
 int journal_sync(struct journal *j);
 /* This node's own seqs up to this one are known to be durable. */
 uint64_t journal_durable_seq(const struct journal *j);
+/* Sizes in bytes of the database file and of its WAL (frames not yet
+ * copied into it, and room kept for more); cheap: two stat calls. */
+void journal_sizes(struct journal *j, uint64_t *db_bytes, uint64_t *wal_bytes);
 /* "node@epoch" of this journal's own changes; borrowed. */
 const char *journal_origin(const struct journal *j);
 /* Changes recorded since the last successful flush. */

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 enum journal_stmt_id {
 	STMT_INSERT_CHANGE,
@@ -44,6 +45,11 @@ struct journal {
 	/* Background checkpoints: a thread with its own connection. */
 	bool ckpt_running;
 	bool ckpt_stop;
+	bool ckpt_due;            /* woken by the WAL hook */
+	atomic_bool ckpt_hold;    /* writer: begin no transaction now */
+	pthread_cond_t ckpt_released;
+	int ckpt_woken_at;        /* WAL frames when the hook last woke it */
+	int page_size;
 	pthread_t ckpt_thread;
 	pthread_mutex_t ckpt_lock;
 	pthread_cond_t ckpt_wake;

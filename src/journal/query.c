@@ -319,6 +319,8 @@ int journal_info(struct journal *j, struct journal_info *out)
 		err = count_rows(j, "PRAGMA user_version", &v);
 		out->schema_version = (int)v;
 	}
+	if (!err)
+		journal_sizes(j, &out->journal_bytes, &out->wal_bytes);
 	return err;
 }
 

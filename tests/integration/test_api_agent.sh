@@ -27,6 +27,14 @@ get() { curl -sS -o "$T/body" -w '%{http_code}' "$@"; }
 [ "$(get "$API/v1/status")" = 200 ] || fail "/v1/status"
 jq -e '.node_id == "n1" and (.version_vector | length) >= 1 and (.uptime_s >= 0)' "$T/body" >/dev/null ||
   fail "status fields: $(cat "$T/body")"
+# The journal's sizes: the database file has its pages (checkpoints run
+# while the agent does), the WAL is a number.
+jq -e '(.journal_bytes > 4096) and (.wal_bytes | type == "number")' "$T/body" >/dev/null ||
+  fail "journal sizes in status: $(jq -c '{journal_bytes, wal_bytes}' "$T/body")"
+"$KJ" --db "$T/n1/journal.db" --json status | jq -e '(.journal_bytes > 4096) and (.wal_bytes | type == "number")' >/dev/null ||
+  fail "journal sizes in kraken-journal status --json: $("$KJ" --db "$T/n1/journal.db" --json status)"
+"$KJ" --db "$T/n1/journal.db" status | grep -qE '^journal: +[0-9]+ bytes \(WAL [0-9]+ bytes\)$' ||
+  fail "journal sizes in kraken-journal status: $("$KJ" --db "$T/n1/journal.db" status)"
 jq -e '.peers[] | select(.node_id == "n2" and .connected == true and .lag_entries == 0)' "$T/body" >/dev/null ||
   fail "peer n2 in status: $(cat "$T/body")"
 [ "$(get "$API/v1/journal?volume=web&limit=5")" = 200 ] || fail "/v1/journal"
@@ -42,6 +50,8 @@ grep -v '^#' "$T/body" | grep -v '^$' | grep -qvE '^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[
   fail "a metrics line is not Prometheus text: $(grep -v '^#' "$T/body" | grep -vE '^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEinfNa]+$' | head -3)"
 grep -q '^krakenfs_peer_connected{peer="n2"} 1' "$T/body" || fail "peer gauge missing"
 grep -q '^krakenfs_commit_latency_seconds_count ' "$T/body" || fail "latency histogram missing"
+awk '$1 == "krakenfs_journal_bytes" && $2 > 4096 { a = 1 } $1 == "krakenfs_journal_wal_bytes" { b = 1 }
+     END { exit !(a && b) }' "$T/body" || fail "journal size gauges missing: $(grep journal "$T/body")"
 # n1 applied n2's fresh change: one apply-latency sample at least.
 awk '$1 == "krakenfs_apply_latency_seconds_count" && $2 >= 1 { ok = 1 } END { exit !ok }' "$T/body" ||
   fail "apply latency not sampled: $(grep apply_latency "$T/body" | tail -3)"

@@ -545,6 +545,57 @@ static void test_writes_after_other_connection_commits(void **state)
 	journal_close(other);
 }
 
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+/*
+ * Under a sustained write load the WAL stays bounded and its pages reach
+ * the database file while the writer runs (not only at close): a commit
+ * per change, the way the agent commits when changes trickle in, at about
+ * 40 KiB of WAL each, well past 64 MiB of frames in all.  The background
+ * checkpointer once ran on a connection that had never read the database,
+ * where a checkpoint returns OK and copies nothing.
+ */
+static void test_checkpoint_bounds_wal(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = NULL;
+	struct journal_info info;
+	char wal[160], path[32];
+	off_t peak = 0;
+
+	journal_close(f->j);
+	f->j = NULL;
+	assert_int_equal(journal_open(f->db, "vm1",
+				      JOURNAL_BACKGROUND_CHECKPOINT, &j, NULL), 0);
+	snprintf(wal, sizeof(wal), "%s-wal", f->db);
+	make_volume(j, "web");
+	for (int i = 0; i < 4000; i++) {
+		snprintf(path, sizeof(path), "d%d/f%d", i % 97, i);
+		put_text(j, "web", path, path);
+		assert_int_equal(journal_flush(j), 0);
+		if (i % 50 == 0) {
+			off_t w = file_size(wal);
+
+			peak = w > peak ? w : peak;
+		}
+	}
+	peak = file_size(wal) > peak ? file_size(wal) : peak;
+	assert_int_equal(journal_info(j, &info), 0);
+	print_message("WAL peak %lld bytes, journal %lld bytes, 4000 commits\n",
+		      (long long)peak, (long long)file_size(f->db));
+	assert_true(peak <= 64 << 20);
+	/* The journal's pages were copied into the database as it ran. */
+	assert_true(file_size(f->db) > 1 << 20);
+	assert_true(info.journal_bytes == (uint64_t)file_size(f->db));
+	assert_true(info.wal_bytes == (uint64_t)file_size(wal));
+	journal_close(j);
+}
+
 /* Where a chunk can be copied from locally: found in the current file
  * that holds it, on a read-only connection too.  Lookups grouped in a
  * read transaction see the same, keep no other writer out once it ends,
@@ -691,6 +742,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mount_references, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writes_after_other_connection_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_source, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoint_bounds_wal, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_kill_during_burst, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
