@@ -9,6 +9,10 @@
  * Failure policy: a failed journal commit (disk full, I/O error) loses no
  * data on disk; the agent logs it and rescans after a pause, which records
  * again whatever the rolled-back batch held.
+ *
+ * One agent per journal and per volume root: before anything is opened
+ * it locks JOURNAL.lock and ROOT/.krakenfs-agent.lock (pidlock.h), and a
+ * second agent exits at once naming the pid that holds them.
  */
 #include "api.h"
 #include "config.h"
@@ -19,6 +23,7 @@
 #include "loop.h"
 #include "notify.h"
 #include "path.h"
+#include "pidlock.h"
 #include "replicate.h"
 #include "tls.h"
 #include "watch.h"
@@ -26,6 +31,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -57,6 +63,7 @@ struct agent {
 	int64_t status_at;          /* next peer-status write to the journal */
 	int64_t watchdog_ns;        /* ping interval asked by systemd, or 0 */
 	int64_t watchdog_at;
+	int lock_fd[2];             /* the journal's and the root's locks */
 };
 
 static void agent_usage(FILE *out)
@@ -142,6 +149,57 @@ static int agent_store_excludes(struct agent *a)
 	return err;
 }
 
+/* Beside the volumes, hidden like every name the agent keeps there. */
+#define AGENT_ROOT_LOCK ".krakenfs-agent.lock"
+
+static int agent_lock_one(const char *path, const char *what,
+			  const char *name, int *fd)
+{
+	pid_t holder;
+	int err = pidlock_acquire(path, fd, &holder);
+
+	if (err == -EBUSY)
+		log_error("agent", "%s %s is in use by another krakenfs-agent "
+			  "(pid %ld): stop that one first, or give this one "
+			  "its own journal.path and volume.root_path", what,
+			  name, (long)holder);
+	else if (err)
+		log_error("agent", "cannot lock %s %s (%s): %s", what, name,
+			  path, kr_strerror(err));
+	return err;
+}
+
+/*
+ * One agent per journal and per volume root: a second one would record
+ * every change twice and take every peer connection over from the first.
+ * Checked before anything is opened, so the first is not disturbed.
+ */
+static int agent_lock(struct agent *a)
+{
+	const struct config *cfg = a->cfg;
+	char path[PATH_MAX];
+	int err;
+
+	if (snprintf(path, sizeof(path), "%s.lock", cfg->journal_path) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	err = agent_lock_one(path, "the journal", cfg->journal_path,
+			     &a->lock_fd[0]);
+	if (err)
+		return err;
+	err = path_mkdirs(cfg->root_path, 0755);
+	if (err) {
+		log_error("agent", "cannot create volume.root_path %s: %s",
+			  cfg->root_path, kr_strerror(err));
+		return err;
+	}
+	if (snprintf(path, sizeof(path), "%s/%s", cfg->root_path,
+		     AGENT_ROOT_LOCK) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	return agent_lock_one(path, "the volume root", cfg->root_path,
+			      &a->lock_fd[1]);
+}
+
 static int agent_open_journal(struct agent *a)
 {
 	const struct config *cfg = a->cfg;
@@ -155,6 +213,9 @@ static int agent_open_journal(struct agent *a)
 			  "%s: %s", cfg->journal_path, kr_strerror(err));
 		return err;
 	}
+	err = agent_lock(a);
+	if (err)
+		return err;
 	err = journal_open(cfg->journal_path, cfg->node_id,
 			   JOURNAL_BACKGROUND_CHECKPOINT, &a->journal,
 			   &errmsg);
@@ -828,6 +889,8 @@ static void agent_release(struct agent *a)
 	watch_free(a->watch);
 	loop_free(a->loop);
 	journal_close(a->journal);
+	pidlock_release(a->lock_fd[0]);
+	pidlock_release(a->lock_fd[1]);
 	if (a->sigfd >= 0)
 		close(a->sigfd);
 	config_free(a->cfg);
@@ -904,7 +967,7 @@ int main(int argc, char **argv)
 	const char *config_path = CONFIG_DEFAULT_PATH;
 	const char *level_arg = NULL;
 	bool explicit = false;
-	struct agent a = { .sigfd = -1 };
+	struct agent a = { .sigfd = -1, .lock_fd = { -1, -1 } };
 	enum log_level level;
 	int c, err;
 
