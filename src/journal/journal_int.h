@@ -74,6 +74,8 @@ struct journal {
 	int n_cache;
 };
 
+/* Reads next_seq and the Lamport clock back from the database. */
+int journal_load_counters(struct journal *j);
 /* SQLite result code to the project's vocabulary. */
 int journal_db_err(int rc);
 /* Prepared statement ID, reset and with bindings cleared. */

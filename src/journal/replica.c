@@ -1031,9 +1031,9 @@ static int conflicts_resolved(struct conflict_walk *w, const char *volume)
 	static const char sql[] =
 		"SELECT c.id, c.volume, c.path, o.node || '@' || o.epoch, c.seq, "
 		"c.wall_ns, (SELECT group_concat(b.origin || ':' || b.seq) FROM "
-		"bases b WHERE b.change = c.id) FROM changes c JOIN origins o "
-		"ON o.id = c.origin WHERE (?1 IS NULL OR c.volume = ?1) AND "
-		"(SELECT count(*) FROM bases b WHERE b.change = c.id) > 1 "
+		"bases b WHERE b.change = c.id) FROM merges m "
+		"CROSS JOIN changes c ON c.id = m.change JOIN origins o "
+		"ON o.id = c.origin WHERE (?1 IS NULL OR c.volume = ?1) "
 		"ORDER BY c.volume, c.path, c.id";
 	struct head *h = calloc(HEADS_MAX, sizeof(*h));
 	sqlite3_stmt *s = NULL;

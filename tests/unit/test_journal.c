@@ -241,6 +241,97 @@ static void test_migration_orders_jobs(void **state)
 	journal_close(j);
 }
 
+static int64_t query_one(const char *db, const char *sql)
+{
+	sqlite3 *s;
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_open(db, &s), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(s, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(s);
+	return v;
+}
+
+/* A journal of schema 4 with history: opening it upgrades it in place,
+ * with the counts status shows and the merges conflicts start from
+ * taken from the rows already there, and kept from then on. */
+static void test_migration_counts_and_merges(void **state)
+{
+	static const char rows[] =
+		"INSERT INTO origins (id, node, epoch) VALUES "
+		"(1, 'vm2', '0123456789abcdef');"
+		"INSERT INTO changes (id, origin, seq, lamport, wall_ns, volume, "
+		"path, op, mode, uid, gid, size, mtime_ns, hash) VALUES "
+		"(1, 1, 1, 1, 1, 'data', '', 6, 16877, 0, 0, 0, 0, NULL),"
+		"(2, 1, 2, 2, 2, 'data', 'a', 1, 33188, 0, 0, 2, 0, zeroblob(32)),"
+		"(3, 1, 3, 3, 3, 'data', 'b', 1, 33188, 0, 0, 2, 0, zeroblob(32)),"
+		"(4, 1, 4, 4, 4, 'data', 'b', 4, 0, 0, 0, 0, 0, NULL),"
+		"(5, 1, 5, 5, 5, 'data', 'a', 1, 33188, 0, 0, 2, 0, zeroblob(32));"
+		"INSERT INTO bases (change, origin, seq) VALUES "
+		"(4, 1, 3), (5, 1, 2), (5, 1, 4);"
+		"INSERT INTO contents (hash, size, n_chunks) VALUES "
+		"(zeroblob(32), 2, 2);"
+		"INSERT INTO content_chunks (content, idx, chunk, offset, len) "
+		"VALUES (zeroblob(32), 0, zeroblob(32), 0, 1),"
+		"(zeroblob(32), 1, zeroblob(32), 1, 1);"
+		"INSERT INTO current (volume, path, change) VALUES "
+		"('data', '', 1), ('data', 'a', 5), ('data', 'b', 4);"
+		"INSERT INTO heads (volume, path, change) VALUES "
+		"('data', '', 1), ('data', 'a', 5), ('data', 'b', 4);"
+		"PRAGMA user_version = 4;";
+	struct fixture *f = *state;
+	struct journal_info info;
+	struct journal *j = NULL;
+	char db[160];
+	sqlite3 *s;
+
+	snprintf(db, sizeof(db), "%s/v4.db", f->dir);
+	assert_int_equal(sqlite3_open(db, &s), SQLITE_OK);
+	for (int v = 0; v < 4; v++)
+		assert_int_equal(sqlite3_exec(s, journal_migrations[v], NULL,
+					      NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(s, rows, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(s);
+
+	assert_int_equal(journal_open(db, "vm1", 0, &j, NULL), 0);
+	assert_int_equal(journal_info(j, &info), 0);
+	assert_int_equal(info.schema_version, 5);
+	assert_int_equal(info.n_changes, 5);
+	assert_int_equal(info.n_paths, 1);        /* a; b was deleted */
+	assert_int_equal(info.n_volumes, 1);
+	assert_int_equal(info.n_contents, 1);
+	assert_int_equal(info.n_chunks, 2);
+	assert_int_equal(query_one(db, "SELECT group_concat(change) FROM merges"),
+			 5);
+	/* And kept from then on by the triggers. */
+	put_text(j, "data", "c", "c");
+	assert_int_equal(journal_record_delete(j, "data", "a"), 0);
+	make_volume(j, "more");
+	assert_int_equal(journal_flush(j), 0);
+	assert_int_equal(journal_info(j, &info), 0);
+	assert_int_equal(info.n_changes, 8);
+	assert_int_equal(info.n_paths, 1);        /* c */
+	assert_int_equal(info.n_volumes, 2);
+	assert_int_equal(info.n_contents, 2);
+	assert_int_equal(info.n_chunks, 3);
+	assert_int_equal(journal_record_volume(j, "more", false, NULL), 0);
+	assert_int_equal(journal_flush(j), 0);
+	assert_int_equal(journal_info(j, &info), 0);
+	assert_int_equal(info.n_volumes, 1);
+	journal_close(j);
+	/* The same numbers as counting every row. */
+	assert_int_equal(query_one(db, "SELECT count(*) FROM changes"),
+			 query_one(db, "SELECT n FROM counts WHERE name = 'changes'"));
+	assert_int_equal(query_one(db, "SELECT count(*) FROM current cur JOIN "
+				   "changes c ON c.id = cur.change WHERE "
+				   "cur.path != '' AND c.mode != 0"),
+			 query_one(db, "SELECT n FROM counts WHERE name = 'paths'"));
+}
+
 static void test_record_seq_lamport_bases(void **state)
 {
 	struct fixture *f = *state;
@@ -729,6 +820,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_orders_jobs, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_migration_counts_and_merges,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_seq_lamport_bases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lookup_current, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_keeps_content, setup, teardown),
