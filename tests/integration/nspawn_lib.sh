@@ -102,7 +102,7 @@ ct_boot() {
   while [ "$SECONDS" -lt "$deadline" ]; do
     state=$(timeout $((deadline - SECONDS + 1)) nsenter -t "$leader" -a \
               systemctl is-system-running --wait 2>/dev/null || true)
-    case "$state" in running|degraded|maintenance|stopping|offline) break ;; esac
+    case "$state" in running|degraded|maintenance|stopping) break ;; esac
     kill -0 "$pid" 2>/dev/null || fail "host $name stopped while booting (log: $T/$name.boot.log)"
     sleep 0.1
   done
