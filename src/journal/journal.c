@@ -829,35 +829,6 @@ int journal_step_done(sqlite3_stmt *s)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : journal_db_err(rc);
 }
 
-int journal_store_content(struct journal *j, const struct content *c)
-{
-	sqlite3_stmt *s = journal_stmt(j, STMT_INSERT_CONTENT);
-	int err;
-
-	/* A hash without its chunk list (a meta change referring to content
-	 * stored earlier) must not create an empty list for it. */
-	if (c->n_chunks == 0 && c->size > 0)
-		return 0;
-	sqlite3_bind_blob(s, 1, c->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)c->size);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)c->n_chunks);
-	err = journal_step_done(s);
-	if (err || sqlite3_changes(j->db) == 0)
-		return err;   /* known content: its chunk list is stored */
-	for (size_t i = 0; i < c->n_chunks && !err; i++) {
-		const struct content_chunk *k = &c->chunks[i];
-
-		s = journal_stmt(j, STMT_INSERT_CHUNK);
-		sqlite3_bind_blob(s, 1, c->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, (sqlite3_int64)i);
-		sqlite3_bind_blob(s, 3, k->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 4, (sqlite3_int64)k->offset);
-		sqlite3_bind_int64(s, 5, k->len);
-		err = journal_step_done(s);
-	}
-	return err;
-}
-
 static int64_t journal_current_change(struct journal *j, const char *volume,
 				      const char *path)
 {
@@ -983,6 +954,32 @@ int journal_link_head(struct journal *j, int64_t id, int64_t base,
 	return err;
 }
 
+/* C, which replaces change BASE at its path: an edit is stored as runs of
+ * the previous version's chunk list (chunks.c). */
+static int journal_store_content_at(struct journal *j, const struct content *c,
+				    int64_t base)
+{
+	sqlite3_stmt *s = NULL;
+	uint8_t hash[CONTENT_HASH_LEN];
+	bool have = false;
+	int err = 0;
+
+	if (base && c->n_chunks > 1) {
+		err = journal_db_err(journal_prepare_cached(j,
+			"SELECT hash FROM changes WHERE id = ?", &s));
+		if (!err) {
+			sqlite3_bind_int64(s, 1, base);
+			have = sqlite3_step(s) == SQLITE_ROW &&
+			       sqlite3_column_bytes(s, 0) == CONTENT_HASH_LEN;
+			if (have)
+				memcpy(hash, sqlite3_column_blob(s, 0),
+				       CONTENT_HASH_LEN);
+		}
+		journal_stmt_done(s);
+	}
+	return err ? err : journal_store_content(j, c, have ? hash : NULL);
+}
+
 static int journal_append_steps(struct journal *j, const struct journal_row *r)
 {
 	int64_t base = journal_current_change(j, r->volume, r->path);
@@ -990,7 +987,7 @@ static int journal_append_steps(struct journal *j, const struct journal_row *r)
 	int err = 0;
 
 	if (r->content)
-		err = journal_store_content(j, r->content);
+		err = journal_store_content_at(j, r->content, base);
 	if (!err)
 		err = journal_insert_change(j, r, &id);
 	if (!err)

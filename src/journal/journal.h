@@ -302,8 +302,12 @@ int journal_job_count(struct journal *j, uint64_t *out);
 /* Content by hash: 0 with the chunk list, or -ENOENT when unknown. */
 int journal_content_load(struct journal *j, const uint8_t *hash,
 			 struct content *out);
-/* Stores a chunk list learned from a peer (whole, verified by caller). */
-int journal_content_store(struct journal *j, const struct content *c);
+/* Stores a chunk list learned from a peer (whole, verified by caller).
+ * BASE, when not NULL, is the content it replaces on this node (an
+ * edit's previous version): the list is then kept as runs of that one's
+ * where they share chunks, so an edit costs space for what changed. */
+int journal_content_store(struct journal *j, const struct content *c,
+			  const uint8_t *base);
 /*
  * A file of this node that held chunk HASH when last recorded: its
  * volume, path (malloc'd, caller frees), offset and length.  The caller

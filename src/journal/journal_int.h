@@ -84,7 +84,10 @@ int journal_link_head(struct journal *j, int64_t id, int64_t base,
 		      const char *volume, const char *path);
 int journal_step_done(sqlite3_stmt *s);
 int journal_begin(struct journal *j);
-int journal_store_content(struct journal *j, const struct content *c);
+/* chunks.c: stores C's list, as runs over BASE's when that pays (BASE:
+ * the content C replaces, or NULL). */
+int journal_store_content(struct journal *j, const struct content *c,
+			  const uint8_t *base);
 /* Runs FN inside a savepoint of the open batch: all of it or none. */
 int journal_atomic(struct journal *j, int (*fn)(struct journal *, void *),
 		   void *arg);

@@ -1443,7 +1443,7 @@ static bool push_claim(struct replicate *r, struct transfer *t)
 	memcpy(t->list.hash, t->job.hash, CONTENT_HASH_LEN);
 	memcpy(t->list.chunks[0].hash, p->chunk, CONTENT_HASH_LEN);
 	t->list.chunks[0].len = p->len;
-	journal_content_store(r->journal, &t->list);
+	journal_content_store(r->journal, &t->list, NULL);
 	t->have_list = true;
 	if (transfer_prepare(r, t) == 0 && push_create(r, t, p) != 0) {
 		transfer_fill(r, t);
@@ -1602,7 +1602,8 @@ static void transfer_store_list(struct replicate *r, struct transfer *t)
 	if (!t->list_unstored)
 		return;
 	t->list_unstored = false;
-	journal_content_store(r->journal, &t->list);
+	journal_content_store(r->journal, &t->list,
+			      t->base.n_chunks ? t->base.hash : NULL);
 }
 
 static void transfer_commit(struct replicate *r, struct transfer *t)

@@ -199,6 +199,7 @@ static void test_migrations(void **state)
 }
 
 extern const char *const journal_migrations[];
+extern const size_t journal_migrations_count;
 
 /* A journal of schema 3 with jobs queued: opening it places every job in
  * the queue (schema 4), parents first and deletes last. */
@@ -299,7 +300,7 @@ static void test_migration_counts_and_merges(void **state)
 
 	assert_int_equal(journal_open(db, "vm1", 0, &j, NULL), 0);
 	assert_int_equal(journal_info(j, &info), 0);
-	assert_int_equal(info.schema_version, 5);
+	assert_int_equal(info.schema_version, (int)journal_migrations_count);
 	assert_int_equal(info.n_changes, 5);
 	assert_int_equal(info.n_paths, 1);        /* a; b was deleted */
 	assert_int_equal(info.n_volumes, 1);
@@ -636,6 +637,206 @@ static void test_writes_after_other_connection_commits(void **state)
 	journal_close(other);
 }
 
+/* A synthetic chunk list: N chunks of 32 KiB named by (TAG, i). */
+static void fake_list(struct content *c, size_t n, uint32_t tag)
+{
+	memset(c, 0, sizeof(*c));
+	c->chunks = calloc(n, sizeof(*c->chunks));
+	assert_non_null(c->chunks);
+	c->n_chunks = c->cap_chunks = n;
+	for (size_t i = 0; i < n; i++) {
+		struct content_chunk *k = &c->chunks[i];
+
+		memcpy(k->hash, &tag, sizeof(tag));
+		memcpy(k->hash + 8, &i, sizeof(i));
+		k->len = 32768;
+		k->offset = i ? c->chunks[i - 1].offset + c->chunks[i - 1].len : 0;
+	}
+	c->size = c->chunks[n - 1].offset + c->chunks[n - 1].len;
+	memcpy(c->hash, &tag, sizeof(tag));
+	c->hash[31] = 0xcc;
+}
+
+static void fake_fix_offsets(struct content *c, uint32_t tag)
+{
+	for (size_t i = 0; i < c->n_chunks; i++)
+		c->chunks[i].offset = i ? c->chunks[i - 1].offset +
+					   c->chunks[i - 1].len : 0;
+	c->size = c->chunks[c->n_chunks - 1].offset +
+		  c->chunks[c->n_chunks - 1].len;
+	memset(c->hash, 0, sizeof(c->hash));
+	memcpy(c->hash, &tag, sizeof(tag));
+	c->hash[31] = 0xcc;
+}
+
+static int64_t db_bytes(const char *db)
+{
+	return query_one(db, "PRAGMA page_count") *
+	       query_one(db, "PRAGMA page_size");
+}
+
+static void assert_loads_as(struct journal *j, const struct content *want)
+{
+	struct content got;
+
+	assert_int_equal(journal_content_load(j, want->hash, &got), 0);
+	assert_int_equal(got.n_chunks, want->n_chunks);
+	assert_int_equal(got.size, want->size);
+	for (size_t i = 0; i < want->n_chunks; i++) {
+		assert_memory_equal(got.chunks[i].hash, want->chunks[i].hash,
+				    CONTENT_HASH_LEN);
+		assert_int_equal(got.chunks[i].offset, want->chunks[i].offset);
+		assert_int_equal(got.chunks[i].len, want->chunks[i].len);
+	}
+	content_release(&got);
+}
+
+static int64_t rows_of(const char *db, const uint8_t *hash)
+{
+	char hex[CONTENT_HEX_LEN], sql[160];
+
+	content_hex(hash, hex);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM content_chunks "
+		 "WHERE content = X'%s'", hex);
+	return query_one(db, sql);
+}
+
+static void put_list(struct journal *j, const char *path,
+		     const struct content *c)
+{
+	struct stat st = file_stat(0644, (off_t)c->size, 2000);
+
+	assert_int_equal(journal_record_put(j, "web", path, &st, c), 0);
+	assert_int_equal(journal_flush(j), 0);
+}
+
+static void assert_source(struct journal *j, const struct content_chunk *k,
+			  const char *path)
+{
+	const uint8_t *chunk = k->hash;
+	char vol[64], *p = NULL;
+	uint64_t off = 0;
+	uint32_t len = 0;
+
+	assert_int_equal(journal_chunk_source(j, chunk, vol, sizeof(vol), &p,
+					      &off, &len), 0);
+	assert_string_equal(vol, "web");
+	assert_string_equal(p, path);
+	assert_int_equal(off, k->offset);
+	assert_int_equal(len, k->len);
+	free(p);
+}
+
+/*
+ * Compact chunk lists.  A 1 GiB file (32,768 chunks), then a 1 MiB
+ * overwrite in its middle, a 100 KiB insert, and an edit of that: each
+ * edit adds under 64 KiB to the journal (the first version, stored whole,
+ * adds megabytes), every version loads back as exactly its list, runs
+ * point only at stored rows (never at runs), and chunk lookups find the
+ * right offsets in the current version, which holds no rows of its own
+ * for them.
+ */
+static void test_chunk_lists_as_runs(void **state)
+{
+	struct fixture *f = *state;
+	struct content v1, v2, v3, v4;
+	int64_t before, after;
+	const size_t n = 32768, mid = 16384;
+
+	make_volume(f->j, "web");
+	assert_int_equal(journal_flush(f->j), 0);
+	before = db_bytes(f->db);
+	fake_list(&v1, n, 1);
+	put_list(f->j, "big", &v1);
+	after = db_bytes(f->db);
+	print_message("1 GiB list stored whole: %lld bytes\n",
+		      (long long)(after - before));
+	assert_true(after - before > 2 << 20);
+
+	/* 1 MiB overwritten: 32 new chunks, plus a changed edge chunk. */
+	fake_list(&v2, n, 1);
+	for (size_t i = mid; i < mid + 33; i++)
+		v2.chunks[i].hash[20] = 2;
+	v2.chunks[mid + 32].len = 20000;
+	fake_fix_offsets(&v2, 2);
+	before = db_bytes(f->db);
+	put_list(f->j, "big", &v2);
+	after = db_bytes(f->db);
+	print_message("1 MiB edit: %lld bytes\n", (long long)(after - before));
+	assert_true(after - before < 64 << 10);
+	assert_loads_as(f->j, &v2);
+	assert_loads_as(f->j, &v1);
+
+	/* 100 KiB inserted: every later chunk moves. */
+	memset(&v3, 0, sizeof(v3));
+	v3.chunks = calloc(n + 4, sizeof(*v3.chunks));
+	v3.cap_chunks = n + 4;
+	memcpy(v3.chunks, v2.chunks, 100 * sizeof(*v3.chunks));
+	for (size_t i = 0; i < 4; i++) {
+		v3.chunks[100 + i].len = 25600;
+		v3.chunks[100 + i].hash[0] = 3;
+		v3.chunks[100 + i].hash[1] = (uint8_t)i;
+	}
+	memcpy(v3.chunks + 104, v2.chunks + 100,
+	       (n - 100) * sizeof(*v3.chunks));
+	v3.n_chunks = n + 4;
+	fake_fix_offsets(&v3, 3);
+	before = db_bytes(f->db);
+	put_list(f->j, "big", &v3);
+	after = db_bytes(f->db);
+	print_message("100 KiB insert: %lld bytes\n", (long long)(after - before));
+	assert_true(after - before < 64 << 10);
+	assert_loads_as(f->j, &v3);
+
+	/* An edit of a version that is itself runs: composed, not chained. */
+	memset(&v4, 0, sizeof(v4));
+	v4.chunks = calloc(n + 4, sizeof(*v4.chunks));
+	v4.cap_chunks = v4.n_chunks = n + 4;
+	memcpy(v4.chunks, v3.chunks, (n + 4) * sizeof(*v4.chunks));
+	v4.chunks[30000].hash[21] = 4;
+	fake_fix_offsets(&v4, 4);
+	before = db_bytes(f->db);
+	put_list(f->j, "big", &v4);
+	after = db_bytes(f->db);
+	assert_true(after - before < 64 << 10);
+	assert_loads_as(f->j, &v4);
+	assert_loads_as(f->j, &v3);
+	assert_loads_as(f->j, &v1);
+	/* Runs point at rows only: each run's range is all rows. */
+	assert_int_equal(query_one(f->db, "SELECT count(*) FROM content_runs r "
+		"WHERE r.n != (SELECT count(*) FROM content_chunks cc WHERE "
+		"cc.content = r.holder AND cc.idx >= r.holder_idx AND "
+		"cc.idx < r.holder_idx + r.n)"), 0);
+	assert_true(query_one(f->db, "SELECT count(*) FROM content_runs") > 0);
+	/* v4 has rows only for its own new chunk. */
+	assert_int_equal(rows_of(f->db, v4.hash), 1);
+	assert_int_equal(rows_of(f->db, v3.hash), 4);
+	assert_int_equal(rows_of(f->db, v2.hash), 33);
+	assert_int_equal(rows_of(f->db, v1.hash), (int64_t)n);
+
+	/* Lookups: big is now v4; chunk 0 and a chunk past the insert are
+	 * rows of v1, chunk 101 one of v3 (the insert), found in big at
+	 * their v4 offsets; chunk 30000 is v4's own. */
+	assert_source(f->j, &v4.chunks[0], "big");
+	assert_source(f->j, &v4.chunks[20000], "big");
+	assert_source(f->j, &v4.chunks[30000], "big");
+	assert_source(f->j, &v4.chunks[101], "big");
+
+	/* A list learned from a peer, stored against its base the same way. */
+	memcpy(v4.chunks[5].hash, "peer", 4);
+	fake_fix_offsets(&v4, 5);
+	before = db_bytes(f->db);
+	assert_int_equal(journal_content_store(f->j, &v4, v3.hash), 0);
+	assert_int_equal(journal_flush(f->j), 0);
+	after = db_bytes(f->db);
+	assert_true(after - before < 64 << 10);
+	assert_loads_as(f->j, &v4);
+	content_release(&v1);
+	content_release(&v2);
+	content_release(&v3);
+	content_release(&v4);
+}
+
 static off_t file_size(const char *path)
 {
 	struct stat st;
@@ -836,6 +1037,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_writes_after_other_connection_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoint_bounds_wal, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_lists_as_runs, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_kill_during_burst, setup, teardown),
 	};

@@ -333,7 +333,7 @@ static uint64_t operations(struct node *n)
 	}
 	/* A chunk list learned from a peer, and lookups grouped. */
 	assert_int_equal(content_hash_buf("from a peer", 11, &c), 0);
-	assert_int_equal(journal_content_store(n->j, &c), 0);
+	assert_int_equal(journal_content_store(n->j, &c, NULL), 0);
 	content_release(&c);
 	assert_int_equal(journal_flush(n->j), 0);
 	assert_int_equal(journal_read_begin(n->j), 0);

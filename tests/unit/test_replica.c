@@ -160,7 +160,7 @@ static int apply_jobs(struct net *n, int node)
 
 				assert_true(t >= 0);
 				assert_int_equal(journal_content_store(
-					n->j[node], &contents[t]), 0);
+					n->j[node], &contents[t], NULL), 0);
 			}
 			assert_int_equal(journal_job_done(n->j[node], &jobs[i],
 				jobs[i].op == JOURNAL_DELETE ? NULL : &st), 0);
