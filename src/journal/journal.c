@@ -387,15 +387,22 @@ static int journal_configure(struct journal *j)
  * starts the WAL over only when a writer begins a transaction while every
  * frame has been copied, and a writer that commits every few milliseconds
  * appends new frames while each checkpoint runs.  So once the WAL holds
- * more than JOURNAL_WAL_RESTART_BYTES, the checkpointer asks the writer to
- * hold its next transaction (ckpt_hold: journal_begin waits, at most
- * JOURNAL_CKPT_HOLD_MAX_MS, outside any transaction), runs a RESTART
- * checkpoint, which copies the little a PASSIVE one just left (its busy
- * handler waits at most JOURNAL_CKPT_RESTART_WAIT_MS for a transaction
- * under way and for readers), and lets the writer go: its next commit
- * starts the WAL over, truncated to JOURNAL_WAL_LIMIT_BYTES
- * (journal_size_limit).  A RESTART alone would wait for a gap between
- * the writer's transactions that a busy writer seldom leaves.
+ * more than JOURNAL_WAL_RESTART_BYTES, the checkpointer runs PASSIVE
+ * passes until what the writer appended meanwhile is under
+ * JOURNAL_CKPT_REMAINDER_FRAMES (at most JOURNAL_CKPT_PASSES of them),
+ * then asks the writer to hold its next transaction (ckpt_hold:
+ * journal_begin waits, at most JOURNAL_CKPT_HOLD_MAX_MS, outside any
+ * transaction) and runs a RESTART checkpoint, which copies that remainder
+ * and syncs (its busy handler waits at most JOURNAL_CKPT_RESTART_WAIT_MS
+ * for a transaction under way and for readers).  The writer's next
+ * commit starts the WAL over, truncated to JOURNAL_WAL_LIMIT_BYTES
+ * (journal_size_limit).  A RESTART alone would wait for a gap between the
+ * writer's transactions that a busy writer seldom leaves; holding the
+ * writer for all of a large copy would stall recording for as long.
+ *
+ * Back-pressure: a writer faster than the disk can copy would still grow
+ * the WAL without end, so past JOURNAL_WAL_HARD_BYTES journal_begin waits
+ * (at most JOURNAL_CKPT_HARD_WAIT_MS) for the WAL to start over.
  *
  * The checkpointer's connection reads the database once before its
  * first checkpoint: on a connection that has never read it, SQLite has
@@ -404,10 +411,14 @@ static int journal_configure(struct journal *j)
  */
 #define JOURNAL_CKPT_PERIOD_NS 500000000L
 #define JOURNAL_CKPT_WAKE_FRAMES 1024                /* 4 MiB of pages */
-#define JOURNAL_WAL_RESTART_BYTES (16LL << 20)
+#define JOURNAL_WAL_RESTART_BYTES (24LL << 20)
+#define JOURNAL_WAL_HARD_BYTES (48LL << 20)
 #define JOURNAL_WAL_LIMIT_BYTES (16LL << 20)
+#define JOURNAL_CKPT_REMAINDER_FRAMES 256            /* 1 MiB */
+#define JOURNAL_CKPT_PASSES 4
 #define JOURNAL_CKPT_RESTART_WAIT_MS 100
 #define JOURNAL_CKPT_HOLD_MAX_MS 250
+#define JOURNAL_CKPT_HARD_WAIT_MS 2000
 
 /* The writer's commit hook: N frames are now in the WAL. */
 static int journal_wal_hook(void *arg, sqlite3 *db, const char *name, int n)
@@ -416,6 +427,7 @@ static int journal_wal_hook(void *arg, sqlite3 *db, const char *name, int n)
 
 	(void)db;
 	(void)name;
+	j->wal_frames = n;
 	if (n < j->ckpt_woken_at + JOURNAL_CKPT_WAKE_FRAMES) {
 		if (n < j->ckpt_woken_at)   /* the WAL started over */
 			j->ckpt_woken_at = 0;
@@ -446,56 +458,86 @@ static sqlite3 *journal_checkpoint_open(const char *path)
 	return db;
 }
 
-static void journal_checkpoint_hold(struct journal *j, bool hold)
+static void journal_checkpoint_hold(struct journal *j, bool hold,
+				    bool restarted)
 {
 	pthread_mutex_lock(&j->ckpt_lock);
 	atomic_store(&j->ckpt_hold, hold);
+	if (restarted)
+		j->ckpt_restarts++;
 	if (!hold)
 		pthread_cond_broadcast(&j->ckpt_released);
 	pthread_mutex_unlock(&j->ckpt_lock);
 }
 
-/* journal_begin's side of ckpt_hold. */
+static void journal_deadline(struct timespec *t, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_nsec -= 1000000000L;
+		t->tv_sec++;
+	}
+}
+
+/* journal_begin's side: a hold asked for, or the WAL past its hard
+ * bound (then until the WAL starts over). */
 static void journal_checkpoint_wait(struct journal *j)
 {
+	bool hard;
 	struct timespec until;
+	unsigned gen;
 
-	if (!j->ckpt_running || !atomic_load(&j->ckpt_hold))
+	if (!j->ckpt_running)
 		return;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += JOURNAL_CKPT_HOLD_MAX_MS * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_nsec -= 1000000000L;
-		until.tv_sec++;
-	}
+	hard = (long long)j->wal_frames * j->page_size > JOURNAL_WAL_HARD_BYTES;
+	if (!hard && !atomic_load(&j->ckpt_hold))
+		return;
+	journal_deadline(&until, hard ? JOURNAL_CKPT_HARD_WAIT_MS :
+			 JOURNAL_CKPT_HOLD_MAX_MS);
 	pthread_mutex_lock(&j->ckpt_lock);
-	while (atomic_load(&j->ckpt_hold) &&
+	gen = j->ckpt_restarts;
+	if (hard) {
+		j->ckpt_due = true;
+		pthread_cond_signal(&j->ckpt_wake);
+	}
+	while ((hard ? j->ckpt_restarts == gen : atomic_load(&j->ckpt_hold)) &&
 	       pthread_cond_timedwait(&j->ckpt_released, &j->ckpt_lock,
 				      &until) == 0)
 		;
 	pthread_mutex_unlock(&j->ckpt_lock);
+	if (hard)
+		j->wal_frames = 0;   /* asked once; the next commit says more */
 }
 
 static void journal_checkpoint_once(struct journal *j, sqlite3 *db)
 {
-	int page_size = j->page_size, n_log = 0, n_done = 0;
-	int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-					   &n_log, &n_done);
+	long long page_size = j->page_size;
+	int n_log = 0, n_done = 0, rc = SQLITE_OK;
 
-	if (rc == SQLITE_OK &&
-	    (long long)n_log * page_size <= JOURNAL_WAL_RESTART_BYTES)
-		return;
-	/* SQLITE_BUSY here only means someone else checkpoints right now. */
-	if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-		log_debug("journal", "checkpoint: %s", sqlite3_errmsg(db));
-		return;
+	for (int pass = 0; pass < JOURNAL_CKPT_PASSES; pass++) {
+		rc = sqlite3_wal_checkpoint_v2(db, NULL,
+					       SQLITE_CHECKPOINT_PASSIVE,
+					       &n_log, &n_done);
+		/* SQLITE_BUSY: someone else checkpoints right now. */
+		if (rc != SQLITE_OK) {
+			if (rc != SQLITE_BUSY)
+				log_debug("journal", "checkpoint: %s",
+					  sqlite3_errmsg(db));
+			return;
+		}
+		if (n_log * page_size <= JOURNAL_WAL_RESTART_BYTES)
+			return;
+		if (n_log - n_done <= JOURNAL_CKPT_REMAINDER_FRAMES)
+			break;
 	}
-	journal_checkpoint_hold(j, true);
+	journal_checkpoint_hold(j, true, false);
 	sqlite3_busy_timeout(db, JOURNAL_CKPT_RESTART_WAIT_MS);
 	rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART,
 				       &n_log, &n_done);
 	sqlite3_busy_timeout(db, 0);
-	journal_checkpoint_hold(j, false);
+	journal_checkpoint_hold(j, false, rc == SQLITE_OK);
 	/* Busy: a long reader holds an old snapshot; the next turn retries. */
 	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 		log_debug("journal", "checkpoint: %s", sqlite3_errmsg(db));
@@ -509,12 +551,7 @@ static void *journal_checkpointer(void *arg)
 
 	pthread_mutex_lock(&j->ckpt_lock);
 	while (db && !j->ckpt_stop) {
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += JOURNAL_CKPT_PERIOD_NS;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_nsec -= 1000000000L;
-			until.tv_sec++;
-		}
+		journal_deadline(&until, JOURNAL_CKPT_PERIOD_NS / 1000000);
 		while (!j->ckpt_due && !j->ckpt_stop &&
 		       pthread_cond_timedwait(&j->ckpt_wake, &j->ckpt_lock,
 					      &until) == 0)

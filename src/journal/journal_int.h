@@ -49,6 +49,8 @@ struct journal {
 	atomic_bool ckpt_hold;    /* writer: begin no transaction now */
 	pthread_cond_t ckpt_released;
 	int ckpt_woken_at;        /* WAL frames when the hook last woke it */
+	int wal_frames;           /* after the writer's last commit */
+	unsigned ckpt_restarts;   /* RESTART checkpoints done */
 	int page_size;
 	pthread_t ckpt_thread;
 	pthread_mutex_t ckpt_lock;
