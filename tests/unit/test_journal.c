@@ -201,6 +201,21 @@ static void test_migrations(void **state)
 extern const char *const journal_migrations[];
 extern const size_t journal_migrations_count;
 
+/* A journal made by schema VERSION's code, with ROWS, at DB. */
+static void old_journal(struct fixture *f, int version, const char *rows,
+			char *db, size_t cap)
+{
+	sqlite3 *s;
+
+	snprintf(db, cap, "%s/v%d.db", f->dir, version);
+	assert_int_equal(sqlite3_open(db, &s), SQLITE_OK);
+	for (int v = 0; v < version; v++)
+		assert_int_equal(sqlite3_exec(s, journal_migrations[v], NULL,
+					      NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(s, rows, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(s);
+}
+
 /* A journal of schema 3 with jobs queued: opening it places every job in
  * the queue (schema 4), parents first and deletes last. */
 static void test_migration_orders_jobs(void **state)
@@ -222,15 +237,8 @@ static void test_migration_orders_jobs(void **state)
 	struct journal_job jobs[4];
 	struct journal *j = NULL;
 	char db[160];
-	sqlite3 *s;
 
-	snprintf(db, sizeof(db), "%s/v3.db", f->dir);
-	assert_int_equal(sqlite3_open(db, &s), SQLITE_OK);
-	for (int v = 0; v < 3; v++)
-		assert_int_equal(sqlite3_exec(s, journal_migrations[v], NULL,
-					      NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(s, rows, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(s);
+	old_journal(f, 3, rows, db, sizeof(db));
 
 	assert_int_equal(journal_open(db, "vm1", 0, &j, NULL), 0);
 	assert_int_equal(journal_jobs(j, NULL, jobs, 4), 3);
@@ -288,15 +296,8 @@ static void test_migration_counts_and_merges(void **state)
 	struct journal_info info;
 	struct journal *j = NULL;
 	char db[160];
-	sqlite3 *s;
 
-	snprintf(db, sizeof(db), "%s/v4.db", f->dir);
-	assert_int_equal(sqlite3_open(db, &s), SQLITE_OK);
-	for (int v = 0; v < 4; v++)
-		assert_int_equal(sqlite3_exec(s, journal_migrations[v], NULL,
-					      NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(s, rows, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(s);
+	old_journal(f, 4, rows, db, sizeof(db));
 
 	assert_int_equal(journal_open(db, "vm1", 0, &j, NULL), 0);
 	assert_int_equal(journal_info(j, &info), 0);

@@ -32,27 +32,9 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
+source tools/bench/lib.sh
 
-config() { # NAME
-  mkdir -p "$T/$1/volumes/bench"
-  cat > "$T/$1/config.yaml" <<YAML
-log:
-  level: info
-sync:
-  node_id: bench
-  listen_address: "127.0.0.1"
-  p2p_port: 18871
-volume:
-  root_path: "$T/$1/volumes"
-journal:
-  path: "$T/$1/journal.db"
-api:
-  listen: "127.0.0.1:18872"
-  token_file: "$T/$1/api-token"
-plugin:
-  socket: "$T/$1/krakenfs.sock"
-YAML
-}
+config() { bench_config "$1" 18871; }
 
 start() { # NAME
   "$BIN/krakenfs-agent" --config "$T/$1/config.yaml" >>"$T/$1/agent.log" 2>&1 &
