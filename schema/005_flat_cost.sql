@@ -3,8 +3,6 @@
 -- changes_by_volume  one volume's audit log, newest first: an index on
 --                    volume is ordered by id within it, so a page of the
 --                    log reads only the rows it returns.
--- current_roots      the volumes (a volume is the path '' of current)
---                    without reading every path of every volume.
 -- merges             every change that names more than one base (a
 --                    resolution, or an edit that replaced identical
 --                    heads), which conflict listings start from; kept
@@ -16,9 +14,14 @@
 --                    volumes not removed.  A change row never changes
 --                    once written, so its mode and op can be looked up
 --                    when current moves on.
+--
+-- No partial index: a statement comparing the index's column with a
+-- parameter is compiled again at every new binding (its plan depends on
+-- whether the value satisfies the index's WHERE), which made every lookup
+-- of a path parse its SQL anew.  journal_foreach_volume steps from one
+-- volume's root to the next instead.
 
 CREATE INDEX changes_by_volume ON changes (volume);
-CREATE INDEX current_roots ON current (volume) WHERE path = '';
 
 CREATE TABLE merges (
 	change INTEGER PRIMARY KEY REFERENCES changes(id)

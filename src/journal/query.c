@@ -96,19 +96,52 @@ int journal_foreach_state(struct journal *j, const char *volume,
 	return err;
 }
 
+/*
+ * A volume's root is its path '' in current, the first of its rows in
+ * primary-key order: each step seeks the first row of the next volume
+ * name, so the walk reads one row per volume, not every path.
+ */
 int journal_foreach_volume(struct journal *j, journal_state_fn fn, void *arg)
 {
 	static const char sql[] =
-		"SELECT " STATE_COLUMNS " FROM current cur JOIN changes c "
-		"ON c.id = cur.change WHERE cur.path = '' AND "
-		"c.op != 7 ORDER BY cur.volume";
+		"SELECT " STATE_COLUMNS ", c.op FROM current cur JOIN changes c "
+		"ON c.id = cur.change WHERE cur.volume > ? "
+		"ORDER BY cur.volume, cur.path LIMIT 1";
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	char *last = strdup("");
+	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
+							 NULL));
 
-	if (!err)
-		err = foreach_rows(s, fn, arg);
+	if (!last && !ret)
+		ret = -ENOMEM;
+	while (ret == 0) {
+		const char *vol;
+
+		sqlite3_bind_text(s, 1, last, -1, SQLITE_TRANSIENT);
+		if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+			ret = rc == SQLITE_DONE ? 0 : journal_db_err(rc);
+			break;
+		}
+		vol = (const char *)sqlite3_column_text(s, 0);
+		free(last);
+		last = strdup(vol);
+		if (!last) {
+			ret = -ENOMEM;
+			break;
+		}
+		if (sqlite3_column_text(s, 1)[0] == '\0' &&
+		    sqlite3_column_int(s, 11) != JOURNAL_VOLUME_REMOVE) {
+			struct journal_state st = { 0 };
+
+			state_from_row(s, 2, &st);
+			ret = fn(arg, last, "", &st);
+			journal_state_release(&st);
+		}
+		sqlite3_reset(s);
+	}
+	free(last);
 	sqlite3_finalize(s);
-	return err;
+	return ret;
 }
 
 static int load_bases(struct journal *j, int64_t id, struct journal_ref *bases,
