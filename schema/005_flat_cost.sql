@@ -66,30 +66,29 @@ CREATE TRIGGER counts_chunks_del AFTER DELETE ON content_chunks BEGIN
 	UPDATE counts SET n = n - 1 WHERE name = 'chunks';
 END;
 
+-- A path is never renamed in place: OLD.path = NEW.path, so one counter
+-- moves, by the liveness of the new change minus the old one's.
 CREATE TRIGGER counts_current_add AFTER INSERT ON current BEGIN
-	UPDATE counts SET n = n + 1 WHERE name = 'paths' AND NEW.path != ''
-		AND (SELECT mode FROM changes WHERE id = NEW.change) != 0;
-	UPDATE counts SET n = n + 1 WHERE name = 'volumes' AND NEW.path = ''
-		AND (SELECT op FROM changes WHERE id = NEW.change) != 7;
+	UPDATE counts SET n = n + (CASE WHEN NEW.path = '' THEN
+		(SELECT op FROM changes WHERE id = NEW.change) != 7 ELSE
+		(SELECT mode FROM changes WHERE id = NEW.change) != 0 END)
+		WHERE name = (CASE WHEN NEW.path = '' THEN 'volumes'
+			      ELSE 'paths' END);
 END;
 CREATE TRIGGER counts_current_del AFTER DELETE ON current BEGIN
-	UPDATE counts SET n = n - 1 WHERE name = 'paths' AND OLD.path != ''
-		AND (SELECT mode FROM changes WHERE id = OLD.change) != 0;
-	UPDATE counts SET n = n - 1 WHERE name = 'volumes' AND OLD.path = ''
-		AND (SELECT op FROM changes WHERE id = OLD.change) != 7;
+	UPDATE counts SET n = n - (CASE WHEN OLD.path = '' THEN
+		(SELECT op FROM changes WHERE id = OLD.change) != 7 ELSE
+		(SELECT mode FROM changes WHERE id = OLD.change) != 0 END)
+		WHERE name = (CASE WHEN OLD.path = '' THEN 'volumes'
+			      ELSE 'paths' END);
 END;
 CREATE TRIGGER counts_current_move AFTER UPDATE OF change ON current
 WHEN OLD.change != NEW.change BEGIN
-	UPDATE counts SET n = n
-		- (OLD.path != '' AND
-		   (SELECT mode FROM changes WHERE id = OLD.change) != 0)
-		+ (NEW.path != '' AND
-		   (SELECT mode FROM changes WHERE id = NEW.change) != 0)
-		WHERE name = 'paths';
-	UPDATE counts SET n = n
-		- (OLD.path = '' AND
-		   (SELECT op FROM changes WHERE id = OLD.change) != 7)
-		+ (NEW.path = '' AND
-		   (SELECT op FROM changes WHERE id = NEW.change) != 7)
-		WHERE name = 'volumes';
+	UPDATE counts SET n = n + (CASE WHEN NEW.path = '' THEN
+		((SELECT op FROM changes WHERE id = NEW.change) != 7) -
+		((SELECT op FROM changes WHERE id = OLD.change) != 7) ELSE
+		((SELECT mode FROM changes WHERE id = NEW.change) != 0) -
+		((SELECT mode FROM changes WHERE id = OLD.change) != 0) END)
+		WHERE name = (CASE WHEN NEW.path = '' THEN 'volumes'
+			      ELSE 'paths' END);
 END;

@@ -13,6 +13,9 @@
  *    history shows up here however the plan reads (an index search on a
  *    value most rows share does not show in a query plan).
  *
+ *    No statement may be compiled again by SQLite while the test runs
+ *    (a plan that depends on a bound value is, at every new binding).
+ *
  *  - Plans.  Every statement run during the test is given to EXPLAIN
  *    QUERY PLAN, and a full scan of changes, bases, content_chunks or
  *    current fails it, unless the statement is one of the few that read
