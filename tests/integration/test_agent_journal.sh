@@ -54,7 +54,8 @@ pass "json fields match the files"
 
 # Edit, chmod, rename, delete; history links each version to the last.
 printf 'second version\n' > "$ROOT/web/index.html"
-wait_for 5 test "$(kj --json history web index.html | wc -l)" -eq 2 || fail "second version"
+# eval: the count is taken again at every poll, not once before it.
+wait_for 5 eval '[ "$(kj --json history web index.html | wc -l)" -eq 2 ]' || fail "second version"
 chmod 600 "$ROOT/web/index.html"
 wait_for 5 has_change web index.html meta || fail "chmod as meta"
 mv "$ROOT/web/css/site.css" "$ROOT/web/css/main.css"

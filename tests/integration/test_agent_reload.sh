@@ -59,8 +59,9 @@ config n1 "$ALL"; config n2 "$ALL"
 ready_before=$(notified READY=1)
 kill -HUP "$PID_n1"
 wait_for 10 grep -q "reload: 2 peers" "$T/n1.log" || fail "n1 did not reload on SIGHUP"
-wait_for 10 test "$(notified RELOADING=1)" -ge 1 || fail "no RELOADING=1 on SIGHUP"
-wait_for 10 test "$(notified READY=1)" -gt "$ready_before" || fail "no READY=1 after the reload"
+# eval: the counts are taken again at every poll, not once before it.
+wait_for 10 eval '[ "$(notified RELOADING=1)" -ge 1 ]' || fail "no RELOADING=1 on SIGHUP"
+wait_for 10 eval '[ "$(notified READY=1)" -gt "$ready_before" ]' || fail "no READY=1 after the reload"
 api n2 POST /v1/admin/reload > /dev/null
 [ "$(cat "$T/code")" = 202 ] || fail "POST /v1/admin/reload on n2: HTTP $(cat "$T/code"): $(cat "$T/body")"
 wait_for 10 grep -q "reload: 2 peers" "$T/n2.log" || fail "n2 did not reload through the API"
