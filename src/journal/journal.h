@@ -116,7 +116,8 @@ struct journal_info {
 	uint64_t n_paths;         /* current, not deleted, volumes excluded */
 	uint64_t n_volumes;
 	uint64_t n_contents;
-	uint64_t n_chunks;
+	uint64_t n_chunks;        /* chunk rows: a list kept as runs of another
+				   * (chunks.c) has rows for its new chunks only */
 	uint64_t journal_bytes;   /* the database file */
 	uint64_t wal_bytes;       /* its write-ahead log, not yet copied in */
 	int schema_version;
