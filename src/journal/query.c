@@ -8,6 +8,7 @@
 #include "err.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,13 @@ static void where_add(char *sql, size_t cap, const char *cond)
 	snprintf(sql + n, cap - n, " AND %s", cond);
 }
 
+/*
+ * A page of the audit log is read in id order from its cursor (the end
+ * of the journal for the first page) and stops at LIMIT: the newest page
+ * costs its rows whatever the history.  A volume has its own index; the
+ * other filters are checked on the way, so a filter that matches rarely
+ * reads as far back as its matches lie (a search, like grep).
+ */
 int journal_log(struct journal *j, const struct journal_filter *f,
 		journal_change_fn fn, void *arg)
 {
@@ -232,17 +240,17 @@ int journal_log(struct journal *j, const struct journal_filter *f,
 		where_add(sql, sizeof(sql), "substr(c.path, 1, length(:prefix))"
 			  " = :prefix");
 	if (f->origin)
-		where_add(sql, sizeof(sql), "(o.node = :origin OR "
-			  "o.node || '@' || o.epoch = :origin)");
+		where_add(sql, sizeof(sql), "c.origin IN (SELECT id FROM "
+			  "origins WHERE node = :origin OR "
+			  "node || '@' || epoch = :origin)");
 	if (f->since_ns)
 		where_add(sql, sizeof(sql), "c.wall_ns >= :since");
 	if (f->until_ns)
 		where_add(sql, sizeof(sql), "c.wall_ns < :until");
 	if (f->op)
 		where_add(sql, sizeof(sql), "c.op = :op");
-	if (f->before_id)
-		where_add(sql, sizeof(sql), f->oldest_first ? "c.id > :cursor" :
-			  "c.id < :cursor");
+	where_add(sql, sizeof(sql), f->oldest_first ? "c.id > :cursor" :
+		  "c.id < :cursor");
 	n = strlen(sql);
 	snprintf(sql + n, sizeof(sql) - n, " ORDER BY c.id %s LIMIT :limit",
 		 f->oldest_first ? "ASC" : "DESC");
@@ -259,7 +267,8 @@ int journal_log(struct journal *j, const struct journal_filter *f,
 	BIND_INT(":since", f->since_ns);
 	BIND_INT(":until", f->until_ns);
 	BIND_INT(":op", f->op);
-	BIND_INT(":cursor", f->before_id);
+	BIND_INT(":cursor", f->before_id ? f->before_id :
+		 f->oldest_first ? 0 : INT64_MAX);
 	BIND_INT(":limit", f->limit > 0 ? f->limit : -1);
 #undef BIND_TEXT
 #undef BIND_INT

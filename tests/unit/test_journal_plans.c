@@ -363,6 +363,26 @@ static uint64_t operations(struct node *n)
 	/* Every version of one path: reads as many rows as it returns. */
 	assert_int_equal(journal_history(n->j, "web", "t/d1/f", count_one, &k),
 			 0);
+	/* The audit log without a volume: the dashboard's newest page, and
+	 * the searches of kraken-journal log (see whole_reads). */
+	{
+		struct journal_filter g = { .limit = 20 };
+
+		assert_int_equal(journal_log(n->j, &g, count_one, &k), 0);
+		g.before_id = journal_last_change_id(n->j) - 5;
+		assert_int_equal(journal_log(n->j, &g, count_one, &k), 0);
+		g.before_id = 0;
+		g.since_ns = 1;
+		g.until_ns = INT64_MAX;
+		assert_int_equal(journal_log(n->j, &g, count_one, &k), 0);
+		g.since_ns = g.until_ns = 0;
+		g.origin = "vm2";
+		assert_int_equal(journal_log(n->j, &g, count_one, &k), 0);
+		g.origin = NULL;
+		g.op = JOURNAL_DELETE;
+		g.path_prefix = "t/";
+		assert_int_equal(journal_log(n->j, &g, count_one, &k), 0);
+	}
 	return steps;
 }
 
