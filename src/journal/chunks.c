@@ -451,12 +451,26 @@ int journal_store_content(struct journal *j, const struct content *c,
 	return err;
 }
 
+struct store_arg {
+	const struct content *c;
+	const uint8_t *base;
+};
+
+static int store_fn(struct journal *j, void *arg)
+{
+	const struct store_arg *a = arg;
+
+	return journal_store_content(j, a->c, a->base);
+}
+
+/* All or nothing: a list left half stored would count as known and never
+ * be stored again. */
 int journal_content_store(struct journal *j, const struct content *c,
 			  const uint8_t *base)
 {
-	int err = journal_begin(j);
+	struct store_arg a = { c, base };
 
-	return err ? err : journal_store_content(j, c, base);
+	return journal_atomic(j, store_fn, &a);
 }
 
 /* ---- finding a chunk on disk ------------------------------------------- */

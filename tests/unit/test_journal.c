@@ -838,6 +838,39 @@ static void test_chunk_lists_as_runs(void **state)
 	content_release(&v4);
 }
 
+static void exec_sql(const char *db, const char *sql)
+{
+	sqlite3 *s;
+
+	assert_int_equal(sqlite3_open(db, &s), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(s, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(s);
+}
+
+/* A list from a peer that fails half way through being stored leaves
+ * nothing behind: a half list would count as known and never be stored
+ * again.  The failure is a real SQLite error, raised by a trigger. */
+static void test_content_store_all_or_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct content c, got;
+
+	make_volume(f->j, "web");
+	assert_int_equal(journal_flush(f->j), 0);
+	fake_list(&c, 10, 7);
+	exec_sql(f->db, "CREATE TRIGGER fail BEFORE INSERT ON content_chunks "
+		 "WHEN NEW.idx = 5 BEGIN SELECT RAISE(ABORT, 'injected'); END");
+	assert_int_not_equal(journal_content_store(f->j, &c, NULL), 0);
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_int_equal(journal_content_load(f->j, c.hash, &got), -ENOENT);
+	assert_int_equal(rows_of(f->db, c.hash), 0);
+	exec_sql(f->db, "DROP TRIGGER fail");
+	assert_int_equal(journal_content_store(f->j, &c, NULL), 0);
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_loads_as(f->j, &c);
+	content_release(&c);
+}
+
 static off_t file_size(const char *path)
 {
 	struct stat st;
@@ -1041,6 +1074,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_lists_as_runs, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_content_store_all_or_nothing,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_during_burst, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
