@@ -76,6 +76,16 @@ struct journal {
 	int n_cache;
 };
 
+/* checkpoint.c: the background checkpointer (JOURNAL_BACKGROUND_CHECKPOINT),
+ * and journal_begin's wait while it holds the writer or the WAL is past
+ * its hard bound. */
+int journal_checkpoint_start(struct journal *j, const char *path);
+void journal_checkpoint_stop(struct journal *j);
+void journal_checkpoint_wait(struct journal *j);
+/* One integer from SQL (with ARG bound to ?1 when not NULL): 0,
+ * -ENOENT for no row, or a negative code. */
+int journal_query_int(struct journal *j, const char *sql, const char *arg,
+		      int64_t *out);
 /* Reads next_seq and the Lamport clock back from the database. */
 int journal_load_counters(struct journal *j);
 /* SQLite result code to the project's vocabulary. */
