@@ -6,9 +6,10 @@
  * libyaml document.  One walk visits every mapping pair once: the dotted
  * key is looked up in keys[], whose kind says how the value is checked and
  * stored.  Checks that involve several keys (watch paths against
- * volume.root_path, duplicate node ids, this node in the cluster list) and
- * the defaults derived from other keys run after the walk and after the
- * NODE_ID / CLUSTER_NODES overrides, because YAML does not order keys.
+ * volume.root_path, duplicate node ids, this node in the cluster list,
+ * the journal's pin limit against its retention) and the defaults derived
+ * from other keys run after the walk and after the NODE_ID / CLUSTER_NODES
+ * overrides, because YAML does not order keys.
  *
  * Nothing stops at the first problem.  Each one is appended to the
  * caller's config_diag as "FILE:LINE: KEY: message", located where the
@@ -50,6 +51,7 @@
 #define SOCKET_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 #define ENV_NODE_ID "NODE_ID"
 #define ENV_CLUSTER_NODES "CLUSTER_NODES"
+#define DAY_MS UINT64_C(86400000)
 
 enum kind {
 	KIND_SECTION,
@@ -80,7 +82,8 @@ static const char *const expects[] = {
 	[KIND_RECURSIVE] = "true",
 	[KIND_PORT] = "an integer from 1 to 65535",
 	[KIND_RATE] = "a non-negative integer",
-	[KIND_DURATION] = "a duration such as \"500ms\", \"30s\", \"2m\" or \"1h\"",
+	[KIND_DURATION] = "a duration such as \"500ms\", \"30s\", \"2m\", "
+			  "\"1h\" or \"30d\"",
 	[KIND_STRATEGY] = "timestamp or lamport",
 	[KIND_NODE_ID] = "a node id of 1 to 64 characters from A-Z a-z 0-9 . _ -",
 	[KIND_NAME] = "a name of 1 to 255 printable characters",
@@ -109,7 +112,7 @@ enum key_id {
 	K_CR, K_CR_STRATEGY, K_CR_TIMEOUT,
 	K_TLS, K_TLS_ENABLE, K_TLS_CERT, K_TLS_KEY, K_TLS_CA,
 	K_VOLUME, K_ROOT_PATH, K_DRIVER_NAME,
-	K_JOURNAL, K_JOURNAL_PATH,
+	K_JOURNAL, K_JOURNAL_PATH, K_JOURNAL_RETENTION, K_JOURNAL_PIN_MAX,
 	K_API, K_API_LISTEN, K_API_TOKEN_FILE,
 	K_PLUGIN, K_PLUGIN_SOCKET, K_PLUGIN_MOUNT_WAIT,
 	N_KEYS
@@ -160,6 +163,10 @@ static const struct key_def {
 			    FIELD(driver_name) },
 	[K_JOURNAL] = { "journal", KIND_SECTION, 0 },
 	[K_JOURNAL_PATH] = { "journal.path", KIND_PATH, FIELD(journal_path) },
+	[K_JOURNAL_RETENTION] = { "journal.retention", KIND_DURATION,
+				  FIELD(journal_retention_ms) },
+	[K_JOURNAL_PIN_MAX] = { "journal.retention_pin_max", KIND_DURATION,
+				FIELD(journal_retention_pin_max_ms) },
 	[K_API] = { "api", KIND_SECTION, 0 },
 	[K_API_LISTEN] = { "api.listen", KIND_LISTEN, 0 },
 	[K_API_TOKEN_FILE] = { "api.token_file", KIND_PATH,
@@ -648,7 +655,7 @@ int config_parse_duration_ms(const char *text, uint64_t *out_ms)
 		const char *unit;
 		uint64_t ms;
 	} units[] = { { "ms", 1 }, { "s", 1000 }, { "m", 60000 },
-		      { "h", 3600000 } };
+		      { "h", 3600000 }, { "d", DAY_MS } };
 	unsigned long long v;
 	char *end;
 
@@ -1526,6 +1533,8 @@ static int defaults_base(struct config **out)
 	cfg->strategy = CONFIG_STRATEGY_TIMESTAMP;
 	cfg->conflict_timeout_ms = 30000;
 	cfg->mount_wait_ms = 10000;
+	cfg->journal_retention_ms = 30 * DAY_MS;
+	cfg->journal_retention_pin_max_ms = 90 * DAY_MS;
 	cfg->api_port = 6882;
 	for (size_t i = 0; i < sizeof(default_strings) /
 			       sizeof(default_strings[0]); i++) {
@@ -1714,6 +1723,61 @@ static void check_mount_wait(struct parse *p)
 		  "Docker gives up on a plugin call after about a minute");
 }
 
+/* Writes MS in the largest unit that holds it exactly: "30d", "36h". */
+static const char *format_duration(char *out, size_t size, uint64_t ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = { { "d", DAY_MS }, { "h", 3600000 }, { "m", 60000 },
+		      { "s", 1000 }, { "ms", 1 } };
+	size_t i = 0;
+
+	if (ms == 0) {
+		snprintf(out, size, "0");
+		return out;
+	}
+	while (ms % units[i].ms)
+		i++;
+	snprintf(out, size, "%llu%s", (unsigned long long)(ms / units[i].ms),
+		 units[i].unit);
+	return out;
+}
+
+/*
+ * A peer that stops answering holds compaction back for at most the pin
+ * limit; below the retention it would lose history it has not seen yet
+ * sooner than the retention promises.  Retention 0 never compacts, so the
+ * limit does not matter then.
+ */
+static void check_retention(struct parse *p)
+{
+	const struct config *cfg = p->cfg;
+	uint64_t retention = cfg->journal_retention_ms;
+	uint64_t pin_max = cfg->journal_retention_pin_max_ms;
+	char want[96], why[160], ret[32], got[32];
+
+	if (p->bad[K_JOURNAL_RETENTION] || p->bad[K_JOURNAL_PIN_MAX] ||
+	    retention == 0 || pin_max >= retention)
+		return;
+	format_duration(ret, sizeof(ret), retention);
+	snprintf(want, sizeof(want),
+		 "a duration of at least journal.retention (%s)", ret);
+	if (pin_max == 0)
+		snprintf(why, sizeof(why), "0 would let a peer that is down "
+			 "for a moment lose its place");
+	else if (!p->set[K_JOURNAL_PIN_MAX])
+		snprintf(why, sizeof(why), "the default; set "
+			 "journal.retention_pin_max to at least %s, or lower "
+			 "journal.retention", ret);
+	else
+		snprintf(why, sizeof(why), "raise it to at least %s, or lower "
+			 "journal.retention", ret);
+	bad_value(p, at_line(p, p->line[K_JOURNAL_PIN_MAX],
+			     keys[K_JOURNAL_PIN_MAX].name),
+		  want, format_duration(got, sizeof(got), pin_max), why);
+}
+
 static void finish(struct parse *p)
 {
 	if (derive_defaults(p->cfg)) {
@@ -1724,6 +1788,7 @@ static void finish(struct parse *p)
 	check_duplicate_peers(p);
 	check_self_listed(p);
 	check_mount_wait(p);
+	check_retention(p);
 }
 
 /* ---- public ---- */

@@ -29,6 +29,13 @@
  *   volume.driver_name                 [a-z0-9._-]+                 [krakenfs]
  *   journal.path                       absolute path
  *                                         [/var/lib/krakenfs/journal.db]
+ *   journal.retention                  duration: history older than this,
+ *                                      acknowledged by every peer, may be
+ *                                      compacted; "0" keeps all          [30d]
+ *   journal.retention_pin_max          duration: a peer silent longer than
+ *                                      this no longer holds compaction
+ *                                      back; >= journal.retention, and
+ *                                      "0" only when retention is "0"    [90d]
  *   api.listen                         host:port            [127.0.0.1:6882]
  *   api.token_file                     absolute path
  *                                         [/etc/krakenfs/api-token]
@@ -85,6 +92,8 @@ struct config {
 	char *root_path;
 	char *driver_name;
 	char *journal_path;
+	uint64_t journal_retention_ms;  /* 0: never compact, keep all history */
+	uint64_t journal_retention_pin_max_ms; /* >= retention unless it is 0 */
 	char *api_host;
 	uint16_t api_port;
 	char *api_token_file;
@@ -119,7 +128,8 @@ int config_load(const char *path, const char *env_node_id,
 /* Defaults only, before validation; used by config_load and tests. */
 int config_defaults(struct config **out);
 
-/* Parses "30s", "500ms", "2m", "1h", "0"; returns 0 or -EINVAL. */
+/* Parses "500ms", "30s", "2m", "1h", "30d", "0"; returns 0 or -EINVAL
+ * (also when the value does not fit in 64 bits of milliseconds). */
 int config_parse_duration_ms(const char *text, uint64_t *out_ms);
 
 /* Finds this node's entry in cfg->peers, or NULL. */

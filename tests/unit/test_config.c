@@ -211,6 +211,8 @@ static void assert_default_values(const struct config *cfg)
 	assert_string_equal(cfg->root_path, "/var/lib/krakenfs/volumes");
 	assert_string_equal(cfg->driver_name, "krakenfs");
 	assert_string_equal(cfg->journal_path, "/var/lib/krakenfs/journal.db");
+	assert_true(cfg->journal_retention_ms == 30ULL * 86400000ULL);
+	assert_true(cfg->journal_retention_pin_max_ms == 90ULL * 86400000ULL);
 	assert_string_equal(cfg->api_host, "127.0.0.1");
 	assert_int_equal(cfg->api_port, 6882);
 	assert_string_equal(cfg->api_token_file, "/etc/krakenfs/api-token");
@@ -445,11 +447,16 @@ static void test_parse_duration(void **state)
 		{ "18446744073709551615ms", UINT64_MAX },
 		{ "5124095576030h", 5124095576030ULL * 3600000ULL },
 		{ "18446744073709551s", 18446744073709551000ULL },
+		{ "0d", 0 }, { "1d", 86400000 }, { "30d", 2592000000ULL },
+		{ "213503982334d", 213503982334ULL * 86400000ULL },
 	};
 	static const char *const bad[] = {
-		"", "30", "1", "s", "-1s", "+1s", " 1s", "1s ", "1.5s", "1d",
+		"", "30", "1", "s", "-1s", "+1s", " 1s", "1s ", "1.5s", "d",
+		"1.5d", "1 d", "1dd", "1d12h", "1day", "-1d",
 		"1hour", "1h30m", "10 s", "18446744073709551616ms",
 		"18446744073709552s", "5124095576031h", "abc",
+		"213503982335d",
+		"999999999999999999d",
 	};
 	uint64_t ms;
 
@@ -486,7 +493,7 @@ static void test_duration_in_file(void **state)
 		      1, &diag);
 	assert_diag(&diag, "config.yaml:3: sync.conflict_resolution.timeout: "
 			   "expected a duration such as \"500ms\", \"30s\", "
-			   "\"2m\" or \"1h\", got \"30\"\n");
+			   "\"2m\", \"1h\" or \"30d\", got \"30\"\n");
 	config_diag_release(&diag);
 
 	cfg = expect_ok("plugin:\n  mount_wait: 2500ms\n", NULL, NULL);
@@ -501,6 +508,186 @@ static void test_duration_in_file(void **state)
 	assert_diag(&diag, "config.yaml:2: plugin.mount_wait: expected a "
 			   "duration of at most 60s, got 120000 ms (Docker "
 			   "gives up on a plugin call after about a minute)\n");
+	config_diag_release(&diag);
+}
+
+#define DAY_MS 86400000ULL
+
+static void test_journal_retention(void **state)
+{
+	static const struct {
+		const char *retention;
+		const char *pin_max;
+		uint64_t retention_ms;
+		uint64_t pin_max_ms;
+	} good[] = {
+		{ "7d", "14d", 7 * DAY_MS, 14 * DAY_MS },
+		{ "30d", "30d", 30 * DAY_MS, 30 * DAY_MS },
+		{ "36h", "2d", 36 * 3600000ULL, 2 * DAY_MS },
+		{ "720h", "30d", 30 * DAY_MS, 30 * DAY_MS },
+		/* Retention 0 keeps everything: any pin limit goes. */
+		{ "0", "0", 0, 0 },
+		{ "0", "1ms", 0, 1 },
+		{ "0", "7d", 0, 7 * DAY_MS },
+		{ "0d", "365d", 0, 365 * DAY_MS },
+	};
+	struct config *cfg;
+	char text[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "journal:\n  retention: %s\n"
+			 "  retention_pin_max: %s\n",
+			 good[i].retention, good[i].pin_max);
+		cfg = expect_ok(text, NULL, NULL);
+		assert_true(cfg->journal_retention_ms == good[i].retention_ms);
+		assert_true(cfg->journal_retention_pin_max_ms ==
+			    good[i].pin_max_ms);
+		config_free(cfg);
+	}
+
+	/* Either key alone keeps the other's default. */
+	cfg = expect_ok("journal:\n  retention: 7d\n", NULL, NULL);
+	assert_true(cfg->journal_retention_ms == 7 * DAY_MS);
+	assert_true(cfg->journal_retention_pin_max_ms == 90 * DAY_MS);
+	config_free(cfg);
+	cfg = expect_ok("journal:\n  retention_pin_max: 120d\n", NULL, NULL);
+	assert_true(cfg->journal_retention_ms == 30 * DAY_MS);
+	assert_true(cfg->journal_retention_pin_max_ms == 120 * DAY_MS);
+	config_free(cfg);
+	cfg = expect_ok("journal:\n  retention: 0\n", NULL, NULL);
+	assert_true(cfg->journal_retention_ms == 0);
+	assert_true(cfg->journal_retention_pin_max_ms == 90 * DAY_MS);
+	config_free(cfg);
+	cfg = expect_ok("journal:\n  retention:\n  retention_pin_max: ~\n",
+			NULL, NULL);
+	assert_true(cfg->journal_retention_ms == 30 * DAY_MS);
+	assert_true(cfg->journal_retention_pin_max_ms == 90 * DAY_MS);
+	config_free(cfg);
+}
+
+static void test_journal_pin_max_below_retention(void **state)
+{
+	struct config_diag diag;
+
+	(void)state;
+	expect_errors("journal:\n"                      /* 1 */
+		      "  path: /srv/journal.db\n"       /* 2 */
+		      "  retention: 30d\n"              /* 3 */
+		      "  retention_pin_max: 7d\n",      /* 4 */
+		      1, &diag);
+	assert_diag(&diag, "/config.yaml:4: journal.retention_pin_max: expected "
+			   "a duration of at least journal.retention (30d), "
+			   "got 7d (raise it to at least 30d, or lower "
+			   "journal.retention)\n");
+	config_diag_release(&diag);
+
+	/* Keys in either order; values shown in their largest exact unit. */
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention_pin_max: 167h\n"     /* 2 */
+		      "  retention: 336h\n",            /* 3 */
+		      1, &diag);
+	assert_diag(&diag, "config.yaml:2: journal.retention_pin_max: expected "
+			   "a duration of at least journal.retention (14d), "
+			   "got 167h (");
+	config_diag_release(&diag);
+
+	/* Against the default retention, 30d. */
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention_pin_max: 29d\n",     /* 2 */
+		      1, &diag);
+	assert_diag(&diag, "config.yaml:2: journal.retention_pin_max: expected "
+			   "a duration of at least journal.retention (30d), "
+			   "got 29d (");
+	config_diag_release(&diag);
+
+	/* 0 is refused while compaction is on, with its own reason. */
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention_pin_max: 0\n",       /* 2 */
+		      1, &diag);
+	assert_diag(&diag, "/config.yaml:2: journal.retention_pin_max: expected "
+			   "a duration of at least journal.retention (30d), "
+			   "got 0 (0 would let a peer that is down for a "
+			   "moment lose its place)\n");
+	config_diag_release(&diag);
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention: 1ms\n"              /* 2 */
+		      "  retention_pin_max: 0ms\n",     /* 3 */
+		      1, &diag);
+	assert_diag(&diag, "config.yaml:3: journal.retention_pin_max: expected "
+			   "a duration of at least journal.retention (1ms), "
+			   "got 0 (0 would let");
+	config_diag_release(&diag);
+
+	/* A retention above the default pin limit needs the limit raised;
+	 * the default has no line, so the message says which key to set. */
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention: 120d\n",            /* 2 */
+		      1, &diag);
+	assert_diag(&diag, "/config.yaml: journal.retention_pin_max: expected "
+			   "a duration of at least journal.retention (120d), "
+			   "got 90d (the default; set journal.retention_pin_max "
+			   "to at least 120d, or lower journal.retention)\n");
+	config_diag_release(&diag);
+}
+
+static void test_journal_retention_bad_values(void **state)
+{
+	struct config_diag diag;
+
+	(void)state;
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention: 1x\n"               /* 2 */
+		      "  retention_pin_max: 1x\n",      /* 3 */
+		      2, &diag);
+	assert_diag(&diag, "config.yaml:2: journal.retention: expected a "
+			   "duration such as \"500ms\", \"30s\", \"2m\", "
+			   "\"1h\" or \"30d\", got \"1x\"\n");
+	assert_diag(&diag, "config.yaml:3: journal.retention_pin_max: expected "
+			   "a duration such as \"500ms\", \"30s\", \"2m\", "
+			   "\"1h\" or \"30d\", got \"1x\"\n");
+	config_diag_release(&diag);
+
+	/* A bad value adds no "at least journal.retention" on top. */
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention: 1x\n"               /* 2 */
+		      "  retention_pin_max: 1d\n",      /* 3 */
+		      1, &diag);
+	assert_diag(&diag, "config.yaml:2: journal.retention: expected a "
+			   "duration");
+	assert_no_diag(&diag, "at least");
+	config_diag_release(&diag);
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention: 400d\n"             /* 2 */
+		      "  retention_pin_max: 1x\n",      /* 3 */
+		      1, &diag);
+	assert_diag(&diag, "config.yaml:3: journal.retention_pin_max: expected "
+			   "a duration");
+	assert_no_diag(&diag, "at least");
+	config_diag_release(&diag);
+
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention: 999999999999999999d\n" /* 2 */
+		      "  retention_pin_max: 30\n",      /* 3 */
+		      2, &diag);
+	assert_diag(&diag, "config.yaml:2: journal.retention: expected a "
+			   "duration such as \"500ms\", \"30s\", \"2m\", "
+			   "\"1h\" or \"30d\", got \"999999999999999999d\"\n");
+	assert_diag(&diag, "config.yaml:3: journal.retention_pin_max: expected "
+			   "a duration such as \"500ms\", \"30s\", \"2m\", "
+			   "\"1h\" or \"30d\", got \"30\"\n");
+	config_diag_release(&diag);
+
+	expect_errors("journal:\n"                      /* 1 */
+		      "  retention: [30d]\n"            /* 2 */
+		      "  retention_pinmax: 90d\n",      /* 3 */
+		      2, &diag);
+	assert_diag(&diag, "config.yaml:2: journal.retention: expected a "
+			   "duration such as \"500ms\", \"30s\", \"2m\", "
+			   "\"1h\" or \"30d\", got a list\n");
+	assert_diag(&diag, "config.yaml:3: journal.retention_pinmax: unknown "
+			   "key, did you mean journal.retention_pin_max?\n");
 	config_diag_release(&diag);
 }
 
@@ -1366,6 +1553,9 @@ int main(void)
 		cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_duration_in_file),
+		cmocka_unit_test(test_journal_retention),
+		cmocka_unit_test(test_journal_pin_max_below_retention),
+		cmocka_unit_test(test_journal_retention_bad_values),
 		cmocka_unit_test(test_log_level),
 		cmocka_unit_test(test_strategy),
 		cmocka_unit_test(test_invalid_node_ids),
