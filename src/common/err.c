@@ -17,6 +17,7 @@ const char *kr_strerror(int code)
 	case KR_EIDENTITY: return "journal belongs to another node";
 	case KR_EUNSUPPORTED: return "unsupported file type";
 	case KR_EHOSTILE: return "path escapes its volume";
+	case KR_ECOMPACTED: return "that history was compacted";
 	}
 	if (code < 0 && code > -4096)
 		return strerror(-code);

@@ -17,6 +17,7 @@ enum {
 	KR_EIDENTITY,         /* journal belongs to a different node */
 	KR_EUNSUPPORTED,      /* a file type the journal does not hold */
 	KR_EHOSTILE,          /* a path escapes its volume or is malformed */
+	KR_ECOMPACTED,        /* history asked for was compacted away */
 };
 
 /* A static, human-readable description of any code this project returns. */

@@ -1,12 +1,14 @@
 /*
  * Journal write path: opening, migrations, node identity, and recording
  * local changes.  Queries live in query.c, chunk lists in chunks.c,
- * checkpoints in checkpoint.c.
+ * checkpoints in checkpoint.c, retention in compact.c, state exchange in
+ * exchange.c.
  *
  * Invariants kept here:
- *  - next_seq is one more than the largest seq of this node's origin, so
- *    seqs stay gapless: a record that fails is rolled back to its own
- *    savepoint and does not consume a number.
+ *  - next_seq is one more than the largest seq of this node's origin,
+ *    held or compacted (origins.floor), so seqs stay gapless: a record
+ *    that fails is rolled back to its own savepoint and does not consume
+ *    a number.
  *  - lamport only grows; a local change takes lamport + 1.
  *  - current holds, per path, the change now on this node's disk; a
  *    change's base is the change current held before it.
@@ -233,6 +235,28 @@ static int journal_migrate(struct journal *j, char **errmsg)
 	return 0;
 }
 
+/*
+ * A journal made before schema 7 keeps freed pages inside the file; one
+ * VACUUM (which needs as much free disk as the journal's size) lets it
+ * give them back from then on.  Failing that, the journal still works,
+ * it only does not shrink.
+ */
+static void journal_vacuum_mode(struct journal *j, const char *path)
+{
+	int64_t mode = 0;
+
+	if (journal_query_int(j, "PRAGMA auto_vacuum", NULL, &mode) ||
+	    mode == 2)
+		return;
+	log_info("journal", "rewriting %s once so that compaction can "
+		 "shrink it", path);
+	if (journal_exec(j, "PRAGMA auto_vacuum = INCREMENTAL; VACUUM"))
+		log_warn("journal", "could not rewrite %s (%s); it will not "
+			 "shrink after compaction until it is rewritten "
+			 "(needs free disk space as large as the journal)",
+			 path, sqlite3_errmsg(j->db));
+}
+
 static int journal_new_epoch(char out[17])
 {
 	uint64_t r;
@@ -367,7 +391,10 @@ static int journal_configure(struct journal *j)
 		return journal_exec(j, "PRAGMA query_only = ON");
 	/* A 64 MiB page cache keeps a large batch (a start-up scan records
 	 * one per file) from spilling pages into the WAL mid-transaction. */
-	return journal_exec(j, "PRAGMA journal_mode = WAL;"
+	/* Before the first table: a new journal gives pages that compaction
+	 * frees back to the file system (journal_compact_step). */
+	return journal_exec(j, "PRAGMA auto_vacuum = INCREMENTAL;"
+			    "PRAGMA journal_mode = WAL;"
 			    "PRAGMA synchronous = NORMAL;"
 			    "PRAGMA foreign_keys = ON;"
 			    "PRAGMA cache_size = -65536;"
@@ -421,6 +448,8 @@ int journal_open(const char *path, const char *node_id, unsigned flags,
 		goto fail;
 	}
 	err = journal_migrate(j, errmsg);
+	if (!err && !j->readonly)
+		journal_vacuum_mode(j, path);
 	if (!err)
 		err = journal_load_identity(j, node_id, errmsg);
 	if (!err)
@@ -466,10 +495,10 @@ void journal_close(struct journal *j)
 int journal_load_counters(struct journal *j)
 {
 	int64_t v = 0;
-	int err = journal_query_int(j, "SELECT coalesce(max(seq), 0) FROM "
-				    "changes WHERE origin = (SELECT id FROM "
-				    "origins WHERE node || '@' || epoch = ?)",
-				    j->origin, &v);
+	int err = journal_query_int(j, "SELECT max(coalesce((SELECT max(seq) "
+				    "FROM changes WHERE origin = o.id), 0), "
+				    "o.floor) FROM origins o WHERE o.node || "
+				    "'@' || o.epoch = ?", j->origin, &v);
 
 	j->remote.valid = false;
 	if (err)
@@ -478,9 +507,10 @@ int journal_load_counters(struct journal *j)
 	/* An origin's Lamport values grow with its seqs, so the largest is
 	 * among each origin's newest change: one index probe per origin
 	 * instead of a read of every change at every start. */
-	err = journal_query_int(j, "SELECT coalesce(max((SELECT c.lamport "
-				"FROM changes c WHERE c.origin = o.id ORDER BY "
-				"c.seq DESC LIMIT 1)), 0) FROM origins o", NULL,
+	err = journal_query_int(j, "SELECT coalesce(max(max(coalesce(("
+				"SELECT c.lamport FROM changes c WHERE c.origin "
+				"= o.id ORDER BY c.seq DESC LIMIT 1), 0), "
+				"o.floor_lamport)), 0) FROM origins o", NULL,
 				&v);
 	if (!err)
 		j->lamport = (uint64_t)v;
@@ -832,6 +862,38 @@ static int journal_append(struct journal *j, const struct journal_row *r)
 	return err;
 }
 
+/* Inserts R as this node's next change with every head of its path as a
+ * base, and makes it the path's only head. */
+static int journal_append_over_heads(struct journal *j,
+				     const struct journal_row *r, int64_t *id)
+{
+	static const char sql[] =
+		"INSERT OR IGNORE INTO bases (change, origin, seq) "
+		"SELECT ?1, x.origin, x.seq FROM heads h JOIN changes x "
+		"ON x.id = h.change WHERE h.volume = ?2 AND h.path = ?3";
+	sqlite3_stmt *s = NULL;
+	int err = journal_insert_change(j, r, id);
+
+	if (!err)
+		err = journal_db_err(journal_prepare_cached(j, sql, &s));
+	if (!err) {
+		sqlite3_bind_int64(s, 1, *id);
+		sqlite3_bind_text(s, 2, r->volume, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, r->path, -1, SQLITE_STATIC);
+		err = journal_step_done(s);
+	}
+	journal_stmt_done(s);
+	/* Every head is now a base: it leaves the heads, the new one joins. */
+	if (!err)
+		err = journal_link_head(j, *id, 0, r->volume, r->path);
+	if (!err) {
+		j->next_seq++;
+		j->lamport++;
+		j->pending++;
+	}
+	return err;
+}
+
 /*
  * A merge: a local version of PATH with the winner's content and every
  * current head as its base, which resolves a conflict once and for all.
@@ -841,14 +903,9 @@ int journal_append_merge(struct journal *j, const char *volume,
 			 const char *path, const struct stat *st,
 			 const uint8_t *hash, const char *target)
 {
-	static const char sql[] =
-		"INSERT OR IGNORE INTO bases (change, origin, seq) "
-		"SELECT ?1, x.origin, x.seq FROM heads h JOIN changes x "
-		"ON x.id = h.change WHERE h.volume = ?2 AND h.path = ?3";
 	struct content keep = { .size = (uint64_t)st->st_size };
 	struct journal_row r = { volume, path, JOURNAL_PUT, st, NULL, target };
 	int64_t id = 0;
-	sqlite3_stmt *s = NULL;
 	int err;
 
 	if (S_ISDIR(st->st_mode))
@@ -859,27 +916,20 @@ int journal_append_merge(struct journal *j, const char *volume,
 		memcpy(keep.hash, hash, CONTENT_HASH_LEN);
 		r.content = &keep;
 	}
-	err = journal_insert_change(j, &r, &id);
-	if (!err)
-		err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
-	if (!err) {
-		sqlite3_bind_int64(s, 1, id);
-		sqlite3_bind_text(s, 2, volume, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
-		err = journal_step_done(s);
-	}
-	sqlite3_finalize(s);
-	/* Every head is now a base: it leaves the heads, the merge joins. */
-	if (!err)
-		err = journal_link_head(j, id, 0, volume, path);
+	err = journal_append_over_heads(j, &r, &id);
 	if (!err)
 		err = journal_merge_current(j, volume, path, id);
-	if (!err) {
-		j->next_seq++;
-		j->lamport++;
-		j->pending++;
-	}
 	return err;
+}
+
+int journal_append_forget(struct journal *j, const char *volume,
+			  const char *path)
+{
+	struct journal_row r = { volume, path, JOURNAL_DELETE, NULL, NULL,
+				 NULL };
+	int64_t id = 0;
+
+	return journal_append_over_heads(j, &r, &id);
 }
 
 int journal_record_put(struct journal *j, const char *volume,

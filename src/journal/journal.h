@@ -215,6 +215,91 @@ int journal_info(struct journal *j, struct journal_info *out);
  */
 int journal_check(struct journal *j, char **why);
 
+/* ---- retention and compaction (compact.c) ----------------------------- */
+
+struct journal_retention {
+	int64_t retention_ns;     /* history younger than this always stays */
+	int64_t pin_max_ns;       /* a peer silent this long holds nothing */
+	int64_t now_ns;           /* wall clock, nanoseconds since the epoch */
+};
+
+struct journal_compact_stats {
+	uint64_t examined;        /* old changes looked at */
+	uint64_t changes;         /* superseded versions removed */
+	uint64_t tombstones;      /* settled deletes removed, paths forgotten */
+	uint64_t contents;        /* chunk lists no version needs any more */
+	uint64_t pages_freed;     /* database pages given back to the disk */
+	int64_t horizon_ns;       /* retention cut-off of this pass */
+	int64_t elapsed_ns;
+	/* Where the pass stands; zeroed to start one, then the steps'. */
+	int phase;
+	int64_t cursor_ns, cursor_id;
+};
+
+/* The cluster's other nodes, as configured: each holds compaction back
+ * until it has acknowledged a change, or has been silent for
+ * pin_max_ns.  A node new to the list counts as heard from NOW_NS.
+ * Nodes no longer listed are forgotten with their acknowledgements. */
+int journal_peers_set(struct journal *j, const char *const *ids, size_t n,
+		      int64_t now_ns);
+/* PEER reported (HELLO, VECTOR or ACK) holding every change of each
+ * origin up to the seq given: its acknowledgement, kept across
+ * restarts.  Acknowledgements never go down (a peer that lost its
+ * journal says so by a new origin, not a lower seq). */
+int journal_peer_report(struct journal *j, const char *peer,
+			const struct journal_ref *vector, size_t n,
+			int64_t now_ns);
+/*
+ * One step of a compaction pass: one transaction of at most about
+ * BUDGET_MS, adding what it removed to *ST (start a pass with *ST
+ * zeroed).  Returns 1 while the pass has more to examine, 0 when it is
+ * over (freed pages then go back to the file system), or a negative
+ * code.  Commits what was pending first.
+ */
+int journal_compact_step(struct journal *j, const struct journal_retention *r,
+			 unsigned budget_ms, struct journal_compact_stats *st);
+/* A whole pass, step after step. */
+int journal_compact(struct journal *j, const struct journal_retention *r,
+		    struct journal_compact_stats *st);
+/* Wall time before which history was compacted (0: never). */
+int journal_compacted_before(struct journal *j, int64_t *out_ns);
+/* While held (a state exchange being served), compaction steps do
+ * nothing.  DELTA is +1 or -1. */
+void journal_compaction_hold(struct journal *j, int delta);
+
+/* ---- state exchange (exchange.c) ------------------------------------- */
+
+/*
+ * A peer whose version vector is below what this node compacted cannot
+ * be sent the missing range: it gets this node's vector and every head
+ * instead.  Serving: journal_exchange_open takes both at one instant
+ * (after committing what is pending); journal_exchange_next hands out
+ * the heads in order.  Receiving: journal_exchange_begin, then each head
+ * with journal_exchange_stage, then journal_exchange_apply, which in one
+ * transaction makes this node's heads what a full history would have
+ * made them (the top of exchange.c says why that is sound).
+ */
+struct journal_exchange;
+
+int journal_exchange_open(struct journal *j, struct journal_exchange **out,
+			  const struct journal_ref **vector, size_t *n);
+/* Up to MAX heads to FN; 1 while more are left, 0 at the end. */
+int journal_exchange_next(struct journal *j, struct journal_exchange *x,
+			  unsigned max, journal_change_fn fn, void *arg);
+void journal_exchange_close(struct journal *j, struct journal_exchange *x);
+
+int journal_exchange_begin(struct journal *j);
+/* KR_EHOSTILE for an invalid entry, -E2BIG past the staging cap. */
+int journal_exchange_stage(struct journal *j, const struct journal_change *c);
+/* Applies what was staged against the sender's VECTOR; the staging is
+ * cleared either way.  *CHANGED gets the number of paths retargeted. */
+int journal_exchange_apply(struct journal *j, const struct journal_ref *vector,
+			   size_t n, uint64_t *changed);
+
+/* Every change of ORIGIN with seq <= this is known here, held or
+ * compacted (0: none compacted). */
+uint64_t journal_floor(struct journal *j, const char *origin);
+
 /* ---- Docker mount references (this node only) ------------------------- */
 
 /* Each commits at once (they come from the API thread's connection). */

@@ -56,6 +56,8 @@ struct journal {
 	pthread_mutex_t ckpt_lock;
 	pthread_cond_t ckpt_wake;
 	char *path;
+	int compaction_hold;      /* state exchanges being served */
+	uint64_t staged;          /* heads staged by a state exchange */
 	uint64_t durable_seq;     /* own seqs up to here are on stable storage */
 	/* The origin of the last remote entry added: its row and highest
 	 * seq, so that the rest of a frame from it looks neither up again.
@@ -108,6 +110,23 @@ int journal_append_merge(struct journal *j, const char *volume,
 			 const uint8_t *hash, const char *target);
 /* replica.c: recomputes what VOLUME/PATH must look like on disk. */
 int journal_retarget(struct journal *j, const char *volume, const char *path);
+/* The origins row of ORIGIN, made when CREATE and absent; 0 if none. */
+int journal_origin_id(struct journal *j, const char *origin, bool create,
+		      int64_t *out);
+/* Change ID (ORIGIN row, SEQ) at VOLUME/PATH: its bases leave the heads,
+ * and it joins them unless a version held already descends from it. */
+int journal_heads_join(struct journal *j, const char *volume, const char *path,
+		       int64_t id, int64_t origin, uint64_t seq);
+/* Inserts C (from a peer; its origin's row ORIGIN) and its bases. */
+int journal_insert_remote(struct journal *j, const struct journal_change *c,
+			  int64_t origin, int64_t *id);
+/* The fields of a change from a peer agree with each other. */
+bool journal_change_valid(const struct journal_change *c);
+/* journal.c: records, as this node's change, that VOLUME/PATH is gone
+ * with every head as its base; the disk and current are left alone (a
+ * job removes the file).  Inside an open savepoint. */
+int journal_append_forget(struct journal *j, const char *volume,
+			  const char *path);
 /*
  * A prepared statement for the static SQL text SQL, made once per
  * connection and reused; returns an SQLite result code like

@@ -302,9 +302,10 @@ int journal_vector(struct journal *j, journal_vector_fn fn, void *arg)
 	/* One index probe per origin, not a scan of every change: the
 	 * replicator asks after every commit. */
 	static const char sql[] =
-		"SELECT name, top FROM (SELECT o.node || '@' || o.epoch AS name, "
+		"SELECT name, max(coalesce(top, 0), floor) FROM (SELECT "
+		"o.node || '@' || o.epoch AS name, o.floor AS floor, "
 		"(SELECT max(c.seq) FROM changes c WHERE c.origin = o.id) AS top "
-		"FROM origins o) WHERE top IS NOT NULL ORDER BY name";
+		"FROM origins o) WHERE top IS NOT NULL OR floor > 0 ORDER BY name";
 	sqlite3_stmt *s = NULL;
 	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
 							 NULL));
@@ -369,9 +370,10 @@ int journal_info(struct journal *j, struct journal_info *out)
 int journal_check(struct journal *j, char **why)
 {
 	static const char gaps[] =
-		"SELECT o.node || '@' || o.epoch, count(*), max(c.seq) "
-		"FROM changes c JOIN origins o ON o.id = c.origin "
-		"GROUP BY c.origin HAVING count(*) != max(c.seq) LIMIT 1";
+		"SELECT o.node || '@' || o.epoch, count(*), max(c.seq), "
+		"max(o.floor) FROM changes c JOIN origins o ON o.id = c.origin "
+		"WHERE c.seq > o.floor GROUP BY c.origin "
+		"HAVING count(*) != max(c.seq) - max(o.floor) LIMIT 1";
 	sqlite3_stmt *s = NULL;
 	int rc, err;
 
@@ -390,9 +392,11 @@ int journal_check(struct journal *j, char **why)
 		err = journal_db_err(sqlite3_prepare_v2(j->db, gaps, -1, &s,
 							NULL));
 	if (!err && sqlite3_step(s) == SQLITE_ROW) {
-		if (asprintf(why, "origin %s holds %lld changes but its last "
-			     "seq is %lld", sqlite3_column_text(s, 0),
+		if (asprintf(why, "origin %s holds %lld changes after %lld "
+			     "but its last seq is %lld",
+			     sqlite3_column_text(s, 0),
 			     sqlite3_column_int64(s, 1),
+			     sqlite3_column_int64(s, 3),
 			     sqlite3_column_int64(s, 2)) < 0)
 			*why = NULL;
 		err = KR_ECORRUPT;

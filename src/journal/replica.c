@@ -74,9 +74,8 @@ static int origin_split(const char *origin, char *node, char *epoch)
 	return 0;
 }
 
-/* The origins row of ORIGIN, made when CREATE and absent; 0 if none. */
-static int origin_id(struct journal *j, const char *origin, bool create,
-		     int64_t *out)
+int journal_origin_id(struct journal *j, const char *origin, bool create,
+		      int64_t *out)
 {
 	char node[65], epoch[17];
 	sqlite3_stmt *s = NULL;
@@ -109,11 +108,12 @@ uint64_t journal_have(struct journal *j, const char *origin)
 	int64_t id = 0;
 	uint64_t have = 0;
 
-	if (origin_id(j, origin, false, &id) || id == 0)
+	if (journal_origin_id(j, origin, false, &id) || id == 0)
 		return 0;
-	if (journal_prepare_cached(j, "SELECT coalesce(max(seq), 0) FROM "
-			       "changes WHERE origin = ?", &s) ==
-	    SQLITE_OK) {
+	if (journal_prepare_cached(j, "SELECT max(coalesce((SELECT max(seq) "
+			       "FROM changes WHERE origin = ?1), 0), "
+			       "(SELECT floor FROM origins WHERE id = ?1))",
+			       &s) == SQLITE_OK) {
 		sqlite3_bind_int64(s, 1, id);
 		if (sqlite3_step(s) == SQLITE_ROW)
 			have = (uint64_t)sqlite3_column_int64(s, 0);
@@ -140,7 +140,7 @@ int journal_range_bytes(struct journal *j, const char *origin, uint64_t after,
 {
 	sqlite3_stmt *s = NULL;
 	int64_t id = 0;
-	int err = origin_id(j, origin, false, &id);
+	int err = journal_origin_id(j, origin, false, &id);
 
 	*out = 0;
 	if (err || id == 0)
@@ -169,10 +169,14 @@ int journal_entries_since(struct journal *j, const char *origin,
 	struct journal_ref bases[HEADS_MAX];
 	sqlite3_stmt *s = NULL;
 	int64_t id = 0;
-	int rc, ret = origin_id(j, origin, false, &id);
+	int rc, ret = journal_origin_id(j, origin, false, &id);
 
 	if (ret || id == 0)
 		return ret;
+	/* Below the floor some changes are gone: a range from there would
+	 * have holes the receiver could never fill. */
+	if (after < journal_floor(j, origin))
+		return KR_ECOMPACTED;
 	ret = journal_db_err(journal_prepare_cached(j, sql, &s));
 	if (ret)
 		return ret;
@@ -243,7 +247,7 @@ static int remote_bases(struct journal *j, struct remote_add *ra)
 	for (size_t i = 0; !err && i < ra->c->n_bases; i++) {
 		int64_t oid = 0;
 
-		err = origin_id(j, ra->c->bases[i].origin, true, &oid);
+		err = journal_origin_id(j, ra->c->bases[i].origin, true, &oid);
 		if (err)
 			break;
 		sqlite3_reset(s);
@@ -256,8 +260,8 @@ static int remote_bases(struct journal *j, struct remote_add *ra)
 	return err;
 }
 
-/* Joins the heads unless a version held already descends from it. */
-static int remote_heads(struct journal *j, struct remote_add *ra)
+int journal_heads_join(struct journal *j, const char *volume, const char *path,
+		       int64_t id, int64_t origin, uint64_t seq)
 {
 	static const char drop[] =
 		"DELETE FROM heads WHERE volume = ?1 AND path = ?2 AND change IN "
@@ -276,13 +280,12 @@ static int remote_heads(struct journal *j, struct remote_add *ra)
 
 		err = journal_db_err(journal_prepare_cached(j, sql[i], &s));
 		if (!err) {
-			sqlite3_bind_text(s, 1, ra->c->volume, -1, SQLITE_STATIC);
-			sqlite3_bind_text(s, 2, ra->c->path, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(s, 3, ra->id);
+			sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(s, 3, id);
 			if (i == 1) {
-				sqlite3_bind_int64(s, 4, ra->origin);
-				sqlite3_bind_int64(s, 5,
-						   (sqlite3_int64)ra->c->ref.seq);
+				sqlite3_bind_int64(s, 4, origin);
+				sqlite3_bind_int64(s, 5, (sqlite3_int64)seq);
 			}
 			err = journal_step_done(s);
 		}
@@ -291,21 +294,32 @@ static int remote_heads(struct journal *j, struct remote_add *ra)
 	return err;
 }
 
+int journal_insert_remote(struct journal *j, const struct journal_change *c,
+			  int64_t origin, int64_t *id)
+{
+	struct remote_add ra = { .c = c, .origin = origin };
+	int err = remote_insert(j, &ra);
+
+	if (!err)
+		err = remote_bases(j, &ra);
+	*id = ra.id;
+	return err;
+}
+
 static int remote_add_fn(struct journal *j, void *arg)
 {
 	struct remote_add *ra = arg;
-	int err = remote_insert(j, ra);
+	int err = journal_insert_remote(j, ra->c, ra->origin, &ra->id);
 
 	if (!err)
-		err = remote_bases(j, ra);
-	if (!err)
-		err = remote_heads(j, ra);
+		err = journal_heads_join(j, ra->c->volume, ra->c->path, ra->id,
+					 ra->origin, ra->c->ref.seq);
 	if (!err)
 		err = journal_retarget(j, ra->c->volume, ra->c->path);
 	return err;
 }
 
-static bool remote_valid(const struct journal_change *c)
+bool journal_change_valid(const struct journal_change *c)
 {
 	if (!path_volume_name_ok(c->volume) || path_check_rel(c->path))
 		return false;
@@ -333,7 +347,7 @@ int journal_add_remote(struct journal *j, const struct journal_change *c)
 	bool known;
 	int err;
 
-	if (!remote_valid(c) || strcmp(c->ref.origin, j->origin) == 0)
+	if (!journal_change_valid(c) || strcmp(c->ref.origin, j->origin) == 0)
 		return KR_EHOSTILE;
 	known = j->remote.valid && strcmp(j->remote.origin, c->ref.origin) == 0;
 	have = known ? j->remote.have : journal_have(j, c->ref.origin);
@@ -345,7 +359,7 @@ int journal_add_remote(struct journal *j, const struct journal_change *c)
 	if (known)
 		ra.origin = j->remote.id;
 	else if (!err)
-		err = origin_id(j, c->ref.origin, true, &ra.origin);
+		err = journal_origin_id(j, c->ref.origin, true, &ra.origin);
 	if (!err)
 		err = journal_atomic(j, remote_add_fn, &ra);
 	if (err) {

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -250,6 +251,11 @@ static void apply_jobs(struct node *n)
 
 /* The operations whose cost must not depend on history; returns the VM
  * steps they took.  Each is something a node does all day. */
+static int stage_one(void *arg, const struct journal_change *c)
+{
+	return journal_exchange_stage(arg, c);
+}
+
 static uint64_t operations(struct node *n)
 {
 	struct journal_filter f = { .volume = "web", .limit = 20 };
@@ -302,6 +308,25 @@ static uint64_t operations(struct node *n)
 	deliver(n);
 	apply_jobs(n);
 	assert_int_equal(journal_job_count(n->j, &count), 0);
+	/* A state exchange from the peer (what a node that was away past
+	 * the pin, or is new, receives). */
+	{
+		struct journal_exchange *x = NULL;
+		const struct journal_ref *vec;
+		size_t n_vec;
+		uint64_t changed;
+
+		assert_int_equal(journal_exchange_open(n->peer, &x, &vec,
+						       &n_vec), 0);
+		assert_int_equal(journal_exchange_begin(n->j), 0);
+		while (journal_exchange_next(n->peer, x, 64, stage_one,
+					     n->j) > 0)
+			;
+		assert_int_equal(journal_exchange_apply(n->j, vec, n_vec,
+							&changed), 0);
+		journal_exchange_close(n->peer, x);
+		assert_int_equal(journal_flush(n->j), 0);
+	}
 	/* Catch-up: what a peer asks for after HELLO. */
 	assert_int_equal(journal_range_bytes(n->j, journal_origin(n->j),
 					     n->j->next_seq - 5, &off), 0);
@@ -320,6 +345,28 @@ static uint64_t operations(struct node *n)
 	content_release(&c);
 	/* Start-up and rollback: the counters read back. */
 	assert_int_equal(journal_load_counters(n->j), 0);
+	/* Retention: a peer's report and a compaction pass, with the
+	 * default retention, over history that is all recent. */
+	{
+		static const char *const ids[] = { "vm1", "vm2" };
+		struct journal_ref ack = { .seq = 1 };
+		struct journal_retention r = { 30 * 86400LL * 1000000000, 0,
+					       0 };
+		struct journal_compact_stats cs;
+		int64_t at = 0;
+
+		snprintf(ack.origin, sizeof(ack.origin), "%s",
+			 journal_origin(n->j));
+		r.now_ns = (int64_t)time(NULL) * 1000000000;
+		r.pin_max_ns = 3 * r.retention_ns;
+		assert_int_equal(journal_peers_set(n->j, ids, 2, r.now_ns), 0);
+		assert_int_equal(journal_peer_report(n->j, "vm2", &ack, 1,
+						     r.now_ns), 0);
+		assert_int_equal(journal_compact(n->j, &r, &cs), 0);
+		assert_int_equal(cs.changes + cs.tombstones, 0);
+		assert_int_equal(journal_compacted_before(n->j, &at), 0);
+		assert_true(journal_floor(n->j, journal_origin(n->j)) == 0);
+	}
 	/* A volume made and removed; the agent's facts beside the journal. */
 	{
 		struct stat d = stat_of(S_IFDIR | 0755, 0);

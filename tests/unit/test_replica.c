@@ -21,245 +21,19 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#define NODES 3
-#define TEXTS 4
-
-static const char *const texts[TEXTS] = { "alpha", "bravo", "charlie", "delta" };
-static struct content contents[TEXTS];
-
-struct net {
-	char dir[64];
-	struct journal *j[NODES];
-	char origin[NODES][JOURNAL_ORIGIN_MAX];
-	unsigned seed;
-};
-
-static int setup(void **state)
-{
-	struct net *n = calloc(1, sizeof(*n));
-
-	snprintf(n->dir, sizeof(n->dir), "/tmp/kraken-replica-XXXXXX");
-	if (!mkdtemp(n->dir))
-		return -1;
-	for (int i = 0; i < NODES; i++) {
-		char db[128], id[8];
-		struct journal_info info;
-		struct stat st = { .st_mode = S_IFDIR | 0755 };
-
-		snprintf(db, sizeof(db), "%s/n%d.db", n->dir, i);
-		snprintf(id, sizeof(id), "n%d", i);
-		if (journal_open(db, id, 0, &n->j[i], NULL) ||
-		    journal_info(n->j[i], &info))
-			return -1;
-		snprintf(n->origin[i], sizeof(n->origin[i]), "%s", info.origin);
-		/* Every node made the volume itself: identical concurrent
-		 * creations, which must not be a conflict. */
-		if (journal_record_volume(n->j[i], "vol", true, &st))
-			return -1;
-	}
-	for (int t = 0; t < TEXTS; t++)
-		if (content_hash_buf(texts[t], strlen(texts[t]), &contents[t]))
-			return -1;
-	*state = n;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct net *n = *state;
-	char cmd[128];
-
-	for (int i = 0; i < NODES; i++)
-		journal_close(n->j[i]);
-	for (int t = 0; t < TEXTS; t++)
-		content_release(&contents[t]);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
-	free(n);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static struct stat file_stat(int text, uint32_t uid)
-{
-	struct stat st;
-
-	memset(&st, 0, sizeof(st));
-	st.st_mode = S_IFREG | 0644;
-	st.st_size = (off_t)strlen(texts[text]);
-	st.st_uid = uid;
-	st.st_mtim.tv_sec = 1000 + text;
-	return st;
-}
-
-static void local_put(struct net *n, int node, const char *path, int text)
-{
-	struct stat st = file_stat(text, 0);
-
-	assert_int_equal(journal_record_put(n->j[node], "vol", path, &st,
-					    &contents[text]), 0);
-}
-
-/* Delivers what FROM holds and TO lacks, for every origin, like a peer
- * session does after HELLO. */
-struct deliver {
-	struct journal *to;
-	int added;
-};
-
-static int deliver_one(void *arg, const struct journal_change *c)
-{
-	struct deliver *d = arg;
-	int err = journal_add_remote(d->to, c);
-
-	assert_true(err == 0 || err == -EALREADY);
-	d->added += err == 0;
-	return 0;
-}
-
-static int deliver(struct net *n, int from, int to)
-{
-	struct deliver d = { .to = n->j[to] };
-
-	for (int o = 0; o < NODES; o++) {
-		uint64_t have = journal_have(n->j[to], n->origin[o]);
-
-		if (o == to)
-			continue;
-		assert_int_equal(journal_entries_since(n->j[from], n->origin[o],
-						       have, 100000,
-						       deliver_one, &d), 0);
-	}
-	assert_int_equal(journal_flush(n->j[to]), 0);
-	return d.added;
-}
-
-static int text_of(const uint8_t *hash)
-{
-	for (int t = 0; t < TEXTS; t++)
-		if (memcmp(contents[t].hash, hash, CONTENT_HASH_LEN) == 0)
-			return t;
-	return -1;
-}
-
-/* Plays the applier: every job "written" to disk at once. */
-static int apply_jobs(struct net *n, int node)
-{
-	struct journal_job jobs[64];
-	int done = 0, k;
-
-	while ((k = journal_jobs(n->j[node], NULL, jobs, 64)) > 0) {
-		for (int i = 0; i < k; i++) {
-			struct stat st;
-
-			memset(&st, 0, sizeof(st));
-			st.st_mode = jobs[i].mode;
-			st.st_uid = jobs[i].uid;
-			st.st_gid = jobs[i].gid;
-			st.st_size = (off_t)jobs[i].size;
-			if (jobs[i].has_hash) {
-				int t = text_of(jobs[i].hash);
-
-				assert_true(t >= 0);
-				assert_int_equal(journal_content_store(
-					n->j[node], &contents[t], NULL), 0);
-			}
-			assert_int_equal(journal_job_done(n->j[node], &jobs[i],
-				jobs[i].op == JOURNAL_DELETE ? NULL : &st), 0);
-			journal_job_release(&jobs[i]);
-			done++;
-		}
-		assert_true(done < 10000);
-	}
-	assert_true(k >= 0);
-	assert_int_equal(journal_flush(n->j[node]), 0);
-	return done;
-}
-
-static void settle(struct net *n)
-{
-	for (int round = 0; round < 50; round++) {
-		int moved = 0;
-
-		for (int a = 0; a < NODES; a++)
-			for (int b = 0; b < NODES; b++)
-				if (a != b)
-					moved += deliver(n, a, b);
-		for (int a = 0; a < NODES; a++)
-			moved += apply_jobs(n, a);
-		if (moved == 0)
-			return;
-	}
-	fail_msg("no quiescence after 50 rounds");
-}
-
-/* The disk state of a node: "path=text" lines in path order. */
-struct snap {
-	char text[4096];
-};
-
-static int snap_one(void *arg, const char *volume, const char *path,
-		    const struct journal_state *s)
-{
-	struct snap *sn = arg;
-	size_t len = strlen(sn->text);
-
-	(void)volume;
-	snprintf(sn->text + len, sizeof(sn->text) - len, "%s=%d/%o;", path,
-		 s->has_hash ? text_of(s->hash) : -1, s->mode);
-	return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void snapshot(struct net *n, int node, char *out, size_t cap)
-{
-	struct snap sn = { "" };
-	char *items[256], *save = NULL;
-	size_t k = 0;
-
-	assert_int_equal(journal_foreach_state(n->j[node], "vol", snap_one,
-					       &sn), 0);
-	for (char *tok = strtok_r(sn.text, ";", &save); tok && k < 256;
-	     tok = strtok_r(NULL, ";", &save))
-		items[k++] = tok;
-	qsort(items, k, sizeof(items[0]), cmp_str);
-	out[0] = '\0';
-	for (size_t i = 0; i < k; i++) {
-		strncat(out, items[i], cap - strlen(out) - 2);
-		strncat(out, ";", cap - strlen(out) - 1);
-	}
-}
-
-static void assert_converged(struct net *n)
-{
-	char a[4096], b[4096];
-	uint64_t jobs;
-
-	snapshot(n, 0, a, sizeof(a));
-	for (int i = 1; i < NODES; i++) {
-		snapshot(n, i, b, sizeof(b));
-		if (strcmp(a, b) != 0)
-			fail_msg("node 0: %s\nnode %d: %s", a, i, b);
-	}
-	for (int i = 0; i < NODES; i++) {
-		assert_int_equal(journal_job_count(n->j[i], &jobs), 0);
-		assert_int_equal(jobs, 0);
-	}
-}
+#include "net_sim.h"
 
 static void test_fast_forward(void **state)
 {
 	struct net *n = *state;
-	char snap[4096];
+	static char snap[NET_SNAP_MAX];
 
-	local_put(n, 0, "a.txt", 0);
-	settle(n);
-	local_put(n, 1, "a.txt", 1);     /* an edit of what node 1 received */
-	settle(n);
-	assert_converged(n);
-	snapshot(n, 2, snap, sizeof(snap));
+	net_put(n, 0, "a.txt", 0);
+	net_settle(n);
+	net_put(n, 1, "a.txt", 1);     /* an edit of what node 1 received */
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 2, snap, sizeof(snap));
 	assert_non_null(strstr(snap, "a.txt=1/"));
 	assert_null(strstr(snap, "conflict"));
 }
@@ -267,26 +41,26 @@ static void test_fast_forward(void **state)
 static void test_concurrent_edit_keeps_both(void **state)
 {
 	struct net *n = *state;
-	char snap[4096];
+	static char snap[NET_SNAP_MAX];
 
-	local_put(n, 0, "doc", 0);
-	settle(n);
+	net_put(n, 0, "doc", 0);
+	net_settle(n);
 	/* Both edit the same version without seeing each other. */
-	local_put(n, 0, "doc", 1);
-	local_put(n, 1, "doc", 2);
-	settle(n);
-	assert_converged(n);
-	snapshot(n, 0, snap, sizeof(snap));
+	net_put(n, 0, "doc", 1);
+	net_put(n, 1, "doc", 2);
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 0, snap, sizeof(snap));
 	/* One wins at the path, the other lives at a conflict copy. */
 	assert_non_null(strstr(snap, "doc.conflict-n"));
 	assert_true((strstr(snap, "doc=1/") && strstr(snap, "=2/")) ||
 		    (strstr(snap, "doc=2/") && strstr(snap, "=1/")));
 
 	/* A later edit descends from the merge: no new conflict. */
-	local_put(n, 2, "doc", 3);
-	settle(n);
-	assert_converged(n);
-	snapshot(n, 1, snap, sizeof(snap));
+	net_put(n, 2, "doc", 3);
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 1, snap, sizeof(snap));
 	assert_non_null(strstr(snap, "doc=3/"));
 	assert_int_equal(strstr(strstr(snap, "conflict") + 1, "conflict"), NULL);
 }
@@ -294,29 +68,29 @@ static void test_concurrent_edit_keeps_both(void **state)
 static void test_identical_concurrent_is_no_conflict(void **state)
 {
 	struct net *n = *state;
-	char snap[4096];
+	static char snap[NET_SNAP_MAX];
 
-	local_put(n, 0, "same", 2);
-	local_put(n, 1, "same", 2);
-	local_put(n, 2, "same", 2);
-	settle(n);
-	assert_converged(n);
-	snapshot(n, 0, snap, sizeof(snap));
+	net_put(n, 0, "same", 2);
+	net_put(n, 1, "same", 2);
+	net_put(n, 2, "same", 2);
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 0, snap, sizeof(snap));
 	assert_null(strstr(snap, "conflict"));
 }
 
 static void test_modify_beats_delete(void **state)
 {
 	struct net *n = *state;
-	char snap[4096];
+	static char snap[NET_SNAP_MAX];
 
-	local_put(n, 0, "f", 0);
-	settle(n);
+	net_put(n, 0, "f", 0);
+	net_settle(n);
 	assert_int_equal(journal_record_delete(n->j[1], "vol", "f"), 0);
-	local_put(n, 2, "f", 3);
-	settle(n);
-	assert_converged(n);
-	snapshot(n, 0, snap, sizeof(snap));
+	net_put(n, 2, "f", 3);
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 0, snap, sizeof(snap));
 	assert_non_null(strstr(snap, "f=3/"));
 }
 
@@ -352,20 +126,21 @@ static void strategy_case(struct net *n, enum journal_strategy strategy,
 			  int expect_winner)
 {
 	struct conflicts_seen cs = { 0 };
-	char snap[4096], want[64];
+	static char snap[NET_SNAP_MAX];
+	char want[64];
 
 	for (int i = 0; i < NODES; i++)
 		journal_set_strategy(n->j[i], strategy);
-	local_put(n, 0, "s", 0);
-	settle(n);
+	net_put(n, 0, "s", 0);
+	net_settle(n);
 	for (int k = 0; k < 20; k++)
-		local_put(n, 1, "busy", k % TEXTS);
-	local_put(n, 1, "s", 2);
+		net_put(n, 1, "busy", k % TEXTS);
+	net_put(n, 1, "s", 2);
 	usleep(2000);
-	local_put(n, 0, "s", 1);
-	settle(n);
-	assert_converged(n);
-	snapshot(n, 2, snap, sizeof(snap));
+	net_put(n, 0, "s", 1);
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 2, snap, sizeof(snap));
 	snprintf(want, sizeof(want), "s=%d/", expect_winner == 0 ? 1 : 2);
 	if (!strstr(snap, want))
 		fail_msg("expected %s in %s", want, snap);
@@ -404,7 +179,7 @@ static void test_random_orders_converge(void **state)
 		const char *path = paths[rand_r(&seed) % 3];
 
 		if (what < 5) {
-			local_put(n, node, path, rand_r(&seed) % TEXTS);
+			net_put(n, node, path, rand_r(&seed) % TEXTS);
 		} else if (what < 6) {
 			struct journal_state st;
 
@@ -417,18 +192,18 @@ static void test_random_orders_converge(void **state)
 			int to = rand_r(&seed) % NODES;
 
 			if (to != node)
-				deliver(n, node, to);
+				net_deliver(n, node, to);
 		} else {
-			apply_jobs(n, node);
+			net_apply_jobs(n, node);
 		}
 		assert_int_equal(journal_flush(n->j[node]), 0);
 	}
-	settle(n);
-	assert_converged(n);
+	net_settle(n);
+	net_assert_converged(n);
 	{
-		char snap[4096];
+		static char snap[NET_SNAP_MAX];
 
-		snapshot(n, 0, snap, sizeof(snap));
+		net_snapshot(n, 0, snap, sizeof(snap));
 		/* The histories were concurrent enough to conflict. */
 		assert_non_null(strstr(snap, ".conflict-n"));
 		if (getenv("KRAKEN_TEST_VERBOSE"))
@@ -454,28 +229,28 @@ static int64_t mtime_at(struct net *n, int node, const char *path)
 static void test_mtime_reaches_everyone(void **state)
 {
 	struct net *n = *state;
-	struct stat st = file_stat(0, 0);
-	char snap[4096];
+	struct stat st = net_file_stat(0, 0);
+	static char snap[NET_SNAP_MAX];
 
-	local_put(n, 0, "t.txt", 0);
-	settle(n);
+	net_put(n, 0, "t.txt", 0);
+	net_settle(n);
 	st.st_mtim.tv_sec += 60;
 	assert_int_equal(journal_record_meta(n->j[0], "vol", "t.txt", &st),
 			 0);
-	settle(n);
-	assert_converged(n);
+	net_settle(n);
+	net_assert_converged(n);
 	for (int i = 0; i < NODES; i++)
 		assert_int_equal(mtime_at(n, i, "t.txt"),
 				 (int64_t)st.st_mtim.tv_sec * 1000000000);
 
-	local_put(n, 1, "u.txt", 2);
-	st = file_stat(2, 0);
+	net_put(n, 1, "u.txt", 2);
+	st = net_file_stat(2, 0);
 	st.st_mtim.tv_sec += 5;
 	assert_int_equal(journal_record_put(n->j[2], "vol", "u.txt", &st,
-					    &contents[2]), 0);
-	settle(n);
-	assert_converged(n);
-	snapshot(n, 0, snap, sizeof(snap));
+					    &net_contents[2]), 0);
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 0, snap, sizeof(snap));
 	assert_null(strstr(snap, ".conflict-n"));
 	for (int i = 1; i < NODES; i++)
 		assert_int_equal(mtime_at(n, i, "u.txt"),
@@ -509,14 +284,6 @@ static void queue_read(struct net *n, int node, int page, char *out,
 	journal_job_release(&last);
 }
 
-static void local_mkdir(struct net *n, int node, const char *path)
-{
-	struct stat st = { .st_mode = S_IFDIR | 0755 };
-
-	assert_int_equal(journal_record_mkdir(n->j[node], "vol", path, &st),
-			 0);
-}
-
 /* The applier's queue: parents before children whatever order the
  * entries came in, deletes last and deepest first, a deferred job behind
  * the others; read in pages, every job exactly once. */
@@ -526,12 +293,12 @@ static void test_job_queue_order(void **state)
 	struct journal_job job;
 	char q[512];
 
-	local_put(n, 0, "d/e/f.txt", 0);
-	local_mkdir(n, 0, "d/e");
-	local_mkdir(n, 0, "d");
-	local_put(n, 0, "a.txt", 1);
-	local_mkdir(n, 0, "b");
-	deliver(n, 0, 1);
+	net_put(n, 0, "d/e/f.txt", 0);
+	net_mkdir(n, 0, "d/e");
+	net_mkdir(n, 0, "d");
+	net_put(n, 0, "a.txt", 1);
+	net_mkdir(n, 0, "b");
+	net_deliver(n, 0, 1);
 	for (int page = 1; page <= 8; page++) {
 		queue_read(n, 1, page, q, sizeof(q));
 		assert_string_equal(q, "b d d/e a.txt d/e/f.txt ");
@@ -545,17 +312,17 @@ static void test_job_queue_order(void **state)
 	queue_read(n, 1, 2, q, sizeof(q));
 	assert_string_equal(q, "d d/e a.txt d/e/f.txt b ");
 
-	settle(n);
+	net_settle(n);
 	assert_int_equal(journal_record_delete(n->j[0], "vol", "d/e/f.txt"),
 			 0);
 	assert_int_equal(journal_record_delete(n->j[0], "vol", "d/e"), 0);
 	assert_int_equal(journal_record_delete(n->j[0], "vol", "d"), 0);
-	local_mkdir(n, 0, "zz");
-	deliver(n, 0, 1);
+	net_mkdir(n, 0, "zz");
+	net_deliver(n, 0, 1);
 	queue_read(n, 1, 3, q, sizeof(q));
 	assert_string_equal(q, "zz d/e/f.txt d/e d ");
-	settle(n);
-	assert_converged(n);
+	net_settle(n);
+	net_assert_converged(n);
 }
 
 /* One entry of ORIGIN, the one after AFTER, offered to node TO: what
@@ -594,9 +361,9 @@ static void test_entries_held_per_origin(void **state)
 	struct net *n = *state;
 	uint64_t h0, h1;
 
-	local_put(n, 0, "a.txt", 0);
-	local_put(n, 0, "b.txt", 1);
-	local_put(n, 1, "c.txt", 2);
+	net_put(n, 0, "a.txt", 0);
+	net_put(n, 0, "b.txt", 1);
+	net_put(n, 1, "c.txt", 2);
 	h0 = journal_have(n->j[2], n->origin[0]);
 	h1 = journal_have(n->j[2], n->origin[1]);
 	assert_int_equal(h0, 0);
@@ -615,10 +382,20 @@ static void test_entries_held_per_origin(void **state)
 			 journal_have(n->j[0], n->origin[0]));
 	assert_int_equal(journal_have(n->j[2], n->origin[1]),
 			 journal_have(n->j[1], n->origin[1]));
-	deliver(n, 0, 1);
-	deliver(n, 1, 0);
-	settle(n);
-	assert_converged(n);
+	net_deliver(n, 0, 1);
+	net_deliver(n, 1, 0);
+	net_settle(n);
+	net_assert_converged(n);
+}
+
+static int setup(void **state)
+{
+	return net_open((struct net **)state);
+}
+
+static int teardown(void **state)
+{
+	return net_close(*state);
 }
 
 int main(void)
