@@ -114,6 +114,10 @@ uint64_t replicate_applied(struct replicate *r);
 /* Microseconds from a remote entry's arrival to its version being on
  * disk, for versions that arrived since start. */
 const struct hist *replicate_apply_latency(struct replicate *r);
+/* State exchanges sent to peers behind what this node compacted, and
+ * received from peers, since start. */
+void replicate_exchanges(const struct replicate *r, uint64_t *served,
+			 uint64_t *applied);
 /* Drops every session so that each starts again with HELLO and a full
  * exchange of version vectors. */
 void replicate_resync(struct replicate *r);

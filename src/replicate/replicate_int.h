@@ -67,6 +67,13 @@ struct session {
 	struct serve_delta *deltas, **deltas_tail;
 	size_t deltas_n, deltas_bytes;
 	struct serve_cache *serve;           /* serve.c; NULL until it serves */
+	/* state.c: a state exchange being sent, or due; ACKs sent */
+	struct state_tx *state_tx;
+	bool state_wanted;
+	bool state_refused;       /* the peer cannot take one: said once */
+	bool state_ignored;       /* its exchange waits for another's */
+	int64_t ack_ns;
+	int64_t ack_change;       /* journal_last_change_id at the last ACK */
 	struct session *next;
 };
 
@@ -88,12 +95,14 @@ struct peer {
 	uint64_t fetch_inflight;  /* chunk bytes asked of it, not yet here */
 	bool changing;            /* its HELLO said it takes CHANGING */
 	bool delta;               /* its HELLO said it answers GET_DELTA */
+	bool state;               /* its HELLO said it takes STATE and ACK */
 	struct replicate_peer_status stats;
 };
 
 struct transfer;
 struct syncer;
 struct precopy;
+struct state_tx;
 
 struct replicate {
 	struct journal *journal;
@@ -143,6 +152,14 @@ struct replicate {
 	int64_t offers_sweep_ns;
 	struct precopy *precopies;    /* precopy.c */
 	int precopy_efd;              /* a copy finished; -1 until used */
+	/* state.c: the one state exchange being received */
+	struct {
+		struct session *from;
+		struct journal_ref *vector;
+		size_t n;
+		uint64_t count;
+	} state_rx;
+	uint64_t exchanges_served, exchanges_applied;
 };
 
 /* session.c */
@@ -167,6 +184,25 @@ int sync_on_frame(struct session *s, const struct wire_msg *m);
 bool sync_pump(struct session *s);
 void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 	      uint64_t *bytes, uint64_t *behind);
+
+void sync_sent_reset(struct peer *p, const struct wire_vector *vec);
+void sync_entry_from_change(const struct journal_change *c,
+			    struct wire_entry *w);
+void sync_change_from_entry(const struct wire_entry *w,
+			    struct journal_change *c);
+
+/* state.c */
+/* V is what the peer of S holds: its acknowledgement. */
+void state_on_vector(struct session *s, const struct wire_vector *v);
+/* The peer's ORIGIN stands at FROM, below this node's floor. */
+void state_want(struct session *s, const char *origin, uint64_t from);
+/* Streams the exchange due or under way; true while it is not done. */
+bool state_pump(struct session *s);
+int state_on_frame(struct session *s, const struct wire_msg *m);
+/* Sends an ACK when one is due. */
+void state_tick(struct session *s, int64_t now);
+/* S is closing: its exchanges, either way, end. */
+void state_session_gone(struct session *s);
 
 /* apply.c */
 /* The parent directory of VOLUME/PATH, resolved beneath the volume, as an

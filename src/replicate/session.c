@@ -94,6 +94,7 @@ void session_close(struct session *s, const char *why)
 	if (s->dead)
 		return;
 	s->dead = true;
+	state_session_gone(s);
 	if (p && p->session == s) {
 		if (s->state == SESSION_OPEN)
 			log_warn("replicate", "peer %s disconnected: %s", p->id,
@@ -201,7 +202,7 @@ static int session_send_hello(struct session *s)
 		refs[0].seq = top ? *top : 0;
 		n = 1;
 		m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING |
-				   WIRE_HELLO_DELTA;
+				   WIRE_HELLO_DELTA | WIRE_HELLO_STATE;
 	}
 	for (size_t i = 0; !err && i < vec.cap; i++) {
 		if (!vec.slots[i].key || strcmp(vec.slots[i].key, own) == 0)
@@ -764,6 +765,7 @@ static void session_heartbeat(struct session *s, int64_t now)
 		if (session_send(s, &m) == 0)
 			session_flush(s);
 	}
+	state_tick(s, now);
 }
 
 void replicate_tick(struct replicate *r)

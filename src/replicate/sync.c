@@ -45,7 +45,7 @@ static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
 		free(v);
 }
 
-static void sent_reset(struct peer *p, const struct wire_vector *vec)
+void sync_sent_reset(struct peer *p, const struct wire_vector *vec)
 {
 	for (size_t i = 0; i < p->sent.cap; i++)
 		if (p->sent.slots[i].key)
@@ -69,10 +69,12 @@ static void own_origin_note(struct peer *p, const struct wire_hello *h)
 
 void sync_on_hello(struct session *s, const struct wire_hello *h)
 {
-	sent_reset(s->peer, &h->vector);
+	sync_sent_reset(s->peer, &h->vector);
 	own_origin_note(s->peer, h);
 	s->peer->changing = (h->features & WIRE_HELLO_CHANGING) != 0;
 	s->peer->delta = (h->features & WIRE_HELLO_DELTA) != 0;
+	s->peer->state = (h->features & WIRE_HELLO_STATE) != 0;
+	state_on_vector(s, &h->vector);
 	s->r->kicked = true;
 	sync_pump(s);
 }
@@ -136,8 +138,8 @@ static void pump_send_pushes(struct pump *pu)
 	pu->n_push = 0;
 }
 
-static void entry_from_change(const struct journal_change *c,
-			      struct wire_entry *w)
+void sync_entry_from_change(const struct journal_change *c,
+			    struct wire_entry *w)
 {
 	memset(w, 0, sizeof(*w));
 	w->ref = c->ref;
@@ -185,7 +187,7 @@ static int pump_one(void *arg, const struct journal_change *c)
 	struct wire_entry w;
 	int err;
 
-	entry_from_change(c, &w);
+	sync_entry_from_change(c, &w);
 	if (pu->n_push == sizeof(pu->push) / sizeof(pu->push[0])) {
 		err = pump_ship(pu);     /* a frame per 64 pushes at most */
 		if (err)
@@ -250,6 +252,12 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 
 		err = journal_entries_since(pu->s->r->journal, origin, from,
 					    1000, pump_one, pu);
+		if (err == KR_ECOMPACTED) {
+			/* The range is gone here: the peer gets the state. */
+			state_want(pu->s, origin, from);
+			pu->full = true;
+			return 1;
+		}
 		if (err < 0)
 			return err;
 		err = pump_ship(pu);
@@ -275,9 +283,15 @@ bool sync_pump(struct session *s)
 		return false;
 	if (conn_queued(s->conn) > PEER_PUMP_LOW)
 		return true;
+	if ((s->state_tx || s->state_wanted) && state_pump(s))
+		return true;      /* no entries while the state goes out */
 	err = journal_vector(s->r->journal, pump_origin, &pu);
 	if (!err)
 		err = pump_ship(&pu);
+	if (!err && s->state_wanted) {
+		pu.full = state_pump(s);
+		s->r->kicked |= !pu.full;   /* the entries after it */
+	}
 	for (unsigned i = 0; i < pu.n_push; i++) {    /* after an error */
 		free(pu.push[i].volume);
 		free(pu.push[i].path);
@@ -333,8 +347,8 @@ void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 
 /* ---- receiving ---------------------------------------------------------- */
 
-static void change_from_entry(const struct wire_entry *w,
-			      struct journal_change *c)
+void sync_change_from_entry(const struct wire_entry *w,
+			    struct journal_change *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->ref = w->ref;
@@ -393,7 +407,7 @@ static int on_entries(struct session *s, const struct wire_entry_list *l)
 		struct journal_change c;
 		int err;
 
-		change_from_entry(w, &c);
+		sync_change_from_entry(w, &c);
 		err = journal_add_remote(s->r->journal, &c);
 		if (err == 0 && s->r->precopies)
 			precopy_on_entry(s->r, w);
@@ -465,9 +479,15 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 	case WIRE_ENTRIES:
 		return on_entries(s, &m->entries);
 	case WIRE_VECTOR:
-		sent_reset(s->peer, &m->vector);
+		sync_sent_reset(s->peer, &m->vector);
+		state_on_vector(s, &m->vector);
 		sync_pump(s);
 		return 0;
+	case WIRE_STATE_BEGIN:
+	case WIRE_STATE:
+	case WIRE_STATE_END:
+	case WIRE_ACK:
+		return state_on_frame(s, m);
 	case WIRE_GET_CHUNKLIST:
 		return serve_chunklist(s->r, s, &m->get_chunklist);
 	case WIRE_CHUNKLIST:

@@ -1006,6 +1006,11 @@ static const struct wire_type_ops wire_types[] = {
 			     rd_get_delta, wr_get_delta },
 	[WIRE_DELTA] = { "DELTA", CONTENT_HASH_LEN + 4 + DELTA_MAP_MAX +
 			 WIRE_MAX_CHUNK, rd_delta, wr_delta },
+	[WIRE_STATE_BEGIN] = { "STATE_BEGIN", WIRE_MAX_PAYLOAD, rd_vector_msg,
+			       wr_vector_msg },
+	[WIRE_STATE] = { "STATE", WIRE_MAX_PAYLOAD, rd_entries, wr_entries },
+	[WIRE_STATE_END] = { "STATE_END", 8, rd_token, wr_token },
+	[WIRE_ACK] = { "ACK", WIRE_MAX_PAYLOAD, rd_vector_msg, wr_vector_msg },
 };
 
 _Static_assert(WIRE_MAX_CHUNK == DELTA_LEN_MAX,
@@ -1094,8 +1099,8 @@ static void wire_entries_patch(struct wire_entries *e)
 	wire_put_be32(h + WIRE_HEADER_LEN, e->n);
 }
 
-int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
-		       size_t budget)
+static int entries_begin(struct wire_entries *e, struct wire_buf *b,
+			 size_t budget, enum wire_type type)
 {
 	struct wire_wr w;
 
@@ -1104,7 +1109,7 @@ int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
 	if (budget < 4)
 		budget = 4;   /* room for the count: an empty frame is valid */
 	memset(e, 0, sizeof(*e));
-	wr_begin(&w, b, WIRE_ENTRIES, budget);
+	wr_begin(&w, b, type, budget);
 	wr_u32(&w, 0);
 	if (wr_end(&w) != 0)
 		return w.err;
@@ -1112,6 +1117,18 @@ int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
 	e->start = w.start;
 	e->budget = budget;
 	return 0;
+}
+
+int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
+		       size_t budget)
+{
+	return entries_begin(e, b, budget, WIRE_ENTRIES);
+}
+
+int wire_state_begin(struct wire_entries *e, struct wire_buf *b,
+		     size_t budget)
+{
+	return entries_begin(e, b, budget, WIRE_STATE);
 }
 
 int wire_entries_add(struct wire_entries *e, const struct wire_entry *ent)

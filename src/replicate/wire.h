@@ -97,6 +97,21 @@
  *                        between peers whose HELLO has feature bit 2
  *                        (DELTA)
  *
+ *     15  STATE_BEGIN    u32 n, n x ref: the sender's whole version
+ *                        vector (floors included), sent instead of
+ *                        ENTRIES to a peer whose vector is below what
+ *                        the sender compacted (journal.h, state
+ *                        exchange); STATE frames follow
+ *     16  STATE          u32 n, n x entry: heads of the sender, in
+ *                        (volume, path) order; the receiver stages them
+ *     17  STATE_END      u64 count of entries in the STATE frames: the
+ *                        receiver applies what it staged if it got all
+ *     18  ACK            u32 n, n x ref: the sender's vector, every few
+ *                        seconds while it changes: its acknowledgement,
+ *                        which lets the receiver compact what every peer
+ *                        holds.  15-18 only between peers whose HELLO has
+ *                        feature bit 3 (STATE)
+ *
  *   entry: ref (origin, seq > 0), u64 lamport, i64 wall_ns, str volume,
  *          str path, u8 op (enum journal_op, 1..7), u32 mode, u32 uid,
  *          u32 gid, u64 size, i64 mtime_ns, u8 has_hash (0/1), [hash],
@@ -195,8 +210,12 @@ enum wire_type {
 	WIRE_CHANGING,
 	WIRE_GET_DELTA,
 	WIRE_DELTA,
+	WIRE_STATE_BEGIN,
+	WIRE_STATE,
+	WIRE_STATE_END,
+	WIRE_ACK,
 };
-#define WIRE_TYPE_LAST WIRE_DELTA
+#define WIRE_TYPE_LAST WIRE_ACK
 
 /* ERROR codes this version sends; a receiver must accept any other. */
 enum wire_error_code {
@@ -258,6 +277,8 @@ struct wire_vector {
 #define WIRE_HELLO_CHANGING (1u << 1)
 /* The sender answers GET_DELTA. */
 #define WIRE_HELLO_DELTA (1u << 2)
+/* The sender takes STATE_BEGIN, STATE, STATE_END and ACK. */
+#define WIRE_HELLO_STATE (1u << 3)
 
 struct wire_hello {
 	const char *node_id;
@@ -354,14 +375,14 @@ struct wire_msg {
 	enum wire_type type;
 	union {
 		struct wire_hello hello;           /* HELLO */
-		struct wire_vector vector;         /* VECTOR */
-		struct wire_entry_list entries;    /* ENTRIES */
+		struct wire_vector vector;         /* VECTOR, STATE_BEGIN, ACK */
+		struct wire_entry_list entries;    /* ENTRIES, STATE */
 		struct wire_get_chunklist get_chunklist;
 		struct wire_chunklist chunklist;
 		struct wire_get_chunks get_chunks;
 		struct wire_chunk chunk;
 		uint8_t not_here[CONTENT_HASH_LEN];
-		uint64_t token;                    /* PING, PONG */
+		uint64_t token;                    /* PING, PONG, STATE_END */
 		struct wire_error error;
 		struct wire_changing changing;
 		struct wire_get_delta get_delta;
@@ -435,6 +456,9 @@ struct wire_entries {
  */
 int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
 		       size_t budget);
+/* The same for a STATE frame. */
+int wire_state_begin(struct wire_entries *e, struct wire_buf *b,
+		     size_t budget);
 /*
  * Appends one entry.  Returns 0; -EMSGSIZE when it would take the payload
  * past the budget (the frame is unchanged: send it and start another);

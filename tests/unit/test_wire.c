@@ -241,11 +241,17 @@ static void sample(enum wire_type t, struct wire_msg *m)
 			0x80000001u, { 3, vec_refs } };
 		break;
 	case WIRE_VECTOR:
+	case WIRE_STATE_BEGIN:
+	case WIRE_ACK:
 		m->vector = (struct wire_vector){ 3, vec_refs };
 		break;
 	case WIRE_ENTRIES:
+	case WIRE_STATE:
 		m->entries = (struct wire_entry_list){ N_SAMPLE_ENTRIES,
 						       sample_entries };
+		break;
+	case WIRE_STATE_END:
+		m->token = 123456789;
 		break;
 	case WIRE_GET_CHUNKLIST:
 		memset(m->get_chunklist.hash, 0x5a, CONTENT_HASH_LEN);
@@ -360,10 +366,13 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 				  a->hello.vector.n);
 		break;
 	case WIRE_VECTOR:
+	case WIRE_STATE_BEGIN:
+	case WIRE_ACK:
 		assert_int_equal(a->vector.n, b->vector.n);
 		assert_refs_equal(a->vector.refs, b->vector.refs, a->vector.n);
 		break;
 	case WIRE_ENTRIES:
+	case WIRE_STATE:
 		assert_int_equal(a->entries.n, b->entries.n);
 		for (uint32_t i = 0; i < a->entries.n; i++)
 			assert_entry_equal(&a->entries.v[i], &b->entries.v[i]);
@@ -398,6 +407,7 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 		break;
 	case WIRE_PING:
 	case WIRE_PONG:
+	case WIRE_STATE_END:
 		assert_int_equal(a->token, b->token);
 		break;
 	case WIRE_ERROR:
