@@ -9,6 +9,9 @@
  *
  * It opens the database read-only (WAL lets it run beside the agent) and
  * goes through the journal module's queries; it never runs SQL itself.
+ * The agent compacts history older than journal.retention, so log and
+ * history say when theirs is incomplete: in the table a line before it,
+ * with --json a note on stderr, because stdout holds only changes there.
  * Table output is for people (control characters in names are escaped);
  * --json prints one object per line for scripts.
  */
@@ -61,7 +64,8 @@ static void usage(FILE *out)
 		"      --limit N          at most N changes\n"
 		"      --reverse          oldest first\n"
 		"  history VOLUME PATH    every version of one path, with bases\n"
-		"  status                 node, peers, version vector and counts\n"
+		"  status                 node, peers, version vector, counts,\n"
+		"                         and before when history is compacted\n"
 		"  conflicts [--volume V] concurrent versions: which was kept,\n"
 		"                         where each other one was copied\n"
 		"  verify [--root DIR]    re-hash the volumes and compare with the\n"
@@ -69,6 +73,11 @@ static void usage(FILE *out)
 		"\n"
 		"TIME is 2026-11-26T10:00:00Z, '2026-11-26 10:00:00' (UTC),\n"
 		"2026-11-26, @UNIXSECONDS, or an age like 90s, 15m, 2h, 3d.\n"
+		"\n"
+		"The agent compacts history older than journal.retention once\n"
+		"every peer holds it: superseded versions and settled deletes\n"
+		"go.  log and history then print 'history before TIME UTC\n"
+		"compacted' (on stderr with --json).\n"
 		"\n"
 		"Options:\n"
 		"  --db PATH      journal database (default: journal.path of the\n"
@@ -292,6 +301,28 @@ static void print_header(void)
 	       "VOLUME/PATH");
 }
 
+/*
+ * Says that history before the compaction horizon may be gone, unless
+ * the question starts after it (SINCE_NS): a missing old version then
+ * has an answer instead of looking like a bug.
+ */
+static int print_compacted(struct cli *cli, int64_t since_ns)
+{
+	char when[64];
+	int64_t before;
+	int err = journal_compacted_before(cli->journal, &before);
+
+	if (err || before == 0 || (since_ns && since_ns >= before))
+		return err;
+	format_time(before, when, sizeof(when), false);
+	if (cli->json)
+		fprintf(stderr, "kraken-journal: history before %.19s UTC "
+			"compacted\n", when);
+	else
+		printf("history before %.19s UTC compacted\n", when);
+	return 0;
+}
+
 struct printer {
 	bool json;
 	bool bases;
@@ -375,6 +406,9 @@ static int cmd_log(struct cli *cli, int argc, char **argv)
 	}
 	if (optind < argc)
 		return fail("log: unexpected argument '%s'", argv[optind]);
+	err = print_compacted(cli, f.since_ns);
+	if (err)
+		return fail("log: %s", kr_strerror(err));
 	if (!cli->json)
 		print_header();
 	err = journal_log(cli->journal, &f, print_change, &p);
@@ -397,6 +431,9 @@ static int cmd_history(struct cli *cli, int argc, char **argv)
 	path = argv[2];
 	while (path[0] == '/')
 		path++;   /* "/a/b" is how people write a path in a volume */
+	err = print_compacted(cli, 0);
+	if (err)
+		return fail("history: %s", kr_strerror(err));
 	if (!cli->json)
 		print_header();
 	err = journal_history(cli->journal, argv[1], path, print_change, &p);
@@ -484,26 +521,50 @@ static void print_peers(json_t *peers)
 	}
 }
 
+/* The compaction horizon for people ("never" when there is none) and
+ * for --json (RFC 3339, or NULL for null). */
+static void compacted_text(int64_t before, char *human, size_t hcap,
+			   char *iso, size_t icap, const char **json)
+{
+	char when[64];
+
+	*json = NULL;
+	snprintf(human, hcap, "never");
+	if (before == 0)
+		return;
+	format_time(before, when, sizeof(when), false);
+	snprintf(human, hcap, "%.19s UTC", when);
+	format_time(before, iso, icap, true);
+	*json = iso;
+}
+
 static int cmd_status(struct cli *cli)
 {
 	struct journal_info info;
 	json_t *vec = json_object();
-	const char *origin;
+	const char *origin, *compacted_json;
+	char compacted[64], compacted_iso[64];
 	json_t *v;
 	uint64_t jobs = 0;
+	int64_t before = 0;
 	int err = journal_info(cli->journal, &info);
 
 	if (!err)
 		err = journal_vector(cli->journal, collect_vector, vec);
 	if (!err)
 		err = journal_job_count(cli->journal, &jobs);
+	if (!err)
+		err = journal_compacted_before(cli->journal, &before);
 	if (err) {
 		json_decref(vec);
 		return fail("status: %s", kr_strerror(err));
 	}
+	compacted_text(before, compacted, sizeof(compacted), compacted_iso,
+		       sizeof(compacted_iso), &compacted_json);
 	if (cli->json)
 		return print_json_line(json_pack("{s:s,s:s,s:I,s:I,s:o,s:I,s:I,"
-			"s:I,s:I,s:I,s:i,s:o,s:I,s:I,s:I}", "node_id", info.node_id,
+			"s:I,s:I,s:I,s:i,s:o,s:I,s:I,s:I,s:s?}",
+			"node_id", info.node_id,
 			"origin", info.origin, "seq", (json_int_t)info.own_seq,
 			"lamport", (json_int_t)info.lamport, "version_vector", vec,
 			"changes", (json_int_t)info.n_changes,
@@ -515,16 +576,18 @@ static int cmd_status(struct cli *cli)
 			"peers", peers_json(cli),
 			"jobs", (json_int_t)jobs,
 			"journal_bytes", (json_int_t)info.journal_bytes,
-			"wal_bytes", (json_int_t)info.wal_bytes)) ? 1 : 0;
+			"wal_bytes", (json_int_t)info.wal_bytes,
+			"compacted_before", compacted_json)) ? 1 : 0;
 	printf("node:      %s\norigin:    %s (last seq %" PRIu64 ")\n"
 	       "lamport:   %" PRIu64 "\nchanges:   %" PRIu64 "\n"
 	       "volumes:   %" PRIu64 "\npaths:     %" PRIu64 "\n"
 	       "contents:  %" PRIu64 " (%" PRIu64 " chunks)\nschema:    %d\n"
 	       "journal:   %" PRIu64 " bytes (WAL %" PRIu64 " bytes)\n"
+	       "compacted before: %s\n"
 	       "version vector:\n", info.node_id, info.origin, info.own_seq,
 	       info.lamport, info.n_changes, info.n_volumes, info.n_paths,
 	       info.n_contents, info.n_chunks, info.schema_version,
-	       info.journal_bytes, info.wal_bytes);
+	       info.journal_bytes, info.wal_bytes, compacted);
 	json_object_foreach(vec, origin, v)
 		printf("  %-32s %lld\n", origin, (long long)json_integer_value(v));
 	json_decref(vec);

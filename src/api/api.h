@@ -9,7 +9,8 @@
  *     GET  /v1/journal?volume=&path=&origin=&since=&until=&op=&limit=&before=
  *     GET  /v1/conflicts
  *     GET  /metrics                Prometheus text format
- *     POST /v1/admin/resync, /v1/admin/rescan, /v1/admin/reload
+ *     POST /v1/admin/resync, /v1/admin/rescan, /v1/admin/reload,
+ *          /v1/admin/compact
  *                                  Bearer token (api.token_file)
  *     GET  /                       the dashboard (one embedded page)
  *
@@ -66,6 +67,17 @@ struct api_snapshot {
 	uint64_t jobs_bytes;
 	uint64_t journal_bytes;     /* journal.db */
 	uint64_t wal_bytes;         /* journal.db-wal */
+	/* Retention (compact.c): 0 when compaction is off or never ran. */
+	int64_t retention_ns;       /* journal.retention */
+	int64_t compacted_before_ns;    /* history before this may be gone */
+	int64_t last_compaction_ns;     /* wall time the last pass ended */
+	bool compacting;            /* a pass is under way */
+	uint64_t compacted_changes;     /* removed by passes since start */
+	uint64_t compacted_tombstones;
+	uint64_t compacted_contents;
+	uint64_t compaction_pages_freed;
+	uint64_t exchanges_served;  /* state exchanges sent since start */
+	uint64_t exchanges_applied; /* and received */
 	struct api_peer peers[API_PEERS_MAX];
 	size_t n_peers;
 	struct hist commit_latency_us;   /* event to commit */
@@ -77,6 +89,7 @@ enum api_command {
 	API_CMD_RESCAN,
 	API_CMD_RESYNC,
 	API_CMD_RELOAD,             /* the config file validated; re-read it */
+	API_CMD_COMPACT,            /* a compaction pass now */
 };
 
 struct api_options {

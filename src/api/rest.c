@@ -507,6 +507,13 @@ static enum MHD_Result rest_post_rescan(struct rest_call *c)
 	return rest_admin(c, API_CMD_RESCAN, "rescan");
 }
 
+/* Only queued: a pass writes, so it runs on the loop thread with the
+ * writer connection, in steps between other work (journal.h). */
+static enum MHD_Result rest_post_compact(struct rest_call *c)
+{
+	return rest_admin(c, API_CMD_COMPACT, "compact");
+}
+
 /* One line of diagnostics per array element. */
 static json_t *rest_lines(const char *text)
 {
@@ -553,6 +560,8 @@ static enum MHD_Result rest_post_reload(struct rest_call *c)
 
 /* ---- routing --------------------------------------------------------- */
 
+/* The endpoints api.h lists.  The POST ones are the admin calls
+ * (resync, rescan, reload, compact): each checks the bearer token. */
 static const struct rest_route {
 	const char *path;
 	bool prefix;                 /* PATH followed by one more component */
@@ -571,6 +580,7 @@ static const struct rest_route {
 	{ "/v1/admin/resync", false, true, rest_post_resync },
 	{ "/v1/admin/rescan", false, true, rest_post_rescan },
 	{ "/v1/admin/reload", false, true, rest_post_reload },
+	{ "/v1/admin/compact", false, true, rest_post_compact },
 };
 
 static bool rest_route_match(const struct rest_route *rt, const char *url)

@@ -285,6 +285,25 @@ static json_t *rest_quantiles_json(const struct hist *h)
 			 "max_us", (json_int_t)h->max);
 }
 
+/* Compaction as the loop last saw it; COMPACTED_BEFORE_NS is passed
+ * apart because before the first snapshot it comes from the journal. */
+static json_t *rest_retention_json(const struct api_snapshot *snap,
+				   int64_t compacted_before_ns)
+{
+	return json_pack("{s:I,s:o,s:o,s:b,s:{s:I,s:I,s:I},s:I,s:I,s:I}",
+		"retention_s", (json_int_t)(snap->retention_ns / 1000000000),
+		"compacted_before", rest_time_json(compacted_before_ns),
+		"last_compaction", rest_time_json(snap->last_compaction_ns),
+		"compacting", snap->compacting,
+		"removed",
+		"changes", (json_int_t)snap->compacted_changes,
+		"tombstones", (json_int_t)snap->compacted_tombstones,
+		"contents", (json_int_t)snap->compacted_contents,
+		"pages_freed", (json_int_t)snap->compaction_pages_freed,
+		"exchanges_served", (json_int_t)snap->exchanges_served,
+		"exchanges_applied", (json_int_t)snap->exchanges_applied);
+}
+
 int rest_status_json(struct api *a, struct journal *j,
 		     struct api_snapshot *snap, json_t **out)
 {
@@ -293,20 +312,24 @@ int rest_status_json(struct api *a, struct journal *j,
 	bool have = api_snapshot_get(a, snap);
 	uint64_t jobs = snap->jobs;
 	int64_t now = api_now_mono();
+	int64_t compacted_before = snap->compacted_before_ns;
 	int err = vec ? journal_info(j, &info) : -ENOMEM;
 
 	*out = NULL;
 	if (!err)
 		err = journal_vector(j, rest_vector_one, vec);
-	/* Before the loop's first snapshot the journal knows the backlog. */
+	/* Before the loop's first snapshot the journal knows the backlog,
+	 * and how far back its history reaches. */
 	if (!err && !have)
 		err = journal_job_count(j, &jobs);
+	if (!err && !have)
+		err = journal_compacted_before(j, &compacted_before);
 	if (err) {
 		json_decref(vec);
 		return err;
 	}
 	*out = json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}",
+		"s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o}",
 		"node_id", a->node_id ? a->node_id : info.node_id,
 		"origin", info.origin, "version", KRAKENFS_VERSION,
 		"seq", (json_int_t)info.own_seq,
@@ -320,6 +343,7 @@ int rest_status_json(struct api *a, struct journal *j,
 		"jobs_bytes", (json_int_t)snap->jobs_bytes,
 		"journal_bytes", (json_int_t)info.journal_bytes,
 		"wal_bytes", (json_int_t)info.wal_bytes,
+		"retention", rest_retention_json(snap, compacted_before),
 		"changes_recorded", (json_int_t)snap->changes_recorded,
 		"changes_applied", (json_int_t)snap->changes_applied,
 		"conflicts", (json_int_t)snap->conflicts,
@@ -662,6 +686,35 @@ static void rest_histogram(struct rest_text *t, const char *name,
 	rest_printf(t, "%s_count %" PRIu64 "\n", name, h->count);
 }
 
+static void rest_compaction_metrics(struct rest_text *t,
+				    const struct api_snapshot *snap)
+{
+	static const char ex[] = "krakenfs_state_exchanges_total";
+
+	rest_metric(t, "krakenfs_journal_compacted_before_seconds", "gauge",
+		    "History before this Unix time may be compacted "
+		    "(0: never compacted).",
+		    snap->compacted_before_ns > 0 ?
+		    (uint64_t)(snap->compacted_before_ns / 1000000000) : 0);
+	rest_metric(t, "krakenfs_compacted_changes_total", "counter",
+		    "Superseded versions removed by compaction since the "
+		    "agent started.", snap->compacted_changes);
+	rest_metric(t, "krakenfs_compacted_tombstones_total", "counter",
+		    "Settled deletes removed by compaction since the agent "
+		    "started.", snap->compacted_tombstones);
+	rest_metric(t, "krakenfs_compacted_contents_total", "counter",
+		    "Chunk lists removed by compaction since the agent "
+		    "started.", snap->compacted_contents);
+	/* One series per direction: served to a peer that asked below our
+	 * floor, applied when we asked below a peer's. */
+	rest_metric_head(t, ex, "counter",
+			 "State exchanges since the agent started.");
+	rest_printf(t, "%s{direction=\"served\"} %" PRIu64 "\n", ex,
+		    snap->exchanges_served);
+	rest_printf(t, "%s{direction=\"applied\"} %" PRIu64 "\n", ex,
+		    snap->exchanges_applied);
+}
+
 int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
 		      char **text, size_t *len)
 {
@@ -690,6 +743,7 @@ int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
 		    "Size of the journal's database file.", snap->journal_bytes);
 	rest_metric(&t, "krakenfs_journal_wal_bytes", "gauge",
 		    "Size of the journal's write-ahead log.", snap->wal_bytes);
+	rest_compaction_metrics(&t, snap);
 	rest_metric(&t, "krakenfs_uptime_seconds", "gauge",
 		    "Seconds since the API started.",
 		    (uint64_t)(uptime_ns / 1000000000));

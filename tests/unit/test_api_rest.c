@@ -436,6 +436,86 @@ static void test_published_peers(void **state)
 	reply_release(&r);
 }
 
+/* 2026-10-01T14:03:00Z and a compaction pass that ended 20 s later. */
+#define COMPACTED_BEFORE_NS (1790863380LL * 1000000000)
+
+static void publish_compaction(struct fixture *f)
+{
+	struct api_snapshot *s = calloc(1, sizeof(*s));
+
+	assert_non_null(s);
+	s->retention_ns = 30LL * 86400 * 1000000000 + 999999999;
+	s->compacted_before_ns = COMPACTED_BEFORE_NS;
+	s->last_compaction_ns = COMPACTED_BEFORE_NS + 20LL * 1000000000 +
+				125000000;
+	s->compacting = true;
+	s->compacted_changes = 120;
+	s->compacted_tombstones = 7;
+	s->compacted_contents = 33;
+	s->compaction_pages_freed = 4096;
+	s->exchanges_served = 2;
+	s->exchanges_applied = 1;
+	s->published_ns = 1;
+	api_publish(f->api, s);
+	free(s);
+}
+
+static void check_removed(json_t *ret, json_int_t changes,
+			  json_int_t tombstones, json_int_t contents)
+{
+	json_t *removed = jget(ret, "removed");
+
+	assert_int_equal(jint(removed, "changes"), changes);
+	assert_int_equal(jint(removed, "tombstones"), tombstones);
+	assert_int_equal(jint(removed, "contents"), contents);
+}
+
+/*
+ * Before the loop's first snapshot the horizon comes from the journal
+ * (a pass whose horizon, 2020-01-01, is older than every change: it
+ * removes nothing but marks the journal); then from the snapshot.
+ */
+static void test_status_retention(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_retention ret = { .now_ns = 1577836800LL * 1000000000 };
+	struct journal_compact_stats st;
+	struct reply r = get_json(f, "/v1/status", 200);
+	json_t *o = jget(r.json, "retention");
+
+	assert_int_equal(jint(o, "retention_s"), 0);
+	assert_true(json_is_null(jget(o, "compacted_before")));
+	assert_true(json_is_null(jget(o, "last_compaction")));
+	assert_true(json_is_false(jget(o, "compacting")));
+	check_removed(o, 0, 0, 0);
+	assert_int_equal(jint(o, "pages_freed"), 0);
+	reply_release(&r);
+
+	assert_int_equal(journal_compact(f->j, &ret, &st), 0);
+	assert_int_equal(st.changes + st.tombstones, 0);
+	r = get_json(f, "/v1/status", 200);
+	assert_string_equal(jstr(jget(r.json, "retention"), "compacted_before"),
+			    "2020-01-01T00:00:00.000Z");
+	reply_release(&r);
+
+	publish_compaction(f);
+	r = get_json(f, "/v1/status", 200);
+	o = jget(r.json, "retention");
+	assert_int_equal(jint(o, "retention_s"), 30 * 86400);
+	assert_string_equal(jstr(o, "compacted_before"),
+			    "2026-10-01T14:03:00.000Z");
+	assert_string_equal(jstr(o, "last_compaction"),
+			    "2026-10-01T14:03:20.125Z");
+	assert_true(json_is_true(jget(o, "compacting")));
+	check_removed(o, 120, 7, 33);
+	assert_int_equal(jint(o, "pages_freed"), 4096);
+	assert_int_equal(jint(o, "exchanges_served"), 2);
+	assert_int_equal(jint(o, "exchanges_applied"), 1);
+	/* The rest of the document is still there. */
+	assert_int_equal(jint(r.json, "changes"), f->n_changes);
+	reply_release(&r);
+}
+
 static json_t *find_by(json_t *arr, const char *key, const char *value)
 {
 	size_t i;
@@ -706,6 +786,53 @@ static void test_metrics(void **state)
 	reply_release(&r);
 }
 
+static void test_metrics_compaction(void **state)
+{
+	struct fixture *f = *state;
+	struct reply r = http(f, "GET", "/metrics", NULL);
+
+	/* Before any pass: every series present, at zero. */
+	assert_int_equal(r.code, 200);
+	assert_true(metrics_has(r.body,
+		"krakenfs_journal_compacted_before_seconds 0"));
+	assert_true(metrics_has(r.body, "krakenfs_compacted_changes_total 0"));
+	assert_true(metrics_has(r.body,
+		"krakenfs_state_exchanges_total{direction=\"served\"} 0"));
+	reply_release(&r);
+
+	publish_compaction(f);
+	r = http(f, "GET", "/metrics", NULL);
+	assert_int_equal(r.code, 200);
+	assert_true(metrics_has(r.body,
+		"krakenfs_journal_compacted_before_seconds 1790863380"));
+	assert_true(metrics_has(r.body,
+		"# TYPE krakenfs_journal_compacted_before_seconds gauge"));
+	assert_true(metrics_has(r.body,
+		"krakenfs_compacted_changes_total 120"));
+	assert_true(metrics_has(r.body,
+		"# TYPE krakenfs_compacted_changes_total counter"));
+	assert_true(metrics_has(r.body,
+		"krakenfs_compacted_tombstones_total 7"));
+	assert_true(metrics_has(r.body,
+		"krakenfs_compacted_contents_total 33"));
+	assert_true(metrics_has(r.body,
+		"# TYPE krakenfs_state_exchanges_total counter"));
+	assert_true(metrics_has(r.body,
+		"krakenfs_state_exchanges_total{direction=\"served\"} 2"));
+	assert_true(metrics_has(r.body,
+		"krakenfs_state_exchanges_total{direction=\"applied\"} 1"));
+	/* One HELP and TYPE for both directions. */
+	{
+		const char *p = strstr(r.body,
+				       "# TYPE krakenfs_state_exchanges_total");
+
+		assert_non_null(p);
+		assert_null(strstr(p + 1,
+				   "# TYPE krakenfs_state_exchanges_total"));
+	}
+	reply_release(&r);
+}
+
 static bool fd_readable(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -760,6 +887,47 @@ static void test_admin_token(void **state)
 	assert_true(fd_readable(fd));
 	assert_int_equal(api_next_command(f->api), API_CMD_RESYNC);
 	assert_false(fd_readable(fd));
+	assert_int_equal(api_next_command(f->api), API_CMD_NONE);
+}
+
+static void test_admin_compact(void **state)
+{
+	struct fixture *f = *state;
+	int fd = api_command_fd(f->api);
+	struct reply r = http(f, "POST", "/v1/admin/compact", NULL);
+
+	expect_error(&r, 401, "bearer token");
+	assert_non_null(strstr(r.head, "WWW-Authenticate: Bearer"));
+	reply_release(&r);
+	r = http(f, "POST", "/v1/admin/compact",
+		 "Authorization: Bearer wrong\r\n");
+	expect_error(&r, 401, NULL);
+	reply_release(&r);
+	r = http(f, "GET", "/v1/admin/compact",
+		 "Authorization: Bearer " TOKEN "\r\n");
+	expect_error(&r, 405, NULL);
+	assert_non_null(strstr(r.head, "Allow: POST"));
+	reply_release(&r);
+	assert_false(fd_readable(fd));
+	assert_int_equal(api_next_command(f->api), API_CMD_NONE);
+
+	r = http(f, "POST", "/v1/admin/compact",
+		 "Authorization: Bearer " TOKEN "\r\n");
+	assert_int_equal(r.code, 202);
+	assert_string_equal(jstr(r.json, "queued"), "compact");
+	assert_int_equal(json_object_size(r.json), 1);
+	reply_release(&r);
+	assert_true(fd_readable(fd));
+	assert_int_equal(api_next_command(f->api), API_CMD_COMPACT);
+	assert_false(fd_readable(fd));
+	assert_int_equal(api_next_command(f->api), API_CMD_NONE);
+
+	/* Without a token file the admin API is off for this call too. */
+	assert_int_equal(unlink(f->token), 0);
+	r = http(f, "POST", "/v1/admin/compact",
+		 "Authorization: Bearer " TOKEN "\r\n");
+	expect_error(&r, 503, "api.token_file");
+	reply_release(&r);
 	assert_int_equal(api_next_command(f->api), API_CMD_NONE);
 }
 
@@ -996,6 +1164,7 @@ int main(void)
 		T(test_health),
 		T(test_status_from_journal),
 		T(test_published_peers),
+		T(test_status_retention),
 		T(test_volumes),
 		T(test_journal_entries),
 		T(test_sees_new_commits),
@@ -1003,7 +1172,9 @@ int main(void)
 		T(test_journal_pagination),
 		T(test_conflicts),
 		T(test_metrics),
+		T(test_metrics_compaction),
 		T(test_admin_token),
+		T(test_admin_compact),
 		T(test_admin_disabled),
 		T(test_http_errors),
 		T(test_chunked_body_over_cap),
