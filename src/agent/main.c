@@ -25,6 +25,7 @@
 #include "path.h"
 #include "pidlock.h"
 #include "replicate.h"
+#include "retention.h"
 #include "tls.h"
 #include "watch.h"
 
@@ -64,6 +65,7 @@ struct agent {
 	int64_t watchdog_ns;        /* ping interval asked by systemd, or 0 */
 	int64_t watchdog_at;
 	int lock_fd[2];             /* the journal's and the root's locks */
+	struct retention *retention;
 };
 
 static void agent_usage(FILE *out)
@@ -91,7 +93,8 @@ static void agent_usage(FILE *out)
 		"\n"
 		"Signals: SIGTERM/SIGINT commit and stop; SIGHUP re-reads the\n"
 		"config (as POST /v1/admin/reload does) and applies the cluster's\n"
-		"nodes, bandwidth limits, conflict strategy and log level; other\n"
+		"nodes, bandwidth limits, conflict strategy, journal retention and\n"
+		"log level; other\n"
 		"keys are named in the log as needing a restart.  Under systemd\n"
 		"(Type=notify) it reports READY=1, RELOADING=1, STOPPING=1 and\n"
 		"answers the watchdog (WatchdogSec=).\n",
@@ -306,6 +309,24 @@ static int agent_peer_list(const struct config *cfg,
 	return 0;
 }
 
+/* Compaction from CFG's journal keys, with CFG's nodes as the peers
+ * whose acknowledgements it waits for. */
+static int agent_retention(struct agent *a, const struct config *cfg)
+{
+	const char **ids = calloc(cfg->n_peers + 1, sizeof(*ids));
+	int err;
+
+	if (!ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_peers; i++)
+		ids[i] = cfg->peers[i].id;
+	err = retention_configure(a->retention, cfg->journal_retention_ms,
+				  cfg->journal_retention_pin_max_ms, ids,
+				  cfg->n_peers);
+	free(ids);
+	return err;
+}
+
 static bool agent_str_differs(const char *a, const char *b)
 {
 	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
@@ -386,12 +407,14 @@ static void agent_reload_swap(struct config *cur, struct config *next)
 	cur->ingress_bits_per_sec = next->ingress_bits_per_sec;
 	cur->strategy = next->strategy;
 	cur->conflict_timeout_ms = next->conflict_timeout_ms;
+	cur->journal_retention_ms = next->journal_retention_ms;
+	cur->journal_retention_pin_max_ms = next->journal_retention_pin_max_ms;
 }
 
 /*
  * SIGHUP and POST /v1/admin/reload.  Applies the cluster's node list
  * (peers added, removed or moved), bandwidth limits, the conflict
- * strategy and the log level; other keys are reported as needing a
+ * strategy, the journal's retention and the log level; other keys are reported as needing a
  * restart.  A file with errors changes nothing.
  */
 static int agent_reload(struct agent *a)
@@ -421,6 +444,9 @@ static int agent_reload(struct agent *a)
 		goto out;
 	}
 	agent_reload_swap(a->cfg, next);
+	if (agent_retention(a, a->cfg))
+		log_warn("agent", "reload: could not record the peers that "
+			 "compaction waits for");
 	replicate_set_bandwidth(a->replicate,
 		a->cfg->bandwidth_enable ? a->cfg->egress_bits_per_sec : 0,
 		a->cfg->bandwidth_enable ? a->cfg->ingress_bits_per_sec : 0);
@@ -483,6 +509,12 @@ static int64_t agent_deadline(void *arg)
 		d = a->status_at;
 	if (a->watchdog_at && (d < 0 || a->watchdog_at < d))
 		d = a->watchdog_at;
+	if (a->retention) {
+		int64_t cd = retention_deadline(a->retention);
+
+		if (cd >= 0 && (d < 0 || cd < d))
+			d = cd;
+	}
 	return d;
 }
 
@@ -564,6 +596,25 @@ static void agent_store_peer_status(struct agent *a)
 	free(text);
 }
 
+static void agent_publish_retention(struct agent *a, struct api_snapshot *snap)
+{
+	struct retention_stats rs;
+
+	if (!a->retention)
+		return;
+	retention_stats(a->retention, &rs);
+	snap->retention_ns = (int64_t)a->cfg->journal_retention_ms * 1000000;
+	snap->compacted_before_ns = rs.compacted_before_ns;
+	snap->last_compaction_ns = rs.last_pass_ns;
+	snap->compacting = rs.running;
+	snap->compacted_changes = rs.changes;
+	snap->compacted_tombstones = rs.tombstones;
+	snap->compacted_contents = rs.contents;
+	snap->compaction_pages_freed = rs.pages_freed;
+	replicate_exchanges(a->replicate, &snap->exchanges_served,
+			    &snap->exchanges_applied);
+}
+
 /* What the API threads serve about this loop's state, once a second. */
 static void agent_publish(struct agent *a)
 {
@@ -580,6 +631,7 @@ static void agent_publish(struct agent *a)
 	snap->changes_applied = replicate_applied(a->replicate);
 	snap->jobs = replicate_backlog(a->replicate);
 	journal_sizes(a->journal, &snap->journal_bytes, &snap->wal_bytes);
+	agent_publish_retention(a, snap);
 	snap->commit_latency_us = a->commit_latency;
 	snap->apply_latency_us = *replicate_apply_latency(a->replicate);
 	n = replicate_peers(a->replicate, st, API_PEERS_MAX);
@@ -621,6 +673,8 @@ static void agent_hook(void *arg)
 		a->status_at = now + 1000000000;
 	}
 	agent_turn(a, false);
+	if (a->retention && !a->failing)
+		retention_tick(a->retention, now);
 }
 
 static void agent_on_api_command(void *arg, uint32_t events)
@@ -639,6 +693,10 @@ static void agent_on_api_command(void *arg, uint32_t events)
 		} else if (cmd == API_CMD_RELOAD && a->replicate) {
 			log_info("agent", "reload requested through the API");
 			agent_reload(a);
+		} else if (cmd == API_CMD_COMPACT && a->retention) {
+			log_info("agent", "compaction requested through the "
+				 "API");
+			retention_request(a->retention);
 		}
 	}
 }
@@ -857,6 +915,10 @@ static int agent_run(struct agent *a)
 	int err = agent_open_journal(a);
 
 	if (!err)
+		err = retention_new(a->journal, &a->retention);
+	if (!err)
+		err = agent_retention(a, a->cfg);
+	if (!err)
 		err = agent_start_watch(a);
 	if (!err)
 		err = agent_setup_loop(a);
@@ -888,6 +950,7 @@ static void agent_release(struct agent *a)
 	tls_context_free(a->tls_client);
 	watch_free(a->watch);
 	loop_free(a->loop);
+	retention_free(a->retention);
 	journal_close(a->journal);
 	pidlock_release(a->lock_fd[0]);
 	pidlock_release(a->lock_fd[1]);

@@ -1,0 +1,182 @@
+/*
+ * See retention.h.  States: idle (next_pass_at set, or never when off),
+ * in a pass (next_step_at set, the pass's progress in `pass`).  A step
+ * that finds the journal busy serving a state exchange (-EBUSY) is tried
+ * again a second later; any other error ends the pass, logged.
+ */
+#include "retention.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NS_PER_MS 1000000LL
+#define NS_PER_S 1000000000LL
+#define RETENTION_STEP_MS 25
+#define RETENTION_GAP_NS (500 * NS_PER_MS)        /* between steps */
+#define RETENTION_GAP_ASKED_NS (50 * NS_PER_MS)   /* when asked for */
+#define RETENTION_BUSY_NS NS_PER_S
+#define RETENTION_EVERY_MIN_NS NS_PER_S
+#define RETENTION_EVERY_MAX_NS (3600 * NS_PER_S)
+
+struct retention {
+	struct journal *journal;
+	int64_t retention_ns, pin_max_ns;
+	int64_t every_ns;         /* between passes */
+	int64_t next_pass_at;     /* monotonic; 0: off */
+	int64_t next_step_at;     /* monotonic; 0: no pass under way */
+	bool asked;
+	struct journal_compact_stats pass;
+	struct retention_stats total;
+};
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+int retention_new(struct journal *j, struct retention **out)
+{
+	struct retention *r = calloc(1, sizeof(*r));
+
+	*out = r;
+	if (!r)
+		return -ENOMEM;
+	r->journal = j;
+	return journal_compacted_before(j, &r->total.compacted_before_ns);
+}
+
+void retention_free(struct retention *r)
+{
+	free(r);
+}
+
+int retention_configure(struct retention *r, uint64_t retention_ms,
+			uint64_t pin_max_ms, const char *const *peers,
+			size_t n)
+{
+	/* Nanoseconds in an int64_t reach 292 years; more is forever. */
+	const uint64_t cap_ms = (uint64_t)INT64_MAX / NS_PER_MS / 2;
+
+	if (retention_ms > cap_ms)
+		retention_ms = 0;
+	if (pin_max_ms > cap_ms)
+		pin_max_ms = cap_ms;
+	r->retention_ns = (int64_t)retention_ms * NS_PER_MS;
+	r->pin_max_ns = (int64_t)pin_max_ms * NS_PER_MS;
+	r->every_ns = r->retention_ns / 8;
+	if (r->every_ns < RETENTION_EVERY_MIN_NS)
+		r->every_ns = RETENTION_EVERY_MIN_NS;
+	if (r->every_ns > RETENTION_EVERY_MAX_NS)
+		r->every_ns = RETENTION_EVERY_MAX_NS;
+	if (r->retention_ns == 0) {
+		r->next_pass_at = 0;
+		r->next_step_at = 0;
+	} else if (!r->next_pass_at && !r->next_step_at) {
+		r->next_pass_at = mono_ns() + r->every_ns;
+	}
+	return journal_peers_set(r->journal, peers, n, wall_ns());
+}
+
+void retention_request(struct retention *r)
+{
+	if (r->retention_ns == 0) {
+		log_warn("journal", "compaction asked for, but it is off "
+			 "(journal.retention: 0)");
+		return;
+	}
+	r->asked = true;
+	if (!r->next_step_at)
+		r->next_pass_at = mono_ns();
+}
+
+int64_t retention_deadline(const struct retention *r)
+{
+	if (r->next_step_at)
+		return r->next_step_at;
+	return r->next_pass_at ? r->next_pass_at : -1;
+}
+
+static void pass_end(struct retention *r, int err)
+{
+	struct journal_compact_stats *p = &r->pass;
+	bool asked = r->asked;
+
+	r->next_step_at = 0;
+	r->next_pass_at = mono_ns() + r->every_ns;
+	r->asked = false;
+	r->total.running = false;
+	if (err) {
+		log_error("journal", "compaction stopped: %s; trying again in "
+			  "%lld s", kr_strerror(err),
+			  (long long)(r->every_ns / NS_PER_S));
+		return;
+	}
+	r->total.passes++;
+	r->total.last_pass_ns = wall_ns();
+	journal_compacted_before(r->journal, &r->total.compacted_before_ns);
+	if (p->changes || p->tombstones || p->pages_freed || asked)
+		log_info("journal", "compacted history older than %lld s: "
+			 "%llu superseded versions, %llu deletes, %llu chunk "
+			 "lists removed, %llu free pages given back, in %lld ms",
+			 (long long)(r->retention_ns / NS_PER_S),
+			 (unsigned long long)p->changes,
+			 (unsigned long long)p->tombstones,
+			 (unsigned long long)p->contents,
+			 (unsigned long long)p->pages_freed,
+			 (long long)(p->elapsed_ns / NS_PER_MS));
+}
+
+void retention_tick(struct retention *r, int64_t now)
+{
+	struct journal_retention policy;
+	struct journal_compact_stats before;
+	int more;
+
+	if (r->next_step_at ? now < r->next_step_at :
+	    (!r->next_pass_at || now < r->next_pass_at))
+		return;
+	if (!r->next_step_at) {
+		memset(&r->pass, 0, sizeof(r->pass));
+		r->total.running = true;
+	}
+	policy = (struct journal_retention){ r->retention_ns, r->pin_max_ns,
+					     wall_ns() };
+	before = r->pass;
+	more = journal_compact_step(r->journal, &policy, RETENTION_STEP_MS,
+				    &r->pass);
+	r->total.changes += r->pass.changes - before.changes;
+	r->total.tombstones += r->pass.tombstones - before.tombstones;
+	r->total.contents += r->pass.contents - before.contents;
+	r->total.pages_freed += r->pass.pages_freed - before.pages_freed;
+	if (more == -EBUSY) {
+		r->next_step_at = now + RETENTION_BUSY_NS;
+		return;
+	}
+	if (more <= 0) {
+		pass_end(r, more);
+		return;
+	}
+	r->next_step_at = now + (r->asked ? RETENTION_GAP_ASKED_NS :
+				 RETENTION_GAP_NS);
+}
+
+void retention_stats(const struct retention *r, struct retention_stats *out)
+{
+	*out = r->total;
+}
