@@ -229,22 +229,7 @@ static int stage_fn(struct journal *j, void *arg)
 	if (err)
 		return err;
 	sqlite3_bind_text(s, 1, c->ref.origin, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)c->ref.seq);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)c->lamport);
-	sqlite3_bind_int64(s, 4, c->wall_ns);
-	sqlite3_bind_text(s, 5, c->volume, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 6, c->path, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 7, c->op);
-	sqlite3_bind_int64(s, 8, c->mode);
-	sqlite3_bind_int64(s, 9, c->uid);
-	sqlite3_bind_int64(s, 10, c->gid);
-	sqlite3_bind_int64(s, 11, (sqlite3_int64)c->size);
-	sqlite3_bind_int64(s, 12, c->mtime_ns);
-	if (c->has_hash)
-		sqlite3_bind_blob(s, 13, c->hash, CONTENT_HASH_LEN,
-				  SQLITE_STATIC);
-	if (c->target)
-		sqlite3_bind_text(s, 14, c->target, -1, SQLITE_STATIC);
+	journal_bind_version(s, c);
 	err = journal_step_done(s);
 	journal_stmt_done(s);
 	if (!err)

@@ -117,6 +117,9 @@ int journal_origin_id(struct journal *j, const char *origin, bool create,
  * and it joins them unless a version held already descends from it. */
 int journal_heads_join(struct journal *j, const char *volume, const char *path,
 		       int64_t id, int64_t origin, uint64_t seq);
+/* Binds C's seq and version fields to parameters 2-14 of an INSERT in
+ * the column order of changes (parameter 1 is the caller's origin). */
+void journal_bind_version(sqlite3_stmt *s, const struct journal_change *c);
 /* Inserts C (from a peer; its origin's row ORIGIN) and its bases. */
 int journal_insert_remote(struct journal *j, const struct journal_change *c,
 			  int64_t origin, int64_t *id);

@@ -204,18 +204,8 @@ struct remote_add {
 	int64_t id;
 };
 
-static int remote_insert(struct journal *j, struct remote_add *ra)
+void journal_bind_version(sqlite3_stmt *s, const struct journal_change *c)
 {
-	const struct journal_change *c = ra->c;
-	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(journal_prepare_cached(j,
-		"INSERT INTO changes (origin, seq, lamport, wall_ns, volume, "
-		"path, op, mode, uid, gid, size, mtime_ns, hash, target) "
-		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &s));
-
-	if (err)
-		return err;
-	sqlite3_bind_int64(s, 1, ra->origin);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)c->ref.seq);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)c->lamport);
 	sqlite3_bind_int64(s, 4, c->wall_ns);
@@ -231,6 +221,21 @@ static int remote_insert(struct journal *j, struct remote_add *ra)
 		sqlite3_bind_blob(s, 13, c->hash, CONTENT_HASH_LEN, SQLITE_STATIC);
 	if (c->target)
 		sqlite3_bind_text(s, 14, c->target, -1, SQLITE_STATIC);
+}
+
+static int remote_insert(struct journal *j, struct remote_add *ra)
+{
+	const struct journal_change *c = ra->c;
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(journal_prepare_cached(j,
+		"INSERT INTO changes (origin, seq, lamport, wall_ns, volume, "
+		"path, op, mode, uid, gid, size, mtime_ns, hash, target) "
+		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &s));
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(s, 1, ra->origin);
+	journal_bind_version(s, c);
 	err = journal_step_done(s);
 	ra->id = sqlite3_last_insert_rowid(j->db);
 	journal_stmt_done(s);

@@ -2,7 +2,8 @@
 # A journal made by an older release (schema 4, the last before the
 # journal-lifecycle work) is upgraded in place when the agent starts:
 # its history stays readable, the counts status shows are right from the
-# first answer, and the agent records on top of it.
+# first answer, it is rewritten once so that compaction can shrink it,
+# and the agent records on top of it.
 source "$(dirname "$0")/lib.sh"
 
 ROOT=$T/volumes
@@ -36,6 +37,7 @@ PRAGMA user_version = 4;
 SQL
 } | sqlite3 "$DB" || fail "could not make a schema-4 journal"
 [ "$(sqlite3 "$DB" 'PRAGMA user_version')" = 4 ] || fail "the old journal is not schema 4"
+[ "$(sqlite3 "$DB" 'PRAGMA auto_vacuum')" = 0 ] || fail "the old journal already gives pages back"
 
 start_agent a "$CFG"
 latest=$(ls "$SCHEMA"/*.sql | wc -l)
@@ -44,6 +46,11 @@ jq -e --argjson v "$latest" '.schema_version == $v and .changes == 5 and .paths 
   <<<"$st" >/dev/null || fail "after the upgrade: $st"
 "$KJ" --db "$DB" history data a | grep -c 'vm2@00000000000000bb' | grep -qx 3 ||
   fail "the old history of data/a is not readable: $("$KJ" --db "$DB" history data a)"
+# Rewritten once so that compaction can give freed pages back.
+[ "$(sqlite3 "$DB" 'PRAGMA auto_vacuum')" = 2 ] ||
+  fail "the upgraded journal keeps freed pages (auto_vacuum $(sqlite3 "$DB" 'PRAGMA auto_vacuum'))"
+grep -q "rewriting .* once so that compaction can shrink it" "$T/a.log" ||
+  fail "the one-time rewrite was not logged"
 pass "a schema-4 journal was upgraded to schema $latest in place, history and counts intact"
 
 # A volume and a file: at least their two changes (the volume root's

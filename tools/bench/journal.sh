@@ -8,10 +8,13 @@
 #   - event to commit, p50 / p99, at 1,000 writes/s, on a fresh journal and
 #     on one with HISTORY changes of history made beforehand (mkdir/rm -rf
 #     of 50,000 paths by another node, written straight into the journal)
+#   - a soak: 500 changes/s (the same 2,500 files rewritten, and deleted
+#     every 20 s) for SOAK seconds with journal.retention "1m": journal,
+#     WAL and agent RSS once the first compactions are done and at the end
 # Prints a table with the targets beside the figures.
 #
 #   tools/bench/journal.sh [--bin DIR] [--history N] [--rounds N]
-#                          [--small N] [--skip-large]
+#                          [--small N] [--skip-large] [--soak S]
 #
 #   --bin DIR      the build to measure (default build/bin, built first);
 #                  run once with an older build for a before/after pair
@@ -19,6 +22,9 @@
 #   --rounds N     create/delete rounds of 20,000 files [3]
 #   --small N      small changes for the WAL row [100000]
 #   --skip-large   leave out the 1 GiB file (needs 2 GiB of disk)
+#   --soak S       length of the soak in seconds [600]; 0 leaves it out;
+#                  --soak-only runs nothing else.  A build without
+#                  journal.retention soaks without it (the "before" run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -27,6 +33,8 @@ history=1000000
 rounds=3
 small=100000
 large=1
+soak=600
+only_soak=0
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) bin=$2; shift 2 ;;
@@ -34,11 +42,13 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --small) small=$2; shift 2 ;;
     --skip-large) large=0; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --soak) soak=$2; shift 2 ;;
+    --soak-only) only_soak=1; shift ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "journal.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
-case "$history$rounds$small" in *[!0-9]*) echo "journal.sh: numbers only" >&2; exit 2 ;; esac
+case "$history$rounds$small$soak" in *[!0-9]*) echo "journal.sh: numbers only" >&2; exit 2 ;; esac
 
 [ "$(id -u)" -ne 0 ] || tools/install-deps.sh >/dev/null
 if [ -z "$bin" ]; then
@@ -107,6 +117,8 @@ latency_line() { # NAME: "p50 p99" of the agent's last report
   sed -n 's/.*event-to-commit latency over [0-9]* changes: p50 \([0-9]*\) us, p99 \([0-9]*\) us.*/\1 \2/p' \
     "$T/$1/agent.log" | tail -1
 }
+
+if [ "$only_soak" -eq 0 ]; then
 
 # ---- 1. small changes: bytes per change, WAL peak ------------------------
 
@@ -244,19 +256,79 @@ recreate_s=$(wait_changes old $((base + 11)) 600 "$t0")
 stop
 read -r p50_h p99_h < <(latency_line old)
 
+fi
+
+# ---- 5. soak ----------------------------------------------------------------
+
+rss_of() { awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+soak_sample() { # -> "journal wal rss"
+  echo "$(size_of "$T/soak/journal.db") $(size_of "$T/soak/journal.db-wal") $(rss_of "$agent_pid")"
+}
+
+soak_run() {
+  local t_end i=0 warm=150 wal_peak=0 w
+  say "soak: 500 changes/s for $soak s with journal.retention 1m..."
+  config soak
+  sed -i 's|^journal:|journal:\n  retention: "1m"|' "$T/soak/config.yaml"
+  if ! "$BIN/krakenfs-agent" --validate-config "$T/soak/config.yaml" >/dev/null 2>&1; then
+    say "  this build has no journal.retention: soaking without it"
+    config soak
+    soak_retention="none (build without it)"
+  fi
+  start soak
+  mkdir -p "$T/soak/volumes/bench/s"
+  [ "$soak" -ge $((warm + 60)) ] || warm=$((soak / 2))
+  soak_warm=$warm
+  t_end=$((SECONDS + soak))
+  soak_first=
+  while [ "$SECONDS" -lt "$t_end" ]; do
+    "$WRITER" "$T/soak/volumes/bench/s" 2500 500 64 >/dev/null
+    i=$((i + 1))
+    if [ $((i % 4)) -eq 0 ]; then
+      rm -rf "$T/soak/volumes/bench/s"; mkdir -p "$T/soak/volumes/bench/s"
+    fi
+    w=$(size_of "$T/soak/journal.db-wal")
+    [ "$w" -gt "$wal_peak" ] && wal_peak=$w
+    if [ -z "$soak_first" ] && [ "$SECONDS" -ge $((t_end - soak + warm)) ]; then
+      soak_first=$(soak_sample)
+    fi
+  done
+  soak_last=$(soak_sample)
+  soak_wal_peak=$wal_peak
+  soak_changes=$(changes soak)
+  stop
+}
+
+soak_retention="1m"
+soak_first=
+soak_last=
+[ "$soak" -gt 0 ] && soak_run
+
 # ---- the table ----------------------------------------------------------
 
 row() { printf '%-58s %16s %16s\n' "$@"; }
 echo
 row "KrakenFS journal benchmark ($BIN)" "measured" "target"
-row "journal bytes per small change ($n_small changes)" "$bytes_per_change" ""
-row "WAL peak during $small small changes" "$((wal_peak / 1048576)) MiB" "<= 64 MiB"
-row "  recording them took" "${small_s} s" ""
-row "journal bytes added by a 1 MiB edit of a 1 GiB file" "$edit_bytes" "< 65536"
-for ((r = 0; r < rounds; r++)); do
-  row "round $((r + 1)): record creating 20,000 files" "${create_s[r]} s" "<= 1.5x round 1"
-  row "round $((r + 1)): record deleting them (rm -rf)" "${delete_s[r]} s" "<= 1.5x round 1"
-done
-row "event to commit p50 / p99, fresh journal" "$p50_0 / $p99_0 us" "p50 < 300 us"
-row "event to commit p50 / p99, $hist_n changes of history" "$p50_h / $p99_h us" "flat"
-row "record re-creating 10 deleted directories, same history" "${recreate_s} s" "flat"
+if [ "$only_soak" -eq 0 ]; then
+  row "journal bytes per small change ($n_small changes)" "$bytes_per_change" ""
+  row "WAL peak during $small small changes" "$((wal_peak / 1048576)) MiB" "<= 64 MiB"
+  row "  recording them took" "${small_s} s" ""
+  row "journal bytes added by a 1 MiB edit of a 1 GiB file" "$edit_bytes" "< 65536"
+  for ((r = 0; r < rounds; r++)); do
+    row "round $((r + 1)): record creating 20,000 files" "${create_s[r]} s" "<= 1.5x round 1"
+    row "round $((r + 1)): record deleting them (rm -rf)" "${delete_s[r]} s" "<= 1.5x round 1"
+  done
+  row "event to commit p50 / p99, fresh journal" "$p50_0 / $p99_0 us" "p50 < 300 us"
+  row "event to commit p50 / p99, $hist_n changes of history" "$p50_h / $p99_h us" "flat"
+  row "record re-creating 10 deleted directories, same history" "${recreate_s} s" "flat"
+fi
+if [ -n "$soak_last" ]; then
+  mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+  read -r j0 w0 r0 <<< "$soak_first"
+  read -r j1 w1 r1 <<< "$soak_last"
+  row "soak, $soak s at 500 changes/s, retention $soak_retention:" "" ""
+  row "  journal after the first $soak_warm s / at the end" "$(mib "$j0") / $(mib "$j1")" "flat"
+  row "  WAL after the first $soak_warm s / at the end / peak" "$(mib "$w0") / $(mib "$w1") / $(mib "$soak_wal_peak")" "flat, <= 64 MiB"
+  row "  agent RSS after the first $soak_warm s / at the end" "$(mib "$r0") / $(mib "$r1")" "flat"
+  row "  changes held at the end" "$soak_changes" ""
+fi
