@@ -35,6 +35,7 @@ int64_t net_now_ns(void)
 
 const char *const net_texts[TEXTS] = { "alpha", "bravo", "charlie", "delta" };
 struct content net_contents[TEXTS];
+static int net_open_count;
 
 int net_open(struct net **out)
 {
@@ -61,9 +62,12 @@ int net_open(struct net **out)
 		if (journal_record_volume(n->j[i], "vol", true, &st))
 			return -1;
 	}
-	for (int t = 0; t < TEXTS; t++)
-		if (content_hash_buf(net_texts[t], strlen(net_texts[t]), &net_contents[t]))
-			return -1;
+	/* The texts are shared by every cluster open at the time. */
+	if (net_open_count++ == 0)
+		for (int t = 0; t < TEXTS; t++)
+			if (content_hash_buf(net_texts[t], strlen(net_texts[t]),
+					     &net_contents[t]))
+				return -1;
 	*out = n;
 	return 0;
 }
@@ -74,8 +78,9 @@ int net_close(struct net *n)
 
 	for (int i = 0; i < NODES; i++)
 		journal_close(n->j[i]);
-	for (int t = 0; t < TEXTS; t++)
-		content_release(&net_contents[t]);
+	if (--net_open_count == 0)
+		for (int t = 0; t < TEXTS; t++)
+			content_release(&net_contents[t]);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
 	if (getenv("KRAKEN_TEST_KEEP")) {     /* to look at after a failure */
 		printf("kept %s\n", n->dir);
