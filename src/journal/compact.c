@@ -17,7 +17,9 @@
  *     (current); or
  *   - a settled tombstone: a DELETE head of a path whose heads are all
  *     deletes, where the disk holds nothing and no job waits; when it
- *     was the last, the path is forgotten (its current row goes too).
+ *     was the last, the path is forgotten (its current row goes too);
+ *   - a losing delete: a DELETE head beside a present head (which wins
+ *     over it, replica.c), not what the disk holds.
  * Its bases rows and its merges row go with it; its chunk list goes when
  * no other change names that content and no run (chunks.c) points into
  * it.  The origin's floor rises to the removed seq, and floor_lamport to
@@ -45,7 +47,9 @@
  *     (it wins, as it would have over T) or is concurrent with it, and
  *     "a present version beats a delete" makes it win over T as well;
  *     the deletes left beside T decide as T did.  The outcome is the
- *     same with T forgotten.
+ *     same with T forgotten.  A losing delete decides nothing: the
+ *     present heads beside it win with or without it, and a version
+ *     that arrives later meets a present head either way.
  * Why no node loses a version it lacks.  Every live peer holds what is
  * removed (acknowledged), so only a peer silent past the pin, a new
  * node, or a node whose journal was lost can ask below a floor.  Such a
@@ -437,6 +441,10 @@ static bool removable(const struct candidate *c, const struct acked *a)
 	if (!acked_has(a, c->origin, c->seq) || c->job || c->path[0] == '\0')
 		return false;
 	if (!c->head && !c->current)
+		return true;
+	/* A delete beside a present head loses to it every time. */
+	if (c->head && c->op == JOURNAL_DELETE && !c->current &&
+	    c->live_heads > 0)
 		return true;
 	return c->head && c->op == JOURNAL_DELETE && c->live_heads == 0 &&
 	       c->disk_mode == 0;

@@ -40,8 +40,10 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		"path, op, mode, uid, gid, size, mtime_ns, hash, target) "
 		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	/* A local change replaces the version on disk and every head whose
-	 * content and metadata are identical to it (they are one state); a
-	 * head that differs stays a head: an unresolved conflict.  The heads
+	 * content and metadata are identical to it (they are one state), and
+	 * while the disk holds a file, every delete beside it (the delete
+	 * lost to it; replica.c); a head that differs stays a head: an
+	 * unresolved conflict.  The heads
 	 * are found by path, never by hash: '+' keeps the planner off
 	 * changes_by_hash, where a base without content (a delete, a mkdir)
 	 * would walk every such row in history. */
@@ -51,8 +53,9 @@ static const char *const stmt_sql[STMT_COUNT] = {
 		"OR x.id IN (SELECT h.change FROM heads h "
 		"JOIN changes y ON y.id = h.change JOIN changes b ON b.id = :base "
 		"WHERE h.volume = :volume AND h.path = :path "
-		"AND +y.hash IS b.hash AND y.mode = b.mode AND y.uid = b.uid "
-		"AND y.gid = b.gid AND y.target IS b.target)",
+		"AND ((+y.hash IS b.hash AND y.mode = b.mode AND y.uid = b.uid "
+		"AND y.gid = b.gid AND y.target IS b.target) OR "
+		"(y.mode = 0 AND b.mode != 0)))",
 	[STMT_HEADS_DROP_BASES] =
 		"DELETE FROM heads WHERE volume = :volume AND path = :path "
 		"AND change IN (SELECT x.id FROM bases b JOIN changes x "

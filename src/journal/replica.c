@@ -17,11 +17,22 @@
  * the set of heads, so nodes holding the same entries agree on it in
  * whatever order the entries came.
  *
+ * Stale copies.  A copy job is for a loser that is a head; when a later
+ * version of the same side replaces it before it was written (a
+ * partition's versions arriving in one batch), the job goes: each side's
+ * last version becomes a copy, its earlier ones stay history.
+ *
  * Merge.  Once the disk holds the winner and every loser's copy exists,
  * the node records a merge: the winner's state with every head as a base.
  * Later edits descend from it, so a conflict is resolved once and the
  * copy lives on as an ordinary file.  Merges by several nodes at once are
  * identical heads, which is no conflict and needs no further merge.
+ * Losers that are deletes need no copy and get no merge: a merge is a
+ * new version, newer than everything it names, and recorded the moment a
+ * delete arrived it would outrank a re-creation that follows the delete
+ * in the same batch.  The delete stays a head beside the winner (a
+ * present version beats it every time) until a local change, which
+ * names every deleted head as a base, or compaction removes it.
  */
 #include "journal_int.h"
 
@@ -599,21 +610,26 @@ static bool disk_holds(struct journal *j, const char *volume,
 
 /* Jobs for the losers' copies; *all_done says whether every copy exists. */
 static int target_copies(struct journal *j, const char *volume,
-			 const char *path, struct target *t, bool *all_done)
+			 const char *path, struct target *t, bool *all_done,
+			 bool *any)
 {
 	char copy[PATH_REL_MAX + 1];
 	int err = 0;
 
 	*all_done = true;
+	*any = false;
 	for (int i = 0; i < t->n && !err; i++) {
 		struct head *h = &t->heads[i];
 
 		if (head_same(h, &t->heads[t->winner]) || head_deleted(h) ||
 		    S_ISDIR(h->mode) || path[0] == '\0')
 			continue;
+		*any = true;
 		if (journal_conflict_name(path, h->origin, h->lamport, copy,
-					  sizeof(copy)))
-			continue;   /* no room for a name: the merge waits */
+					  sizeof(copy))) {
+			*all_done = false;   /* no room for a name: no merge */
+			continue;
+		}
 		if (disk_holds(j, volume, copy, h, false)) {
 			job_clear(j, volume, copy);
 			continue;
@@ -668,12 +684,45 @@ static bool settled(struct journal *j, const char *volume, const char *path)
 	return rows == 1 && same;
 }
 
+/* Copy jobs of PATH for versions that are no longer heads: a later
+ * version of the same side replaced them before they were written.  The
+ * copy's path may have versions of its own (a copy another node made
+ * and sent): it is retargeted once the job is gone. */
+static int copies_drop_stale(struct journal *j, const char *volume,
+			     const char *path)
+{
+	sqlite3_stmt *s = NULL;
+	char *stale = NULL;
+	int err = journal_db_err(journal_prepare_cached(j,
+		"SELECT jb.path FROM jobs jb WHERE jb.volume = ?1 AND "
+		"jb.copy_of = ?2 AND jb.change NOT IN (SELECT h.change FROM "
+		"heads h WHERE h.volume = ?1 AND h.path = ?2) LIMIT 1", &s));
+
+	while (!err) {
+		sqlite3_reset(s);
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) != SQLITE_ROW)
+			break;
+		stale = strdup((const char *)sqlite3_column_text(s, 0));
+		sqlite3_reset(s);
+		err = stale ? job_clear(j, volume, stale) : -ENOMEM;
+		if (!err)
+			err = journal_retarget(j, volume, stale);
+		free(stale);
+	}
+	journal_stmt_done(s);
+	return err;
+}
+
 int journal_retarget(struct journal *j, const char *volume, const char *path)
 {
 	struct target *t;
-	bool copies_done = true, conflict = false;
-	int err;
+	bool copies_done = true, copies = false, conflict = false;
+	int err = copies_drop_stale(j, volume, path);
 
+	if (err)
+		return err;
 	if (settled(j, volume, path))
 		return job_clear(j, volume, path);
 	t = calloc(1, sizeof(*t));
@@ -697,8 +746,8 @@ int journal_retarget(struct journal *j, const char *volume, const char *path)
 	else
 		err = job_set(j, volume, path, &t->heads[t->winner], NULL);
 	if (!err && conflict)
-		err = target_copies(j, volume, path, t, &copies_done);
-	if (!err && conflict && copies_done &&
+		err = target_copies(j, volume, path, t, &copies_done, &copies);
+	if (!err && copies && copies_done &&
 	    disk_holds(j, volume, path, &t->heads[t->winner], false) &&
 	    !head_deleted(&t->heads[t->winner]))
 		err = target_merge(j, volume, path, &t->heads[t->winner]);

@@ -433,6 +433,16 @@ d 3 run --rm --network none -v my-shared-volume:/data "$IMAGE" \
 w3=$!
 wait "$w1" || fail "the writing container on vm1 failed"
 wait "$w3" || fail "the writing container on vm3 failed"
+# Five rounds of writes to the same 21 files on both sides: after the
+# heal each file has one copy, of the losing side's last version.
+mkdir -p "$(vol 1)/rounds" "$(vol 3)/rounds"
+for r in 1 2 3 4 5; do
+  for f in $(seq -w 1 21); do
+    echo "vm1 round $r" > "$(vol 1)/rounds/f$f.txt"
+    echo "vm3 round $r" > "$(vol 3)/rounds/f$f.txt"
+  done
+  sleep 0.5
+done
 wait_until 30 "vm1's version reaches vm2" has_line "$(vol 2)/shared.txt" "vm1 version"
 has_line "$(vol 3)/shared.txt" "vm3 version" || fail "vm3's own write is gone during the partition"
 link 3 up
@@ -440,14 +450,19 @@ one_conflict() {
   all_identical 3 || return 1
   local copies
   copies=$(find "$(vol 1)" -maxdepth 1 -name 'shared.conflict-*.txt' | wc -l)
-  [ "$copies" -eq 1 ]
+  [ "$copies" -eq 1 ] || return 1
+  copies=$(find "$(vol 1)/rounds" -name '*.conflict-*' | wc -l)
+  [ "$copies" -eq 21 ]
 }
-wait_until 120 "vm1..vm3 identical with one conflict copy" one_conflict
+wait_until 120 "vm1..vm3 identical with one conflict copy per file" one_conflict
+for f in "$(vol 1)"/rounds/*.conflict-*; do
+  grep -qx "vm[13] round 5" "$f" || fail "conflict copy ${f##*/} holds an intermediate version: $(cat "$f")"
+done
 copy=$(find "$(vol 1)" -maxdepth 1 -name 'shared.conflict-*.txt')
 [[ ${copy##*/} =~ ^shared\.conflict-vm[13]-[0-9]+\.txt$ ]] || fail "conflict copy name ${copy##*/}"
 got=$(sort <(cat "$(vol 1)/shared.txt") <(cat "$copy") | tr '\n' '|')
 [ "$got" = "vm1 version|vm3 version|" ] || fail "the two versions are not both kept: $got"
-pass "concurrent writes on vm1 and vm3: identical on all three, winner in shared.txt, loser in ${copy##*/} ($((SECONDS - t)) s)"
+pass "concurrent writes on vm1 and vm3: identical on all three, winner in shared.txt, loser in ${copy##*/}; 5 rounds on 21 files, one copy each ($((SECONDS - t)) s)"
 
 # ---- 6. SIGKILL in the middle of a 200 MiB transfer --------------------
 

@@ -94,6 +94,65 @@ static void test_modify_beats_delete(void **state)
 	assert_non_null(strstr(snap, "f=3/"));
 }
 
+/* The conflict copies of PATH in SNAP. */
+static int copies_of(const char *snap, const char *path)
+{
+	char prefix[64];
+	int n = 0;
+
+	snprintf(prefix, sizeof(prefix), ";%s.conflict-", path);
+	for (const char *p = snap; (p = strstr(p, prefix)); p++)
+		n++;
+	return n + (strncmp(snap, prefix + 1, strlen(prefix) - 1) == 0);
+}
+
+/* Two sides of a partition write the same file five times each; after
+ * the heal the path holds the newest version and there is one copy, of
+ * the other side's last version: intermediate versions arriving in one
+ * batch are history, not files. */
+static void test_partition_one_copy_per_side(void **state)
+{
+	struct net *n = *state;
+	static char snap[NET_SNAP_MAX];
+
+	net_put(n, 0, "f", 0);
+	net_settle(n);
+	for (int round = 0; round < 5; round++) {
+		net_put(n, 0, "f", round % TEXTS);
+		net_put(n, 1, "f", (round + 1) % TEXTS);
+		net_apply_jobs(n, 0);
+		net_apply_jobs(n, 1);
+	}
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 0, snap, sizeof(snap));
+	/* n1 wrote last: its final text (1 after round 4) holds the path. */
+	if (!strstr(snap, "f=1/") || copies_of(snap, "f") != 1)
+		fail_msg("want f=1 and one copy of n0's last version: %s",
+			 snap);
+	assert_non_null(strstr(snap, ".conflict-n0-"));
+}
+
+/* A delete that meets a concurrent edit, then a re-creation after the
+ * delete: the re-creation is the newest version and wins, as it would
+ * had both arrived together, however the entries come in. */
+static void test_delete_then_recreate_against_edit(void **state)
+{
+	struct net *n = *state;
+	static char snap[NET_SNAP_MAX];
+
+	net_put(n, 0, "f", 0);
+	net_settle(n);
+	net_put(n, 1, "f", 1);                       /* the edit */
+	assert_int_equal(journal_record_delete(n->j[0], "vol", "f"), 0);
+	net_put(n, 0, "f", 2);                       /* re-created, newest */
+	net_settle(n);
+	net_assert_converged(n);
+	net_snapshot(n, 0, snap, sizeof(snap));
+	if (!strstr(snap, "f=2/") || copies_of(snap, "f") != 1)
+		fail_msg("want f=2 and one copy of the edit: %s", snap);
+}
+
 struct conflicts_seen {
 	int n;
 	int winners;
@@ -406,6 +465,8 @@ int main(void)
 		T(test_concurrent_edit_keeps_both),
 		T(test_identical_concurrent_is_no_conflict),
 		T(test_modify_beats_delete),
+		T(test_partition_one_copy_per_side),
+		T(test_delete_then_recreate_against_edit),
 		T(test_strategy_timestamp),
 		T(test_strategy_lamport),
 		T(test_random_orders_converge),
