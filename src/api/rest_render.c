@@ -588,7 +588,7 @@ static void rest_label(const char *s, char *out, size_t cap)
 
 enum rest_peer_field {
 	PEER_CONNECTED, PEER_BYTES_IN, PEER_BYTES_OUT, PEER_LAG_ENTRIES,
-	PEER_LAG_BYTES, PEER_BEHIND_ENTRIES,
+	PEER_LAG_BYTES, PEER_BEHIND_ENTRIES, PEER_LAST_SEEN,
 };
 
 static uint64_t rest_peer_value(const struct api_peer *p,
@@ -601,6 +601,8 @@ static uint64_t rest_peer_value(const struct api_peer *p,
 	case PEER_LAG_ENTRIES: return p->lag_entries;
 	case PEER_LAG_BYTES: return p->lag_bytes;
 	case PEER_BEHIND_ENTRIES: return p->behind_entries;
+	case PEER_LAST_SEEN: return p->last_seen_ns > 0 ?
+				    (uint64_t)(p->last_seen_ns / 1000000000) : 0;
 	}
 	return 0;
 }
@@ -613,13 +615,17 @@ static void rest_peer_metrics(struct rest_text *t,
 		enum rest_peer_field field;
 	} m[] = {
 		{ "krakenfs_peer_connected", "gauge",
-		  "1 while the peer session is up.", PEER_CONNECTED },
+		  "1 while the peer session is up and the peer answers "
+		  "(something heard within 10 s).", PEER_CONNECTED },
+		{ "krakenfs_peer_last_seen_seconds", "gauge",
+		  "Wall time the peer was last heard from, 0 never.",
+		  PEER_LAST_SEEN },
 		{ "krakenfs_peer_bytes_in_total", "counter",
 		  "Bytes received from the peer.", PEER_BYTES_IN },
 		{ "krakenfs_peer_bytes_out_total", "counter",
 		  "Bytes sent to the peer.", PEER_BYTES_OUT },
 		{ "krakenfs_peer_lag_entries", "gauge",
-		  "Journal entries we hold that the peer lacks.",
+		  "Journal entries we hold that the peer has not acknowledged.",
 		  PEER_LAG_ENTRIES },
 		{ "krakenfs_peer_lag_bytes", "gauge",
 		  "Content size of the entries the peer lacks.",

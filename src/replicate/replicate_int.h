@@ -19,7 +19,10 @@
  * and flushed, instead of all of it first. */
 #define PEER_READ_BUDGET (1u << 20)
 #define PEER_FETCH_WINDOW (16u << 20)  /* chunk bytes asked, not yet here */
-#define PEER_PING_NS (5LL * 1000000000)
+#define PEER_PING_NS (2LL * 1000000000)
+/* Nothing heard for this long (five pings unanswered): the peer is shown
+ * as not connected, though the session stays up to PEER_DEAD_NS. */
+#define PEER_UNRESPONSIVE_NS (10LL * 1000000000)
 /* Generous: hashing or verifying a large file still runs on the loop
  * thread and can keep a healthy peer quiet for a while. */
 #define PEER_DEAD_NS (60LL * 1000000000)
@@ -89,6 +92,9 @@ struct peer {
 	unsigned backoff_ms;
 	int64_t last_seen_wall_ns;
 	struct strmap sent;       /* origin -> (uint64_t *) seq it holds */
+	/* origin -> (uint64_t *) seq it said it holds (HELLO, VECTOR, ACK):
+	 * lag is counted from this, not from what was sent */
+	struct strmap acked;
 	/* Its own origin, from its HELLO: it holds every change of it, so
 	 * those are never relayed back to it ("" when it did not say). */
 	char own_origin[JOURNAL_ORIGIN_MAX];
@@ -186,6 +192,8 @@ void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 	      uint64_t *bytes, uint64_t *behind);
 
 void sync_sent_reset(struct peer *p, const struct wire_vector *vec);
+/* P said it holds VEC (HELLO, VECTOR, ACK): what its lag counts from. */
+void sync_acked(struct peer *p, const struct wire_vector *vec);
 void sync_entry_from_change(const struct journal_change *c,
 			    struct wire_entry *w);
 void sync_change_from_entry(const struct wire_entry *w,

@@ -587,6 +587,7 @@ static struct peer *peer_new(struct replicate *r,
 static void peer_free(struct peer *p)
 {
 	strmap_free_values(&p->sent);
+	strmap_free_values(&p->acked);
 	free(p);
 }
 
@@ -878,6 +879,11 @@ size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 		sync_lag(r, p, &p->stats.lag_entries, &p->stats.lag_bytes,
 			 &p->stats.behind_entries);
 		out[i] = p->stats;
+		/* Up but silent (stopped, hung, cut off): not connected in
+		 * any sense a user cares about. */
+		if (p->session && loop_now_ns() - p->session->last_rx_ns >
+				  PEER_UNRESPONSIVE_NS)
+			out[i].connected = false;
 	}
 	return r->n_peers;
 }

@@ -21,16 +21,17 @@
 #include <string.h>
 #include <time.h>
 
-static uint64_t sent_get(const struct peer *p, const char *origin)
+/* A vector kept as origin -> (uint64_t *) seq. */
+static uint64_t vec_get(const struct strmap *m, const char *origin)
 {
-	const uint64_t *v = strmap_get(&p->sent, origin);
+	const uint64_t *v = strmap_get(m, origin);
 
 	return v ? *v : 0;
 }
 
-static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
+static void vec_raise(struct strmap *m, const char *origin, uint64_t seq)
 {
-	uint64_t *v = strmap_get(&p->sent, origin);
+	uint64_t *v = strmap_get(m, origin);
 
 	if (v) {
 		if (seq > *v)
@@ -39,10 +40,26 @@ static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
 	}
 	v = malloc(sizeof(*v));
 	if (!v)
-		return;   /* we will send it again: harmless */
+		return;   /* sent again, or lag overstated: harmless */
 	*v = seq;
-	if (strmap_put(&p->sent, origin, v, NULL))
+	if (strmap_put(m, origin, v, NULL))
 		free(v);
+}
+
+static uint64_t sent_get(const struct peer *p, const char *origin)
+{
+	return vec_get(&p->sent, origin);
+}
+
+static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
+{
+	vec_raise(&p->sent, origin, seq);
+}
+
+void sync_acked(struct peer *p, const struct wire_vector *vec)
+{
+	for (uint32_t i = 0; i < vec->n; i++)
+		vec_raise(&p->acked, vec->refs[i].origin, vec->refs[i].seq);
 }
 
 void sync_sent_reset(struct peer *p, const struct wire_vector *vec)
@@ -312,7 +329,11 @@ struct lag {
 static int lag_origin(void *arg, const char *origin, uint64_t max_seq)
 {
 	struct lag *l = arg;
-	uint64_t have = sent_get(l->p, origin), bytes = 0;
+	/* What it said it holds; a peer too old to say (no ACK), what it
+	 * was sent. */
+	uint64_t have = l->p->state ? vec_get(&l->p->acked, origin) :
+				      sent_get(l->p, origin);
+	uint64_t bytes = 0;
 
 	if (max_seq > have && strcmp(origin, l->p->own_origin) != 0) {
 		l->entries += max_seq - have;
