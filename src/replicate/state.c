@@ -4,8 +4,9 @@
  *
  * Acknowledgements.  A peer's HELLO vector, a VECTOR after a gap, and an
  * ACK are its acknowledgement of what it holds: each is handed to
- * journal_peer_report, which is what compaction waits for.  Every
- * STATE_ACK_NS a session sends ACK with this node's vector, when new
+ * journal_peer_report, which is what compaction waits for and what a
+ * peer's lag is counted from.  Every second a session sends ACK with
+ * this node's vector, when new
  * changes arrived since the last one (every STATE_ACK_IDLE_NS anyway),
  * and the peer's HELLO said it takes them (feature STATE).
  *
@@ -38,7 +39,7 @@
 #include <string.h>
 #include <time.h>
 
-#define STATE_ACK_NS (5LL * 1000000000)
+#define STATE_ACK_NS (1LL * 1000000000)
 /* Sent even when nothing changed, so that a quiet peer is never taken
  * for one that is gone (journal.retention_pin_max). */
 #define STATE_ACK_IDLE_NS (60LL * 1000000000)

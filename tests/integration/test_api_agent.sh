@@ -35,8 +35,11 @@ jq -e '(.journal_bytes > 4096) and (.wal_bytes | type == "number")' "$T/body" >/
   fail "journal sizes in kraken-journal status --json: $("$KJ" --db "$T/n1/journal.db" --json status)"
 "$KJ" --db "$T/n1/journal.db" status | grep -qE '^journal: +[0-9]+ bytes \(WAL [0-9]+ bytes\)$' ||
   fail "journal sizes in kraken-journal status: $("$KJ" --db "$T/n1/journal.db" status)"
-jq -e '.peers[] | select(.node_id == "n2" and .connected == true and .lag_entries == 0)' "$T/body" >/dev/null ||
-  fail "peer n2 in status: $(cat "$T/body")"
+# Lag counts what n2 has acknowledged (it says so every second).
+n2_caught_up() {
+  curl -sS "$API/v1/status" | jq -e '.peers[] | select(.node_id == "n2" and .connected == true and .lag_entries == 0)' >/dev/null
+}
+wait_for 10 n2_caught_up || fail "peer n2 in status: $(curl -sS "$API/v1/status")"
 [ "$(get "$API/v1/journal?volume=web&limit=5")" = 200 ] || fail "/v1/journal"
 jq -e '.entries | map(.path) | index("fresh-change.txt") != null' "$T/body" >/dev/null ||
   fail "journal via API lacks the change: $(cat "$T/body")"

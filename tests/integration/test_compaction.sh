@@ -55,7 +55,7 @@ for i in 1 2 3; do start_agent n$i "$T/n$i.yaml"; done
 for f in a b c; do echo "file $f" > "$T/n1/volumes/vol/$f.txt"; done
 wait_for 30 test -f "$T/n3/volumes/vol/c.txt" || fail "initial files did not reach n3"
 wait_for 30 test -f "$T/n2/volumes/vol/c.txt" || fail "initial files did not reach n2"
-sleep 6   # every node acknowledges them (ACK every 5 s while changing)
+sleep 3   # every node acknowledges them (ACK every second while changing)
 stop_agent n3
 rm "$T/n1/volumes/vol/a.txt" "$T/n1/volumes/vol/b.txt"
 echo "edited" > "$T/n1/volumes/vol/c.txt"
@@ -74,7 +74,7 @@ wait_for 30 test ! -e "$T/n3/volumes/vol/a.txt" || fail "a.txt not deleted on n3
 wait_for 30 content_is "$T/n3/volumes/vol/c.txt" edited || fail "c.txt's edit did not reach n3"
 [ ! -e "$T/n3/volumes/vol/b.txt" ] || fail "b.txt not deleted on n3"
 grep -q "state exchange" "$T/n3.log" && fail "n3 needed a state exchange within the pin"
-sleep 7   # n3 acknowledges
+sleep 3   # n3 acknowledges
 compacted n1
 [ "$(changes_of n1 a.txt)" = 0 ] || fail "n1 kept a.txt's tombstone after everyone acknowledged it"
 [ "$(changes_of n1 c.txt)" = 1 ] || fail "n1 kept $(changes_of n1 c.txt) versions of c.txt, not just the current one"
@@ -143,7 +143,7 @@ for k in 1 2 3; do compacted n2; compacted n3; sleep 0.5; done
 wait "$writer"
 wait_for 60 same_tree "$T/n1/volumes" "$T/n2/volumes" || fail "n1 and n2 differ after writing while compacting"
 wait_for 60 same_tree "$T/n1/volumes" "$T/n3/volumes" || fail "n1 and n3 differ after writing while compacting"
-sleep 7
+sleep 3
 for n in n1 n2 n3; do compacted $n; done
 for n in n1 n2 n3; do
   "$KJ" --db "$T/$n/journal.db" verify > "$T/verify.txt" 2>&1 ||
