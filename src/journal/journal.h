@@ -194,6 +194,10 @@ int journal_lookup(struct journal *j, const char *volume, const char *path,
 		   struct journal_state *out);
 void journal_state_release(struct journal_state *s);
 
+/* Whether this node's disk holds anything under directory VOLUME/DIR,
+ * as the journal knows it (a current version that is not a delete). */
+bool journal_subtree_live(struct journal *j, const char *volume,
+			  const char *dir);
 /* Every current (not deleted) path of VOLUME, the volume root included
  * as "".  FN returning non-zero stops the walk and is returned. */
 int journal_foreach_state(struct journal *j, const char *volume,

@@ -80,6 +80,32 @@ static int foreach_rows(sqlite3_stmt *s, journal_state_fn fn, void *arg)
 	"cur.volume, cur.path, c.mode, c.uid, c.gid, c.size, c.mtime_ns, " \
 	"c.hash, c.target, cur.ino, cur.ctime_ns"
 
+bool journal_subtree_live(struct journal *j, const char *volume,
+			  const char *dir)
+{
+	sqlite3_stmt *s = NULL;
+	char *lo = NULL, *hi = NULL;
+	bool live = false;
+
+	/* Every path under DIR sorts between "DIR/" and "DIR0" ('0' is the
+	 * byte after '/'): one range of current's primary key. */
+	if (asprintf(&lo, "%s/", dir) < 0 || asprintf(&hi, "%s0", dir) < 0 ||
+	    journal_prepare_cached(j, "SELECT 1 FROM current cur JOIN changes c "
+				   "ON c.id = cur.change WHERE cur.volume = ?1 "
+				   "AND cur.path > ?2 AND cur.path < ?3 AND "
+				   "c.mode != 0 LIMIT 1", &s) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, lo, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, hi, -1, SQLITE_STATIC);
+	live = sqlite3_step(s) == SQLITE_ROW;
+	journal_stmt_done(s);
+out:
+	free(lo);
+	free(hi);
+	return live;
+}
+
 int journal_foreach_state(struct journal *j, const char *volume,
 			  journal_state_fn fn, void *arg)
 {

@@ -39,6 +39,18 @@
  * A crash at any point leaves the job in the journal and at worst a temp
  * file, which the next attempt replaces.
  *
+ * Subtrees.  Conflicts are decided per path (journal.h), but a directory
+ * deleted on one node while files are made inside it on another must not
+ * lose those files nor stall.  The rule: nothing written is lost; the
+ * directory comes back holding the new content, and whatever else the
+ * delete removed stays removed.  Where the files were made, the
+ * directory's delete finds it not empty with live paths inside: the
+ * node records the directory again (its own change, which names the
+ * delete as a base) instead of retrying.  Where it was deleted, a new
+ * file's job finds its parent missing: each missing ancestor whose last
+ * version is a delete is made again as this node's change, and the job
+ * goes on.  Both sides end with the directory and only the new files.
+ *
  * Every path is resolved under its volume with openat2(RESOLVE_BENEATH |
  * RESOLVE_NO_SYMLINKS): no write ever leaves the volume, whatever a
  * container made of the directories.
@@ -423,9 +435,70 @@ static int apply_delete(struct replicate *r, const struct journal_job *job,
 		diverged(r, job);
 		return job_done(r, job, NULL);
 	}
-	if (unlinkat(dirfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0)
-		return errno == ENOTEMPTY ? -EAGAIN : -errno;
-	return job_done(r, job, NULL);
+	if (unlinkat(dirfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0)
+		return job_done(r, job, NULL);
+	if (errno != ENOTEMPTY)
+		return -errno;
+	/* Files recorded inside since the delete: they stay, so does the
+	 * directory (see "Subtrees" above).  Otherwise its children's own
+	 * deletes, queued first, have not all been applied yet. */
+	if (!journal_subtree_live(r->journal, job->volume, job->path))
+		return -EAGAIN;
+	log_info("replicate", "keeping %s/%s: deleted by a peer while files "
+		 "were added inside; those stay", job->volume, job->path);
+	return journal_record_mkdir(r->journal, job->volume, job->path, &st);
+}
+
+/*
+ * JOB's parent directory is missing: a peer deleted it while JOB's
+ * version was made inside (see "Subtrees" above).  Each missing
+ * ancestor whose last version here is a delete (or that was never seen)
+ * is made again, as this node's change.  1 when something was made, 0
+ * when an ancestor is missing for another reason (its own version is
+ * still to be applied), or a negative code.
+ */
+static int apply_revive_parents(struct replicate *r,
+				const struct journal_job *job)
+{
+	char dir[PATH_REL_MAX + 1];
+	int made = 0;
+
+	for (const char *p = strchr(job->path, '/'); p; p = strchr(p + 1, '/')) {
+		struct journal_state cur = { 0 };
+		struct stat st;
+		const char *name;
+		int dirfd, err, known;
+
+		snprintf(dir, sizeof(dir), "%.*s", (int)(p - job->path),
+			 job->path);
+		err = apply_open_parent(r, job->volume, dir, &dirfd, &name);
+		if (err)
+			return err;
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			close(dirfd);
+			if (!S_ISDIR(st.st_mode))
+				return 0;
+			continue;
+		}
+		known = journal_lookup(r->journal, job->volume, dir, &cur);
+		journal_state_release(&cur);
+		if (known == 0 && cur.mode != 0) {
+			close(dirfd);
+			return 0;
+		}
+		err = mkdirat(dirfd, name, 0755) == 0 &&
+		      fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ?
+		      journal_record_mkdir(r->journal, job->volume, dir, &st) :
+		      -errno;
+		close(dirfd);
+		if (err)
+			return err;
+		log_info("replicate", "made %s/%s again: deleted by a peer "
+			 "while %s was made inside", job->volume, dir,
+			 job->path);
+		made = 1;
+	}
+	return made;
 }
 
 /* A version whose content the disk already holds: only metadata moves. */
@@ -1820,6 +1893,9 @@ static void apply_one(struct replicate *r, struct journal_job *job)
 	if (!S_ISREG(job->mode) ||
 	    (r->n_transfers < r->transfers_max &&
 	     (job->size <= APPLY_LARGE_SIZE || r->n_large < APPLY_LARGE_MAX)))
+		err = apply_job(r, job);
+	if (err == -ENOENT && job->op != JOURNAL_DELETE &&
+	    apply_revive_parents(r, job) > 0)
 		err = apply_job(r, job);
 	/* Said once per job; the job stays and is retried, in case the
 	 * symlink in the way is removed. */
