@@ -56,10 +56,15 @@ static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
 	vec_raise(&p->sent, origin, seq);
 }
 
-void sync_acked(struct peer *p, const struct wire_vector *vec)
+void sync_acked(struct replicate *r, struct peer *p,
+		const struct wire_vector *vec)
 {
+	/* Only origins this node holds count toward a lag; a peer naming
+	 * others (made up, or not relayed here yet) grows nothing. */
 	for (uint32_t i = 0; i < vec->n; i++)
-		vec_raise(&p->acked, vec->refs[i].origin, vec->refs[i].seq);
+		if (journal_have(r->journal, vec->refs[i].origin) > 0)
+			vec_raise(&p->acked, vec->refs[i].origin,
+				  vec->refs[i].seq);
 }
 
 void sync_sent_reset(struct peer *p, const struct wire_vector *vec)
@@ -329,10 +334,11 @@ struct lag {
 static int lag_origin(void *arg, const char *origin, uint64_t max_seq)
 {
 	struct lag *l = arg;
-	/* What it said it holds; a peer too old to say (no ACK), what it
-	 * was sent. */
-	uint64_t have = l->p->state ? vec_get(&l->p->acked, origin) :
-				      sent_get(l->p, origin);
+	/* What it said it holds; for an origin it has not spoken of yet,
+	 * or a peer too old to say (no ACK), what it was sent. */
+	const uint64_t *acked = strmap_get(&l->p->acked, origin);
+	uint64_t have = l->p->state && acked ? *acked :
+			sent_get(l->p, origin);
 	uint64_t bytes = 0;
 
 	if (max_seq > have && strcmp(origin, l->p->own_origin) != 0) {
