@@ -275,10 +275,11 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 		err = journal_entries_since(pu->s->r->journal, origin, from,
 					    1000, pump_one, pu);
 		if (err == KR_ECOMPACTED) {
-			/* The range is gone here: the peer gets the state. */
+			/* The range is gone here: the peer gets the state,
+			 * after what this walk has queued (full stops it). */
 			state_want(pu->s, origin, from);
 			pu->full = true;
-			return 1;
+			return 0;
 		}
 		if (err < 0)
 			return err;

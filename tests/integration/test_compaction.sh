@@ -126,6 +126,10 @@ for n in n1 n2 n3; do
     [ ! -e "$T/$n/volumes/vol/$gone" ] || fail "$gone exists on $n after the exchange"
   done
 done
+for n in n1 n2; do
+  ! grep -q "sending entries to" "$T/$n.log" ||
+    fail "$n: $(grep "sending entries to" "$T/$n.log" | head -1)"
+done
 pass "n3, away past the pin, catches up by state exchange; its own change reaches everyone"
 
 # ---- 3: compaction during replication -------------------------------------
