@@ -54,31 +54,12 @@
 
 struct journal_exchange {
 	struct journal_ref *vector;
-	size_t n_vector, cap_vector;
+	size_t n_vector;
 	int64_t *heads;
 	size_t n_heads, cap_heads, next;
 };
 
 /* ---- serving ----------------------------------------------------------- */
-
-static int vector_add(void *arg, const char *origin, uint64_t max_seq)
-{
-	struct journal_exchange *x = arg;
-
-	if (x->n_vector == x->cap_vector) {
-		size_t cap = x->cap_vector ? 2 * x->cap_vector : 16;
-		struct journal_ref *v = realloc(x->vector, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		x->vector = v;
-		x->cap_vector = cap;
-	}
-	snprintf(x->vector[x->n_vector].origin, JOURNAL_ORIGIN_MAX, "%s",
-		 origin);
-	x->vector[x->n_vector++].seq = max_seq;
-	return 0;
-}
 
 static int heads_list(struct journal *j, struct journal_exchange *x)
 {
@@ -115,7 +96,7 @@ int journal_exchange_open(struct journal *j, struct journal_exchange **out,
 
 	*out = NULL;
 	if (!err)
-		err = journal_vector(j, vector_add, x);
+		err = journal_vector_copy(j, &x->vector, &x->n_vector);
 	if (!err)
 		err = heads_list(j, x);
 	if (err) {

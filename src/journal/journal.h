@@ -211,6 +211,9 @@ int journal_log(struct journal *j, const struct journal_filter *f,
 int journal_history(struct journal *j, const char *volume, const char *path,
 		    journal_change_fn fn, void *arg);
 int journal_vector(struct journal *j, journal_vector_fn fn, void *arg);
+/* The same as an array, malloc'd into *OUT (N entries; free it). */
+int journal_vector_copy(struct journal *j, struct journal_ref **out,
+			size_t *n);
 int journal_info(struct journal *j, struct journal_info *out);
 /*
  * Consistency check: SQLite's quick_check plus the journal's own

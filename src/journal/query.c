@@ -345,6 +345,45 @@ int journal_vector(struct journal *j, journal_vector_fn fn, void *arg)
 	return ret;
 }
 
+struct vector_copy {
+	struct journal_ref *refs;
+	size_t n, cap;
+};
+
+static int vector_copy_add(void *arg, const char *origin, uint64_t max_seq)
+{
+	struct vector_copy *v = arg;
+
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? 2 * v->cap : 16;
+		struct journal_ref *r = realloc(v->refs, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		v->refs = r;
+		v->cap = cap;
+	}
+	snprintf(v->refs[v->n].origin, JOURNAL_ORIGIN_MAX, "%s", origin);
+	v->refs[v->n++].seq = max_seq;
+	return 0;
+}
+
+int journal_vector_copy(struct journal *j, struct journal_ref **out,
+			size_t *n)
+{
+	struct vector_copy v = { 0 };
+	int err = journal_vector(j, vector_copy_add, &v);
+
+	if (err) {
+		free(v.refs);
+		v.refs = NULL;
+		v.n = 0;
+	}
+	*out = v.refs;
+	*n = v.n;
+	return err;
+}
+
 static int count_rows(struct journal *j, const char *sql, uint64_t *out)
 {
 	sqlite3_stmt *s = NULL;

@@ -74,41 +74,19 @@ void state_on_vector(struct session *s, const struct wire_vector *v)
 			 s->peer->id, kr_strerror(err));
 }
 
-struct vec {
-	struct journal_ref *refs;
-	size_t n, cap;
-};
-
-static int vec_add(void *arg, const char *origin, uint64_t seq)
-{
-	struct vec *v = arg;
-
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? 2 * v->cap : 16;
-		struct journal_ref *r = realloc(v->refs, cap * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		v->refs = r;
-		v->cap = cap;
-	}
-	snprintf(v->refs[v->n].origin, JOURNAL_ORIGIN_MAX, "%s", origin);
-	v->refs[v->n++].seq = seq;
-	return 0;
-}
-
 static int send_vector_as(struct session *s, enum wire_type type)
 {
-	struct vec v = { 0 };
+	struct journal_ref *refs = NULL;
 	struct wire_msg m = { .type = type };
-	int err = journal_vector(s->r->journal, vec_add, &v);
+	size_t n = 0;
+	int err = journal_vector_copy(s->r->journal, &refs, &n);
 
 	if (!err) {
-		m.vector.n = (uint32_t)v.n;
-		m.vector.refs = v.refs;
+		m.vector.n = (uint32_t)n;
+		m.vector.refs = refs;
 		err = session_send(s, &m);
 	}
-	free(v.refs);
+	free(refs);
 	return err;
 }
 

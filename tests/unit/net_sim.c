@@ -179,25 +179,17 @@ int net_deliver(struct net *n, int from, int to)
 	return d.added;
 }
 
-static int vector_add(void *arg, const char *origin, uint64_t max_seq)
-{
-	struct net_vector *v = arg;
-
-	assert_true(v->n < NET_VECTOR_MAX);
-	snprintf(v->refs[v->n].origin, JOURNAL_ORIGIN_MAX, "%s", origin);
-	v->refs[v->n++].seq = max_seq;
-	return 0;
-}
-
 void net_ack(struct net *n, int node, int peer, int64_t now_ns)
 {
-	struct net_vector v = { .n = 0 };
+	struct journal_ref *refs = NULL;
+	size_t len = 0;
 	char id[8];
 
 	snprintf(id, sizeof(id), "n%d", peer);
-	assert_int_equal(journal_vector(n->j[peer], vector_add, &v), 0);
-	assert_int_equal(journal_peer_report(n->j[node], id, v.refs, v.n,
+	assert_int_equal(journal_vector_copy(n->j[peer], &refs, &len), 0);
+	assert_int_equal(journal_peer_report(n->j[node], id, refs, len,
 					     now_ns), 0);
+	free(refs);
 	assert_int_equal(journal_flush(n->j[node]), 0);
 }
 

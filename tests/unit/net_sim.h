@@ -10,7 +10,6 @@
 
 #define NODES 3
 #define TEXTS 4
-#define NET_VECTOR_MAX 16
 #define NET_SNAP_MAX (256 << 10)   /* net_snapshot's text */
 
 extern const char *const net_texts[TEXTS];
@@ -22,11 +21,6 @@ struct net {
 	char origin[NODES][JOURNAL_ORIGIN_MAX];
 	unsigned seed;
 	int exchanges;            /* state exchanges net_deliver fell back to */
-};
-
-struct net_vector {
-	struct journal_ref refs[NET_VECTOR_MAX];
-	size_t n;
 };
 
 /* Three journals "n0".."n2" in a new directory, each with volume "vol"
