@@ -29,6 +29,7 @@
 #define PEER_BACKOFF_MIN_MS 100
 #define PEER_BACKOFF_MAX_MS 10000
 #define PEER_ASKED_MAX 65536           /* chunk requests queued per peer */
+#define PEER_ACKED_MAX 65536           /* origins kept of its ACKs */
 /* GET_DELTA requests queued per peer, and their digests' bytes: twice
  * what a fetch window of chunks of APPLY_DELTA_MIN (8 KiB) could ask. */
 #define PEER_DELTAS_MAX 4096
@@ -193,8 +194,7 @@ void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 
 void sync_sent_reset(struct peer *p, const struct wire_vector *vec);
 /* P said it holds VEC (HELLO, VECTOR, ACK): what its lag counts from. */
-void sync_acked(struct replicate *r, struct peer *p,
-		const struct wire_vector *vec);
+void sync_acked(struct peer *p, const struct wire_vector *vec);
 void sync_entry_from_change(const struct journal_change *c,
 			    struct wire_entry *w);
 void sync_change_from_entry(const struct wire_entry *w,

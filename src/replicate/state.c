@@ -68,7 +68,7 @@ void state_on_vector(struct session *s, const struct wire_vector *v)
 	int err = journal_peer_report(s->r->journal, s->peer->id, v->refs, v->n,
 				      state_wall_ns());
 
-	sync_acked(s->r, s->peer, v);
+	sync_acked(s->peer, v);
 	if (err)
 		log_warn("replicate", "recording what %s holds: %s",
 			 s->peer->id, kr_strerror(err));

@@ -56,13 +56,12 @@ static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
 	vec_raise(&p->sent, origin, seq);
 }
 
-void sync_acked(struct replicate *r, struct peer *p,
-		const struct wire_vector *vec)
+void sync_acked(struct peer *p, const struct wire_vector *vec)
 {
-	/* Only origins this node holds count toward a lag; a peer naming
-	 * others (made up, or not relayed here yet) grows nothing. */
+	/* Capped: a peer naming made-up origins grows it no further. */
 	for (uint32_t i = 0; i < vec->n; i++)
-		if (journal_have(r->journal, vec->refs[i].origin) > 0)
+		if (p->acked.count < PEER_ACKED_MAX ||
+		    strmap_get(&p->acked, vec->refs[i].origin))
 			vec_raise(&p->acked, vec->refs[i].origin,
 				  vec->refs[i].seq);
 }
@@ -335,10 +334,10 @@ struct lag {
 static int lag_origin(void *arg, const char *origin, uint64_t max_seq)
 {
 	struct lag *l = arg;
-	/* What it said it holds; for an origin it has not spoken of yet,
-	 * or a peer too old to say (no ACK), what it was sent. */
-	const uint64_t *acked = strmap_get(&l->p->acked, origin);
-	uint64_t have = l->p->state && acked ? *acked :
+	/* What it said it holds (nothing of an origin it has not named:
+	 * it names every origin it holds within a second of getting it);
+	 * a peer too old to say (no ACK), what it was sent. */
+	uint64_t have = l->p->state ? vec_get(&l->p->acked, origin) :
 			sent_get(l->p, origin);
 	uint64_t bytes = 0;
 

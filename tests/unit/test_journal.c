@@ -911,14 +911,26 @@ static void test_checkpoint_bounds_wal(void **state)
 		}
 	}
 	peak = file_size(wal) > peak ? file_size(wal) : peak;
-	assert_int_equal(journal_info(j, &info), 0);
 	print_message("WAL peak %lld bytes, journal %lld bytes, 4000 commits\n",
 		      (long long)peak, (long long)file_size(f->db));
 	assert_true(peak <= 64 << 20);
 	/* The journal's pages were copied into the database as it ran. */
 	assert_true(file_size(f->db) > 1 << 20);
-	assert_true(info.journal_bytes == (uint64_t)file_size(f->db));
-	assert_true(info.wal_bytes == (uint64_t)file_size(wal));
+	/* What journal_info reports is the files' sizes; the checkpointer
+	 * may still be copying (the database grows, the WAL restarts), so
+	 * it is compared with sizes taken just before and just after. */
+	{
+		off_t db0 = file_size(f->db), wal0 = file_size(wal);
+		off_t db1, wal1;
+
+		assert_int_equal(journal_info(j, &info), 0);
+		db1 = file_size(f->db);
+		wal1 = file_size(wal);
+		assert_true(info.journal_bytes >= (uint64_t)db0 &&
+			    info.journal_bytes <= (uint64_t)db1);
+		assert_true(info.wal_bytes == (uint64_t)wal0 ||
+			    info.wal_bytes == (uint64_t)wal1);
+	}
 	journal_close(j);
 }
 
