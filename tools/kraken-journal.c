@@ -64,7 +64,7 @@ static void usage(FILE *out)
 		"      --limit N          at most N changes\n"
 		"      --reverse          oldest first\n"
 		"  history VOLUME PATH    every version of one path, with bases\n"
-		"  status                 node, peers, version vector, counts,\n"
+		"  status                 node, peers, version vector, counts, stuck jobs,\n"
 		"                         and before when history is compacted\n"
 		"  conflicts [--volume V] concurrent versions: which was kept,\n"
 		"                         where each other one was copied\n"
@@ -538,32 +538,80 @@ static void compacted_text(int64_t before, char *human, size_t hcap,
 	*json = iso;
 }
 
+/* Stuck jobs shown by status at most (the count says if there are more). */
+#define STATUS_STUCK_MAX 20
+
+static int stuck_collect(void *arg, const struct journal_stuck_job *s)
+{
+	char since[64], next[64];
+	json_t *o;
+
+	format_time(s->since_ns, since, sizeof(since), true);
+	format_time(s->retry_ns, next, sizeof(next), true);
+	o = json_pack("{s:s,s:s,s:s?,s:s,s:I,s:s,s:s}", "volume", s->volume,
+		      "path", s->path, "copy_of", s->copy_of, "reason",
+		      s->reason ? s->reason : "", "failures",
+		      (json_int_t)s->failures, "since", since,
+		      "next_attempt", next);
+	return o && json_array_append_new(arg, o) == 0 ? 0 : -ENOMEM;
+}
+
+/* Jobs that keep failing, with why: what a user must look at. */
+static void print_stuck(json_t *stuck, uint64_t n)
+{
+	size_t i;
+	json_t *o;
+
+	if (!n)
+		return;
+	printf("stuck (failing again and again, retried every few minutes): "
+	       "%llu\n", (unsigned long long)n);
+	json_array_foreach(stuck, i, o) {
+		printf("  ");
+		print_escaped(json_string_value(json_object_get(o, "volume")));
+		putchar('/');
+		print_escaped(json_string_value(json_object_get(o, "path")));
+		printf(": %s (%lld failures since %s)\n",
+		       json_string_value(json_object_get(o, "reason")),
+		       (long long)json_integer_value(json_object_get(o,
+		       "failures")), json_string_value(json_object_get(o,
+		       "since")));
+	}
+	if (n > json_array_size(stuck))
+		printf("  ... and %llu more\n",
+		       (unsigned long long)(n - json_array_size(stuck)));
+}
+
 static int cmd_status(struct cli *cli)
 {
 	struct journal_info info;
-	json_t *vec = json_object();
+	json_t *vec = json_object(), *stuck = json_array();
 	const char *origin, *compacted_json;
 	char compacted[64], compacted_iso[64];
 	json_t *v;
-	uint64_t jobs = 0;
+	uint64_t jobs = 0, n_stuck = 0;
 	int64_t before = 0;
-	int err = journal_info(cli->journal, &info);
+	int err = vec && stuck ? journal_info(cli->journal, &info) : -ENOMEM;
 
 	if (!err)
 		err = journal_vector(cli->journal, collect_vector, vec);
 	if (!err)
-		err = journal_job_count(cli->journal, &jobs);
+		err = journal_job_counts(cli->journal, NULL, &jobs, &n_stuck);
+	if (!err)
+		err = journal_jobs_stuck(cli->journal, STATUS_STUCK_MAX,
+					 stuck_collect, stuck);
 	if (!err)
 		err = journal_compacted_before(cli->journal, &before);
 	if (err) {
 		json_decref(vec);
+		json_decref(stuck);
 		return fail("status: %s", kr_strerror(err));
 	}
 	compacted_text(before, compacted, sizeof(compacted), compacted_iso,
 		       sizeof(compacted_iso), &compacted_json);
 	if (cli->json)
 		return print_json_line(json_pack("{s:s,s:s,s:I,s:I,s:o,s:I,s:I,"
-			"s:I,s:I,s:I,s:i,s:o,s:I,s:I,s:I,s:s?}",
+			"s:I,s:I,s:I,s:i,s:o,s:I,s:I,s:o,s:I,s:I,s:s?}",
 			"node_id", info.node_id,
 			"origin", info.origin, "seq", (json_int_t)info.own_seq,
 			"lamport", (json_int_t)info.lamport, "version_vector", vec,
@@ -575,6 +623,8 @@ static int cmd_status(struct cli *cli)
 			"schema_version", info.schema_version,
 			"peers", peers_json(cli),
 			"jobs", (json_int_t)jobs,
+			"jobs_stuck", (json_int_t)n_stuck,
+			"stuck_jobs", stuck,
 			"journal_bytes", (json_int_t)info.journal_bytes,
 			"wal_bytes", (json_int_t)info.wal_bytes,
 			"compacted_before", compacted_json)) ? 1 : 0;
@@ -592,6 +642,8 @@ static int cmd_status(struct cli *cli)
 		printf("  %-32s %lld\n", origin, (long long)json_integer_value(v));
 	json_decref(vec);
 	printf("waiting to apply: %llu\n", (unsigned long long)jobs);
+	print_stuck(stuck, n_stuck);
+	json_decref(stuck);
 	{
 		json_t *peers = peers_json(cli);
 

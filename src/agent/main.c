@@ -629,7 +629,7 @@ static void agent_publish(struct agent *a)
 	snap->published_ns = loop_now_ns();
 	snap->changes_recorded = ws.recorded;
 	snap->changes_applied = replicate_applied(a->replicate);
-	snap->jobs = replicate_backlog(a->replicate);
+	snap->jobs = replicate_backlog(a->replicate, &snap->jobs_stuck);
 	journal_sizes(a->journal, &snap->journal_bytes, &snap->wal_bytes);
 	agent_publish_retention(a, snap);
 	snap->commit_latency_us = a->commit_latency;

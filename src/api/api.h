@@ -64,6 +64,7 @@ struct api_snapshot {
 	uint64_t changes_applied;   /* remote versions put on disk */
 	uint64_t conflicts;         /* conflicts resolved since start */
 	uint64_t jobs;              /* versions waiting to be applied */
+	uint64_t jobs_stuck;        /* of those, failing again and again */
 	uint64_t jobs_bytes;
 	uint64_t journal_bytes;     /* journal.db */
 	uint64_t wal_bytes;         /* journal.db-wal */

@@ -396,16 +396,30 @@ out:
 
 /* ---- Mount, Unmount, Path ---------------------------------------------- */
 
-/* Whether S says this node holds everything its connected peers hold
- * and has applied it. */
-static bool plugin_caught_up(const struct api_snapshot *s)
+/* Whether every job of volume NAME is done, or stuck: a job that keeps
+ * failing (reported in /v1/status) holds up no mount, and jobs of other
+ * volumes hold up none of this one. */
+static bool plugin_volume_settled(struct plugin *p, const char *name)
 {
-	if (s->jobs)
-		return false;
+	uint64_t waiting = 0, stuck = 0;
+	int err;
+
+	pthread_mutex_lock(&p->lock);
+	err = p->journal ? journal_job_counts(p->journal, name, &waiting,
+					      &stuck) : -ENOTCONN;
+	pthread_mutex_unlock(&p->lock);
+	return err == 0 && waiting == stuck;
+}
+
+/* Whether S says this node holds everything its connected peers hold,
+ * and has applied what volume NAME needs. */
+static bool plugin_caught_up(struct plugin *p, const struct api_snapshot *s,
+			     const char *name)
+{
 	for (size_t i = 0; i < s->n_peers && i < API_PEERS_MAX; i++)
 		if (s->peers[i].connected && s->peers[i].behind_entries)
 			return false;
-	return true;
+	return plugin_volume_settled(p, name);
 }
 
 /*
@@ -424,7 +438,8 @@ static void plugin_wait_catch_up(struct plugin *p, const char *name)
 	if (!snap)
 		return;   /* a mount without the wait beats no mount */
 	for (;;) {
-		if (api_snapshot_get(p->api, snap) && plugin_caught_up(snap))
+		if (api_snapshot_get(p->api, snap) &&
+		    plugin_caught_up(p, snap, name))
 			goto out;
 		if (api_now_mono() >= deadline)
 			break;

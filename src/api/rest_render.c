@@ -304,13 +304,40 @@ static json_t *rest_retention_json(const struct api_snapshot *snap,
 		"exchanges_applied", (json_int_t)snap->exchanges_applied);
 }
 
+/* Stuck jobs listed in /v1/status at most; the count says if more. */
+#define REST_STUCK_MAX 100
+
+static int rest_stuck_one(void *arg, const struct journal_stuck_job *s)
+{
+	json_t *o = json_pack("{s:s,s:s,s:s?,s:s,s:I,s:o,s:o}",
+		"volume", s->volume, "path", s->path, "copy_of", s->copy_of,
+		"reason", s->reason ? s->reason : "", "failures",
+		(json_int_t)s->failures, "since", rest_time_json(s->since_ns),
+		"next_attempt", rest_time_json(s->retry_ns));
+
+	return o && json_array_append_new(arg, o) == 0 ? 0 : -ENOMEM;
+}
+
+/* The stuck jobs, from the journal: what keeps failing and why. */
+static json_t *rest_stuck_json(struct journal *j)
+{
+	json_t *a = json_array();
+
+	if (a && journal_jobs_stuck(j, REST_STUCK_MAX, rest_stuck_one, a)) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
 int rest_status_json(struct api *a, struct journal *j,
 		     struct api_snapshot *snap, json_t **out)
 {
 	struct journal_info info;
 	json_t *vec = json_object();
 	bool have = api_snapshot_get(a, snap);
-	uint64_t jobs = snap->jobs;
+	uint64_t jobs = snap->jobs, stuck = snap->jobs_stuck;
+	json_t *stuck_list = NULL;
 	int64_t now = api_now_mono();
 	int64_t compacted_before = snap->compacted_before_ns;
 	int err = vec ? journal_info(j, &info) : -ENOMEM;
@@ -321,7 +348,11 @@ int rest_status_json(struct api *a, struct journal *j,
 	/* Before the loop's first snapshot the journal knows the backlog,
 	 * and how far back its history reaches. */
 	if (!err && !have)
-		err = journal_job_count(j, &jobs);
+		err = journal_job_counts(j, NULL, &jobs, &stuck);
+	if (!err) {
+		stuck_list = rest_stuck_json(j);
+		err = stuck_list ? 0 : -ENOMEM;
+	}
 	if (!err && !have)
 		err = journal_compacted_before(j, &compacted_before);
 	if (err) {
@@ -329,7 +360,7 @@ int rest_status_json(struct api *a, struct journal *j,
 		return err;
 	}
 	*out = json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o}",
+		"s:o,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o}",
 		"node_id", a->node_id ? a->node_id : info.node_id,
 		"origin", info.origin, "version", KRAKENFS_VERSION,
 		"seq", (json_int_t)info.own_seq,
@@ -340,6 +371,8 @@ int rest_status_json(struct api *a, struct journal *j,
 		"volumes", (json_int_t)info.n_volumes,
 		"paths", (json_int_t)info.n_paths,
 		"jobs", (json_int_t)jobs,
+		"jobs_stuck", (json_int_t)stuck,
+		"stuck_jobs", stuck_list,
 		"jobs_bytes", (json_int_t)snap->jobs_bytes,
 		"journal_bytes", (json_int_t)info.journal_bytes,
 		"wal_bytes", (json_int_t)info.wal_bytes,
@@ -742,6 +775,9 @@ int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
 		    snap->conflicts);
 	rest_metric(&t, "krakenfs_jobs", "gauge",
 		    "Remote versions waiting to be applied.", snap->jobs);
+	rest_metric(&t, "krakenfs_jobs_stuck", "gauge",
+		    "Versions that failed to apply again and again (listed in "
+		    "/v1/status with their reason).", snap->jobs_stuck);
 	rest_metric(&t, "krakenfs_jobs_bytes", "gauge",
 		    "Size of the versions waiting to be applied.",
 		    snap->jobs_bytes);

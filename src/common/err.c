@@ -18,6 +18,7 @@ const char *kr_strerror(int code)
 	case KR_EUNSUPPORTED: return "unsupported file type";
 	case KR_EHOSTILE: return "path escapes its volume";
 	case KR_ECOMPACTED: return "that history was compacted";
+	case KR_ENOSOURCE: return "no connected peer holds its content";
 	}
 	if (code < 0 && code > -4096)
 		return strerror(-code);

@@ -18,6 +18,7 @@ enum {
 	KR_EUNSUPPORTED,      /* a file type the journal does not hold */
 	KR_EHOSTILE,          /* a path escapes its volume or is malformed */
 	KR_ECOMPACTED,        /* history asked for was compacted away */
+	KR_ENOSOURCE,         /* no connected peer holds the content */
 };
 
 /* A static, human-readable description of any code this project returns. */

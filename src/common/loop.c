@@ -40,6 +40,14 @@ int64_t loop_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t loop_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int loop_new(struct loop **out)
 {
 	struct loop *loop = calloc(1, sizeof(*loop));

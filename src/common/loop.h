@@ -38,6 +38,9 @@ int loop_add_hook(struct loop *loop, loop_deadline_fn deadline,
 int loop_run(struct loop *loop);
 void loop_stop(struct loop *loop);
 
+/* The monotonic clock, for deadlines; the wall clock, for what is
+ * stored or shown (ns since the epoch). */
 int64_t loop_now_ns(void);
+int64_t loop_wall_ns(void);
 
 #endif

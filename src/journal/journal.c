@@ -14,6 +14,7 @@
  *    change's base is the change current held before it.
  */
 #include "journal_int.h"
+#include "loop.h"
 
 #include "err.h"
 #include "log.h"
@@ -666,14 +667,6 @@ static int64_t journal_current_change(struct journal *j, const char *volume,
 	return id;
 }
 
-static int64_t journal_wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int journal_insert_change(struct journal *j, const struct journal_row *r,
 				 int64_t *id)
 {
@@ -684,7 +677,7 @@ static int journal_insert_change(struct journal *j, const struct journal_row *r,
 	sqlite3_bind_int64(s, 1, j->origin_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)j->next_seq);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)(j->lamport + 1));
-	sqlite3_bind_int64(s, 4, journal_wall_ns());
+	sqlite3_bind_int64(s, 4, loop_wall_ns());
 	sqlite3_bind_text(s, 5, r->volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 6, r->path, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 7, r->op);

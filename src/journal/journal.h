@@ -370,11 +370,17 @@ struct journal_job {
 	char *target;             /* owned */
 	struct journal_ref ref;
 	unsigned attempts;
+	unsigned failures;        /* failed attempts in a row */
 	int64_t order;            /* place in the queue (journal_jobs) */
 };
 
-/* Up to MAX jobs, fewest attempts first, then parents before children
- * and deletes deepest first, into OUT (release each with
+/* A job that failed this many times in a row is stuck: reported (with
+ * its reason) and retried only every few minutes; no mount waits for it. */
+#define JOURNAL_JOB_STUCK 5
+
+/* Up to MAX jobs due now (a failing job waits: journal_job_fail), fewest
+ * attempts first, then parents before children and deletes deepest
+ * first, into OUT (release each with
  * journal_job_release).  AFTER, when not NULL, is the last job of the
  * previous page (it may be one of OUT): the queue is read in pages
  * without reading it twice.
@@ -389,8 +395,41 @@ int journal_job_done(struct journal *j, const struct journal_job *job,
 /* Could not be done now, or was started: counted, so that jobs not yet
  * tried come first. */
 int journal_job_defer(struct journal *j, const struct journal_job *job);
+/* Failed, for REASON (words for the user): counted as an attempt and a
+ * failure, and left alone for a while that grows once the job is stuck
+ * (1 s, then from 2 s doubling up to 5 min). */
+int journal_job_fail(struct journal *j, const struct journal_job *job,
+		     const char *reason);
+/* Conflict copies of VOLUME/PATH still to be made. */
+int journal_copies_pending(struct journal *j, const char *volume,
+			   const char *path, uint64_t *out);
+/* Wall time at which the next failing job is due (it may have passed),
+ * or 0 when no job is failing. */
+int journal_jobs_next_retry(struct journal *j, int64_t *out);
+/* Every failing job is due now (a peer came that may hold what they
+ * lacked). */
+int journal_jobs_retry(struct journal *j);
 /* Number of jobs waiting. */
 int journal_job_count(struct journal *j, uint64_t *out);
+/* Jobs of VOLUME (NULL: every volume) waiting, and how many of them are
+ * stuck. */
+int journal_job_counts(struct journal *j, const char *volume,
+		       uint64_t *waiting, uint64_t *stuck);
+
+/* A stuck job as reported; pointers are borrowed for the callback. */
+struct journal_stuck_job {
+	const char *volume, *path;
+	const char *copy_of;      /* a conflict copy's contested path */
+	const char *reason;
+	unsigned failures;
+	int64_t since_ns;         /* wall time of the first failure */
+	int64_t retry_ns;         /* wall time of the next attempt */
+};
+typedef int (*journal_stuck_fn)(void *arg, const struct journal_stuck_job *s);
+/* The stuck jobs, longest stuck first, at most LIMIT (0: all); a non-zero
+ * return of FN stops the walk and is returned. */
+int journal_jobs_stuck(struct journal *j, unsigned limit, journal_stuck_fn fn,
+		       void *arg);
 
 /* Content by hash: 0 with the chunk list, or -ENOENT when unknown. */
 int journal_content_load(struct journal *j, const uint8_t *hash,

@@ -4,6 +4,7 @@
  * agent's connection and on a read-only one beside it.
  */
 #include "journal_int.h"
+#include "loop.h"
 
 #include "err.h"
 
@@ -493,14 +494,12 @@ static int mount_exec(struct journal *j, const char *sql, const char *volume,
 
 int journal_mount_add(struct journal *j, const char *volume, const char *id)
 {
-	struct timespec ts;
 	int err = journal_begin(j);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
 	if (!err)
 		err = mount_exec(j, "INSERT OR IGNORE INTO mounts (volume, id, "
 				 "created_ns) VALUES (?1, ?2, ?3)", volume, id,
-				 (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+				 loop_wall_ns());
 	return err;
 }
 

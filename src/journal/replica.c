@@ -9,8 +9,9 @@
  *
  * Target.  The heads fall into groups of identical state (content hash,
  * mode, owner, link target; a delete is its own state).  The winner is
- * the head ranked highest: a present version beats a delete, then by
- * strategy (timestamp: wall time, Lamport, origin; lamport: Lamport,
+ * the head ranked highest: a present version beats a delete, a directory
+ * beats a file or symlink (its paths inside are versions of their own;
+ * the file is kept as a copy), then by strategy (timestamp: wall time, Lamport, origin; lamport: Lamport,
  * origin).  The path must hold the winner; every other non-deleted,
  * non-directory group is kept at its conflict-copy path.  Both are jobs
  * unless the disk already holds them.  The ranking is a pure function of
@@ -35,6 +36,7 @@
  * names every deleted head as a base, or compaction removes it.
  */
 #include "journal_int.h"
+#include "loop.h"
 
 #include "err.h"
 #include "path.h"
@@ -48,6 +50,11 @@
 
 #define HEADS_MAX 64
 #define JOB_ORDER_DELETES (1 << 20)   /* as schema/004_job_order.sql */
+/* A failing job's pause: the applier's own second until it is stuck,
+ * then doubling from 2 s up to this. */
+#define JOB_RETRY_MAX_NS (300LL * 1000000000)
+/* The SQL below says 5, so that it matches schema/009's partial index. */
+_Static_assert(JOURNAL_JOB_STUCK == 5, "jobs_stuck (schema 9) is for 5");
 
 /* A head as the ranking needs it. */
 struct head {
@@ -423,6 +430,10 @@ static int head_rank(const struct journal *j, const struct head *a,
 
 	if (head_deleted(a) != head_deleted(b))
 		return head_deleted(a) ? -1 : 1;
+	/* What a directory holds has paths of its own; the file is kept as
+	 * its conflict copy. */
+	if (S_ISDIR(a->mode) != S_ISDIR(b->mode))
+		return S_ISDIR(a->mode) ? 1 : -1;
 	if (j->strategy == JOURNAL_TIMESTAMP && a->wall_ns != b->wall_ns)
 		return a->wall_ns > b->wall_ns ? 1 : -1;
 	if (a->lamport != b->lamport)
@@ -531,6 +542,13 @@ static int job_set(struct journal *j, const char *volume, const char *path,
 		"change = excluded.change, copy_of = excluded.copy_of, "
 		"ord = excluded.ord, "
 		"attempts = CASE WHEN change = excluded.change THEN attempts "
+		"ELSE 0 END, "
+		"failures = CASE WHEN change = excluded.change THEN failures "
+		"ELSE 0 END, "
+		"reason = CASE WHEN change = excluded.change THEN reason END, "
+		"failing_since = CASE WHEN change = excluded.change THEN "
+		"failing_since END, "
+		"retry_ns = CASE WHEN change = excluded.change THEN retry_ns "
 		"ELSE 0 END", &s));
 
 	if (err)
@@ -767,11 +785,13 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 	static const char sql[] =
 		"SELECT jb.volume, jb.path, jb.copy_of, jb.attempts, c.id, c.op, "
 		"c.mode, c.uid, c.gid, c.size, c.mtime_ns, c.hash, c.target, "
-		"o.node || '@' || o.epoch, c.seq, jb.ord FROM jobs jb "
+		"o.node || '@' || o.epoch, c.seq, jb.ord, jb.failures FROM jobs jb "
 		"JOIN changes c ON c.id = jb.change "
 		"JOIN origins o ON o.id = c.origin "
 		"WHERE (jb.attempts, jb.ord, jb.volume, jb.path) > (?1, ?2, ?3, ?4) "
+		"AND (jb.retry_ns <= ?6 OR jb.retry_ns > ?6 + ?7) "
 		"ORDER BY jb.attempts, jb.ord, jb.volume, jb.path LIMIT ?5";
+	int64_t now = loop_wall_ns();
 	sqlite3_stmt *s = NULL;
 	int n = 0;
 	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
@@ -786,6 +806,9 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 	sqlite3_bind_text(s, 4, after ? after->path : "", -1,
 			  SQLITE_TRANSIENT);
 	sqlite3_bind_int(s, 5, max);
+	sqlite3_bind_int64(s, 6, now);
+	/* A retry time further off than any backoff: the clock went back. */
+	sqlite3_bind_int64(s, 7, JOB_RETRY_MAX_NS);
 	while (n < max && sqlite3_step(s) == SQLITE_ROW) {
 		struct journal_job *jb = &out[n++];
 		const void *hash = sqlite3_column_blob(s, 11);
@@ -814,6 +837,7 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 			 (const char *)sqlite3_column_text(s, 13));
 		jb->ref.seq = (uint64_t)sqlite3_column_int64(s, 14);
 		jb->order = sqlite3_column_int64(s, 15);
+		jb->failures = (unsigned)sqlite3_column_int(s, 16);
 	}
 	journal_stmt_done(s);
 	return n;
@@ -916,6 +940,143 @@ int journal_job_defer(struct journal *j, const struct journal_job *job)
 		err = job_exec(j, "UPDATE jobs SET attempts = attempts + 1 "
 			       "WHERE volume = ?1 AND path = ?2 AND change = ?3",
 			       job);
+	return err;
+}
+
+/* How long a job with FAILURES failures in a row is left alone. */
+static int64_t job_retry_delay(unsigned failures)
+{
+	int64_t d = 1000000000;
+
+	for (unsigned f = JOURNAL_JOB_STUCK; f <= failures; f++) {
+		d *= 2;
+		if (d >= JOB_RETRY_MAX_NS)
+			return JOB_RETRY_MAX_NS;
+	}
+	return d;
+}
+
+int journal_job_fail(struct journal *j, const struct journal_job *job,
+		     const char *reason)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t now = loop_wall_ns();
+	int err = journal_begin(j);
+
+	if (!err)
+		err = journal_db_err(journal_prepare_cached(j,
+			"UPDATE jobs SET attempts = attempts + 1, "
+			"failures = failures + 1, reason = ?4, "
+			"failing_since = coalesce(failing_since, ?5), "
+			"retry_ns = ?6 "
+			"WHERE volume = ?1 AND path = ?2 AND change = ?3", &s));
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, job->volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, job->path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, job->change);
+	sqlite3_bind_text(s, 4, reason ? reason : "unknown", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, now);
+	sqlite3_bind_int64(s, 6, now + job_retry_delay(job->failures + 1));
+	err = journal_step_done(s);
+	journal_stmt_done(s);
+	return err;
+}
+
+int journal_copies_pending(struct journal *j, const char *volume,
+			   const char *path, uint64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(journal_prepare_cached(j,
+		"SELECT count(*) FROM jobs WHERE volume = ?1 AND copy_of = ?2",
+		&s));
+
+	*out = 0;
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		*out = (uint64_t)sqlite3_column_int64(s, 0);
+	else
+		err = KR_EDB;
+	journal_stmt_done(s);
+	return err;
+}
+
+int journal_jobs_next_retry(struct journal *j, int64_t *out)
+{
+	int err = journal_query_int(j, "SELECT min(retry_ns) FROM jobs "
+				    "WHERE retry_ns > 0", NULL, out);
+
+	if (err == -ENOENT)
+		err = 0;
+	if (err)
+		*out = 0;
+	return err;
+}
+
+int journal_jobs_retry(struct journal *j)
+{
+	int err = journal_begin(j);
+
+	return err ? err : journal_exec(j, "UPDATE jobs SET retry_ns = 0 "
+					"WHERE retry_ns > 0");
+}
+
+int journal_job_counts(struct journal *j, const char *volume,
+		       uint64_t *waiting, uint64_t *stuck)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(journal_prepare_cached(j,
+		"SELECT count(*), count(CASE WHEN failures >= 5 THEN 1 END) "
+		"FROM jobs WHERE ?1 IS NULL OR volume = ?1", &s));
+
+	*waiting = *stuck = 0;
+	if (err)
+		return err;
+	if (volume)
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*waiting = (uint64_t)sqlite3_column_int64(s, 0);
+		*stuck = (uint64_t)sqlite3_column_int64(s, 1);
+	} else {
+		err = KR_EDB;
+	}
+	journal_stmt_done(s);
+	return err;
+}
+
+int journal_jobs_stuck(struct journal *j, unsigned limit, journal_stuck_fn fn,
+		       void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, err = journal_db_err(journal_prepare_cached(j,
+		"SELECT volume, path, copy_of, reason, failures, failing_since, "
+		"retry_ns FROM jobs WHERE failures >= 5 "
+		"ORDER BY failing_since, volume, path LIMIT ?1", &s));
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(s, 1, limit ? (sqlite3_int64)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct journal_stuck_job st = {
+			.volume = (const char *)sqlite3_column_text(s, 0),
+			.path = (const char *)sqlite3_column_text(s, 1),
+			.copy_of = (const char *)sqlite3_column_text(s, 2),
+			.reason = (const char *)sqlite3_column_text(s, 3),
+			.failures = (unsigned)sqlite3_column_int(s, 4),
+			.since_ns = sqlite3_column_int64(s, 5),
+			.retry_ns = sqlite3_column_int64(s, 6),
+		};
+
+		err = fn(arg, &st);
+		if (err)
+			break;
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
+	journal_stmt_done(s);
 	return err;
 }
 

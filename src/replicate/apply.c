@@ -50,6 +50,20 @@
  * file's job finds its parent missing: each missing ancestor whose last
  * version is a delete is made again as this node's change, and the job
  * goes on.  Both sides end with the directory and only the new files.
+ * A rename is a delete of every old path and a put of every new one, so
+ * a directory renamed on one node while files in it change on another
+ * ends as the renamed tree holding what it held, and the old name
+ * holding the edits and new files (an edit beats the delete of its path).
+ * A file and a directory made at one path: the directory wins (what it
+ * holds has paths of its own), the file becomes its conflict copy, and
+ * where the file is on disk it goes only once that copy exists.
+ *
+ * Failures.  A job that fails is retried each second; after
+ * JOURNAL_JOB_STUCK failures in a row it is stuck: said once in the log,
+ * listed with its reason (kraken-journal status, /v1/status, dashboard,
+ * krakenfs_jobs_stuck), retried from 2 s doubling up to 5 min (at once
+ * when a peer connects, or on POST /v1/admin/resync), and no Docker
+ * mount waits for it.  A newer version of the path starts afresh.
  *
  * Every path is resolved under its volume with openat2(RESOLVE_BENEATH |
  * RESOLVE_NO_SYMLINKS): no write ever leaves the volume, whatever a
@@ -88,6 +102,8 @@
 #define APPLY_JOBS_GAP_NS (10 * 1000000)
 #define APPLY_GET_BATCH 256
 #define APPLY_RETRY_NS (1LL * 1000000000)
+/* The longest a failing job waits (journal_job_fail's backoff). */
+#define APPLY_RETRY_MAX_NS (300LL * 1000000000)
 #define APPLY_WRITEBACK_BYTES (8u << 20)
 /* A large temp file is flushed in steps of this much while it fills. */
 #define APPLY_EARLY_SYNC_BYTES (64u << 20)
@@ -163,8 +179,17 @@ struct transfer {
 	int base_fd;              /* the base on disk, while deltas are asked */
 	uint64_t refused;         /* bit i: peers[i] said "not here" */
 	bool ready, failed, done;
+	int error;                /* why it failed: a negative code */
 	struct transfer *next;
 };
+
+/* T cannot go on: reaped, and its job counted as failed for ERR. */
+static void transfer_fail(struct transfer *t, int err)
+{
+	if (!t->failed)
+		t->error = err;
+	t->failed = true;
+}
 
 /* ---- safe paths ----------------------------------------------------------- */
 
@@ -320,6 +345,9 @@ static int job_done(struct replicate *r, const struct journal_job *job,
 		r->applied++;
 		apply_sample_latency(r, job->change);
 	}
+	if (!err && job->failures >= JOURNAL_JOB_STUCK)
+		log_info("replicate", "applied %s/%s, stuck before (%u failed "
+			 "attempts)", job->volume, job->path, job->failures);
 	return err;
 }
 
@@ -362,6 +390,40 @@ static int apply_volume(struct replicate *r, const struct journal_job *job)
 	return job_done(r, job, &st);
 }
 
+/*
+ * A file or symlink is where JOB's directory must be: a directory beats
+ * a file at the same path (see "Subtrees" above), and the file is kept
+ * as a conflict copy.  It goes once no copy of the path is still to be
+ * made (-EAGAIN until then), and only when it is what the journal knows
+ * (-EBUSY otherwise: the watcher records it first).
+ */
+static int apply_clear_way(struct replicate *r, const struct journal_job *job,
+			   int dirfd, const char *name)
+{
+	uint64_t copies = 0;
+	int err;
+
+	if (!disk_as_journal(r, dirfd, name, job, NULL)) {
+		diverged(r, job);
+		return -EBUSY;
+	}
+	err = journal_copies_pending(r->journal, job->volume, job->path,
+				     &copies);
+	if (err)
+		return err;
+	if (copies)
+		return -EAGAIN;
+	return unlinkat(dirfd, name, 0) == 0 ? 0 : -errno;
+}
+
+static int open_dir_at(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
 static int apply_mkdir(struct replicate *r, const struct journal_job *job,
 		       int dirfd, const char *name)
 {
@@ -369,10 +431,17 @@ static int apply_mkdir(struct replicate *r, const struct journal_job *job,
 
 	if (mkdirat(dirfd, name, job->mode & 07777) != 0 && errno != EEXIST)
 		return -errno;
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
+	fd = open_dir_at(dirfd, name);
+	if (fd == -ENOTDIR || fd == -ELOOP) {
+		err = apply_clear_way(r, job, dirfd, name);
+		if (err)
+			return err;
+		if (mkdirat(dirfd, name, job->mode & 07777) != 0)
+			return -errno;
+		fd = open_dir_at(dirfd, name);
+	}
 	if (fd < 0)
-		return errno == ENOTDIR || errno == ELOOP ? -EEXIST : -errno;
+		return fd;
 	err = set_meta_fd(fd, job);
 	close(fd);
 	return err ? err : done_at(r, job, dirfd, name);
@@ -630,6 +699,9 @@ static void transfer_drop(struct replicate *r, struct transfer *t)
 	transfer_free(t);
 }
 
+static void job_failed(struct replicate *r, const struct journal_job *job,
+		       int err);
+
 static void transfers_reap(struct replicate *r)
 {
 	for (struct transfer **pp = &r->transfers; *pp;) {
@@ -641,7 +713,7 @@ static void transfers_reap(struct replicate *r)
 			continue;
 		}
 		*pp = t->next;
-		journal_job_defer(r->journal, &t->job);
+		job_failed(r, &t->job, t->error);
 		transfer_drop(r, t);
 	}
 }
@@ -722,7 +794,8 @@ static void ask_list(struct replicate *r, struct transfer *t)
 	struct peer *p = pick_peer(r, t, (size_t)t->job.change, &exhausted);
 
 	if (!p) {
-		t->failed = exhausted && t->refused;
+		if (exhausted && t->refused)
+			transfer_fail(t, KR_ENOSOURCE);
 		return;
 	}
 	load_base(r, t);
@@ -856,7 +929,7 @@ static void transfer_put_chunk(struct transfer *t, size_t i,
 	if (t->got[i] == 2)
 		return;
 	if (pwrite(t->fd, data, k->len, (off_t)k->offset) != (ssize_t)k->len) {
-		t->failed = true;
+		transfer_fail(t, errno ? -errno : -EIO);
 		return;
 	}
 	/* Writeback starts as the file fills, so that the sync before
@@ -1217,7 +1290,7 @@ static int transfer_prepare(struct replicate *r, struct transfer *t)
 		filter_count(r->wanted, t->list.chunks[i].hash, +1);
 	t->missing = t->list.n_chunks;
 	if (content_index_build(&t->list, &t->by_hash) != 0 || !t->got) {
-		t->failed = true;
+		transfer_fail(t, -ENOMEM);
 		return -ENOMEM;
 	}
 	return 0;
@@ -1259,7 +1332,7 @@ static void transfer_fill(struct replicate *r, struct transfer *t)
 		return;
 	buf = err ? NULL : malloc(WIRE_MAX_CHUNK);
 	if (!buf) {
-		t->failed = true;
+		transfer_fail(t, err ? err : -ENOMEM);
 		return;
 	}
 	base_plan_make(r, t, &plan);
@@ -1299,7 +1372,8 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 	if (!p) {
 		/* Nobody that may hold it has it: the file moved on there
 		 * too; a newer version will retarget the job. */
-		t->failed = exhausted && t->refused;
+		if (exhausted && t->refused)
+			transfer_fail(t, KR_ENOSOURCE);
 		return NULL;
 	}
 	hashes = malloc(APPLY_GET_BATCH * CONTENT_HASH_LEN);
@@ -1339,9 +1413,11 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 
 static void transfer_finish(struct replicate *r, struct transfer *t)
 {
+	int err = t->meta_set ? 0 : set_meta_fd(t->fd, &t->job);
+
 	(void)r;
-	if (!t->meta_set && set_meta_fd(t->fd, &t->job) != 0) {
-		t->failed = true;
+	if (err) {
+		transfer_fail(t, err);
 		return;
 	}
 	t->ready = true;
@@ -1683,29 +1759,31 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 {
 	uint64_t replaced;
 	struct stat st;
-	int old;
+	int old, err;
 
 	t->ready = false;
 	transfer_store_list(r, t);
 	if (!disk_as_journal(r, t->dirfd, t->name, &t->job, &replaced)) {
 		diverged(r, &t->job);
-		t->failed = true;
+		transfer_fail(t, -EBUSY);
 		return;
 	}
 	old = hold_replaced(r, t, replaced);
 	if (renameat(t->dirfd, t->tmp, t->dirfd, t->name) != 0 ||
 	    fstatat(t->dirfd, t->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		err = -errno;
 		if (old >= 0)
 			close(old);
-		t->failed = true;
+		transfer_fail(t, err);
 		return;
 	}
 	if (old >= 0)
 		syncer_close(r->syncer, old);
 	close(t->fd);
 	t->fd = -1;
-	if (job_done(r, &t->job, &st) != 0) {
-		t->failed = true;
+	err = job_done(r, &t->job, &st);
+	if (err) {
+		transfer_fail(t, err);
 		return;
 	}
 	t->done = true;
@@ -1727,7 +1805,7 @@ static void commit_synced(struct replicate *r, int result)
 			t->syncing = false;
 			if (result) {
 				t->ready = false;
-				t->failed = true;
+				transfer_fail(t, result);
 			} else {
 				transfer_commit(r, t);
 			}
@@ -1886,6 +1964,49 @@ static int apply_job(struct replicate *r, struct journal_job *job)
 	return err;
 }
 
+/* Words for why JOB failed with ERR, as kraken-journal status shows it. */
+static const char *job_reason(const struct journal_job *job, int err)
+{
+	switch (err) {
+	case KR_EHOSTILE:
+		return "the path leaves the volume or crosses a symlink";
+	case -EBUSY:
+		return "the path changed on this node and the change is not "
+		       "recorded yet";
+	case -EAGAIN:
+		return job->op == JOURNAL_DELETE ?
+		       "the directory is not empty" :
+		       "waiting for the conflict copy of the file in the way";
+	case -EEXIST:
+		return "something of another type is in the way";
+	case -ENOTDIR:
+		return "a parent of the path is not a directory";
+	case -ENOENT:
+		return "a parent directory of the path is missing";
+	}
+	return kr_strerror(err);
+}
+
+/* JOB failed with ERR: counted, and said once it is stuck (the job stays
+ * and is retried less and less often, in case the cause goes away). */
+static void job_failed(struct replicate *r, const struct journal_job *job,
+		       int err)
+{
+	const char *why = job_reason(job, err);
+
+	if (err == KR_EHOSTILE && job->failures == 0)
+		log_warn("replicate", "not applying %s/%s: %s", job->volume,
+			 job->path, why);
+	else if (job->failures + 1 == JOURNAL_JOB_STUCK)
+		log_warn("replicate", "applying %s/%s is stuck: %s (%u "
+			 "attempts); retried every few minutes (at once "
+			 "after POST /v1/admin/resync) until it works or a "
+			 "newer version replaces it; 'kraken-journal status' "
+			 "lists stuck jobs",
+			 job->volume, job->path, why, JOURNAL_JOB_STUCK);
+	journal_job_fail(r->journal, job, why);
+}
+
 static void apply_one(struct replicate *r, struct journal_job *job)
 {
 	int err = 0;
@@ -1897,18 +2018,8 @@ static void apply_one(struct replicate *r, struct journal_job *job)
 	if (err == -ENOENT && job->op != JOURNAL_DELETE &&
 	    apply_revive_parents(r, job) > 0)
 		err = apply_job(r, job);
-	/* Said once per job; the job stays and is retried, in case the
-	 * symlink in the way is removed. */
-	if (err == KR_EHOSTILE && job->attempts == 0)
-		log_warn("replicate", "not applying %s/%s: the path leaves "
-			 "the volume or crosses a symlink", job->volume,
-			 job->path);
-	else if (err && err != KR_EHOSTILE && err != -EAGAIN &&
-		 err != -EBUSY && job->attempts == 3)
-		log_warn("replicate", "applying %s/%s: %s; will retry",
-			 job->volume, job->path, kr_strerror(err));
 	if (err)
-		journal_job_defer(r->journal, job);
+		job_failed(r, job, err);
 }
 
 /*
@@ -1938,6 +2049,22 @@ static int job_cursor(const struct journal_job *job, struct journal_job *out)
 	memcpy(out->volume, job->volume, sizeof(out->volume));
 	out->path = strdup(job->path);
 	return out->path ? 0 : -ENOMEM;
+}
+
+/* With no job due: when the next failing one is (monotonic), 0 if none. */
+static int64_t apply_next_retry(struct replicate *r)
+{
+	int64_t due, wait;
+
+	if (journal_jobs_next_retry(r->journal, &due) != 0 || !due)
+		return 0;
+	/* Bounded both ways, whatever the wall clock did meanwhile. */
+	wait = due - loop_wall_ns();
+	if (wait < APPLY_JOBS_GAP_NS)
+		wait = APPLY_JOBS_GAP_NS;
+	if (wait > APPLY_RETRY_MAX_NS)
+		wait = APPLY_RETRY_MAX_NS;
+	return loop_now_ns() + wait;
 }
 
 /*
@@ -1985,7 +2112,8 @@ static void apply_jobs(struct replicate *r)
 	 * arrive or a transfer slot frees up. */
 	if (fresh >= APPLY_JOBS_BATCH && r->n_transfers < r->transfers_max)
 		r->jobs_due = true;
-	r->next_jobs_ns = seen > 0 ? loop_now_ns() + APPLY_RETRY_NS : 0;
+	r->next_jobs_ns = seen > 0 ? loop_now_ns() + APPLY_RETRY_NS :
+			  apply_next_retry(r);
 }
 
 void apply_precopy_done(struct replicate *r)
@@ -2093,7 +2221,7 @@ static void list_page(struct replicate *r, struct transfer *t,
 
 	if (cl->start != t->list_got || cl->total > cl->size + 1 ||
 	    cl->total > (1u << 26)) {
-		t->failed = true;
+		transfer_fail(t, KR_ECORRUPT);
 		return;
 	}
 	if (t->list.chunks == NULL) {
@@ -2103,7 +2231,7 @@ static void list_page(struct replicate *r, struct transfer *t,
 		t->list.size = cl->size;
 		memcpy(t->list.hash, cl->hash, CONTENT_HASH_LEN);
 		if (!t->list.chunks) {
-			t->failed = true;
+			transfer_fail(t, -ENOMEM);
 			return;
 		}
 	}
@@ -2113,7 +2241,7 @@ static void list_page(struct replicate *r, struct transfer *t,
 	if (!list_expand(t, cl, &off)) {
 		log_warn("replicate", "chunk list for %s/%s names chunks it "
 			 "cannot have", t->job.volume, t->job.path);
-		t->failed = true;
+		transfer_fail(t, KR_ECORRUPT);
 		return;
 	}
 	t->list.n_chunks = t->list_got;
@@ -2123,7 +2251,7 @@ static void list_page(struct replicate *r, struct transfer *t,
 	if (off != cl->size || !list_matches(&t->list)) {
 		log_warn("replicate", "chunk list for %s/%s does not match its "
 			 "hash", t->job.volume, t->job.path);
-		t->failed = true;
+		transfer_fail(t, KR_ECORRUPT);
 		return;
 	}
 	t->list_unstored = true;
@@ -2161,7 +2289,7 @@ static void written_target(struct transfer *t, size_t i, int result)
 	} else if (result == KR_ECORRUPT)
 		t->got[i] = 0;            /* asked again, elsewhere */
 	else
-		t->failed = true;
+		transfer_fail(t, result);
 }
 
 static void apply_on_written(void *arg, uint32_t events)

@@ -107,8 +107,9 @@ int64_t replicate_next_deadline(struct replicate *r);
 /* Fills up to MAX peers; returns how many peers there are. */
 size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 		       size_t max);
-/* Jobs waiting for content or disk. */
-uint64_t replicate_backlog(struct replicate *r);
+/* Jobs waiting for content or disk; *STUCK: how many of them keep
+ * failing (journal.h, JOURNAL_JOB_STUCK). */
+uint64_t replicate_backlog(struct replicate *r, uint64_t *stuck);
 /* Remote versions put on disk since start. */
 uint64_t replicate_applied(struct replicate *r);
 /* Microseconds from a remote entry's arrival to its version being on

@@ -135,7 +135,6 @@ struct replicate {
 	int64_t last_jobs_ns;
 	struct bucket egress, ingress;
 	int64_t serve_at;         /* when the egress bucket refills enough */
-	uint64_t backlog;
 	uint64_t applied;         /* versions put on disk since start */
 	/* When entries arrived, per batch: change ids are the local arrival
 	 * order, so "the first batch whose last id >= X" says when X came.

@@ -308,6 +308,9 @@ static void session_on_hello(struct session *s, const struct wire_hello *h)
 	s->state = SESSION_OPEN;
 	log_info("replicate", "peer %s connected (%s)", p->id,
 		 s->outbound ? "outbound" : "inbound");
+	/* What it holds may be what failing jobs lacked. */
+	if (journal_jobs_retry(s->r->journal) == 0)
+		s->r->jobs_due = true;
 	sync_on_hello(s, h);
 }
 
@@ -888,13 +891,15 @@ size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 	return r->n_peers;
 }
 
-uint64_t replicate_backlog(struct replicate *r)
+uint64_t replicate_backlog(struct replicate *r, uint64_t *stuck)
 {
+	uint64_t waiting;
+
 	/* Counted when asked (once a second), not on every loop turn: a
 	 * count over thousands of jobs is not free. */
-	if (journal_job_count(r->journal, &r->backlog) != 0)
-		r->backlog = 0;
-	return r->backlog;
+	if (journal_job_counts(r->journal, NULL, &waiting, stuck) != 0)
+		waiting = *stuck = 0;
+	return waiting;
 }
 
 uint64_t replicate_applied(struct replicate *r)
