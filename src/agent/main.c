@@ -27,6 +27,7 @@
 #include "replicate.h"
 #include "retention.h"
 #include "tls.h"
+#include "rejoin.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -45,6 +46,9 @@
 #include <unistd.h>
 
 #define AGENT_RETRY_NS (5LL * 1000000000)
+/* While rejoining: how often the peers are looked at, and said. */
+#define AGENT_REJOIN_POLL_NS (200LL * 1000000)
+#define AGENT_REJOIN_SAY_NS (30LL * 1000000000)
 
 struct agent {
 	struct config *cfg;
@@ -66,6 +70,10 @@ struct agent {
 	int64_t watchdog_at;
 	int lock_fd[2];             /* the journal's and the root's locks */
 	struct retention *retention;
+	bool rejoining;             /* learning the history (rejoin.h) */
+	int64_t rejoin_until;       /* then publish without peers */
+	int64_t rejoin_next;        /* next look at the peers */
+	int64_t rejoin_said;        /* last "still waiting" line */
 };
 
 static void agent_usage(FILE *out)
@@ -509,6 +517,8 @@ static int64_t agent_deadline(void *arg)
 		d = a->status_at;
 	if (a->watchdog_at && (d < 0 || a->watchdog_at < d))
 		d = a->watchdog_at;
+	if (a->rejoining && (d < 0 || a->rejoin_next < d))
+		d = a->rejoin_next;
 	if (a->retention) {
 		int64_t cd = retention_deadline(a->retention);
 
@@ -534,13 +544,14 @@ static int agent_turn(struct agent *a, bool flush)
 	bool committed;
 	int err;
 
-	if (a->retry_at) {
+	if (a->retry_at && !a->rejoining) {
 		if (!flush && loop_now_ns() < a->retry_at)
 			return 0;
 		a->retry_at = 0;
 		watch_request_scan(a->watch);
 	}
-	err = watch_process(a->watch, flush);
+	/* Until it has rejoined, nothing here is recorded (rejoin.h). */
+	err = a->rejoining ? 0 : watch_process(a->watch, flush);
 	if (err) {
 		journal_flush(a->journal);
 		agent_fail(a, "recording changes", err);
@@ -630,6 +641,7 @@ static void agent_publish(struct agent *a)
 	snap->changes_recorded = ws.recorded;
 	snap->changes_applied = replicate_applied(a->replicate);
 	snap->jobs = replicate_backlog(a->replicate, &snap->jobs_stuck);
+	snap->rejoining = a->rejoining;
 	journal_sizes(a->journal, &snap->journal_bytes, &snap->wal_bytes);
 	agent_publish_retention(a, snap);
 	snap->commit_latency_us = a->commit_latency;
@@ -657,6 +669,74 @@ static void agent_publish(struct agent *a)
 	free(snap);
 }
 
+static int agent_initial_scan(struct agent *a);
+
+/* Rejoined, by adoption or by publishing the scan: the usual life. */
+static void agent_rejoined(struct agent *a, const char *how)
+{
+	int err = rejoin_mark(a->journal, how);
+
+	if (!err)
+		err = journal_flush(a->journal);
+	if (err)
+		log_warn("agent", "cannot mark the journal as rejoined (%s); the "
+			 "next start adopts the volumes again", kr_strerror(err));
+	watch_committed(a->watch, &a->commit_latency);
+	replicate_hold(a->replicate, false);
+	a->rejoining = false;
+}
+
+/* The history is learned: each file is judged against it. */
+static void agent_rejoin_adopt(struct agent *a, int64_t now)
+{
+	struct watch_adoption ad;
+	int64_t t0 = now;
+	int err = watch_adopt(a->watch, &ad);
+
+	if (!err)
+		err = journal_flush(a->journal);
+	if (err) {
+		log_error("agent", "adopting the volumes failed: %s; trying "
+			  "again in %lld s", kr_strerror(err),
+			  AGENT_RETRY_NS / 1000000000);
+		a->rejoin_next = now + AGENT_RETRY_NS;
+		return;
+	}
+	log_info("agent", "rejoined the cluster's history in %lld ms: %llu "
+		 "paths as the cluster has them, %llu stale ones to be "
+		 "replaced, %llu new, %llu kept aside as conflict copies",
+		 (long long)((loop_now_ns() - t0) / 1000000),
+		 (unsigned long long)ad.current, (unsigned long long)ad.stale,
+		 (unsigned long long)ad.fresh,
+		 (unsigned long long)ad.kept_aside);
+	agent_rejoined(a, "adopted");
+}
+
+static void agent_rejoin_tick(struct agent *a, int64_t now)
+{
+	struct replicate_peer_status st[API_PEERS_MAX];
+	size_t n = replicate_peers(a->replicate, st, API_PEERS_MAX);
+
+	a->rejoin_next = now + AGENT_REJOIN_POLL_NS;
+	if (rejoin_learned(st, n < API_PEERS_MAX ? n : API_PEERS_MAX)) {
+		agent_rejoin_adopt(a, now);
+	} else if (now >= a->rejoin_until) {
+		log_warn("agent", "no peer answered within journal.rejoin_wait "
+			 "(%llu s): recording the files in the volumes as new "
+			 "versions", (unsigned long long)
+			 (a->cfg->journal_rejoin_wait_ms / 1000));
+		if (agent_initial_scan(a) == 0)
+			agent_rejoined(a, "published without peers");
+		else
+			a->rejoin_next = now + AGENT_RETRY_NS;
+	} else if (now >= a->rejoin_said + AGENT_REJOIN_SAY_NS) {
+		a->rejoin_said = now;
+		log_info("agent", "waiting for a peer to learn the cluster's "
+			 "history from (%lld s left of journal.rejoin_wait)",
+			 (long long)((a->rejoin_until - now) / 1000000000));
+	}
+}
+
 static void agent_hook(void *arg)
 {
 	struct agent *a = arg;
@@ -672,6 +752,8 @@ static void agent_hook(void *arg)
 			agent_publish(a);
 		a->status_at = now + 1000000000;
 	}
+	if (a->rejoining && now >= a->rejoin_next)
+		agent_rejoin_tick(a, now);
 	agent_turn(a, false);
 	if (a->retention && !a->failing)
 		retention_tick(a->retention, now);
@@ -684,7 +766,11 @@ static void agent_on_api_command(void *arg, uint32_t events)
 
 	(void)events;
 	while ((cmd = api_next_command(a->api)) != API_CMD_NONE) {
-		if (cmd == API_CMD_RESCAN) {
+		if (cmd == API_CMD_RESCAN && a->rejoining) {
+			log_info("agent", "rescan requested through the API: "
+				 "the volumes are scanned once the node has "
+				 "rejoined the cluster's history");
+		} else if (cmd == API_CMD_RESCAN) {
 			log_info("agent", "rescan requested through the API");
 			watch_request_scan(a->watch);
 		} else if (cmd == API_CMD_RESYNC && a->replicate) {
@@ -909,6 +995,28 @@ static void agent_notify_ready(struct agent *a)
 			 (long long)(a->watchdog_ns / 1000000));
 }
 
+/* Other nodes in CFG's cluster. */
+static size_t agent_others(const struct config *cfg)
+{
+	return cfg->n_peers - (config_self(cfg) != NULL);
+}
+
+static void agent_rejoin_start(struct agent *a)
+{
+	int64_t now = loop_now_ns();
+
+	replicate_hold(a->replicate, true);
+	a->rejoin_until = now + (int64_t)a->cfg->journal_rejoin_wait_ms *
+				1000000;
+	a->rejoin_next = now;
+	a->rejoin_said = now;
+	log_info("agent", "the journal is new but the volumes hold files: "
+		 "learning the cluster's history from a peer before adopting "
+		 "them (nothing of this node is published meanwhile; at most "
+		 "journal.rejoin_wait, %llu s)",
+		 (unsigned long long)(a->cfg->journal_rejoin_wait_ms / 1000));
+}
+
 static int agent_run(struct agent *a)
 {
 	struct journal_info info;
@@ -923,17 +1031,24 @@ static int agent_run(struct agent *a)
 	if (!err)
 		err = agent_setup_loop(a);
 	if (!err)
+		a->rejoining = rejoin_needed(a->journal, a->cfg->root_path,
+					     agent_others(a->cfg),
+					     a->cfg->journal_rejoin_wait_ms);
+	if (!err && !a->rejoining)
 		err = agent_initial_scan(a);
 	if (!err)
 		err = agent_start_replicate(a);
+	if (!err && a->rejoining)
+		agent_rejoin_start(a);
 	if (!err)
 		err = agent_start_api(a);
 	if (err)
 		return err;
 	if (journal_info(a->journal, &info) == 0)
-		log_info("agent", "node %s (origin %s) watching %s, journal %s",
-			 a->cfg->node_id, info.origin, a->cfg->root_path,
-			 a->cfg->journal_path);
+		log_info("agent", "node %s (origin %s) %s %s, journal %s",
+			 a->cfg->node_id, info.origin, a->rejoining ?
+			 "up; once rejoined, watching" : "watching",
+			 a->cfg->root_path, a->cfg->journal_path);
 	agent_notify_ready(a);
 	err = loop_run(a->loop);
 	if (!err)

@@ -65,6 +65,8 @@ struct api_snapshot {
 	uint64_t conflicts;         /* conflicts resolved since start */
 	uint64_t jobs;              /* versions waiting to be applied */
 	uint64_t jobs_stuck;        /* of those, failing again and again */
+	bool rejoining;             /* learning the history before adopting
+				     * the volumes (agent rejoin.h) */
 	uint64_t jobs_bytes;
 	uint64_t journal_bytes;     /* journal.db */
 	uint64_t wal_bytes;         /* journal.db-wal */

@@ -360,7 +360,7 @@ int rest_status_json(struct api *a, struct journal *j,
 		return err;
 	}
 	*out = json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:o,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o}",
+		"s:o,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:b}",
 		"node_id", a->node_id ? a->node_id : info.node_id,
 		"origin", info.origin, "version", KRAKENFS_VERSION,
 		"seq", (json_int_t)info.own_seq,
@@ -384,7 +384,8 @@ int rest_status_json(struct api *a, struct journal *j,
 			snap->published_ns) / 1e9) : json_null(),
 		"commit_latency", rest_quantiles_json(&snap->commit_latency_us),
 		"apply_latency", rest_quantiles_json(&snap->apply_latency_us),
-		"peers", rest_peers_json(snap));
+		"peers", rest_peers_json(snap),
+		"rejoining", snap->rejoining);
 	return *out ? 0 : -ENOMEM;
 }
 

@@ -113,6 +113,7 @@ enum key_id {
 	K_TLS, K_TLS_ENABLE, K_TLS_CERT, K_TLS_KEY, K_TLS_CA,
 	K_VOLUME, K_ROOT_PATH, K_DRIVER_NAME,
 	K_JOURNAL, K_JOURNAL_PATH, K_JOURNAL_RETENTION, K_JOURNAL_PIN_MAX,
+	K_JOURNAL_REJOIN_WAIT,
 	K_API, K_API_LISTEN, K_API_TOKEN_FILE,
 	K_PLUGIN, K_PLUGIN_SOCKET, K_PLUGIN_MOUNT_WAIT,
 	N_KEYS
@@ -167,6 +168,8 @@ static const struct key_def {
 				  FIELD(journal_retention_ms) },
 	[K_JOURNAL_PIN_MAX] = { "journal.retention_pin_max", KIND_DURATION,
 				FIELD(journal_retention_pin_max_ms) },
+	[K_JOURNAL_REJOIN_WAIT] = { "journal.rejoin_wait", KIND_DURATION,
+				    FIELD(journal_rejoin_wait_ms) },
 	[K_API] = { "api", KIND_SECTION, 0 },
 	[K_API_LISTEN] = { "api.listen", KIND_LISTEN, 0 },
 	[K_API_TOKEN_FILE] = { "api.token_file", KIND_PATH,
@@ -1535,6 +1538,7 @@ static int defaults_base(struct config **out)
 	cfg->mount_wait_ms = 10000;
 	cfg->journal_retention_ms = 30 * DAY_MS;
 	cfg->journal_retention_pin_max_ms = 90 * DAY_MS;
+	cfg->journal_rejoin_wait_ms = 10 * 60 * 1000;
 	cfg->api_port = 6882;
 	for (size_t i = 0; i < sizeof(default_strings) /
 			       sizeof(default_strings[0]); i++) {

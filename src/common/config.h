@@ -94,6 +94,9 @@ struct config {
 	char *journal_path;
 	uint64_t journal_retention_ms;  /* 0: never compact, keep all history */
 	uint64_t journal_retention_pin_max_ms; /* >= retention unless it is 0 */
+	/* A fresh journal over volumes holding files waits this long for a
+	 * peer to learn the history from before adopting them; 0: never. */
+	uint64_t journal_rejoin_wait_ms;
 	char *api_host;
 	uint16_t api_port;
 	char *api_token_file;

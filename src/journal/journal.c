@@ -465,7 +465,13 @@ int journal_open(const char *path, const char *node_id, unsigned flags,
 	*out = j;
 	return 0;
 fail:
-	if (err && errmsg && !*errmsg && j->db)
+	if (err == KR_ECORRUPT && !j->readonly && j->db)
+		kr_seterr(errmsg, "journal %s is damaged (%s): move it aside, "
+			  "with its -wal and -shm files, and start again; "
+			  "the node then learns the history from its peers "
+			  "and adopts the files in its volumes", path,
+			  sqlite3_errmsg(j->db));
+	else if (err && errmsg && !*errmsg && j->db)
 		kr_seterr(errmsg, "journal %s: %s", path,
 			       sqlite3_errmsg(j->db));
 	journal_close(j);

@@ -326,6 +326,27 @@ int journal_meta_set(struct journal *j, const char *key, const char *value);
 /* *out is malloc'd; -ENOENT when the key is absent. */
 int journal_meta_get(struct journal *j, const char *key, char **out);
 
+/* ---- adopting a disk the journal does not know (adopt.c) -------------- */
+
+enum journal_adoption {
+	JOURNAL_ADOPT_CURRENT,    /* the version the path must hold */
+	JOURNAL_ADOPT_STALE,      /* an older version: its job replaces it */
+	JOURNAL_ADOPT_NEW,        /* known nowhere, the path is free: record */
+	JOURNAL_ADOPT_TAKEN,      /* known nowhere, another version holds the
+				   * path: keep it as a conflict copy */
+};
+
+/*
+ * The disk holds ST at VOLUME/PATH (HASH for a file, TARGET for a
+ * symlink), which the journal has no current state for: after learning
+ * the cluster's history, judges it against every version of the path
+ * (adopt.c).  CURRENT and STALE set the path's current state (no change
+ * is recorded) and retarget it; NEW and TAKEN change nothing.
+ */
+int journal_adopt(struct journal *j, const char *volume, const char *path,
+		  const struct stat *st, const uint8_t *hash,
+		  const char *target, enum journal_adoption *out);
+
 /* ---- replication (replica.c) ------------------------------------------ */
 
 enum journal_strategy { JOURNAL_TIMESTAMP, JOURNAL_LAMPORT };

@@ -2128,6 +2128,8 @@ void apply_tick(struct replicate *r)
 {
 	int64_t now = loop_now_ns();
 
+	if (r->hold)
+		return;
 	if ((r->jobs_due && now >= r->last_jobs_ns + APPLY_JOBS_GAP_NS) ||
 	    (r->next_jobs_ns && now >= r->next_jobs_ns)) {
 		r->jobs_due = false;

@@ -122,5 +122,9 @@ void replicate_exchanges(const struct replicate *r, uint64_t *served,
 /* Drops every session so that each starts again with HELLO and a full
  * exchange of version vectors. */
 void replicate_resync(struct replicate *r);
+/* With HOLD, entries are pulled and served as usual but nothing is
+ * written to the volumes (no job, no copy made ahead): a node learning
+ * the cluster's history before it adopts its disk (journal_adopt). */
+void replicate_hold(struct replicate *r, bool hold);
 
 #endif

@@ -131,6 +131,7 @@ struct replicate {
 	unsigned n_transfers, transfers_max, n_large;
 	struct strmap inflight;   /* "volume/path" -> struct transfer */
 	bool jobs_due;            /* look for jobs at the next tick */
+	bool hold;                /* apply nothing (replicate_hold) */
 	int64_t next_jobs_ns;     /* and at the latest then (retries) */
 	int64_t last_jobs_ns;
 	struct bucket egress, ingress;

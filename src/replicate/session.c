@@ -858,13 +858,13 @@ int64_t replicate_next_deadline(struct replicate *r)
 
 	if (r->kicked || r->read_more)
 		return 0;
-	if (r->jobs_due)
+	if (r->jobs_due && !r->hold)
 		d = r->last_jobs_ns + 10000000;
 	for (size_t i = 0; i < r->n_peers; i++)
 		if ((r->peers[i]->dial || r->peers[i]->knock) &&
 		    !r->peers[i]->session && r->peers[i]->next_dial_ns < d)
 			d = r->peers[i]->next_dial_ns;
-	if (r->next_jobs_ns && r->next_jobs_ns < d)
+	if (r->next_jobs_ns && !r->hold && r->next_jobs_ns < d)
 		d = r->next_jobs_ns;
 	if (r->serve_at && r->serve_at < d)
 		d = r->serve_at;
@@ -910,6 +910,13 @@ uint64_t replicate_applied(struct replicate *r)
 const struct hist *replicate_apply_latency(struct replicate *r)
 {
 	return &r->apply_latency_us;
+}
+
+void replicate_hold(struct replicate *r, bool hold)
+{
+	r->hold = hold;
+	if (!hold)
+		r->jobs_due = true;
 }
 
 void replicate_resync(struct replicate *r)

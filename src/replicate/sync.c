@@ -543,7 +543,8 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 			  m->error.text);
 		return -ECONNABORTED;
 	case WIRE_CHANGING:
-		precopy_on_changing(s->r, s->peer, &m->changing);
+		if (!s->r->hold)
+			precopy_on_changing(s->r, s->peer, &m->changing);
 		return 0;
 	default:
 		return -EPROTO;

@@ -21,6 +21,11 @@
  *   fifo, socket, device  skipped with a log line.
  * The scan's fast path skips a file whose size, mtime, inode and ctime all
  * match the journal: 100,000 unchanged files cost 100,000 fstatat calls.
+ *
+ * Adoption (watch_adopt): a path the journal holds no state for is first
+ * judged against the cluster's history (journal_adopt); a known version
+ * is taken as it is, and only content known nowhere is recorded, after
+ * moving it to a conflict-copy name where another version holds the path.
  */
 #include "watch_int.h"
 
@@ -89,6 +94,76 @@ static bool volume_live(struct watch *w, const char *vol)
 
 	journal_state_release(&st);
 	return live;
+}
+
+/* A file known nowhere where the cluster holds another version: moved
+ * to its conflict-copy name (examined next, and recorded there) so that
+ * the cluster's version takes the path.  0 when it stays where it is. */
+static int exam_keep_aside(struct watch *w, struct exam *e)
+{
+	struct journal_info info;
+	char copy[PATH_REL_MAX + 1], rel[PATH_MAX], full[PATH_MAX];
+	int err = journal_info(w->journal, &info);
+
+	if (!err)
+		err = journal_conflict_name(e->path, info.origin,
+					    info.lamport + 1, copy,
+					    sizeof(copy));
+	if (!err && snprintf(rel, sizeof(rel), "%s/%s", e->vol, copy) >=
+		    (int)sizeof(rel))
+		err = -ENAMETOOLONG;
+	if (!err)
+		err = watch_full_path(w, rel, full, sizeof(full));
+	if (!err && renameat2(AT_FDCWD, e->full, AT_FDCWD, full,
+			      RENAME_NOREPLACE) != 0)
+		err = -errno;
+	if (err) {
+		log_warn("watch", "adopting %s: another version holds the path "
+			 "and it cannot be kept aside (%s); recorded as a "
+			 "concurrent version", e->rel, kr_strerror(err));
+		return 0;
+	}
+	log_info("watch", "keeping %s as %s: it changed here while the journal "
+		 "was lost, and the cluster holds another version", e->rel,
+		 copy);
+	w->adoption.kept_aside++;
+	watch_pend(w, rel, loop_now_ns(), true);
+	return 1;
+}
+
+/*
+ * In watch_adopt, a path the journal holds no state for: 1 when it is
+ * taken as a known version or kept aside (nothing to record here), 0
+ * when it is to be recorded as a new change, or a negative code.
+ */
+static int exam_adopt(struct watch *w, struct exam *e, const uint8_t *hash,
+		      const char *target)
+{
+	enum journal_adoption how;
+	int err;
+
+	if (!w->adopting || e->have_cur)
+		return 0;
+	err = journal_adopt(w->journal, e->vol, e->path, &e->st, hash, target,
+			    &how);
+	if (err)
+		return err;
+	switch (how) {
+	case JOURNAL_ADOPT_CURRENT:
+		w->adoption.current++;
+		return 1;
+	case JOURNAL_ADOPT_STALE:
+		w->adoption.stale++;
+		log_debug("watch", "adopting %s: an older version, replaced "
+			  "from the cluster", e->rel);
+		return 1;
+	case JOURNAL_ADOPT_TAKEN:
+		return exam_keep_aside(w, e);
+	case JOURNAL_ADOPT_NEW:
+		break;
+	}
+	w->adoption.fresh++;
+	return 0;
 }
 
 static int exam_record(struct watch *w, struct exam *e, int err)
@@ -210,6 +285,11 @@ static int exam_file(struct watch *w, struct exam *e)
 	if (err)
 		return exam_hash_failed(w, e, err);
 	hash_ns = loop_now_ns() - hash_ns;
+	err = exam_adopt(w, e, c.hash, NULL);
+	if (err) {
+		content_release(&c);
+		return err < 0 ? err : 0;
+	}
 	if (e->have_cur && S_ISREG(e->cur.mode) && e->cur.has_hash &&
 	    memcmp(e->cur.hash, c.hash, CONTENT_HASH_LEN) == 0) {
 		content_release(&c);
@@ -231,6 +311,7 @@ static int exam_symlink(struct watch *w, struct exam *e)
 {
 	char target[PATH_MAX];
 	ssize_t n = readlink(e->full, target, sizeof(target) - 1);
+	int err;
 
 	if (n < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -245,6 +326,9 @@ static int exam_symlink(struct watch *w, struct exam *e)
 	    strcmp(e->cur.target, target) == 0 &&
 	    e->cur.uid == e->st.st_uid && e->cur.gid == e->st.st_gid)
 		return journal_touch_state(w->journal, e->vol, e->path, &e->st);
+	err = exam_adopt(w, e, NULL, target);
+	if (err)
+		return err < 0 ? err : 0;
 	return exam_record(w, e, journal_record_symlink(w->journal, e->vol,
 							e->path, &e->st,
 							target));
@@ -285,10 +369,17 @@ static int exam_children(struct watch *w, struct exam *e)
 
 static int exam_dir(struct watch *w, struct exam *e, bool subtree)
 {
-	bool fresh = !e->have_cur || !S_ISDIR(e->cur.mode);
-	int err = 0;
+	bool fresh = !e->have_cur || !S_ISDIR(e->cur.mode), adopted;
+	int err = exam_adopt(w, e, NULL, NULL);
 
-	if (fresh && e->path[0] == '\0')
+	if (err < 0)
+		return err;
+	/* A known directory: nothing to record, on to what it holds. */
+	adopted = err > 0;
+	err = 0;
+	if (adopted)
+		fresh = false;
+	else if (fresh && e->path[0] == '\0')
 		err = journal_record_volume(w->journal, e->vol, true, &e->st);
 	else if (fresh)
 		err = journal_record_mkdir(w->journal, e->vol, e->path, &e->st);
@@ -298,9 +389,9 @@ static int exam_dir(struct watch *w, struct exam *e, bool subtree)
 		err = journal_touch_state(w->journal, e->vol, e->path, &e->st);
 	if (err)
 		return err;
-	if (fresh || !same_owner_mode(&e->cur, &e->st))
+	if (!adopted && (fresh || !same_owner_mode(&e->cur, &e->st)))
 		watch_note_recorded(w, e->event_ns);
-	if (!fresh && !subtree && strmap_get(&w->dir_wd, e->rel))
+	if (!fresh && !adopted && !subtree && strmap_get(&w->dir_wd, e->rel))
 		return 0;
 	/* Watch before listing, so an entry made in between is an event. */
 	err = watch_add_dir(w, e->rel);

@@ -503,6 +503,18 @@ int watch_scan(struct watch *w)
 	return err;
 }
 
+int watch_adopt(struct watch *w, struct watch_adoption *out)
+{
+	int err;
+
+	memset(&w->adoption, 0, sizeof(w->adoption));
+	w->adopting = true;
+	err = watch_scan(w);
+	w->adopting = false;
+	*out = w->adoption;
+	return err;
+}
+
 void watch_touch(struct watch *w, const char *volume, const char *path)
 {
 	char rel[PATH_MAX];

@@ -96,6 +96,19 @@ int watch_process(struct watch *w, bool flush);
  * meant for start-up, before replication runs, as it also removes temp
  * files that a crash left behind. */
 int watch_scan(struct watch *w);
+/* What an adoption scan found, per journal_adoption. */
+struct watch_adoption {
+	uint64_t current;         /* known versions, taken as they are */
+	uint64_t stale;           /* older versions, to be replaced */
+	uint64_t fresh;           /* known nowhere: recorded as new */
+	uint64_t kept_aside;      /* known nowhere where another version
+				   * holds the path: moved to a copy */
+};
+/* watch_scan for a journal that has just learned the cluster's history
+ * but not this disk (a lost or new journal): each path the journal does
+ * not hold is first judged by journal_adopt; only what is known nowhere
+ * is recorded.  Replication must not write meanwhile (replicate_hold). */
+int watch_adopt(struct watch *w, struct watch_adoption *out);
 /* Marks VOLUME/PATH to be examined at once (the replicator found the
  * disk there ahead of the journal). */
 void watch_touch(struct watch *w, const char *volume, const char *path);

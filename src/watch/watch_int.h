@@ -43,6 +43,8 @@ struct watch {
 	struct pending_list now_list, settle_list;
 	bool scan_owed;
 	bool sweep_temps;         /* remove stale temp files while scanning */
+	bool adopting;            /* in watch_adopt */
+	struct watch_adoption adoption;
 	void (*changing)(void *arg, const char *volume, const char *path,
 			 const uint8_t base[CONTENT_HASH_LEN], uint64_t size);
 	void *changing_arg;

@@ -15,10 +15,14 @@ for i in 1 2; do
   cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
     "$T/n$i/volumes" "$T/n$i/journal.db"
 done
-mkdir -p "$T/outside"
-ln -s "$T/outside" "$T/n2/volumes/web/evil"
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
+# Made once n2 runs: a link present before a new journal's first start
+# would be judged against the fake peer's entries (test_rejoin.sh).
+mkdir -p "$T/outside"
+ln -s "$T/outside" "$T/n2/volumes/web/evil"
+has_link() { "$KJ" --db "$T/n2/journal.db" --json log --volume web | jq -s -e 'any(.[]; .path == "evil")'; }
+wait_for 30 has_link || fail "n2 did not record its symlink"
 
 expect() { # WANT MODE ARGS...: the fake peer's outcome
   local want=$1; shift

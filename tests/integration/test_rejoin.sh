@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# A node whose journal is lost rejoins without harm: it learns the
+# cluster's history from a peer before publishing anything, then adopts
+# its disk.  Files the cluster changed or deleted meanwhile get the
+# cluster's version (no conflict copy, nothing deleted comes back), files
+# as the cluster has them are taken as they are (no new change), and
+# what changed only here is kept: as a new file, or as a conflict copy
+# where the cluster holds another version.  With no peer to ask it
+# waits, and after journal.rejoin_wait publishes its files as new.
+source "$(dirname "$0")/lib.sh"
+
+PORT=17939
+NODES=n1:127.0.0.1,n2:127.0.0.2
+for i in 1 2; do
+  mkdir -p "$T/n$i/volumes/vx"
+  cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
+    "$T/n$i/volumes" "$T/n$i/journal.db"
+done
+start_agent n1 "$T/n1.yaml"
+start_agent n2 "$T/n2.yaml"
+V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx
+echo original > "$V1/edited.txt"
+echo doomed > "$V1/deleted.txt"
+echo same > "$V1/same.txt"
+mkdir -p "$V1/gone/deeper"
+echo x > "$V1/gone/deeper/x.txt"
+ln -s same.txt "$V1/link"
+for i in $(seq 1 50); do echo "file $i" > "$V1/f$i.txt"; done
+wait_for 30 same_tree "$T/n1/volumes" "$T/n2/volumes" || fail "the first files did not reach n2"
+
+# n2 goes down; the cluster moves on without it.
+stop_agent n2
+echo "newer, from n1" > "$V1/edited.txt"
+rm "$V1/deleted.txt"
+rm -r "$V1/gone"
+echo fresh > "$V1/new.txt"
+recorded() { "$KJ" --db "$T/n1/journal.db" --json log --volume vx | jq -s -e 'any(.[]; .path == "new.txt")'; }
+wait_for 30 recorded || fail "n1 did not record its changes"
+
+# Meanwhile on n2's disk: one file made, one changed to content known
+# nowhere; then its journal is damaged, and n2 does what its log says.
+echo "only on n2" > "$V2/local-only.txt"
+echo "mine" > "$V2/same.txt"
+rm -f "$T/n2/journal.db-wal" "$T/n2/journal.db-shm"
+head -c 8192 /dev/urandom | dd of="$T/n2/journal.db" conv=notrunc status=none
+"$AGENT" --config "$T/n2.yaml" >"$T/n2-damaged.log" 2>&1 && fail "n2 started on a damaged journal"
+grep -q "is damaged .*move it aside, with its -wal and -shm files, and start again" "$T/n2-damaged.log" ||
+  fail "n2 does not say what to do with its damaged journal: $(cat "$T/n2-damaged.log")"
+mv "$T/n2/journal.db" "$T/n2/journal.db.damaged"
+
+# With n1 down too, n2 waits and publishes nothing.  (Restarts log to
+# files of their own: start_agent waits for a line of this start.)
+stop_agent n1
+start_agent n2r "$T/n2.yaml"
+sleep 2
+own=$("$KJ" --db "$T/n2/journal.db" --json status | jq .seq)
+[ "$own" = 0 ] || fail "n2 published $own changes before learning the history"
+[ "$(cat "$V2/edited.txt")" = original ] || fail "n2 changed its disk before learning the history"
+grep -q "learning the cluster's history from a peer" "$T/n2r.log" || fail "n2 does not say it waits for the history"
+curl -sf "http://127.0.0.2:$((PORT + 1))/v1/status" | jq -e '.rejoining == true' >/dev/null ||
+  fail "/v1/status does not say n2 is rejoining"
+pass "a node whose journal is lost publishes nothing while no peer can tell it the history"
+
+start_agent n1r "$T/n1.yaml"
+wait_for 60 grep -q "rejoined the cluster's history" "$T/n2r.log" || fail "n2 did not rejoin"
+content_is() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }
+converged() {
+  for v in "$V1" "$V2"; do
+    content_is "$v/edited.txt" "newer, from n1" && [ ! -e "$v/deleted.txt" ] && [ ! -e "$v/gone" ] &&
+      content_is "$v/new.txt" fresh && content_is "$v/local-only.txt" "only on n2" &&
+      content_is "$v/same.txt" same && content_is "$v"/same.conflict-n2-*.txt mine || return 1
+  done
+  same_tree "$T/n1/volumes" "$T/n2/volumes"
+}
+wait_for 60 converged || fail "n1 and n2 did not converge on the cluster's history: n1: $(ls "$V1" | tr '\n' ' ') n2: $(ls "$V2" | tr '\n' ' ')"
+ls "$V1" | grep -v -x 'same.conflict-n2-.*\.txt' | grep -q conflict && fail "a conflict copy of a file the cluster had changed: $(ls "$V1" | grep conflict)"
+rejoined() { curl -sf "http://127.0.0.2:$((PORT + 1))/v1/status" | jq -e '.rejoining == false'; }
+wait_for 5 rejoined || fail "/v1/status still says n2 is rejoining"
+pass "the newer edit and the delete win, unchanged files stay, what changed only on n2 is kept"
+
+# n2's new origin published only what was its own: the new file and the
+# copy.
+origin=$("$KJ" --db "$T/n2/journal.db" --json status | jq -r .origin)
+paths=$("$KJ" --db "$T/n2/journal.db" --json log --origin "$origin" | jq -r '.path' | sort -u | tr '\n' ' ')
+case "$paths" in
+  "local-only.txt same.conflict-n2-"*".txt ") ;;
+  *) fail "n2 recorded more than its own changes: $paths" ;;
+esac
+pass "the rejoining node recorded only its own changes ($paths)"
+
+# No peer at all: after journal.rejoin_wait the files are published.
+mkdir -p "$T/n3/volumes/vy"
+echo alone > "$T/n3/volumes/vy/a.txt"
+cluster_config "$T/n3.yaml" n3 127.0.0.3 $((PORT + 20)) n3:127.0.0.3,n9:127.0.0.9 \
+  "$T/n3/volumes" "$T/n3/journal.db"
+sed -i '/^journal:$/a\  rejoin_wait: "2s"' "$T/n3.yaml"
+start_agent n3 "$T/n3.yaml"
+published() { "$KJ" --db "$T/n3/journal.db" --json log --volume vy | jq -s -e 'any(.[]; .path == "a.txt")'; }
+wait_for 30 published || fail "n3, with no peer, never published its files"
+grep -q "no peer answered within journal.rejoin_wait" "$T/n3.log" || fail "n3 does not say why it published"
+pass "with no peer, the files are published after journal.rejoin_wait"
