@@ -15,8 +15,9 @@ packages=(
   # ip, ss and tc (tests/e2e namespaces, deploy.sh's port check); unshare,
   # nsenter and setsid; systemd-analyze for the unit's test.
   iproute2 util-linux systemd coreutils
-  # mkfs.xfs for the test of clones on a reflink filesystem (a loop image).
-  xfsprogs
+  # mkfs.xfs for the test of clones on a reflink filesystem (a loop image);
+  # mkfs.ext4 for the bit-rot test's loop image.
+  xfsprogs e2fsprogs
   # A minimal Debian 12 root booted with systemd as PID 1, for the test of
   # the service under a real systemd (tests/integration/test_systemd.sh).
   mmdebstrap systemd-container

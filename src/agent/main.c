@@ -417,12 +417,14 @@ static void agent_reload_swap(struct config *cur, struct config *next)
 	cur->conflict_timeout_ms = next->conflict_timeout_ms;
 	cur->journal_retention_ms = next->journal_retention_ms;
 	cur->journal_retention_pin_max_ms = next->journal_retention_pin_max_ms;
+	cur->scrub_period_ms = next->scrub_period_ms;
 }
 
 /*
  * SIGHUP and POST /v1/admin/reload.  Applies the cluster's node list
  * (peers added, removed or moved), bandwidth limits, the conflict
- * strategy, the journal's retention and the log level; other keys are reported as needing a
+ * strategy, the journal's retention, the scrub's period and the log
+ * level; other keys are reported as needing a
  * restart.  A file with errors changes nothing.
  */
 static int agent_reload(struct agent *a)
@@ -458,6 +460,7 @@ static int agent_reload(struct agent *a)
 	replicate_set_bandwidth(a->replicate,
 		a->cfg->bandwidth_enable ? a->cfg->egress_bits_per_sec : 0,
 		a->cfg->bandwidth_enable ? a->cfg->ingress_bits_per_sec : 0);
+	replicate_scrub_period(a->replicate, a->cfg->scrub_period_ms);
 	journal_set_strategy(a->journal,
 			     a->cfg->strategy == CONFIG_STRATEGY_LAMPORT ?
 			     JOURNAL_LAMPORT : JOURNAL_TIMESTAMP);
@@ -626,6 +629,22 @@ static void agent_publish_retention(struct agent *a, struct api_snapshot *snap)
 			    &snap->exchanges_applied);
 }
 
+static void agent_publish_scrub(struct agent *a, struct api_snapshot *snap)
+{
+	struct replicate_scrub_stats st;
+
+	replicate_scrub_stats(a->replicate, &st);
+	snap->scrub_period_ns = (int64_t)a->cfg->scrub_period_ms * 1000000;
+	snap->scrub_files = st.files;
+	snap->scrub_bytes = st.bytes;
+	snap->scrub_damaged = st.damaged;
+	snap->scrub_repaired = st.repaired;
+	snap->damaged_chunks = st.damaged_chunks;
+	snap->scrub_passes = st.passes;
+	snap->scrub_last_pass_ns = st.last_pass_ns;
+	snap->scrubbing = st.running;
+}
+
 /* What the API threads serve about this loop's state, once a second. */
 static void agent_publish(struct agent *a)
 {
@@ -642,6 +661,7 @@ static void agent_publish(struct agent *a)
 	snap->changes_applied = replicate_applied(a->replicate);
 	snap->jobs = replicate_backlog(a->replicate, &snap->jobs_stuck);
 	snap->rejoining = a->rejoining;
+	agent_publish_scrub(a, snap);
 	journal_sizes(a->journal, &snap->journal_bytes, &snap->wal_bytes);
 	agent_publish_retention(a, snap);
 	snap->commit_latency_us = a->commit_latency;
@@ -779,6 +799,9 @@ static void agent_on_api_command(void *arg, uint32_t events)
 		} else if (cmd == API_CMD_RELOAD && a->replicate) {
 			log_info("agent", "reload requested through the API");
 			agent_reload(a);
+		} else if (cmd == API_CMD_SCRUB && a->replicate) {
+			log_info("agent", "scrub requested through the API");
+			replicate_scrub_request(a->replicate);
 		} else if (cmd == API_CMD_COMPACT && a->retention) {
 			log_info("agent", "compaction requested through the "
 				 "API");
@@ -962,6 +985,8 @@ static int agent_start_replicate(struct agent *a)
 			     JOURNAL_LAMPORT : JOURNAL_TIMESTAMP);
 	if (!err)
 		err = replicate_new(a->journal, a->loop, &opt, &a->replicate);
+	if (!err)
+		replicate_scrub_period(a->replicate, cfg->scrub_period_ms);
 	if (err == -EADDRINUSE || err == -EADDRNOTAVAIL || err == -EACCES)
 		log_error("agent", "cannot listen on %s:%u for peers: %s",
 			  cfg->listen_address, opt.port, kr_strerror(err));

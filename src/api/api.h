@@ -81,6 +81,15 @@ struct api_snapshot {
 	uint64_t compaction_pages_freed;
 	uint64_t exchanges_served;  /* state exchanges sent since start */
 	uint64_t exchanges_applied; /* and received */
+	/* The scrub (replicate.h): counts since start. */
+	int64_t scrub_period_ns;    /* volume.scrub_period; 0: when asked */
+	uint64_t scrub_files, scrub_bytes;  /* checked */
+	uint64_t scrub_damaged;     /* files found damaged */
+	uint64_t scrub_repaired;    /* damaged files made again */
+	uint64_t damaged_chunks;    /* reused chunks that did not check */
+	uint64_t scrub_passes;
+	int64_t scrub_last_pass_ns; /* wall clock; 0: none yet */
+	bool scrubbing;
 	struct api_peer peers[API_PEERS_MAX];
 	size_t n_peers;
 	struct hist commit_latency_us;   /* event to commit */
@@ -93,6 +102,7 @@ enum api_command {
 	API_CMD_RESYNC,
 	API_CMD_RELOAD,             /* the config file validated; re-read it */
 	API_CMD_COMPACT,            /* a compaction pass now */
+	API_CMD_SCRUB,              /* a scrub pass now, at full pace */
 };
 
 struct api_options {

@@ -514,6 +514,12 @@ static enum MHD_Result rest_post_compact(struct rest_call *c)
 	return rest_admin(c, API_CMD_COMPACT, "compact");
 }
 
+/* Queued: the scrub reads on the loop thread, in steps. */
+static enum MHD_Result rest_post_scrub(struct rest_call *c)
+{
+	return rest_admin(c, API_CMD_SCRUB, "scrub");
+}
+
 /* One line of diagnostics per array element. */
 static json_t *rest_lines(const char *text)
 {
@@ -581,6 +587,7 @@ static const struct rest_route {
 	{ "/v1/admin/rescan", false, true, rest_post_rescan },
 	{ "/v1/admin/reload", false, true, rest_post_reload },
 	{ "/v1/admin/compact", false, true, rest_post_compact },
+	{ "/v1/admin/scrub", false, true, rest_post_scrub },
 };
 
 static bool rest_route_match(const struct rest_route *rt, const char *url)

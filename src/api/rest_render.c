@@ -330,6 +330,21 @@ static json_t *rest_stuck_json(struct journal *j)
 	return a;
 }
 
+/* The scrub as the loop last saw it. */
+static json_t *rest_scrub_json(const struct api_snapshot *snap)
+{
+	return json_pack("{s:I,s:b,s:I,s:o,s:I,s:I,s:I,s:I,s:I}",
+		"period_s", (json_int_t)(snap->scrub_period_ns / 1000000000),
+		"running", snap->scrubbing,
+		"passes", (json_int_t)snap->scrub_passes,
+		"last_pass", rest_time_json(snap->scrub_last_pass_ns),
+		"files", (json_int_t)snap->scrub_files,
+		"bytes", (json_int_t)snap->scrub_bytes,
+		"damaged", (json_int_t)snap->scrub_damaged,
+		"repaired", (json_int_t)snap->scrub_repaired,
+		"damaged_chunks", (json_int_t)snap->damaged_chunks);
+}
+
 int rest_status_json(struct api *a, struct journal *j,
 		     struct api_snapshot *snap, json_t **out)
 {
@@ -360,7 +375,7 @@ int rest_status_json(struct api *a, struct journal *j,
 		return err;
 	}
 	*out = json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:o,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:b}",
+		"s:o,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:b,s:o}",
 		"node_id", a->node_id ? a->node_id : info.node_id,
 		"origin", info.origin, "version", KRAKENFS_VERSION,
 		"seq", (json_int_t)info.own_seq,
@@ -385,7 +400,8 @@ int rest_status_json(struct api *a, struct journal *j,
 		"commit_latency", rest_quantiles_json(&snap->commit_latency_us),
 		"apply_latency", rest_quantiles_json(&snap->apply_latency_us),
 		"peers", rest_peers_json(snap),
-		"rejoining", snap->rejoining);
+		"rejoining", snap->rejoining,
+		"scrub", rest_scrub_json(snap));
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -787,6 +803,20 @@ int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
 	rest_metric(&t, "krakenfs_journal_wal_bytes", "gauge",
 		    "Size of the journal's write-ahead log.", snap->wal_bytes);
 	rest_compaction_metrics(&t, snap);
+	rest_metric(&t, "krakenfs_scrub_bytes_total", "counter",
+		    "Bytes of files read back and checked by the scrub since "
+		    "the agent started.", snap->scrub_bytes);
+	rest_metric(&t, "krakenfs_scrub_damaged_total", "counter",
+		    "Files the scrub found damaged (bytes that do not match "
+		    "their hash under unchanged metadata) since start.",
+		    snap->scrub_damaged);
+	rest_metric(&t, "krakenfs_repaired_total", "counter",
+		    "Damaged files made again from peers since start.",
+		    snap->scrub_repaired);
+	rest_metric(&t, "krakenfs_damaged_chunks_total", "counter",
+		    "Chunks reused from this disk for a new version that did "
+		    "not match their hash (fetched from peers instead).",
+		    snap->damaged_chunks);
 	rest_metric(&t, "krakenfs_uptime_seconds", "gauge",
 		    "Seconds since the API started.",
 		    (uint64_t)(uptime_ns / 1000000000));

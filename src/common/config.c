@@ -111,7 +111,7 @@ enum key_id {
 	K_BW, K_BW_ENABLE, K_BW_EGRESS, K_BW_INGRESS,
 	K_CR, K_CR_STRATEGY, K_CR_TIMEOUT,
 	K_TLS, K_TLS_ENABLE, K_TLS_CERT, K_TLS_KEY, K_TLS_CA,
-	K_VOLUME, K_ROOT_PATH, K_DRIVER_NAME,
+	K_VOLUME, K_ROOT_PATH, K_DRIVER_NAME, K_SCRUB_PERIOD,
 	K_JOURNAL, K_JOURNAL_PATH, K_JOURNAL_RETENTION, K_JOURNAL_PIN_MAX,
 	K_JOURNAL_REJOIN_WAIT,
 	K_API, K_API_LISTEN, K_API_TOKEN_FILE,
@@ -162,6 +162,8 @@ static const struct key_def {
 	[K_ROOT_PATH] = { "volume.root_path", KIND_PATH, FIELD(root_path) },
 	[K_DRIVER_NAME] = { "volume.driver_name", KIND_DRIVER,
 			    FIELD(driver_name) },
+	[K_SCRUB_PERIOD] = { "volume.scrub_period", KIND_DURATION,
+			     FIELD(scrub_period_ms) },
 	[K_JOURNAL] = { "journal", KIND_SECTION, 0 },
 	[K_JOURNAL_PATH] = { "journal.path", KIND_PATH, FIELD(journal_path) },
 	[K_JOURNAL_RETENTION] = { "journal.retention", KIND_DURATION,
@@ -1539,6 +1541,7 @@ static int defaults_base(struct config **out)
 	cfg->journal_retention_ms = 30 * DAY_MS;
 	cfg->journal_retention_pin_max_ms = 90 * DAY_MS;
 	cfg->journal_rejoin_wait_ms = 10 * 60 * 1000;
+	cfg->scrub_period_ms = 7 * DAY_MS;
 	cfg->api_port = 6882;
 	for (size_t i = 0; i < sizeof(default_strings) /
 			       sizeof(default_strings[0]); i++) {

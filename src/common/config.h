@@ -91,6 +91,8 @@ struct config {
 
 	char *root_path;
 	char *driver_name;
+	uint64_t scrub_period_ms; /* every file re-read this often; 0: only
+				   * when asked (POST /v1/admin/scrub) */
 	char *journal_path;
 	uint64_t journal_retention_ms;  /* 0: never compact, keep all history */
 	uint64_t journal_retention_pin_max_ms; /* >= retention unless it is 0 */

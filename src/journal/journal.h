@@ -202,6 +202,14 @@ bool journal_subtree_live(struct journal *j, const char *volume,
  * as "".  FN returning non-zero stops the walk and is returned. */
 int journal_foreach_state(struct journal *j, const char *volume,
 			  journal_state_fn fn, void *arg);
+/* The first regular file after (VOLUME, PATH) in that order, with its
+ * state: its volume into VOL_OUT, its path malloc'd into *PATH_OUT.  0,
+ * -ENOENT past the last, or a negative code. */
+int journal_next_file(struct journal *j, const char *volume, const char *path,
+		      char *vol_out, size_t vcap, char **path_out,
+		      struct journal_state *st);
+/* The size of every regular file the volumes hold, as recorded. */
+int journal_files_bytes(struct journal *j, uint64_t *out);
 /* Every volume that currently exists, with its root's state. */
 int journal_foreach_volume(struct journal *j, journal_state_fn fn, void *arg);
 
@@ -392,6 +400,8 @@ struct journal_job {
 	struct journal_ref ref;
 	unsigned attempts;
 	unsigned failures;        /* failed attempts in a row */
+	bool repair;              /* the disk damaged this very version:
+				   * make it again (journal_job_repair) */
 	int64_t order;            /* place in the queue (journal_jobs) */
 };
 
@@ -427,6 +437,11 @@ int journal_copies_pending(struct journal *j, const char *volume,
 /* Wall time at which the next failing job is due (it may have passed),
  * or 0 when no job is failing. */
 int journal_jobs_next_retry(struct journal *j, int64_t *out);
+/* The file at VOLUME/PATH holds bytes that do not match its current
+ * version (found by the scrub): a job makes that version again.  Nothing
+ * when the path already has a job (it is being replaced anyway). */
+int journal_job_repair(struct journal *j, const char *volume,
+		       const char *path);
 /* Every failing job is due now (a peer came that may hold what they
  * lacked). */
 int journal_jobs_retry(struct journal *j);

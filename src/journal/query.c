@@ -107,6 +107,51 @@ out:
 	return live;
 }
 
+int journal_next_file(struct journal *j, const char *volume, const char *path,
+		      char *vol_out, size_t vcap, char **path_out,
+		      struct journal_state *st)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, err = journal_db_err(journal_prepare_cached(j,
+		"SELECT " STATE_COLUMNS " FROM current cur JOIN changes c "
+		"ON c.id = cur.change WHERE (cur.volume, cur.path) > (?1, ?2) "
+		"AND (c.mode & ?3) = ?4 AND c.hash IS NOT NULL "
+		"ORDER BY cur.volume, cur.path LIMIT 1", &s));
+
+	*path_out = NULL;
+	memset(st, 0, sizeof(*st));
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 3, S_IFMT);
+	sqlite3_bind_int(s, 4, S_IFREG);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		snprintf(vol_out, vcap, "%s",
+			 (const char *)sqlite3_column_text(s, 0));
+		*path_out = strdup((const char *)sqlite3_column_text(s, 1));
+		state_from_row(s, 2, st);
+		err = *path_out ? 0 : -ENOMEM;
+	} else {
+		err = rc == SQLITE_DONE ? -ENOENT : journal_db_err(rc);
+	}
+	journal_stmt_done(s);
+	return err;
+}
+
+int journal_files_bytes(struct journal *j, uint64_t *out)
+{
+	int64_t n = 0;
+	int err = journal_query_int(j, "SELECT coalesce(sum(c.size), 0) FROM "
+				    "current cur JOIN changes c ON c.id = "
+				    "cur.change WHERE (c.mode & 61440) = 32768",
+				    NULL, &n);
+
+	*out = err ? 0 : (uint64_t)n;
+	return err;
+}
+
 int journal_foreach_state(struct journal *j, const char *volume,
 			  journal_state_fn fn, void *arg)
 {

@@ -549,6 +549,8 @@ static int job_set(struct journal *j, const char *volume, const char *path,
 		"failing_since = CASE WHEN change = excluded.change THEN "
 		"failing_since END, "
 		"retry_ns = CASE WHEN change = excluded.change THEN retry_ns "
+		"ELSE 0 END, "
+		"repair = CASE WHEN change = excluded.change THEN repair "
 		"ELSE 0 END", &s));
 
 	if (err)
@@ -785,7 +787,8 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 	static const char sql[] =
 		"SELECT jb.volume, jb.path, jb.copy_of, jb.attempts, c.id, c.op, "
 		"c.mode, c.uid, c.gid, c.size, c.mtime_ns, c.hash, c.target, "
-		"o.node || '@' || o.epoch, c.seq, jb.ord, jb.failures FROM jobs jb "
+		"o.node || '@' || o.epoch, c.seq, jb.ord, jb.failures, jb.repair "
+		"FROM jobs jb "
 		"JOIN changes c ON c.id = jb.change "
 		"JOIN origins o ON o.id = c.origin "
 		"WHERE (jb.attempts, jb.ord, jb.volume, jb.path) > (?1, ?2, ?3, ?4) "
@@ -838,6 +841,7 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 		jb->ref.seq = (uint64_t)sqlite3_column_int64(s, 14);
 		jb->order = sqlite3_column_int64(s, 15);
 		jb->failures = (unsigned)sqlite3_column_int(s, 16);
+		jb->repair = sqlite3_column_int(s, 17) != 0;
 	}
 	journal_stmt_done(s);
 	return n;
@@ -1013,6 +1017,28 @@ int journal_jobs_next_retry(struct journal *j, int64_t *out)
 		err = 0;
 	if (err)
 		*out = 0;
+	return err;
+}
+
+int journal_job_repair(struct journal *j, const char *volume,
+		       const char *path)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_begin(j);
+
+	if (!err)
+		err = journal_db_err(journal_prepare_cached(j,
+			"INSERT INTO jobs (volume, path, change, ord, repair) "
+			"SELECT volume, path, change, ?3, 1 FROM current "
+			"WHERE volume = ?1 AND path = ?2 "
+			"ON CONFLICT (volume, path) DO NOTHING", &s));
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, job_order(JOURNAL_PUT, path));
+	err = journal_step_done(s);
+	journal_stmt_done(s);
 	return err;
 }
 

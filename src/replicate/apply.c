@@ -134,6 +134,18 @@
 
 struct want;
 
+/* Where each chunk of a transfer stands.  The order counts: below HERE a
+ * chunk arriving from a peer is taken. */
+enum chunk_state {
+	CHUNK_MISSING,
+	CHUNK_ASKED,              /* of a peer */
+	CHUNK_HERE,               /* written and verified */
+	CHUNK_FROM_BASE,          /* to be copied from the base (only inside
+				   * transfer_start_fetch) */
+	CHUNK_WRITING,            /* with the writer thread */
+	CHUNK_CHECKING,           /* copied from the base, being verified */
+};
+
 /* A chunk to ask for as a delta from the base's bytes at BASE_OFF. */
 struct delta_want {
 	size_t i;
@@ -154,9 +166,7 @@ struct transfer {
 	const char *name;         /* last component of job.path */
 	char tmp[48];
 	int fd;                   /* the temp file */
-	/* per chunk: 0 missing, 1 asked, 2 here, 3 to be copied from the
-	 * base (only inside transfer_start_fetch), 4 with the writer */
-	uint8_t *got;
+	uint8_t *got;             /* per chunk, enum chunk_state */
 	unsigned writing;         /* writer targets naming this transfer */
 	uint32_t *by_hash;        /* chunk indexes sorted by chunk hash */
 	size_t missing;
@@ -174,6 +184,8 @@ struct transfer {
 	int64_t ready_ns;         /* every chunk in */
 	int64_t flush_ns;         /* its flush started */
 	size_t next_ask;          /* first chunk not yet asked */
+	size_t check_next;        /* first chunk not yet sent to be checked */
+	size_t damaged;           /* base chunks that did not check */
 	struct delta_want *deltas;  /* sorted by chunk index */
 	size_t n_deltas;
 	int base_fd;              /* the base on disk, while deltas are asked */
@@ -344,6 +356,11 @@ static int job_done(struct replicate *r, const struct journal_job *job,
 	if (!err) {
 		r->applied++;
 		apply_sample_latency(r, job->change);
+	}
+	if (!err && job->repair) {
+		r->repaired++;
+		log_info("replicate", "repaired %s/%s: its damaged bytes came "
+			 "from a peer", job->volume, job->path);
 	}
 	if (!err && job->failures >= JOURNAL_JOB_STUCK)
 		log_info("replicate", "applied %s/%s, stuck before (%u failed "
@@ -667,7 +684,7 @@ static void transfer_free(struct transfer *t)
 	if (t->awaited)
 		filter_count(t->r->awaited, t->job.hash, -1);
 	for (size_t i = 0; t->got && i < t->list.n_chunks; i++)
-		if (t->got[i] != 2)
+		if (t->got[i] != CHUNK_HERE)
 			filter_count(t->r->wanted, t->list.chunks[i].hash, -1);
 	if (t->fd >= 0) {
 		close(t->fd);
@@ -810,7 +827,7 @@ static void ask_list(struct replicate *r, struct transfer *t)
 	}
 }
 
-static bool chunk_verify(const uint8_t *data, size_t len, const uint8_t *hash)
+bool apply_chunk_verify(const void *data, size_t len, const uint8_t *hash)
 {
 	uint8_t got[EVP_MAX_MD_SIZE];
 	unsigned n = 0;
@@ -908,9 +925,9 @@ static void transfer_sync_ahead(struct transfer *t, uint32_t len)
 static void transfer_mark(struct transfer *t, size_t first, size_t n)
 {
 	for (size_t i = first; i < first + n; i++) {
-		if (t->got[i] == 2)
+		if (t->got[i] == CHUNK_HERE)
 			continue;
-		t->got[i] = 2;
+		t->got[i] = CHUNK_HERE;
 		t->missing--;
 		filter_count(t->r->wanted, t->list.chunks[i].hash, -1);
 		t->unflushed += t->list.chunks[i].len;
@@ -926,7 +943,7 @@ static void transfer_put_chunk(struct transfer *t, size_t i,
 {
 	const struct content_chunk *k = &t->list.chunks[i];
 
-	if (t->got[i] == 2)
+	if (t->got[i] == CHUNK_HERE)
 		return;
 	if (pwrite(t->fd, data, k->len, (off_t)k->offset) != (ssize_t)k->len) {
 		transfer_fail(t, errno ? -errno : -EIO);
@@ -958,7 +975,7 @@ static bool copy_local_chunk(struct replicate *r, struct transfer *t, size_t i,
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 || pread(fd, buf, len, (off_t)off) != (ssize_t)len)
 		goto out;
-	ok = chunk_verify(buf, len, k->hash);
+	ok = apply_chunk_verify(buf, len, k->hash);
 	if (ok)
 		transfer_put_chunk(t, i, buf);
 out:
@@ -1050,11 +1067,11 @@ static void base_plan_make(struct replicate *r, struct transfer *t,
 		while (j >= 0 && len < APPLY_WRITEBACK_BYTES * 4 &&
 		       i + run.k < t->list.n_chunks &&
 		       run.j + run.k < t->base.n_chunks &&
-		       t->got[i + run.k] == 0 &&
+		       t->got[i + run.k] == CHUNK_MISSING &&
 		       chunk_same(&t->list.chunks[i + run.k],
 				  &t->base.chunks[run.j + run.k])) {
 			len += t->list.chunks[i + run.k].len;
-			t->got[i + run.k] = 3;
+			t->got[i + run.k] = CHUNK_FROM_BASE;
 			run.k++;
 		}
 		if (run.k) {
@@ -1080,7 +1097,8 @@ out:
 
 /*
  * Copies the planned runs inside the kernel; a run that fails is left
- * to the peers (marked missing again).  The old version's cached pages
+ * to the peers (marked missing again), one copied is checked before it
+ * counts (transfer_check_base).  The old version's cached pages
  * are dropped once copied: the version replacing it needs as many new
  * ones, and pages just freed are cheaper to reuse than memory nobody
  * touched yet (on a VM, often an order of magnitude), besides halving
@@ -1109,9 +1127,9 @@ static void base_plan_copy(struct transfer *t, struct base_plan *plan)
 			left -= (uint64_t)n;
 		}
 		if (left == 0)
-			transfer_mark(t, run->i, run->k);
+			memset(t->got + run->i, CHUNK_CHECKING, run->k);
 		else
-			memset(t->got + run->i, 0, run->k);
+			memset(t->got + run->i, CHUNK_MISSING, run->k);
 		if (src > from)
 			posix_fadvise(plan->fd, from, src - from,
 				      POSIX_FADV_DONTNEED);
@@ -1319,6 +1337,96 @@ static int transfer_temp(struct replicate *r, struct transfer *t)
 	return ftruncate(t->fd, (off_t)t->list.size) == 0 ? 0 : -errno;
 }
 
+static int apply_writer(struct replicate *r);
+
+/*
+ * Chunk I, copied from the base, was checked with RESULT: it counts, or
+ * (KR_ECORRUPT: the disk's copy of the old version is damaged) it is
+ * asked of a peer like any missing chunk, or the transfer fails.
+ */
+static void check_done(struct replicate *r, struct transfer *t, size_t i,
+		       int result)
+{
+	if (result == 0) {
+		transfer_mark(t, i, 1);
+		return;
+	}
+	if (result != KR_ECORRUPT) {
+		transfer_fail(t, result);
+		return;
+	}
+	if (!t->damaged++)
+		log_warn("replicate", "%s/%s: bytes of its previous version on "
+			 "this disk do not match their hash (a damaged disk?); "
+			 "fetching them from a peer", t->job.volume,
+			 t->job.path);
+	r->damaged_chunks++;
+	t->got[i] = CHUNK_MISSING;
+	t->next_ask = 0;
+}
+
+/* Checks chunk I on the loop thread: without a writer thread. */
+static void check_inline(struct replicate *r, struct transfer *t, size_t i)
+{
+	const struct content_chunk *k = &t->list.chunks[i];
+	uint8_t *buf = malloc(k->len);
+	int result = buf ? 0 : -ENOMEM;
+
+	if (buf && pread(t->fd, buf, k->len, (off_t)k->offset) !=
+		   (ssize_t)k->len)
+		result = KR_ECORRUPT;
+	else if (buf && !apply_chunk_verify(buf, k->len, k->hash))
+		result = KR_ECORRUPT;
+	free(buf);
+	check_done(r, t, i, result);
+}
+
+/* Hands chunk I to the writer thread to be read back and checked:
+ * 0, or -EAGAIN when the writer is full (asked again on the next step). */
+static int check_submit(struct replicate *r, struct transfer *t, size_t i)
+{
+	const struct content_chunk *k = &t->list.chunks[i];
+	struct writer_job *job = apply_writer(r) ? NULL : writer_job_new();
+	int err;
+
+	if (!job || !(job->data = malloc(k->len))) {
+		writer_job_free(job);
+		check_inline(r, t, i);
+		return 0;
+	}
+	memcpy(job->hash, k->hash, CONTENT_HASH_LEN);
+	job->len = k->len;
+	job->check_only = true;
+	job->n_targets = 1;
+	job->targets[0] = (struct writer_target){ .fd = t->fd,
+		.offset = k->offset, .ctx = t, .index = i };
+	err = writer_submit(r->writer, job);
+	if (err) {
+		writer_job_free(job);
+		return err;
+	}
+	t->writing++;
+	return 0;
+}
+
+/*
+ * Bytes copied from the base (copy_file_range, a clone, the copy made
+ * ahead) were never looked at, and a disk can rot under an unchanged
+ * inode, size and mtime.  No hash is recorded that the bytes do not
+ * have: each such chunk is read back and hashed on the writer thread
+ * before it counts, and one that does not match is fetched from a peer.
+ * Costs a read of the reused bytes (from the page cache, mostly) and
+ * their SHA-256, beside the loop.
+ */
+static void transfer_check_base(struct replicate *r, struct transfer *t)
+{
+	for (; t->check_next < t->list.n_chunks && !t->failed;
+	     t->check_next++)
+		if (t->got[t->check_next] == CHUNK_CHECKING &&
+		    check_submit(r, t, t->check_next) == -EAGAIN)
+			return;
+}
+
 /* After transfer_prepare: the temp file opened, local chunks copied,
  * peers asked for the rest. */
 static void transfer_fill(struct replicate *r, struct transfer *t)
@@ -1338,7 +1446,7 @@ static void transfer_fill(struct replicate *r, struct transfer *t)
 	base_plan_make(r, t, &plan);
 	(void)journal_read_begin(r->journal);
 	for (size_t i = 0; i < t->list.n_chunks && !t->failed; i++)
-		if (t->got[i] == 0)
+		if (t->got[i] == CHUNK_MISSING)
 			copy_local_chunk(r, t, i, buf);
 	journal_read_end(r->journal);
 	free(buf);
@@ -1350,6 +1458,7 @@ static void transfer_fill(struct replicate *r, struct transfer *t)
 			session_send_now(p->session);
 	}
 	base_plan_copy(t, &plan);
+	transfer_check_base(r, t);
 }
 
 static void transfer_start_fetch(struct replicate *r, struct transfer *t)
@@ -1392,7 +1501,7 @@ static struct peer *transfer_ask_chunks(struct replicate *r,
 				 loop_now_ns()))
 			break;
 		t->next_ask++;
-		t->got[i] = 1;
+		t->got[i] = CHUNK_ASKED;
 		p->fetch_inflight += t->list.chunks[i].len;
 		w = p->delta ? delta_find(t, i) : NULL;
 		if (w && delta_ask(t, p, w)) {
@@ -1423,8 +1532,6 @@ static void transfer_finish(struct replicate *r, struct transfer *t)
 	t->ready = true;
 	t->ready_ns = loop_now_ns();
 }
-
-static int apply_writer(struct replicate *r);
 
 /* ---- pushed small contents ------------------------------------------------ */
 
@@ -1564,7 +1671,7 @@ static int push_create(struct replicate *r, struct transfer *t,
 		t->tmp[0] = '\0';
 		return err;
 	}
-	t->got[0] = 4;
+	t->got[0] = CHUNK_WRITING;
 	t->writing++;
 	t->meta_set = true;
 	return 0;
@@ -1596,7 +1703,7 @@ static bool push_claim(struct replicate *r, struct transfer *t)
 	t->have_list = true;
 	if (transfer_prepare(r, t) == 0 && push_create(r, t, p) != 0) {
 		transfer_fill(r, t);
-		if (!t->failed && t->got[0] != 2)
+		if (!t->failed && t->got[0] != CHUNK_HERE)
 			transfer_put_chunk(t, 0, p->data);
 	}
 	if (--p->refs == 0)
@@ -1651,6 +1758,7 @@ static void transfer_step(struct replicate *r, struct transfer *t)
 			ask_list(r, t);
 		return;
 	}
+	transfer_check_base(r, t);
 	/* Chunks at the writer are missing but not to be asked for. */
 	if (t->missing > t->writing) {
 		if (t->next_ask >= t->list.n_chunks) {
@@ -1659,7 +1767,7 @@ static void transfer_step(struct replicate *r, struct transfer *t)
 			bool again = false;
 
 			for (size_t i = 0; i < t->list.n_chunks; i++)
-				again |= t->got[i] == 0;
+				again |= t->got[i] == CHUNK_MISSING;
 			if (again)
 				t->next_ask = 0;
 		}
@@ -1945,7 +2053,9 @@ static int apply_job(struct replicate *r, struct journal_job *job)
 
 	if (job->op == JOURNAL_VOLUME_CREATE || job->op == JOURNAL_VOLUME_REMOVE)
 		return apply_volume(r, job);
-	if (S_ISREG(job->mode) && !disk_has_content(r, job))
+	/* A repair makes the very version the path holds, from the
+	 * chunks of it that still check and peers' copies of the rest. */
+	if (S_ISREG(job->mode) && (job->repair || !disk_has_content(r, job)))
 		return transfer_new(r, job);
 	if (r->precopies)
 		precopy_drop(r, job->volume, job->path);
@@ -2289,7 +2399,7 @@ static void written_target(struct transfer *t, size_t i, int result)
 		transfer_mark(t, i, 1);
 		transfer_sync_ahead(t, t->list.chunks[i].len);
 	} else if (result == KR_ECORRUPT)
-		t->got[i] = 0;            /* asked again, elsewhere */
+		t->got[i] = CHUNK_MISSING;            /* asked again, elsewhere */
 	else
 		transfer_fail(t, result);
 }
@@ -2306,6 +2416,16 @@ static void apply_on_written(void *arg, uint32_t events)
 				 replicate_peer_by_id(r, job->from) : NULL;
 
 		jobs = job->next;
+		if (job->check_only) {
+			struct transfer *t = job->targets[0].ctx;
+
+			t->writing--;
+			check_done(r, t, job->targets[0].index, job->result);
+			if (t->missing == 0 && !t->ready && !t->failed)
+				transfer_finish(r, t);
+			writer_job_free(job);
+			continue;
+		}
 		if (job->result == KR_ECORRUPT)
 			log_warn("replicate", "peer %s sent a chunk that does "
 				 "not match its hash; asking elsewhere",
@@ -2364,7 +2484,7 @@ static int chunk_targets(struct replicate *r, const struct wire_chunk *c,
 		for (size_t k = first; k < first + n; k++) {
 			size_t i = t->by_hash[k];
 
-			if (t->got[i] > 1 || t->list.chunks[i].len != c->len)
+			if (t->got[i] > CHUNK_ASKED || t->list.chunks[i].len != c->len)
 				continue;
 			if (job->n_targets == WRITER_TARGETS_MAX)
 				return -E2BIG;
@@ -2418,7 +2538,7 @@ static int chunk_submit(struct replicate *r, struct peer *p,
 	for (size_t k = 0; k < job->n_targets; k++) {
 		struct transfer *t = job->targets[k].ctx;
 
-		t->got[job->targets[k].index] = 4;
+		t->got[job->targets[k].index] = CHUNK_WRITING;
 		t->writing++;
 	}
 	return 0;
@@ -2437,7 +2557,7 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		return;                 /* nobody wants it, nor would keep it */
 	if (maybe && chunk_submit(r, p, c) == 0)
 		return;
-	valid = chunk_verify(c->data, c->len, c->hash);
+	valid = apply_chunk_verify(c->data, c->len, c->hash);
 	if (!valid) {
 		/* The peer's file moved on since it was recorded (it sends
 		 * without checking), or worse: ask someone else. */
@@ -2456,7 +2576,7 @@ void apply_on_chunk(struct replicate *r, struct peer *p,
 		for (size_t k = first; k < first + n; k++) {
 			size_t i = t->by_hash[k];
 
-			if (t->got[i] < 2 && t->list.chunks[i].len == c->len)
+			if (t->got[i] < CHUNK_HERE && t->list.chunks[i].len == c->len)
 				transfer_put_chunk(t, i, c->data);
 		}
 		if (n && t->missing == 0 && !t->ready && !t->failed)
@@ -2485,7 +2605,7 @@ static bool delta_rebuild(const struct transfer *t, const struct delta_want *w,
 	if (!delta_base_read(t, w, buf))
 		return false;
 	delta_apply(buf, d->len, d->map, d->data);
-	return chunk_verify(buf, d->len, d->hash);
+	return apply_chunk_verify(buf, d->len, d->hash);
 }
 
 /*
@@ -2513,7 +2633,7 @@ void apply_on_delta(struct replicate *r, struct peer *p,
 		for (size_t k = first; k < first + n && !w; k++) {
 			size_t i = t->by_hash[k];
 
-			if (t->got[i] == 1 && t->list.chunks[i].len == d->len)
+			if (t->got[i] == CHUNK_ASKED && t->list.chunks[i].len == d->len)
 				w = delta_find(t, i);
 		}
 		if (!w || (!buf && !(buf = malloc(d->len))))
@@ -2523,14 +2643,14 @@ void apply_on_delta(struct replicate *r, struct peer *p,
 				  "delta does not check; asking for it whole",
 				  t->job.volume, t->job.path);
 			w->plain = true;
-			t->got[w->i] = 0;
+			t->got[w->i] = CHUNK_MISSING;
 			t->next_ask = 0;
 			continue;
 		}
 		for (size_t k = first; k < first + n; k++) {
 			size_t i = t->by_hash[k];
 
-			if (t->got[i] < 2 && t->list.chunks[i].len == d->len)
+			if (t->got[i] < CHUNK_HERE && t->list.chunks[i].len == d->len)
 				transfer_put_chunk(t, i, buf);
 		}
 		if (t->missing == 0 && !t->ready && !t->failed)
@@ -2554,10 +2674,10 @@ void apply_on_not_here(struct replicate *r, struct peer *p,
 			hit = true;
 		}
 		for (size_t i = 0; t->got && i < t->list.n_chunks; i++) {
-			if (t->got[i] != 1 || memcmp(t->list.chunks[i].hash,
+			if (t->got[i] != CHUNK_ASKED || memcmp(t->list.chunks[i].hash,
 						     hash, CONTENT_HASH_LEN))
 				continue;
-			t->got[i] = 0;
+			t->got[i] = CHUNK_MISSING;
 			hit = true;
 			peer_arrived(p, t->list.chunks[i].len);
 		}
@@ -2575,8 +2695,8 @@ void apply_peer_gone(struct replicate *r, struct peer *p)
 		if (t->list_from == p && !t->have_list)
 			t->list_from = NULL;
 		for (size_t i = 0; t->got && i < t->list.n_chunks; i++)
-			if (t->got[i] == 1)
-				t->got[i] = 0;
+			if (t->got[i] == CHUNK_ASKED)
+				t->got[i] = CHUNK_MISSING;
 		t->next_ask = 0;
 	}
 }

@@ -122,6 +122,23 @@ void replicate_exchanges(const struct replicate *r, uint64_t *served,
 /* Drops every session so that each starts again with HELLO and a full
  * exchange of version vectors. */
 void replicate_resync(struct replicate *r);
+/* The scrub (scrub.c): a pass re-reads every file each PERIOD_MS (0: no
+ * passes but those asked for); a pass now, at full pace. */
+void replicate_scrub_period(struct replicate *r, uint64_t period_ms);
+void replicate_scrub_request(struct replicate *r);
+struct replicate_scrub_stats {
+	uint64_t files, bytes;    /* checked since start */
+	uint64_t damaged;         /* files found damaged by the scrub */
+	uint64_t repaired;        /* damaged files made again from peers */
+	uint64_t damaged_chunks;  /* reused chunks that did not check when a
+				   * new version was made (apply.c) */
+	uint64_t passes;
+	int64_t last_pass_ns;     /* wall clock; 0: none yet */
+	bool running;
+};
+void replicate_scrub_stats(const struct replicate *r,
+			   struct replicate_scrub_stats *out);
+
 /* With HOLD, entries are pulled and served as usual but nothing is
  * written to the volumes (no job, no copy made ahead): a node learning
  * the cluster's history before it adopts its disk (journal_adopt). */

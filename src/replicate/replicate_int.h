@@ -137,6 +137,9 @@ struct replicate {
 	struct bucket egress, ingress;
 	int64_t serve_at;         /* when the egress bucket refills enough */
 	uint64_t applied;         /* versions put on disk since start */
+	uint64_t damaged_chunks;  /* local chunks that did not check */
+	uint64_t repaired;        /* damaged files made again */
+	struct scrub *scrub;
 	/* When entries arrived, per batch: change ids are the local arrival
 	 * order, so "the first batch whose last id >= X" says when X came.
 	 * A ring; a change older than all of it is not sampled. */
@@ -213,7 +216,16 @@ void state_tick(struct session *s, int64_t now);
 /* S is closing: its exchanges, either way, end. */
 void state_session_gone(struct session *s);
 
+/* scrub.c */
+int scrub_new(struct scrub **out);
+void scrub_free(struct scrub *sc);
+void scrub_tick(struct replicate *r, int64_t now);
+/* Monotonic time of its next step or pass; INT64_MAX: none. */
+int64_t scrub_deadline(const struct replicate *r);
+
 /* apply.c */
+/* DATA hashes to HASH (SHA-256). */
+bool apply_chunk_verify(const void *data, size_t len, const uint8_t *hash);
 /* The parent directory of VOLUME/PATH, resolved beneath the volume, as an
  * O_PATH fd, and the last name.  0, KR_EHOSTILE or -errno. */
 int apply_open_parent(struct replicate *r, const char *volume,

@@ -710,6 +710,8 @@ int replicate_new(struct journal *j, struct loop *loop,
 	err = r->root ? replicate_set_peers(r, opt->peers, opt->n_peers) :
 			-ENOMEM;
 	if (!err)
+		err = scrub_new(&r->scrub);
+	if (!err)
 		err = replicate_listen(r, opt->listen_address, opt->port);
 	if (err) {
 		replicate_free(r);
@@ -729,6 +731,7 @@ void replicate_free(struct replicate *r)
 	apply_stop(r);
 	apply_free(r);
 	serve_offers_expire(r, INT64_MAX);
+	scrub_free(r->scrub);
 	for (size_t i = 0; i < r->n_peers; i++)
 		peer_free(r->peers[i]);
 	free(r->peers);
@@ -821,6 +824,7 @@ void replicate_tick(struct replicate *r)
 		}
 	}
 	apply_tick(r);
+	scrub_tick(r, now);
 	sessions_reap(r);
 }
 
@@ -870,6 +874,8 @@ int64_t replicate_next_deadline(struct replicate *r)
 		d = r->serve_at;
 	if (r->commit_at && r->commit_at < d)
 		d = r->commit_at;
+	if (!r->hold && scrub_deadline(r) < d)
+		d = scrub_deadline(r);
 	return d;
 }
 

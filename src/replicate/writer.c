@@ -110,6 +110,16 @@ void writer_run(struct writer_job *job)
 	bool create = job->create.dirfd >= 0;
 
 	job->result = 0;
+	if (job->check_only) {
+		ssize_t n = pread(job->targets[0].fd, job->data, job->len,
+				  (off_t)job->targets[0].offset);
+
+		if (n < 0)
+			job->result = -errno;
+		else if ((size_t)n != job->len || !writer_verify(job))
+			job->result = KR_ECORRUPT;
+		return;
+	}
 	if (!job->verified && !writer_verify(job)) {
 		job->result = KR_ECORRUPT;
 		return;

@@ -55,6 +55,9 @@ struct writer_create {
 struct writer_job {
 	uint8_t hash[CONTENT_HASH_LEN];
 	bool verified;            /* the caller checked the bytes already */
+	/* Nothing written: LEN bytes are read from targets[0] into DATA and
+	 * checked against HASH (bytes copied without being looked at). */
+	bool check_only;
 	struct writer_create create;
 	uint32_t len;
 	uint8_t *data;            /* malloc'd, freed with the job */
@@ -62,7 +65,8 @@ struct writer_job {
 	struct writer_target targets[WRITER_TARGETS_MAX];
 	char from[72];            /* the caller's: who sent the chunk */
 	/* 0, KR_ECORRUPT when the bytes do not match the hash (nothing
-	 * written), or the -errno of the first write that failed. */
+	 * written), or the -errno of the first write (or read) that
+	 * failed. */
 	int result;
 	struct writer_job *next;
 };

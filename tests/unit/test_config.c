@@ -214,6 +214,7 @@ static void assert_default_values(const struct config *cfg)
 	assert_true(cfg->journal_retention_ms == 30ULL * 86400000ULL);
 	assert_true(cfg->journal_retention_pin_max_ms == 90ULL * 86400000ULL);
 	assert_true(cfg->journal_rejoin_wait_ms == 10ULL * 60000ULL);
+	assert_true(cfg->scrub_period_ms == 7ULL * 86400000ULL);
 	assert_string_equal(cfg->api_host, "127.0.0.1");
 	assert_int_equal(cfg->api_port, 6882);
 	assert_string_equal(cfg->api_token_file, "/etc/krakenfs/api-token");
