@@ -131,6 +131,8 @@
 #define APPLY_DELTA_TRAIL 4
 #define APPLY_DELTA_MIN (8u << 10)
 #define APPLY_DELTAS_MAX 1024
+/* Bytes copied from the base are checked in reads of up to this much. */
+#define APPLY_CHECK_BYTES (1u << 20)
 
 struct want;
 
@@ -1381,22 +1383,41 @@ static void check_inline(struct replicate *r, struct transfer *t, size_t i)
 	check_done(r, t, i, result);
 }
 
-/* Hands chunk I to the writer thread to be read back and checked:
- * 0, or -EAGAIN when the writer is full (asked again on the next step). */
-static int check_submit(struct replicate *r, struct transfer *t, size_t i)
+/* Chunks I.. I + N - 1 were checked together with RESULT: on a mismatch
+ * each is checked again alone, to fetch only the damaged ones. */
+static void check_batch_done(struct replicate *r, struct transfer *t,
+			     size_t i, size_t n, int result)
+{
+	if (result == 0)
+		transfer_mark(t, i, n);
+	else if (result == KR_ECORRUPT)
+		for (size_t k = i; k < i + n && !t->failed; k++)
+			check_inline(r, t, k);
+	else
+		transfer_fail(t, result);
+}
+
+/* Hands chunks I.. I + N - 1 (contiguous) to the writer thread to be read
+ * back and checked: 0, or -EAGAIN when the writer is full (asked again
+ * on the next step). */
+static int check_submit(struct replicate *r, struct transfer *t, size_t i,
+			size_t n)
 {
 	const struct content_chunk *k = &t->list.chunks[i];
+	const struct content_chunk *last = &t->list.chunks[i + n - 1];
 	struct writer_job *job = apply_writer(r) ? NULL : writer_job_new();
+	uint64_t len = last->offset + last->len - k->offset;
 	int err;
 
-	if (!job || !(job->data = malloc(k->len))) {
+	if (!job || !(job->data = malloc(len))) {
 		writer_job_free(job);
-		check_inline(r, t, i);
+		check_batch_done(r, t, i, n, KR_ECORRUPT);
 		return 0;
 	}
-	memcpy(job->hash, k->hash, CONTENT_HASH_LEN);
-	job->len = k->len;
+	job->len = (uint32_t)len;
 	job->check_only = true;
+	job->check = k;
+	job->n_check = n;
 	job->n_targets = 1;
 	job->targets[0] = (struct writer_target){ .fd = t->fd,
 		.offset = k->offset, .ctx = t, .index = i };
@@ -1420,11 +1441,21 @@ static int check_submit(struct replicate *r, struct transfer *t, size_t i)
  */
 static void transfer_check_base(struct replicate *r, struct transfer *t)
 {
-	for (; t->check_next < t->list.n_chunks && !t->failed;
-	     t->check_next++)
-		if (t->got[t->check_next] == CHUNK_CHECKING &&
-		    check_submit(r, t, t->check_next) == -EAGAIN)
+	while (t->check_next < t->list.n_chunks && !t->failed) {
+		size_t i = t->check_next, n = 0;
+		uint64_t len = 0;
+
+		while (i + n < t->list.n_chunks &&
+		       t->got[i + n] == CHUNK_CHECKING &&
+		       (n == 0 ||
+			len + t->list.chunks[i + n].len <= APPLY_CHECK_BYTES)) {
+			len += t->list.chunks[i + n].len;
+			n++;
+		}
+		if (n && check_submit(r, t, i, n) == -EAGAIN)
 			return;
+		t->check_next = i + (n ? n : 1);
+	}
 }
 
 /* After transfer_prepare: the temp file opened, local chunks copied,
@@ -2420,7 +2451,8 @@ static void apply_on_written(void *arg, uint32_t events)
 			struct transfer *t = job->targets[0].ctx;
 
 			t->writing--;
-			check_done(r, t, job->targets[0].index, job->result);
+			check_batch_done(r, t, job->targets[0].index,
+					 job->n_check, job->result);
 			if (t->missing == 0 && !t->ready && !t->failed)
 				transfer_finish(r, t);
 			writer_job_free(job);

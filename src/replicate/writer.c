@@ -70,6 +70,31 @@ static bool writer_verify(const struct writer_job *job)
 	       n == CONTENT_HASH_LEN && memcmp(got, job->hash, n) == 0;
 }
 
+/* A check job: every chunk it names, read back, matches its hash. */
+static void writer_check(struct writer_job *job)
+{
+	uint64_t base = job->targets[0].offset;
+	ssize_t n = pread(job->targets[0].fd, job->data, job->len,
+			  (off_t)base);
+
+	if (n < 0) {
+		job->result = -errno;
+		return;
+	}
+	for (size_t i = 0; i < job->n_check && !job->result; i++) {
+		const struct content_chunk *k = &job->check[i];
+		uint8_t got[EVP_MAX_MD_SIZE];
+		unsigned len = 0;
+
+		if (k->offset < base || k->offset - base + k->len > (size_t)n ||
+		    EVP_Digest(job->data + (k->offset - base), k->len, got,
+			       &len, EVP_sha256(), NULL) != 1 ||
+		    len != CONTENT_HASH_LEN ||
+		    memcmp(got, k->hash, CONTENT_HASH_LEN) != 0)
+			job->result = KR_ECORRUPT;
+	}
+}
+
 int writer_set_meta(int fd, uint32_t mode, uint32_t uid, uint32_t gid,
 		    int64_t mtime_ns)
 {
@@ -111,13 +136,7 @@ void writer_run(struct writer_job *job)
 
 	job->result = 0;
 	if (job->check_only) {
-		ssize_t n = pread(job->targets[0].fd, job->data, job->len,
-				  (off_t)job->targets[0].offset);
-
-		if (n < 0)
-			job->result = -errno;
-		else if ((size_t)n != job->len || !writer_verify(job))
-			job->result = KR_ECORRUPT;
+		writer_check(job);
 		return;
 	}
 	if (!job->verified && !writer_verify(job)) {

@@ -56,8 +56,12 @@ struct writer_job {
 	uint8_t hash[CONTENT_HASH_LEN];
 	bool verified;            /* the caller checked the bytes already */
 	/* Nothing written: LEN bytes are read from targets[0] into DATA and
-	 * checked against HASH (bytes copied without being looked at). */
+	 * checked against CHECK, N_CHECK contiguous chunks starting at
+	 * targets[0].offset (bytes copied without being looked at); the
+	 * chunks are the caller's and must stay until the job returns. */
 	bool check_only;
+	const struct content_chunk *check;
+	size_t n_check;
 	struct writer_create create;
 	uint32_t len;
 	uint8_t *data;            /* malloc'd, freed with the job */

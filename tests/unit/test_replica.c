@@ -316,6 +316,71 @@ static void test_mtime_reaches_everyone(void **state)
 				 mtime_at(n, 0, "u.txt"));
 }
 
+/* NODE's disk holds TEXT at PATH, unknown to its journal: how
+ * journal_adopt judges it. */
+static enum journal_adoption adopt(struct net *n, int node, const char *path,
+				   int text)
+{
+	struct stat st = net_file_stat(text, 0);
+	enum journal_adoption how;
+
+	assert_int_equal(journal_adopt(n->j[node], "vol", path, &st,
+				       net_contents[text].hash, NULL, &how), 0);
+	return how;
+}
+
+/* A node with a new journal (n2) learns the history, then finds files on
+ * its disk: the winner is taken as it is (no job, no change), an older
+ * version is stale (the history's job replaces or deletes it), content
+ * known nowhere is new, or kept aside where a version holds the path.
+ * Once its jobs are done it is identical to the others and has published
+ * nothing. */
+static void test_adopt_judges_against_history(void **state)
+{
+	struct net *n = *state;
+	struct journal_info info;
+	struct stat dir;
+	enum journal_adoption how;
+	uint64_t jobs, stuck, own;
+
+	net_put(n, 0, "same", 0);
+	net_put(n, 0, "edited", 0);
+	net_put(n, 0, "gone", 1);
+	net_put(n, 0, "taken", 1);
+	net_mkdir(n, 0, "d");
+	net_deliver(n, 0, 1);
+	net_apply_jobs(n, 1);
+	net_put(n, 1, "edited", 2);
+	assert_int_equal(journal_record_delete(n->j[1], "vol", "gone"), 0);
+	net_deliver(n, 1, 0);
+	net_apply_jobs(n, 0);
+	net_deliver(n, 0, 2);
+	net_deliver(n, 1, 2);
+	assert_int_equal(journal_info(n->j[2], &info), 0);
+	own = info.own_seq;
+
+	assert_int_equal(adopt(n, 2, "same", 0), JOURNAL_ADOPT_CURRENT);
+	assert_int_equal(adopt(n, 2, "edited", 0), JOURNAL_ADOPT_STALE);
+	assert_int_equal(adopt(n, 2, "gone", 1), JOURNAL_ADOPT_STALE);
+	assert_int_equal(adopt(n, 2, "taken", 3), JOURNAL_ADOPT_TAKEN);
+	assert_int_equal(adopt(n, 2, "fresh", 3), JOURNAL_ADOPT_NEW);
+	memset(&dir, 0, sizeof(dir));
+	dir.st_mode = S_IFDIR | 0755;
+	assert_int_equal(journal_adopt(n->j[2], "vol", "d", &dir, NULL, NULL,
+				       &how), 0);
+	assert_int_equal(how, JOURNAL_ADOPT_CURRENT);
+	assert_int_equal(journal_flush(n->j[2]), 0);
+	/* Jobs left: edited (the newer text), gone (its delete), taken
+	 * (written once the disk's file is kept aside). */
+	assert_int_equal(journal_job_counts(n->j[2], "vol", &jobs, &stuck), 0);
+	assert_int_equal(jobs, 3);
+
+	net_settle(n);
+	net_assert_converged(n);
+	assert_int_equal(journal_info(n->j[2], &info), 0);
+	assert_int_equal(info.own_seq, own);
+}
+
 /* NODE's job queue read in pages of PAGE: "path path ..." in order. */
 static void queue_read(struct net *n, int node, int page, char *out,
 		       size_t cap)
@@ -472,6 +537,7 @@ int main(void)
 		T(test_random_orders_converge),
 		T(test_mtime_reaches_everyone),
 		T(test_job_queue_order),
+	T(test_adopt_judges_against_history),
 		T(test_entries_held_per_origin),
 	};
 #undef T
