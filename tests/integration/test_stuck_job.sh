@@ -44,7 +44,10 @@ stuck_reported() {
 wait_for 40 stuck_reported || fail "n2 does not report the stuck job: $(status | jq -c '{jobs, jobs_stuck, stuck_jobs}')"
 grep -q "applying vx/ro/b.txt is stuck: Read-only file system" "$T/n2.log" ||
   fail "n2's log does not say the job is stuck"
-curl -sf "$API/metrics" | grep -qx "krakenfs_jobs_stuck 1" || fail "/metrics does not count the stuck job"
+# /metrics and /v1/status's count come from the loop's snapshot, published
+# once a second.
+stuck_metric() { curl -sf "$API/metrics" | grep -qx "krakenfs_jobs_stuck 1"; }
+wait_for 5 stuck_metric || fail "/metrics does not count the stuck job: $(curl -sf "$API/metrics" | grep jobs)"
 "$KJ" --db "$T/n2/journal.db" status | grep -q "vx/ro/b.txt: Read-only file system" ||
   fail "kraken-journal status does not list the stuck job: $("$KJ" --db "$T/n2/journal.db" status)"
 "$KJ" --db "$T/n2/journal.db" --json status |
