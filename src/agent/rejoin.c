@@ -78,7 +78,8 @@ bool rejoin_learned(const struct replicate_peer_status *st, size_t n)
 	bool connected = false;
 
 	for (size_t i = 0; i < n; i++) {
-		if (!st[i].connected)
+		/* A peer learning the history itself teaches nothing. */
+		if (!st[i].connected || st[i].rejoining)
 			continue;
 		if (st[i].behind_entries)
 			return false;

@@ -10,9 +10,11 @@
  *            node configured, journal.rejoin_wait 0, or no volume holds
  *            anything): the usual start-up scan.
  *   waiting  the watcher watches nothing yet and replication runs held
- *            (replicate_hold): entries are pulled, nothing is written.
- *            Ends when a peer is connected and no connected peer holds an
- *            entry this node lacks -> adopt; or when journal.rejoin_wait
+ *            (replicate_hold): entries are pulled, nothing is written,
+ *            and HELLOs say the node is rejoining, so that another node
+ *            rejoining does not take its empty history for the cluster's.
+ *            Ends when a peer that is not rejoining is connected and no
+ *            such peer holds an entry this node lacks -> adopt; or when journal.rejoin_wait
  *            passes with no peer -> the usual scan publishes the files as
  *            new versions (the first node of a new cluster), said in the
  *            log.
@@ -36,8 +38,9 @@
  * When not, the journal is marked as joined (in the open batch). */
 bool rejoin_needed(struct journal *j, const char *root, size_t n_others,
 		   uint64_t wait_ms);
-/* Whether the peers in ST say the history is learned: one is connected
- * and no connected one holds an entry this node lacks. */
+/* Whether the peers in ST say the history is learned: one that is not
+ * rejoining itself is connected, and no such one holds an entry this
+ * node lacks. */
 bool rejoin_learned(const struct replicate_peer_status *st, size_t n);
 /* Marks J as joined, saying HOW (in the open batch). */
 int rejoin_mark(struct journal *j, const char *how);

@@ -62,6 +62,8 @@ struct replicate_peer_status {
 	uint64_t lag_entries;     /* entries we hold that it lacks */
 	uint64_t lag_bytes;       /* their content size: what it must pull */
 	uint64_t behind_entries;  /* entries it holds that we lack */
+	bool rejoining;           /* its HELLO said it is learning the
+				   * history itself (its journal is new) */
 	uint64_t entries_in, entries_out;
 	uint64_t bytes_in, bytes_out;
 	uint64_t chunk_bytes_in;
@@ -141,7 +143,9 @@ void replicate_scrub_stats(const struct replicate *r,
 
 /* With HOLD, entries are pulled and served as usual but nothing is
  * written to the volumes (no job, no copy made ahead): a node learning
- * the cluster's history before it adopts its disk (journal_adopt). */
+ * the cluster's history before it adopts its disk (journal_adopt).  Its
+ * HELLO says so (WIRE_HELLO_REJOINING); released, every session starts
+ * again so that peers learn it holds history now. */
 void replicate_hold(struct replicate *r, bool hold);
 
 #endif

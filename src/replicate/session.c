@@ -202,7 +202,8 @@ static int session_send_hello(struct session *s)
 		refs[0].seq = top ? *top : 0;
 		n = 1;
 		m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING |
-				   WIRE_HELLO_DELTA | WIRE_HELLO_STATE;
+				   WIRE_HELLO_DELTA | WIRE_HELLO_STATE |
+				   (s->r->hold ? WIRE_HELLO_REJOINING : 0);
 	}
 	for (size_t i = 0; !err && i < vec.cap; i++) {
 		if (!vec.slots[i].key || strcmp(vec.slots[i].key, own) == 0)
@@ -920,9 +921,14 @@ const struct hist *replicate_apply_latency(struct replicate *r)
 
 void replicate_hold(struct replicate *r, bool hold)
 {
-	r->hold = hold;
-	if (!hold)
+	if (r->hold && !hold) {
 		r->jobs_due = true;
+		/* Peers learn from new HELLOs that this node holds history
+		 * now, and may adopt their own disks against it. */
+		r->hold = false;
+		replicate_resync(r);
+	}
+	r->hold = hold;
 }
 
 void replicate_resync(struct replicate *r)

@@ -95,6 +95,7 @@ void sync_on_hello(struct session *s, const struct wire_hello *h)
 	s->peer->changing = (h->features & WIRE_HELLO_CHANGING) != 0;
 	s->peer->delta = (h->features & WIRE_HELLO_DELTA) != 0;
 	s->peer->state = (h->features & WIRE_HELLO_STATE) != 0;
+	s->peer->stats.rejoining = (h->features & WIRE_HELLO_REJOINING) != 0;
 	state_on_vector(s, &h->vector);
 	s->r->kicked = true;
 	sync_pump(s);

@@ -279,6 +279,9 @@ struct wire_vector {
 #define WIRE_HELLO_DELTA (1u << 2)
 /* The sender takes STATE_BEGIN, STATE, STATE_END and ACK. */
 #define WIRE_HELLO_STATE (1u << 3)
+/* The sender is itself learning the history (its journal is new): what
+ * it holds is no history to adopt a disk against. */
+#define WIRE_HELLO_REJOINING (1u << 4)
 
 struct wire_hello {
 	const char *node_id;

@@ -99,3 +99,39 @@ published() { "$KJ" --db "$T/n3/journal.db" --json log --volume vy | jq -s -e 'a
 wait_for 30 published || fail "n3, with no peer, never published its files"
 grep -q "no peer answered within journal.rejoin_wait" "$T/n3.log" || fail "n3 does not say why it published"
 pass "with no peer, the files are published after journal.rejoin_wait"
+
+# Two nodes lose their journals while the one holding the history is
+# down: they learn nothing from each other (each says it is rejoining)
+# and wait for it; then both take its newer version.
+MNODES=m1:127.0.0.4,m2:127.0.0.5,m3:127.0.0.6
+for i in 1 2 3; do
+  mkdir -p "$T/m$i/volumes/vz"
+  cluster_config "$T/m$i.yaml" "m$i" "127.0.0.$((i + 3))" $((PORT + 30)) "$MNODES" \
+    "$T/m$i/volumes" "$T/m$i/journal.db"
+  start_agent "m$i" "$T/m$i.yaml"
+done
+echo v1 > "$T/m1/volumes/vz/x.txt"
+for i in 2 3; do
+  wait_for 30 content_is "$T/m$i/volumes/vz/x.txt" v1 || fail "x.txt did not reach m$i"
+done
+stop_agent m2
+stop_agent m3
+echo v2 > "$T/m1/volumes/vz/x.txt"
+m1_has_v2() { "$KJ" --db "$T/m1/journal.db" --json log --volume vz --path x.txt | jq -s -e 'length >= 2'; }
+wait_for 30 m1_has_v2 || fail "m1 did not record v2"
+stop_agent m1
+for i in 2 3; do
+  rm -f "$T/m$i/journal.db" "$T/m$i/journal.db-wal" "$T/m$i/journal.db-shm"
+  start_agent "m${i}r" "$T/m$i.yaml"
+done
+sleep 3
+for i in 2 3; do
+  ! grep -q "rejoined the cluster's history" "$T/m${i}r.log" ||
+    fail "m$i adopted its disk against a peer that was rejoining too"
+done
+start_agent m1r "$T/m1.yaml"
+for i in 2 3; do
+  wait_for 60 content_is "$T/m$i/volumes/vz/x.txt" v2 || fail "m$i did not take m1's newer version"
+done
+ls "$T"/m*/volumes/vz | grep -q conflict && fail "conflict copies of a stale file: $(ls "$T"/m*/volumes/vz)"
+pass "nodes that lost their journals wait for one that holds the history, not for each other"
