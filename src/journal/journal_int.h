@@ -110,6 +110,11 @@ int journal_append_merge(struct journal *j, const char *volume,
 			 const uint8_t *hash, const char *target);
 /* replica.c: recomputes what VOLUME/PATH must look like on disk. */
 int journal_retarget(struct journal *j, const char *volume, const char *path);
+/* A job's place in the queue among jobs of the same attempt count
+ * (schema/004_job_order.sql): parents before children, deletes last and
+ * deepest first, so a directory exists before its files and is empty
+ * before it goes. */
+int64_t journal_job_order(enum journal_op op, const char *path);
 /* The origins row of ORIGIN, made when CREATE and absent; 0 if none. */
 int journal_origin_id(struct journal *j, const char *origin, bool create,
 		      int64_t *out);

@@ -1,7 +1,7 @@
 /*
- * Journal side of replication: adding changes pulled from peers, deciding
- * from the history graph what each path must hold, and the job queue the
- * applier works from.
+ * Journal side of replication: adding changes pulled from peers, and
+ * deciding from the history graph what each path must hold: the jobs the
+ * applier works from (their queue is jobs.c).
  *
  * Heads.  A path's heads are its versions no other known version names as
  * a base.  Adding a change removes its bases from the heads and adds it,
@@ -36,7 +36,6 @@
  * names every deleted head as a base, or compaction removes it.
  */
 #include "journal_int.h"
-#include "loop.h"
 
 #include "err.h"
 #include "path.h"
@@ -50,11 +49,6 @@
 
 #define HEADS_MAX 64
 #define JOB_ORDER_DELETES (1 << 20)   /* as schema/004_job_order.sql */
-/* A failing job's pause: the applier's own second until it is stuck,
- * then doubling from 2 s up to this. */
-#define JOB_RETRY_MAX_NS (300LL * 1000000000)
-/* The SQL below says 5, so that it matches schema/009's partial index. */
-_Static_assert(JOURNAL_JOB_STUCK == 5, "jobs_stuck (schema 9) is for 5");
 
 /* A head as the ranking needs it. */
 struct head {
@@ -520,11 +514,7 @@ static void heads_release(struct head *h, int n)
 
 /* ---- jobs ------------------------------------------------------------- */
 
-/* A job's place in the queue among jobs of the same attempt count
- * (schema/004_job_order.sql): parents before children, deletes last and
- * deepest first, so a directory exists before its files and is empty
- * before it goes. */
-static int64_t job_order(enum journal_op op, const char *path)
+int64_t journal_job_order(enum journal_op op, const char *path)
 {
 	int64_t len = (int64_t)strlen(path);
 
@@ -560,7 +550,7 @@ static int job_set(struct journal *j, const char *volume, const char *path,
 	sqlite3_bind_int64(s, 3, h->id);
 	if (copy_of)
 		sqlite3_bind_text(s, 4, copy_of, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 5, job_order(h->op, path));
+	sqlite3_bind_int64(s, 5, journal_job_order(h->op, path));
 	err = journal_step_done(s);
 	journal_stmt_done(s);
 	return err;
@@ -774,348 +764,6 @@ int journal_retarget(struct journal *j, const char *volume, const char *path)
 out:
 	heads_release(t->heads, t->n);
 	free(t);
-	return err;
-}
-
-/* ---- the applier's queue ---------------------------------------------- */
-
-int journal_jobs(struct journal *j, const struct journal_job *after,
-		 struct journal_job *out, int max)
-{
-	/* Row values in the index's own order: the next page is a range
-	 * scan of jobs_order, whatever the queue's length. */
-	static const char sql[] =
-		"SELECT jb.volume, jb.path, jb.copy_of, jb.attempts, c.id, c.op, "
-		"c.mode, c.uid, c.gid, c.size, c.mtime_ns, c.hash, c.target, "
-		"o.node || '@' || o.epoch, c.seq, jb.ord, jb.failures, jb.repair "
-		"FROM jobs jb "
-		"JOIN changes c ON c.id = jb.change "
-		"JOIN origins o ON o.id = c.origin "
-		"WHERE (jb.attempts, jb.ord, jb.volume, jb.path) > (?1, ?2, ?3, ?4) "
-		"AND (jb.retry_ns <= ?6 OR jb.retry_ns > ?6 + ?7) "
-		"ORDER BY jb.attempts, jb.ord, jb.volume, jb.path LIMIT ?5";
-	int64_t now = loop_wall_ns();
-	sqlite3_stmt *s = NULL;
-	int n = 0;
-	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
-
-	if (err)
-		return err;
-	sqlite3_bind_int64(s, 1, after ? (sqlite3_int64)after->attempts : -1);
-	sqlite3_bind_int64(s, 2, after ? after->order : 0);
-	/* Copied: AFTER may be a job of OUT, overwritten below. */
-	sqlite3_bind_text(s, 3, after ? after->volume : "", -1,
-			  SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, after ? after->path : "", -1,
-			  SQLITE_TRANSIENT);
-	sqlite3_bind_int(s, 5, max);
-	sqlite3_bind_int64(s, 6, now);
-	/* A retry time further off than any backoff: the clock went back. */
-	sqlite3_bind_int64(s, 7, JOB_RETRY_MAX_NS);
-	while (n < max && sqlite3_step(s) == SQLITE_ROW) {
-		struct journal_job *jb = &out[n++];
-		const void *hash = sqlite3_column_blob(s, 11);
-		const unsigned char *copy = sqlite3_column_text(s, 2);
-		const unsigned char *target = sqlite3_column_text(s, 12);
-
-		memset(jb, 0, sizeof(*jb));
-		snprintf(jb->volume, sizeof(jb->volume), "%s",
-			 (const char *)sqlite3_column_text(s, 0));
-		jb->path = strdup((const char *)sqlite3_column_text(s, 1));
-		jb->copy_of = copy ? strdup((const char *)copy) : NULL;
-		jb->attempts = (unsigned)sqlite3_column_int(s, 3);
-		jb->change = sqlite3_column_int64(s, 4);
-		jb->op = (enum journal_op)sqlite3_column_int(s, 5);
-		jb->mode = (uint32_t)sqlite3_column_int64(s, 6);
-		jb->uid = (uint32_t)sqlite3_column_int64(s, 7);
-		jb->gid = (uint32_t)sqlite3_column_int64(s, 8);
-		jb->size = (uint64_t)sqlite3_column_int64(s, 9);
-		jb->mtime_ns = sqlite3_column_int64(s, 10);
-		jb->has_hash = hash && sqlite3_column_bytes(s, 11) ==
-				       CONTENT_HASH_LEN;
-		if (jb->has_hash)
-			memcpy(jb->hash, hash, CONTENT_HASH_LEN);
-		jb->target = target ? strdup((const char *)target) : NULL;
-		snprintf(jb->ref.origin, sizeof(jb->ref.origin), "%s",
-			 (const char *)sqlite3_column_text(s, 13));
-		jb->ref.seq = (uint64_t)sqlite3_column_int64(s, 14);
-		jb->order = sqlite3_column_int64(s, 15);
-		jb->failures = (unsigned)sqlite3_column_int(s, 16);
-		jb->repair = sqlite3_column_int(s, 17) != 0;
-	}
-	journal_stmt_done(s);
-	return n;
-}
-
-void journal_job_release(struct journal_job *job)
-{
-	free(job->path);
-	free(job->copy_of);
-	free(job->target);
-	job->path = job->copy_of = job->target = NULL;
-}
-
-static int job_exec(struct journal *j, const char *sql,
-		    const struct journal_job *job)
-{
-	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
-
-	if (err)
-		return err;
-	sqlite3_bind_text(s, 1, job->volume, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, job->path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, job->change);
-	err = journal_step_done(s);
-	journal_stmt_done(s);
-	return err;
-}
-
-struct job_done {
-	const struct journal_job *job;
-	const struct stat *st;
-};
-
-/* A copy is a new local file: recorded like any the watcher would see. */
-static int job_done_copy(struct journal *j, struct job_done *d)
-{
-	const struct journal_job *job = d->job;
-	struct content c = { 0 };
-	int err;
-
-	if (S_ISLNK(job->mode))
-		return journal_record_symlink(j, job->volume, job->path, d->st,
-					      job->target);
-	err = journal_content_load(j, job->hash, &c);
-	if (!err)
-		err = journal_record_put(j, job->volume, job->path, d->st, &c);
-	content_release(&c);
-	return err;
-}
-
-static int job_done_fn(struct journal *j, void *arg)
-{
-	struct job_done *d = arg;
-	const struct journal_job *job = d->job;
-	int err;
-
-	err = job_exec(j, "DELETE FROM jobs WHERE volume = ?1 AND path = ?2 "
-		       "AND change = ?3", job);
-	if (!err && job->copy_of)
-		err = job_done_copy(j, d);
-	else if (!err)
-		err = job_exec(j, "INSERT INTO current (volume, path, change) "
-			       "VALUES (?1, ?2, ?3) ON CONFLICT (volume, path) "
-			       "DO UPDATE SET change = excluded.change", job);
-	if (!err && !job->copy_of && d->st)
-		err = journal_touch_state(j, job->volume, job->path, d->st);
-	if (!err && job->op == JOURNAL_VOLUME_REMOVE)
-		err = job_exec(j, "DELETE FROM current WHERE volume = ?1 AND "
-			       "path != ?2 AND ?3 = ?3", job);
-	if (!err)
-		err = journal_retarget(j, job->volume, job->copy_of ?
-				       job->copy_of : job->path);
-	return err;
-}
-
-int journal_job_done(struct journal *j, const struct journal_job *job,
-		     const struct stat *st)
-{
-	struct job_done d = { job, st };
-	uint64_t seq = j->next_seq, lamport = j->lamport;
-	unsigned pending = j->pending;
-	int err = journal_atomic(j, job_done_fn, &d);
-
-	if (err) {
-		j->next_seq = seq;
-		j->lamport = lamport;
-		j->pending = pending;
-	} else {
-		j->pending++;
-	}
-	return err;
-}
-
-int journal_job_defer(struct journal *j, const struct journal_job *job)
-{
-	int err = journal_begin(j);
-
-	if (!err)
-		err = job_exec(j, "UPDATE jobs SET attempts = attempts + 1 "
-			       "WHERE volume = ?1 AND path = ?2 AND change = ?3",
-			       job);
-	return err;
-}
-
-/* How long a job with FAILURES failures in a row is left alone. */
-static int64_t job_retry_delay(unsigned failures)
-{
-	int64_t d = 1000000000;
-
-	for (unsigned f = JOURNAL_JOB_STUCK; f <= failures; f++) {
-		d *= 2;
-		if (d >= JOB_RETRY_MAX_NS)
-			return JOB_RETRY_MAX_NS;
-	}
-	return d;
-}
-
-int journal_job_fail(struct journal *j, const struct journal_job *job,
-		     const char *reason)
-{
-	sqlite3_stmt *s = NULL;
-	int64_t now = loop_wall_ns();
-	int err = journal_begin(j);
-
-	if (!err)
-		err = journal_db_err(journal_prepare_cached(j,
-			"UPDATE jobs SET attempts = attempts + 1, "
-			"failures = failures + 1, reason = ?4, "
-			"failing_since = coalesce(failing_since, ?5), "
-			"retry_ns = ?6 "
-			"WHERE volume = ?1 AND path = ?2 AND change = ?3", &s));
-	if (err)
-		return err;
-	sqlite3_bind_text(s, 1, job->volume, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, job->path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, job->change);
-	sqlite3_bind_text(s, 4, reason ? reason : "unknown", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 5, now);
-	sqlite3_bind_int64(s, 6, now + job_retry_delay(job->failures + 1));
-	err = journal_step_done(s);
-	journal_stmt_done(s);
-	return err;
-}
-
-int journal_copies_pending(struct journal *j, const char *volume,
-			   const char *path, uint64_t *out)
-{
-	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(journal_prepare_cached(j,
-		"SELECT count(*) FROM jobs WHERE volume = ?1 AND copy_of = ?2",
-		&s));
-
-	*out = 0;
-	if (err)
-		return err;
-	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		*out = (uint64_t)sqlite3_column_int64(s, 0);
-	else
-		err = KR_EDB;
-	journal_stmt_done(s);
-	return err;
-}
-
-int journal_jobs_next_retry(struct journal *j, int64_t *out)
-{
-	int err = journal_query_int(j, "SELECT min(retry_ns) FROM jobs "
-				    "WHERE retry_ns > 0", NULL, out);
-
-	if (err == -ENOENT)
-		err = 0;
-	if (err)
-		*out = 0;
-	return err;
-}
-
-int journal_job_repair(struct journal *j, const char *volume,
-		       const char *path)
-{
-	sqlite3_stmt *s = NULL;
-	int err = journal_begin(j);
-
-	if (!err)
-		err = journal_db_err(journal_prepare_cached(j,
-			"INSERT INTO jobs (volume, path, change, ord, repair) "
-			"SELECT volume, path, change, ?3, 1 FROM current "
-			"WHERE volume = ?1 AND path = ?2 "
-			"ON CONFLICT (volume, path) DO NOTHING", &s));
-	if (err)
-		return err;
-	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, job_order(JOURNAL_PUT, path));
-	err = journal_step_done(s);
-	journal_stmt_done(s);
-	return err;
-}
-
-int journal_jobs_retry(struct journal *j)
-{
-	int err = journal_begin(j);
-
-	return err ? err : journal_exec(j, "UPDATE jobs SET retry_ns = 0 "
-					"WHERE retry_ns > 0");
-}
-
-int journal_job_counts(struct journal *j, const char *volume,
-		       uint64_t *waiting, uint64_t *stuck)
-{
-	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(journal_prepare_cached(j,
-		"SELECT count(*), count(CASE WHEN failures >= 5 THEN 1 END) "
-		"FROM jobs WHERE ?1 IS NULL OR volume = ?1", &s));
-
-	*waiting = *stuck = 0;
-	if (err)
-		return err;
-	if (volume)
-		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		*waiting = (uint64_t)sqlite3_column_int64(s, 0);
-		*stuck = (uint64_t)sqlite3_column_int64(s, 1);
-	} else {
-		err = KR_EDB;
-	}
-	journal_stmt_done(s);
-	return err;
-}
-
-int journal_jobs_stuck(struct journal *j, unsigned limit, journal_stuck_fn fn,
-		       void *arg)
-{
-	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(journal_prepare_cached(j,
-		"SELECT volume, path, copy_of, reason, failures, failing_since, "
-		"retry_ns FROM jobs WHERE failures >= 5 "
-		"ORDER BY failing_since, volume, path LIMIT ?1", &s));
-
-	if (err)
-		return err;
-	sqlite3_bind_int64(s, 1, limit ? (sqlite3_int64)limit : -1);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct journal_stuck_job st = {
-			.volume = (const char *)sqlite3_column_text(s, 0),
-			.path = (const char *)sqlite3_column_text(s, 1),
-			.copy_of = (const char *)sqlite3_column_text(s, 2),
-			.reason = (const char *)sqlite3_column_text(s, 3),
-			.failures = (unsigned)sqlite3_column_int(s, 4),
-			.since_ns = sqlite3_column_int64(s, 5),
-			.retry_ns = sqlite3_column_int64(s, 6),
-		};
-
-		err = fn(arg, &st);
-		if (err)
-			break;
-	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
-	journal_stmt_done(s);
-	return err;
-}
-
-int journal_job_count(struct journal *j, uint64_t *out)
-{
-	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(journal_prepare_cached(j,
-		"SELECT count(*) FROM jobs", &s));
-
-	*out = 0;
-	if (!err && sqlite3_step(s) == SQLITE_ROW)
-		*out = (uint64_t)sqlite3_column_int64(s, 0);
-	journal_stmt_done(s);
 	return err;
 }
 
