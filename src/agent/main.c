@@ -46,9 +46,6 @@
 #include <unistd.h>
 
 #define AGENT_RETRY_NS (5LL * 1000000000)
-/* While rejoining: how often the peers are looked at, and said. */
-#define AGENT_REJOIN_POLL_NS (200LL * 1000000)
-#define AGENT_REJOIN_SAY_NS (30LL * 1000000000)
 
 struct agent {
 	struct config *cfg;
@@ -71,9 +68,7 @@ struct agent {
 	int lock_fd[2];             /* the journal's and the root's locks */
 	struct retention *retention;
 	bool rejoining;             /* learning the history (rejoin.h) */
-	int64_t rejoin_until;       /* then publish without peers */
-	int64_t rejoin_next;        /* next look at the peers */
-	int64_t rejoin_said;        /* last "still waiting" line */
+	struct rejoin rejoin;
 };
 
 static void agent_usage(FILE *out)
@@ -520,8 +515,8 @@ static int64_t agent_deadline(void *arg)
 		d = a->status_at;
 	if (a->watchdog_at && (d < 0 || a->watchdog_at < d))
 		d = a->watchdog_at;
-	if (a->rejoining && (d < 0 || a->rejoin_next < d))
-		d = a->rejoin_next;
+	if (a->rejoining && (d < 0 || a->rejoin.next < d))
+		d = a->rejoin.next;
 	if (a->retention) {
 		int64_t cd = retention_deadline(a->retention);
 
@@ -691,69 +686,17 @@ static void agent_publish(struct agent *a)
 
 static int agent_initial_scan(struct agent *a);
 
-/* Rejoined, by adoption or by publishing the scan: the usual life. */
-static void agent_rejoined(struct agent *a, const char *how)
-{
-	int err = rejoin_mark(a->journal, how);
-
-	if (!err)
-		err = journal_flush(a->journal);
-	if (err)
-		log_warn("agent", "cannot mark the journal as rejoined (%s); the "
-			 "next start adopts the volumes again", kr_strerror(err));
-	watch_committed(a->watch, &a->commit_latency);
-	replicate_hold(a->replicate, false);
-	a->rejoining = false;
-}
-
-/* The history is learned: each file is judged against it. */
-static void agent_rejoin_adopt(struct agent *a, int64_t now)
-{
-	struct watch_adoption ad;
-	int64_t t0 = now;
-	int err = watch_adopt(a->watch, &ad);
-
-	if (!err)
-		err = journal_flush(a->journal);
-	if (err) {
-		log_error("agent", "adopting the volumes failed: %s; trying "
-			  "again in %lld s", kr_strerror(err),
-			  AGENT_RETRY_NS / 1000000000);
-		a->rejoin_next = now + AGENT_RETRY_NS;
-		return;
-	}
-	log_info("agent", "rejoined the cluster's history in %lld ms: %llu "
-		 "paths as the cluster has them, %llu stale ones to be "
-		 "replaced, %llu new, %llu kept aside as conflict copies",
-		 (long long)((loop_now_ns() - t0) / 1000000),
-		 (unsigned long long)ad.current, (unsigned long long)ad.stale,
-		 (unsigned long long)ad.fresh,
-		 (unsigned long long)ad.kept_aside);
-	agent_rejoined(a, "adopted");
-}
-
+/* While rejoining (rejoin.h): the peers looked at when due. */
 static void agent_rejoin_tick(struct agent *a, int64_t now)
 {
-	struct replicate_peer_status st[API_PEERS_MAX];
-	size_t n = replicate_peers(a->replicate, st, API_PEERS_MAX);
+	enum rejoin_step step = rejoin_tick(&a->rejoin, now);
 
-	a->rejoin_next = now + AGENT_REJOIN_POLL_NS;
-	if (rejoin_learned(st, n < API_PEERS_MAX ? n : API_PEERS_MAX)) {
-		agent_rejoin_adopt(a, now);
-	} else if (now >= a->rejoin_until) {
-		log_warn("agent", "no peer answered within journal.rejoin_wait "
-			 "(%llu s): recording the files in the volumes as new "
-			 "versions", (unsigned long long)
-			 (a->cfg->journal_rejoin_wait_ms / 1000));
-		if (agent_initial_scan(a) == 0)
-			agent_rejoined(a, "published without peers");
-		else
-			a->rejoin_next = now + AGENT_RETRY_NS;
-	} else if (now >= a->rejoin_said + AGENT_REJOIN_SAY_NS) {
-		a->rejoin_said = now;
-		log_info("agent", "waiting for a peer to learn the cluster's "
-			 "history from (%lld s left of journal.rejoin_wait)",
-			 (long long)((a->rejoin_until - now) / 1000000000));
+	if (step == REJOIN_TIMED_OUT && agent_initial_scan(a) == 0)
+		step = REJOIN_PUBLISHED;
+	if (step == REJOIN_ADOPTED || step == REJOIN_PUBLISHED) {
+		watch_committed(a->watch, &a->commit_latency);
+		rejoin_end(&a->rejoin, step);
+		a->rejoining = false;
 	}
 }
 
@@ -772,7 +715,7 @@ static void agent_hook(void *arg)
 			agent_publish(a);
 		a->status_at = now + 1000000000;
 	}
-	if (a->rejoining && now >= a->rejoin_next)
+	if (a->rejoining && now >= a->rejoin.next)
 		agent_rejoin_tick(a, now);
 	agent_turn(a, false);
 	if (a->retention && !a->failing)
@@ -1026,22 +969,6 @@ static size_t agent_others(const struct config *cfg)
 	return cfg->n_peers - (config_self(cfg) != NULL);
 }
 
-static void agent_rejoin_start(struct agent *a)
-{
-	int64_t now = loop_now_ns();
-
-	replicate_hold(a->replicate, true);
-	a->rejoin_until = now + (int64_t)a->cfg->journal_rejoin_wait_ms *
-				1000000;
-	a->rejoin_next = now;
-	a->rejoin_said = now;
-	log_info("agent", "the journal is new but the volumes hold files: "
-		 "learning the cluster's history from a peer before adopting "
-		 "them (nothing of this node is published meanwhile; at most "
-		 "journal.rejoin_wait, %llu s)",
-		 (unsigned long long)(a->cfg->journal_rejoin_wait_ms / 1000));
-}
-
 static int agent_run(struct agent *a)
 {
 	struct journal_info info;
@@ -1063,8 +990,12 @@ static int agent_run(struct agent *a)
 		err = agent_initial_scan(a);
 	if (!err)
 		err = agent_start_replicate(a);
-	if (!err && a->rejoining)
-		agent_rejoin_start(a);
+	if (!err && a->rejoining) {
+		a->rejoin = (struct rejoin){ .journal = a->journal,
+			.watch = a->watch, .replicate = a->replicate,
+			.wait_ms = a->cfg->journal_rejoin_wait_ms };
+		rejoin_begin(&a->rejoin, loop_now_ns());
+	}
 	if (!err)
 		err = agent_start_api(a);
 	if (err)

@@ -29,9 +29,29 @@
 
 #include "journal.h"
 #include "replicate.h"
+#include "watch.h"
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* A node waiting to rejoin; the pointers are the agent's. */
+struct rejoin {
+	struct journal *journal;
+	struct watch *watch;
+	struct replicate *replicate;
+	uint64_t wait_ms;         /* journal.rejoin_wait */
+	int64_t until;            /* monotonic: then publish without peers */
+	int64_t next;             /* next look at the peers */
+	int64_t said;             /* last "still waiting" line */
+};
+
+enum rejoin_step {
+	REJOIN_WAITING,
+	REJOIN_ADOPTED,           /* the volumes adopted and committed */
+	REJOIN_TIMED_OUT,         /* no peer: the caller scans as usual */
+	REJOIN_PUBLISHED,         /* ... and has */
+};
 
 /* Whether J must learn the history before its volumes under ROOT are
  * scanned, with N_OTHERS other nodes configured and WAIT_MS allowed.
@@ -44,5 +64,14 @@ bool rejoin_needed(struct journal *j, const char *root, size_t n_others,
 bool rejoin_learned(const struct replicate_peer_status *st, size_t n);
 /* Marks J as joined, saying HOW (in the open batch). */
 int rejoin_mark(struct journal *j, const char *how);
+
+/* Starts waiting at NOW: replication held, said in the log. */
+void rejoin_begin(struct rejoin *rj, int64_t now);
+/* A look at the peers (when rj->next is due): the history learned, the
+ * volumes are adopted; or the wait is over. */
+enum rejoin_step rejoin_tick(struct rejoin *rj, int64_t now);
+/* Rejoined by STEP (ADOPTED or PUBLISHED): marked in the journal,
+ * replication released. */
+void rejoin_end(struct rejoin *rj, enum rejoin_step step);
 
 #endif
