@@ -183,6 +183,23 @@ int journal_job_done(struct journal *j, const struct journal_job *job,
 	return err;
 }
 
+bool journal_job_wanted(struct journal *j, const struct journal_job *job)
+{
+	sqlite3_stmt *s = NULL;
+	bool wanted;
+
+	if (journal_prepare_cached(j, "SELECT 1 FROM jobs WHERE volume = ?1 "
+				   "AND path = ?2 AND change = ?3", &s) !=
+	    SQLITE_OK)
+		return true;      /* cannot tell: the commit checks the disk */
+	sqlite3_bind_text(s, 1, job->volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, job->path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, job->change);
+	wanted = sqlite3_step(s) == SQLITE_ROW;
+	journal_stmt_done(s);
+	return wanted;
+}
+
 int journal_job_defer(struct journal *j, const struct journal_job *job)
 {
 	int err = journal_begin(j);
@@ -239,8 +256,10 @@ int journal_copies_pending(struct journal *j, const char *volume,
 {
 	sqlite3_stmt *s = NULL;
 	int err = journal_db_err(journal_prepare_cached(j,
-		"SELECT count(*) FROM jobs WHERE volume = ?1 AND copy_of = ?2",
-		&s));
+		"SELECT count(*) FROM jobs jb JOIN current cur ON "
+		"cur.volume = jb.volume AND cur.path = jb.copy_of "
+		"WHERE jb.volume = ?1 AND jb.copy_of = ?2 AND "
+		"jb.change = cur.change", &s));
 
 	*out = 0;
 	if (err)

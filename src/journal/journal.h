@@ -423,6 +423,10 @@ void journal_job_release(struct journal_job *job);
  * path's current version; a conflict copy becomes a local put. */
 int journal_job_done(struct journal *j, const struct journal_job *job,
 		     const struct stat *st);
+/* Whether JOB is still what the journal wants at its path: a transfer
+ * started for it is stale once a newer version or a local change
+ * retargeted the path. */
+bool journal_job_wanted(struct journal *j, const struct journal_job *job);
 /* Could not be done now, or was started: counted, so that jobs not yet
  * tried come first. */
 int journal_job_defer(struct journal *j, const struct journal_job *job);
@@ -431,7 +435,9 @@ int journal_job_defer(struct journal *j, const struct journal_job *job);
  * (1 s, then from 2 s doubling up to 5 min). */
 int journal_job_fail(struct journal *j, const struct journal_job *job,
 		     const char *reason);
-/* Conflict copies of VOLUME/PATH still to be made. */
+/* Conflict copies still to be made of the version the disk holds at
+ * VOLUME/PATH (a losing head: its bytes may be nowhere else, so nothing
+ * may replace them before the copy exists). */
 int journal_copies_pending(struct journal *j, const char *volume,
 			   const char *path, uint64_t *out);
 /* Wall time at which the next failing job is due (it may have passed),

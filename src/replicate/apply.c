@@ -58,6 +58,11 @@
  * holds has paths of its own), the file becomes its conflict copy, and
  * where the file is on disk it goes only once that copy exists.
  *
+ * Conflicts.  Where the disk holds a losing version, its conflict copy
+ * is made before the winner replaces it: the loser's bytes may exist on
+ * this disk only (written here during a partition), and peers fetch the
+ * copy's content from this node.  Until then the winner's job waits.
+ *
  * Failures.  A job that fails is retried each second; after
  * JOURNAL_JOB_STUCK failures in a row it is stuck: said once in the log,
  * listed with its reason (kraken-journal status, /v1/status, dashboard,
@@ -614,6 +619,18 @@ static bool disk_has_content(struct replicate *r, const struct journal_job *job)
 
 	journal_state_release(&cur);
 	return same && !job->copy_of;
+}
+
+/* Whether the version the disk holds at JOB's path still waits for its
+ * conflict copy: then nothing replaces it yet (see "Conflicts" above). */
+static bool copy_of_disk_pending(struct replicate *r,
+				 const struct journal_job *job)
+{
+	uint64_t n = 0;
+
+	return !job->copy_of &&
+	       journal_copies_pending(r->journal, job->volume, job->path,
+				      &n) == 0 && n > 0;
 }
 
 /* ---- transfers -------------------------------------------------------------- */
@@ -1902,6 +1919,18 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 
 	t->ready = false;
 	transfer_store_list(r, t);
+	/* The path was retargeted while the file was made (a local change
+	 * recorded, a newer version): this version is no longer wanted
+	 * there, and must not replace what is. */
+	if (!journal_job_wanted(r->journal, &t->job)) {
+		transfer_fail(t, -ESTALE);
+		return;
+	}
+	/* A losing version on disk waits for its copy (see "Conflicts"). */
+	if (copy_of_disk_pending(r, &t->job)) {
+		t->ready = true;
+		return;
+	}
 	if (!disk_as_journal(r, t->dirfd, t->name, &t->job, &replaced)) {
 		diverged(r, &t->job);
 		transfer_fail(t, -EBUSY);
@@ -2053,7 +2082,7 @@ static void commit_ready(struct replicate *r)
 	if (r->sync_running || commit_gather(r))
 		return;
 	for (struct transfer *t = r->transfers; t; t = t->next)
-		if (t->ready && !t->syncing) {
+		if (t->ready && !t->syncing && !copy_of_disk_pending(r, &t->job)) {
 			t->syncing = true;
 			t->flush_ns = loop_now_ns();
 			if (n < SYNCER_FILES_MAX)
@@ -2084,6 +2113,8 @@ static int apply_job(struct replicate *r, struct journal_job *job)
 
 	if (job->op == JOURNAL_VOLUME_CREATE || job->op == JOURNAL_VOLUME_REMOVE)
 		return apply_volume(r, job);
+	if (copy_of_disk_pending(r, job))
+		return -EAGAIN;
 	/* A repair makes the very version the path holds, from the
 	 * chunks of it that still check and peers' copies of the rest. */
 	if (S_ISREG(job->mode) && (job->repair || !disk_has_content(r, job)))
@@ -2117,7 +2148,7 @@ static const char *job_reason(const struct journal_job *job, int err)
 	case -EAGAIN:
 		return job->op == JOURNAL_DELETE ?
 		       "the directory is not empty" :
-		       "waiting for the conflict copy of the file in the way";
+		       "waiting for the conflict copy of the version on disk";
 	case -EEXIST:
 		return "something of another type is in the way";
 	case -ENOTDIR:
