@@ -18,6 +18,9 @@ packages=(
   # mkfs.xfs for the test of clones on a reflink filesystem (a loop image);
   # mkfs.ext4 for the bit-rot test's loop image.
   xfsprogs e2fsprogs
+  # The nemesis suite (tests/chaos): clocks skewed with libfaketime, and
+  # its writer's file operations in perl (Digest::SHA).
+  faketime perl
   # A minimal Debian 12 root booted with systemd as PID 1, for the test of
   # the service under a real systemd (tests/integration/test_systemd.sh).
   mmdebstrap systemd-container

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds, runs the unit and
 # integration suites, the end-to-end test (three simulated VMs deployed
-# with tools/deploy.sh, once, on the plain build), then builds again with
-# AddressSanitizer and UndefinedBehaviorSanitizer and runs the unit and
-# integration suites once more.
+# with tools/deploy.sh) and a short nemesis run (tests/chaos), once, on
+# the plain build, then builds again with AddressSanitizer and
+# UndefinedBehaviorSanitizer and runs the unit and integration suites
+# once more.
 #
 #   tools/test.sh            everything
 #   tools/test.sh --quick    skip the sanitizer pass (the end-to-end test runs)
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 quick=0
 case "${1:-}" in
   --quick) quick=1 ;;
-  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
   *) echo "test.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
@@ -40,6 +41,11 @@ run_suite() {
 run_suite build
 echo "== end-to-end: three simulated VMs (tests/e2e/three_vms.sh)"
 tests/e2e/three_vms.sh build/bin
+# A short nemesis run (kill -9, SIGSTOP, partitions, full disks, skewed
+# clocks while a writer changes every node), on a seed that once lost
+# data; tests/chaos/run.sh --help for longer runs and other seeds.
+echo "== nemesis: tests/chaos/run.sh --seed 2"
+tests/chaos/run.sh build/bin --seed 2
 if [ "$quick" -eq 0 ]; then
   # detect_leaks stays on: LeakSanitizer works as root outside ptrace.
   export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1
