@@ -8,7 +8,9 @@
  *
  *   the winner         what the path must hold has this content (type,
  *                      hash or link target): the path holds that version
- *                      already; no new change, and no job but metadata;
+ *                      already; no new change, and no job but one that
+ *                      puts the winner's mode, owner and mtime on it
+ *                      where the disk's differ;
  *   an older version   stale: the path holds that version, so the job
  *                      the history asks for (a newer version, or the
  *                      delete) replaces it like any version this node
@@ -33,15 +35,18 @@
 #include <sys/stat.h>
 
 /* The version of PATH whose content is what the disk holds, preferring
- * the one its job (the winner) names: *id 0 when none. */
+ * the one its job (the winner) names: *id 0 when none.  *SAME_META:
+ * the disk has its mode, owner and (for a file) mtime too. */
 static int adopt_match(struct journal *j, const char *volume, const char *path,
 		       const struct stat *st, const uint8_t *hash,
-		       const char *target, int64_t *id, bool *winner)
+		       const char *target, int64_t *id, bool *winner,
+		       bool *same_meta)
 {
 	sqlite3_stmt *s = NULL;
 	int rc, err = journal_db_err(journal_prepare_cached(j,
 		"SELECT c.id, c.id = (SELECT jb.change FROM jobs jb WHERE "
-		"jb.volume = ?1 AND jb.path = ?2 AND jb.copy_of IS NULL) AS w "
+		"jb.volume = ?1 AND jb.path = ?2 AND jb.copy_of IS NULL) AS w, "
+		"c.mode, c.uid, c.gid, c.mtime_ns "
 		"FROM changes c WHERE c.volume = ?1 AND c.path = ?2 AND "
 		"c.op NOT IN (?6, ?7) AND (?2 = '' OR (c.mode & ?8) = ?3) AND "
 		"(?4 IS NULL OR c.hash = ?4) AND (?5 IS NULL OR c.target = ?5) "
@@ -65,6 +70,14 @@ static int adopt_match(struct journal *j, const char *volume, const char *path,
 	if (rc == SQLITE_ROW) {
 		*id = sqlite3_column_int64(s, 0);
 		*winner = sqlite3_column_int(s, 1) == 1;
+		*same_meta = (uint32_t)sqlite3_column_int64(s, 2) ==
+			     (uint32_t)st->st_mode &&
+			     (uint32_t)sqlite3_column_int64(s, 3) == st->st_uid &&
+			     (uint32_t)sqlite3_column_int64(s, 4) == st->st_gid &&
+			     (!S_ISREG(st->st_mode) ||
+			      sqlite3_column_int64(s, 5) ==
+			      (int64_t)st->st_mtim.tv_sec * 1000000000 +
+			      st->st_mtim.tv_nsec);
 	} else if (rc != SQLITE_DONE) {
 		err = journal_db_err(rc);
 	}
@@ -94,6 +107,28 @@ static int adopt_taken(struct journal *j, const char *volume, const char *path,
 	return 0;
 }
 
+/* The disk holds the winner's content under other metadata: a job puts
+ * the winner's mode, owner and mtime on it (the applier finds the
+ * content in place). */
+static int adopt_meta_job(struct journal *j, const char *volume,
+			  const char *path, int64_t id)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(journal_prepare_cached(j,
+		"INSERT INTO jobs (volume, path, change, ord) VALUES "
+		"(?1, ?2, ?3, ?4) ON CONFLICT (volume, path) DO NOTHING", &s));
+
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, id);
+	sqlite3_bind_int64(s, 4, journal_job_order(JOURNAL_META, path));
+	err = journal_step_done(s);
+	journal_stmt_done(s);
+	return err;
+}
+
 static int adopt_set_current(struct journal *j, const char *volume,
 			     const char *path, int64_t id)
 {
@@ -118,14 +153,14 @@ int journal_adopt(struct journal *j, const char *volume, const char *path,
 		  const char *target, enum journal_adoption *out)
 {
 	int64_t id;
-	bool winner, taken;
+	bool winner, taken, same_meta = true;
 	int err = journal_begin(j);
 
 	*out = JOURNAL_ADOPT_NEW;
 	if (!err)
 		err = adopt_match(j, volume, path, st, S_ISREG(st->st_mode) ?
 				  hash : NULL, S_ISLNK(st->st_mode) ? target :
-				  NULL, &id, &winner);
+				  NULL, &id, &winner, &same_meta);
 	if (!err && !id) {
 		err = adopt_taken(j, volume, path, &taken);
 		if (!err && taken && !S_ISDIR(st->st_mode))
@@ -138,6 +173,8 @@ int journal_adopt(struct journal *j, const char *volume, const char *path,
 		err = journal_touch_state(j, volume, path, st);
 	if (!err)
 		err = journal_retarget(j, volume, path);
+	if (!err && winner && !same_meta)
+		err = adopt_meta_job(j, volume, path, id);
 	if (!err)
 		*out = winner ? JOURNAL_ADOPT_CURRENT : JOURNAL_ADOPT_STALE;
 	return err;

@@ -347,6 +347,7 @@ static void test_adopt_judges_against_history(void **state)
 	net_put(n, 0, "edited", 0);
 	net_put(n, 0, "gone", 1);
 	net_put(n, 0, "taken", 1);
+	net_put(n, 0, "chmodded", 2);
 	net_mkdir(n, 0, "d");
 	net_deliver(n, 0, 1);
 	net_apply_jobs(n, 1);
@@ -364,6 +365,12 @@ static void test_adopt_judges_against_history(void **state)
 	assert_int_equal(adopt(n, 2, "gone", 1), JOURNAL_ADOPT_STALE);
 	assert_int_equal(adopt(n, 2, "taken", 3), JOURNAL_ADOPT_TAKEN);
 	assert_int_equal(adopt(n, 2, "fresh", 3), JOURNAL_ADOPT_NEW);
+	/* The winner's content under another mode: a job puts its mode back. */
+	dir = net_file_stat(2, 0);
+	dir.st_mode = S_IFREG | 0600;
+	assert_int_equal(journal_adopt(n->j[2], "vol", "chmodded", &dir,
+				       net_contents[2].hash, NULL, &how), 0);
+	assert_int_equal(how, JOURNAL_ADOPT_CURRENT);
 	memset(&dir, 0, sizeof(dir));
 	dir.st_mode = S_IFDIR | 0755;
 	assert_int_equal(journal_adopt(n->j[2], "vol", "d", &dir, NULL, NULL,
@@ -371,9 +378,9 @@ static void test_adopt_judges_against_history(void **state)
 	assert_int_equal(how, JOURNAL_ADOPT_CURRENT);
 	assert_int_equal(journal_flush(n->j[2]), 0);
 	/* Jobs left: edited (the newer text), gone (its delete), taken
-	 * (written once the disk's file is kept aside). */
+	 * (written once the disk's file is kept aside), chmodded's mode. */
 	assert_int_equal(journal_job_counts(n->j[2], "vol", &jobs, &stuck), 0);
-	assert_int_equal(jobs, 3);
+	assert_int_equal(jobs, 4);
 
 	net_settle(n);
 	net_assert_converged(n);
