@@ -123,6 +123,21 @@ cluster_config() {
   } > "$file"
 }
 
+# pair_config PORT: n1.yaml and n2.yaml, a cluster of n1 on 127.0.0.1 and
+# n2 on 127.0.0.2, each with a volume "vx" in its root; and n2-alone.yaml,
+# n2 as a cluster of one on ports n1 does not dial: a partition without a
+# firewall, where n2 still records what changes on its disk.
+pair_config() {
+  local port=$1 i
+  for i in 1 2; do
+    mkdir -p "$T/n$i/volumes/vx"
+    cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$port" \
+      n1:127.0.0.1,n2:127.0.0.2 "$T/n$i/volumes" "$T/n$i/journal.db"
+  done
+  cluster_config "$T/n2-alone.yaml" n2 127.0.0.2 $((port + 10)) n2:127.0.0.2 \
+    "$T/n2/volumes" "$T/n2/journal.db"
+}
+
 # same_tree A B: the two volume roots hold the same names, types, modes,
 # link targets and bytes (the agent's hidden .krakenfs-* names aside).
 same_tree() {

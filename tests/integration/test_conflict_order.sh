@@ -11,15 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 
 PORT=17947
-NODES=n1:127.0.0.1,n2:127.0.0.2
-for i in 1 2; do
-  mkdir -p "$T/n$i/volumes/vx"
-  cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
-    "$T/n$i/volumes" "$T/n$i/journal.db"
-done
-# n2 alone: a cluster of one, on ports n1 does not dial.
-cluster_config "$T/n2-alone.yaml" n2 127.0.0.2 $((PORT + 10)) n2:127.0.0.2 \
-  "$T/n2/volumes" "$T/n2/journal.db"
+pair_config "$PORT"
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2-alone.yaml"
 

@@ -10,12 +10,7 @@
 source "$(dirname "$0")/lib.sh"
 
 PORT=17939
-NODES=n1:127.0.0.1,n2:127.0.0.2
-for i in 1 2; do
-  mkdir -p "$T/n$i/volumes/vx"
-  cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
-    "$T/n$i/volumes" "$T/n$i/journal.db"
-done
+pair_config "$PORT"
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
 V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx

@@ -12,12 +12,7 @@
 source "$(dirname "$0")/lib.sh"
 
 PORT=17931
-NODES=n1:127.0.0.1,n2:127.0.0.2
-for i in 1 2; do
-  mkdir -p "$T/n$i/volumes/vx"
-  cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
-    "$T/n$i/volumes" "$T/n$i/journal.db"
-done
+pair_config "$PORT"
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
 mkdir -p "$T/n1/volumes/vx/d/sub"
@@ -49,10 +44,8 @@ for n in n1 n2; do
 done
 pass "a directory deleted on n1 while n2 made a file in it: the file is kept everywhere, the rest stays deleted"
 
-# A partition, without a firewall: n2 runs alone (a cluster of one, on
-# ports n1 does not dial) and records what is changed on its disk.
-cluster_config "$T/n2-alone.yaml" n2 127.0.0.2 $((PORT + 10)) n2:127.0.0.2 \
-  "$T/n2/volumes" "$T/n2/journal.db"
+# A partition, without a firewall: n2 runs alone (n2-alone.yaml) and
+# records what is changed on its disk.
 recorded_on() {  # recorded_on NODE PATH OP: the journal holds such a change
   "$KJ" --db "$T/$1/journal.db" --json log --volume vx --op "$3" |
     jq -s -e --arg p "$2" 'any(.[]; .path == $p)' >/dev/null
