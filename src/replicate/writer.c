@@ -309,8 +309,12 @@ void writer_job_free(struct writer_job *job)
 {
 	if (!job)
 		return;
-	if (job->create.dirfd >= 0 && job->targets[0].fd >= 0)
+	/* A temp file made but never taken over by its transfer (the agent
+	 * stopping before it collected the job) goes with the job. */
+	if (job->create.dirfd >= 0 && job->targets[0].fd >= 0) {
 		close(job->targets[0].fd);
+		unlinkat(job->create.dirfd, job->create.name, 0);
+	}
 	free(job->data);
 	free(job);
 }

@@ -334,6 +334,21 @@ static int exam_symlink(struct watch *w, struct exam *e)
 							target));
 }
 
+/*
+ * A transfer cut short by a crash or a stop leaves its temp file: ours
+ * and worthless, the job starts again.  Removed by the start-up walk,
+ * whichever way it meets the name (a known volume's fast path, or the
+ * examination of a new volume or of a rejoining node's disk).
+ */
+static bool scan_sweep_temp(struct watch *w, int dfd, const char *name)
+{
+	if (!w->sweep_temps || strncmp(name, WATCH_TEMP_PREFIX "tmp-",
+				       sizeof(WATCH_TEMP_PREFIX) + 3) != 0)
+		return false;
+	unlinkat(dfd, name, 0);
+	return true;
+}
+
 static int exam_run(struct watch *w, const char *rel, int64_t event_ns,
 		    bool subtree, int depth);
 
@@ -354,7 +369,8 @@ static int exam_children(struct watch *w, struct exam *e)
 	while (!err && (de = readdir(d))) {
 		char child[PATH_MAX];
 
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    scan_sweep_temp(w, dirfd(d), de->d_name))
 			continue;
 		if (path_join(child, sizeof(child), e->rel, de->d_name)) {
 			log_warn("watch", "skipping %s/%s: path too long", e->rel,
@@ -551,13 +567,8 @@ static int scan_entry(struct scan *sc, int dfd, const char *path, int depth)
 			 "too long", sc->vol);
 		return 0;
 	}
-	if (sc->w->sweep_temps && strncmp(path_basename(path), WATCH_TEMP_PREFIX
-					    "tmp-", sizeof(WATCH_TEMP_PREFIX) + 3) == 0) {
-		/* A transfer cut short by a crash: its half-written temp
-		 * file is ours and worthless; the job starts again. */
-		unlinkat(dfd, path_basename(path), 0);
+	if (scan_sweep_temp(sc->w, dfd, path_basename(path)))
 		return 0;
-	}
 	if (watch_excluded(sc->w, path)) {
 		/* Excluded now but journalled before: leave it alone rather
 		 * than let the sweep turn it into a delete. */

@@ -36,6 +36,10 @@ wait_for 30 recorded || fail "n1 did not record its changes"
 # nowhere; then its journal is damaged, and n2 does what its log says.
 echo "only on n2" > "$V2/local-only.txt"
 echo "mine" > "$V2/same.txt"
+# Temp files of transfers cut short when n2 stopped: worthless, removed
+# by the rejoin's walk as by any start-up scan.
+echo half > "$V2/.krakenfs-tmp-00000000000000aa"
+echo half > "$V2/gone/deeper/.krakenfs-tmp-00000000000000bb"
 rm -f "$T/n2/journal.db-wal" "$T/n2/journal.db-shm"
 head -c 8192 /dev/urandom | dd of="$T/n2/journal.db" conv=notrunc status=none
 "$AGENT" --config "$T/n2.yaml" >"$T/n2-damaged.log" 2>&1 && fail "n2 started on a damaged journal"
@@ -72,6 +76,9 @@ ls "$V1" | grep -v -x 'same.conflict-n2-.*\.txt' | grep -q conflict && fail "a c
 rejoined() { curl -sf "http://127.0.0.2:$((PORT + 1))/v1/status" | jq -e '.rejoining == false'; }
 wait_for 5 rejoined || fail "/v1/status still says n2 is rejoining"
 pass "the newer edit and the delete win, unchanged files stay, what changed only on n2 is kept"
+left=$(find "$V2" -name '.krakenfs-tmp-*')
+[ -z "$left" ] || fail "temp files of an earlier run left on the rejoined n2: $left"
+pass "temp files left on the rejoining node's disk are removed"
 
 # n2's new origin published only what was its own: the new file and the
 # copy.
