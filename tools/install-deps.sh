@@ -12,6 +12,8 @@ packages=(
   libjansson-dev
   libcmocka-dev
   jq procps psmisc curl chromium docker.io busybox-static
+  # partitions between agents on 127.0.0.x (test_peer_liveness.sh)
+  iptables
   # ip, ss and tc (tests/e2e namespaces, deploy.sh's port check); unshare,
   # nsenter and setsid; systemd-analyze for the unit's test.
   iproute2 util-linux systemd coreutils

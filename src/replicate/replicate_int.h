@@ -23,6 +23,13 @@
 /* Nothing heard for this long (five pings unanswered): the peer is shown
  * as not connected, though the session stays up to PEER_DEAD_NS. */
 #define PEER_UNRESPONSIVE_NS (10LL * 1000000000)
+/* Nothing heard for this long: the dialling side tries a second, fresh
+ * connection beside the silent one, and the first to say HELLO replaces
+ * it.  After a partition heals, TCP retransmits on the old connection
+ * only when its backed-off timer fires (tens of seconds after a long
+ * outage), while a new connection's first SYN goes at once.  A probe not
+ * open within this time is given up and another one made. */
+#define PEER_PROBE_NS (5LL * 1000000000)
 /* Generous: hashing or verifying a large file still runs on the loop
  * thread and can keep a healthy peer quiet for a while. */
 #define PEER_DEAD_NS (60LL * 1000000000)
@@ -64,6 +71,8 @@ struct session {
 	int64_t last_rx_ns;
 	int64_t last_ping_ns;
 	bool dead;                /* closed; freed at the end of the turn */
+	bool probe;               /* dialled beside a silent open session */
+	int64_t started_ns;
 	bool read_more;           /* input left past the read budget */
 	uint8_t (*asked)[CONTENT_HASH_LEN];  /* chunk requests not served */
 	size_t asked_head, asked_n, asked_cap;

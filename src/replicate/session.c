@@ -303,6 +303,7 @@ static void session_on_hello(struct session *s, const struct wire_hello *h)
 		session_close(p->session, "replaced by a new connection");
 	}
 	s->peer = p;
+	s->probe = false;
 	p->session = s;
 	p->backoff_ms = 0;
 	p->stats.connected = true;
@@ -437,7 +438,7 @@ static int session_new(struct replicate *r, int fd, bool outbound,
 	s->peer = outbound ? p : NULL;
 	s->outbound = outbound;
 	s->state = outbound ? SESSION_CONNECTING : SESSION_HANDSHAKE;
-	s->last_rx_ns = loop_now_ns();
+	s->last_rx_ns = s->started_ns = loop_now_ns();
 	err = ctx ? transport_tls_new(fd, ctx, !outbound, &t) :
 		    transport_plain_new(fd, &t);
 	if (!err)
@@ -446,6 +447,8 @@ static int session_new(struct replicate *r, int fd, bool outbound,
 	if (err) {
 		if (t)
 			transport_close(t);   /* closes fd */
+		else
+			close(fd);
 		free(s);
 		return err;
 	}
@@ -482,40 +485,62 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
 	return 0;
 }
 
-static void peer_dial(struct replicate *r, struct peer *p)
+/* A new outbound session to P in *OUT; QUIET: a failure is not logged. */
+static int peer_connect(struct replicate *r, struct peer *p, bool quiet,
+			struct session **out)
 {
 	struct sockaddr_storage ss;
-	struct session *s = NULL;
 	socklen_t len;
 	int one = 1, fd, err = resolve(p->host, p->port, &ss, &len);
 
 	if (err) {
-		log_warn("replicate", "cannot resolve peer %s at %s",
-			 p->id, p->host);
-		peer_schedule_dial(r, p);
-		return;
+		if (!quiet)
+			log_warn("replicate", "cannot resolve peer %s at %s",
+				 p->id, p->host);
+		return err;
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		peer_schedule_dial(r, p);
-		return;
-	}
+	if (fd < 0)
+		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (struct sockaddr *)&ss, len) != 0 &&
 	    errno != EINPROGRESS) {
+		err = -errno;
 		log_debug("replicate", "connect to %s: %s", p->id,
-			  strerror(errno));
+			  strerror(-err));
 		close(fd);
-		peer_schedule_dial(r, p);
-		return;
+		return err;
 	}
-	err = session_new(r, fd, true, p, &s);
-	if (err) {
+	return session_new(r, fd, true, p, out);
+}
+
+static void peer_dial(struct replicate *r, struct peer *p)
+{
+	struct session *s = NULL;
+
+	if (peer_connect(r, p, false, &s) != 0) {
 		peer_schedule_dial(r, p);
 		return;
 	}
 	p->session = s;
 	p->next_dial_ns = 0;
+}
+
+/* A second connection to P beside its silent session (PEER_PROBE_NS):
+ * not P's session until its HELLO replaces the silent one. */
+static void peer_probe(struct replicate *r, struct peer *p)
+{
+	struct session *s = NULL;
+
+	for (s = r->sessions; s; s = s->next)
+		if (s->probe && s->peer == p && !s->dead)
+			return;
+	if (peer_connect(r, p, true, &s) == 0) {
+		s->probe = true;
+		log_debug("replicate", "peer %s silent for %lld s: trying a "
+			  "new connection", p->id,
+			  (long long)(PEER_PROBE_NS / 1000000000));
+	}
 }
 
 static void replicate_on_accept(void *arg, uint32_t events)
@@ -764,6 +789,14 @@ static void session_heartbeat(struct session *s, int64_t now)
 		session_close(s, "no answer for 60 s");
 		return;
 	}
+	if (s->probe && s->state != SESSION_OPEN &&
+	    now - s->started_ns > PEER_PROBE_NS) {
+		session_close(s, "no answer to a new connection");
+		return;
+	}
+	if (s->state == SESSION_OPEN && s->peer && s->peer->dial &&
+	    now - s->last_rx_ns > PEER_PROBE_NS)
+		peer_probe(s->r, s->peer);
 	serve_idle(s, now);
 	if (now - s->last_rx_ns > SESSION_QUIET_NS)
 		conn_trim(s->conn);

@@ -25,9 +25,10 @@
 #   clock-skew    restarted under libfaketime (+2h, -30m, ...), later normally
 #   journal-loss  stopped, journal.db/-wal/-shm removed, restarted (the
 #                 agent rejoins the cluster's history; a removal made on
-#                 its disk from just before the loss to just after the
-#                 rejoin is known to nobody and comes back, as it must,
-#                 so check (c) leaves those out)
+#                 its disk from its first change no peer held yet (or
+#                 just before the loss) to just after the rejoin is known
+#                 to nobody and comes back, as it must, so check (c)
+#                 leaves those out)
 #
 # Then every fault is healed and the run asserts: (a) all nodes hold the
 # same tree; (b) every content the writer wrote is on every node, at its
@@ -159,7 +160,7 @@ P2P=7000 APIPORT=7001
 VOLS=(alpha beta)
 T=$(mktemp -d /tmp/kraken-chaos-XXXXXX)
 LEDGER=$T/ledger EVENTS=$T/events ERRORS=$T/errors
-: > "$LEDGER"; : > "$EVENTS"; : > "$ERRORS"
+: > "$LEDGER"; : > "$EVENTS"; : > "$ERRORS"; : > "$T/losses"
 T0=$EPOCHREALTIME
 export CHAOS_T0=$T0
 NETNS=() MOUNTS=() BG=()
@@ -422,14 +423,48 @@ fault_begin() {  # fault_begin K KIND NODE PARAM
     clock-skew) stop_agent "$i"; start_agent "$i" "$param" || true ;;
     journal-loss)
       if [ "$param" = kill ]; then kill_agent "$i"; else stop_agent "$i"; fi
+      loss_begin "$i"
       rm -f "$(journal_of "$i")" "$(journal_of "$i")-wal" "$(journal_of "$i")-shm" ;;
   esac
+}
+
+ms_now() { echo $(( (${EPOCHREALTIME/./} - ${T0/./}) / 1000 )); }
+
+# loss_begin I: n$I's agent is down, its journal about to go.  What no
+# peer holds of its origin yet (a peer cut off, stopped, or behind a
+# stalled connection) is lost with it, so the removals check (c) cannot
+# hold it to begin at its first change no peer holds, if that is before
+# now.  A line "nI FROM_MS RESTART_MS" goes to $T/losses at the restart.
+loss_begin() {
+  local i=$1 origin h=0 v j first now
+  now=$(ms_now) first=$now
+  origin=$("$KJ" --db "$(journal_of "$i")" --json status 2>/dev/null | jq -r '.origin // empty') || origin=
+  if [ -n "$origin" ]; then
+    for ((j = 1; j <= NODES; j++)); do
+      [ "$j" != "$i" ] || continue
+      v=$("$KJ" --db "$(journal_of "$j")" --json status 2>/dev/null |
+          jq -r --arg o "$origin" '.version_vector[$o] // 0') || v=0
+      [ "${v:-0}" -le "$h" ] || h=$v
+    done
+    v=$("$KJ" --db "$(journal_of "$i")" --json log --origin "$origin" --reverse 2>/dev/null |
+        jq -r --argjson h "$h" 'select(.seq > $h) | .time_ns' | head -n 1) || v=
+    # Entries recorded under a skewed clock say nothing useful: clamped.
+    if [ -n "$v" ]; then
+      v=$(( (v / 1000 - ${T0/./}) / 1000 ))
+      if [ "$v" -lt 0 ]; then v=0; fi
+      if [ "$v" -lt "$first" ]; then first=$v; fi
+    fi
+  fi
+  echo "$first" > "$T/n$i/loss"
 }
 
 fault_end() {  # fault_end K KIND NODE PARAM
   local k=$1 kind=$2 i=$3 param=$4
   case "$kind" in
-    kill|journal-loss) start_agent "$i" || true ;;
+    kill) start_agent "$i" || true ;;
+    journal-loss)
+      echo "n$i $(cat "$T/n$i/loss") $(ms_now)" >> "$T/losses"
+      start_agent "$i" || true ;;
     stop) kill -CONT "$(agent_pid "$i")" 2>/dev/null || true ;;
     partition) link_set "$i" up "$param" ;;
     disk-full) free_disk "$i" "$param" "$k" ;;
@@ -647,27 +682,43 @@ heal_all() {
   done
 }
 
+# loss_windows: for each journal lost, "nI FROM_MS UNTIL_MS": from its
+# first change no peer held (loss_begin) to 3 s after it rejoined.
+loss_windows() {
+  local node from restart t until
+  while read -r node from restart; do
+    until=$((restart + 60000))
+    while read -r t; do
+      t=$(( $(date -d "$t" +%s%3N) - ${T0/./} / 1000 ))
+      if [ "$t" -ge "$restart" ]; then until=$t; break; fi
+    done < <(grep "rejoined the cluster's history" "$T/$node/agent.log" | cut -d' ' -f1)
+    echo "$node $((from - 1000)) $((until + 3000))"
+  done < "$T/losses"
+}
+
 # check_contents: (b) and (c), from the ledger and the final manifests.
 check_contents() {
   local files=() i
   for ((i = 1; i <= NODES; i++)); do files+=("$T/m.$i"); done
   : > "$T/suspects"
+  loss_windows > "$T/losses.windows"
   awk -F'\t' -v ledger="$LEDGER" -v nodes="$NODES" -v suspects="$T/suspects" \
-      -v schedule="$T/schedule" '
+      -v losses="$T/losses.windows" '
     function hex(h) { return h ~ /^[0-9a-f]+$/ && length(h) == 64 }
     function put(p, h, s) { P[p SUBSEP h] = P[p SUBSEP h] " " s }
-    # A removal made on a node whose journal is gone, from a moment
-    # before the agent went (a kill loses what was not recorded yet) to
-    # a moment after it has rejoined, is known to nobody: what it
-    # removed comes back from the peers, as it must.
+    # A removal made on a node whose journal is gone, from its first
+    # change no peer held (or a moment before the agent went: a kill
+    # loses what was not recorded yet) to a moment after it rejoined, is
+    # known to nobody: what it removed comes back from the peers, as it
+    # must (loss_windows).
     function unknowable(node, ms,   i) {
       for (i = 1; i <= nl; i++)
-        if (LN[i] == node && ms >= LA[i] - 1000 && ms <= LB[i] + 3000) return 1
+        if (LN[i] == node && ms >= LA[i] && ms <= LB[i]) return 1
       return 0
     }
-    FILENAME == schedule {
+    FILENAME == losses {
       split($0, f, " ")
-      if (f[4] == "journal-loss") { nl++; LN[nl] = "n" f[5]; LA[nl] = f[2] * 1000; LB[nl] = f[3] * 1000 }
+      nl++; LN[nl] = f[1]; LA[nl] = f[2]; LB[nl] = f[3]
       next
     }
     FILENAME == ledger {
@@ -710,7 +761,7 @@ check_contents() {
       }
       printf "checked %d surviving contents and %d removals\n", checked, nd > "/dev/stderr"
       exit (bad > 0)
-    }' "$T/schedule" "$LEDGER" "${files[@]}"
+    }' "$T/losses.windows" "$LEDGER" "${files[@]}"
 }
 
 report_failure() {

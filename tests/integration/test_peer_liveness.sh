@@ -2,7 +2,9 @@
 # A peer that stops answering (SIGSTOP: its sockets stay open) is shown as
 # not connected within seconds, not after the 60 s that close the session,
 # and what it has not acknowledged counts as its lag; once it answers
-# again both clear.
+# again both clear.  A connection silent through a 30 s partition does
+# not wait for TCP's backed-off retransmissions when the link comes back:
+# a fresh connection carries the changes within seconds.
 source "$(dirname "$0")/lib.sh"
 
 PORT=17927
@@ -47,3 +49,27 @@ wait_for 30 is peer connected true || fail "n2 not connected again after SIGCONT
 wait_for 30 test -f "$T/n2/volumes/vol/while-stopped-20.txt" || fail "n2 did not catch up"
 wait_for 20 is peer lag_entries 0 || fail "n2's lag after catching up: $(peer lag_entries)"
 pass "once it answers again it is connected and its lag clears"
+
+# A partition: every packet to or from the agents' port dropped
+# for 30 s while n1 keeps writing; the old connection's retransmission
+# timer has backed off to ~25 s by then, so only a new connection
+# delivers soon after the heal.
+command -v iptables >/dev/null || fail "iptables is needed (tools/install-deps.sh installs it)"
+# (By port: on loopback either end may use 127.0.0.1 as its source.)
+RULES=("INPUT -p tcp --dport $PORT -j DROP" "INPUT -p tcp --sport $PORT -j DROP")
+heal() { for r in "${RULES[@]}"; do while iptables -D $r 2>/dev/null; do :; done; done; }
+trap 'heal; cleanup' EXIT
+for r in "${RULES[@]}"; do iptables -I $r || fail "cannot add the iptables rule '$r'"; done
+t=$SECONDS
+while [ $((SECONDS - t)) -lt 30 ]; do
+  echo "$SECONDS" > "$T/n1/volumes/vol/during-partition-$((SECONDS - t)).txt"
+  sleep 2
+done
+[ ! -e "$T/n2/volumes/vol/during-partition-0.txt" ] || fail "the partition let a file through"
+heal
+echo healed > "$T/n1/volumes/vol/after-heal.txt"
+t=$SECONDS
+wait_for 10 test -f "$T/n2/volumes/vol/after-heal.txt" ||
+  fail "a file written when the partition healed was not on n2 $((SECONDS - t)) s later"
+wait_for 10 test -f "$T/n2/volumes/vol/during-partition-0.txt" || fail "what was written during the partition did not follow"
+pass "after a 30 s partition the changes flow again $((SECONDS - t)) s after the heal"
