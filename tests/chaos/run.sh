@@ -35,7 +35,10 @@
 # path or elsewhere (a rename, a conflict copy), unless a later writer
 # operation provably destroyed it (it overwrote, appended to or deleted
 # that very content); (c) no deleted or renamed-away content came back at
-# the path it left; (d) kraken-journal verify is clean everywhere; (e) no
+# the path it left, unless a later operation on another node changed it
+# there first (a chmod, or a write that failed after opening it: a
+# modification beats a concurrent delete); (d) kraken-journal verify is
+# clean everywhere; (e) no
 # .krakenfs-tmp-* file is left; (f) every agent is alive, answers
 # /v1/status with its peers connected and no job queued, and none died or
 # hung on SIGTERM by itself.
@@ -724,6 +727,9 @@ check_contents() {
     FILENAME == ledger {
       seq = $1 + 0; op = $4; st = $7
       if ((st == "ok" || st == "fail") && hex($8)) D[$8] = 1
+      # A write that failed (ENOSPC) found the file and may have touched
+      # it: a change of its metadata, which beats a concurrent removal.
+      if (st == "fail" && (op == "write" || op == "append")) TOUCH[$5] = TOUCH[$5] " " seq
       if (st != "ok") next
       if ((op == "write" || op == "append" || op == "replace") && hex($9))
         { W[$9] = "seq " $1 " " $3 " " op " " $5; WP[$9] = $5 }
@@ -752,6 +758,8 @@ check_contents() {
         after = 0; before = 0
         k = split(P[key], s, " ")
         for (j = 1; j <= k; j++) { if (s[j] + 0 > Ds[d]) after = 1; else if (s[j] + 0 < Ds[d]) before++ }
+        k = split(TOUCH[Dp[d]], s, " ")
+        for (j = 1; j <= k; j++) if (s[j] + 0 > Ds[d]) after = 1
         if (after || before > 1) continue
         for (n = 1; n <= nodes; n++)
           if ((n SUBSEP Dp[d] SUBSEP Dh[d]) in AT) {
