@@ -296,6 +296,12 @@ int conn_read(struct conn *c)
 	}
 }
 
+void conn_set_max_payload(struct conn *c, uint32_t max_payload)
+{
+	if (max_payload)
+		c->max_payload = max_payload;
+}
+
 void conn_set_read_budget(struct conn *c, size_t bytes)
 {
 	c->read_budget = bytes;

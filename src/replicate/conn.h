@@ -70,6 +70,9 @@ int conn_header_decode(const uint8_t in[CONN_HEADER_LEN], uint8_t *type,
 int conn_new(struct transport *t, uint32_t max_payload, size_t out_cap,
 	     conn_frame_fn on_frame, void *arg, struct conn **out);
 
+/* From now on payloads of at most MAX_PAYLOAD bytes (not 0) are taken. */
+void conn_set_max_payload(struct conn *c, uint32_t max_payload);
+
 /* Closes the transport and frees everything.  NULL is ignored. */
 void conn_free(struct conn *c);
 

@@ -11,6 +11,8 @@
 #include "strmap.h"
 #include "wire.h"
 
+#include <sys/socket.h>
+
 #define PEER_OUT_CAP (64u << 20)       /* bytes queued to one peer */
 #define PEER_PUMP_LOW (4u << 20)       /* refill entries below this */
 #define PEER_ENTRIES_BUDGET (1u << 20) /* payload of one ENTRIES frame */
@@ -30,6 +32,13 @@
  * outage), while a new connection's first SYN goes at once.  A probe not
  * open within this time is given up and another one made. */
 #define PEER_PROBE_NS (5LL * 1000000000)
+/* Before its HELLO is accepted a connection is a stranger's (gate.c). */
+#define GATE_FRAME_MAX (16u << 10)
+#define GATE_DEADLINE_NS (10LL * 1000000000)
+#define GATE_STRANGERS_MAX 64
+#define GATE_PER_SOURCE_MAX 8
+#define GATE_PAUSE_NS (1LL * 1000000000)
+#define GATE_SOURCE_MAX 46          /* INET6_ADDRSTRLEN */
 /* Generous: hashing or verifying a large file still runs on the loop
  * thread and can keep a healthy peer quiet for a while. */
 #define PEER_DEAD_NS (60LL * 1000000000)
@@ -73,6 +82,7 @@ struct session {
 	bool dead;                /* closed; freed at the end of the turn */
 	bool probe;               /* dialled beside a silent open session */
 	int64_t started_ns;
+	char source[GATE_SOURCE_MAX];  /* inbound: the peer's address */
 	bool read_more;           /* input left past the read budget */
 	uint8_t (*asked)[CONTENT_HASH_LEN];  /* chunk requests not served */
 	size_t asked_head, asked_n, asked_cap;
@@ -112,6 +122,7 @@ struct peer {
 	bool changing;            /* its HELLO said it takes CHANGING */
 	bool delta;               /* its HELLO said it answers GET_DELTA */
 	bool state;               /* its HELLO said it takes STATE and ACK */
+	bool vector_wait;         /* its vector comes in a VECTOR frame */
 	struct replicate_peer_status stats;
 };
 
@@ -179,6 +190,13 @@ struct replicate {
 		uint64_t count;
 	} state_rx;
 	uint64_t exchanges_served, exchanges_applied;
+	struct {
+		int64_t resume_ns;    /* the listener is paused until then */
+		uint64_t pauses, refused;
+		unsigned said;        /* refusal reasons logged (gate.c) */
+		struct sockaddr_storage source;  /* outbound connections' */
+		socklen_t source_len;            /* 0: any address */
+	} gate;
 };
 
 /* session.c */
@@ -212,7 +230,33 @@ void sync_entry_from_change(const struct journal_change *c,
 void sync_change_from_entry(const struct wire_entry *w,
 			    struct journal_change *c);
 
+/* session.c */
+/* HOST:PORT as a socket address.  0 or -EHOSTUNREACH. */
+int session_resolve(const char *host, uint16_t port,
+		    struct sockaddr_storage *ss, socklen_t *len);
+
+/* gate.c */
+/* The listener is bound to SS: outbound connections leave from its
+ * address too, unless it is a wildcard. */
+void gate_note_listen(struct replicate *r, const struct sockaddr_storage *ss,
+		      socklen_t len);
+void gate_bind_source(struct replicate *r, int fd, int family);
+/* Whether inbound S comes from the address P is configured at. */
+bool gate_from_peer(struct replicate *r, const struct session *s,
+		    const struct peer *p);
+/* Whether a connection from SS, accepted as FD, may wait for its HELLO;
+ * its address as text into SOURCE (GATE_SOURCE_MAX bytes). */
+bool gate_admit(struct replicate *r, const struct sockaddr_storage *ss,
+		int fd, char *source);
+/* accept(2) failed with ERR for lack of resources: pause the listener. */
+void gate_pause(struct replicate *r, int err);
+void gate_tick(struct replicate *r, int64_t now);
+/* S has not said HELLO in time. */
+bool gate_expired(const struct session *s, int64_t now);
+
 /* state.c */
+/* Sends this node's whole vector (after HELLO, to an identified peer). */
+int state_send_vector(struct session *s);
 /* V is what the peer of S holds: its acknowledgement. */
 void state_on_vector(struct session *s, const struct wire_vector *v);
 /* The peer's ORIGIN stands at FROM, below this node's floor. */

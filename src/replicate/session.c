@@ -162,17 +162,6 @@ void session_send_now(struct session *s)
 		s->polled = EPOLLIN | EPOLLOUT;  /* its handler closes it */
 }
 
-static int session_vector_add(void *arg, const char *origin, uint64_t seq)
-{
-	struct strmap *v = arg;
-	uint64_t *val = malloc(sizeof(*val));
-
-	if (!val)
-		return -ENOMEM;
-	*val = seq;
-	return strmap_put(v, origin, val, NULL);
-}
-
 static void strmap_free_values(struct strmap *m)
 {
 	for (size_t i = 0; i < m->cap; i++)
@@ -181,45 +170,26 @@ static void strmap_free_values(struct strmap *m)
 	strmap_clear(m);
 }
 
+/* Only this node's own origin: the rest of its vector waits until the
+ * peer is identified (gate.c). */
 static int session_send_hello(struct session *s)
 {
-	struct strmap vec = { 0 };
-	struct journal_ref *refs = NULL;
 	struct wire_msg m = { .type = WIRE_HELLO };
-	uint32_t n = 0;
-	const char *own = journal_origin(s->r->journal);
-	int err = journal_vector(s->r->journal, session_vector_add, &vec);
+	struct journal_ref own = { 0 };
+	int err;
 
-	if (!err) {
-		refs = calloc(vec.count + 1, sizeof(*refs));
-		err = refs ? 0 : -ENOMEM;
-	}
-	/* Our own origin first, even before we wrote anything. */
-	if (!err) {
-		const uint64_t *top = strmap_get(&vec, own);
-
-		snprintf(refs[0].origin, sizeof(refs[0].origin), "%s", own);
-		refs[0].seq = top ? *top : 0;
-		n = 1;
-		m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING |
-				   WIRE_HELLO_DELTA | WIRE_HELLO_STATE |
-				   (s->r->hold ? WIRE_HELLO_REJOINING : 0);
-	}
-	for (size_t i = 0; !err && i < vec.cap; i++) {
-		if (!vec.slots[i].key || strcmp(vec.slots[i].key, own) == 0)
-			continue;
-		snprintf(refs[n].origin, sizeof(refs[n].origin), "%s",
-			 vec.slots[i].key);
-		refs[n++].seq = *(uint64_t *)vec.slots[i].value;
-	}
+	snprintf(own.origin, sizeof(own.origin), "%s",
+		 journal_origin(s->r->journal));
+	own.seq = journal_durable_seq(s->r->journal);
+	m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING |
+			   WIRE_HELLO_DELTA | WIRE_HELLO_STATE |
+			   WIRE_HELLO_VECTOR_NEXT |
+			   (s->r->hold ? WIRE_HELLO_REJOINING : 0);
 	m.hello.node_id = s->r->node_id;
 	m.hello.cluster_id = s->r->cluster_id;
-	m.hello.vector.n = n;
-	m.hello.vector.refs = refs;
-	if (!err)
-		err = session_send(s, &m);
-	free(refs);
-	strmap_free_values(&vec);
+	m.hello.vector.n = 1;
+	m.hello.vector.refs = &own;
+	err = session_send(s, &m);
 	if (!err)
 		s->state = SESSION_HELLO;
 	return err;
@@ -266,6 +236,31 @@ static bool session_canonical(const struct session *s, const struct peer *p)
 	return s->outbound == p->dial;
 }
 
+/*
+ * Whether NEW, whose HELLO names OLD's peer, may replace OLD.  With TLS
+ * the certificate proved the name.  Without, anyone can claim any name,
+ * so an open session that is heard from is replaced only by a
+ * connection we dialled or one from the peer's configured address
+ * (gate.c); any other waits until OLD has been silent PEER_PROBE_NS.
+ */
+static bool session_may_replace(const struct session *new,
+				const struct session *old)
+{
+	return new->r->tls_server || old->state != SESSION_OPEN ||
+	       loop_now_ns() - old->last_rx_ns > PEER_PROBE_NS ||
+	       new->outbound || gate_from_peer(new->r, new, old->peer);
+}
+
+/* This node's whole vector, now that the peer is known (gate.c). */
+static int session_send_vector(struct session *s)
+{
+	int err = state_send_vector(s);
+
+	if (err)
+		session_close(s, "cannot send the version vector");
+	return err;
+}
+
 static void session_on_hello(struct session *s, const struct wire_hello *h)
 {
 	struct peer *p = replicate_peer_by_id(s->r, h->node_id);
@@ -300,8 +295,23 @@ static void session_on_hello(struct session *s, const struct wire_hello *h)
 			session_close(s, "the other connection is kept");
 			return;
 		}
+		if (!session_may_replace(s, p->session)) {
+			snprintf(why, sizeof(why), "node '%s' is connected "
+				 "already; without TLS a connection from "
+				 "another address than its own replaces it "
+				 "only once it has been silent for %lld s",
+				 h->node_id,
+				 (long long)(PEER_PROBE_NS / 1000000000));
+			log_warn("replicate", "%s; refused one from %s", why,
+				 s->source[0] ? s->source : "here");
+			session_refuse(s, WIRE_ERR_IDENTITY, why);
+			return;
+		}
 		session_close(p->session, "replaced by a new connection");
 	}
+	if (session_send_vector(s) != 0)
+		return;
+	conn_set_max_payload(s->conn, WIRE_MAX_PAYLOAD);
 	s->peer = p;
 	s->probe = false;
 	p->session = s;
@@ -442,7 +452,7 @@ static int session_new(struct replicate *r, int fd, bool outbound,
 	err = ctx ? transport_tls_new(fd, ctx, !outbound, &t) :
 		    transport_plain_new(fd, &t);
 	if (!err)
-		err = conn_new(t, WIRE_MAX_PAYLOAD, PEER_OUT_CAP, session_on_frame,
+		err = conn_new(t, GATE_FRAME_MAX, PEER_OUT_CAP, session_on_frame,
 			       s, &s->conn);
 	if (err) {
 		if (t)
@@ -466,8 +476,8 @@ static int session_new(struct replicate *r, int fd, bool outbound,
 	return 0;
 }
 
-static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
-		   socklen_t *len)
+int session_resolve(const char *host, uint16_t port,
+		    struct sockaddr_storage *ss, socklen_t *len)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
@@ -491,7 +501,7 @@ static int peer_connect(struct replicate *r, struct peer *p, bool quiet,
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int one = 1, fd, err = resolve(p->host, p->port, &ss, &len);
+	int one = 1, fd, err = session_resolve(p->host, p->port, &ss, &len);
 
 	if (err) {
 		if (!quiet)
@@ -503,6 +513,7 @@ static int peer_connect(struct replicate *r, struct peer *p, bool quiet,
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	gate_bind_source(r, fd, ss.ss_family);
 	if (connect(fd, (struct sockaddr *)&ss, len) != 0 &&
 	    errno != EINPROGRESS) {
 		err = -errno;
@@ -549,18 +560,29 @@ static void replicate_on_accept(void *arg, uint32_t events)
 
 	(void)events;
 	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		char source[GATE_SOURCE_MAX];
 		struct session *s = NULL;
 		int one = 1;
-		int fd = accept4(r->listen_fd, NULL, NULL,
+		int fd = accept4(r->listen_fd, (struct sockaddr *)&ss, &len,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				gate_pause(r, errno);
 			return;   /* EAGAIN, or a transient error: next event */
+		}
+		if (!gate_admit(r, &ss, fd, source)) {
+			close(fd);
+			continue;
+		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (session_new(r, fd, false, NULL, &s) != 0)
-			close(fd);
-		else
-			session_on_event(s, EPOLLIN);
+			continue;
+		snprintf(s->source, sizeof(s->source), "%s", source);
+		session_on_event(s, EPOLLIN);
 	}
 }
 
@@ -570,7 +592,7 @@ static int replicate_listen(struct replicate *r, const char *address,
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int one = 1;
-	int err = resolve(address, port, &ss, &len);
+	int err = session_resolve(address, port, &ss, &len);
 
 	if (err)
 		return err;
@@ -582,6 +604,7 @@ static int replicate_listen(struct replicate *r, const char *address,
 	if (bind(r->listen_fd, (struct sockaddr *)&ss, len) != 0 ||
 	    listen(r->listen_fd, 64) != 0)
 		return -errno;
+	gate_note_listen(r, &ss, len);
 	return loop_add_fd(r->loop, r->listen_fd, EPOLLIN, replicate_on_accept,
 			   r);
 }
@@ -789,9 +812,8 @@ static void session_heartbeat(struct session *s, int64_t now)
 		session_close(s, "no answer for 60 s");
 		return;
 	}
-	if (s->probe && s->state != SESSION_OPEN &&
-	    now - s->started_ns > PEER_PROBE_NS) {
-		session_close(s, "no answer to a new connection");
+	if (gate_expired(s, now)) {
+		session_close(s, "no HELLO in time");
 		return;
 	}
 	if (s->state == SESSION_OPEN && s->peer && s->peer->dial &&
@@ -825,6 +847,7 @@ void replicate_tick(struct replicate *r)
 	for (struct session *s = r->sessions; s; s = s->next)
 		if (!s->dead)
 			session_heartbeat(s, now);
+	gate_tick(r, now);
 	if (r->n_offers && now >= r->offers_sweep_ns) {
 		r->offers_sweep_ns = now + 1000000000;
 		serve_offers_expire(r, now);
@@ -908,6 +931,8 @@ int64_t replicate_next_deadline(struct replicate *r)
 		d = r->serve_at;
 	if (r->commit_at && r->commit_at < d)
 		d = r->commit_at;
+	if (r->gate.resume_ns && r->gate.resume_ns < d)
+		d = r->gate.resume_ns;
 	if (!r->hold && scrub_deadline(r) < d)
 		d = scrub_deadline(r);
 	return d;

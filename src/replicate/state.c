@@ -90,6 +90,11 @@ static int send_vector_as(struct session *s, enum wire_type type)
 	return err;
 }
 
+int state_send_vector(struct session *s)
+{
+	return send_vector_as(s, WIRE_VECTOR);
+}
+
 void state_tick(struct session *s, int64_t now)
 {
 	int64_t last = journal_last_change_id(s->r->journal);

@@ -96,6 +96,10 @@ void sync_on_hello(struct session *s, const struct wire_hello *h)
 	s->peer->delta = (h->features & WIRE_HELLO_DELTA) != 0;
 	s->peer->state = (h->features & WIRE_HELLO_STATE) != 0;
 	s->peer->stats.rejoining = (h->features & WIRE_HELLO_REJOINING) != 0;
+	/* Its vector comes next: what it holds is not known yet. */
+	s->peer->vector_wait = (h->features & WIRE_HELLO_VECTOR_NEXT) != 0;
+	if (s->peer->vector_wait)
+		return;
 	state_on_vector(s, &h->vector);
 	s->r->kicked = true;
 	sync_pump(s);
@@ -302,7 +306,7 @@ bool sync_pump(struct session *s)
 	clock_gettime(CLOCK_REALTIME, &now);
 	pu.now_wall = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 
-	if (s->dead || s->state != SESSION_OPEN)
+	if (s->dead || s->state != SESSION_OPEN || s->peer->vector_wait)
 		return false;
 	if (conn_queued(s->conn) > PEER_PUMP_LOW)
 		return true;
@@ -507,8 +511,10 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 	case WIRE_ENTRIES:
 		return on_entries(s, &m->entries);
 	case WIRE_VECTOR:
+		s->peer->vector_wait = false;
 		sync_sent_reset(s->peer, &m->vector);
 		state_on_vector(s, &m->vector);
+		s->r->kicked = true;
 		sync_pump(s);
 		return 0;
 	case WIRE_STATE_BEGIN:

@@ -1,6 +1,7 @@
 # Helpers for integration tests: each test sources this, gets a private
-# temporary directory that is removed on exit, and agents it starts are
-# killed on exit even when the test fails.
+# temporary directory that is removed on exit (kept with
+# KRAKEN_TEST_KEEP=1), and agents it starts are killed on exit even when
+# the test fails.
 set -euo pipefail
 
 BIN=${1:?usage: $0 BIN_DIR}
@@ -14,7 +15,7 @@ cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$T"
+  if [ "${KRAKEN_TEST_KEEP:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 

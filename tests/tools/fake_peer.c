@@ -13,10 +13,22 @@
  *   flood NODE           HELLO as NODE, then GET_DELTA requests, up to
  *                        256 MiB of them, without reading a byte of the
  *                        answers: the agent must stop queueing for it
+ *   impostor NODE        HELLO as NODE, which the agent knows connected,
+ *                        from 127.0.0.9 (no node's address)
+ *   bighello N           N connections, each announcing a 4 MiB HELLO and
+ *                        sending 64 KiB of it; prints "closed K of N" (K:
+ *                        the ones the agent hung up on within 5 s, or
+ *                        never let connect); each of these N comes from
+ *                        its own address, 127.1.x.y
+ *   idle N SECONDS       N connections that send nothing; after SECONDS,
+ *                        prints "closed K of N"
+ *   vector               reads the agent's HELLO; prints "vector N", the
+ *                        number of origins it named
  *
  * It prints what the agent did ("closed" when the agent hung up within 5 s,
  * "open" otherwise) and exits 0; the test decides what was expected.
  */
+#include "conn.h"
 #include "wire.h"
 
 #include <arpa/inet.h>
@@ -29,13 +41,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int dial(const char *host, int port)
+/* A connection to HOST:PORT, from address FROM (NULL: any). */
+static int dial(const char *host, int port, const char *from)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in me = { .sin_family = AF_INET };
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	if (fd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
+	    (from && (inet_pton(AF_INET, from, &me.sin_addr) != 1 ||
+		      bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0)) ||
 	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		perror("connect");
 		exit(2);
@@ -166,6 +182,115 @@ static void flood(int fd)
 	wire_buf_release(&b);
 }
 
+/* A connection within MS milliseconds, or -1: a listener that stopped
+ * accepting lets its backlog fill, and then connect(2) would wait. */
+static int dial_within(const char *host, int port, int ms, int i)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port) };
+	/* Each from an address of its own (127.1.x.y, all on loopback), so
+	 * that caps per address do not hide the total. */
+	struct sockaddr_in me = {
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(0x7f010001u + ((uint32_t)(i / 250) << 8) +
+					 (uint32_t)(i % 250)),
+	};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	if (fd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
+	    bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0)
+		exit(2);
+	if ((connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+	     errno != EINPROGRESS) || poll(&p, 1, ms) <= 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Whether the agent hung up on FD (reading and dropping what it sent). */
+static bool hung_up(int fd)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		;
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* N connections (as many as the agent lets connect), each given BYTES of
+ * a frame announcing a 4 MiB HELLO (none when BYTES is 0); after WAIT
+ * seconds, how many the agent closed. */
+static void many(const char *host, int port, int n, size_t bytes, int wait)
+{
+	uint8_t h[WIRE_HEADER_LEN] = { 'K', 'R', 'F', 'S', 1, WIRE_HELLO,
+				       0, 0, 0, 0x40, 0, 0 };
+	static uint8_t junk[64 << 10];
+	int *fds = calloc((size_t)n, sizeof(*fds));
+	int closed = 0;
+
+	if (!fds)
+		exit(2);
+	for (int i = 0; i < n; i++) {
+		fds[i] = dial_within(host, port, 1000, i);
+		if (fds[i] < 0) {
+			closed++;       /* not even let in */
+			continue;
+		}
+		if (bytes) {
+			send(fds[i], h, sizeof(h), MSG_NOSIGNAL);
+			send(fds[i], junk, bytes, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
+	}
+	sleep((unsigned)wait);
+	for (int i = 0; i < n; i++) {
+		if (fds[i] < 0)
+			continue;
+		closed += hung_up(fds[i]);
+		close(fds[i]);
+	}
+	printf("closed %d of %d\n", closed, n);
+	free(fds);
+}
+
+/* The agent's HELLO, read without saying ours: the origins it names. */
+static void read_vector(int fd)
+{
+	static uint8_t buf[WIRE_MAX_PAYLOAD + WIRE_HEADER_LEN];
+	size_t have = 0, need = WIRE_HEADER_LEN;
+	struct wire_msg m = { 0 };
+	uint8_t type;
+	uint32_t len;
+
+	while (have < need) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t got;
+
+		if (poll(&p, 1, 5000) <= 0 ||
+		    (got = recv(fd, buf + have, need - have, 0)) <= 0) {
+			printf("no HELLO\n");
+			exit(0);
+		}
+		have += (size_t)got;
+		if (have == WIRE_HEADER_LEN) {
+			if (conn_header_decode(buf, &type, &len) != 0)
+				exit(2);
+			need += len;
+		}
+	}
+	if (wire_decode((enum wire_type)type, buf + WIRE_HEADER_LEN,
+			need - WIRE_HEADER_LEN, &m) != 0 || m.type != WIRE_HELLO)
+		exit(2);
+	printf("vector %u\n", m.hello.vector.n);
+	wire_msg_release(&m);
+	exit(0);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 3 ? argv[3] : "";
@@ -174,10 +299,26 @@ int main(int argc, char **argv)
 	if (argc < 4) {
 		fprintf(stderr, "usage: kraken-fake-peer HOST PORT MODE [ARGS]\n"
 			"modes: garbage | oversize | stranger NODE | escape NODE "
-			"VOL | through NODE VOL PATH | flood NODE\n");
+			"VOL | through NODE VOL PATH | flood NODE | impostor "
+			"NODE | bighello N | idle N SECONDS | vector\n");
 		return 2;
 	}
-	fd = dial(argv[1], (int)strtol(argv[2], NULL, 10));
+	if (!strcmp(mode, "bighello") && argc > 4) {
+		many(argv[1], (int)strtol(argv[2], NULL, 10),
+		     (int)strtol(argv[4], NULL, 10), 64 << 10, 5);
+		return 0;
+	}
+	if (!strcmp(mode, "idle") && argc > 5) {
+		many(argv[1], (int)strtol(argv[2], NULL, 10),
+		     (int)strtol(argv[4], NULL, 10), 0,
+		     (int)strtol(argv[5], NULL, 10));
+		return 0;
+	}
+	/* The impostor comes from an address no node has. */
+	fd = dial(argv[1], (int)strtol(argv[2], NULL, 10),
+		  !strcmp(mode, "impostor") ? "127.0.0.9" : NULL);
+	if (!strcmp(mode, "vector"))
+		read_vector(fd);
 	if (!strcmp(mode, "garbage")) {
 		char junk[64];
 
@@ -196,6 +337,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "through") && argc > 6) {
 		hello(fd, argv[4]);
 		entry(fd, argv[4], argv[5], argv[6], false);
+	} else if (!strcmp(mode, "impostor") && argc > 4) {
+		hello(fd, argv[4]);
 	} else if (!strcmp(mode, "flood") && argc > 4) {
 		hello(fd, argv[4]);
 		flood(fd);
