@@ -24,6 +24,7 @@
 #include "notify.h"
 #include "path.h"
 #include "pidlock.h"
+#include "tempname.h"
 #include "replicate.h"
 #include "retention.h"
 #include "tls.h"
@@ -202,8 +203,14 @@ static int agent_lock(struct agent *a)
 	if (snprintf(path, sizeof(path), "%s/%s", cfg->root_path,
 		     AGENT_ROOT_LOCK) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
-	return agent_lock_one(path, "the volume root", cfg->root_path,
-			      &a->lock_fd[1]);
+	err = agent_lock_one(path, "the volume root", cfg->root_path,
+			     &a->lock_fd[1]);
+	if (!err && (err = tempname_init(cfg->root_path)) != 0)
+		log_error("agent", "cannot read or make %s/.krakenfs-temp-tag "
+			  "(the tag of this node's temp file names): %s; if it "
+			  "is damaged, remove it", cfg->root_path,
+			  kr_strerror(err));
+	return err;
 }
 
 static int agent_open_journal(struct agent *a)

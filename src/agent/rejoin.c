@@ -3,6 +3,7 @@
 #include "err.h"
 #include "log.h"
 #include "loop.h"
+#include "tempname.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,7 +13,6 @@
 #include <unistd.h>
 
 #define REJOIN_META "joined"
-#define HIDDEN_PREFIX ".krakenfs-"
 /* How often the peers are looked at while waiting, and it is said. */
 #define REJOIN_POLL_NS (200LL * 1000000)
 #define REJOIN_SAY_NS (30LL * 1000000000)
@@ -20,7 +20,7 @@
 /* Peers looked at, as many as the API reports. */
 #define REJOIN_PEERS_MAX 64
 
-/* Whether directory FD holds anything but the agent's own hidden names. */
+/* Whether directory FD holds anything but the agent's own temp files. */
 static bool dir_holds_something(int fd)
 {
 	DIR *d = fdopendir(fd);
@@ -33,8 +33,7 @@ static bool dir_holds_something(int fd)
 	}
 	while (!found && (de = readdir(d)))
 		found = strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-			strncmp(de->d_name, HIDDEN_PREFIX,
-				strlen(HIDDEN_PREFIX));
+			!tempname_stale(de->d_name);
 	closedir(d);
 	return found;
 }

@@ -82,6 +82,7 @@
 #include "log.h"
 #include "loop.h"
 #include "path.h"
+#include "tempname.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -171,7 +172,7 @@ struct transfer {
 	size_t list_got;
 	int dirfd;                /* O_PATH parent of the target */
 	const char *name;         /* last component of job.path */
-	char tmp[48];
+	char tmp[TEMPNAME_MAX];
 	int fd;                   /* the temp file */
 	uint8_t *got;             /* per chunk, enum chunk_state */
 	unsigned writing;         /* writer targets naming this transfer */
@@ -471,26 +472,10 @@ static int apply_mkdir(struct replicate *r, const struct journal_job *job,
 	return err ? err : done_at(r, job, dirfd, name);
 }
 
-/* Unpredictable names without a getrandom(2) per file: a random seed,
- * then splitmix64 over a counter. */
-void apply_temp_name(char *out, size_t cap)
-{
-	static uint64_t seed, counter;
-	uint64_t z;
-
-	if (!seed && getrandom(&seed, sizeof(seed), GRND_NONBLOCK) < 0)
-		seed = (uint64_t)loop_now_ns();
-	z = seed + ++counter * 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
-	snprintf(out, cap, ".krakenfs-tmp-%016llx", (unsigned long long)z);
-}
-
 static int apply_symlink(struct replicate *r, const struct journal_job *job,
 			 int dirfd, const char *name)
 {
-	char tmp[48];
+	char tmp[TEMPNAME_MAX];
 
 	if (!job->target)
 		return -EINVAL;
@@ -498,7 +483,7 @@ static int apply_symlink(struct replicate *r, const struct journal_job *job,
 		diverged(r, job);
 		return -EBUSY;
 	}
-	apply_temp_name(tmp, sizeof(tmp));
+	tempname_make(tmp, sizeof(tmp));
 	if (symlinkat(job->target, dirfd, tmp) != 0)
 		return -errno;
 	if (fchownat(dirfd, tmp, job->uid, job->gid, AT_SYMLINK_NOFOLLOW) != 0 &&
@@ -1008,7 +993,7 @@ out:
 
 static int transfer_open_temp(struct transfer *t)
 {
-	apply_temp_name(t->tmp, sizeof(t->tmp));
+	tempname_make(t->tmp, sizeof(t->tmp));
 	t->fd = openat(t->dirfd, t->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 		       0600);
 	/* No ftruncate to the size: the chunks cover [0, size) exactly, so
@@ -1704,7 +1689,7 @@ static int push_create(struct replicate *r, struct transfer *t,
 	memcpy(job->hash, p->chunk, CONTENT_HASH_LEN);
 	job->len = p->len;
 	job->verified = true;     /* when it was kept */
-	apply_temp_name(t->tmp, sizeof(t->tmp));
+	tempname_make(t->tmp, sizeof(t->tmp));
 	job->create = (struct writer_create){
 		.dirfd = t->dirfd,
 		.mode = t->job.mode, .uid = t->job.uid, .gid = t->job.gid,

@@ -39,6 +39,7 @@
 #include "io.h"
 #include "log.h"
 #include "loop.h"
+#include "tempname.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,7 +77,7 @@ struct precopy {
 	char *path;
 	uint8_t base[CONTENT_HASH_LEN];
 	int dirfd;                /* O_PATH of the file's directory */
-	char tmp[48];
+	char tmp[TEMPNAME_MAX];
 	int src, dst;
 	struct stat before;       /* of src, when the copy started */
 	pthread_t thread;
@@ -343,7 +344,7 @@ static int precopy_start(struct precopy *pc)
 	sigset_t all, old;
 	int err;
 
-	apply_temp_name(pc->tmp, sizeof(pc->tmp));
+	tempname_make(pc->tmp, sizeof(pc->tmp));
 	pc->dst = openat(pc->dirfd, pc->tmp,
 			 O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (pc->dst < 0)
@@ -406,7 +407,7 @@ void precopy_on_changing(struct replicate *r, struct peer *p,
 
 int precopy_take(struct replicate *r, const char *volume, const char *path,
 		 const uint8_t base[CONTENT_HASH_LEN], int dirfd,
-		 char tmp[48], int *fd)
+		 char tmp[TEMPNAME_MAX], int *fd)
 {
 	struct precopy **pp = precopy_link(r, volume, path), *pc = *pp;
 	struct stat a, b;

@@ -307,8 +307,6 @@ void apply_free(struct replicate *r);
 void apply_stop(struct replicate *r);
 int serve_chunklist(struct replicate *r, struct session *s,
 		    const struct wire_get_chunklist *g);
-/* A fresh hidden temp file name (".krakenfs-tmp-*") into OUT. */
-void apply_temp_name(char *out, size_t cap);
 /* A transfer for VOLUME/PATH is under way. */
 bool apply_busy(struct replicate *r, const char *volume, const char *path);
 /* A copy ahead of a new version finished: transfers waiting for it go

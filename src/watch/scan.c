@@ -33,6 +33,7 @@
 #include "log.h"
 #include "loop.h"
 #include "path.h"
+#include "tempname.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -336,14 +337,14 @@ static int exam_symlink(struct watch *w, struct exam *e)
 
 /*
  * A transfer cut short by a crash or a stop leaves its temp file: ours
- * and worthless, the job starts again.  Removed by the start-up walk,
+ * (tempname.h: a user's look-alike is left alone) and worthless, the job
+ * starts again.  Removed by the start-up walk,
  * whichever way it meets the name (a known volume's fast path, or the
  * examination of a new volume or of a rejoining node's disk).
  */
 static bool scan_sweep_temp(struct watch *w, int dfd, const char *name)
 {
-	if (!w->sweep_temps || strncmp(name, WATCH_TEMP_PREFIX "tmp-",
-				       sizeof(WATCH_TEMP_PREFIX) + 3) != 0)
+	if (!w->sweep_temps || !tempname_stale(name))
 		return false;
 	unlinkat(dfd, name, 0);
 	return true;

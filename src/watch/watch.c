@@ -23,6 +23,7 @@
 #include "log.h"
 #include "loop.h"
 #include "path.h"
+#include "tempname.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -188,7 +189,7 @@ bool watch_excluded(const struct watch *w, const char *vol_path)
 {
 	const char *base = path_basename(vol_path);
 
-	if (strncmp(base, WATCH_TEMP_PREFIX, sizeof(WATCH_TEMP_PREFIX) - 1) == 0)
+	if (tempname_ours(base))
 		return true;
 	for (size_t i = 0; i < w->n_exclude; i++) {
 		if (fnmatch(w->exclude[i], vol_path, 0) == 0 ||

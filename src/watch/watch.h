@@ -30,9 +30,6 @@ struct journal;
 struct hist;
 struct watch;
 
-/* Names that are never journalled: the agent's own temp files. */
-#define WATCH_TEMP_PREFIX ".krakenfs-"
-
 struct watch_options {
 	const char *root;                   /* volume.root_path */
 	char *const *volumes;               /* restrict to these; NULL: all */

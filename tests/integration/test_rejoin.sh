@@ -36,10 +36,11 @@ wait_for 30 recorded || fail "n1 did not record its changes"
 # nowhere; then its journal is damaged, and n2 does what its log says.
 echo "only on n2" > "$V2/local-only.txt"
 echo "mine" > "$V2/same.txt"
-# Temp files of transfers cut short when n2 stopped: worthless, removed
-# by the rejoin's walk as by any start-up scan.
-echo half > "$V2/.krakenfs-tmp-00000000000000aa"
-echo half > "$V2/gone/deeper/.krakenfs-tmp-00000000000000bb"
+# Temp files of transfers cut short when n2 stopped (named with n2's
+# tag): worthless, removed by the rejoin's walk as by any start-up scan.
+tag=$(cat "$T/n2/volumes/.krakenfs-temp-tag")
+echo half > "$V2/.krakenfs-tmp-$tag-00000000000000aa"
+echo half > "$V2/gone/deeper/.krakenfs-tmp-$tag-00000000000000bb"
 rm -f "$T/n2/journal.db-wal" "$T/n2/journal.db-shm"
 head -c 8192 /dev/urandom | dd of="$T/n2/journal.db" conv=notrunc status=none
 "$AGENT" --config "$T/n2.yaml" >"$T/n2-damaged.log" 2>&1 && fail "n2 started on a damaged journal"

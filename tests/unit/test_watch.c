@@ -8,6 +8,7 @@
 #include "hist.h"
 #include "journal.h"
 #include "loop.h"
+#include "tempname.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -436,7 +437,7 @@ static void test_fifo_and_excluded_skipped(void **state)
 {
 	struct fx *f = *state;
 	uint64_t before;
-	char p[512];
+	char p[512], tmp[TEMPNAME_MAX];
 
 	make_dir(f, "vol1");
 	make_dir(f, "vol1/cache");
@@ -446,10 +447,18 @@ static void test_fifo_and_excluded_skipped(void **state)
 	assert_int_equal(mkfifo(p, 0644), 0);
 	write_file(f, "vol1/x.tmp", "temp");
 	write_file(f, "vol1/cache/blob", "cached");
-	write_file(f, "vol1/.krakenfs-tmp-1", "agent temp");
+	tempname_make(tmp, sizeof(tmp));
+	snprintf(p, sizeof(p), "vol1/%s", tmp);
+	write_file(f, p, "agent temp");
 	pump(f, 150);
 	assert_int_equal(total_changes(f), before);
 	assert_int_equal(changes_of(f, "vol1", "pipe", 0), 0);
+	/* Look-alikes of another tag, or none, are a user's files. */
+	write_file(f, "vol1/.krakenfs-tmp-1", "user file");
+	write_file(f, "vol1/.krakenfs-notes", "user file");
+	pump(f, 150);
+	assert_int_equal(changes_of(f, "vol1", ".krakenfs-tmp-1", JOURNAL_PUT), 1);
+	assert_int_equal(changes_of(f, "vol1", ".krakenfs-notes", JOURNAL_PUT), 1);
 }
 
 static void test_odd_names(void **state)
