@@ -137,7 +137,7 @@ static int exam_keep_aside(struct watch *w, struct exam *e)
  * taken as a known version or kept aside (nothing to record here), 0
  * when it is to be recorded as a new change, or a negative code.
  */
-static int exam_adopt(struct watch *w, struct exam *e, const uint8_t *hash,
+static int exam_adopt(struct watch *w, struct exam *e, const struct content *c,
 		      const char *target)
 {
 	enum journal_adoption how;
@@ -145,8 +145,15 @@ static int exam_adopt(struct watch *w, struct exam *e, const uint8_t *hash,
 
 	if (!w->adopting || e->have_cur)
 		return 0;
-	err = journal_adopt(w->journal, e->vol, e->path, &e->st, hash, target,
-			    &how);
+	err = journal_adopt(w->journal, e->vol, e->path, &e->st,
+			    c ? c->hash : NULL, target, &how);
+	/* The file is a known version now, which peers may ask this node
+	 * for (its only copy, when the journal that recorded it was this
+	 * node's) and a later edit is based on: its chunk list is kept as
+	 * a recorded file's is. */
+	if (!err && c && (how == JOURNAL_ADOPT_CURRENT ||
+			  how == JOURNAL_ADOPT_STALE))
+		err = journal_content_store(w->journal, c, NULL);
 	if (err)
 		return err;
 	switch (how) {
@@ -286,7 +293,7 @@ static int exam_file(struct watch *w, struct exam *e)
 	if (err)
 		return exam_hash_failed(w, e, err);
 	hash_ns = loop_now_ns() - hash_ns;
-	err = exam_adopt(w, e, c.hash, NULL);
+	err = exam_adopt(w, e, &c, NULL);
 	if (err) {
 		content_release(&c);
 		return err < 0 ? err : 0;

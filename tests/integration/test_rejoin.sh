@@ -138,3 +138,29 @@ for i in 2 3; do
 done
 ls "$T"/m*/volumes/vz | grep -q conflict && fail "conflict copies of a stale file: $(ls "$T"/m*/volumes/vz)"
 pass "nodes that lost their journals wait for one that holds the history, not for each other"
+
+# A file whose only copy left is on a node that lost its journal: that
+# node adopts it and serves it.  p2 writes data.bin; p1 gets it; p2 loses
+# its journal and rejoins from p1; p1 goes down; p3, new and empty,
+# fetches data.bin from p2, the only node up.
+PNODES=p1:127.0.0.7,p2:127.0.0.8,p3:127.0.0.9
+for i in 1 2 3; do
+  mkdir -p "$T/p$i/volumes/vp"
+  cluster_config "$T/p$i.yaml" "p$i" "127.0.0.$((i + 6))" $((PORT + 40)) "$PNODES" \
+    "$T/p$i/volumes" "$T/p$i/journal.db"
+done
+start_agent p1 "$T/p1.yaml"
+start_agent p2 "$T/p2.yaml"
+head -c 300000 /dev/urandom > "$T/p2/volumes/vp/data.bin"
+want=$(sha256sum < "$T/p2/volumes/vp/data.bin")
+same_data() { [ "$(sha256sum < "$1/volumes/vp/data.bin" 2>/dev/null)" = "$want" ]; }
+wait_for 30 same_data "$T/p1" || fail "data.bin did not reach p1"
+stop_agent p2
+rm -f "$T/p2/journal.db" "$T/p2/journal.db-wal" "$T/p2/journal.db-shm"
+start_agent p2r "$T/p2.yaml"
+wait_for 60 grep -q "rejoined the cluster's history" "$T/p2r.log" || fail "p2 did not rejoin"
+stop_agent p1
+start_agent p3 "$T/p3.yaml"
+wait_for 60 same_data "$T/p3" ||
+  fail "p3 did not get data.bin from p2, which adopted it: $(grep -i 'stuck\|holds its content' "$T/p3.log" | tail -2)"
+pass "a file adopted by a rejoining node is served by it to a new node"
