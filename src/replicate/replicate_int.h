@@ -22,6 +22,13 @@
 #define PEER_READ_BUDGET (1u << 20)
 #define PEER_FETCH_WINDOW (16u << 20)  /* chunk bytes asked, not yet here */
 #define PEER_PING_NS (2LL * 1000000000)
+/* New origins one peer may bring per minute.  Each origin costs every
+ * later version-vector and lag computation: 94,000 made-up ones sent in
+ * a minute kept two nodes at full CPU, idle, for good.  A cluster has a
+ * few per node (one per journal a node ever had), so a joining node
+ * still learns a whole history's origins at once. */
+#define SYNC_NEW_ORIGINS 64
+#define SYNC_NEW_ORIGINS_NS (60LL * 1000000000)
 /* Nothing heard for this long (five pings unanswered): the peer is shown
  * as not connected, though the session stays up to PEER_DEAD_NS. */
 #define PEER_UNRESPONSIVE_NS (10LL * 1000000000)
@@ -119,6 +126,9 @@ struct peer {
 	 * those are never relayed back to it ("" when it did not say). */
 	char own_origin[JOURNAL_ORIGIN_MAX];
 	uint64_t fetch_inflight;  /* chunk bytes asked of it, not yet here */
+	/* New origins it brought this minute (sync.c: SYNC_NEW_ORIGINS) */
+	int64_t origins_since_ns;
+	unsigned origins_new;
 	bool changing;            /* its HELLO said it takes CHANGING */
 	bool delta;               /* its HELLO said it answers GET_DELTA */
 	bool state;               /* its HELLO said it takes STATE and ACK */

@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -428,6 +429,29 @@ static int send_vector(struct session *s)
 	return err;
 }
 
+/* Whether W, when it is the first entry of an origin this node does not
+ * know, stays within its sender's SYNC_NEW_ORIGINS. */
+static bool new_origin_allowed(struct session *s, const struct wire_entry *w)
+{
+	struct peer *p = s->peer;
+	int64_t now = loop_now_ns();
+
+	if (w->ref.seq != 1 || journal_have(s->r->journal, w->ref.origin) > 0)
+		return true;
+	if (now - p->origins_since_ns >= SYNC_NEW_ORIGINS_NS) {
+		p->origins_since_ns = now;
+		p->origins_new = 0;
+	}
+	if (p->origins_new < SYNC_NEW_ORIGINS) {
+		p->origins_new++;
+		return true;
+	}
+	log_warn("replicate", "peer %s brought more than %d new origins in a "
+		 "minute (now %s); disconnecting it, the rest is taken after "
+		 "the minute", p->id, SYNC_NEW_ORIGINS, w->ref.origin);
+	return false;
+}
+
 static int on_entries(struct session *s, const struct wire_entry_list *l)
 {
 	struct peer *p = s->peer;
@@ -439,6 +463,11 @@ static int on_entries(struct session *s, const struct wire_entry_list *l)
 		struct journal_change c;
 		int err;
 
+		if (!new_origin_allowed(s, w)) {
+			p->stats.entries_in += added;
+			s->r->kicked |= added > 0;
+			return -EDQUOT;
+		}
 		sync_change_from_entry(w, &c);
 		err = journal_add_remote(s->r->journal, &c);
 		if (err == 0 && s->r->precopies)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Peers that misbehave are refused and logged, and the agent keeps serving
 # the others: garbage, an oversized frame, a stranger, an entry whose path
-# escapes the volume, one whose path crosses a symlink out of it, and a
-# flood of requests whose answers are never read.
+# escapes the volume, one whose path crosses a symlink out of it, a
+# flood of requests whose answers are never read, and one of made-up
+# origins.
 source "$(dirname "$0")/lib.sh"
 
 PORT=17891
@@ -57,6 +58,13 @@ expect closed flood n3
 wait_for 60 grep -q "peer n3 asked for [0-9]* deltas without reading the answers; disconnecting" "$T/n2.log" ||
   fail "a flood of requests was not logged: $(grep n3 "$T/n2.log" | tail -5)"
 pass "a peer asking for deltas without reading the answers is cut off"
+
+expect closed origins n3 web 2000
+made_up() { "$KJ" --db "$T/n2/journal.db" --json status | jq '[.version_vector | keys[] | select(startswith("n3@"))] | length'; }
+[ "$(made_up)" -le 64 ] || fail "n2 took $(made_up) made-up origins from one peer within a minute"
+grep -q "peer n3 brought more than 64 new origins in a minute" "$T/n2.log" ||
+  fail "a flood of new origins is not logged"
+pass "a peer may bring at most 64 new origins a minute ($(made_up) of 2000 taken)"
 
 echo "still serving" > "$T/n1/volumes/web/after.txt"
 wait_for 60 test -f "$T/n2/volumes/web/after.txt" || fail "n2 stopped serving n1"

@@ -24,6 +24,8 @@
  *                        prints "closed K of N"
  *   vector               reads the agent's HELLO; prints "vector N", the
  *                        number of origins it named
+ *   origins NODE VOL N   HELLO as NODE, then N deletes of absent paths in
+ *                        VOL, each under a made-up origin NODE@i
  *
  * It prints what the agent did ("closed" when the agent hung up within 5 s,
  * "open" otherwise) and exits 0; the test decides what was expected.
@@ -77,6 +79,18 @@ static void send_msg(int fd, const struct wire_msg *m)
 	}
 	send_all(fd, b.data, b.len);
 	wire_buf_release(&b);
+}
+
+/* As send_msg, but a connection the agent closed is not an error. */
+static int send_msg_quiet(int fd, const struct wire_msg *m)
+{
+	struct wire_buf b = { 0 };
+	int err = wire_encode(&b, m);
+
+	if (!err && send(fd, b.data, b.len, MSG_NOSIGNAL) != (ssize_t)b.len)
+		err = -1;
+	wire_buf_release(&b);
+	return err;
 }
 
 static void hello(int fd, const char *node)
@@ -149,6 +163,35 @@ static void entry(int fd, const char *node, const char *vol, const char *path,
 	}
 	send_all(fd, b.data, b.len);
 	wire_buf_release(&b);
+}
+
+/* N entries, each the first of an origin of its own, 512 to a frame. */
+static void origins(int fd, const char *node, const char *vol, int n)
+{
+	static struct wire_entry e[512];
+	static char paths[512][32];
+	struct wire_msg m = { .type = WIRE_ENTRIES };
+
+	for (int i = 0; i < n;) {
+		int k = 0;
+
+		memset(e, 0, sizeof(e));
+		for (; k < 512 && i < n; k++, i++) {
+			snprintf(e[k].ref.origin, sizeof(e[k].ref.origin),
+				 "%s@%016x", node, i + 1);
+			snprintf(paths[k], sizeof(paths[k]), "absent-%d", i);
+			e[k].ref.seq = 1;
+			e[k].lamport = (uint64_t)i + 1;
+			e[k].wall_ns = 1;
+			e[k].volume = vol;
+			e[k].path = paths[k];
+			e[k].op = JOURNAL_DELETE;
+		}
+		m.entries.n = (uint32_t)k;
+		m.entries.v = e;
+		if (send_msg_quiet(fd, &m) != 0)
+			return;       /* hung up on */
+	}
 }
 
 /* Requests until the agent hangs up or 256 MiB went out; the answers are
@@ -300,7 +343,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: kraken-fake-peer HOST PORT MODE [ARGS]\n"
 			"modes: garbage | oversize | stranger NODE | escape NODE "
 			"VOL | through NODE VOL PATH | flood NODE | impostor "
-			"NODE | bighello N | idle N SECONDS | vector\n");
+			"NODE | bighello N | idle N SECONDS | vector | origins NODE "
+			"VOL N\n");
 		return 2;
 	}
 	if (!strcmp(mode, "bighello") && argc > 4) {
@@ -337,6 +381,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "through") && argc > 6) {
 		hello(fd, argv[4]);
 		entry(fd, argv[4], argv[5], argv[6], false);
+	} else if (!strcmp(mode, "origins") && argc > 6) {
+		hello(fd, argv[4]);
+		origins(fd, argv[4], argv[5], (int)strtol(argv[6], NULL, 10));
 	} else if (!strcmp(mode, "impostor") && argc > 4) {
 		hello(fd, argv[4]);
 	} else if (!strcmp(mode, "flood") && argc > 4) {
