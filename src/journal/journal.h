@@ -78,6 +78,12 @@ struct journal_ref {
 };
 
 /* One change as read back; every pointer is borrowed for the callback. */
+/* The largest Lamport value a change may carry.  A node's next change
+ * takes one more than the largest it has seen, and SQLite keeps signed
+ * 64-bit integers: an entry with 2^64-1 made the next change wrap to 0.
+ * No cluster counts to 2^62 changes, so anything above is refused. */
+#define JOURNAL_LAMPORT_MAX (UINT64_C(1) << 62)
+
 struct journal_change {
 	int64_t id;               /* local arrival order */
 	struct journal_ref ref;

@@ -340,7 +340,8 @@ bool journal_change_valid(const struct journal_change *c)
 {
 	if (!path_volume_name_ok(c->volume) || path_check_rel(c->path))
 		return false;
-	if (c->op < JOURNAL_PUT || c->op > JOURNAL_VOLUME_REMOVE)
+	if (c->op < JOURNAL_PUT || c->op > JOURNAL_VOLUME_REMOVE ||
+	    c->lamport > JOURNAL_LAMPORT_MAX)
 		return false;
 	if (c->op == JOURNAL_VOLUME_CREATE || c->op == JOURNAL_VOLUME_REMOVE)
 		return c->path[0] == '\0';

@@ -194,7 +194,8 @@ static bool wire_entry_shape_ok(const struct wire_entry *e)
 /* Everything but the refs, which each direction checks as it meets them. */
 static int wire_entry_check(const struct wire_entry *e)
 {
-	if (e->op < JOURNAL_PUT || e->op > JOURNAL_VOLUME_REMOVE)
+	if (e->op < JOURNAL_PUT || e->op > JOURNAL_VOLUME_REMOVE ||
+	    e->lamport > JOURNAL_LAMPORT_MAX)
 		return -EPROTO;
 	if (!e->volume || !e->path)
 		return -EPROTO;

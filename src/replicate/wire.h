@@ -112,7 +112,8 @@
  *                        holds.  15-18 only between peers whose HELLO has
  *                        feature bit 3 (STATE)
  *
- *   entry: ref (origin, seq > 0), u64 lamport, i64 wall_ns, str volume,
+ *   entry: ref (origin, seq > 0), u64 lamport (at most
+ *          JOURNAL_LAMPORT_MAX, 2^62), i64 wall_ns, str volume,
  *          str path, u8 op (enum journal_op, 1..7), u32 mode, u32 uid,
  *          u32 gid, u64 size, i64 mtime_ns, u8 has_hash (0/1), [hash],
  *          u8 has_target (0/1), [str target], u16 n_bases (0..64),
@@ -148,6 +149,7 @@
  *
  *   -EPROTO            malformed: truncated, trailing bytes, bad count,
  *                      bad origin or node id, op out of range, seq 0, a
+ *                      Lamport value past JOURNAL_LAMPORT_MAX, a
  *                      flag byte other than 0/1, fields that disagree,
  *                      unknown type or non-zero header flags
  *   KR_EHOSTILE        a volume name or path that could leave its volume,

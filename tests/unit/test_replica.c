@@ -519,6 +519,55 @@ static void test_entries_held_per_origin(void **state)
 	net_assert_converged(n);
 }
 
+/* The first entry of node 0, offered to node 2 as made-up origin
+ * "x@..." with Lamport LAMPORT: what journal_add_remote said. */
+struct lamport_offer {
+	struct journal *to;
+	uint64_t lamport;
+	const char *origin;
+	int got;
+};
+
+static int offer_lamport(void *arg, const struct journal_change *c)
+{
+	struct lamport_offer *o = arg;
+	struct journal_change x = *c;
+
+	snprintf(x.ref.origin, sizeof(x.ref.origin), "%s", o->origin);
+	x.ref.seq = 1;
+	x.lamport = o->lamport;
+	x.n_bases = 0;
+	o->got = journal_add_remote(o->to, &x);
+	return 0;
+}
+
+/* A Lamport value near 2^64 once made the next local change wrap to 0:
+ * past JOURNAL_LAMPORT_MAX an entry is refused, and the local clock only
+ * ever grows. */
+static void test_lamport_bounded(void **state)
+{
+	struct net *n = *state;
+	struct lamport_offer o = { .to = n->j[2], .lamport = UINT64_MAX,
+				   .origin = "x@0000000000000001" };
+	struct journal_info info;
+
+	net_put(n, 0, "a.txt", 0);
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, KR_EHOSTILE);
+	o.lamport = JOURNAL_LAMPORT_MAX + 1;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, KR_EHOSTILE);
+	o.lamport = JOURNAL_LAMPORT_MAX;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, 0);
+	net_put(n, 2, "b.txt", 1);
+	assert_int_equal(journal_info(n->j[2], &info), 0);
+	assert_true(info.lamport > JOURNAL_LAMPORT_MAX);
+}
+
 static int setup(void **state)
 {
 	return net_open((struct net **)state);
@@ -546,6 +595,7 @@ int main(void)
 		T(test_job_queue_order),
 	T(test_adopt_judges_against_history),
 		T(test_entries_held_per_origin),
+		T(test_lamport_bounded),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -199,8 +199,8 @@ static const struct wire_entry sample_entries[] = {
 	  .volume = "data", .path = "dir/link", .op = JOURNAL_SYMLINK,
 	  .mode = S_IFLNK | 0777, .has_target = true,
 	  .target = "../elsewhere/x" },
-	{ .ref = { ORIGIN2, 1 }, .lamport = UINT64_MAX, .volume = "v.2_x-y",
-	  .path = "d", .op = JOURNAL_MKDIR, .mode = S_IFDIR | 0755,
+	{ .ref = { ORIGIN2, 1 }, .lamport = JOURNAL_LAMPORT_MAX,
+	  .volume = "v.2_x-y", .path = "d", .op = JOURNAL_MKDIR, .mode = S_IFDIR | 0755,
 	  .uid = UINT32_MAX, .gid = 0 },
 	{ .ref = { ORIGIN2, 2 }, .lamport = 2, .volume = "v.2_x-y",
 	  .path = "d", .op = JOURNAL_DELETE, .n_bases = 1, .bases = bases2 },
@@ -753,6 +753,20 @@ static void test_huge_counts(void **state)
 	raw_u32(&r, UINT32_MAX);
 	raw_hash(&r, 1);
 	assert_int_equal(decode_raw(WIRE_GET_CHUNKS, &r), -EPROTO);
+}
+
+/* Lamport values past JOURNAL_LAMPORT_MAX are malformed either way. */
+static void test_lamport_bound(void **state)
+{
+	struct rentry e = good_rentry();
+
+	(void)state;
+	e.lamport = JOURNAL_LAMPORT_MAX;
+	assert_int_equal(decode_rentry(&e), 0);
+	e.lamport = JOURNAL_LAMPORT_MAX + 1;
+	assert_int_equal(decode_rentry(&e), -EPROTO);
+	e.lamport = UINT64_MAX;
+	assert_int_equal(decode_rentry(&e), -EPROTO);
 }
 
 static void test_bases_count(void **state)
@@ -1722,6 +1736,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header_parse),
+		cmocka_unit_test(test_lamport_bound),
 		cmocka_unit_test(test_round_trip_every_type),
 		cmocka_unit_test(test_frames_concatenate),
 		cmocka_unit_test(test_chunk_points_into_payload),
