@@ -251,7 +251,7 @@ static void test_create(void **state)
 	struct writer_job *job, *done;
 	struct stat st;
 	char buf[8] = "";
-	int dirfd;
+	int dirfd, taken;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
@@ -275,7 +275,10 @@ static void test_create(void **state)
 	assert_int_equal(st.st_mtim.tv_nsec, 123456789);
 	assert_int_equal(pread(done->targets[0].fd, buf, 5, 0), 5);
 	assert_memory_equal(buf, "kkkkk", 5);
-	jobs_free(done);        /* closes the descriptor nobody took */
+	taken = done->targets[0].fd;    /* as its transfer takes it over */
+	done->targets[0].fd = -1;
+	jobs_free(done);
+	assert_int_equal(close(taken), 0);
 
 	/* The name is taken now: O_EXCL refuses, the file is untouched. */
 	job = job_make(-1, 0, 3, 'z', false);
@@ -298,6 +301,18 @@ static void test_create(void **state)
 	assert_int_equal(done->result, KR_ECORRUPT);
 	jobs_free(done);
 	assert_int_equal(fstatat(dirfd, "bad", &st, 0), -1);
+
+	/* Made, but freed before a transfer took it (the agent stopping):
+	 * the file goes with its job. */
+	job = job_make(-1, 0, 3, 'x', false);
+	job->create = (struct writer_create){ .dirfd = dirfd, .mode = 0600 };
+	snprintf(job->create.name, sizeof(job->create.name), "orphan");
+	assert_int_equal(writer_submit(w, job), 0);
+	done = collect(w, 1);
+	assert_int_equal(done->result, 0);
+	assert_int_equal(fstatat(dirfd, "orphan", &st, 0), 0);
+	jobs_free(done);
+	assert_int_equal(fstatat(dirfd, "orphan", &st, 0), -1);
 
 	/* A create job names exactly one target. */
 	job = job_make(-1, 0, 3, 'x', false);
