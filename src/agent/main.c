@@ -370,10 +370,12 @@ static void agent_reload_warn(const struct config *cur,
 		{ "journal.path", offsetof(struct config, journal_path) },
 		{ "api.listen", offsetof(struct config, api_host) },
 		{ "api.token_file", offsetof(struct config, api_token_file) },
+		{ "api.read_token_file",
+		  offsetof(struct config, api_read_token_file) },
 		{ "plugin.socket", offsetof(struct config, plugin_socket) },
 	};
 	const struct config_peer *s1 = config_self(cur), *s2 = config_self(next);
-	const char *changed[sizeof(fixed) / sizeof(fixed[0]) + 5];
+	const char *changed[sizeof(fixed) / sizeof(fixed[0]) + 6];
 	size_t n = 0;
 
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
@@ -395,6 +397,10 @@ static void agent_reload_warn(const struct config *cur,
 			       next->exclude_patterns,
 			       next->n_exclude_patterns))
 		changed[n++] = "filesystem.exclude_patterns";
+	if (agent_strv_differs(cur->api_allowed_hosts, cur->n_api_allowed_hosts,
+			       next->api_allowed_hosts,
+			       next->n_api_allowed_hosts))
+		changed[n++] = "api.allowed_hosts";
 	for (size_t i = 0; i < n; i++)
 		log_warn("agent", "reload: %s changed; it takes effect when "
 			 "the agent restarts", changed[i]);
@@ -770,6 +776,9 @@ static int agent_start_api(struct agent *a)
 		.listen_host = cfg->api_host,
 		.listen_port = cfg->api_port,
 		.token_file = cfg->api_token_file,
+		.read_token_file = cfg->api_read_token_file,
+		.allowed_hosts = cfg->api_allowed_hosts,
+		.n_allowed_hosts = cfg->n_api_allowed_hosts,
 		.config_path = a->config_explicit ||
 			       access(a->config_path, F_OK) == 0 ?
 			       a->config_path : NULL,
@@ -793,6 +802,10 @@ static int agent_start_api(struct agent *a)
 	if (!err)
 		log_info("agent", "API on %s:%u, Docker plugin on %s",
 			 cfg->api_host, cfg->api_port, cfg->plugin_socket);
+	if (!err && !cfg->api_read_token_file)
+		log_info("agent", "API reads (status, journal, metrics) are "
+			 "open to any client of %s:%u; set api.read_token_file "
+			 "to require a token", cfg->api_host, cfg->api_port);
 	return err;
 }
 

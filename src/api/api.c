@@ -57,6 +57,16 @@ static int api_copy_options(struct api *a, const struct api_options *opt)
 	err = err ? err : api_dup(opt->config_path, &a->config_path);
 	err = err ? err : api_dup(opt->plugin_socket, &a->plugin_socket);
 	err = err ? err : api_dup(opt->driver_name, &a->driver_name);
+	err = err ? err : api_dup(opt->read_token_file, &a->read_token_file);
+	if (!err && opt->n_allowed_hosts) {
+		a->allowed_hosts = calloc(opt->n_allowed_hosts,
+					  sizeof(*a->allowed_hosts));
+		err = a->allowed_hosts ? 0 : -ENOMEM;
+	}
+	for (size_t i = 0; !err && i < opt->n_allowed_hosts; i++) {
+		err = api_dup(opt->allowed_hosts[i], &a->allowed_hosts[i]);
+		a->n_allowed_hosts += !err;
+	}
 	a->listen_port = opt->listen_port;
 	a->mount_wait_ms = opt->mount_wait_ms;
 	a->mount_grace_ms = opt->mount_grace_ms ? opt->mount_grace_ms :
@@ -71,6 +81,10 @@ static void api_free_options(struct api *a)
 	free(a->root);
 	free(a->listen_host);
 	free(a->token_file);
+	free(a->read_token_file);
+	for (size_t i = 0; i < a->n_allowed_hosts; i++)
+		free(a->allowed_hosts[i]);
+	free(a->allowed_hosts);
 	free(a->config_path);
 	free(a->plugin_socket);
 	free(a->driver_name);

@@ -2,7 +2,8 @@
  * The agent's HTTP faces, served by libmicrohttpd on its own thread:
  *
  *   REST + metrics + dashboard on api.listen (TCP, default 127.0.0.1:6882)
- *     GET  /health                 no auth; {"status":"ok"}
+ *     every request: a Host naming this server (rest.c)
+ *     GET  /health                 {"status":"ok"}
  *     GET  /v1/status              node, version vector, uptime, peers
  *     GET  /v1/peers
  *     GET  /v1/volumes, /v1/volumes/{name}
@@ -13,6 +14,9 @@
  *          /v1/admin/compact
  *                                  Bearer token (api.token_file)
  *     GET  /                       the dashboard (one embedded page)
+ *   Once api.read_token_file is set, every request but GET / and the
+ *   admin calls needs a Bearer token, the read or the admin one; without
+ *   it they need none.
  *
  *   Docker VolumeDriver on plugin.socket (unix socket)
  *     /Plugin.Activate, /VolumeDriver.{Create,Remove,Mount,Unmount,Path,
@@ -112,6 +116,9 @@ struct api_options {
 	const char *listen_host;     /* NULL: no REST server */
 	uint16_t listen_port;
 	const char *token_file;      /* admin token; missing: admin refused */
+	const char *read_token_file; /* NULL: reads need no token */
+	char *const *allowed_hosts;  /* more names accepted in Host */
+	size_t n_allowed_hosts;
 	const char *config_path;     /* checked before a reload; NULL: the
 				      * agent runs on built-in defaults */
 	const char *plugin_socket;   /* NULL: no Docker plugin */

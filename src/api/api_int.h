@@ -38,6 +38,9 @@ struct api {
 	char *listen_host;
 	uint16_t listen_port;
 	char *token_file;
+	char *read_token_file;
+	char **allowed_hosts;
+	size_t n_allowed_hosts;
 	char *config_path;
 	char *plugin_socket;
 	char *driver_name;

@@ -15,18 +15,33 @@
  * Every answer is JSON ({"error": "..."} on failure) except /metrics
  * (Prometheus text) and / (the dashboard).
  *
+ * Who is answered (rest_auth.c has the rules).  Every request first needs
+ * a Host header naming this server, because a browser on this machine
+ * would otherwise let any web page read the API through DNS rebinding;
+ * it is checked on the first call, before any body is read: 403 naming
+ * api.allowed_hosts, or 400 for two Host headers, or for none unless the
+ * request is HTTP/1.0.
+ * Then the admin calls (POST /v1/admin/...) need the admin token, and,
+ * once api.read_token_file is set, every other request but GET / needs
+ * the read token or the admin one (401 naming both options).  GET / is
+ * exempt because a browser cannot send a header when it opens a page:
+ * the page is a constant holding no data, and it sends the token (taken
+ * from the URL fragment, which never reaches a server) with each of its
+ * own requests.  Without api.read_token_file reads need no token, as the
+ * default listen address is loopback.
+ *
  * The socket is bound here rather than by libmicrohttpd so that IPv4 and
  * IPv6 hosts, names and port 0 (tests) all take the same path and the
  * caller gets a precise "cannot listen on HOST:PORT" message.
  */
 #include "api_int.h"
+#include "rest_auth.h"
 #include "rest_render.h"
 #include "config.h"
 #include "err.h"
 #include "path.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
@@ -43,7 +58,6 @@
 #define REST_BODY_MAX (64 * 1024)
 #define REST_CONN_MAX 64
 #define REST_TIMEOUT_S 15
-#define REST_TOKEN_MAX 4096
 #define REST_LIMIT_DEFAULT 100
 #define REST_LIMIT_MAX 1000
 
@@ -399,68 +413,16 @@ static enum MHD_Result rest_get_metrics(struct rest_call *c)
 
 /* ---- admin ----------------------------------------------------------- */
 
-/* Reads the admin token: the file's content without trailing newlines. */
-static int rest_token_load(const char *file, char *out, size_t cap,
-			   size_t *len)
-{
-	ssize_t n;
-	int fd, err = 0;
-
-	*len = 0;
-	if (!file)
-		return -ENOENT;
-	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	do
-		n = read(fd, out, cap);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		err = -errno;
-	else if ((size_t)n == cap)
-		err = -EFBIG;   /* not a token; refuse rather than truncate */
-	close(fd);
-	if (err)
-		return err;
-	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-		n--;
-	*len = (size_t)n;
-	return n > 0 ? 0 : -ENODATA;
-}
-
-/* Time depends on the secret's length only, never on where they differ. */
-static bool rest_token_equal(const char *given, size_t glen, const char *want,
-			     size_t wlen)
-{
-	unsigned char diff = glen != wlen;
-
-	for (size_t i = 0; i < wlen; i++)
-		diff |= (unsigned char)want[i] ^
-			(unsigned char)(i < glen ? given[i] : 0);
-	return diff == 0;
-}
-
 static int rest_authorize(struct rest_call *c)
 {
-	char token[REST_TOKEN_MAX];
-	const char *h;
-	size_t len;
-	bool ok;
+	const char *given = rest_bearer(MHD_lookup_connection_value(c->conn,
+					MHD_HEADER_KIND,
+					MHD_HTTP_HEADER_AUTHORIZATION));
+	int err = rest_token_check(c->r->api->token_file, given);
 
-	if (rest_token_load(c->r->api->token_file, token, sizeof(token), &len))
-		return MHD_HTTP_SERVICE_UNAVAILABLE;
-	h = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,
-					MHD_HTTP_HEADER_AUTHORIZATION);
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
-		ok = false;
-	} else {
-		h += 7;
-		while (*h == ' ')
-			h++;
-		ok = rest_token_equal(h, strlen(h), token, len);
-	}
-	explicit_bzero(token, sizeof(token));
-	return ok ? 0 : MHD_HTTP_UNAUTHORIZED;
+	if (err == -EACCES)
+		return MHD_HTTP_UNAUTHORIZED;
+	return err ? MHD_HTTP_SERVICE_UNAVAILABLE : 0;
 }
 
 /* 0 when the caller holds the token, else the error response's result
@@ -564,10 +526,115 @@ static enum MHD_Result rest_post_reload(struct rest_call *c)
 	return rest_queue(c, API_CMD_RELOAD, "reload");
 }
 
+/* ---- who is answered ------------------------------------------------- */
+
+static enum MHD_Result rest_count_host(void *cls, enum MHD_ValueKind kind,
+				       const char *key, const char *value)
+{
+	(void)kind;
+	(void)value;
+	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		(*(unsigned *)cls)++;
+	return MHD_YES;
+}
+
+/* Whether S may be quoted in a message as it is: short printable ASCII. */
+static bool rest_quotable(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i <= 100; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			return false;
+	return s[i] == '\0';
+}
+
+/* 0 when the request's Host names this server, else the error answer
+ * through *RESULT.  Only HTTP/1.0 may leave Host out. */
+static int rest_host_check(struct rest_call *c, const char *version,
+			   enum MHD_Result *result)
+{
+	const struct api *a = c->r->api;
+	const struct rest_hosts h = {
+		.listen_host = a->listen_host, .port = c->r->port,
+		.allowed = a->allowed_hosts, .n_allowed = a->n_allowed_hosts,
+	};
+	const char *host = MHD_lookup_connection_value(c->conn,
+					MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	unsigned n = 0;
+
+	MHD_get_connection_values(c->conn, MHD_HEADER_KIND, rest_count_host,
+				  &n);
+	if (n > 1) {
+		*result = rest_error(c, MHD_HTTP_BAD_REQUEST,
+				     "more than one Host header");
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	if (!host) {
+		if (strcmp(version, MHD_HTTP_VERSION_1_0) == 0)
+			return 0;
+		*result = rest_error(c, MHD_HTTP_BAD_REQUEST,
+				     "missing Host header");
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	if (rest_host_allowed(&h, host))
+		return 0;
+	if (rest_quotable(host))
+		*result = rest_error(c, MHD_HTTP_FORBIDDEN, "Host \"%s\" is "
+				     "not a name of this server: list it in "
+				     "api.allowed_hosts", host);
+	else
+		*result = rest_error(c, MHD_HTTP_FORBIDDEN, "Host is not a "
+				     "name of this server: list it in "
+				     "api.allowed_hosts");
+	return MHD_HTTP_FORBIDDEN;
+}
+
+/* Whether URL answers only with the read token once there is one: all
+ * but the page (see the top of this file) and the admin calls, which
+ * check their own token. */
+static bool rest_read_guarded(const char *url)
+{
+	return strcmp(url, "/") != 0 && strncmp(url, "/v1/admin/", 10) != 0;
+}
+
+/* 0 when reads are open or the caller holds the read or the admin
+ * token, else the error answer through *RESULT. */
+static int rest_read_check(struct rest_call *c, enum MHD_Result *result)
+{
+	const struct api *a = c->r->api;
+	const char *given;
+	int err;
+
+	if (!a->read_token_file)
+		return 0;
+	given = rest_bearer(MHD_lookup_connection_value(c->conn,
+				MHD_HEADER_KIND,
+				MHD_HTTP_HEADER_AUTHORIZATION));
+	err = rest_token_check(a->read_token_file, given);
+	if (err && given && rest_token_check(a->token_file, given) == 0)
+		err = 0;
+	if (err == -EACCES) {
+		*result = rest_error(c, MHD_HTTP_UNAUTHORIZED,
+				     "missing or wrong bearer token: reads "
+				     "need the token in api.read_token_file "
+				     "or the one in api.token_file");
+		return MHD_HTTP_UNAUTHORIZED;
+	}
+	if (err) {
+		*result = rest_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				     "reads disabled: api.read_token_file "
+				     "holds no token (%s)", kr_strerror(err));
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	}
+	return 0;
+}
+
 /* ---- routing --------------------------------------------------------- */
 
 /* The endpoints api.h lists.  The POST ones are the admin calls
- * (resync, rescan, reload, compact): each checks the bearer token. */
+ * (resync, rescan, reload, compact, scrub): each checks the admin token;
+ * rest_dispatch checks the read token for the others. */
 static const struct rest_route {
 	const char *path;
 	bool prefix;                 /* PATH followed by one more component */
@@ -606,7 +673,10 @@ static enum MHD_Result rest_dispatch(struct rest_call *c, const char *method)
 	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	bool known = false;
+	enum MHD_Result res;
 
+	if (rest_read_guarded(c->url) && rest_read_check(c, &res))
+		return res;
 	for (size_t i = 0; i < sizeof(rest_routes) / sizeof(rest_routes[0]);
 	     i++) {
 		const struct rest_route *rt = &rest_routes[i];
@@ -647,8 +717,8 @@ static enum MHD_Result rest_handler(void *cls, struct MHD_Connection *conn,
 {
 	struct rest_call c = { .r = cls, .conn = conn, .url = url };
 	struct rest_req *req = *con_cls;
+	enum MHD_Result res;
 
-	(void)version;
 	(void)upload_data;
 	if (!req) {
 		req = calloc(1, sizeof(*req));
@@ -656,6 +726,8 @@ static enum MHD_Result rest_handler(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		*con_cls = req;
 		/* Answering now, before the body, is what keeps it unread. */
+		if (rest_host_check(&c, version, &res))
+			return res;
 		if (rest_body_too_big(conn))
 			return rest_error(&c, MHD_HTTP_CONTENT_TOO_LARGE,
 					  "request body over %d bytes",

@@ -72,6 +72,7 @@ enum kind {
 	KIND_WATCH_LIST,
 	KIND_PATTERN_LIST,
 	KIND_PEER_LIST,
+	KIND_HOST_LIST,
 };
 
 /* What a value of each kind must look like, as said in messages. */
@@ -95,12 +96,15 @@ static const char *const expects[] = {
 	[KIND_WATCH_LIST] = "a list of absolute paths",
 	[KIND_PATTERN_LIST] = "a list of patterns",
 	[KIND_PEER_LIST] = "a list of \"id:host[:port]\" entries",
+	[KIND_HOST_LIST] = "a list of host names",
 };
 
 static const char *const item_expects[] = {
 	[KIND_WATCH_LIST] = "an absolute path",
 	[KIND_PATTERN_LIST] = "a non-empty pattern",
 	[KIND_PEER_LIST] = "\"id:host[:port]\"",
+	[KIND_HOST_LIST] = "a host name or address of 1 to 255 bytes, without "
+			   "spaces, control characters or a port",
 };
 
 enum key_id {
@@ -114,7 +118,8 @@ enum key_id {
 	K_VOLUME, K_ROOT_PATH, K_DRIVER_NAME, K_SCRUB_PERIOD,
 	K_JOURNAL, K_JOURNAL_PATH, K_JOURNAL_RETENTION, K_JOURNAL_PIN_MAX,
 	K_JOURNAL_REJOIN_WAIT,
-	K_API, K_API_LISTEN, K_API_TOKEN_FILE,
+	K_API, K_API_LISTEN, K_API_TOKEN_FILE, K_API_READ_TOKEN_FILE,
+	K_API_ALLOWED_HOSTS,
 	K_PLUGIN, K_PLUGIN_SOCKET, K_PLUGIN_MOUNT_WAIT,
 	N_KEYS
 };
@@ -176,6 +181,9 @@ static const struct key_def {
 	[K_API_LISTEN] = { "api.listen", KIND_LISTEN, 0 },
 	[K_API_TOKEN_FILE] = { "api.token_file", KIND_PATH,
 			       FIELD(api_token_file) },
+	[K_API_READ_TOKEN_FILE] = { "api.read_token_file", KIND_PATH,
+				    FIELD(api_read_token_file) },
+	[K_API_ALLOWED_HOSTS] = { "api.allowed_hosts", KIND_HOST_LIST, 0 },
 	[K_PLUGIN] = { "plugin", KIND_SECTION, 0 },
 	[K_PLUGIN_SOCKET] = { "plugin.socket", KIND_SOCKET,
 			      FIELD(plugin_socket) },
@@ -941,6 +949,38 @@ static const char *check_pattern(const char *s)
 	return s[0] ? NULL : "";
 }
 
+/*
+ * An extra name the REST server accepts in Host.  The port is always
+ * api.listen's, so an entry with one could never match: refused rather
+ * than ignored.  A ':' is only allowed inside an IPv6 address.
+ */
+static const char *check_allowed_host(const char *s)
+{
+	size_t len = strlen(s);
+	char v6[INET6_ADDRSTRLEN];
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	if (len < 1 || len > CONFIG_ALLOWED_HOST_LEN)
+		return "";
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c <= 0x20 || c == 0x7f)
+			return "";
+	}
+	if (!strchr(s, ':'))
+		return NULL;
+	if (s[0] == '[' && s[len - 1] == ']') {
+		s++;
+		len -= 2;
+	}
+	if (len >= sizeof(v6))
+		return "";
+	memcpy(v6, s, len);
+	v6[len] = '\0';
+	return inet_pton(AF_INET6, v6, addr) == 1 ? NULL : "";
+}
+
 static void strip_slashes(struct strlist *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
@@ -976,6 +1016,28 @@ static void set_watch_paths(struct parse *p, struct strlist *l)
 	p->cfg->watch_paths = l->v;
 	p->cfg->n_watch_paths = l->n;
 	p->watch_lines = l->lines;
+	*l = (struct strlist){ 0 };
+}
+
+static void set_allowed_hosts(struct parse *p, struct strlist *l)
+{
+	char want[32], got[32];
+
+	filter(p, K_API_ALLOWED_HOSTS, l, check_allowed_host);
+	if (l->n > CONFIG_ALLOWED_HOSTS_MAX) {
+		snprintf(want, sizeof(want), "at most %d host names",
+			 CONFIG_ALLOWED_HOSTS_MAX);
+		snprintf(got, sizeof(got), "%zu entries", l->n);
+		bad_value(p, at_line(p, p->line[K_API_ALLOWED_HOSTS],
+				     keys[K_API_ALLOWED_HOSTS].name),
+			  want, got, NULL);
+		p->bad[K_API_ALLOWED_HOSTS] = true;
+		return;
+	}
+	free_strv(p->cfg->api_allowed_hosts, p->cfg->n_api_allowed_hosts);
+	p->cfg->api_allowed_hosts = l->v;
+	p->cfg->n_api_allowed_hosts = l->n;
+	free(l->lines);
 	*l = (struct strlist){ 0 };
 }
 
@@ -1042,6 +1104,9 @@ static void set_list(struct parse *p, enum key_id id, const yaml_node_t *node)
 		break;
 	case KIND_PATTERN_LIST:
 		set_patterns(p, &l);
+		break;
+	case KIND_HOST_LIST:
+		set_allowed_hosts(p, &l);
 		break;
 	default:
 		set_peers(p, &l, NULL);
@@ -1176,6 +1241,7 @@ static void walk_value(struct parse *p, enum key_id id, const yaml_node_t *node)
 	case KIND_WATCH_LIST:
 	case KIND_PATTERN_LIST:
 	case KIND_PEER_LIST:
+	case KIND_HOST_LIST:
 		set_list(p, id, node);
 		break;
 	default:
@@ -1874,6 +1940,8 @@ void config_free(struct config *cfg)
 	free(cfg->journal_path);
 	free(cfg->api_host);
 	free(cfg->api_token_file);
+	free(cfg->api_read_token_file);
+	free_strv(cfg->api_allowed_hosts, cfg->n_api_allowed_hosts);
 	free(cfg->plugin_socket);
 	free(cfg);
 }

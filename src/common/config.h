@@ -39,6 +39,12 @@
  *   api.listen                         host:port            [127.0.0.1:6882]
  *   api.token_file                     absolute path
  *                                         [/etc/krakenfs/api-token]
+ *   api.read_token_file                absolute path; when set, every
+ *                                      read needs this token or the
+ *                                      admin one            [none: open]
+ *   api.allowed_hosts                  list of at most 32 host names
+ *                                      (1-255 bytes, no spaces, controls
+ *                                      or port) also accepted in Host  [[]]
  *   plugin.socket                      absolute path
  *                                  [/run/docker/plugins/krakenfs.sock]
  *
@@ -55,6 +61,8 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/krakenfs/config.yaml"
 #define CONFIG_NODE_ID_MAX 64
+#define CONFIG_ALLOWED_HOSTS_MAX 32
+#define CONFIG_ALLOWED_HOST_LEN 255
 
 enum config_strategy { CONFIG_STRATEGY_TIMESTAMP, CONFIG_STRATEGY_LAMPORT };
 
@@ -102,6 +110,9 @@ struct config {
 	char *api_host;
 	uint16_t api_port;
 	char *api_token_file;
+	char *api_read_token_file;  /* NULL: reads need no token */
+	char **api_allowed_hosts;
+	size_t n_api_allowed_hosts;
 	char *plugin_socket;
 	uint64_t mount_wait_ms;   /* Mount waits this long to catch up */
 };

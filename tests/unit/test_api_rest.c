@@ -2,13 +2,14 @@
  * REST API: a real journal in a temp dir, the real server on a loopback
  * port chosen by the kernel, and plain HTTP/1.1 over a TCP socket, so
  * what is tested is what curl or a browser would see: status codes,
- * headers, JSON bodies, Prometheus text, the admin token and the command
- * queue it feeds.
+ * headers, JSON bodies, Prometheus text, the admin and read tokens, the
+ * Host rule and the command queue the admin calls feed.
  */
 #include "api.h"
 #include "content.h"
 #include "err.h"
 #include "journal.h"
+#include "rest_auth.h"
 #include "rest_render.h"
 
 #include <errno.h>
@@ -31,6 +32,7 @@
 #include <cmocka.h>
 
 #define TOKEN "s3cret-token-0123456789"
+#define READ_TOKEN "read-only-token-42"
 #define RESPONSE_MAX (4 * 1024 * 1024)
 
 struct fixture {
@@ -127,25 +129,35 @@ static void reply_release(struct reply *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Sends METHOD PATH with EXTRA header lines (each ending in \r\n) and
- * BODY, and reads the whole answer. */
-static struct reply http_on(const char *host, uint16_t port,
-			    const char *method, const char *path,
-			    const char *extra, const char *body)
+/* Sends the request REQ as it is and reads the whole answer. */
+static struct reply http_raw(const char *host, uint16_t port, const char *req)
 {
 	struct reply r = { 0 };
-	char req[8192];
 	size_t len;
 	int fd = http_connect(host, port);
 
 	assert_true(fd >= 0);
-	snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: test\r\n"
-		 "Connection: close\r\n%s\r\n%s", method, path,
-		 extra ? extra : "", body ? body : "");
 	write_all(fd, req, strlen(req));
 	reply_parse(&r, read_all(fd, &len));
 	close(fd);
 	return r;
+}
+
+/* Sends METHOD PATH with EXTRA header lines (each ending in \r\n) and
+ * BODY, and reads the whole answer.  Host names the server as curl
+ * would. */
+static struct reply http_on(const char *host, uint16_t port,
+			    const char *method, const char *path,
+			    const char *extra, const char *body)
+{
+	bool v6 = strchr(host, ':') != NULL;
+	char req[8192];
+
+	snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\n"
+		 "Connection: close\r\n%s\r\n%s", method, path,
+		 v6 ? "[" : "", host, v6 ? "]" : "", port, extra ? extra : "",
+		 body ? body : "");
+	return http_raw(host, port, req);
 }
 
 static struct reply http(struct fixture *f, const char *method,
@@ -1003,7 +1015,7 @@ static void test_chunked_body_over_cap(void **state)
 	struct fixture *f = *state;
 	static char chunk[8200];
 	int fd = http_connect("127.0.0.1", f->port);
-	const char *head = "POST /v1/admin/rescan HTTP/1.1\r\nHost: t\r\n"
+	const char *head = "POST /v1/admin/rescan HTTP/1.1\r\nHost: localhost\r\n"
 			   "Transfer-Encoding: chunked\r\n\r\n";
 	size_t total = 0, len;
 	char *answer;
@@ -1048,6 +1060,12 @@ static void test_dashboard(void **state)
 	assert_null(strstr(r.body, "href=\"http"));
 	assert_null(strstr(r.body, "url("));
 	assert_null(strstr(r.body, "@import"));
+	/* With a read token the page's requests carry it, taken from the
+	 * fragment, which no browser sends, never from the query string. */
+	assert_non_null(strstr(r.body, "Authorization: \"Bearer \" + token"));
+	assert_non_null(strstr(r.body, "/^#token=(.+)$/.exec(location.hash)"));
+	assert_non_null(strstr(r.body, "sessionStorage"));
+	assert_null(strstr(r.body, "?token="));
 	reply_release(&r);
 
 	r = http(f, "HEAD", "/health", NULL);
@@ -1131,6 +1149,256 @@ static void test_ipv6(void **state)
 	api_free(a);
 }
 
+/* GET PATH as HOST, the Host header line given as it is (NULL: none). */
+static struct reply get_as(uint16_t port, const char *path, const char *host,
+			   const char *extra)
+{
+	char req[1024];
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n%s%s%sConnection: "
+		 "close\r\n%s\r\n", path, host ? "Host: " : "",
+		 host ? host : "", host ? "\r\n" : "", extra ? extra : "");
+	return http_raw("127.0.0.1", port, req);
+}
+
+static void test_host_header(void **state)
+{
+	struct fixture *f = *state;
+	char good[6][64], bad[5][64], req[512];
+	struct reply r;
+
+	snprintf(good[0], sizeof(good[0]), "127.0.0.1:%u", f->port);
+	snprintf(good[1], sizeof(good[1]), "localhost:%u", f->port);
+	snprintf(good[2], sizeof(good[2]), "LocalHost");
+	snprintf(good[3], sizeof(good[3]), "[::1]:%u", f->port);
+	snprintf(good[4], sizeof(good[4]), "[0:0::1]");
+	snprintf(good[5], sizeof(good[5]), "127.0.0.1");
+	snprintf(bad[0], sizeof(bad[0]), "evil.example");
+	snprintf(bad[1], sizeof(bad[1]), "evil.example:%u", f->port);
+	snprintf(bad[2], sizeof(bad[2]), "127.0.0.1:%u", f->port + 1);
+	snprintf(bad[3], sizeof(bad[3]), "127.0.0.1.evil.example:%u", f->port);
+	snprintf(bad[4], sizeof(bad[4]), "::1");
+	for (size_t i = 0; i < 6; i++) {
+		r = get_as(f->port, "/v1/status", good[i], NULL);
+		if (r.code != 200)
+			fail_msg("Host %s: %d %s", good[i], r.code, r.body);
+		reply_release(&r);
+	}
+	for (size_t i = 0; i < 5; i++) {
+		r = get_as(f->port, "/v1/journal", bad[i], NULL);
+		expect_error(&r, 403, "api.allowed_hosts");
+		reply_release(&r);
+	}
+	r = get_as(f->port, "/", "evil.example", NULL);
+	expect_error(&r, 403, "\"evil.example\"");
+	reply_release(&r);
+	r = get_as(f->port, "/metrics", "evil.example", NULL);
+	expect_error(&r, 403, NULL);
+	reply_release(&r);
+
+	/* The admin calls too, token or not; nothing is queued. */
+	snprintf(req, sizeof(req), "POST /v1/admin/rescan HTTP/1.1\r\nHost: "
+		 "evil.example:%u\r\nAuthorization: Bearer " TOKEN "\r\n"
+		 "Connection: close\r\n\r\n", f->port);
+	r = http_raw("127.0.0.1", f->port, req);
+	expect_error(&r, 403, "api.allowed_hosts");
+	reply_release(&r);
+	assert_int_equal(api_next_command(f->api), API_CMD_NONE);
+
+	/* No Host: only HTTP/1.0 may; two Hosts: never. */
+	r = get_as(f->port, "/v1/status", NULL, NULL);
+	assert_int_equal(r.code, 400);
+	reply_release(&r);
+	r = http_raw("127.0.0.1", f->port, "GET /v1/status HTTP/1.0\r\n\r\n");
+	assert_int_equal(r.code, 200);
+	reply_release(&r);
+	r = get_as(f->port, "/v1/status", "localhost",
+		   "Host: evil.example\r\n");
+	expect_error(&r, 400, "Host");
+	reply_release(&r);
+}
+
+/* A second server on F's journal with a read token (and F's admin
+ * token) that also answers to kraken.example. */
+static struct api *read_guarded_api(struct fixture *f, char *read_file,
+				    size_t size)
+{
+	static char *const allowed[] = { "kraken.example", "[fd00::7]" };
+	struct api_options opt = { .node_id = "vm1", .listen_host = "127.0.0.1",
+				   .journal_path = f->db, .token_file = f->token,
+				   .read_token_file = read_file,
+				   .allowed_hosts = allowed,
+				   .n_allowed_hosts = 2 };
+	struct api *a = NULL;
+	FILE *fp;
+
+	snprintf(read_file, size, "%s/read-token", f->dir);
+	fp = fopen(read_file, "w");
+	assert_non_null(fp);
+	fputs(READ_TOKEN "\n", fp);
+	fclose(fp);
+	assert_int_equal(api_new(&opt, &a, NULL), 0);
+	return a;
+}
+
+static void test_read_token(void **state)
+{
+	static const char *const reads[] = {
+		"/health", "/v1/status", "/v1/peers", "/v1/volumes",
+		"/v1/volumes/vol1", "/v1/journal", "/v1/journal?limit=1",
+		"/v1/conflicts", "/metrics", "/nope",
+	};
+	struct fixture *f = *state;
+	char read_file[192], host[64];
+	struct api *a = read_guarded_api(f, read_file, sizeof(read_file));
+	uint16_t port = api_rest_port(a);
+	struct reply r;
+
+	snprintf(host, sizeof(host), "127.0.0.1:%u", port);
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+		int want = strcmp(reads[i], "/nope") ? 200 : 404;
+
+		r = get_as(port, reads[i], host, NULL);
+		expect_error(&r, 401, "api.read_token_file");
+		assert_non_null(strstr(r.head, "WWW-Authenticate: Bearer"));
+		reply_release(&r);
+		r = get_as(port, reads[i], host,
+			   "Authorization: Bearer wrong\r\n");
+		expect_error(&r, 401, "api.token_file");
+		reply_release(&r);
+		r = get_as(port, reads[i], host,
+			   "Authorization: Bearer " READ_TOKEN "\r\n");
+		if (r.code != want)
+			fail_msg("%s with the read token: %d", reads[i], r.code);
+		reply_release(&r);
+		r = get_as(port, reads[i], host,
+			   "Authorization: bearer " TOKEN "\r\n");
+		if (r.code != want)
+			fail_msg("%s with the admin token: %d", reads[i],
+				 r.code);
+		reply_release(&r);
+	}
+	/* The page itself is a constant and needs none. */
+	r = get_as(port, "/", host, NULL);
+	assert_int_equal(r.code, 200);
+	reply_release(&r);
+	/* A listed name, with the token. */
+	r = get_as(port, "/v1/status", "KRAKEN.example",
+		   "Authorization: Bearer " READ_TOKEN "\r\n");
+	assert_int_equal(r.code, 200);
+	reply_release(&r);
+	r = get_as(port, "/v1/status", "[fd00::7]",
+		   "Authorization: Bearer " READ_TOKEN "\r\n");
+	assert_int_equal(r.code, 200);
+	reply_release(&r);
+
+	/* The read token opens no admin call; the admin token does. */
+	r = http_on("127.0.0.1", port, "POST", "/v1/admin/rescan",
+		    "Authorization: Bearer " READ_TOKEN "\r\n", NULL);
+	expect_error(&r, 401, "bearer token");
+	reply_release(&r);
+	assert_int_equal(api_next_command(a), API_CMD_NONE);
+	r = http_on("127.0.0.1", port, "POST", "/v1/admin/rescan",
+		    "Authorization: Bearer " TOKEN "\r\n", NULL);
+	assert_int_equal(r.code, 202);
+	reply_release(&r);
+	assert_int_equal(api_next_command(a), API_CMD_RESCAN);
+
+	/* Without its file reads stay shut, but for the admin token. */
+	assert_int_equal(unlink(read_file), 0);
+	r = get_as(port, "/v1/status", host,
+		   "Authorization: Bearer " READ_TOKEN "\r\n");
+	expect_error(&r, 503, "api.read_token_file");
+	reply_release(&r);
+	r = get_as(port, "/v1/status", host,
+		   "Authorization: Bearer " TOKEN "\r\n");
+	assert_int_equal(r.code, 200);
+	reply_release(&r);
+	api_free(a);
+}
+
+static void test_host_allowed(void **state)
+{
+	static char *const allowed[] = { "nas.lan", "[fd00::1]", "10.1.2.3" };
+	static const struct {
+		const char *listen;
+		const char *host;
+		bool ok;
+	} cases[] = {
+		{ "127.0.0.1", "127.0.0.1:6882", true },
+		{ "127.0.0.1", "127.0.0.1", true },
+		{ "127.0.0.1", "localhost:6882", true },
+		{ "127.0.0.1", "LOCALHOST", true },
+		{ "127.0.0.1", "[::1]:6882", true },
+		{ "127.0.0.1", "[::0:1]", true },
+		{ "127.0.0.1", "nas.lan:6882", true },
+		{ "127.0.0.1", "NAS.LAN", true },
+		{ "127.0.0.1", "[FD00::1]:6882", true },
+		{ "127.0.0.1", "10.1.2.3", true },
+		{ "127.0.0.1", "127.0.0.1:6883", false },
+		{ "127.0.0.1", "127.0.0.1:", false },
+		{ "127.0.0.1", "127.0.0.1:06882x", false },
+		{ "127.0.0.1", "127.0.0.1:6882:6882", false },
+		{ "127.0.0.1", "127.0.0.1:1006882", false },
+		{ "127.0.0.1", "evil.example", false },
+		{ "127.0.0.1", "evil.example:6882", false },
+		{ "127.0.0.1", "nas.lan.evil.example", false },
+		{ "127.0.0.1", "localhost.", false },
+		{ "127.0.0.1", "::1", false },
+		{ "127.0.0.1", "[::1", false },
+		{ "127.0.0.1", "[localhost]", false },
+		{ "127.0.0.1", "[::1]x", false },
+		{ "127.0.0.1", "", false },
+		{ "127.0.0.1", ":6882", false },
+		{ "127.0.0.1", "10.0.0.5", false },
+		{ "127.0.0.1", "nas lan", false },
+		{ "10.0.0.5", "10.0.0.5:6882", true },
+		{ "10.0.0.5", "10.0.0.6:6882", false },
+		{ "box.example", "Box.Example:6882", true },
+		{ "[::1]", "[::1]:6882", true },
+		{ "::1", "[0::1]:6882", true },
+		{ "0.0.0.0", "192.168.7.9:6882", true },
+		{ "0.0.0.0", "[2001:db8::5]", true },
+		{ "0.0.0.0", "some.name:6882", false },
+		{ "0.0.0.0", "192.168.7.9:80", false },
+		{ "::", "192.168.7.9", true },
+		{ "[::]", "[fe80::2]:6882", true },
+		{ "::", "nas.lan", true },
+		{ "::", "box.example", false },
+	};
+	char big[400];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rest_hosts h = { .listen_host = cases[i].listen,
+					.port = 6882, .allowed = allowed,
+					.n_allowed = 3 };
+
+		if (rest_host_allowed(&h, cases[i].host) != cases[i].ok)
+			fail_msg("listen %s, Host \"%s\": wanted %s",
+				 cases[i].listen, cases[i].host,
+				 cases[i].ok ? "accepted" : "refused");
+	}
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_false(rest_host_allowed(&(struct rest_hosts){
+		.listen_host = big, .port = 6882 }, big));
+	assert_false(rest_host_allowed(&(struct rest_hosts){
+		.listen_host = "127.0.0.1", .port = 6882 }, NULL));
+}
+
+static void test_bearer(void **state)
+{
+	(void)state;
+	assert_string_equal(rest_bearer("Bearer abc"), "abc");
+	assert_string_equal(rest_bearer("bEaReR   abc "), "abc ");
+	assert_null(rest_bearer("Basic abc"));
+	assert_null(rest_bearer("Bearerabc"));
+	assert_null(rest_bearer(NULL));
+	assert_int_equal(rest_token_check(NULL, "x"), -ENOENT);
+	assert_int_equal(rest_token_check("/nonexistent/token", "x"), -ENOENT);
+}
+
 static void test_parse_time(void **state)
 {
 	int64_t now = 1767225600LL * 1000000000, t;
@@ -1160,6 +1428,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_time),
+		cmocka_unit_test(test_host_allowed),
+		cmocka_unit_test(test_bearer),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_health),
 		T(test_status_from_journal),
@@ -1182,6 +1452,8 @@ int main(void)
 		T(test_journal_error_is_500),
 		T(test_listen_errors),
 		T(test_ipv6),
+		T(test_host_header),
+		T(test_read_token),
 #undef T
 	};
 

@@ -218,6 +218,8 @@ static void assert_default_values(const struct config *cfg)
 	assert_string_equal(cfg->api_host, "127.0.0.1");
 	assert_int_equal(cfg->api_port, 6882);
 	assert_string_equal(cfg->api_token_file, "/etc/krakenfs/api-token");
+	assert_null(cfg->api_read_token_file);
+	assert_int_equal(cfg->n_api_allowed_hosts, 0);
 	assert_string_equal(cfg->plugin_socket,
 			    "/run/docker/plugins/krakenfs.sock");
 	assert_ptr_equal(config_self(cfg), &cfg->peers[0]);
@@ -1393,6 +1395,97 @@ static void test_api_listen(void **state)
 	}
 }
 
+static void test_api_read_token_and_hosts(void **state)
+{
+	struct config_diag diag;
+	struct config *cfg;
+	char text[2048], name[300];
+	size_t len;
+
+	(void)state;
+	cfg = expect_ok("api:\n"
+			"  read_token_file: /srv/read-token/\n"
+			"  allowed_hosts:\n"
+			"    - nas.lan\n"
+			"    - \"[fd00::1]\"\n"
+			"    - \"::1\"\n"
+			"    - 10.0.0.2\n", NULL, NULL);
+	assert_string_equal(cfg->api_read_token_file, "/srv/read-token");
+	assert_int_equal(cfg->n_api_allowed_hosts, 4);
+	assert_string_equal(cfg->api_allowed_hosts[0], "nas.lan");
+	assert_string_equal(cfg->api_allowed_hosts[1], "[fd00::1]");
+	assert_string_equal(cfg->api_allowed_hosts[2], "::1");
+	assert_string_equal(cfg->api_allowed_hosts[3], "10.0.0.2");
+	config_free(cfg);
+	cfg = expect_ok("api:\n  read_token_file:\n  allowed_hosts: []\n",
+			NULL, NULL);
+	assert_null(cfg->api_read_token_file);
+	assert_int_equal(cfg->n_api_allowed_hosts, 0);
+	config_free(cfg);
+
+	expect_errors("api:\n"                                  /* 1 */
+		      "  read_token_file: read-token\n"         /* 2 */
+		      "  allowed_hosts:\n"                      /* 3 */
+		      "    - ok.example\n"                      /* 4 */
+		      "    - \"\"\n"                            /* 5 */
+		      "    - \"two words\"\n"                   /* 6 */
+		      "    - \"nas.lan:8080\"\n"                /* 7 */
+		      "    - \"tab\\there\"\n"                  /* 8 */
+		      "    - \"[fd00::1\"\n"                    /* 9 */
+		      "    - [nested]\n",                       /* 10 */
+		      7, &diag);
+	assert_diag(&diag, "config.yaml:2: api.read_token_file: expected an "
+			   "absolute path, got \"read-token\"\n");
+	assert_diag(&diag, "config.yaml:5: api.allowed_hosts: expected a host "
+			   "name or address of 1 to 255 bytes, without spaces, "
+			   "control characters or a port, got \"\"\n");
+	assert_diag(&diag, "config.yaml:6: api.allowed_hosts: expected a host "
+			   "name or address");
+	assert_diag(&diag, "got \"two words\"\n");
+	assert_diag(&diag, "config.yaml:7: api.allowed_hosts: ");
+	assert_diag(&diag, "got \"nas.lan:8080\"\n");
+	assert_diag(&diag, "config.yaml:8: api.allowed_hosts: ");
+	assert_diag(&diag, "got \"tab\\x09here\"\n");
+	assert_diag(&diag, "config.yaml:9: api.allowed_hosts: ");
+	assert_diag(&diag, "config.yaml:10: api.allowed_hosts: ");
+	config_diag_release(&diag);
+
+	expect_errors("api:\n  allowed_hosts: nas.lan\n", 1, &diag);
+	assert_diag(&diag, "config.yaml:2: api.allowed_hosts: expected a list "
+			   "of host names, got \"nas.lan\"\n");
+	config_diag_release(&diag);
+
+	/* 255 bytes and 32 entries fit; 256 bytes and 33 entries do not. */
+	memset(name, 'a', 256);
+	name[255] = '\0';
+	snprintf(text, sizeof(text), "api:\n  allowed_hosts:\n    - %s\n",
+		 name);
+	cfg = expect_ok(text, NULL, NULL);
+	assert_int_equal(strlen(cfg->api_allowed_hosts[0]), 255);
+	config_free(cfg);
+	name[255] = 'a';
+	name[256] = '\0';
+	snprintf(text, sizeof(text), "api:\n  allowed_hosts:\n    - %s\n",
+		 name);
+	expect_errors(text, 1, &diag);
+	assert_diag(&diag, "config.yaml:3: api.allowed_hosts: expected a host "
+			   "name");
+	config_diag_release(&diag);
+	len = (size_t)snprintf(text, sizeof(text), "api:\n  allowed_hosts:\n");
+	for (int i = 0; i < 32; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+					"    - h%d.lan\n", i);
+	cfg = expect_ok(text, NULL, NULL);
+	assert_int_equal(cfg->n_api_allowed_hosts, 32);
+	assert_string_equal(cfg->api_allowed_hosts[31], "h31.lan");
+	config_free(cfg);
+	snprintf(text + len, sizeof(text) - len, "    - h32.lan\n");
+	expect_errors(text, 1, &diag);
+	assert_diag(&diag, "config.yaml:2: api.allowed_hosts: expected at most "
+			   "32 host names, got 33 entries\n");
+	config_diag_release(&diag);
+}
+
 static void test_nul_and_control_bytes(void **state)
 {
 	struct config_diag diag;
@@ -1581,6 +1674,7 @@ int main(void)
 		cmocka_unit_test(test_env_errors),
 		cmocka_unit_test(test_env_node_missing_from_cluster),
 		cmocka_unit_test(test_api_listen),
+		cmocka_unit_test(test_api_read_token_and_hosts),
 		cmocka_unit_test(test_nul_and_control_bytes),
 		cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_null_values_keep_defaults),
