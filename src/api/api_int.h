@@ -20,8 +20,10 @@
 #include "api.h"
 #include "journal.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Commands waiting for the loop; a full queue drops duplicates only. */
@@ -109,6 +111,21 @@ int plugin_reconcile_mounts(struct api *a, plugin_mount_gone_fn gone,
  * mount namespace on this host has mounted.  Logs what it dropped;
  * returns plugin_reconcile_mounts' result. */
 int plugin_reconcile(struct api *a, const char *volume);
+
+/*
+ * How the endpoints read a request, apart from the socket and the volumes
+ * so that tests/fuzz can reach it.
+ *
+ * plugin_parse_body: BODY (LEN bytes, NULL when empty) as a new JSON
+ * object; or NULL, with the {"Err"} answer in *err (NULL when out of
+ * memory).  plugin_name / plugin_mount_id read the Name / ID field of REQ
+ * into *out (borrowed from REQ); plugin_options checks Create's Opts.
+ * Those return NULL when REQ is acceptable, else the {"Err"} answer.
+ */
+json_t *plugin_parse_body(const char *body, size_t len, json_t **err);
+json_t *plugin_name(json_t *req, const char **name);
+json_t *plugin_mount_id(json_t *req, const char **id);
+json_t *plugin_options(json_t *req);
 
 /* ---- end of plugin block ---------------------------------------------- */
 

@@ -172,7 +172,7 @@ static json_t *plugin_field(json_t *req, const char *key, size_t max,
 }
 
 /* The Name field, checked against Docker's rule; NULL or an Err. */
-static json_t *plugin_name(json_t *req, const char **name)
+json_t *plugin_name(json_t *req, const char **name)
 {
 	json_t *bad = plugin_field(req, "Name", VOLUME_NAME_MAX, name);
 
@@ -187,7 +187,7 @@ static json_t *plugin_name(json_t *req, const char **name)
 	return NULL;
 }
 
-static json_t *plugin_mount_id(json_t *req, const char **id)
+json_t *plugin_mount_id(json_t *req, const char **id)
 {
 	json_t *bad = plugin_field(req, "ID", PLUGIN_ID_MAX, id);
 
@@ -205,7 +205,7 @@ static json_t *plugin_mount_id(json_t *req, const char **id)
  * holding the volume, which means nothing here where every node holds
  * every volume, so it is checked for type and ignored.
  */
-static json_t *plugin_options(json_t *req)
+json_t *plugin_options(json_t *req)
 {
 	json_t *opts = json_object_get(req, "Opts");
 	const char *key;
@@ -805,11 +805,28 @@ static enum MHD_Result plugin_send(struct MHD_Connection *conn,
 	return ret;
 }
 
+json_t *plugin_parse_body(const char *body, size_t len, json_t **err)
+{
+	json_error_t jerr;
+	json_t *req = json_loadb(body ? body : "", len, 0, &jerr);
+
+	*err = NULL;
+	if (!req) {
+		*err = plugin_err("malformed JSON: %s", jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(req)) {
+		json_decref(req);
+		*err = plugin_err("request body must be a JSON object");
+		return NULL;
+	}
+	return req;
+}
+
 /* Parses the body and runs E; the answer, or an Err about the body. */
 static json_t *plugin_run(struct plugin *p, const struct plugin_endpoint *e,
 			  const struct plugin_req *r)
 {
-	json_error_t jerr;
 	json_t *req, *ans;
 
 	if (r->too_big)
@@ -817,13 +834,9 @@ static json_t *plugin_run(struct plugin *p, const struct plugin_endpoint *e,
 				  PLUGIN_BODY_MAX);
 	if (!e->has_body)
 		return e->fn(p, NULL);
-	req = json_loadb(r->body ? r->body : "", r->len, 0, &jerr);
+	req = plugin_parse_body(r->body, r->len, &ans);
 	if (!req)
-		return plugin_err("malformed JSON: %s", jerr.text);
-	if (!json_is_object(req)) {
-		json_decref(req);
-		return plugin_err("request body must be a JSON object");
-	}
+		return ans;
 	ans = e->fn(p, req);
 	json_decref(req);
 	return ans;

@@ -83,8 +83,8 @@ static const char *const expects[] = {
 	[KIND_RECURSIVE] = "true",
 	[KIND_PORT] = "an integer from 1 to 65535",
 	[KIND_RATE] = "a non-negative integer",
-	[KIND_DURATION] = "a duration such as \"500ms\", \"30s\", \"2m\", "
-			  "\"1h\" or \"30d\"",
+	[KIND_DURATION] = ("a duration such as \"500ms\", \"30s\", \"2m\", "
+			   "\"1h\" or \"30d\""),
 	[KIND_STRATEGY] = "timestamp or lamport",
 	[KIND_NODE_ID] = "a node id of 1 to 64 characters from A-Z a-z 0-9 . _ -",
 	[KIND_NAME] = "a name of 1 to 255 printable characters",

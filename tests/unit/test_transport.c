@@ -936,8 +936,8 @@ static void test_tls_issue_checks_node_id(void **state)
 {
 	static const char *const bad[] = {
 		"", "a b", "../x", "vm1,DNS:vm2", "caf\xc3\xa9",
-		"x123456789012345678901234567890"
-		"1234567890123456789012345678901234",  /* 65 characters */
+		("x123456789012345678901234567890"
+		 "1234567890123456789012345678901234"),  /* 65 characters */
 	};
 	char *err = NULL;
 	size_t i;
