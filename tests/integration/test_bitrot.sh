@@ -89,7 +89,10 @@ grep -q "scrub: vx/quiet.bin does not match its recorded hash at byte" "$T/n2r.l
 grep -q "repaired vx/quiet.bin" "$T/n2r.log" || fail "n2 does not log the repair"
 scrubbed() { curl -sf "$API/v1/status" | jq -e '.scrub.damaged == 1 and .scrub.repaired == 1 and .scrub.passes >= 1'; }
 wait_for 10 scrubbed || fail "/v1/status does not count the damage and the repair: $(curl -sf "$API/v1/status" | jq -c .scrub)"
-curl -sf "$API/metrics" | grep -qx "krakenfs_repaired_total 1" || fail "/metrics does not count the repair"
+# Read whole first: grep -q stops at the match, and under pipefail the
+# writer's SIGPIPE would fail the pipe.
+metrics=$(curl -sf "$API/metrics")
+grep -qx "krakenfs_repaired_total 1" <<<"$metrics" || fail "/metrics does not count the repair: $(grep repaired <<<"$metrics")"
 "$KJ" --db "$T/n2/journal.db" verify >/dev/null || fail "kraken-journal verify finds problems on n2 after the repair"
 origin=$("$KJ" --db "$T/n2/journal.db" --json status | jq -r .origin)
 "$KJ" --db "$T/n2/journal.db" --json log --origin "$origin" --path quiet.bin | grep -q . &&

@@ -46,7 +46,7 @@ grep -q "applying vx/ro/b.txt is stuck: Read-only file system" "$T/n2.log" ||
   fail "n2's log does not say the job is stuck"
 # /metrics and /v1/status's count come from the loop's snapshot, published
 # once a second.
-stuck_metric() { curl -sf "$API/metrics" | grep -qx "krakenfs_jobs_stuck 1"; }
+stuck_metric() { local m; m=$(curl -sf "$API/metrics") && grep -qx "krakenfs_jobs_stuck 1" <<<"$m"; }
 wait_for 5 stuck_metric || fail "/metrics does not count the stuck job: $(curl -sf "$API/metrics" | grep jobs)"
 "$KJ" --db "$T/n2/journal.db" status | grep -q "vx/ro/b.txt: Read-only file system" ||
   fail "kraken-journal status does not list the stuck job: $("$KJ" --db "$T/n2/journal.db" status)"
