@@ -284,10 +284,12 @@ struct wire_vector {
 /* The sender is itself learning the history (its journal is new): what
  * it holds is no history to adopt a disk against. */
 #define WIRE_HELLO_REJOINING (1u << 4)
-/* The HELLO's vector holds only the sender's own
- * origin; its whole vector follows in a VECTOR frame once it has
- * accepted the receiver's HELLO (a stranger learns nothing of the
- * cluster).  A receiver sends nothing of the journal before that VECTOR. */
+/* The HELLO's vector holds only the sender's own origin; its whole
+ * vector follows in a VECTOR frame once it has accepted the receiver's
+ * HELLO (a stranger learns nothing of the cluster).  A receiver sends
+ * nothing of the journal before that VECTOR.  Before HELLO a frame may
+ * take 16 KiB (gate.c): an older agent, whose HELLO carries its whole
+ * vector, cannot connect once it knows more than about 170 origins. */
 #define WIRE_HELLO_VECTOR_NEXT (1u << 5)
 
 struct wire_hello {
