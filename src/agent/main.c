@@ -692,6 +692,9 @@ static void agent_publish(struct agent *a)
 		p->bytes_out = st[i].bytes_out;
 		p->entries_in = st[i].entries_in;
 		p->entries_out = st[i].entries_out;
+		p->clock_known = st[i].clock_known;
+		p->clock_skewed = st[i].clock_skewed;
+		p->clock_offset_ns = st[i].clock_offset_ns;
 	}
 	api_publish(a->api, snap);
 	free(snap);
@@ -931,6 +934,7 @@ static int agent_start_replicate(struct agent *a)
 		.root = cfg->root_path,
 		.diverged = agent_on_diverged,
 		.diverged_arg = a,
+		.max_clock_skew_ns = (int64_t)cfg->max_clock_skew_ms * 1000000,
 		.egress_bits_per_sec = cfg->bandwidth_enable ?
 				       cfg->egress_bits_per_sec : 0,
 		.ingress_bits_per_sec = cfg->bandwidth_enable ?

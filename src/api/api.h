@@ -59,6 +59,9 @@ struct api_peer {
 	uint64_t behind_entries;    /* entries it holds that we lack */
 	uint64_t bytes_in, bytes_out;
 	uint64_t entries_in, entries_out;
+	bool clock_known;           /* its clock's offset was measured */
+	bool clock_skewed;          /* off ours by over sync.max_clock_skew */
+	int64_t clock_offset_ns;    /* its wall clock minus ours */
 };
 
 /* What the loop thread knows, published for the HTTP thread. */

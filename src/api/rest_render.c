@@ -236,7 +236,8 @@ int rest_log_json(struct journal *j, const struct journal_filter *f,
 
 static json_t *rest_peer_json(const struct api_peer *p)
 {
-	return json_pack("{s:s,s:s,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	return json_pack("{s:s,s:s,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+			 "s:o,s:b}",
 			 "node_id", p->id, "address", p->address,
 			 "connected", p->connected,
 			 "last_seen", rest_time_json(p->last_seen_ns),
@@ -247,7 +248,11 @@ static json_t *rest_peer_json(const struct api_peer *p)
 			 "bytes_in", (json_int_t)p->bytes_in,
 			 "bytes_out", (json_int_t)p->bytes_out,
 			 "entries_in", (json_int_t)p->entries_in,
-			 "entries_out", (json_int_t)p->entries_out);
+			 "entries_out", (json_int_t)p->entries_out,
+			 "clock_offset_ms", p->clock_known ?
+			 json_integer(p->clock_offset_ns / 1000000) :
+			 json_null(),
+			 "clock_skewed", p->clock_skewed);
 }
 
 json_t *rest_peers_json(const struct api_snapshot *snap)
@@ -638,7 +643,7 @@ static void rest_label(const char *s, char *out, size_t cap)
 
 enum rest_peer_field {
 	PEER_CONNECTED, PEER_BYTES_IN, PEER_BYTES_OUT, PEER_LAG_ENTRIES,
-	PEER_LAG_BYTES, PEER_BEHIND_ENTRIES, PEER_LAST_SEEN,
+	PEER_LAG_BYTES, PEER_BEHIND_ENTRIES, PEER_LAST_SEEN, PEER_SKEWED,
 };
 
 static uint64_t rest_peer_value(const struct api_peer *p,
@@ -653,6 +658,7 @@ static uint64_t rest_peer_value(const struct api_peer *p,
 	case PEER_BEHIND_ENTRIES: return p->behind_entries;
 	case PEER_LAST_SEEN: return p->last_seen_ns > 0 ?
 				    (uint64_t)(p->last_seen_ns / 1000000000) : 0;
+	case PEER_SKEWED: return p->clock_skewed;
 	}
 	return 0;
 }
@@ -683,6 +689,9 @@ static void rest_peer_metrics(struct rest_text *t,
 		{ "krakenfs_peer_behind_entries", "gauge",
 		  "Journal entries the peer holds that we lack.",
 		  PEER_BEHIND_ENTRIES },
+		{ "krakenfs_peer_clock_skewed", "gauge",
+		  "1 while the peer's clock is off ours by more than "
+		  "sync.max_clock_skew.", PEER_SKEWED },
 	};
 	char label[2 * sizeof(snap->peers[0].id)];
 
@@ -697,6 +706,18 @@ static void rest_peer_metrics(struct rest_text *t,
 				    m[k].name, label,
 				    rest_peer_value(&p, m[k].field));
 		}
+	}
+	rest_metric_head(t, "krakenfs_peer_clock_offset_seconds", "gauge",
+			 "The peer's wall clock minus ours, once measured.");
+	for (size_t i = 0; i < snap->n_peers; i++) {
+		struct api_peer p = snap->peers[i];
+
+		if (!p.clock_known)
+			continue;
+		p.id[sizeof(p.id) - 1] = '\0';
+		rest_label(p.id, label, sizeof(label));
+		rest_printf(t, "krakenfs_peer_clock_offset_seconds{peer=\"%s\"} "
+			    "%.3f\n", label, (double)p.clock_offset_ns / 1e9);
 	}
 }
 

@@ -111,7 +111,7 @@ enum key_id {
 	K_LOG, K_LOG_LEVEL,
 	K_FS, K_WATCH_PATHS, K_EXCLUDE, K_RECURSIVE,
 	K_SYNC, K_NODE_ID, K_CLUSTER_NODES, K_P2P_PORT, K_LISTEN_ADDRESS,
-	K_CLUSTER_ID,
+	K_CLUSTER_ID, K_MAX_CLOCK_SKEW,
 	K_BW, K_BW_ENABLE, K_BW_EGRESS, K_BW_INGRESS,
 	K_CR, K_CR_STRATEGY, K_CR_TIMEOUT,
 	K_TLS, K_TLS_ENABLE, K_TLS_CERT, K_TLS_KEY, K_TLS_CA,
@@ -145,6 +145,8 @@ static const struct key_def {
 	[K_LISTEN_ADDRESS] = { "sync.listen_address", KIND_ADDRESS,
 			       FIELD(listen_address) },
 	[K_CLUSTER_ID] = { "sync.cluster_id", KIND_NAME, FIELD(cluster_id) },
+	[K_MAX_CLOCK_SKEW] = { "sync.max_clock_skew", KIND_DURATION,
+			       FIELD(max_clock_skew_ms) },
 	[K_BW] = { "sync.bandwidth", KIND_SECTION, 0 },
 	[K_BW_ENABLE] = { "sync.bandwidth.enable", KIND_BOOL,
 			  FIELD(bandwidth_enable) },
@@ -1603,6 +1605,7 @@ static int defaults_base(struct config **out)
 	cfg->p2p_port = 6881;
 	cfg->strategy = CONFIG_STRATEGY_TIMESTAMP;
 	cfg->conflict_timeout_ms = 30000;
+	cfg->max_clock_skew_ms = 30000;
 	cfg->mount_wait_ms = 10000;
 	cfg->journal_retention_ms = 30 * DAY_MS;
 	cfg->journal_retention_pin_max_ms = 90 * DAY_MS;

@@ -18,6 +18,9 @@
  *   sync.p2p_port                      1..65535                         [6881]
  *   sync.listen_address                IP address to bind            [0.0.0.0]
  *   sync.cluster_id                    string naming the cluster   [krakenfs]
+ *   sync.max_clock_skew                duration: a peer whose clock is
+ *                                      off ours by more is warned about
+ *                                      ("0": never)                 [30s]
  *   sync.bandwidth.enable              bool                            [false]
  *   sync.bandwidth.egress_bits_per_sec   integer >= 0, 0 = no limit      [0]
  *   sync.bandwidth.ingress_bits_per_sec  integer >= 0, 0 = no limit      [0]
@@ -92,6 +95,7 @@ struct config {
 	uint64_t ingress_bits_per_sec;
 	enum config_strategy strategy;
 	uint64_t conflict_timeout_ms;
+	uint64_t max_clock_skew_ms;
 	bool tls_enable;
 	char *tls_cert_file;
 	char *tls_key_file;

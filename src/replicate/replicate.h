@@ -52,6 +52,8 @@ struct replicate_options {
 	 * watcher should look at it. */
 	void (*diverged)(void *arg, const char *volume, const char *path);
 	void *diverged_arg;
+	/* A peer's clock off ours by more is warned about; 0: never. */
+	int64_t max_clock_skew_ns;
 };
 
 struct replicate_peer_status {
@@ -67,6 +69,10 @@ struct replicate_peer_status {
 	uint64_t entries_in, entries_out;
 	uint64_t bytes_in, bytes_out;
 	uint64_t chunk_bytes_in;
+	/* Its wall clock minus ours (clock.c), once measured. */
+	bool clock_known;
+	bool clock_skewed;        /* off by more than max_clock_skew */
+	int64_t clock_offset_ns;
 };
 
 /* Binds the listening socket and registers with LOOP.  J and LOOP are

@@ -85,7 +85,8 @@ struct session {
 	enum session_state state;
 	uint32_t polled;          /* events registered with the loop */
 	int64_t last_rx_ns;
-	int64_t last_ping_ns;
+	int64_t last_ping_ns;     /* monotonic: the token of the last PING */
+	int64_t last_ping_wall_ns;
 	bool dead;                /* closed; freed at the end of the turn */
 	bool probe;               /* dialled beside a silent open session */
 	int64_t started_ns;
@@ -133,6 +134,7 @@ struct peer {
 	bool delta;               /* its HELLO said it answers GET_DELTA */
 	bool state;               /* its HELLO said it takes STATE and ACK */
 	bool vector_wait;         /* its vector comes in a VECTOR frame */
+	bool clock;               /* its HELLO said it takes CLOCK */
 	struct replicate_peer_status stats;
 };
 
@@ -200,6 +202,7 @@ struct replicate {
 		uint64_t count;
 	} state_rx;
 	uint64_t exchanges_served, exchanges_applied;
+	int64_t max_clock_skew_ns;    /* clock.c; 0: never warned about */
 	struct {
 		int64_t resume_ns;    /* the listener is paused until then */
 		uint64_t pauses, refused;
@@ -244,6 +247,13 @@ void sync_change_from_entry(const struct wire_entry *w,
 /* HOST:PORT as a socket address.  0 or -EHOSTUNREACH. */
 int session_resolve(const char *host, uint16_t port,
 		    struct sockaddr_storage *ss, socklen_t *len);
+
+/* clock.c */
+/* A PING of S went out at monotonic NOW. */
+void clock_on_ping(struct session *s, int64_t now);
+/* S's peer pinged with TOKEN, and was answered PONG: CLOCK follows. */
+int clock_answer(struct session *s, uint64_t token);
+void clock_on_sample(struct session *s, const struct wire_clock *c);
 
 /* gate.c */
 /* The listener is bound to SS: outbound connections leave from its

@@ -183,7 +183,7 @@ static int session_send_hello(struct session *s)
 	own.seq = journal_durable_seq(s->r->journal);
 	m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING |
 			   WIRE_HELLO_DELTA | WIRE_HELLO_STATE |
-			   WIRE_HELLO_VECTOR_NEXT |
+			   WIRE_HELLO_VECTOR_NEXT | WIRE_HELLO_CLOCK |
 			   (s->r->hold ? WIRE_HELLO_REJOINING : 0);
 	m.hello.node_id = s->r->node_id;
 	m.hello.cluster_id = s->r->cluster_id;
@@ -746,6 +746,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->tls_client = opt->tls_client;
 	r->diverged = opt->diverged;
 	r->diverged_arg = opt->diverged_arg;
+	r->max_clock_skew_ns = opt->max_clock_skew_ns;
 	r->kicked = true;
 	snprintf(r->node_id, sizeof(r->node_id), "%s", opt->node_id);
 	snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", opt->cluster_id);
@@ -824,7 +825,7 @@ static void session_heartbeat(struct session *s, int64_t now)
 		conn_trim(s->conn);
 	if (s->state == SESSION_OPEN && now - s->last_ping_ns > PEER_PING_NS) {
 		m.token = (uint64_t)now;
-		s->last_ping_ns = now;
+		clock_on_ping(s, now);
 		if (session_send(s, &m) == 0)
 			session_flush(s);
 	}

@@ -99,6 +99,7 @@ void sync_on_hello(struct session *s, const struct wire_hello *h)
 	s->peer->stats.rejoining = (h->features & WIRE_HELLO_REJOINING) != 0;
 	/* Its vector comes next: what it holds is not known yet. */
 	s->peer->vector_wait = (h->features & WIRE_HELLO_VECTOR_NEXT) != 0;
+	s->peer->clock = (h->features & WIRE_HELLO_CLOCK) != 0;
 	if (s->peer->vector_wait)
 		return;
 	state_on_vector(s, &h->vector);
@@ -535,6 +536,7 @@ static int on_get_chunks(struct session *s, const struct wire_get_chunks *g)
 int sync_on_frame(struct session *s, const struct wire_msg *m)
 {
 	struct wire_msg pong = { .type = WIRE_PONG };
+	int err;
 
 	switch (m->type) {
 	case WIRE_ENTRIES:
@@ -571,8 +573,12 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 		return 0;
 	case WIRE_PING:
 		pong.token = m->token;
-		return session_send(s, &pong);
+		err = session_send(s, &pong);
+		return err ? err : clock_answer(s, m->token);
 	case WIRE_PONG:
+		return 0;
+	case WIRE_CLOCK:
+		clock_on_sample(s, &m->clock);
 		return 0;
 	case WIRE_ERROR:
 		log_error("replicate", "peer %s: %s", s->peer->id,

@@ -573,6 +573,12 @@ static void rd_token(struct wire_rd *r, struct wire_msg *m)
 	m->token = rd_u64(r);
 }
 
+static void rd_clock(struct wire_rd *r, struct wire_msg *m)
+{
+	m->clock.token = rd_u64(r);
+	m->clock.wall_ns = (int64_t)rd_u64(r);
+}
+
 static void rd_changing(struct wire_rd *r, struct wire_msg *m)
 {
 	struct wire_changing *c = &m->changing;
@@ -918,6 +924,12 @@ static void wr_token(struct wire_wr *w, const struct wire_msg *m)
 	wr_u64(w, m->token);
 }
 
+static void wr_clock(struct wire_wr *w, const struct wire_msg *m)
+{
+	wr_u64(w, m->clock.token);
+	wr_u64(w, (uint64_t)m->clock.wall_ns);
+}
+
 static void wr_error(struct wire_wr *w, const struct wire_msg *m)
 {
 	if (!wire_text_ok(m->error.text, 0, WIRE_TEXT_MAX, false))
@@ -1012,6 +1024,7 @@ static const struct wire_type_ops wire_types[] = {
 	[WIRE_STATE] = { "STATE", WIRE_MAX_PAYLOAD, rd_entries, wr_entries },
 	[WIRE_STATE_END] = { "STATE_END", 8, rd_token, wr_token },
 	[WIRE_ACK] = { "ACK", WIRE_MAX_PAYLOAD, rd_vector_msg, wr_vector_msg },
+	[WIRE_CLOCK] = { "CLOCK", 16, rd_clock, wr_clock },
 };
 
 _Static_assert(WIRE_MAX_CHUNK == DELTA_LEN_MAX,

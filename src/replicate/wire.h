@@ -111,6 +111,11 @@
  *                        which lets the receiver compact what every peer
  *                        holds.  15-18 only between peers whose HELLO has
  *                        feature bit 3 (STATE)
+ *     19  CLOCK          u64 token (a PING's), i64 wall_ns: the sender's
+ *                        clock when it answered that PING, sent right
+ *                        after its PONG; the PING's sender learns the
+ *                        offset of the two clocks.  Only to a peer whose
+ *                        HELLO has feature bit 6 (CLOCK)
  *
  *   entry: ref (origin, seq > 0), u64 lamport (at most
  *          JOURNAL_LAMPORT_MAX, 2^62), i64 wall_ns, str volume,
@@ -216,8 +221,9 @@ enum wire_type {
 	WIRE_STATE,
 	WIRE_STATE_END,
 	WIRE_ACK,
+	WIRE_CLOCK,
 };
-#define WIRE_TYPE_LAST WIRE_ACK
+#define WIRE_TYPE_LAST WIRE_CLOCK
 
 /* ERROR codes this version sends; a receiver must accept any other. */
 enum wire_error_code {
@@ -291,6 +297,13 @@ struct wire_vector {
  * take 16 KiB (gate.c): an older agent, whose HELLO carries its whole
  * vector, cannot connect once it knows more than about 170 origins. */
 #define WIRE_HELLO_VECTOR_NEXT (1u << 5)
+/* The sender takes CLOCK. */
+#define WIRE_HELLO_CLOCK (1u << 6)
+
+struct wire_clock {
+	uint64_t token;           /* the PING's */
+	int64_t wall_ns;          /* the answerer's wall clock */
+};
 
 struct wire_hello {
 	const char *node_id;
@@ -395,6 +408,7 @@ struct wire_msg {
 		struct wire_chunk chunk;
 		uint8_t not_here[CONTENT_HASH_LEN];
 		uint64_t token;                    /* PING, PONG, STATE_END */
+		struct wire_clock clock;           /* CLOCK */
 		struct wire_error error;
 		struct wire_changing changing;
 		struct wire_get_delta get_delta;

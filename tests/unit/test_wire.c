@@ -253,6 +253,9 @@ static void sample(enum wire_type t, struct wire_msg *m)
 	case WIRE_STATE_END:
 		m->token = 123456789;
 		break;
+	case WIRE_CLOCK:
+		m->clock = (struct wire_clock){ 0x0102030405060708u, -7 };
+		break;
 	case WIRE_GET_CHUNKLIST:
 		memset(m->get_chunklist.hash, 0x5a, CONTENT_HASH_LEN);
 		m->get_chunklist.start = 77;
@@ -409,6 +412,10 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 	case WIRE_PONG:
 	case WIRE_STATE_END:
 		assert_int_equal(a->token, b->token);
+		break;
+	case WIRE_CLOCK:
+		assert_int_equal(a->clock.token, b->clock.token);
+		assert_int_equal(a->clock.wall_ns, b->clock.wall_ns);
 		break;
 	case WIRE_ERROR:
 		assert_int_equal(a->error.code, b->error.code);

@@ -1,0 +1,90 @@
+/*
+ * Peer clocks: how far each peer's wall clock is from ours.
+ *
+ * Conflicts under the "timestamp" strategy are decided by wall time, so
+ * a node whose clock is ahead wins every concurrent write while it is;
+ * nothing said so.  Each PING this node sends carries its monotonic send
+ * time as the token, and the wall time at sending is kept.  A peer whose
+ * HELLO has feature bit CLOCK answers a PING with PONG and then CLOCK
+ * (token, its wall time when answering); the offset is its wall time
+ * minus ours at the middle of the round trip:
+ *
+ *   offset = wall_peer - (wall_sent + rtt / 2)
+ *
+ * exact to within half the round trip.  Samples with a round trip over
+ * CLOCK_RTT_MAX (a busy loop on either side) are dropped.  The offset is
+ * shown per peer (/v1/peers, metrics, dashboard); one beyond
+ * sync.max_clock_skew is warned about once, and said again when it is
+ * back within half of it.
+ */
+#include "replicate_int.h"
+
+#include "log.h"
+#include "loop.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+#define CLOCK_RTT_MAX (1000LL * 1000000)
+
+static int64_t clock_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void clock_on_ping(struct session *s, int64_t now)
+{
+	s->last_ping_ns = now;
+	s->last_ping_wall_ns = clock_wall_ns();
+}
+
+int clock_answer(struct session *s, uint64_t token)
+{
+	struct wire_msg m = { .type = WIRE_CLOCK };
+
+	if (!s->peer || !s->peer->clock)
+		return 0;
+	m.clock.token = token;
+	m.clock.wall_ns = clock_wall_ns();
+	return session_send(s, &m);
+}
+
+/* Warns once when P's clock goes past the bound, and once when back. */
+static void clock_judge(struct replicate *r, struct peer *p)
+{
+	int64_t off = p->stats.clock_offset_ns;
+	int64_t mag = off < 0 ? -off : off;
+
+	if (!r->max_clock_skew_ns)
+		return;
+	if (!p->stats.clock_skewed && mag > r->max_clock_skew_ns) {
+		p->stats.clock_skewed = true;
+		log_warn("replicate", "the clock of peer %s is %.1f s %s ours, "
+			 "more than sync.max_clock_skew (%.0f s): under the "
+			 "timestamp strategy the faster clock wins concurrent "
+			 "writes; check NTP on both", p->id, (double)mag / 1e9,
+			 off > 0 ? "ahead of" : "behind",
+			 (double)r->max_clock_skew_ns / 1e9);
+	} else if (p->stats.clock_skewed && mag < r->max_clock_skew_ns / 2) {
+		p->stats.clock_skewed = false;
+		log_info("replicate", "the clock of peer %s is within %.1f s of "
+			 "ours again", p->id, (double)mag / 1e9);
+	}
+}
+
+void clock_on_sample(struct session *s, const struct wire_clock *c)
+{
+	struct peer *p = s->peer;
+	int64_t rtt = loop_now_ns() - s->last_ping_ns;
+
+	if (c->token != (uint64_t)s->last_ping_ns || rtt < 0 ||
+	    rtt > CLOCK_RTT_MAX)
+		return;
+	p->stats.clock_offset_ns = c->wall_ns -
+				   (s->last_ping_wall_ns + rtt / 2);
+	p->stats.clock_known = true;
+	clock_judge(s->r, p);
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Each peer's clock offset is measured from its answers to pings and
+# shown (/v1/peers, metrics); one beyond sync.max_clock_skew (30 s) is a
+# warning in the log.  n2 runs with its wall clock two minutes ahead
+# (libfaketime; monotonic time stays real, as on a host whose clock is
+# wrong).
+source "$(dirname "$0")/lib.sh"
+
+PORT=17967
+FAKETIME_LIB=""
+for f in /usr/lib/*/faketime/libfaketimeMT.so.1; do [ ! -e "$f" ] || { FAKETIME_LIB=$f; break; }; done
+[ -n "$FAKETIME_LIB" ] || fail "libfaketime is needed (tools/install-deps.sh installs faketime)"
+pair_config "$PORT"
+start_agent n1 "$T/n1.yaml"
+LD_PRELOAD=$FAKETIME_LIB FAKETIME="+2m" FAKETIME_DONT_FAKE_MONOTONIC=1 DONT_FAKE_MONOTONIC=1 \
+  NO_FAKE_STAT=1 start_agent n2 "$T/n2.yaml"
+
+offset_ms() { # offset_ms ON PEER: ON's measure of PEER's clock
+  curl -sf "http://$1:$((PORT + 1))/v1/peers" |
+    jq -r --arg p "$2" '(.peers? // .)[] | select(.node_id == $p) | .clock_offset_ms'
+}
+near() { # near ON PEER MS: within 5 s of MS
+  local v; v=$(offset_ms "$1" "$2")
+  [ "$v" != null ] && [ -n "$v" ] && [ $((v - $3)) -lt 5000 ] && [ $(($3 - v)) -lt 5000 ]
+}
+wait_for 20 near 127.0.0.1 n2 120000 || fail "n1 measures n2's clock at $(offset_ms 127.0.0.1 n2) ms, not about +120000"
+wait_for 20 near 127.0.0.2 n1 -120000 || fail "n2 measures n1's clock at $(offset_ms 127.0.0.2 n1) ms, not about -120000"
+pass "each side measures the other's clock: n2 $(offset_ms 127.0.0.1 n2) ms, n1 $(offset_ms 127.0.0.2 n1) ms"
+
+wait_for 10 grep -q "the clock of peer n2 is 1[12][0-9]\.[0-9] s ahead of ours, more than sync.max_clock_skew (30 s)" "$T/n1.log" ||
+  fail "n1 does not warn about n2's clock: $(grep -i clock "$T/n1.log" | tail -2)"
+[ "$(grep -c "the clock of peer n2" "$T/n1.log")" = 1 ] || fail "the warning is repeated"
+metrics=$(curl -sf "http://127.0.0.1:$((PORT + 1))/metrics")
+grep -qx 'krakenfs_peer_clock_skewed{peer="n2"} 1' <<<"$metrics" || fail "krakenfs_peer_clock_skewed does not say n2 is skewed"
+grep -q '^krakenfs_peer_clock_offset_seconds{peer="n2"} 1[12][0-9]\.' <<<"$metrics" ||
+  fail "krakenfs_peer_clock_offset_seconds: $(grep clock_offset <<<"$metrics")"
+curl -sf "http://127.0.0.1:$((PORT + 1))/v1/peers" | jq -e '(.peers? // .)[] | select(.node_id == "n2") | .clock_skewed == true' >/dev/null ||
+  fail "/v1/peers does not flag n2 as skewed"
+pass "a clock two minutes ahead is warned about once, flagged in /v1/peers and the metrics"
