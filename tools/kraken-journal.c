@@ -464,17 +464,19 @@ static json_t *peers_json(struct cli *cli)
 	for (char *line = strtok_r(text, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
 		char id[65], addr[300];
-		int connected;
-		long long seen;
+		int connected, clock_known, skewed;
+		long long seen, offset;
 		unsigned long long lag, lagb, behind, ein, eout, bin, bout, cin;
 
 		if (sscanf(line, "%64[^\t]\t%d\t%lld\t%llu\t%llu\t%llu\t%llu"
-			   "\t%llu\t%llu\t%llu\t%llu\t%299[^\n]", id,
-			   &connected, &seen, &lag, &lagb, &behind, &ein, &eout,
-			   &bin, &bout, &cin, addr) != 12)
+			   "\t%llu\t%llu\t%llu\t%llu\t%d\t%lld\t%d\t%299[^\n]",
+			   id, &connected, &seen, &lag, &lagb, &behind, &ein,
+			   &eout, &bin, &bout, &cin, &clock_known, &offset,
+			   &skewed, addr) != 15)
 			continue;
 		json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:I,s:I,s:I,"
-			"s:I,s:I,s:I,s:I,s:I,s:I}", "node_id", id, "address", addr,
+			"s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:b}", "node_id", id,
+			"address", addr,
 			"connected", connected, "last_seen_ns", (json_int_t)seen,
 			"lag_entries", (json_int_t)lag,
 			"lag_bytes", (json_int_t)lagb,
@@ -482,7 +484,10 @@ static json_t *peers_json(struct cli *cli)
 			"entries_in", (json_int_t)ein,
 			"entries_out", (json_int_t)eout,
 			"bytes_in", (json_int_t)bin, "bytes_out", (json_int_t)bout,
-			"chunk_bytes_in", (json_int_t)cin));
+			"chunk_bytes_in", (json_int_t)cin,
+			"clock_offset_ms", clock_known ?
+			json_integer((json_int_t)(offset / 1000000)) : json_null(),
+			"clock_skewed", skewed));
 	}
 	free(text);
 	return arr;
@@ -495,18 +500,24 @@ static void print_peers(json_t *peers)
 
 	if (json_array_size(peers) == 0)
 		return;
-	printf("peers:\n  %-16s %-22s %-9s %-20s %8s %10s %8s %12s\n", "NODE",
-	       "ADDRESS", "STATE", "LAST SEEN (UTC)", "LAG", "LAG BYTES",
-	       "BEHIND", "BYTES IN");
+	printf("peers:\n  %-16s %-22s %-9s %-20s %8s %10s %8s %12s  %s\n",
+	       "NODE", "ADDRESS", "STATE", "LAST SEEN (UTC)", "LAG",
+	       "LAG BYTES", "BEHIND", "BYTES IN", "CLOCK");
 	json_array_foreach(peers, i, p) {
-		char when[64] = "never";
+		char when[64] = "never", clock[48] = "?";
 		json_int_t seen = json_integer_value(json_object_get(p,
 							"last_seen_ns"));
+		json_t *off = json_object_get(p, "clock_offset_ms");
 
 		if (seen)
 			format_time(seen, when, sizeof(when), false);
-		printf("  %-16s %-22s %-9s %-20.19s %8lld %10lld %8lld %12lld\n",
-		       json_string_value(json_object_get(p, "node_id")),
+		if (json_is_integer(off))
+			snprintf(clock, sizeof(clock), "%+.1f s%s",
+				 (double)json_integer_value(off) / 1000,
+				 json_is_true(json_object_get(p, "clock_skewed")) ?
+				 " (skewed)" : "");
+		printf("  %-16s %-22s %-9s %-20.19s %8lld %10lld %8lld %12lld  "
+		       "%s\n", json_string_value(json_object_get(p, "node_id")),
 		       json_string_value(json_object_get(p, "address")),
 		       json_is_true(json_object_get(p, "connected")) ?
 		       "connected" : "down", when,
@@ -517,7 +528,7 @@ static void print_peers(json_t *peers)
 		       (long long)json_integer_value(json_object_get(p,
 							"behind_entries")),
 		       (long long)json_integer_value(json_object_get(p,
-							"bytes_in")));
+							"bytes_in")), clock);
 	}
 }
 

@@ -591,7 +591,8 @@ static int agent_turn(struct agent *a, bool flush)
  * kraken-journal, which only reads the journal, can show it.  One line
  * per peer, tab-separated: id, connected, last seen (ns), lag entries,
  * lag bytes, entries behind, entries in, entries out, bytes in, bytes
- * out, chunk bytes in, address.
+ * out, chunk bytes in, clock measured (0/1), clock offset (ns), clock
+ * skewed (0/1), address.
  */
 static void agent_store_peer_status(struct agent *a)
 {
@@ -604,7 +605,7 @@ static void agent_store_peer_status(struct agent *a)
 	for (size_t i = 0; i < n && i < 64; i++)
 		len += (size_t)snprintf(text + len, 512,
 			"%s\t%d\t%lld\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu"
-			"\t%llu\t%s\n",
+			"\t%llu\t%d\t%lld\t%d\t%s\n",
 			st[i].id, st[i].connected, (long long)st[i].last_seen_ns,
 			(unsigned long long)st[i].lag_entries,
 			(unsigned long long)st[i].lag_bytes,
@@ -613,7 +614,9 @@ static void agent_store_peer_status(struct agent *a)
 			(unsigned long long)st[i].entries_out,
 			(unsigned long long)st[i].bytes_in,
 			(unsigned long long)st[i].bytes_out,
-			(unsigned long long)st[i].chunk_bytes_in, st[i].address);
+			(unsigned long long)st[i].chunk_bytes_in,
+			st[i].clock_known, (long long)st[i].clock_offset_ns,
+			st[i].clock_skewed, st[i].address);
 	journal_meta_set(a->journal, "peers", text);
 	free(text);
 }

@@ -37,3 +37,10 @@ grep -q '^krakenfs_peer_clock_offset_seconds{peer="n2"} 1[12][0-9]\.' <<<"$metri
 curl -sf "http://127.0.0.1:$((PORT + 1))/v1/peers" | jq -e '(.peers? // .)[] | select(.node_id == "n2") | .clock_skewed == true' >/dev/null ||
   fail "/v1/peers does not flag n2 as skewed"
 pass "a clock two minutes ahead is warned about once, flagged in /v1/peers and the metrics"
+
+# kraken-journal status shows it too, from the journal alone.
+shown() { "$KJ" --db "$T/n1/journal.db" status | grep -E "^  n2 .* \+1[12][0-9]\.[0-9] s \(skewed\)$"; }
+wait_for 10 shown || fail "kraken-journal status does not show n2's clock: $("$KJ" --db "$T/n1/journal.db" status | grep -A2 '^peers')"
+"$KJ" --db "$T/n1/journal.db" --json status | jq -e '.peers[] | select(.node_id == "n2") | .clock_skewed == true and .clock_offset_ms > 100000' >/dev/null ||
+  fail "kraken-journal status --json does not show n2's clock"
+pass "kraken-journal status shows the offset and the skew"
