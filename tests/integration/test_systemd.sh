@@ -140,7 +140,10 @@ until pid2=$(prop vm krakenfs MainPID) && [ "$pid2" != "$pid1" ] && [ "$pid2" !=
 done
 took=$((SECONDS - t0))
 [ "$(prop vm krakenfs NRestarts)" -gt "$restarts" ] || fail "NRestarts did not grow"
-ct vm journalctl -u krakenfs -o cat --no-pager | grep -q 'Watchdog timeout' ||
+# Read whole first: under pipefail, grep -q leaving at the match would
+# fail the pipe with the writer's SIGPIPE.
+unit_log=$(ct vm journalctl -u krakenfs -o cat --no-pager)
+grep -q 'Watchdog timeout' <<<"$unit_log" ||
   fail_ct vm "systemd logged no watchdog timeout"
 plugin_activate vm >/dev/null || fail_ct vm "the plugin does not answer after the watchdog restart"
 pass "watchdog: a stopped agent was killed and restarted by systemd after $took s (WatchdogSec $wd s)"
@@ -158,7 +161,7 @@ took=$((SECONDS - t0))
 [ "$took" -le "$timeout_stop" ] || fail "systemctl stop took $took s (TimeoutStopSec $timeout_stop s)"
 [ "$(prop vm krakenfs Result)" = success ] || fail_ct vm "Result=$(prop vm krakenfs Result) after stop"
 [ "$(prop vm krakenfs ExecMainStatus)" = 0 ] || fail_ct vm "the agent exited $(prop vm krakenfs ExecMainStatus) on stop"
-ct vm kraken-journal --config "$CONFIG" log --volume v1 | grep -q 'written-before-stop' ||
+grep -q 'written-before-stop' <<<"$(ct vm kraken-journal --config "$CONFIG" log --volume v1)" ||
   fail_ct vm "the file written just before the stop is not in the journal: $(ct vm kraken-journal --config "$CONFIG" log --volume v1)"
 pass "systemctl stop exits 0 in $took s with the last change committed"
 
