@@ -949,9 +949,13 @@ size_t replicate_peers(struct replicate *r, struct replicate_peer_status *out,
 			 &p->stats.behind_entries);
 		out[i] = p->stats;
 		/* Up but silent (stopped, hung, cut off): not connected in
-		 * any sense a user cares about. */
-		if (p->session && loop_now_ns() - p->session->last_rx_ns >
-				  PEER_UNRESPONSIVE_NS)
+		 * any sense a user cares about.  Nor before its vector came
+		 * (VECTOR_NEXT): what it holds, and so how far behind it this
+		 * node is, is not known yet; a rejoining node judged "caught
+		 * up" from that and adopted its disk against nothing. */
+		if (p->session && (p->vector_wait ||
+				   loop_now_ns() - p->session->last_rx_ns >
+				   PEER_UNRESPONSIVE_NS))
 			out[i].connected = false;
 	}
 	return r->n_peers;
