@@ -1,6 +1,8 @@
 /*
  * Wire format encoding and decoding; the format itself is documented in
- * wire.h.
+ * wire.h.  Framing, the field rules, the cursors and every message but the
+ * entry lists live here; the entry codec and the incremental ENTRIES
+ * builder are in wire_entry.c, which shares the cursors through wire_int.h.
  *
  * Both directions keep a sticky error in their cursor: the first failure
  * is kept, later reads return zeros and later writes do nothing, so a
@@ -12,12 +14,12 @@
  * and array of the message is carved from, released in one call.  The
  * decoder never trusts a count before it has checked that the bytes left
  * could hold that many items, so the arena grows with the bytes received:
- * under four times the payload, whatever the counts claim.
+ * under four and a half times the payload, whatever the counts claim.
  *
  * The encoder applies the decoder's field checks before writing, so a
  * frame this node sends is one its peers accept.
  */
-#include "wire.h"
+#include "wire_int.h"
 
 #include "err.h"
 #include "path.h"
@@ -27,14 +29,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-/* Smallest encodings, for checking counts against the bytes left: an
- * origin "n@" + 16 hex digits, a volume name of two characters. */
-#define WIRE_ORIGIN_MIN (1 + 1 + 16)
-#define WIRE_REF_MIN (2 + WIRE_ORIGIN_MIN + 8)
-#define WIRE_ENTRY_MIN (WIRE_REF_MIN + 8 + 8 + (2 + 2) + 2 + 1 + 4 + 4 + \
-			4 + 8 + 8 + 1 + 1 + 2)
 #define WIRE_CHUNK_ITEM_MIN 9       /* u8 kind, u32 index, u32 count */
 
 #define ARENA_FIRST (4u << 10)
@@ -45,58 +40,6 @@ struct wire_arena {
 	size_t used, cap;
 	max_align_t mem[];
 };
-
-struct wire_rd {
-	const uint8_t *p;
-	size_t left;
-	int err;
-	struct wire_msg *m;       /* owner of the arena */
-};
-
-struct wire_wr {
-	struct wire_buf *b;
-	size_t start;             /* offset of the frame's header */
-	size_t limit;             /* payload bytes allowed */
-	int err;
-};
-
-/* Big-endian helpers; the casts keep shifts out of signed int. */
-
-static void wire_put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void wire_put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void wire_put_be64(uint8_t *p, uint64_t v)
-{
-	wire_put_be32(p, (uint32_t)(v >> 32));
-	wire_put_be32(p + 4, (uint32_t)v);
-}
-
-static uint16_t wire_get_be16(const uint8_t *p)
-{
-	return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
-}
-
-static uint32_t wire_get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t wire_get_be64(const uint8_t *p)
-{
-	return (uint64_t)wire_get_be32(p) << 32 | wire_get_be32(p + 4);
-}
 
 /* Field rules, shared by both directions. */
 
@@ -138,14 +81,14 @@ static bool wire_origin_ok(const char *s)
 	return true;
 }
 
-static bool wire_ref_ok(const struct journal_ref *r, bool need_seq)
+bool wire_ref_ok(const struct journal_ref *r, bool need_seq)
 {
 	return wire_origin_ok(r->origin) && (!need_seq || r->seq > 0);
 }
 
 /* UTF-8 of MIN..MAX bytes.  Text that ends up in logs also refuses
  * control characters, so a peer cannot forge log lines. */
-static bool wire_text_ok(const char *s, size_t min, size_t max, bool ctrl)
+bool wire_text_ok(const char *s, size_t min, size_t max, bool ctrl)
 {
 	size_t len;
 
@@ -159,56 +102,6 @@ static bool wire_text_ok(const char *s, size_t min, size_t max, bool ctrl)
 			return false;
 	}
 	return true;
-}
-
-/* The op/mode/path agreement table in wire.h. */
-static bool wire_entry_shape_ok(const struct wire_entry *e)
-{
-	unsigned type = e->mode & S_IFMT;
-	bool root = e->path[0] == '\0';
-
-	if ((e->has_hash && type != S_IFREG) ||
-	    (e->has_target && type != S_IFLNK))
-		return false;
-	switch (e->op) {
-	case JOURNAL_PUT:
-		return type == S_IFREG && e->has_hash && !root;
-	case JOURNAL_MKDIR:
-		return type == S_IFDIR && !root;
-	case JOURNAL_SYMLINK:
-		return type == S_IFLNK && e->has_target && !root;
-	case JOURNAL_DELETE:
-		return e->mode == 0 && !root;
-	case JOURNAL_META:
-		if (root)
-			return type == S_IFDIR;
-		return type == S_IFREG || type == S_IFDIR || type == S_IFLNK;
-	case JOURNAL_VOLUME_CREATE:
-		return root && (type == S_IFDIR || e->mode == 0);
-	case JOURNAL_VOLUME_REMOVE:
-		return root && e->mode == 0;
-	}
-	return false;
-}
-
-/* Everything but the refs, which each direction checks as it meets them. */
-static int wire_entry_check(const struct wire_entry *e)
-{
-	if (e->op < JOURNAL_PUT || e->op > JOURNAL_VOLUME_REMOVE ||
-	    e->lamport > JOURNAL_LAMPORT_MAX)
-		return -EPROTO;
-	if (!e->volume || !e->path)
-		return -EPROTO;
-	if (!path_volume_name_ok(e->volume))
-		return KR_EHOSTILE;
-	if (path_check_rel(e->path) != 0)
-		return KR_EHOSTILE;
-	if (e->has_target && !wire_text_ok(e->target, 1, WIRE_TARGET_MAX,
-					   true))
-		return -EPROTO;
-	if (e->n_bases > WIRE_MAX_BASES || !wire_entry_shape_ok(e))
-		return -EPROTO;
-	return 0;
 }
 
 /* Arena. */
@@ -255,14 +148,14 @@ void wire_msg_release(struct wire_msg *m)
 
 /* Reading. */
 
-static void rd_fail(struct wire_rd *r, int err)
+void rd_fail(struct wire_rd *r, int err)
 {
 	if (!r->err)
 		r->err = err;
 }
 
 /* N bytes from the payload, or NULL (and -EPROTO) when fewer are left. */
-static const uint8_t *rd_take(struct wire_rd *r, size_t n)
+const uint8_t *rd_take(struct wire_rd *r, size_t n)
 {
 	const uint8_t *p = r->p;
 
@@ -279,35 +172,35 @@ static const uint8_t *rd_take(struct wire_rd *r, size_t n)
 	return p;
 }
 
-static uint8_t rd_u8(struct wire_rd *r)
+uint8_t rd_u8(struct wire_rd *r)
 {
 	const uint8_t *p = rd_take(r, 1);
 
 	return p ? p[0] : 0;
 }
 
-static uint16_t rd_u16(struct wire_rd *r)
+uint16_t rd_u16(struct wire_rd *r)
 {
 	const uint8_t *p = rd_take(r, 2);
 
 	return p ? wire_get_be16(p) : 0;
 }
 
-static uint32_t rd_u32(struct wire_rd *r)
+uint32_t rd_u32(struct wire_rd *r)
 {
 	const uint8_t *p = rd_take(r, 4);
 
 	return p ? wire_get_be32(p) : 0;
 }
 
-static uint64_t rd_u64(struct wire_rd *r)
+uint64_t rd_u64(struct wire_rd *r)
 {
 	const uint8_t *p = rd_take(r, 8);
 
 	return p ? wire_get_be64(p) : 0;
 }
 
-static void rd_hash(struct wire_rd *r, uint8_t out[CONTENT_HASH_LEN])
+void rd_hash(struct wire_rd *r, uint8_t out[CONTENT_HASH_LEN])
 {
 	const uint8_t *p = rd_take(r, CONTENT_HASH_LEN);
 
@@ -315,7 +208,7 @@ static void rd_hash(struct wire_rd *r, uint8_t out[CONTENT_HASH_LEN])
 		memcpy(out, p, CONTENT_HASH_LEN);
 }
 
-static bool rd_flag(struct wire_rd *r)
+bool rd_flag(struct wire_rd *r)
 {
 	uint8_t v = rd_u8(r);
 
@@ -325,7 +218,7 @@ static bool rd_flag(struct wire_rd *r)
 }
 
 /* Zeroed memory from the message's arena, or NULL with -ENOMEM. */
-static void *rd_alloc(struct wire_rd *r, size_t n)
+void *rd_alloc(struct wire_rd *r, size_t n)
 {
 	void *p;
 
@@ -341,8 +234,8 @@ static void *rd_alloc(struct wire_rd *r, size_t n)
 
 /* Refuses N items of at least ITEM_MIN bytes each when the payload has
  * no room for them: the check that keeps a forged count from allocating. */
-static uint32_t rd_count(struct wire_rd *r, uint32_t n, size_t item_min,
-			 uint32_t max)
+uint32_t rd_count(struct wire_rd *r, uint32_t n, size_t item_min,
+		  uint32_t max)
 {
 	if (!r->err && (n > max || n > r->left / item_min))
 		rd_fail(r, -EPROTO);
@@ -351,7 +244,7 @@ static uint32_t rd_count(struct wire_rd *r, uint32_t n, size_t item_min,
 
 /* A string of at most MAX bytes, NUL-terminated in the arena.  BAD is the
  * code for a string that is too long or holds a NUL.  "" after an error. */
-static const char *rd_str(struct wire_rd *r, size_t max, int bad)
+const char *rd_str(struct wire_rd *r, size_t max, int bad)
 {
 	size_t n = rd_u16(r);
 	const uint8_t *p = rd_take(r, n);
@@ -367,7 +260,7 @@ static const char *rd_str(struct wire_rd *r, size_t max, int bad)
 	return s;
 }
 
-static void rd_ref(struct wire_rd *r, struct journal_ref *ref, bool need_seq)
+void rd_ref(struct wire_rd *r, struct journal_ref *ref, bool need_seq)
 {
 	size_t n = rd_u16(r);
 	const uint8_t *p = rd_take(r, n);
@@ -383,8 +276,7 @@ static void rd_ref(struct wire_rd *r, struct journal_ref *ref, bool need_seq)
 		rd_fail(r, -EPROTO);
 }
 
-static struct journal_ref *rd_refs(struct wire_rd *r, uint32_t n,
-				   bool need_seq)
+struct journal_ref *rd_refs(struct wire_rd *r, uint32_t n, bool need_seq)
 {
 	struct journal_ref *refs;
 
@@ -400,38 +292,6 @@ static void rd_vector(struct wire_rd *r, struct wire_vector *v)
 {
 	v->n = rd_count(r, rd_u32(r), WIRE_REF_MIN, UINT32_MAX);
 	v->refs = rd_refs(r, v->n, false);
-}
-
-static void rd_entry(struct wire_rd *r, struct wire_entry *e)
-{
-	uint8_t op;
-
-	rd_ref(r, &e->ref, true);
-	e->lamport = rd_u64(r);
-	e->wall_ns = (int64_t)rd_u64(r);
-	e->volume = rd_str(r, VOLUME_NAME_MAX, KR_EHOSTILE);
-	e->path = rd_str(r, PATH_REL_MAX, KR_EHOSTILE);
-	op = rd_u8(r);
-	/* Range-checked before it becomes an enum. */
-	if (op < JOURNAL_PUT || op > JOURNAL_VOLUME_REMOVE)
-		rd_fail(r, -EPROTO);
-	e->op = r->err ? JOURNAL_PUT : (enum journal_op)op;
-	e->mode = rd_u32(r);
-	e->uid = rd_u32(r);
-	e->gid = rd_u32(r);
-	e->size = rd_u64(r);
-	e->mtime_ns = (int64_t)rd_u64(r);
-	e->has_hash = rd_flag(r);
-	if (e->has_hash)
-		rd_hash(r, e->hash);
-	e->has_target = rd_flag(r);
-	if (e->has_target)
-		e->target = rd_str(r, WIRE_TARGET_MAX, -EPROTO);
-	e->n_bases = (uint16_t)rd_count(r, rd_u16(r), WIRE_REF_MIN,
-					WIRE_MAX_BASES);
-	e->bases = rd_refs(r, e->n_bases, true);
-	if (!r->err)
-		rd_fail(r, wire_entry_check(e));
 }
 
 static void rd_hello(struct wire_rd *r, struct wire_msg *m)
@@ -451,17 +311,6 @@ static void rd_hello(struct wire_rd *r, struct wire_msg *m)
 static void rd_vector_msg(struct wire_rd *r, struct wire_msg *m)
 {
 	rd_vector(r, &m->vector);
-}
-
-static void rd_entries(struct wire_rd *r, struct wire_msg *m)
-{
-	uint32_t n = rd_count(r, rd_u32(r), WIRE_ENTRY_MIN, UINT32_MAX);
-	struct wire_entry *v = n ? rd_alloc(r, (size_t)n * sizeof(*v)) : NULL;
-
-	for (uint32_t i = 0; v && i < n && !r->err; i++)
-		rd_entry(r, &v[i]);
-	m->entries.n = n;
-	m->entries.v = v;
 }
 
 static void rd_get_chunklist(struct wire_rd *r, struct wire_msg *m)
@@ -621,6 +470,16 @@ static void rd_delta(struct wire_rd *r, struct wire_msg *m)
 	d->data = rd_take(r, d->data_len);
 }
 
+/* The certificate is only bounded here: parsing it is the business of
+ * whoever checks signatures, with a library made for that. */
+static void rd_key(struct wire_rd *r, struct wire_msg *m)
+{
+	m->key.len = rd_u16(r);
+	if (!r->err && (m->key.len == 0 || m->key.len > WIRE_CERT_MAX))
+		rd_fail(r, -EPROTO);
+	m->key.der = rd_take(r, m->key.len);
+}
+
 static void rd_error(struct wire_rd *r, struct wire_msg *m)
 {
 	m->error.code = rd_u16(r);
@@ -661,7 +520,7 @@ void wire_buf_release(struct wire_buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static void wr_fail(struct wire_wr *w, int err)
+void wr_fail(struct wire_wr *w, int err)
 {
 	/* What the decoder calls malformed is the caller's bad argument. */
 	if (!w->err)
@@ -680,7 +539,7 @@ static void wr_raw(struct wire_wr *w, const void *p, size_t n)
 	w->b->len += n;
 }
 
-static void wr_put(struct wire_wr *w, const void *p, size_t n)
+void wr_put(struct wire_wr *w, const void *p, size_t n)
 {
 	size_t used = w->b->len - w->start - WIRE_HEADER_LEN;
 
@@ -689,12 +548,12 @@ static void wr_put(struct wire_wr *w, const void *p, size_t n)
 	wr_raw(w, p, n);
 }
 
-static void wr_u8(struct wire_wr *w, uint8_t v)
+void wr_u8(struct wire_wr *w, uint8_t v)
 {
 	wr_put(w, &v, 1);
 }
 
-static void wr_u16(struct wire_wr *w, uint16_t v)
+void wr_u16(struct wire_wr *w, uint16_t v)
 {
 	uint8_t p[2];
 
@@ -702,7 +561,7 @@ static void wr_u16(struct wire_wr *w, uint16_t v)
 	wr_put(w, p, sizeof(p));
 }
 
-static void wr_u32(struct wire_wr *w, uint32_t v)
+void wr_u32(struct wire_wr *w, uint32_t v)
 {
 	uint8_t p[4];
 
@@ -710,7 +569,7 @@ static void wr_u32(struct wire_wr *w, uint32_t v)
 	wr_put(w, p, sizeof(p));
 }
 
-static void wr_u64(struct wire_wr *w, uint64_t v)
+void wr_u64(struct wire_wr *w, uint64_t v)
 {
 	uint8_t p[8];
 
@@ -719,7 +578,7 @@ static void wr_u64(struct wire_wr *w, uint64_t v)
 }
 
 /* S has been checked against its field's cap, all far below 64 KiB. */
-static void wr_str(struct wire_wr *w, const char *s)
+void wr_str(struct wire_wr *w, const char *s)
 {
 	size_t n = strlen(s);
 
@@ -729,8 +588,7 @@ static void wr_str(struct wire_wr *w, const char *s)
 	wr_put(w, s, n);
 }
 
-static void wr_ref(struct wire_wr *w, const struct journal_ref *r,
-		   bool need_seq)
+void wr_ref(struct wire_wr *w, const struct journal_ref *r, bool need_seq)
 {
 	if (!wire_ref_ok(r, need_seq))
 		wr_fail(w, -EINVAL);
@@ -739,8 +597,8 @@ static void wr_ref(struct wire_wr *w, const struct journal_ref *r,
 }
 
 /* Opens a frame at the end of B; the length is patched by wr_end. */
-static void wr_begin(struct wire_wr *w, struct wire_buf *b,
-		     enum wire_type type, size_t limit)
+void wr_begin(struct wire_wr *w, struct wire_buf *b, enum wire_type type,
+	      size_t limit)
 {
 	uint8_t h[WIRE_HEADER_LEN] = { 0 };
 
@@ -755,7 +613,7 @@ static void wr_begin(struct wire_wr *w, struct wire_buf *b,
 }
 
 /* Patches the length in, or takes the whole frame back out on failure. */
-static int wr_end(struct wire_wr *w)
+int wr_end(struct wire_wr *w)
 {
 	if (w->err)
 		w->b->len = w->start;
@@ -772,38 +630,6 @@ static void wr_vector(struct wire_wr *w, const struct wire_vector *v)
 	wr_u32(w, v->n);
 	for (uint32_t i = 0; i < v->n && !w->err; i++)
 		wr_ref(w, &v->refs[i], false);
-}
-
-static void wr_entry(struct wire_wr *w, const struct wire_entry *e)
-{
-	int err = wire_entry_check(e);
-
-	if (err)
-		wr_fail(w, err);
-	if (e->n_bases && !e->bases)
-		wr_fail(w, -EINVAL);
-	wr_ref(w, &e->ref, true);
-	wr_u64(w, e->lamport);
-	wr_u64(w, (uint64_t)e->wall_ns);
-	if (w->err)
-		return;
-	wr_str(w, e->volume);
-	wr_str(w, e->path);
-	wr_u8(w, (uint8_t)e->op);
-	wr_u32(w, e->mode);
-	wr_u32(w, e->uid);
-	wr_u32(w, e->gid);
-	wr_u64(w, e->size);
-	wr_u64(w, (uint64_t)e->mtime_ns);
-	wr_u8(w, e->has_hash);
-	if (e->has_hash)
-		wr_put(w, e->hash, CONTENT_HASH_LEN);
-	wr_u8(w, e->has_target);
-	if (e->has_target)
-		wr_str(w, e->target);
-	wr_u16(w, e->n_bases);
-	for (uint16_t i = 0; i < e->n_bases && !w->err; i++)
-		wr_ref(w, &e->bases[i], true);
 }
 
 static void wr_hello(struct wire_wr *w, const struct wire_msg *m)
@@ -825,15 +651,6 @@ static void wr_hello(struct wire_wr *w, const struct wire_msg *m)
 static void wr_vector_msg(struct wire_wr *w, const struct wire_msg *m)
 {
 	wr_vector(w, &m->vector);
-}
-
-static void wr_entries(struct wire_wr *w, const struct wire_msg *m)
-{
-	if (m->entries.n && !m->entries.v)
-		wr_fail(w, -EINVAL);
-	wr_u32(w, m->entries.n);
-	for (uint32_t i = 0; i < m->entries.n && !w->err; i++)
-		wr_entry(w, &m->entries.v[i]);
 }
 
 static void wr_get_chunklist(struct wire_wr *w, const struct wire_msg *m)
@@ -983,6 +800,16 @@ static void wr_delta(struct wire_wr *w, const struct wire_msg *m)
 	wr_put(w, d->data, d->data_len);
 }
 
+static void wr_key(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_key *k = &m->key;
+
+	if (k->len == 0 || k->len > WIRE_CERT_MAX || !k->der)
+		wr_fail(w, -EINVAL);
+	wr_u16(w, k->len);
+	wr_put(w, k->der, k->len);
+}
+
 /* One row per type: everything that differs between them. */
 struct wire_type_ops {
 	const char *name;
@@ -1025,6 +852,11 @@ static const struct wire_type_ops wire_types[] = {
 	[WIRE_STATE_END] = { "STATE_END", 8, rd_token, wr_token },
 	[WIRE_ACK] = { "ACK", WIRE_MAX_PAYLOAD, rd_vector_msg, wr_vector_msg },
 	[WIRE_CLOCK] = { "CLOCK", 16, rd_clock, wr_clock },
+	[WIRE_CHAIN_ENTRIES] = { "CHAIN_ENTRIES", WIRE_MAX_PAYLOAD,
+				 rd_chain_entries, wr_chain_entries },
+	[WIRE_CHAIN_STATE] = { "CHAIN_STATE", WIRE_MAX_PAYLOAD,
+			       rd_chain_entries, wr_chain_entries },
+	[WIRE_KEY] = { "KEY", 2 + WIRE_CERT_MAX, rd_key, wr_key },
 };
 
 _Static_assert(WIRE_MAX_CHUNK == DELTA_LEN_MAX,
@@ -1100,74 +932,4 @@ int wire_encode(struct wire_buf *b, const struct wire_msg *m)
 	wr_begin(&w, b, m->type, ops->max_payload);
 	ops->encode(&w, m);
 	return wr_end(&w);
-}
-
-/* Incremental ENTRIES. */
-
-static void wire_entries_patch(struct wire_entries *e)
-{
-	uint8_t *h = e->b->data + e->start;
-
-	wire_put_be32(h + 8, (uint32_t)(e->b->len - e->start -
-					WIRE_HEADER_LEN));
-	wire_put_be32(h + WIRE_HEADER_LEN, e->n);
-}
-
-static int entries_begin(struct wire_entries *e, struct wire_buf *b,
-			 size_t budget, enum wire_type type)
-{
-	struct wire_wr w;
-
-	if (budget > WIRE_MAX_PAYLOAD)
-		budget = WIRE_MAX_PAYLOAD;
-	if (budget < 4)
-		budget = 4;   /* room for the count: an empty frame is valid */
-	memset(e, 0, sizeof(*e));
-	wr_begin(&w, b, type, budget);
-	wr_u32(&w, 0);
-	if (wr_end(&w) != 0)
-		return w.err;
-	e->b = b;
-	e->start = w.start;
-	e->budget = budget;
-	return 0;
-}
-
-int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
-		       size_t budget)
-{
-	return entries_begin(e, b, budget, WIRE_ENTRIES);
-}
-
-int wire_state_begin(struct wire_entries *e, struct wire_buf *b,
-		     size_t budget)
-{
-	return entries_begin(e, b, budget, WIRE_STATE);
-}
-
-int wire_entries_add(struct wire_entries *e, const struct wire_entry *ent)
-{
-	struct wire_wr w;
-	size_t before;
-
-	if (!e->b)
-		return -EINVAL;
-	before = e->b->len;
-	w = (struct wire_wr){ e->b, e->start, e->budget, 0 };
-	wr_entry(&w, ent);
-	if (w.err) {
-		e->b->len = before;
-		return w.err;
-	}
-	e->n++;
-	wire_entries_patch(e);
-	return 0;
-}
-
-uint32_t wire_entries_end(struct wire_entries *e)
-{
-	uint32_t n = e->n;
-
-	memset(e, 0, sizeof(*e));
-	return n;
 }

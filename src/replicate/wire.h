@@ -116,6 +116,16 @@
  *                        after its PONG; the PING's sender learns the
  *                        offset of the two clocks.  Only to a peer whose
  *                        HELLO has feature bit 6 (CLOCK)
+ *     20  CHAIN_ENTRIES  u32 n, n x chained entry (below): ENTRIES whose
+ *                        entries carry their place in their origin's
+ *                        hash chain and, where a signed segment ends,
+ *                        its signature
+ *     21  CHAIN_STATE    u32 n, n x chained entry: STATE so chained
+ *     22  KEY            u16 len (1..WIRE_CERT_MAX, 4096), len bytes: a
+ *                        DER X.509 certificate of a key that signs
+ *                        segments (not parsed here; the wire only
+ *                        bounds it).  20-22 only to a peer whose HELLO
+ *                        has feature bit 7 (CHAIN)
  *
  *   entry: ref (origin, seq > 0), u64 lamport (at most
  *          JOURNAL_LAMPORT_MAX, 2^62), i64 wall_ns, str volume,
@@ -123,6 +133,15 @@
  *          u32 gid, u64 size, i64 mtime_ns, u8 has_hash (0/1), [hash],
  *          u8 has_target (0/1), [str target], u16 n_bases (0..64),
  *          n_bases x ref
+ *
+ *   chained entry: entry, hash prev (the chain hash of the origin's
+ *          previous entry), u8 seg_end (0/1), and when seg_end:
+ *          hash key_id, u16 sig_len (0..WIRE_SIG_MAX, 512), sig_len
+ *          bytes of signature.  A seg_end entry closes a segment: with
+ *          sig_len 0 it is unsigned (a plaintext cluster) and its key_id
+ *          is all zeros; with a signature, key_id names the signing key
+ *          and is not all zeros.  Anything in between is malformed: an
+ *          end must say plainly whether it is signed.
  *
  * An entry's fields must agree with each other where the journal makes the
  * answer obvious:
@@ -149,14 +168,17 @@
  * consumed exactly; counts are checked against the bytes left (at the
  * smallest size their items can take) before anything is allocated, so
  * memory follows the bytes actually received: a decoded message takes
- * under four times its payload (about 16 MB for the largest VECTOR of the
+ * under four and a half times its payload (about 18 MB for the largest
+ * ENTRIES of the shortest entries, 16 MB for the largest VECTOR of the
  * shortest origins), whatever its counts claim.  Errors:
  *
  *   -EPROTO            malformed: truncated, trailing bytes, bad count,
  *                      bad origin or node id, op out of range, seq 0, a
  *                      Lamport value past JOURNAL_LAMPORT_MAX, a
- *                      flag byte other than 0/1, fields that disagree,
- *                      unknown type or non-zero header flags
+ *                      flag byte other than 0/1, fields that disagree
+ *                      (a signature and its key id included), a length
+ *                      past its field's cap, unknown type or non-zero
+ *                      header flags
  *   KR_EHOSTILE        a volume name or path that could leave its volume,
  *                      including one with a NUL or over its length cap
  *                      (the caller logs "hostile path" and drops the peer)
@@ -191,14 +213,22 @@
 #define WIRE_CLUSTER_ID_MAX 255
 #define WIRE_TARGET_MAX 4095
 #define WIRE_TEXT_MAX 1024
+#define WIRE_SIG_MAX 512
+#define WIRE_CERT_MAX 4096
 
 /* Largest encoding of one entry, every string and base at its cap: an
- * ENTRIES budget of at least 4 + WIRE_ENTRY_MAX always takes one entry. */
+ * ENTRIES or STATE budget of at least 4 + WIRE_ENTRY_MAX always takes one
+ * entry.  A chained entry adds at most WIRE_CHAIN_EXTRA (prev, seg_end,
+ * key_id, sig_len and the largest signature): a CHAIN_ENTRIES or
+ * CHAIN_STATE budget of at least 4 + WIRE_ENTRY_MAX + WIRE_CHAIN_EXTRA
+ * always takes one. */
 #define WIRE_REF_MAX (2 + (JOURNAL_ORIGIN_MAX - 1) + 8)
 #define WIRE_ENTRY_MAX (WIRE_REF_MAX + 8 + 8 + (2 + VOLUME_NAME_MAX) + \
 			(2 + PATH_REL_MAX) + 1 + 4 + 4 + 4 + 8 + 8 + \
 			(1 + CONTENT_HASH_LEN) + (1 + 2 + WIRE_TARGET_MAX) + \
 			2 + WIRE_MAX_BASES * WIRE_REF_MAX)
+#define WIRE_CHAIN_EXTRA (CONTENT_HASH_LEN + 1 + CONTENT_HASH_LEN + 2 + \
+			  WIRE_SIG_MAX)
 
 struct wire_arena;
 
@@ -222,8 +252,11 @@ enum wire_type {
 	WIRE_STATE_END,
 	WIRE_ACK,
 	WIRE_CLOCK,
+	WIRE_CHAIN_ENTRIES,
+	WIRE_CHAIN_STATE,
+	WIRE_KEY,
 };
-#define WIRE_TYPE_LAST WIRE_CLOCK
+#define WIRE_TYPE_LAST WIRE_KEY
 
 /* ERROR codes this version sends; a receiver must accept any other. */
 enum wire_error_code {
@@ -253,6 +286,12 @@ void wire_buf_release(struct wire_buf *b);
 /*
  * One journal change as it travels.  ref is (origin, seq); bases are the
  * versions it replaced.  target is NULL unless has_target.
+ *
+ * The chain fields travel only in CHAIN_ENTRIES and CHAIN_STATE: the
+ * decoder sets chained there and leaves them zero elsewhere.  Encoders
+ * go by the frame, not by chained: a chained frame writes them from every
+ * entry, a plain one drops them.  key_id, sig_len and sig are only
+ * looked at with seg_end; sig is NULL when sig_len is 0.
  */
 struct wire_entry {
 	struct journal_ref ref;
@@ -270,6 +309,15 @@ struct wire_entry {
 	const char *target;
 	uint16_t n_bases;
 	const struct journal_ref *bases;
+	bool chained;                      /* CHAIN_ENTRIES/CHAIN_STATE only */
+	/* The chain hash of the origin's previous entry. */
+	uint8_t prev[CONTENT_HASH_LEN];
+	bool seg_end;                      /* ends a signed segment */
+	/* With seg_end: the signing key; zeros when unsigned. */
+	uint8_t key_id[CONTENT_HASH_LEN];
+	/* With seg_end: 0 (unsigned, plaintext cluster) .. WIRE_SIG_MAX. */
+	uint16_t sig_len;
+	const uint8_t *sig;
 };
 
 /* A version vector: for each origin, in ref.seq, the largest seq held. */
@@ -299,6 +347,8 @@ struct wire_vector {
 #define WIRE_HELLO_VECTOR_NEXT (1u << 5)
 /* The sender takes CLOCK. */
 #define WIRE_HELLO_CLOCK (1u << 6)
+/* The sender takes CHAIN_ENTRIES, CHAIN_STATE and KEY. */
+#define WIRE_HELLO_CHAIN (1u << 7)
 
 struct wire_clock {
 	uint64_t token;           /* the PING's */
@@ -389,19 +439,27 @@ struct wire_delta {
 	uint32_t data_len;
 };
 
+/* A signing key's certificate (see KEY above): LEN bytes of DER. */
+struct wire_key {
+	uint16_t len;
+	const uint8_t *der;
+};
+
 /*
  * One message.  To encode, the caller fills type and the matching member
  * with pointers it owns.  Decoded, every pointer is owned by the message
- * and freed by wire_msg_release(), except chunk.data and the arrays of
- * get_delta and delta, which point into the payload passed to
- * wire_decode() and live as long as that buffer.
+ * and freed by wire_msg_release(), except chunk.data, key.der and the
+ * arrays of get_delta and delta, which point into the payload passed to
+ * wire_decode() and live as long as that buffer.  An entry's sig is the
+ * message's like the rest of the entry: entries outlive the payload.
  */
 struct wire_msg {
 	enum wire_type type;
 	union {
 		struct wire_hello hello;           /* HELLO */
 		struct wire_vector vector;         /* VECTOR, STATE_BEGIN, ACK */
-		struct wire_entry_list entries;    /* ENTRIES, STATE */
+		struct wire_entry_list entries;    /* ENTRIES, STATE, and
+						    * CHAIN_ of both */
 		struct wire_get_chunklist get_chunklist;
 		struct wire_chunklist chunklist;
 		struct wire_get_chunks get_chunks;
@@ -413,6 +471,7 @@ struct wire_msg {
 		struct wire_changing changing;
 		struct wire_get_delta get_delta;
 		struct wire_delta delta;
+		struct wire_key key;               /* KEY */
 	};
 	struct wire_arena *arena;  /* private: what decoding allocated */
 };
@@ -458,8 +517,9 @@ void wire_chunk_head(uint8_t out[WIRE_CHUNK_HEAD],
 		     const uint8_t hash[CONTENT_HASH_LEN], uint32_t len);
 
 /*
- * Builds one ENTRIES frame entry by entry, for a sender that walks the
- * journal and stops when the frame is full:
+ * Builds one ENTRIES frame (or STATE, CHAIN_ENTRIES, CHAIN_STATE) entry by
+ * entry, for a sender that walks the journal and stops when the frame is
+ * full:
  *
  *	wire_entries_begin(&e, &buf, budget);
  *	while (more && wire_entries_add(&e, &entry) == 0)
@@ -474,6 +534,7 @@ struct wire_entries {
 	size_t start;             /* offset of the frame's header in b */
 	size_t budget;            /* payload bytes allowed */
 	uint32_t n;
+	bool chained;             /* a CHAIN_ frame: entries carry the chain */
 };
 
 /*
@@ -485,6 +546,12 @@ int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
 /* The same for a STATE frame. */
 int wire_state_begin(struct wire_entries *e, struct wire_buf *b,
 		     size_t budget);
+/* The same for CHAIN_ENTRIES and CHAIN_STATE: every entry added carries
+ * its chain fields, whatever its chained says. */
+int wire_chain_entries_begin(struct wire_entries *e, struct wire_buf *b,
+			     size_t budget);
+int wire_chain_state_begin(struct wire_entries *e, struct wire_buf *b,
+			   size_t budget);
 /*
  * Appends one entry.  Returns 0; -EMSGSIZE when it would take the payload
  * past the budget (the frame is unchanged: send it and start another);

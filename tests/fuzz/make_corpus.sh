@@ -86,6 +86,12 @@ wire() {
   put wire state "$(frame 16 "$(u32 1; entry 5 $REG vol1 dir/a.txt ab -)")"
   put wire state-end "$(frame 17 "$(u64 1)")"
   put wire ack "$(frame 18 "$vec")"
+  # Chained: prev, seg_end 0; then prev, seg_end 1, key_id, a 72-byte
+  # signature.  KEY: a (fake) DER certificate, a SEQUENCE of 62 bytes.
+  put wire chain-entries "$(frame 20 "$(u32 2
+    entry 1 $REG vol1 dir/a.txt ab - "$O2"; hash 11; u8 0
+    entry 4 0 vol1 old.txt - -; hash 22; u8 1; hash 33; u16 72; rep 72 5a)")"
+  put wire key "$(frame 22 "$(u16 64; u8 48; u8 62; rep 62 a5)")"
   # Broken: each refused for one reason.
   put wire bad-magic "$(bytes KRFX; u8 1; u8 9; u16 0; u32 8; u64 1)"
   put wire bad-version "$(bytes KRFS; u8 2; u8 9; u16 0; u32 8; u64 1)"

@@ -146,6 +146,21 @@ static void raw_entry(struct raw *r, const struct rentry *e)
 	}
 }
 
+/* The chain fields after an entry: prev and seg_end, then (for a seg_end
+ * of exactly 1) key_id and SIG_LEN bytes of signature. */
+static void raw_chain(struct raw *r, uint8_t prev, uint8_t seg_end,
+		      uint8_t key, uint16_t sig_len)
+{
+	raw_hash(r, prev);
+	raw_u8(r, seg_end);
+	if (seg_end != 1)
+		return;
+	raw_hash(r, key);
+	raw_u16(r, sig_len);
+	for (uint16_t i = 0; i < sig_len; i++)
+		raw_u8(r, (uint8_t)(i * 3 + 1));
+}
+
 /* Decodes a copy of P in an exact-size buffer; returns the code. */
 static int decode_bytes(enum wire_type t, const uint8_t *p, size_t n)
 {
@@ -214,6 +229,22 @@ static const struct wire_entry sample_entries[] = {
 
 #define N_SAMPLE_ENTRIES (sizeof(sample_entries) / sizeof(sample_entries[0]))
 
+/* A 72-byte signature, as long as a DER ECDSA P-256 one gets. */
+static const uint8_t sample_sig[72] = { 0x30, 0x46, 0x02, 0x21, [71] = 0x5a };
+static struct wire_entry sample_chain[2];         /* filled by sample() */
+static struct wire_entry sample_chain_state[1];
+static uint8_t sample_cert[300];
+
+/* Entry I of sample_entries, chained after a hash of FILL bytes. */
+static struct wire_entry chained_entry(size_t i, uint8_t fill)
+{
+	struct wire_entry e = sample_entries[i];
+
+	e.chained = true;
+	memset(e.prev, fill, CONTENT_HASH_LEN);
+	return e;
+}
+
 static const struct wire_chunk_ref sample_chunks[] = {
 	{ { 0x11 }, 1, 0, 0 },
 	{ { 0x22 }, 128 << 10, 0, 0 },
@@ -255,6 +286,28 @@ static void sample(enum wire_type t, struct wire_msg *m)
 		break;
 	case WIRE_CLOCK:
 		m->clock = (struct wire_clock){ 0x0102030405060708u, -7 };
+		break;
+	case WIRE_CHAIN_ENTRIES:
+		/* One entry inside a segment, one ending it signed. */
+		sample_chain[0] = chained_entry(0, 0x11);
+		sample_chain[1] = chained_entry(1, 0x22);
+		sample_chain[1].seg_end = true;
+		memset(sample_chain[1].key_id, 0x33, CONTENT_HASH_LEN);
+		sample_chain[1].sig_len = sizeof(sample_sig);
+		sample_chain[1].sig = sample_sig;
+		m->entries = (struct wire_entry_list){ 2, sample_chain };
+		break;
+	case WIRE_CHAIN_STATE:
+		/* The end of an unsigned segment: no key, no signature. */
+		sample_chain_state[0] = chained_entry(2, 0x44);
+		sample_chain_state[0].seg_end = true;
+		m->entries = (struct wire_entry_list){ 1, sample_chain_state };
+		break;
+	case WIRE_KEY:
+		for (size_t i = 0; i < sizeof(sample_cert); i++)
+			sample_cert[i] = (uint8_t)(i * 13 + 1);
+		sample_cert[0] = 0x30;            /* looks like DER */
+		m->key = (struct wire_key){ sizeof(sample_cert), sample_cert };
 		break;
 	case WIRE_GET_CHUNKLIST:
 		memset(m->get_chunklist.hash, 0x5a, CONTENT_HASH_LEN);
@@ -354,6 +407,17 @@ static void assert_entry_equal(const struct wire_entry *a,
 		assert_null(b->target);
 	assert_int_equal(a->n_bases, b->n_bases);
 	assert_refs_equal(a->bases, b->bases, a->n_bases);
+	assert_int_equal(a->chained, b->chained);
+	assert_memory_equal(a->prev, b->prev, CONTENT_HASH_LEN);
+	assert_int_equal(a->seg_end, b->seg_end);
+	if (!a->seg_end)
+		return;
+	assert_memory_equal(a->key_id, b->key_id, CONTENT_HASH_LEN);
+	assert_int_equal(a->sig_len, b->sig_len);
+	if (a->sig_len)
+		assert_memory_equal(a->sig, b->sig, a->sig_len);
+	else
+		assert_null(b->sig);
 }
 
 static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
@@ -376,6 +440,8 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 		break;
 	case WIRE_ENTRIES:
 	case WIRE_STATE:
+	case WIRE_CHAIN_ENTRIES:
+	case WIRE_CHAIN_STATE:
 		assert_int_equal(a->entries.n, b->entries.n);
 		for (uint32_t i = 0; i < a->entries.n; i++)
 			assert_entry_equal(&a->entries.v[i], &b->entries.v[i]);
@@ -416,6 +482,10 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 	case WIRE_CLOCK:
 		assert_int_equal(a->clock.token, b->clock.token);
 		assert_int_equal(a->clock.wall_ns, b->clock.wall_ns);
+		break;
+	case WIRE_KEY:
+		assert_int_equal(a->key.len, b->key.len);
+		assert_memory_equal(a->key.der, b->key.der, a->key.len);
 		break;
 	case WIRE_ERROR:
 		assert_int_equal(a->error.code, b->error.code);
@@ -1472,6 +1542,273 @@ static void test_chunklist_runs(void **state)
 	wire_buf_release(&b);
 }
 
+/* The chained payload is the plain one with each entry's chain fields
+ * after it, and a decoded entry, signature included, outlives the
+ * payload it came from. */
+static void test_chain_round_trip(void **state)
+{
+	struct wire_buf b = { 0 };
+	struct wire_msg in, out, one;
+	struct raw want = { .len = 0 };
+	const uint8_t *p;
+	uint8_t *copy;
+	uint32_t len;
+
+	(void)state;
+	raw_u32(&want, 2);
+	for (uint32_t i = 0; i < 2; i++) {
+		one = (struct wire_msg){ .type = WIRE_ENTRIES,
+					 .entries = { 1, &sample_entries[i] } };
+		p = encode_one(&b, &one, &len);
+		raw_bytes(&want, p + 4, len - 4);
+		raw_hash(&want, i ? 0x22 : 0x11);
+		raw_u8(&want, (uint8_t)i);
+	}
+	raw_hash(&want, 0x33);
+	raw_u16(&want, sizeof(sample_sig));
+	raw_bytes(&want, sample_sig, sizeof(sample_sig));
+	sample(WIRE_CHAIN_ENTRIES, &in);
+	p = encode_one(&b, &in, &len);
+	assert_int_equal(b.data[5], 20);
+	assert_int_equal(len, want.len);
+	assert_memory_equal(p, want.d, len);
+
+	copy = malloc(len);
+	assert_non_null(copy);
+	memcpy(copy, p, len);
+	assert_int_equal(wire_decode(WIRE_CHAIN_ENTRIES, copy, len, &out), 0);
+	memset(copy, 0xa5, len);
+	free(copy);
+	assert_true(out.entries.v[0].chained);
+	assert_false(out.entries.v[0].seg_end);
+	assert_int_equal(out.entries.v[0].sig_len, 0);
+	assert_null(out.entries.v[0].sig);
+	assert_true(out.entries.v[1].seg_end);
+	assert_int_equal(out.entries.v[1].sig_len, sizeof(sample_sig));
+	assert_msg_equal(&in, &out);
+	wire_msg_release(&out);
+	wire_buf_release(&b);
+}
+
+/* An unsigned segment's end: seg_end, an all-zero key, no signature. */
+static void test_chain_state_unsigned_end(void **state)
+{
+	static const uint8_t zero[CONTENT_HASH_LEN + 2];
+	struct wire_buf b = { 0 };
+	struct wire_msg in, out;
+	const uint8_t *p;
+	uint32_t len;
+
+	(void)state;
+	sample(WIRE_CHAIN_STATE, &in);
+	p = encode_one(&b, &in, &len);
+	assert_int_equal(b.data[5], 21);
+	/* ..., prev, seg_end 1, key_id of zeros, sig_len 0. */
+	assert_int_equal(p[len - sizeof(zero) - 1], 1);
+	assert_memory_equal(p + len - sizeof(zero), zero, sizeof(zero));
+	assert_int_equal(p[len - sizeof(zero) - 2], 0x44);
+	assert_int_equal(wire_decode(WIRE_CHAIN_STATE, p, len, &out), 0);
+	assert_int_equal(out.entries.n, 1);
+	assert_true(out.entries.v[0].chained);
+	assert_true(out.entries.v[0].seg_end);
+	assert_int_equal(out.entries.v[0].sig_len, 0);
+	assert_null(out.entries.v[0].sig);
+	assert_msg_equal(&in, &out);
+	wire_msg_release(&out);
+	wire_buf_release(&b);
+}
+
+/* A plain frame drops the chain fields: its bytes are those of the same
+ * entries without them, and it decodes unchained. */
+static void test_plain_frame_drops_chain(void **state)
+{
+	struct wire_buf b = { 0 };
+	struct wire_msg chained, plain, out;
+	const uint8_t *p;
+	uint8_t *want;
+	uint32_t len, want_len;
+
+	(void)state;
+	plain = (struct wire_msg){ .type = WIRE_ENTRIES,
+				   .entries = { 2, sample_entries } };
+	p = encode_one(&b, &plain, &want_len);
+	want = malloc(want_len);
+	assert_non_null(want);
+	memcpy(want, p, want_len);
+	sample(WIRE_CHAIN_ENTRIES, &chained);
+	chained.type = WIRE_ENTRIES;
+	p = encode_one(&b, &chained, &len);
+	assert_int_equal(len, want_len);
+	assert_memory_equal(p, want, len);
+	assert_int_equal(wire_decode(WIRE_ENTRIES, p, len, &out), 0);
+	for (uint32_t i = 0; i < 2; i++) {
+		assert_false(out.entries.v[i].chained);
+		assert_false(out.entries.v[i].seg_end);
+		assert_entry_equal(&sample_entries[i], &out.entries.v[i]);
+	}
+	wire_msg_release(&out);
+	free(want);
+	wire_buf_release(&b);
+}
+
+/* One good entry with chain fields PREV, SEG_END, KEY, SIG_LEN. */
+static int decode_chain(uint8_t prev, uint8_t seg_end, uint8_t key,
+			uint16_t sig_len)
+{
+	struct rentry e = good_rentry();
+	struct raw r = { .len = 0 };
+
+	raw_u32(&r, 1);
+	raw_entry(&r, &e);
+	raw_chain(&r, prev, seg_end, key, sig_len);
+	return decode_raw(WIRE_CHAIN_ENTRIES, &r);
+}
+
+static void test_chain_fields(void **state)
+{
+	struct rentry e = good_rentry();
+	struct raw r = { .len = 0 };
+
+	(void)state;
+	assert_int_equal(decode_chain(0x11, 0, 0, 0), 0);
+	assert_int_equal(decode_chain(0x11, 1, 0, 0), 0);
+	assert_int_equal(decode_chain(0x11, 1, 0x33, 72), 0);
+	assert_int_equal(decode_chain(0, 1, 0x33, WIRE_SIG_MAX), 0);
+	assert_int_equal(decode_chain(0x11, 1, 0x33, WIRE_SIG_MAX + 1),
+			 -EPROTO);
+	/* A signature without a key, a key without a signature. */
+	assert_int_equal(decode_chain(0x11, 1, 0, 72), -EPROTO);
+	assert_int_equal(decode_chain(0x11, 1, 0x33, 0), -EPROTO);
+	assert_int_equal(decode_chain(0x11, 2, 0, 0), -EPROTO);
+	assert_int_equal(decode_chain(0x11, 0xff, 0x33, 72), -EPROTO);
+
+	/* One non-zero byte, the last, makes a key. */
+	raw_u32(&r, 1);
+	raw_entry(&r, &e);
+	raw_chain(&r, 0x11, 1, 0, 72);
+	assert_int_equal(decode_raw(WIRE_CHAIN_ENTRIES, &r), -EPROTO);
+	r.d[r.len - 72 - 3] = 1;
+	assert_int_equal(decode_raw(WIRE_CHAIN_ENTRIES, &r), 0);
+
+	/* prev cut short; a plain payload is a truncated chained one, and
+	 * a chained one has trailing bytes as plain. */
+	r.len = 0;
+	raw_u32(&r, 1);
+	raw_entry(&r, &e);
+	assert_int_equal(decode_raw(WIRE_ENTRIES, &r), 0);
+	assert_int_equal(decode_raw(WIRE_CHAIN_ENTRIES, &r), -EPROTO);
+	raw_bytes(&r, sample_sig, CONTENT_HASH_LEN - 1);
+	assert_int_equal(decode_raw(WIRE_CHAIN_STATE, &r), -EPROTO);
+	raw_u8(&r, 0x11);
+	raw_u8(&r, 0);
+	assert_int_equal(decode_raw(WIRE_CHAIN_STATE, &r), 0);
+	assert_int_equal(decode_raw(WIRE_ENTRIES, &r), -EPROTO);
+}
+
+/* The encoder and the builder refuse what the decoder would; without
+ * seg_end, key and signature are neither looked at nor sent. */
+static void test_chain_encode_refusals(void **state)
+{
+	static const uint8_t big_sig[WIRE_SIG_MAX + 1];
+	struct wire_buf b = { 0 };
+	struct wire_msg m, out, ping = { .type = WIRE_PING, .token = 1 };
+	struct wire_entry e;
+	struct wire_entries w;
+
+	(void)state;
+	assert_int_equal(wire_encode(&b, &ping), 0);
+	sample(WIRE_CHAIN_ENTRIES, &m);
+	e = sample_chain[1];
+	m.entries = (struct wire_entry_list){ 1, &e };
+	e.sig_len = WIRE_SIG_MAX + 1;
+	e.sig = big_sig;
+	assert_encode_fails(&b, &m, -EINVAL);
+	e = sample_chain[1];
+	memset(e.key_id, 0, CONTENT_HASH_LEN);
+	assert_encode_fails(&b, &m, -EINVAL);
+	e = sample_chain[1];
+	e.sig_len = 0;
+	assert_encode_fails(&b, &m, -EINVAL);
+	e = sample_chain[1];
+	e.sig = NULL;
+	assert_encode_fails(&b, &m, -EINVAL);
+	e = sample_chain[1];
+	e.path = "../x";
+	assert_encode_fails(&b, &m, KR_EHOSTILE);
+	assert_int_equal(b.len, WIRE_HEADER_LEN + 8);
+
+	assert_int_equal(wire_chain_entries_begin(&w, &b, SIZE_MAX), 0);
+	e = sample_chain[1];
+	e.sig = NULL;
+	assert_int_equal(wire_entries_add(&w, &e), -EINVAL);
+	assert_int_equal(wire_entries_end(&w), 0);
+
+	e.seg_end = false;
+	e.sig_len = WIRE_SIG_MAX + 1;
+	wire_buf_reset(&b);
+	assert_int_equal(wire_encode(&b, &m), 0);
+	assert_int_equal(wire_decode(WIRE_CHAIN_ENTRIES, b.data +
+				     WIRE_HEADER_LEN, b.len - WIRE_HEADER_LEN,
+				     &out), 0);
+	assert_false(out.entries.v[0].seg_end);
+	assert_int_equal(out.entries.v[0].sig_len, 0);
+	assert_memory_equal(out.entries.v[0].prev, e.prev, CONTENT_HASH_LEN);
+	wire_msg_release(&out);
+	wire_buf_release(&b);
+}
+
+static void test_key_fields(void **state)
+{
+	static uint8_t der[WIRE_CERT_MAX + 1];
+	struct wire_buf b = { 0 };
+	struct wire_msg in = { .type = WIRE_KEY }, out;
+	uint8_t h[WIRE_HEADER_LEN];
+	static struct raw r;
+	const uint8_t *p;
+	enum wire_type t;
+	uint32_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(der); i++)
+		der[i] = (uint8_t)(i ^ 0x5c);
+	in.key = (struct wire_key){ 1, der };
+	p = encode_one(&b, &in, &len);
+	assert_int_equal(len, 3);
+	assert_int_equal(wire_decode(WIRE_KEY, p, len, &out), 0);
+	assert_ptr_equal(out.key.der, p + 2);
+	assert_null(out.arena);
+	wire_msg_release(&out);
+	in.key.len = WIRE_CERT_MAX;
+	p = encode_one(&b, &in, &len);
+	assert_int_equal(len, wire_max_payload(WIRE_KEY));
+	assert_int_equal(wire_decode(WIRE_KEY, p, len, &out), 0);
+	assert_msg_equal(&in, &out);
+	wire_msg_release(&out);
+
+	/* 0 bytes, and 4097 whether or not they are all there. */
+	r.len = 0;
+	raw_u16(&r, 0);
+	assert_int_equal(decode_raw(WIRE_KEY, &r), -EPROTO);
+	r.len = 0;
+	raw_u16(&r, WIRE_CERT_MAX + 1);
+	raw_bytes(&r, der, WIRE_CERT_MAX);
+	assert_int_equal(decode_raw(WIRE_KEY, &r), -EPROTO);
+	raw_u8(&r, 0);
+	assert_int_equal(decode_raw(WIRE_KEY, &r), -EMSGSIZE);
+	make_header(h, WIRE_KEY, 2 + WIRE_CERT_MAX);
+	assert_int_equal(wire_header_parse(h, &t, &len), 0);
+	make_header(h, WIRE_KEY, 2 + WIRE_CERT_MAX + 1);
+	assert_int_equal(wire_header_parse(h, &t, &len), -EMSGSIZE);
+
+	in.key.len = 0;
+	assert_encode_fails(&b, &in, -EINVAL);
+	in.key.len = WIRE_CERT_MAX + 1;
+	assert_encode_fails(&b, &in, -EINVAL);
+	in.key = (struct wire_key){ 10, NULL };
+	assert_encode_fails(&b, &in, -EINVAL);
+	wire_buf_release(&b);
+}
+
 static struct wire_entry file_entry(char *path, size_t cap, unsigned i)
 {
 	struct wire_entry e = sample_entries[0];
@@ -1616,55 +1953,162 @@ static void test_entries_frame_valid_after_refusal(void **state)
 	wire_buf_release(&b);
 }
 
-/* Every string and base at its cap: WIRE_ENTRY_MAX is a true bound. */
-static void test_largest_entry_fits(void **state)
+/* A file entry ending a signed segment: the chained frame's unit. */
+static struct wire_entry signed_entry(char *path, size_t cap, unsigned i)
+{
+	struct wire_entry e = file_entry(path, cap, i);
+
+	e.chained = e.seg_end = true;
+	memset(e.prev, 0x11, CONTENT_HASH_LEN);
+	memset(e.key_id, 0x33, CONTENT_HASH_LEN);
+	e.sig_len = sizeof(sample_sig);
+	e.sig = sample_sig;
+	return e;
+}
+
+/* Chained frames: full to within one entry and never over, the same bytes
+ * as the encoder's, and an entry's own chained flag does not matter. */
+static void test_chain_budget_sweep(void **state)
+{
+	struct wire_buf b = { 0 }, whole = { 0 };
+	struct wire_entry e, v[8];
+	struct wire_msg m;
+	struct wire_entries w;
+	char path[32];
+	size_t one, used;
+	uint32_t len, n = 0;
+
+	(void)state;
+	e = signed_entry(path, sizeof(path), 0);
+	m = (struct wire_msg){ .type = WIRE_CHAIN_ENTRIES,
+			       .entries = { 1, &e } };
+	encode_one(&b, &m, &len);
+	one = len - 4;
+	for (size_t budget = 4; budget <= 2000; budget++) {
+		wire_buf_reset(&b);
+		assert_int_equal(wire_chain_entries_begin(&w, &b, budget), 0);
+		while (wire_entries_add(&w, &e) == 0)
+			;
+		n = wire_entries_end(&w);
+		used = b.len - WIRE_HEADER_LEN;
+		assert_int_equal(used, 4 + n * one);
+		assert_true(used <= budget);
+		assert_true(used + one > budget);
+	}
+	assert_true(n > 1 && n <= 8);
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = e;
+	m.entries = (struct wire_entry_list){ n, v };
+	assert_int_equal(wire_encode(&whole, &m), 0);
+	assert_int_equal(whole.len, b.len);
+	assert_memory_equal(whole.data, b.data, b.len);
+
+	wire_buf_reset(&b);
+	e.chained = false;
+	assert_int_equal(wire_chain_state_begin(&w, &b, 2000), 0);
+	assert_int_equal(wire_entries_add(&w, &e), 0);
+	assert_int_equal(wire_entries_end(&w), 1);
+	assert_int_equal(b.data[5], WIRE_CHAIN_STATE);
+	assert_int_equal(wire_decode(WIRE_CHAIN_STATE, b.data + WIRE_HEADER_LEN,
+				     b.len - WIRE_HEADER_LEN, &m), 0);
+	e.chained = true;
+	assert_entry_equal(&e, &m.entries.v[0]);
+	wire_msg_release(&m);
+	wire_buf_release(&whole);
+	wire_buf_release(&b);
+}
+
+/* An entry with every string and base at its cap and, chained, the
+ * largest signature. */
+struct big_entry {
+	char vol[VOLUME_NAME_MAX + 1];
+	char *path, *target;
+	struct journal_ref bases[WIRE_MAX_BASES];
+	uint8_t sig[WIRE_SIG_MAX];
+	struct wire_entry e;
+};
+
+static void big_entry_make(struct big_entry *big, bool chained)
 {
 	char node[WIRE_NODE_ID_MAX + 1];
-	char vol[VOLUME_NAME_MAX + 1];
-	char *path = malloc(PATH_REL_MAX + 1);
-	char *target = malloc(WIRE_TARGET_MAX + 1);
-	struct journal_ref bases[WIRE_MAX_BASES];
-	struct wire_entry e = { .op = JOURNAL_SYMLINK, .mode = S_IFLNK | 0777,
-				.has_target = true };
+	struct wire_entry *e = &big->e;
+
+	*e = (struct wire_entry){ .op = JOURNAL_SYMLINK,
+				  .mode = S_IFLNK | 0777, .has_target = true };
+	big->path = malloc(PATH_REL_MAX + 1);
+	big->target = malloc(WIRE_TARGET_MAX + 1);
+	assert_non_null(big->path);
+	assert_non_null(big->target);
+	memset(node, 'n', WIRE_NODE_ID_MAX);
+	node[WIRE_NODE_ID_MAX] = '\0';
+	snprintf(e->ref.origin, sizeof(e->ref.origin), "%s@0123456789abcdef",
+		 node);
+	e->ref.seq = UINT64_MAX;
+	memset(big->vol, 'v', VOLUME_NAME_MAX);
+	big->vol[VOLUME_NAME_MAX] = '\0';
+	/* Components of 255 bytes and slashes, 4000 bytes in all. */
+	for (size_t i = 0; i < PATH_REL_MAX; i++)
+		big->path[i] = i % 256 == 255 ? '/' : 'p';
+	big->path[PATH_REL_MAX] = '\0';
+	memset(big->target, 't', WIRE_TARGET_MAX);
+	big->target[WIRE_TARGET_MAX] = '\0';
+	for (size_t i = 0; i < WIRE_MAX_BASES; i++)
+		big->bases[i] = e->ref;
+	e->volume = big->vol;
+	e->path = big->path;
+	e->target = big->target;
+	e->n_bases = WIRE_MAX_BASES;
+	e->bases = big->bases;
+	if (!chained)
+		return;
+	memset(big->sig, 0xcd, sizeof(big->sig));
+	e->chained = e->seg_end = true;
+	memset(e->prev, 0xff, CONTENT_HASH_LEN);
+	memset(e->key_id, 0xee, CONTENT_HASH_LEN);
+	e->sig_len = WIRE_SIG_MAX;
+	e->sig = big->sig;
+}
+
+/* A frame with the budget the bound promises takes the entry. */
+static void check_largest_entry(bool chained)
+{
+	static struct big_entry big;
+	size_t max = WIRE_ENTRY_MAX + (chained ? WIRE_CHAIN_EXTRA : 0);
 	struct wire_buf b = { 0 };
 	struct wire_entries w;
 	struct wire_msg m;
 
-	(void)state;
-	assert_non_null(path);
-	assert_non_null(target);
-	memset(node, 'n', WIRE_NODE_ID_MAX);
-	node[WIRE_NODE_ID_MAX] = '\0';
-	snprintf(e.ref.origin, sizeof(e.ref.origin), "%s@0123456789abcdef",
-		 node);
-	e.ref.seq = UINT64_MAX;
-	memset(vol, 'v', VOLUME_NAME_MAX);
-	vol[VOLUME_NAME_MAX] = '\0';
-	/* Components of 255 bytes and slashes, 4000 bytes in all. */
-	for (size_t i = 0; i < PATH_REL_MAX; i++)
-		path[i] = i % 256 == 255 ? '/' : 'p';
-	path[PATH_REL_MAX] = '\0';
-	memset(target, 't', WIRE_TARGET_MAX);
-	target[WIRE_TARGET_MAX] = '\0';
-	for (size_t i = 0; i < WIRE_MAX_BASES; i++)
-		bases[i] = e.ref;
-	e.volume = vol;
-	e.path = path;
-	e.target = target;
-	e.n_bases = WIRE_MAX_BASES;
-	e.bases = bases;
-
-	assert_int_equal(wire_entries_begin(&w, &b, 4 + WIRE_ENTRY_MAX), 0);
-	assert_int_equal(wire_entries_add(&w, &e), 0);
+	big_entry_make(&big, chained);
+	if (chained)
+		assert_int_equal(wire_chain_entries_begin(&w, &b, 4 + max), 0);
+	else
+		assert_int_equal(wire_entries_begin(&w, &b, 4 + max), 0);
+	assert_int_equal(wire_entries_add(&w, &big.e), 0);
 	assert_int_equal(wire_entries_end(&w), 1);
-	assert_true(b.len - WIRE_HEADER_LEN - 4 <= WIRE_ENTRY_MAX);
-	assert_int_equal(wire_decode(WIRE_ENTRIES, b.data + WIRE_HEADER_LEN,
+	assert_true(b.len - WIRE_HEADER_LEN - 4 <= max);
+	assert_int_equal(wire_decode(chained ? WIRE_CHAIN_ENTRIES :
+				     WIRE_ENTRIES, b.data + WIRE_HEADER_LEN,
 				     b.len - WIRE_HEADER_LEN, &m), 0);
-	assert_entry_equal(&e, &m.entries.v[0]);
+	assert_entry_equal(&big.e, &m.entries.v[0]);
 	wire_msg_release(&m);
 	wire_buf_release(&b);
-	free(path);
-	free(target);
+	free(big.path);
+	free(big.target);
+}
+
+/* Every string and base at its cap: WIRE_ENTRY_MAX is a true bound. */
+static void test_largest_entry_fits(void **state)
+{
+	(void)state;
+	check_largest_entry(false);
+}
+
+/* And WIRE_ENTRY_MAX + WIRE_CHAIN_EXTRA for a chained frame, with the
+ * largest signature. */
+static void test_largest_chained_entry_fits(void **state)
+{
+	(void)state;
+	check_largest_entry(true);
 }
 
 static void test_encode_entries_over_cap(void **state)
@@ -1727,10 +2171,19 @@ static void test_names_and_release(void **state)
 			    "GET_CHUNKLIST");
 	assert_string_equal(wire_type_name(WIRE_NOT_HERE), "NOT_HERE");
 	assert_string_equal(wire_type_name(WIRE_ERROR), "ERROR");
+	assert_string_equal(wire_type_name(WIRE_CHAIN_ENTRIES),
+			    "CHAIN_ENTRIES");
+	assert_string_equal(wire_type_name(WIRE_CHAIN_STATE), "CHAIN_STATE");
+	assert_string_equal(wire_type_name(WIRE_KEY), "KEY");
+	assert_string_equal(wire_type_name((enum wire_type)23), "unknown");
 	assert_string_equal(wire_type_name((enum wire_type)0), "unknown");
 	assert_string_equal(wire_type_name((enum wire_type)200), "unknown");
 	assert_int_equal(wire_max_payload((enum wire_type)0), 0);
 	assert_int_equal(wire_max_payload(WIRE_PING), 8);
+	assert_int_equal(wire_max_payload(WIRE_CHAIN_ENTRIES),
+			 WIRE_MAX_PAYLOAD);
+	assert_int_equal(wire_max_payload(WIRE_CHAIN_STATE), WIRE_MAX_PAYLOAD);
+	assert_int_equal(wire_max_payload(WIRE_KEY), 2 + WIRE_CERT_MAX);
 
 	wire_msg_release(&m);
 	wire_msg_release(&m);
@@ -1770,10 +2223,18 @@ int main(void)
 		cmocka_unit_test(test_encode_refuses_bad_fields),
 		cmocka_unit_test(test_encode_over_cap),
 		cmocka_unit_test(test_chunklist_runs),
+		cmocka_unit_test(test_chain_round_trip),
+		cmocka_unit_test(test_chain_state_unsigned_end),
+		cmocka_unit_test(test_plain_frame_drops_chain),
+		cmocka_unit_test(test_chain_fields),
+		cmocka_unit_test(test_chain_encode_refusals),
+		cmocka_unit_test(test_key_fields),
 		cmocka_unit_test(test_entries_respect_budget),
 		cmocka_unit_test(test_entries_budget_sweep),
 		cmocka_unit_test(test_entries_frame_valid_after_refusal),
+		cmocka_unit_test(test_chain_budget_sweep),
 		cmocka_unit_test(test_largest_entry_fits),
+		cmocka_unit_test(test_largest_chained_entry_fits),
 		cmocka_unit_test(test_encode_entries_over_cap),
 		cmocka_unit_test(test_names_and_release),
 	};

@@ -1,0 +1,340 @@
+/*
+ * The entry codec: ENTRIES and STATE, their chained forms CHAIN_ENTRIES
+ * and CHAIN_STATE, and the incremental builder of all four (wire.h
+ * documents the format).  The cursors and field helpers are wire.c's,
+ * shared through wire_int.h.
+ *
+ * A chained entry is a plain entry followed by its chain fields, so both
+ * forms share one entry reader and writer.  Which form is written follows
+ * from the frame, never from the entry: a chained entry put in a plain
+ * frame loses its chain fields (for a peer without CHAIN), and a decoded
+ * chained message encodes back to the same bytes.
+ */
+#include "wire_int.h"
+
+#include "err.h"
+#include "path.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Smallest encoding of an entry, for checking counts against the bytes
+ * left: the shortest origin, a volume name of two characters, the root
+ * path, no hash, target or base.  A chained one adds prev and seg_end. */
+#define WIRE_ENTRY_MIN (WIRE_REF_MIN + 8 + 8 + (2 + 2) + 2 + 1 + 4 + 4 + \
+			4 + 8 + 8 + 1 + 1 + 2)
+#define WIRE_CHAIN_ENTRY_MIN (WIRE_ENTRY_MIN + CONTENT_HASH_LEN + 1)
+
+_Static_assert(4 + WIRE_ENTRY_MAX + WIRE_CHAIN_EXTRA <= WIRE_MAX_PAYLOAD,
+	       "the largest chained entry fits in a frame of its own");
+
+/* The op/mode/path agreement table in wire.h. */
+static bool wire_entry_shape_ok(const struct wire_entry *e)
+{
+	unsigned type = e->mode & S_IFMT;
+	bool root = e->path[0] == '\0';
+
+	if ((e->has_hash && type != S_IFREG) ||
+	    (e->has_target && type != S_IFLNK))
+		return false;
+	switch (e->op) {
+	case JOURNAL_PUT:
+		return type == S_IFREG && e->has_hash && !root;
+	case JOURNAL_MKDIR:
+		return type == S_IFDIR && !root;
+	case JOURNAL_SYMLINK:
+		return type == S_IFLNK && e->has_target && !root;
+	case JOURNAL_DELETE:
+		return e->mode == 0 && !root;
+	case JOURNAL_META:
+		if (root)
+			return type == S_IFDIR;
+		return type == S_IFREG || type == S_IFDIR || type == S_IFLNK;
+	case JOURNAL_VOLUME_CREATE:
+		return root && (type == S_IFDIR || e->mode == 0);
+	case JOURNAL_VOLUME_REMOVE:
+		return root && e->mode == 0;
+	}
+	return false;
+}
+
+/* Everything but the refs, which each direction checks as it meets them. */
+static int wire_entry_check(const struct wire_entry *e)
+{
+	if (e->op < JOURNAL_PUT || e->op > JOURNAL_VOLUME_REMOVE ||
+	    e->lamport > JOURNAL_LAMPORT_MAX)
+		return -EPROTO;
+	if (!e->volume || !e->path)
+		return -EPROTO;
+	if (!path_volume_name_ok(e->volume))
+		return KR_EHOSTILE;
+	if (path_check_rel(e->path) != 0)
+		return KR_EHOSTILE;
+	if (e->has_target && !wire_text_ok(e->target, 1, WIRE_TARGET_MAX,
+					   true))
+		return -EPROTO;
+	if (e->n_bases > WIRE_MAX_BASES || !wire_entry_shape_ok(e))
+		return -EPROTO;
+	return 0;
+}
+
+static bool wire_hash_zero(const uint8_t h[CONTENT_HASH_LEN])
+{
+	static const uint8_t zero[CONTENT_HASH_LEN];
+
+	return memcmp(h, zero, CONTENT_HASH_LEN) == 0;
+}
+
+/* The end of a segment: a signature goes with the key that made it, and
+ * an unsigned segment names no key, so a receiver never has to guess
+ * which of the two a half-filled end meant. */
+static int wire_seg_end_check(const struct wire_entry *e)
+{
+	if (e->sig_len > WIRE_SIG_MAX)
+		return -EPROTO;
+	if ((e->sig_len > 0) == wire_hash_zero(e->key_id))
+		return -EPROTO;
+	return 0;
+}
+
+/* Reading. */
+
+static void rd_entry(struct wire_rd *r, struct wire_entry *e)
+{
+	uint8_t op;
+
+	rd_ref(r, &e->ref, true);
+	e->lamport = rd_u64(r);
+	e->wall_ns = (int64_t)rd_u64(r);
+	e->volume = rd_str(r, VOLUME_NAME_MAX, KR_EHOSTILE);
+	e->path = rd_str(r, PATH_REL_MAX, KR_EHOSTILE);
+	op = rd_u8(r);
+	/* Range-checked before it becomes an enum. */
+	if (op < JOURNAL_PUT || op > JOURNAL_VOLUME_REMOVE)
+		rd_fail(r, -EPROTO);
+	e->op = r->err ? JOURNAL_PUT : (enum journal_op)op;
+	e->mode = rd_u32(r);
+	e->uid = rd_u32(r);
+	e->gid = rd_u32(r);
+	e->size = rd_u64(r);
+	e->mtime_ns = (int64_t)rd_u64(r);
+	e->has_hash = rd_flag(r);
+	if (e->has_hash)
+		rd_hash(r, e->hash);
+	e->has_target = rd_flag(r);
+	if (e->has_target)
+		e->target = rd_str(r, WIRE_TARGET_MAX, -EPROTO);
+	e->n_bases = (uint16_t)rd_count(r, rd_u16(r), WIRE_REF_MIN,
+					WIRE_MAX_BASES);
+	e->bases = rd_refs(r, e->n_bases, true);
+	if (!r->err)
+		rd_fail(r, wire_entry_check(e));
+}
+
+/* The chain fields after a chained entry.  The signature is copied into
+ * the arena, so a decoded entry is whole without the payload. */
+static void rd_chain(struct wire_rd *r, struct wire_entry *e)
+{
+	const uint8_t *sig;
+	uint8_t *copy;
+
+	e->chained = true;
+	rd_hash(r, e->prev);
+	e->seg_end = rd_flag(r);
+	if (!e->seg_end)
+		return;
+	rd_hash(r, e->key_id);
+	e->sig_len = rd_u16(r);
+	if (!r->err)
+		rd_fail(r, wire_seg_end_check(e));
+	sig = rd_take(r, e->sig_len);
+	if (!sig || e->sig_len == 0)
+		return;
+	copy = rd_alloc(r, e->sig_len);
+	if (copy)
+		e->sig = memcpy(copy, sig, e->sig_len);
+}
+
+static void rd_entry_list(struct wire_rd *r, struct wire_msg *m,
+			  bool chained)
+{
+	size_t min = chained ? WIRE_CHAIN_ENTRY_MIN : WIRE_ENTRY_MIN;
+	uint32_t n = rd_count(r, rd_u32(r), min, UINT32_MAX);
+	struct wire_entry *v = n ? rd_alloc(r, (size_t)n * sizeof(*v)) : NULL;
+
+	for (uint32_t i = 0; v && i < n && !r->err; i++) {
+		rd_entry(r, &v[i]);
+		if (chained)
+			rd_chain(r, &v[i]);
+	}
+	m->entries.n = n;
+	m->entries.v = v;
+}
+
+void rd_entries(struct wire_rd *r, struct wire_msg *m)
+{
+	rd_entry_list(r, m, false);
+}
+
+void rd_chain_entries(struct wire_rd *r, struct wire_msg *m)
+{
+	rd_entry_list(r, m, true);
+}
+
+/* Writing. */
+
+static void wr_entry(struct wire_wr *w, const struct wire_entry *e)
+{
+	int err = wire_entry_check(e);
+
+	if (err)
+		wr_fail(w, err);
+	if (e->n_bases && !e->bases)
+		wr_fail(w, -EINVAL);
+	wr_ref(w, &e->ref, true);
+	wr_u64(w, e->lamport);
+	wr_u64(w, (uint64_t)e->wall_ns);
+	if (w->err)
+		return;
+	wr_str(w, e->volume);
+	wr_str(w, e->path);
+	wr_u8(w, (uint8_t)e->op);
+	wr_u32(w, e->mode);
+	wr_u32(w, e->uid);
+	wr_u32(w, e->gid);
+	wr_u64(w, e->size);
+	wr_u64(w, (uint64_t)e->mtime_ns);
+	wr_u8(w, e->has_hash);
+	if (e->has_hash)
+		wr_put(w, e->hash, CONTENT_HASH_LEN);
+	wr_u8(w, e->has_target);
+	if (e->has_target)
+		wr_str(w, e->target);
+	wr_u16(w, e->n_bases);
+	for (uint16_t i = 0; i < e->n_bases && !w->err; i++)
+		wr_ref(w, &e->bases[i], true);
+}
+
+/* The chain fields; key_id, sig_len and sig only matter with seg_end. */
+static void wr_chain(struct wire_wr *w, const struct wire_entry *e)
+{
+	if (e->seg_end && (wire_seg_end_check(e) != 0 ||
+			   (e->sig_len && !e->sig)))
+		wr_fail(w, -EINVAL);
+	wr_put(w, e->prev, CONTENT_HASH_LEN);
+	wr_u8(w, e->seg_end);
+	if (!e->seg_end)
+		return;
+	wr_put(w, e->key_id, CONTENT_HASH_LEN);
+	wr_u16(w, e->sig_len);
+	wr_put(w, e->sig, e->sig_len);
+}
+
+static void wr_entry_list(struct wire_wr *w, const struct wire_msg *m,
+			  bool chained)
+{
+	if (m->entries.n && !m->entries.v)
+		wr_fail(w, -EINVAL);
+	wr_u32(w, m->entries.n);
+	for (uint32_t i = 0; i < m->entries.n && !w->err; i++) {
+		wr_entry(w, &m->entries.v[i]);
+		if (chained)
+			wr_chain(w, &m->entries.v[i]);
+	}
+}
+
+void wr_entries(struct wire_wr *w, const struct wire_msg *m)
+{
+	wr_entry_list(w, m, false);
+}
+
+void wr_chain_entries(struct wire_wr *w, const struct wire_msg *m)
+{
+	wr_entry_list(w, m, true);
+}
+
+/* Incremental ENTRIES. */
+
+static void wire_entries_patch(struct wire_entries *e)
+{
+	uint8_t *h = e->b->data + e->start;
+
+	wire_put_be32(h + 8, (uint32_t)(e->b->len - e->start -
+					WIRE_HEADER_LEN));
+	wire_put_be32(h + WIRE_HEADER_LEN, e->n);
+}
+
+static int wire_entries_open(struct wire_entries *e, struct wire_buf *b,
+			     size_t budget, enum wire_type type)
+{
+	struct wire_wr w;
+
+	if (budget > WIRE_MAX_PAYLOAD)
+		budget = WIRE_MAX_PAYLOAD;
+	if (budget < 4)
+		budget = 4;   /* room for the count: an empty frame is valid */
+	memset(e, 0, sizeof(*e));
+	wr_begin(&w, b, type, budget);
+	wr_u32(&w, 0);
+	if (wr_end(&w) != 0)
+		return w.err;
+	e->b = b;
+	e->start = w.start;
+	e->budget = budget;
+	e->chained = type == WIRE_CHAIN_ENTRIES || type == WIRE_CHAIN_STATE;
+	return 0;
+}
+
+int wire_entries_begin(struct wire_entries *e, struct wire_buf *b,
+		       size_t budget)
+{
+	return wire_entries_open(e, b, budget, WIRE_ENTRIES);
+}
+
+int wire_state_begin(struct wire_entries *e, struct wire_buf *b,
+		     size_t budget)
+{
+	return wire_entries_open(e, b, budget, WIRE_STATE);
+}
+
+int wire_chain_entries_begin(struct wire_entries *e, struct wire_buf *b,
+			     size_t budget)
+{
+	return wire_entries_open(e, b, budget, WIRE_CHAIN_ENTRIES);
+}
+
+int wire_chain_state_begin(struct wire_entries *e, struct wire_buf *b,
+			   size_t budget)
+{
+	return wire_entries_open(e, b, budget, WIRE_CHAIN_STATE);
+}
+
+int wire_entries_add(struct wire_entries *e, const struct wire_entry *ent)
+{
+	struct wire_wr w;
+	size_t before;
+
+	if (!e->b)
+		return -EINVAL;
+	before = e->b->len;
+	w = (struct wire_wr){ e->b, e->start, e->budget, 0 };
+	wr_entry(&w, ent);
+	if (e->chained)
+		wr_chain(&w, ent);
+	if (w.err) {
+		e->b->len = before;
+		return w.err;
+	}
+	e->n++;
+	wire_entries_patch(e);
+	return 0;
+}
+
+uint32_t wire_entries_end(struct wire_entries *e)
+{
+	uint32_t n = e->n;
+
+	memset(e, 0, sizeof(*e));
+	return n;
+}
