@@ -391,6 +391,17 @@ static int change_drop(struct journal *j, const struct candidate *c,
 	if (!err && c->current)
 		err = run(j, "DELETE FROM current WHERE change = ?1", c->id,
 			  NULL);
+	/* A held change before it in its segment reaches the signature
+	 * through its digest (chain.c). */
+	if (!err)
+		err = run(j, "INSERT OR IGNORE INTO chain_skips (origin, seq, "
+			  "digest) SELECT c.origin, c.seq, c.digest FROM "
+			  "changes c WHERE c.id = ?1 AND c.digest IS NOT NULL "
+			  "AND EXISTS (SELECT 1 FROM changes h WHERE h.origin = "
+			  "c.origin AND h.seq < c.seq AND h.digest IS NOT NULL "
+			  "AND h.seq > coalesce((SELECT max(g.seq) FROM "
+			  "signatures g WHERE g.origin = c.origin AND g.seq < "
+			  "c.seq), 0))", c->id, NULL);
 	if (!err)
 		err = run(j, "DELETE FROM changes WHERE id = ?1", c->id, NULL);
 	if (!err)
@@ -573,6 +584,24 @@ static int compact_scan(struct journal *j, const struct acked *a,
 	return n == COMPACT_PAGE_ROWS ? 1 : 0;
 }
 
+/* Kept digests and signatures that no held change needs any more: a
+ * segment with no held change is verified by nothing.  Digests go
+ * first, while the signatures still mark where segments begin. */
+static int compact_chain(struct journal *j)
+{
+	return journal_exec(j,
+		"DELETE FROM chain_skips WHERE NOT EXISTS (SELECT 1 FROM "
+		"changes h WHERE h.origin = chain_skips.origin AND h.seq < "
+		"chain_skips.seq AND h.seq > coalesce((SELECT max(g.seq) FROM "
+		"signatures g WHERE g.origin = chain_skips.origin AND g.seq < "
+		"chain_skips.seq), 0)); "
+		"DELETE FROM signatures WHERE NOT EXISTS (SELECT 1 FROM "
+		"changes h WHERE h.origin = signatures.origin AND h.seq <= "
+		"signatures.seq AND h.seq > coalesce((SELECT max(p.seq) FROM "
+		"signatures p WHERE p.origin = signatures.origin AND p.seq < "
+		"signatures.seq), 0))");
+}
+
 static int compact_mark(struct journal *j, int64_t horizon_ns)
 {
 	char *old = NULL, value[32];
@@ -635,6 +664,8 @@ int journal_compact_step(struct journal *j, const struct journal_retention *r,
 	more = err ? err : compact_scan(j, &a, start + (int64_t)budget_ms *
 					1000000, st);
 	free(a.seq);
+	if (more == 0)
+		more = compact_chain(j);
 	if (more == 0)
 		more = compact_mark(j, st->horizon_ns);
 	err = more < 0 ? more : journal_flush(j);

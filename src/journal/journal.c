@@ -524,7 +524,14 @@ int journal_load_counters(struct journal *j)
 				&v);
 	if (!err)
 		j->lamport = (uint64_t)v;
-	return err;
+	if (!err)
+		err = journal_query_int(j, "SELECT CASE WHEN chain IS NULL "
+					"THEN 0 ELSE chain_seq END FROM origins "
+					"WHERE node || '@' || epoch = ?",
+					j->origin, &v);
+	if (!err)
+		j->chained_seq = (uint64_t)v;
+	return err == -ENOENT ? 0 : err;
 }
 
 /*
@@ -538,7 +545,9 @@ int journal_flush(struct journal *j)
 
 	if (!j->in_txn)
 		return 0;
-	err = journal_exec(j, "COMMIT");
+	err = journal_chain_own(j);
+	if (!err)
+		err = journal_exec(j, "COMMIT");
 	if (err) {
 		journal_exec(j, "ROLLBACK");
 		j->in_txn = false;

@@ -8,6 +8,9 @@
  * 1, 2, 3... per origin with no gaps; the Lamport clock is one more than
  * the largest Lamport value this journal has seen.
  *
+ * Chain.  Each origin's changes form a hash chain that the origin signs
+ * at every commit (chain.c): a peer can relay them, never forge them.
+ *
  * Versions.  Every change row describes the whole version it creates
  * (mode with its type bits, owner, size, mtime, content hash or link
  * target), and names as its base the version it replaced on its origin.
@@ -84,6 +87,17 @@ struct journal_ref {
  * No cluster counts to 2^62 changes, so anything above is refused. */
 #define JOURNAL_LAMPORT_MAX (UINT64_C(1) << 62)
 
+/* Where a change stands in its origin's hash chain (chain.c). */
+struct journal_chain {
+	bool chained;             /* prev and digest are known */
+	uint8_t prev[CONTENT_HASH_LEN];    /* chain hash of the previous one */
+	uint8_t digest[CONTENT_HASH_LEN];  /* of this change's fields */
+	bool seg_end;             /* a signature covers the chain up to here */
+	uint8_t key_id[CONTENT_HASH_LEN];  /* the signing key; zeros: unsigned */
+	const uint8_t *sig;       /* borrowed, like every pointer of a change */
+	size_t sig_len;
+};
+
 struct journal_change {
 	int64_t id;               /* local arrival order */
 	struct journal_ref ref;
@@ -100,6 +114,7 @@ struct journal_change {
 	const char *target;
 	const struct journal_ref *bases;
 	size_t n_bases;
+	struct journal_chain chain;
 };
 
 struct journal_filter {
@@ -537,5 +552,96 @@ int journal_conflict_name(const char *path, const char *origin,
 const char *journal_op_name(enum journal_op op);
 /* Parses a name from journal_op_name(); 0 when unknown. */
 enum journal_op journal_op_parse(const char *name);
+
+/* ---- the signed hash chain (chain.c) ---------------------------------- */
+
+/* At most this many of a node's own changes between two signatures: a
+ * segment always fits one frame, whatever its entries hold. */
+#define JOURNAL_SEGMENT_MAX 128
+#define JOURNAL_SIG_MAX 512
+/* Bytes of the message a signature covers (journal_sig_message). */
+#define JOURNAL_SIG_MSG_MAX (16 + 2 + JOURNAL_ORIGIN_MAX + 8 + \
+			     CONTENT_HASH_LEN)
+
+/* SHA-256 of C's canonical encoding: every field of the version, bases
+ * sorted.  0 or -ENOMEM. */
+int journal_entry_digest(const struct journal_change *c,
+			 uint8_t out[CONTENT_HASH_LEN]);
+/* The chain hash of a change: SHA-256(PREV || DIGEST). */
+void journal_chain_link(const uint8_t prev[CONTENT_HASH_LEN],
+			const uint8_t digest[CONTENT_HASH_LEN],
+			uint8_t out[CONTENT_HASH_LEN]);
+/* The prev of ORIGIN's first chained change when change SEQ is the one
+ * before it and its chain hash is not known (0: the origin's start). */
+void journal_chain_anchor(const char *origin, uint64_t seq,
+			  uint8_t out[CONTENT_HASH_LEN]);
+/* The bytes a signature of ORIGIN's chain hash CHAIN at SEQ covers, into
+ * OUT (JOURNAL_SIG_MSG_MAX); returns their length. */
+size_t journal_sig_message(const char *origin, uint64_t seq,
+			   const uint8_t chain[CONTENT_HASH_LEN],
+			   uint8_t out[JOURNAL_SIG_MSG_MAX]);
+/*
+ * What the next change of ORIGIN must name as its prev: 0 with *OUT set
+ * (the anchor for an origin not seen yet), or -ENOENT when not known
+ * here (after changes learned unchained: the next one is taken on its
+ * signature alone).
+ */
+int journal_chain_expect(struct journal *j, const char *origin,
+			 uint8_t out[CONTENT_HASH_LEN]);
+
+/* Signs MSG (LEN bytes) into SIG (JOURNAL_SIG_MAX), its length into
+ * *SIG_LEN; 0 or a negative code. */
+typedef int (*journal_sign_fn)(void *arg, const uint8_t *msg, size_t len,
+			       uint8_t *sig, size_t *sig_len);
+/* From now on this node's changes are signed at the end of every
+ * segment with the key KEY_ID.  Without a signer (a plaintext cluster)
+ * segments end unsigned and their chains still hold.  Own segments that
+ * ended unsigned are signed now, in the open batch. */
+int journal_set_signer(struct journal *j,
+		       const uint8_t key_id[CONTENT_HASH_LEN],
+		       journal_sign_fn fn, void *arg);
+
+/* Certificates of signing keys, kept to relay and to verify offline. */
+int journal_key_put(struct journal *j, const uint8_t id[CONTENT_HASH_LEN],
+		    const char *node, const uint8_t *der, size_t len);
+typedef int (*journal_key_fn)(void *arg, const uint8_t *id, const char *node,
+			      const uint8_t *der, size_t len);
+int journal_keys(struct journal *j, journal_key_fn fn, void *arg);
+
+/* Checks a signature: 0 when good, -ENOKEY for a key not known,
+ * KR_EHOSTILE when it does not verify or the key is not ORIGIN's node's. */
+typedef int (*journal_sig_check_fn)(void *arg, const char *origin,
+				    uint64_t seq,
+				    const uint8_t chain[CONTENT_HASH_LEN],
+				    const uint8_t *key_id, const uint8_t *sig,
+				    size_t sig_len);
+
+/* What journal_verify_chain found of one origin. */
+struct journal_chain_report {
+	const char *origin;
+	uint64_t changes;         /* held */
+	uint64_t unchained;       /* held without a chain (see schema 12) */
+	uint64_t skips;           /* compacted changes passed through */
+	uint64_t segments;        /* signatures (or unsigned ends) checked */
+	uint64_t unsigned_ends;   /* segment ends without a signature */
+	uint64_t unknown_keys;    /* signatures by a key not known here */
+	uint64_t bad;             /* problems; each was reported */
+};
+typedef int (*journal_chain_report_fn)(void *arg,
+				       const struct journal_chain_report *r);
+/* One problem: ORIGIN's change SEQ, WHY in words. */
+typedef void (*journal_chain_problem_fn)(void *arg, const char *origin,
+					 uint64_t seq, const char *why);
+
+/*
+ * Checks every origin's chain: each held change against its stored
+ * digest, each link, each segment's chain hash against its signature
+ * (through CHECK; NULL checks chains only).  Reports each problem and
+ * then each origin.  0 when nothing was wrong, KR_ECORRUPT when
+ * something was, or a negative code.
+ */
+int journal_verify_chain(struct journal *j, journal_sig_check_fn check,
+			 void *check_arg, journal_chain_problem_fn problem,
+			 journal_chain_report_fn report, void *arg);
 
 #endif

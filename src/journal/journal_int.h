@@ -68,6 +68,14 @@ struct journal {
 		uint64_t have;
 		bool valid;
 	} remote;
+	/* Own changes up to here are chained (chain.c); the signer of
+	 * their segments, none in a plaintext cluster. */
+	uint64_t chained_seq;
+	struct {
+		uint8_t key_id[CONTENT_HASH_LEN];
+		journal_sign_fn fn;
+		void *arg;
+	} signer;
 	sqlite3_stmt *stmt[STMT_COUNT];
 	/* Statements of the replication code, prepared once: keyed by the
 	 * address of their (static) SQL text. */
@@ -151,9 +159,17 @@ int journal_exec(struct journal *j, const char *sql);
 #define JOURNAL_CHANGE_COLUMNS \
 	"c.id, o.node || '@' || o.epoch, c.seq, c.lamport, c.wall_ns, " \
 	"c.volume, c.path, c.op, c.mode, c.uid, c.gid, c.size, c.mtime_ns, " \
-	"c.hash, c.target"
+	"c.hash, c.target, c.prev, c.digest"
 int journal_change_from_row(struct journal *j, sqlite3_stmt *row,
 			    struct journal_change *c, struct journal_ref *bases,
 			    size_t cap);
+
+/* chain.c: chains and signs this node's changes not chained yet (inside
+ * the batch, before it commits). */
+int journal_chain_own(struct journal *j);
+/* Stores remote change C's place in its chain (row ID of origin ORIGIN):
+ * KR_EHOSTILE when its prev is not what the chain holds. */
+int journal_chain_remote(struct journal *j, int64_t origin, int64_t id,
+			 const struct journal_change *c);
 
 #endif

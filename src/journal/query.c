@@ -260,6 +260,14 @@ int journal_change_from_row(struct journal *j, sqlite3_stmt *row,
 	if (c->has_hash)
 		memcpy(c->hash, hash, CONTENT_HASH_LEN);
 	c->target = (const char *)sqlite3_column_text(row, 14);
+	c->chain.chained = sqlite3_column_bytes(row, 15) == CONTENT_HASH_LEN &&
+			   sqlite3_column_bytes(row, 16) == CONTENT_HASH_LEN;
+	if (c->chain.chained) {
+		memcpy(c->chain.prev, sqlite3_column_blob(row, 15),
+		       CONTENT_HASH_LEN);
+		memcpy(c->chain.digest, sqlite3_column_blob(row, 16),
+		       CONTENT_HASH_LEN);
+	}
 	c->bases = bases;
 	return load_bases(j, c->id, bases, cap, &c->n_bases);
 }

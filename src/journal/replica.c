@@ -170,13 +170,26 @@ int journal_range_bytes(struct journal *j, const char *origin, uint64_t after,
 	return err;
 }
 
+/* A segment's end, from columns COL.. of (chain IS NOT NULL, key, sig). */
+static void seg_from_row(sqlite3_stmt *s, int col, struct journal_chain *ch)
+{
+	ch->seg_end = sqlite3_column_int(s, col) != 0;
+	if (!ch->seg_end || sqlite3_column_bytes(s, col + 1) != CONTENT_HASH_LEN)
+		return;
+	memcpy(ch->key_id, sqlite3_column_blob(s, col + 1), CONTENT_HASH_LEN);
+	ch->sig = sqlite3_column_blob(s, col + 2);
+	ch->sig_len = (size_t)sqlite3_column_bytes(s, col + 2);
+}
+
 int journal_entries_since(struct journal *j, const char *origin,
 			  uint64_t after, unsigned limit, journal_change_fn fn,
 			  void *arg)
 {
 	static const char sql[] =
-		"SELECT " JOURNAL_CHANGE_COLUMNS " FROM changes c "
-		"JOIN origins o ON o.id = c.origin "
+		"SELECT " JOURNAL_CHANGE_COLUMNS ", g.chain IS NOT NULL, "
+		"g.key, g.sig FROM changes c "
+		"JOIN origins o ON o.id = c.origin LEFT JOIN signatures g ON "
+		"g.origin = c.origin AND g.seq = c.seq "
 		"WHERE c.origin = ? AND c.seq > ? ORDER BY c.seq LIMIT ?";
 	struct journal_ref bases[HEADS_MAX];
 	sqlite3_stmt *s = NULL;
@@ -199,8 +212,10 @@ int journal_entries_since(struct journal *j, const char *origin,
 		struct journal_change c;
 
 		ret = journal_change_from_row(j, s, &c, bases, HEADS_MAX);
-		if (ret == 0)
+		if (ret == 0) {
+			seg_from_row(s, 17, &c.chain);
 			ret = fn(arg, &c);
+		}
 	}
 	if (ret == 0 && rc != SQLITE_DONE)
 		ret = journal_db_err(rc);
@@ -328,6 +343,8 @@ static int remote_add_fn(struct journal *j, void *arg)
 	struct remote_add *ra = arg;
 	int err = journal_insert_remote(j, ra->c, ra->origin, &ra->id);
 
+	if (!err)
+		err = journal_chain_remote(j, ra->origin, ra->id, ra->c);
 	if (!err)
 		err = journal_heads_join(j, ra->c->volume, ra->c->path, ra->id,
 					 ra->origin, ra->c->ref.seq);
