@@ -27,6 +27,7 @@
 #include "tempname.h"
 #include "replicate.h"
 #include "retention.h"
+#include "keyring.h"
 #include "tls.h"
 #include "rejoin.h"
 #include "watch.h"
@@ -58,6 +59,7 @@ struct agent {
 	struct replicate *replicate;
 	struct api *api;
 	SSL_CTX *tls_server, *tls_client;
+	struct keyring *keyring;  /* signs and checks journal chains */
 	struct loop *loop;
 	int sigfd;
 	int64_t retry_at;          /* monotonic ns of the next rescan, or 0 */
@@ -783,6 +785,7 @@ static int agent_start_api(struct agent *a)
 		.listen_port = cfg->api_port,
 		.token_file = cfg->api_token_file,
 		.read_token_file = cfg->api_read_token_file,
+		.journal_signed = cfg->tls_enable,
 		.allowed_hosts = cfg->api_allowed_hosts,
 		.n_allowed_hosts = cfg->n_api_allowed_hosts,
 		.config_path = a->config_explicit ||
@@ -906,9 +909,11 @@ static int agent_tls(struct agent *a)
 	if (!cfg->tls_enable) {
 		if (cfg->n_peers > 1)
 			log_warn("agent", "sync.tls.enable is false: peers are "
-				 "not authenticated and traffic is not "
-				 "encrypted; see 'krakenfs-agent tls --help'");
-		return 0;
+				 "not authenticated, traffic is not encrypted, "
+				 "and journal entries are chained but not "
+				 "signed, so any peer can forge another node's "
+				 "changes; see 'krakenfs-agent tls --help'");
+		return keyring_new(NULL, &a->keyring, NULL);
 	}
 	a->tls_server = tls_context_new(cfg->tls_cert_file, cfg->tls_key_file,
 					cfg->tls_ca_file, true, &errmsg);
@@ -917,12 +922,14 @@ static int agent_tls(struct agent *a)
 						cfg->tls_key_file,
 						cfg->tls_ca_file, false,
 						&errmsg);
-	if (!a->tls_client) {
-		log_error("agent", "sync.tls: %s", errmsg ? errmsg : "failed");
-		free(errmsg);
-		return -EACCES;
-	}
-	return 0;
+	if (a->tls_client &&
+	    keyring_new(cfg->tls_ca_file, &a->keyring, &errmsg) == 0 &&
+	    keyring_set_own(a->keyring, cfg->tls_cert_file, cfg->tls_key_file,
+			    &errmsg) == 0)
+		return 0;
+	log_error("agent", "sync.tls: %s", errmsg ? errmsg : "failed");
+	free(errmsg);
+	return -EACCES;
 }
 
 static int agent_start_replicate(struct agent *a)
@@ -951,6 +958,7 @@ static int agent_start_replicate(struct agent *a)
 	opt.peers = peers;
 	opt.tls_server = a->tls_server;
 	opt.tls_client = a->tls_client;
+	opt.keyring = a->keyring;
 	journal_set_strategy(a->journal, cfg->strategy == CONFIG_STRATEGY_LAMPORT ?
 			     JOURNAL_LAMPORT : JOURNAL_TIMESTAMP);
 	if (!err)
@@ -1046,6 +1054,7 @@ static void agent_release(struct agent *a)
 	replicate_free(a->replicate);
 	tls_context_free(a->tls_server);
 	tls_context_free(a->tls_client);
+	keyring_free(a->keyring);
 	watch_free(a->watch);
 	loop_free(a->loop);
 	retention_free(a->retention);

@@ -58,6 +58,7 @@ static int api_copy_options(struct api *a, const struct api_options *opt)
 	err = err ? err : api_dup(opt->plugin_socket, &a->plugin_socket);
 	err = err ? err : api_dup(opt->driver_name, &a->driver_name);
 	err = err ? err : api_dup(opt->read_token_file, &a->read_token_file);
+	a->journal_signed = opt->journal_signed;
 	if (!err && opt->n_allowed_hosts) {
 		a->allowed_hosts = calloc(opt->n_allowed_hosts,
 					  sizeof(*a->allowed_hosts));

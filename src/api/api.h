@@ -130,6 +130,7 @@ struct api_options {
 	unsigned mount_grace_ms;     /* a mount reference is trusted this
 				      * long without a matching mount;
 				      * 0: API_MOUNT_GRACE_MS */
+	bool journal_signed;         /* entries are signed (a TLS cluster) */
 };
 
 /*

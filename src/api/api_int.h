@@ -48,6 +48,7 @@ struct api {
 	char *driver_name;
 	unsigned mount_wait_ms;
 	unsigned mount_grace_ms;
+	bool journal_signed;
 
 	int64_t started_ns;          /* CLOCK_MONOTONIC at api_new */
 

@@ -350,6 +350,20 @@ static json_t *rest_scrub_json(const struct api_snapshot *snap)
 		"damaged_chunks", (json_int_t)snap->damaged_chunks);
 }
 
+/* Whether a peer could forge another node's changes here: a plaintext
+ * cluster chains entries (which catches corruption and honest mistakes)
+ * but has no keys to sign them with. */
+static json_t *rest_signing_json(const struct api *a)
+{
+	return json_pack("{s:b,s:s}", "signed", a->journal_signed, "note",
+			 a->journal_signed ?
+			 "every entry is checked against its origin's "
+			 "signature" :
+			 "plaintext cluster (sync.tls.enable is false): "
+			 "entries are chained but not signed, so any peer "
+			 "can forge another node's changes");
+}
+
 int rest_status_json(struct api *a, struct journal *j,
 		     struct api_snapshot *snap, json_t **out)
 {
@@ -380,7 +394,7 @@ int rest_status_json(struct api *a, struct journal *j,
 		return err;
 	}
 	*out = json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:o,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:b,s:o}",
+		"s:o,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:b,s:o,s:o}",
 		"node_id", a->node_id ? a->node_id : info.node_id,
 		"origin", info.origin, "version", KRAKENFS_VERSION,
 		"seq", (json_int_t)info.own_seq,
@@ -406,7 +420,8 @@ int rest_status_json(struct api *a, struct journal *j,
 		"apply_latency", rest_quantiles_json(&snap->apply_latency_us),
 		"peers", rest_peers_json(snap),
 		"rejoining", snap->rejoining,
-		"scrub", rest_scrub_json(snap));
+		"scrub", rest_scrub_json(snap),
+		"journal_signing", rest_signing_json(a));
 	return *out ? 0 : -ENOMEM;
 }
 

@@ -27,6 +27,7 @@ struct hist;
 struct journal;
 struct loop;
 struct replicate;
+struct keyring;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct replicate_peer_config {
@@ -47,6 +48,9 @@ struct replicate_options {
 	uint64_t ingress_bits_per_sec;
 	SSL_CTX *tls_server;                        /* NULL: plain TCP */
 	SSL_CTX *tls_client;
+	/* Signs this node's chains and checks everyone's (keyring.h);
+	 * required: one that verifies nothing in a plaintext cluster. */
+	struct keyring *keyring;
 	/* Called when the disk at VOLUME/PATH holds something the journal
 	 * does not (a local write the watcher has not recorded yet): the
 	 * watcher should look at it. */

@@ -13,6 +13,8 @@
 
 #include <sys/socket.h>
 
+typedef struct ssl_st SSL;
+
 #define PEER_OUT_CAP (64u << 20)       /* bytes queued to one peer */
 #define PEER_PUMP_LOW (4u << 20)       /* refill entries below this */
 #define PEER_ENTRIES_BUDGET (1u << 20) /* payload of one ENTRIES frame */
@@ -63,6 +65,7 @@
 #define PUSH_MAX_SIZE (8u << 10)
 #define PUSH_KEEP_MAX 16384            /* pushed contents kept unclaimed */
 #define PUSH_RECENT_NS (10LL * 1000000000)
+#define SESSION_KEYS_SENT 64           /* past this, keys are sent again */
 
 enum session_state {
 	SESSION_CONNECTING,       /* non-blocking connect under way */
@@ -105,6 +108,11 @@ struct session {
 	bool state_ignored;       /* its exchange waits for another's */
 	int64_t ack_ns;
 	int64_t ack_change;       /* journal_last_change_id at the last ACK */
+	/* chaincheck.c: keys sent ahead of what they signed; plain
+	 * entries of a third node refused (said once) */
+	uint8_t keys_sent[SESSION_KEYS_SENT][CONTENT_HASH_LEN];
+	unsigned n_keys_sent;
+	bool plain_refused;
 	struct session *next;
 };
 
@@ -135,6 +143,7 @@ struct peer {
 	bool state;               /* its HELLO said it takes STATE and ACK */
 	bool vector_wait;         /* its vector comes in a VECTOR frame */
 	bool clock;               /* its HELLO said it takes CLOCK */
+	bool chain;               /* its HELLO said it takes CHAIN_ENTRIES */
 	struct replicate_peer_status stats;
 };
 
@@ -152,6 +161,7 @@ struct replicate {
 	int rootfd;               /* O_PATH on root, opened on first use */
 	int listen_fd;
 	SSL_CTX *tls_server, *tls_client;
+	struct keyring *keyring;  /* chaincheck.c */
 	struct peer **peers;      /* stable addresses: sessions point here */
 	size_t n_peers;
 	struct session *sessions;
@@ -254,6 +264,23 @@ void clock_on_ping(struct session *s, int64_t now);
 /* S's peer pinged with TOKEN, and was answered PONG: CLOCK follows. */
 int clock_answer(struct session *s, uint64_t token);
 void clock_on_sample(struct session *s, const struct wire_clock *c);
+
+/* chaincheck.c */
+/* Loads the journal's keys into the ring and signs from now on. */
+int chain_setup(struct replicate *r);
+/* Which entries of L may be stored (TAKE, one per entry), and whether
+ * some came past a hole (GAP).  KR_EHOSTILE when the peer sent a forged
+ * or broken chain: logged, the entries before it are still taken. */
+int chain_check_entries(struct session *s, const struct wire_entry_list *l,
+			bool *take, bool *gap);
+/* Whether plain (unchained) entry W may be taken from S's peer. */
+bool chain_plain_allowed(struct session *s, const struct wire_entry *w);
+void chain_on_key(struct session *s, const struct wire_key *k);
+/* S is open: its peer's certificate (from SSL, NULL without TLS) is
+ * the key of its own entries. */
+void chain_on_connected(struct session *s, SSL *ssl);
+/* Sends the certificate of key ID unless S sent it already. */
+int chain_send_key(struct session *s, const uint8_t id[CONTENT_HASH_LEN]);
 
 /* gate.c */
 /* The listener is bound to SS: outbound connections leave from its

@@ -184,7 +184,7 @@ static int session_send_hello(struct session *s)
 	m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING |
 			   WIRE_HELLO_DELTA | WIRE_HELLO_STATE |
 			   WIRE_HELLO_VECTOR_NEXT | WIRE_HELLO_CLOCK |
-			   (s->r->hold ? WIRE_HELLO_REJOINING : 0);
+			   WIRE_HELLO_CHAIN | (s->r->hold ? WIRE_HELLO_REJOINING : 0);
 	m.hello.node_id = s->r->node_id;
 	m.hello.cluster_id = s->r->cluster_id;
 	m.hello.vector.n = 1;
@@ -323,6 +323,8 @@ static void session_on_hello(struct session *s, const struct wire_hello *h)
 	/* What it holds may be what failing jobs lacked. */
 	if (journal_jobs_retry(s->r->journal) == 0)
 		s->r->jobs_due = true;
+	if (s->r->tls_server)
+		chain_on_connected(s, transport_ssl(conn_transport(s->conn)));
 	sync_on_hello(s, h);
 }
 
@@ -744,6 +746,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->transfers_max = apply_transfers_max();
 	r->tls_server = opt->tls_server;
 	r->tls_client = opt->tls_client;
+	r->keyring = opt->keyring;
 	r->diverged = opt->diverged;
 	r->diverged_arg = opt->diverged_arg;
 	r->max_clock_skew_ns = opt->max_clock_skew_ns;
@@ -761,6 +764,8 @@ int replicate_new(struct journal *j, struct loop *loop,
 			-ENOMEM;
 	if (!err)
 		err = scrub_new(&r->scrub);
+	if (!err)
+		err = chain_setup(r);
 	if (!err)
 		err = replicate_listen(r, opt->listen_address, opt->port);
 	if (err) {

@@ -13,6 +13,7 @@
 #include "replicate_int.h"
 
 #include "err.h"
+#include "keyring.h"
 #include "log.h"
 #include "loop.h"
 
@@ -100,6 +101,7 @@ void sync_on_hello(struct session *s, const struct wire_hello *h)
 	/* Its vector comes next: what it holds is not known yet. */
 	s->peer->vector_wait = (h->features & WIRE_HELLO_VECTOR_NEXT) != 0;
 	s->peer->clock = (h->features & WIRE_HELLO_CLOCK) != 0;
+	s->peer->chain = (h->features & WIRE_HELLO_CHAIN) != 0;
 	if (s->peer->vector_wait)
 		return;
 	state_on_vector(s, &h->vector);
@@ -115,6 +117,8 @@ struct push {
 	uint8_t hash[CONTENT_HASH_LEN];
 };
 
+#define PUMP_PUSHES 64
+
 struct pump {
 	struct session *s;
 	struct wire_entries e;
@@ -124,8 +128,15 @@ struct pump {
 	unsigned in_frame;
 	bool full;
 	bool own;                 /* ORIGIN is this node */
+	bool chained;             /* the frame being built is CHAIN_ENTRIES */
+	bool mid;                 /* ...and its last entry ends no segment */
+	bool skip;                /* the rest of ORIGIN cannot go to the peer */
+	bool verifies;            /* the cluster signs (TLS) */
 	int64_t now_wall;
-	struct push push[64];     /* small files of the frame being built */
+	/* small files of the frame being built: a frame is cut once it
+	 * holds PUMP_PUSHES of them, at a segment's end, so a segment of
+	 * pushes always fits */
+	struct push push[PUMP_PUSHES + JOURNAL_SEGMENT_MAX];
 	unsigned n_push;
 };
 
@@ -188,6 +199,12 @@ void sync_entry_from_change(const struct journal_change *c,
 	w->n_bases = (uint16_t)(c->n_bases > WIRE_MAX_BASES ? WIRE_MAX_BASES :
 				c->n_bases);
 	w->bases = c->bases;
+	w->chained = c->chain.chained;
+	memcpy(w->prev, c->chain.prev, CONTENT_HASH_LEN);
+	w->seg_end = c->chain.seg_end;
+	memcpy(w->key_id, c->chain.key_id, CONTENT_HASH_LEN);
+	w->sig = c->chain.sig;
+	w->sig_len = (uint16_t)c->chain.sig_len;
 }
 
 static int pump_ship(struct pump *pu)
@@ -209,41 +226,93 @@ static int pump_ship(struct pump *pu)
 	return err;
 }
 
+/* Whether the frame being built must go before C joins: full, or of the
+ * other kind.  A chained frame is only ever cut at a segment's end. */
+static bool pump_cut_before(const struct pump *pu, bool chained)
+{
+	if (pu->in_frame == 0 || pu->mid)
+		return false;
+	return pu->n_push >= PUMP_PUSHES ||
+	       chained != pu->chained ||
+	       (chained && pu->b.len > PEER_ENTRIES_BUDGET);
+}
+
+/* A plain frame stops at its budget; a chained one may take a whole
+ * segment past it (JOURNAL_SEGMENT_MAX entries always fit the cap). */
+static int pump_begin(struct pump *pu, bool chained)
+{
+	pu->chained = chained;
+	return chained ? wire_chain_entries_begin(&pu->e, &pu->b,
+						  WIRE_MAX_PAYLOAD) :
+			 wire_entries_begin(&pu->e, &pu->b,
+					    PEER_ENTRIES_BUDGET);
+}
+
+static int pump_add(struct pump *pu, const struct wire_entry *w, bool chained)
+{
+	int err = 0;
+
+	if (pump_cut_before(pu, chained))
+		err = pump_ship(pu);
+	if (!err && pu->in_frame == 0)
+		err = pump_begin(pu, chained);
+	if (!err && chained && w->seg_end && w->sig_len)
+		err = chain_send_key(pu->s, w->key_id);
+	if (!err)
+		err = wire_entries_add(&pu->e, w);
+	if (err == -EMSGSIZE && !pu->mid) {
+		err = pump_ship(pu);
+		if (!err)
+			err = pump_begin(pu, chained);
+		if (!err)
+			err = wire_entries_add(&pu->e, w);
+	}
+	return err;
+}
+
 static int pump_one(void *arg, const struct journal_change *c)
 {
 	struct pump *pu = arg;
+	bool chained = pu->s->peer->chain && c->chain.chained;
 	struct wire_entry w;
 	int err;
 
+	/* A peer that checks signatures refuses a third node's entries
+	 * without them (chaincheck.c): it gets those from their origin. */
+	if (pu->s->peer->chain && !c->chain.chained && pu->verifies &&
+	    !pu->own) {
+		pu->skip = true;
+		return 1;
+	}
 	sync_entry_from_change(c, &w);
-	if (pu->n_push == sizeof(pu->push) / sizeof(pu->push[0])) {
-		err = pump_ship(pu);     /* a frame per 64 pushes at most */
-		if (err)
-			return err;
-	}
-	if (pu->in_frame == 0) {
-		err = wire_entries_begin(&pu->e, &pu->b, PEER_ENTRIES_BUDGET);
-		if (err)
-			return err;
-	}
-	err = wire_entries_add(&pu->e, &w);
-	if (err == -EMSGSIZE) {
-		err = pump_ship(pu);
-		if (!err)
-			err = wire_entries_begin(&pu->e, &pu->b,
-						 PEER_ENTRIES_BUDGET);
-		if (!err)
-			err = wire_entries_add(&pu->e, &w);
-	}
+	err = pump_add(pu, &w, chained);
 	if (err)
 		return err;
 	pu->in_frame++;
 	pu->last = c->ref.seq;
+	pu->mid = chained && !c->chain.seg_end;
 	pump_note_push(pu, c);
-	if (conn_queued(pu->s->conn) + pu->b.len > PEER_PUMP_LOW) {
+	if (!pu->mid &&
+	    conn_queued(pu->s->conn) + pu->b.len > PEER_PUMP_LOW) {
 		pu->full = true;
 		return 1;         /* stop the walk; the rest goes next time */
 	}
+	return 0;
+}
+
+/* Ships what is whole; a frame ending inside a segment (none should:
+ * every origin's held range ends where it was signed) is dropped. */
+static int pump_settle(struct pump *pu)
+{
+	if (!pu->mid)
+		return pump_ship(pu);
+	log_warn("replicate", "entries of %s after seq %llu have no "
+		 "signature here; not sent", pu->origin,
+		 (unsigned long long)pu->last);
+	wire_buf_reset(&pu->b);
+	pu->in_frame = 0;
+	pu->mid = false;
+	pu->skip = true;
 	return 0;
 }
 
@@ -275,7 +344,8 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 	}
 	pu->origin = origin;
 	pu->own = strcmp(origin, journal_origin(pu->s->r->journal)) == 0;
-	while (!pu->full && from < max_seq) {
+	pu->skip = false;
+	while (!pu->full && !pu->skip && from < max_seq) {
 		uint64_t before = from;
 
 		err = journal_entries_since(pu->s->r->journal, origin, from,
@@ -289,7 +359,12 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 		}
 		if (err < 0)
 			return err;
-		err = pump_ship(pu);
+		/* Inside a segment: read on, the frame goes at its end. */
+		if (pu->mid && pu->last > from && pu->last < max_seq) {
+			from = pu->last;
+			continue;
+		}
+		err = pump_settle(pu);
 		if (err)
 			return err;
 		from = sent_get(pu->s->peer, origin);
@@ -307,6 +382,7 @@ bool sync_pump(struct session *s)
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	pu.now_wall = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	pu.verifies = keyring_verifies(s->r->keyring);
 
 	if (s->dead || s->state != SESSION_OPEN || s->peer->vector_wait)
 		return false;
@@ -401,6 +477,12 @@ void sync_change_from_entry(const struct wire_entry *w,
 	c->target = w->has_target ? w->target : NULL;
 	c->bases = w->bases;
 	c->n_bases = w->n_bases;
+	c->chain.chained = w->chained;
+	memcpy(c->chain.prev, w->prev, CONTENT_HASH_LEN);
+	c->chain.seg_end = w->seg_end;
+	memcpy(c->chain.key_id, w->key_id, CONTENT_HASH_LEN);
+	c->chain.sig = w->sig;
+	c->chain.sig_len = w->sig_len;
 }
 
 static int send_vector(struct session *s)
@@ -453,50 +535,67 @@ static bool new_origin_allowed(struct session *s, const struct wire_entry *w)
 	return false;
 }
 
-static int on_entries(struct session *s, const struct wire_entry_list *l)
+/* Adds W; counts it into *ADDED, a hole into *GAP. */
+static int on_entry(struct session *s, const struct wire_entry *w,
+		    unsigned *added, bool *gap)
 {
 	struct peer *p = s->peer;
-	bool gap = false;
-	unsigned added = 0;
+	struct journal_change c;
+	int err;
 
-	for (uint32_t i = 0; i < l->n; i++) {
-		const struct wire_entry *w = &l->v[i];
-		struct journal_change c;
-		int err;
-
-		if (!new_origin_allowed(s, w)) {
-			p->stats.entries_in += added;
-			s->r->kicked |= added > 0;
-			return -EDQUOT;
-		}
-		sync_change_from_entry(w, &c);
-		err = journal_add_remote(s->r->journal, &c);
-		if (err == 0 && s->r->precopies)
-			precopy_on_entry(s->r, w);
-		if (err == 0)
-			added++;
-		else if (err == -EAGAIN)
-			gap = true;
-		else if (err == KR_EHOSTILE)
-			log_warn("replicate", "refused entry %s:%llu from %s: "
-				 "hostile or malformed path '%s/%s'",
-				 w->ref.origin, (unsigned long long)w->ref.seq,
-				 p->id, w->volume, w->path);
-		else if (err != -EALREADY) {
-			log_warn("replicate", "cannot add entry %s:%llu from %s "
-				 "(%s/%s): %s", w->ref.origin,
-				 (unsigned long long)w->ref.seq, p->id,
-				 w->volume, w->path, kr_strerror(err));
-			return err;
-		}
-		/* It holds this entry: never send it back. */
-		sent_raise(p, w->ref.origin, w->ref.seq);
+	if (!new_origin_allowed(s, w))
+		return -EDQUOT;
+	sync_change_from_entry(w, &c);
+	err = journal_add_remote(s->r->journal, &c);
+	if (err == 0 && s->r->precopies)
+		precopy_on_entry(s->r, w);
+	if (err == 0)
+		(*added)++;
+	else if (err == -EAGAIN)
+		*gap = true;
+	else if (err == KR_EHOSTILE)
+		log_warn("replicate", "refused entry %s:%llu from %s: "
+			 "hostile or malformed path '%s/%s', or a broken "
+			 "chain", w->ref.origin,
+			 (unsigned long long)w->ref.seq, p->id, w->volume,
+			 w->path);
+	else if (err != -EALREADY) {
+		log_warn("replicate", "cannot add entry %s:%llu from %s "
+			 "(%s/%s): %s", w->ref.origin,
+			 (unsigned long long)w->ref.seq, p->id,
+			 w->volume, w->path, kr_strerror(err));
+		return err;
 	}
-	p->stats.entries_in += added;
+	/* It holds this entry: never send it back. */
+	sent_raise(p, w->ref.origin, w->ref.seq);
+	return 0;
+}
+
+static int on_entries(struct session *s, const struct wire_entry_list *l,
+		      bool chained)
+{
+	bool *take = chained ? calloc(l->n + 1, sizeof(*take)) : NULL;
+	unsigned added = 0;
+	bool gap = false;
+	int refused = 0, err = 0;
+
+	if (chained && !take)
+		return -ENOMEM;
+	if (chained)
+		refused = chain_check_entries(s, l, take, &gap);
+	if (refused && refused != KR_EHOSTILE)
+		err = refused;
+	for (uint32_t i = 0; i < l->n && !err; i++)
+		if (chained ? take[i] : chain_plain_allowed(s, &l->v[i]))
+			err = on_entry(s, &l->v[i], &added, &gap);
+	free(take);
+	s->peer->stats.entries_in += added;
 	if (added) {
 		s->r->kicked = true;
 		apply_note_arrival(s->r, journal_last_change_id(s->r->journal));
 	}
+	if (err || refused)
+		return err ? err : refused;
 	/* Entries past a hole: tell the peer what we really hold, and it
 	 * starts again from there. */
 	return gap ? send_vector(s) : 0;
@@ -540,7 +639,12 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 
 	switch (m->type) {
 	case WIRE_ENTRIES:
-		return on_entries(s, &m->entries);
+	case WIRE_CHAIN_ENTRIES:
+		return on_entries(s, &m->entries,
+				  m->type == WIRE_CHAIN_ENTRIES);
+	case WIRE_KEY:
+		chain_on_key(s, &m->key);
+		return 0;
 	case WIRE_VECTOR:
 		s->peer->vector_wait = false;
 		sync_sent_reset(s->peer, &m->vector);

@@ -486,7 +486,7 @@ static int tls_check_key_mode(FILE *fp, const char *path, char **errmsg)
 	return 0;
 }
 
-static int tls_read_key(const char *path, EVP_PKEY **out, char **errmsg)
+int tls_read_key(const char *path, EVP_PKEY **out, char **errmsg)
 {
 	FILE *fp;
 	int rc = 0;
@@ -510,8 +510,8 @@ static int tls_read_key(const char *path, EVP_PKEY **out, char **errmsg)
 }
 
 /* Every certificate in PATH, in file order; WHAT names it in messages. */
-static int tls_read_certs(const char *path, const char *what,
-			  STACK_OF(X509) **out, char **errmsg)
+int tls_read_certs(const char *path, const char *what,
+		   STACK_OF(X509) **out, char **errmsg)
 {
 	STACK_OF(X509) *certs = NULL;
 	X509 *x;
@@ -817,7 +817,7 @@ static int tls_san_node_id(X509 *x, char *out, size_t cap, bool *found)
 	return rc;
 }
 
-static int tls_cert_node_id(X509 *x, char *out, size_t cap)
+int tls_cert_node_id(X509 *x, char *out, size_t cap)
 {
 	X509_NAME *subject = X509_get_subject_name(x);
 	bool found;

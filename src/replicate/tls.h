@@ -33,6 +33,9 @@
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
+typedef struct x509_st X509;
+typedef struct evp_pkey_st EVP_PKEY;
+struct stack_st_X509;
 
 #define TLS_CA_CERT "ca.pem"
 #define TLS_CA_KEY "ca-key.pem"
@@ -86,5 +89,15 @@ void tls_context_free(SSL_CTX *ctx);
  * id; -ENAMETOOLONG when OUT is too small.
  */
 int tls_peer_node_id(SSL *ssl, char *out, size_t cap);
+
+/* The same from certificate X, whoever presented it (checking it is the
+ * caller's business). */
+int tls_cert_node_id(X509 *x, char *out, size_t cap);
+
+/* A private key file, refused when group or other may access it. */
+int tls_read_key(const char *path, EVP_PKEY **out, char **errmsg);
+/* Every certificate in PATH, in file order; WHAT names it in messages. */
+int tls_read_certs(const char *path, const char *what,
+		   struct stack_st_X509 **out, char **errmsg);
 
 #endif

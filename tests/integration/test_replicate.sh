@@ -26,6 +26,14 @@ settle
 [ "$(cat "$R2/web/test.txt")" = "Hello from n1" ] || fail "content on n2"
 pass "a file written on n1 is on n2 and n3"
 
+# Without TLS nothing can be signed: the log and /v1/status say so.
+grep -q "chained but not signed, so any peer can forge" "$T/n1.log" ||
+  fail "a plaintext agent does not warn that entries are not signed"
+st=$(curl -sf "http://127.0.0.1:$((PORT + 1))/v1/status") || fail "no status from n1"
+[ "$(jq -r .journal_signing.signed <<<"$st")" = false ] ||
+  fail "a plaintext agent reports a signed journal: $(jq -c .journal_signing <<<"$st")"
+pass "a plaintext cluster says its journal is not signed"
+
 echo 'reply from n3' > "$R3/web/reply.txt"
 printf 'edited on n2\n' > "$R2/web/test.txt"
 settle

@@ -45,6 +45,15 @@ echo "secret" > "$T/n1/volumes/web/a.txt"
 wait_for 60 test -f "$T/n2/volumes/web/a.txt" || fail "members did not replicate over TLS"
 pass "two members replicate over mutual TLS"
 
+# Their journals are signed, and /v1/status says so; each learned the
+# other's signing key from its handshake.
+st=$(curl -sf "http://127.0.0.1:$((PORT + 1))/v1/status") || fail "no status from n1"
+[ "$(jq -r .journal_signing.signed <<<"$st")" = true ] ||
+  fail "a TLS agent does not report a signed journal: $(jq -c .journal_signing <<<"$st")"
+wait_for 10 grep -q "learned n2's journal signing key from n2" "$T/n1.log" ||
+  fail "n1 did not keep n2's signing key"
+pass "the journal is signed, and /v1/status says so"
+
 echo "from the rogue" > "$T/n3/volumes/web/rogue.txt"
 sleep 2
 [ ! -e "$T/n3/volumes/web/a.txt" ] || fail "the rogue node received data"

@@ -1,0 +1,280 @@
+/*
+ * Checking what peers say about origins, before the journal stores it.
+ *
+ * A CHAIN_ENTRIES frame carries, for every entry, the chain hash of the
+ * origin's previous entry, and at each segment's end the origin's
+ * signature (src/journal/chain.c).  For each run of one origin in a
+ * frame this walks the new entries (past what the journal holds) from the
+ * chain hash the journal expects, links each, and at each segment end
+ * checks the signature with the origin node's key (keyring.h).  Only
+ * whole segments whose signature verified are stored; a wrong link or
+ * signature refuses the rest of the frame, is logged with the peer that
+ * sent it, and closes its session.  A segment longer than
+ * JOURNAL_SEGMENT_MAX, or entries after the last segment end, are refused
+ * too: a sender cuts frames at segment ends, and an origin signs at
+ * least that often.
+ *
+ * Plain ENTRIES (a peer too old to chain) are taken in a TLS cluster only
+ * for the sending node's own origin, which its certificate proves; in a
+ * plaintext cluster, as before, from anyone.
+ *
+ * Keys travel ahead of what they signed: a session sends KEY with the
+ * certificate of each key before the first frame holding a signature by
+ * it, and the peer's own certificate from its TLS handshake is known
+ * once it is connected.
+ */
+#include "replicate_int.h"
+
+#include "err.h"
+#include "keyring.h"
+#include "log.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+struct run {
+	struct session *s;
+	const struct wire_entry *v;
+	size_t n;
+	bool *take;
+	bool gap;
+	uint8_t expect[CONTENT_HASH_LEN];
+	bool known;
+};
+
+static int run_refuse(struct run *u, size_t i, const char *why)
+{
+	log_warn("replicate", "refused entries of %s from seq %llu sent by "
+		 "%s: %s", u->v[i].ref.origin,
+		 (unsigned long long)u->v[i].ref.seq, u->s->peer->id, why);
+	return KR_EHOSTILE;
+}
+
+static int run_signature(struct run *u, size_t i,
+			 const uint8_t chain[CONTENT_HASH_LEN])
+{
+	const struct wire_entry *w = &u->v[i];
+	struct keyring *k = u->s->r->keyring;
+	int rc;
+
+	if (!keyring_verifies(k))
+		return 0;     /* plaintext: nothing to check it with */
+	if (w->sig_len == 0)
+		return run_refuse(u, i, "its segment is not signed");
+	rc = keyring_check(k, w->ref.origin, w->ref.seq, chain, w->key_id,
+			   w->sig, w->sig_len);
+	if (rc == -ENOKEY)
+		return run_refuse(u, i, "signed by a key whose certificate "
+				  "was not sent");
+	if (rc)
+		return run_refuse(u, i, "the signature does not verify with "
+				  "the key of the origin's node");
+	return 0;
+}
+
+/* Entries U->v[FROM..] are new: link and check them segment by segment. */
+static int run_walk(struct run *u, size_t from)
+{
+	uint8_t digest[CONTENT_HASH_LEN], chain[CONTENT_HASH_LEN];
+	size_t seg = from;
+	int err = 0;
+
+	for (size_t i = from; i < u->n && !err; i++) {
+		const struct wire_entry *w = &u->v[i];
+		struct journal_change c;
+
+		if (i > from && w->ref.seq != u->v[i - 1].ref.seq + 1)
+			return run_refuse(u, i, "its seqs are not consecutive");
+		if (i - seg >= JOURNAL_SEGMENT_MAX)
+			return run_refuse(u, i, "a segment longer than any "
+					  "origin signs");
+		if (u->known && memcmp(u->expect, w->prev, CONTENT_HASH_LEN))
+			return run_refuse(u, i, "it does not follow the "
+					  "origin's chain (forged, altered "
+					  "or reordered)");
+		sync_change_from_entry(w, &c);
+		err = journal_entry_digest(&c, digest);
+		if (err)
+			return err;
+		journal_chain_link(w->prev, digest, chain);
+		memcpy(u->expect, chain, CONTENT_HASH_LEN);
+		u->known = true;
+		if (!w->seg_end)
+			continue;
+		err = run_signature(u, i, chain);
+		for (size_t k = seg; !err && k <= i; k++)
+			u->take[k] = true;
+		seg = i + 1;
+	}
+	if (!err && seg < u->n)
+		return run_refuse(u, seg, "the frame ends inside a segment");
+	return err;
+}
+
+static int run_check(struct run *u)
+{
+	struct journal *j = u->s->r->journal;
+	const char *origin = u->v[0].ref.origin;
+	uint64_t have = journal_have(j, origin);
+	size_t from = 0;
+
+	while (from < u->n && u->v[from].ref.seq <= have)
+		from++;                   /* held already */
+	if (from == u->n)
+		return 0;
+	if (u->v[from].ref.seq != have + 1) {
+		u->gap = true;            /* ask again from where we stand */
+		return 0;
+	}
+	u->known = journal_chain_expect(j, origin, u->expect) == 0;
+	return run_walk(u, from);
+}
+
+int chain_check_entries(struct session *s, const struct wire_entry_list *l,
+			bool *take, bool *gap)
+{
+	size_t i = 0;
+	int err = 0;
+
+	memset(take, 0, l->n * sizeof(*take));
+	*gap = false;
+	while (i < l->n && !err) {
+		struct run u = { .s = s, .v = &l->v[i], .take = &take[i] };
+
+		while (i + u.n < l->n && strcmp(l->v[i + u.n].ref.origin,
+						u.v[0].ref.origin) == 0)
+			u.n++;
+		err = run_check(&u);
+		*gap |= u.gap;
+		i += u.n;
+	}
+	return err;
+}
+
+/* Whether ORIGIN is a change of the node NODE. */
+static bool origin_of(const char *origin, const char *node)
+{
+	size_t n = strlen(node);
+
+	return strncmp(origin, node, n) == 0 && origin[n] == '@';
+}
+
+bool chain_plain_allowed(struct session *s, const struct wire_entry *w)
+{
+	if (!keyring_verifies(s->r->keyring) ||
+	    origin_of(w->ref.origin, s->peer->id))
+		return true;
+	if (!s->plain_refused) {
+		s->plain_refused = true;
+		log_warn("replicate", "peer %s relays %s's entries without "
+			 "their signatures (an older KrakenFS?); refusing "
+			 "them: upgrade it", s->peer->id, w->ref.origin);
+	}
+	return false;
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+static void chain_learn(struct replicate *r, const uint8_t *der, size_t len,
+			const char *from)
+{
+	char node[KEYRING_NODE_MAX];
+	uint8_t id[CONTENT_HASH_LEN];
+	bool added;
+	int err = keyring_add(r->keyring, der, len, node, id, &added);
+
+	if (err == -EOPNOTSUPP)
+		return;
+	if (err) {
+		log_warn("replicate", "ignored a signing key from %s: %s", from,
+			 err == -EACCES ? "the cluster ca did not issue it" :
+			 kr_strerror(err));
+		return;
+	}
+	if (added && journal_key_put(r->journal, id, node, der, len) == 0)
+		log_info("replicate", "learned %s's journal signing key from "
+			 "%s", node, from);
+}
+
+void chain_on_key(struct session *s, const struct wire_key *k)
+{
+	chain_learn(s->r, k->der, k->len, s->peer->id);
+}
+
+void chain_on_connected(struct session *s, SSL *ssl)
+{
+	X509 *x = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+	unsigned char *der = NULL;
+	int n = x ? i2d_X509(x, &der) : 0;
+
+	if (n > 0)
+		chain_learn(s->r, der, (size_t)n, s->peer->id);
+	OPENSSL_free(der);
+}
+
+static bool keys_sent_has(struct session *s, const uint8_t *id)
+{
+	for (unsigned i = 0; i < s->n_keys_sent; i++)
+		if (memcmp(s->keys_sent[i], id, CONTENT_HASH_LEN) == 0)
+			return true;
+	return false;
+}
+
+int chain_send_key(struct session *s, const uint8_t id[CONTENT_HASH_LEN])
+{
+	struct wire_msg m = { .type = WIRE_KEY };
+	size_t len;
+	const uint8_t *der;
+	int err;
+
+	if (keys_sent_has(s, id))
+		return 0;
+	der = keyring_cert(s->r->keyring, id, &len);
+	if (!der)
+		return 0;     /* the receiver will say which key it lacks */
+	m.key.der = der;
+	m.key.len = (uint16_t)len;
+	err = session_send(s, &m);
+	if (!err && s->n_keys_sent < SESSION_KEYS_SENT)
+		memcpy(s->keys_sent[s->n_keys_sent++], id, CONTENT_HASH_LEN);
+	return err;
+}
+
+static int chain_load_one(void *arg, const uint8_t *id, const char *node,
+			  const uint8_t *der, size_t len)
+{
+	char got[KEYRING_NODE_MAX];
+	uint8_t gid[CONTENT_HASH_LEN];
+	bool added;
+
+	(void)id;
+	(void)node;
+	keyring_add(arg, der, len, got, gid, &added);
+	return 0;
+}
+
+int chain_setup(struct replicate *r)
+{
+	const uint8_t *own = keyring_own_id(r->keyring);
+	size_t len;
+	const uint8_t *der;
+	int err = 0;
+
+	if (keyring_verifies(r->keyring))
+		err = journal_keys(r->journal, chain_load_one, r->keyring);
+	if (!err && own) {
+		der = keyring_cert(r->keyring, own, &len);
+		err = journal_key_put(r->journal, own, r->node_id, der, len);
+		if (!err)
+			err = journal_set_signer(r->journal, own, keyring_sign,
+						 r->keyring);
+		if (!err)
+			err = journal_flush(r->journal);
+	}
+	return err;
+}
