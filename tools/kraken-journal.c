@@ -5,7 +5,9 @@
  *   history  every version of one path with its base links
  *   status   node identity, peers, version vector, counts
  *   conflicts  concurrent versions and where each one went
- *   verify   re-hash the volumes and compare them with the journal
+ *   verify   re-hash the volumes and compare them with the journal;
+ *            with --chain check the signed hash chains instead
+ *            (kraken-journal-chain.c)
  *
  * It opens the database read-only (WAL lets it run beside the agent) and
  * goes through the journal module's queries; it never runs SQL itself.
@@ -19,6 +21,7 @@
 #include "content.h"
 #include "err.h"
 #include "journal.h"
+#include "kraken-journal.h"
 #include "path.h"
 
 #include <dirent.h>
@@ -70,6 +73,15 @@ static void usage(FILE *out)
 		"                         where each other one was copied\n"
 		"  verify [--root DIR]    re-hash the volumes and compare with the\n"
 		"                         journal; exit 1 on any mismatch\n"
+		"  verify --chain [--ca FILE]\n"
+		"                         check each origin's signed hash chain:\n"
+		"                         every held change is the one its origin\n"
+		"                         signed, none inserted, altered or\n"
+		"                         reordered; exit 1 on any problem.\n"
+		"      --ca FILE          the cluster CA (default: sync.tls.ca_file\n"
+		"                         of the config, else %s,\n"
+		"                         if it exists); without one only the\n"
+		"                         chains are checked\n"
 		"\n"
 		"TIME is 2026-11-26T10:00:00Z, '2026-11-26 10:00:00' (UTC),\n"
 		"2026-11-26, @UNIXSECONDS, or an age like 90s, 15m, 2h, 3d.\n"
@@ -82,10 +94,16 @@ static void usage(FILE *out)
 		"Options:\n"
 		"  --db PATH      journal database (default: journal.path of the\n"
 		"                 config, else %s)\n"
-		"  --config FILE  read journal.path and volume.root_path from FILE\n"
-		"  --json         one JSON object per line\n"
-		"  -h, --help     this text\n",
-		DEFAULT_JOURNAL);
+		"  --config FILE  read journal.path, volume.root_path and\n"
+		"                 sync.tls.ca_file from FILE\n"
+		"  --json         one JSON object per line (verify --chain: one\n"
+		"                 object)\n"
+		"  -h, --help     this text\n"
+		"\n"
+		"Exit status: 0 success; 1 verify found a problem (or history\n"
+		"found no such path); 2 bad usage, or the journal or CA cannot\n"
+		"be read.\n",
+		KJ_DEFAULT_CA, DEFAULT_JOURNAL);
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -965,10 +983,14 @@ static int cmd_verify(struct cli *cli, int argc, char **argv)
 {
 	struct verify v = { .cli = cli };
 	char *stored_root = NULL, *patterns = NULL, *why = NULL;
+	const char *ca = NULL;
+	bool chain = false;
 	int err;
 
 	static const struct option opts[] = {
 		{ "root", required_argument, NULL, 'R' },
+		{ "chain", no_argument, NULL, 'C' },
+		{ "ca", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -978,12 +1000,23 @@ static int cmd_verify(struct cli *cli, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'R': v.root = optarg; break;
+		case 'C': chain = true; break;
+		case 'A': ca = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: return 2;
 		}
 	}
 	if (optind < argc)
 		return fail("verify: unexpected argument '%s'", argv[optind]);
+	if (ca && !chain)
+		return fail("%s", "verify: --ca goes with --chain");
+	if (chain && v.root)
+		return fail("%s", "verify: --chain checks the journal alone; "
+			    "it takes no --root");
+	if (chain)
+		return kj_verify_chain(cli->journal, ca, cli->cfg ?
+				       cli->cfg->tls_ca_file : KJ_DEFAULT_CA,
+				       cli->json);
 	if (!v.root && cli->cfg)
 		v.root = cli->cfg->root_path;
 	if (!v.root && journal_meta_get(cli->journal, "volume_root",

@@ -1,0 +1,25 @@
+/*
+ * Private to kraken-journal: its commands that live in files of their
+ * own.  Each returns the tool's exit status (0 good, 1 problems found,
+ * 2 bad usage or something that cannot be read).
+ */
+#ifndef KRAKEN_JOURNAL_TOOL_H
+#define KRAKEN_JOURNAL_TOOL_H
+
+#include "journal.h"
+
+#include <stdbool.h>
+
+/* sync.tls.ca_file when no config is named (as in config.c). */
+#define KJ_DEFAULT_CA "/etc/krakenfs/tls/ca.pem"
+
+/*
+ * verify --chain (kraken-journal-chain.c): checks every origin's signed
+ * hash chain in J.  CA is --ca (NULL: none given), CONFIG_CA the
+ * config's sync.tls.ca_file, used when CA is NULL and the file exists;
+ * without either only the chains are checked.  JSON: one object.
+ */
+int kj_verify_chain(struct journal *j, const char *ca, const char *config_ca,
+		    bool json);
+
+#endif
