@@ -100,9 +100,10 @@ static void dg_bases(struct dg *d, const struct journal_change *c)
 		d->ok = false;
 		return;
 	}
-	if (n)
+	if (n) {
 		memcpy(v, c->bases, n * sizeof(*v));
-	qsort(v, n, sizeof(*v), ref_cmp);
+		qsort(v, n, sizeof(*v), ref_cmp);
+	}
 	dg_u64(d, n);
 	for (size_t i = 0; i < n; i++) {
 		dg_str(d, v[i].origin);
