@@ -26,22 +26,141 @@
  *                        number of origins it named
  *   origins NODE VOL N   HELLO as NODE, then N deletes of absent paths in
  *                        VOL, each under a made-up origin NODE@i
+ *   forge NODE VOL PATH ORIGIN_NODE KIND
+ *                        HELLO as NODE (with WIRE_HELLO_CHAIN unless KIND
+ *                        is plain) and an empty VECTOR, then 3 s of
+ *                        reading what the agent sends: the newest entry
+ *                        of an origin of ORIGIN_NODE ("ORIGIN_NODE@..."),
+ *                        its chain hash, and the key id of that origin's
+ *                        last signed entry.  Then one forged DELETE of
+ *                        VOL/PATH as that origin's next seq (Lamport
+ *                        above any seen, wall time now, based on the
+ *                        origin's entry when it was of VOL/PATH):
+ *                          plain     in a plain ENTRIES frame
+ *                          badprev   CHAIN_ENTRIES, prev all zeros,
+ *                                    signed with our own key (--tls)
+ *                          ownkey    the right prev, signed with our
+ *                                    own key (a member's, not the
+ *                                    origin node's)
+ *                          stolenid  the right prev, the origin's key
+ *                                    id, 72 random signature bytes
+ *                        Exits 2 when no entry of ORIGIN_NODE came
+ *                        (nothing to forge after), 4 (printing
+ *                        "closed") when the agent hung up before.
+ *
+ * Option --tls DIR, before HOST: the connection is TLS 1.3 as a client,
+ * with DIR/node.pem, DIR/node-key.pem and DIR/ca.pem (not for bighello,
+ * idle or flood).  A handshake that fails is reported on stderr with exit
+ * status 3.
  *
  * It prints what the agent did ("closed" when the agent hung up within 5 s,
  * "open" otherwise) and exits 0; the test decides what was expected.
  */
 #include "conn.h"
+#include "tls.h"
 #include "wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+/* With --tls: the connection's TLS session; NULL for plain TCP. */
+static SSL *tls;
+/* With --tls: our own key (DIR/node-key.pem), to sign forged segments. */
+static EVP_PKEY *own_key;
+
+/* Sends LEN bytes of BUF whole; 0 or -1 (the agent hung up). */
+static int io_send(int fd, const void *buf, size_t len)
+{
+	if (tls) {
+		size_t done = 0;
+
+		return len == 0 || (SSL_write_ex(tls, buf, len, &done) &&
+				    done == len) ? 0 : -1;
+	}
+	return send(fd, buf, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+/* Up to LEN bytes within MS milliseconds: how many (> 0), 0 when the
+ * agent hung up (or the connection failed), -1 when nothing came. */
+static ssize_t io_recv(int fd, void *buf, size_t len, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	if (tls) {
+		struct timeval tv = { .tv_sec = ms / 1000,
+				      .tv_usec = (ms % 1000) * 1000 };
+		size_t got = 0;
+		int err;
+
+		/* A record arriving in pieces may take a few of these. */
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+			       sizeof(tv)) != 0)
+			return 0;
+		if (SSL_read_ex(tls, buf, len, &got))
+			return (ssize_t)got;
+		err = SSL_get_error(tls, 0);
+		ERR_clear_error();
+		return err == SSL_ERROR_WANT_READ ? -1 : 0;
+	}
+	if (poll(&p, 1, ms) <= 0)
+		return -1;
+	n = recv(fd, buf, len, 0);
+	return n > 0 ? n : 0;
+}
+
+/* The client side of TLS 1.3 on FD with DIR's credentials; exits 3 when
+ * the handshake fails. */
+static void tls_start(int fd, const char *dir)
+{
+	char cert[4096], key[4096], ca[4096];
+	char *errmsg = NULL;
+	SSL_CTX *ctx;
+	int rc;
+
+	snprintf(cert, sizeof(cert), "%s/%s", dir, TLS_NODE_CERT);
+	snprintf(key, sizeof(key), "%s/%s", dir, TLS_NODE_KEY);
+	snprintf(ca, sizeof(ca), "%s/%s", dir, TLS_CA_CERT);
+	ctx = tls_context_new(cert, key, ca, false, &errmsg);
+	if (!ctx || tls_read_key(key, &own_key, &errmsg) != 0) {
+		fprintf(stderr, "--tls %s: %s\n", dir,
+			errmsg ? errmsg : "cannot load");
+		exit(2);
+	}
+	/* A write to a connection the agent closed fails instead of
+	 * killing us (OpenSSL's socket BIO writes without MSG_NOSIGNAL). */
+	signal(SIGPIPE, SIG_IGN);
+	tls = SSL_new(ctx);
+	if (!tls || !SSL_set_fd(tls, fd)) {
+		fprintf(stderr, "cannot set up TLS\n");
+		exit(2);
+	}
+	rc = SSL_connect(tls);
+	if (rc != 1) {
+		unsigned long e = ERR_peek_last_error();
+
+		fprintf(stderr, "TLS handshake failed: %s (verify: %s)\n",
+			e ? ERR_reason_error_string(e) : "connection closed",
+			X509_verify_cert_error_string(
+				SSL_get_verify_result(tls)));
+		exit(3);
+	}
+	tls_context_free(ctx);
+}
 
 /* A connection to HOST:PORT, from address FROM (NULL: any). */
 static int dial(const char *host, int port, const char *from)
@@ -63,7 +182,7 @@ static int dial(const char *host, int port, const char *from)
 
 static void send_all(int fd, const void *buf, size_t len)
 {
-	if (send(fd, buf, len, MSG_NOSIGNAL) != (ssize_t)len) {
+	if (io_send(fd, buf, len) != 0) {
 		perror("send");
 		exit(2);
 	}
@@ -87,7 +206,7 @@ static int send_msg_quiet(int fd, const struct wire_msg *m)
 	struct wire_buf b = { 0 };
 	int err = wire_encode(&b, m);
 
-	if (!err && send(fd, b.data, b.len, MSG_NOSIGNAL) != (ssize_t)b.len)
+	if (!err && io_send(fd, b.data, b.len) != 0)
 		err = -1;
 	wire_buf_release(&b);
 	return err;
@@ -107,16 +226,9 @@ static const char *outcome(int fd)
 {
 	char buf[65536];
 
-	for (int i = 0; i < 50; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-
-		if (poll(&p, 1, 100) > 0) {
-			ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-			if (n <= 0)
-				return "closed";
-		}
-	}
+	for (int i = 0; i < 50; i++)
+		if (io_recv(fd, buf, sizeof(buf), 100) == 0)
+			return "closed";
 	return "open";
 }
 
@@ -311,11 +423,9 @@ static void read_vector(int fd)
 	uint32_t len;
 
 	while (have < need) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t got;
+		ssize_t got = io_recv(fd, buf + have, need - have, 5000);
 
-		if (poll(&p, 1, 5000) <= 0 ||
-		    (got = recv(fd, buf + have, need - have, 0)) <= 0) {
+		if (got <= 0) {
 			printf("no HELLO\n");
 			exit(0);
 		}
@@ -334,17 +444,324 @@ static void read_vector(int fd)
 	exit(0);
 }
 
+/* ---- forge ---------------------------------------------------------- */
+
+/* What the agent told us of the origin whose entries we forge. */
+struct seen {
+	const char *node;         /* ORIGIN_NODE */
+	bool have;                /* an entry of it came */
+	struct journal_ref ref;   /* the newest one */
+	uint64_t lamport;         /* its Lamport value */
+	char volume[VOLUME_NAME_MAX + 1];
+	char path[PATH_REL_MAX + 1];
+	bool chain_known;         /* it came chained: CHAIN is its hash */
+	uint8_t chain[CONTENT_HASH_LEN];
+	bool signed_seen;         /* a signed segment end of the origin came */
+	uint8_t key_id[CONTENT_HASH_LEN];  /* ...with this key id */
+	uint64_t max_lamport;     /* over every entry seen */
+	unsigned frames;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* LEN bytes into BUF before DEADLINE (ms): 1, 0 when the agent hung up,
+ * -1 when time ran out. */
+static int read_exact(int fd, uint8_t *buf, size_t len, uint64_t deadline)
+{
+	size_t have = 0;
+
+	while (have < len) {
+		uint64_t now = now_ms();
+		ssize_t n;
+
+		if (now >= deadline)
+			return -1;
+		n = io_recv(fd, buf + have, len - have,
+			    (int)(deadline - now < 200 ? deadline - now : 200));
+		if (n == 0)
+			return 0;
+		if (n > 0)
+			have += (size_t)n;
+	}
+	return 1;
+}
+
+/* The chain fields of W as the journal digests them (sync.c's
+ * sync_change_from_entry does the same). */
+static void change_from_entry(const struct wire_entry *w,
+			      struct journal_change *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->ref = w->ref;
+	c->lamport = w->lamport;
+	c->wall_ns = w->wall_ns;
+	c->volume = w->volume;
+	c->path = w->path;
+	c->op = w->op;
+	c->mode = w->mode;
+	c->uid = w->uid;
+	c->gid = w->gid;
+	c->size = w->size;
+	c->mtime_ns = w->mtime_ns;
+	c->has_hash = w->has_hash;
+	memcpy(c->hash, w->hash, CONTENT_HASH_LEN);
+	c->target = w->has_target ? w->target : NULL;
+	c->bases = w->bases;
+	c->n_bases = w->n_bases;
+}
+
+static bool origin_of_node(const char *origin, const char *node)
+{
+	size_t n = strlen(node);
+
+	return strncmp(origin, node, n) == 0 && origin[n] == '@';
+}
+
+static void note_entries(struct seen *sn, const struct wire_entry_list *l,
+			 bool chained)
+{
+	for (uint32_t i = 0; i < l->n; i++) {
+		const struct wire_entry *w = &l->v[i];
+		struct journal_change c;
+		uint8_t digest[CONTENT_HASH_LEN];
+
+		if (w->lamport > sn->max_lamport)
+			sn->max_lamport = w->lamport;
+		if (!origin_of_node(w->ref.origin, sn->node))
+			continue;
+		if (chained && w->seg_end && w->sig_len) {
+			memcpy(sn->key_id, w->key_id, CONTENT_HASH_LEN);
+			sn->signed_seen = true;
+		}
+		if (sn->have && strcmp(sn->ref.origin, w->ref.origin) == 0 &&
+		    w->ref.seq <= sn->ref.seq)
+			continue;         /* not newer */
+		sn->have = true;
+		sn->ref = w->ref;
+		sn->lamport = w->lamport;
+		snprintf(sn->volume, sizeof(sn->volume), "%s", w->volume);
+		snprintf(sn->path, sizeof(sn->path), "%s", w->path);
+		sn->chain_known = chained;
+		if (chained) {
+			change_from_entry(w, &c);
+			if (journal_entry_digest(&c, digest) != 0) {
+				fprintf(stderr, "cannot digest an entry\n");
+				exit(2);
+			}
+			journal_chain_link(w->prev, digest, sn->chain);
+		}
+	}
+}
+
+/* Frames from the agent for up to MS milliseconds, noting entries. */
+static void forge_listen(int fd, struct seen *sn, int ms)
+{
+	static uint8_t buf[WIRE_MAX_PAYLOAD];
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+
+	for (;;) {
+		uint8_t h[WIRE_HEADER_LEN];
+		enum wire_type type;
+		uint32_t len;
+		struct wire_msg m = { 0 };
+		int rc = read_exact(fd, h, sizeof(h), deadline);
+
+		if (rc > 0 && wire_header_parse(h, &type, &len) != 0) {
+			fprintf(stderr, "a bad frame header from the agent\n");
+			exit(2);
+		}
+		if (rc > 0)
+			rc = read_exact(fd, buf, len, deadline);
+		if (rc < 0)
+			return;           /* time is up */
+		if (rc == 0) {
+			fprintf(stderr, "the agent hung up before anything "
+				"was forged (%u frames)\n", sn->frames);
+			printf("closed\n");
+			exit(4);
+		}
+		sn->frames++;
+		if (wire_decode(type, buf, len, &m) != 0) {
+			fprintf(stderr, "cannot decode a %s frame\n",
+				wire_type_name(type));
+			exit(2);
+		}
+		if (type == WIRE_ENTRIES || type == WIRE_CHAIN_ENTRIES)
+			note_entries(sn, &m.entries,
+				     type == WIRE_CHAIN_ENTRIES);
+		wire_msg_release(&m);
+	}
+}
+
+/* SIG signed with our own key over the signature message of (ORIGIN,
+ * SEQ, CHAIN); its length. */
+static size_t own_sign(const char *origin, uint64_t seq,
+		       const uint8_t chain[CONTENT_HASH_LEN],
+		       uint8_t sig[WIRE_SIG_MAX])
+{
+	uint8_t msg[JOURNAL_SIG_MSG_MAX];
+	size_t len = journal_sig_message(origin, seq, chain, msg);
+	size_t sig_len = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	if (!own_key) {
+		fprintf(stderr, "this kind signs with our own key: --tls\n");
+		exit(2);
+	}
+	if (!ctx || !EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL,
+					own_key) ||
+	    !EVP_DigestSign(ctx, NULL, &sig_len, msg, len) ||
+	    sig_len > WIRE_SIG_MAX ||
+	    !EVP_DigestSign(ctx, sig, &sig_len, msg, len)) {
+		fprintf(stderr, "cannot sign\n");
+		exit(2);
+	}
+	EVP_MD_CTX_free(ctx);
+	return sig_len;
+}
+
+/* Our own key id: SHA-256 of the DER public key, as keyring.c has it. */
+static void own_key_id(uint8_t id[CONTENT_HASH_LEN])
+{
+	unsigned char *spki = NULL;
+	int n = own_key ? i2d_PUBKEY(own_key, &spki) : 0;
+
+	if (n <= 0 || !EVP_Digest(spki, (size_t)n, id, NULL, EVP_sha256(),
+				  NULL)) {
+		fprintf(stderr, "cannot make our key id\n");
+		exit(2);
+	}
+	OPENSSL_free(spki);
+}
+
+static void forge(int fd, const char *node, const char *vol, const char *path,
+		  const char *origin_node, const char *kind)
+{
+	bool plain = !strcmp(kind, "plain");
+	struct seen sn = { .node = origin_node };
+	struct wire_msg m = { .type = WIRE_HELLO };
+	struct journal_ref own = { .seq = 0 }, base;
+	struct wire_entry e;
+	uint8_t sig[WIRE_SIG_MAX];
+	struct timespec now;
+
+	if (!plain && strcmp(kind, "badprev") && strcmp(kind, "ownkey") &&
+	    strcmp(kind, "stolenid")) {
+		fprintf(stderr, "unknown forge kind '%s'\n", kind);
+		exit(2);
+	}
+	/* Our HELLO names our own origin only; the (empty) vector follows,
+	 * and the agent sends everything it holds. */
+	snprintf(own.origin, sizeof(own.origin), "%s@00000000000000aa", node);
+	m.hello.node_id = node;
+	m.hello.cluster_id = "krakenfs";
+	m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_VECTOR_NEXT |
+			   (plain ? 0 : WIRE_HELLO_CHAIN);
+	m.hello.vector.n = 1;
+	m.hello.vector.refs = &own;
+	send_msg(fd, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_VECTOR;
+	send_msg(fd, &m);
+
+	forge_listen(fd, &sn, 3000);
+	if (!sn.have) {
+		fprintf(stderr, "no entry of %s came in 3 s (%u frames)\n",
+			origin_node, sn.frames);
+		exit(2);
+	}
+	if (!plain && !sn.chain_known) {
+		fprintf(stderr, "%s's entries came unchained\n", origin_node);
+		exit(2);
+	}
+	if (!strcmp(kind, "stolenid") && !sn.signed_seen) {
+		fprintf(stderr, "no signed entry of %s came\n", origin_node);
+		exit(2);
+	}
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	memset(&e, 0, sizeof(e));
+	e.ref = sn.ref;
+	e.ref.seq = sn.ref.seq + 1;
+	e.lamport = (sn.max_lamport > sn.lamport ? sn.max_lamport :
+		     sn.lamport) + 10;
+	e.wall_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	e.volume = vol;
+	e.path = path;
+	e.op = JOURNAL_DELETE;
+	e.mode = 0;
+	if (!strcmp(sn.volume, vol) && !strcmp(sn.path, path)) {
+		base = sn.ref;
+		e.n_bases = 1;
+		e.bases = &base;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = plain ? WIRE_ENTRIES : WIRE_CHAIN_ENTRIES;
+	m.entries.n = 1;
+	m.entries.v = &e;
+	if (!plain) {
+		e.chained = true;
+		e.seg_end = true;
+		e.sig = sig;
+		if (strcmp(kind, "badprev"))
+			memcpy(e.prev, sn.chain, CONTENT_HASH_LEN);
+		if (!strcmp(kind, "stolenid")) {
+			memcpy(e.key_id, sn.key_id, CONTENT_HASH_LEN);
+			e.sig_len = 72;
+			if (RAND_bytes(sig, 72) != 1)
+				exit(2);
+		} else {
+			uint8_t chain[CONTENT_HASH_LEN];
+			struct journal_change c;
+			uint8_t digest[CONTENT_HASH_LEN];
+
+			change_from_entry(&e, &c);
+			if (journal_entry_digest(&c, digest) != 0)
+				exit(2);
+			journal_chain_link(e.prev, digest, chain);
+			own_key_id(e.key_id);
+			e.sig_len = (uint16_t)own_sign(e.ref.origin,
+						       e.ref.seq, chain, sig);
+		}
+	}
+	fprintf(stderr, "forging %s:%llu (after %s/%s, lamport %llu): "
+		"DELETE %s/%s, %s\n", e.ref.origin,
+		(unsigned long long)e.ref.seq, sn.volume, sn.path,
+		(unsigned long long)e.lamport, vol, path, kind);
+	send_msg(fd, &m);
+}
+
 int main(int argc, char **argv)
 {
-	const char *mode = argc > 3 ? argv[3] : "";
+	const char *tls_dir = NULL;
+	const char *mode;
 	int fd;
 
+	if (argc > 2 && !strcmp(argv[1], "--tls")) {
+		tls_dir = argv[2];
+		argv += 2;
+		argc -= 2;
+	}
+	mode = argc > 3 ? argv[3] : "";
 	if (argc < 4) {
-		fprintf(stderr, "usage: kraken-fake-peer HOST PORT MODE [ARGS]\n"
+		fprintf(stderr, "usage: kraken-fake-peer [--tls DIR] HOST PORT "
+			"MODE [ARGS]\n"
 			"modes: garbage | oversize | stranger NODE | escape NODE "
 			"VOL | through NODE VOL PATH | flood NODE | impostor "
 			"NODE | bighello N | idle N SECONDS | vector | origins NODE "
-			"VOL N\n");
+			"VOL N | forge NODE VOL PATH ORIGIN_NODE "
+			"plain|badprev|ownkey|stolenid\n");
+		return 2;
+	}
+	if (tls_dir && (!strcmp(mode, "bighello") || !strcmp(mode, "idle") ||
+			!strcmp(mode, "flood"))) {
+		fprintf(stderr, "--tls does not go with mode %s\n", mode);
 		return 2;
 	}
 	if (!strcmp(mode, "bighello") && argc > 4) {
@@ -361,6 +778,8 @@ int main(int argc, char **argv)
 	/* The impostor comes from an address no node has. */
 	fd = dial(argv[1], (int)strtol(argv[2], NULL, 10),
 		  !strcmp(mode, "impostor") ? "127.0.0.9" : NULL);
+	if (tls_dir)
+		tls_start(fd, tls_dir);
 	if (!strcmp(mode, "vector"))
 		read_vector(fd);
 	if (!strcmp(mode, "garbage")) {
@@ -386,6 +805,8 @@ int main(int argc, char **argv)
 		origins(fd, argv[4], argv[5], (int)strtol(argv[6], NULL, 10));
 	} else if (!strcmp(mode, "impostor") && argc > 4) {
 		hello(fd, argv[4]);
+	} else if (!strcmp(mode, "forge") && argc > 8) {
+		forge(fd, argv[4], argv[5], argv[6], argv[7], argv[8]);
 	} else if (!strcmp(mode, "flood") && argc > 4) {
 		hello(fd, argv[4]);
 		flood(fd);
