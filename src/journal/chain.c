@@ -335,19 +335,34 @@ int journal_chain_remote(struct journal *j, int64_t origin, int64_t id,
 	struct head_row h;
 	int err;
 
-	if (!ch->chained)
+	if (!ch->chained) {
+		j->remote.chain_known = false;
 		return chain_set_head(j, origin, c->ref.seq, NULL);
+	}
 	err = journal_entry_digest(c, digest);
-	if (!err)
-		err = head_row_load(j, origin, &h);
 	if (err)
 		return err;
-	/* H already counts C: what came before it is one seq back. */
-	h.have = c->ref.seq - 1;
+	/* The rest of a frame from one origin is checked against the
+	 * entry before it, without reading the origin's row again. */
+	if (j->remote.valid && j->remote.have == c->ref.seq - 1 &&
+	    strcmp(j->remote.origin, c->ref.origin) == 0) {
+		h.chain_known = j->remote.chain_known;
+		memcpy(h.chain, j->remote.chain, CONTENT_HASH_LEN);
+		h.chain_seq = h.have = j->remote.have;
+	} else {
+		err = head_row_load(j, origin, &h);
+		/* H already counts C: what came before is one seq back. */
+		h.have = c->ref.seq - 1;
+	}
+	if (err)
+		return err;
 	if (head_expect(c->ref.origin, &h, link) == 0 &&
 	    memcmp(link, ch->prev, CONTENT_HASH_LEN) != 0)
 		return KR_EHOSTILE;
 	journal_chain_link(ch->prev, digest, link);
+	/* Read by the next entry once journal_add_remote remembers C. */
+	j->remote.chain_known = true;
+	memcpy(j->remote.chain, link, CONTENT_HASH_LEN);
 	err = chain_set_row(j, id, ch->prev, digest);
 	if (!err)
 		err = chain_set_head(j, origin, c->ref.seq, link);

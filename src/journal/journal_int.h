@@ -67,6 +67,9 @@ struct journal {
 		int64_t id;
 		uint64_t have;
 		bool valid;
+		/* the chain hash at HAVE, when known (chain.c) */
+		bool chain_known;
+		uint8_t chain[CONTENT_HASH_LEN];
 	} remote;
 	/* Own changes up to here are chained (chain.c); the signer of
 	 * their segments, none in a plaintext cluster. */
