@@ -123,8 +123,11 @@ static int run_check(struct run *u)
 	uint64_t have = journal_have(j, origin);
 	size_t from = 0;
 
+	/* Held already: taken, for the journal to say so, which tells
+	 * the sync that the peer holds them too (it then counts as a
+	 * source of their content). */
 	while (from < u->n && u->v[from].ref.seq <= have)
-		from++;                   /* held already */
+		u->take[from++] = true;
 	if (from == u->n)
 		return 0;
 	if (u->v[from].ref.seq != have + 1) {
