@@ -39,8 +39,10 @@
 
 #include "err.h"
 #include "log.h"
+#include "loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,23 @@
 #define CHAIN_ENTRY_TAG "krakenfs-entry-v1"
 #define CHAIN_ANCHOR_TAG "krakenfs-chain-v1"
 #define CHAIN_SIG_TAG "krakenfs-sig-v1"     /* 16 bytes with its NUL */
+
+static EVP_MD *chain_sha256;
+static pthread_once_t chain_sha256_once = PTHREAD_ONCE_INIT;
+
+static void chain_sha256_fetch(void)
+{
+	chain_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* SHA-256 fetched once: EVP_sha256() makes every digest look the
+ * algorithm up again, which cost more than hashing an entry (about a
+ * third of the receiver's crypto time for a burst of small files). */
+static const EVP_MD *chain_md(void)
+{
+	pthread_once(&chain_sha256_once, chain_sha256_fetch);
+	return chain_sha256 ? chain_sha256 : EVP_sha256();
+}
 
 struct dg {
 	EVP_MD_CTX *ctx;
@@ -117,7 +136,7 @@ int journal_entry_digest(const struct journal_change *c,
 {
 	struct dg d = { EVP_MD_CTX_new(), true };
 
-	if (!d.ctx || !EVP_DigestInit_ex(d.ctx, EVP_sha256(), NULL))
+	if (!d.ctx || !EVP_DigestInit_ex(d.ctx, chain_md(), NULL))
 		d.ok = false;
 	dg_put(&d, CHAIN_ENTRY_TAG, sizeof(CHAIN_ENTRY_TAG));
 	dg_str(&d, c->ref.origin);
@@ -155,7 +174,7 @@ void journal_chain_link(const uint8_t prev[CONTENT_HASH_LEN],
 	memcpy(in + CONTENT_HASH_LEN, digest, CONTENT_HASH_LEN);
 	/* One-shot SHA-256 of 64 bytes fails only without memory, which
 	 * it does not allocate. */
-	EVP_Digest(in, sizeof(in), out, NULL, EVP_sha256(), NULL);
+	EVP_Digest(in, sizeof(in), out, NULL, chain_md(), NULL);
 }
 
 void journal_chain_anchor(const char *origin, uint64_t seq,
@@ -170,7 +189,7 @@ void journal_chain_anchor(const char *origin, uint64_t seq,
 	at += n + 1;
 	for (int i = 7; i >= 0; i--, seq >>= 8)
 		in[at + (size_t)i] = (uint8_t)seq;
-	EVP_Digest(in, at + 8, out, NULL, EVP_sha256(), NULL);
+	EVP_Digest(in, at + 8, out, NULL, chain_md(), NULL);
 }
 
 size_t journal_sig_message(const char *origin, uint64_t seq,
@@ -417,14 +436,32 @@ static int own_sign(struct journal *j, uint64_t seq, const uint8_t *chain)
 	size_t len, sig_len = 0;
 	int err;
 
-	if (!j->signer.fn)
-		return chain_put_sig(j, j->origin_id, seq, chain, NULL, NULL, 0);
-	len = journal_sig_message(j->origin, seq, chain, msg);
-	err = j->signer.fn(j->signer.arg, msg, len, sig, &sig_len);
-	if (err)
-		return err;
-	return chain_put_sig(j, j->origin_id, seq, chain, j->signer.key_id,
-			     sig, sig_len);
+	if (!j->signer.fn) {
+		err = chain_put_sig(j, j->origin_id, seq, chain, NULL, NULL, 0);
+	} else {
+		len = journal_sig_message(j->origin, seq, chain, msg);
+		err = j->signer.fn(j->signer.arg, msg, len, sig, &sig_len);
+		if (!err)
+			err = chain_put_sig(j, j->origin_id, seq, chain,
+					    j->signer.key_id, sig, sig_len);
+	}
+	if (!err && seq > j->signed_seq)
+		j->signed_seq = seq;
+	return err;
+}
+
+/* Whether the end of a batch is signed now: once per sign interval, so
+ * a burst of commits costs every receiver a few signature checks, not
+ * one per commit (journal_chain_sign_due signs the rest in time). */
+static bool own_sign_now(struct journal *j)
+{
+	int64_t now = loop_now_ns();
+
+	if (j->sign_interval_ns > 0 &&
+	    now - j->signed_at_ns < j->sign_interval_ns)
+		return false;
+	j->signed_at_ns = now;
+	return true;
 }
 
 /* Chains R's rows onto PREV, signing every segment's end. */
@@ -440,8 +477,8 @@ static int own_link(struct journal *j, const struct own_rows *r,
 		err = chain_set_row(j, r->v[i].id, prev, r->v[i].digest);
 		journal_chain_link(prev, r->v[i].digest, link);
 		memcpy(prev, link, CONTENT_HASH_LEN);
-		if (!err && ((i + 1) % JOURNAL_SEGMENT_MAX == 0 ||
-			     i + 1 == r->n))
+		if (!err && (r->v[i].seq - j->signed_seq >= JOURNAL_SEGMENT_MAX ||
+			     (i + 1 == r->n && own_sign_now(j))))
 			err = own_sign(j, r->v[i].seq, link);
 	}
 	if (!err && r->n)
@@ -517,6 +554,42 @@ int journal_chain_own(struct journal *j)
 		j->chained_seq = after + rows.n;
 	free(rows.v);
 	return err;
+}
+
+void journal_set_sign_interval(struct journal *j, int64_t ns)
+{
+	j->sign_interval_ns = ns;
+}
+
+uint64_t journal_signed_seq(const struct journal *j)
+{
+	return j->signed_seq;
+}
+
+int64_t journal_sign_deadline(const struct journal *j)
+{
+	if (j->signed_seq >= j->chained_seq)
+		return 0;
+	return j->signed_at_ns + j->sign_interval_ns;
+}
+
+int journal_chain_sign_due(struct journal *j, bool force)
+{
+	struct head_row h;
+	int err;
+
+	if (j->readonly || j->signed_seq >= j->chained_seq ||
+	    (!force && loop_now_ns() < journal_sign_deadline(j)))
+		return 0;
+	err = journal_begin(j);
+	if (!err)
+		err = head_row_load(j, j->origin_id, &h);
+	if (!err && (!h.chain_known || h.chain_seq != j->chained_seq))
+		err = KR_ECORRUPT;
+	if (!err)
+		err = own_sign(j, h.chain_seq, h.chain);
+	j->signed_at_ns = loop_now_ns();
+	return err ? err : 1;
 }
 
 /* ---- keys -------------------------------------------------------------- */

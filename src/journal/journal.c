@@ -484,6 +484,12 @@ void journal_close(struct journal *j)
 		return;
 	journal_checkpoint_stop(j);
 	journal_read_end(j);
+	if (j->in_txn && journal_flush(j) != 0)
+		log_error("journal", "final commit failed");
+	/* Nothing of ours is left unsigned behind: verify --chain reads
+	 * what was committed. */
+	if (journal_chain_sign_due(j, true) < 0)
+		log_error("journal", "signing the last changes failed");
 	if (j->in_txn) {
 		int err = journal_flush(j);
 
@@ -531,6 +537,13 @@ int journal_load_counters(struct journal *j)
 					j->origin, &v);
 	if (!err)
 		j->chained_seq = (uint64_t)v;
+	if (!err)
+		err = journal_query_int(j, "SELECT coalesce(max(g.seq), 0) FROM "
+					"signatures g JOIN origins o ON o.id = "
+					"g.origin WHERE o.node || '@' || o.epoch "
+					"= ?", j->origin, &v);
+	if (!err)
+		j->signed_seq = (uint64_t)v;
 	return err == -ENOENT ? 0 : err;
 }
 

@@ -601,6 +601,23 @@ int journal_set_signer(struct journal *j,
 		       const uint8_t key_id[CONTENT_HASH_LEN],
 		       journal_sign_fn fn, void *arg);
 
+/*
+ * With an interval, a commit's own changes are chained at once but the
+ * batch's end is signed at most once per NS (and at every
+ * JOURNAL_SEGMENT_MAX changes): a burst of small files is a few
+ * segments, not one per commit, so receivers check a few signatures.
+ * Entries past journal_signed_seq() do not leave the node; the caller
+ * signs them with journal_chain_sign_due() by journal_sign_deadline()
+ * (0: nothing waits).  Default 0: every commit is signed.
+ */
+void journal_set_sign_interval(struct journal *j, int64_t ns);
+uint64_t journal_signed_seq(const struct journal *j);
+int64_t journal_sign_deadline(const struct journal *j);
+/* Signs the chained tail when its deadline passed (or FORCE), in the
+ * open batch: 1 when it signed, 0 when nothing was due, or a negative
+ * code. */
+int journal_chain_sign_due(struct journal *j, bool force);
+
 /* Certificates of signing keys, kept to relay and to verify offline. */
 int journal_key_put(struct journal *j, const uint8_t id[CONTENT_HASH_LEN],
 		    const char *node, const uint8_t *der, size_t len);

@@ -74,6 +74,11 @@ struct journal {
 	/* Own changes up to here are chained (chain.c); the signer of
 	 * their segments, none in a plaintext cluster. */
 	uint64_t chained_seq;
+	/* ...and signed up to here; the last batch end signed then
+	 * (monotonic), at most once per sign_interval_ns */
+	uint64_t signed_seq;
+	int64_t signed_at_ns;
+	int64_t sign_interval_ns;
 	struct {
 		uint8_t key_id[CONTENT_HASH_LEN];
 		journal_sign_fn fn;

@@ -37,11 +37,16 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+/* A burst's commits share a signature this far apart at most: the
+ * latency a burst's tail may wait, for a receiver's check per 5 ms of
+ * it rather than per commit. */
+#define CHAIN_SIGN_INTERVAL_NS (5 * 1000000LL)
+
 struct run {
 	struct session *s;
 	const struct wire_entry *v;
 	size_t n;
-	bool *take;
+	uint8_t *take;
 	bool gap;
 	uint8_t expect[CONTENT_HASH_LEN];
 	bool known;
@@ -77,42 +82,90 @@ static int run_signature(struct run *u, size_t i,
 	return 0;
 }
 
-/* Entries U->v[FROM..] are new: link and check them segment by segment. */
-static int run_walk(struct run *u, size_t from)
+/* A segment end of the run: its entry and the chain hash there. */
+struct seg_end {
+	size_t i;
+	uint8_t chain[CONTENT_HASH_LEN];
+};
+
+/* Links entry I onto what U expects; a segment end joins ENDS. */
+static int run_link(struct run *u, size_t i, size_t seg, struct seg_end *ends,
+		    size_t *n_ends)
 {
-	uint8_t digest[CONTENT_HASH_LEN], chain[CONTENT_HASH_LEN];
-	size_t seg = from;
+	const struct wire_entry *w = &u->v[i];
+	uint8_t digest[CONTENT_HASH_LEN];
+	struct journal_change c;
+	int err;
+
+	if (i > 0 && w->ref.seq != u->v[i - 1].ref.seq + 1)
+		return run_refuse(u, i, "its seqs are not consecutive");
+	if (i - seg >= JOURNAL_SEGMENT_MAX)
+		return run_refuse(u, i, "a segment longer than any origin "
+				  "signs");
+	if (u->known && memcmp(u->expect, w->prev, CONTENT_HASH_LEN))
+		return run_refuse(u, i, "it does not follow the origin's "
+				  "chain (forged, altered or reordered)");
+	sync_change_from_entry(w, &c);
+	err = journal_entry_digest(&c, digest);
+	if (err)
+		return err;
+	journal_chain_link(w->prev, digest, u->expect);
+	u->known = true;
+	if (w->seg_end) {
+		ends[*n_ends].i = i;
+		memcpy(ends[(*n_ends)++].chain, u->expect, CONTENT_HASH_LEN);
+	}
+	return 0;
+}
+
+/*
+ * Every link is checked; of the signatures, the last one of the run
+ * covers the whole chain before it, so only that one and those needed to
+ * keep stored segments within JOURNAL_SEGMENT_MAX are checked and kept.
+ * The others are dropped (their entries are taken as mid-segment): one
+ * signature check per run, not per commit of the origin, which made a
+ * burst of small files cost the receiver a check per file or two.
+ */
+static int run_seal(struct run *u, const struct seg_end *ends, size_t n,
+		    size_t from)
+{
+	size_t kept = from;       /* where the stored segment begins */
 	int err = 0;
 
-	for (size_t i = from; i < u->n && !err; i++) {
-		const struct wire_entry *w = &u->v[i];
-		struct journal_change c;
+	for (size_t e = 0; e < n && !err; e++) {
+		bool keep = e + 1 == n ||
+			    ends[e + 1].i + 1 - kept > JOURNAL_SEGMENT_MAX;
 
-		if (i > from && w->ref.seq != u->v[i - 1].ref.seq + 1)
-			return run_refuse(u, i, "its seqs are not consecutive");
-		if (i - seg >= JOURNAL_SEGMENT_MAX)
-			return run_refuse(u, i, "a segment longer than any "
-					  "origin signs");
-		if (u->known && memcmp(u->expect, w->prev, CONTENT_HASH_LEN))
-			return run_refuse(u, i, "it does not follow the "
-					  "origin's chain (forged, altered "
-					  "or reordered)");
-		sync_change_from_entry(w, &c);
-		err = journal_entry_digest(&c, digest);
-		if (err)
-			return err;
-		journal_chain_link(w->prev, digest, chain);
-		memcpy(u->expect, chain, CONTENT_HASH_LEN);
-		u->known = true;
-		if (!w->seg_end)
+		for (size_t k = kept; k <= ends[e].i; k++)
+			u->take[k] = CHAIN_TAKE_UNSIGNED;
+		if (!keep)
 			continue;
-		err = run_signature(u, i, chain);
-		for (size_t k = seg; !err && k <= i; k++)
-			u->take[k] = true;
-		seg = i + 1;
+		err = run_signature(u, ends[e].i, ends[e].chain);
+		u->take[ends[e].i] = CHAIN_TAKE;
+		kept = ends[e].i + 1;
+	}
+	if (err)
+		memset(u->take + from, 0, (u->n - from) * sizeof(*u->take));
+	return err;
+}
+
+/* Entries U->v[FROM..] are new: link them all, then seal. */
+static int run_walk(struct run *u, size_t from)
+{
+	struct seg_end *ends = malloc((u->n - from) * sizeof(*ends));
+	size_t n = 0, seg = from;
+	int err = ends ? 0 : -ENOMEM;
+
+	for (size_t i = from; i < u->n && !err; i++) {
+		err = run_link(u, i, seg, ends, &n);
+		if (!err && u->v[i].seg_end)
+			seg = i + 1;
 	}
 	if (!err && seg < u->n)
-		return run_refuse(u, seg, "the frame ends inside a segment");
+		err = run_refuse(u, seg, "the frame ends inside a segment");
+	if (!err)
+		err = run_seal(u, ends, n, from);
+	free(ends);
 	return err;
 }
 
@@ -127,7 +180,7 @@ static int run_check(struct run *u)
 	 * the sync that the peer holds them too (it then counts as a
 	 * source of their content). */
 	while (from < u->n && u->v[from].ref.seq <= have)
-		u->take[from++] = true;
+		u->take[from++] = CHAIN_TAKE;
 	if (from == u->n)
 		return 0;
 	if (u->v[from].ref.seq != have + 1) {
@@ -139,7 +192,7 @@ static int run_check(struct run *u)
 }
 
 int chain_check_entries(struct session *s, const struct wire_entry_list *l,
-			bool *take, bool *gap)
+			uint8_t *take, bool *gap)
 {
 	size_t i = 0;
 	int err = 0;
@@ -261,6 +314,23 @@ static int chain_load_one(void *arg, const uint8_t *id, const char *node,
 	return 0;
 }
 
+/* Signs the tail of our chain that waited for the sign interval, and
+ * lets it go out. */
+void chain_tick(struct replicate *r)
+{
+	int rc = journal_chain_sign_due(r->journal, false);
+
+	if (rc == 0)
+		return;
+	if (rc > 0)
+		rc = journal_flush(r->journal);
+	if (rc < 0)
+		log_warn("replicate", "signing our newest changes: %s",
+			 kr_strerror(rc));
+	else
+		r->kicked = true;
+}
+
 int chain_setup(struct replicate *r)
 {
 	const uint8_t *own = keyring_own_id(r->keyring);
@@ -268,6 +338,7 @@ int chain_setup(struct replicate *r)
 	const uint8_t *der;
 	int err = 0;
 
+	journal_set_sign_interval(r->journal, CHAIN_SIGN_INTERVAL_NS);
 	if (keyring_verifies(r->keyring))
 		err = journal_keys(r->journal, chain_load_one, r->keyring);
 	if (!err && own) {

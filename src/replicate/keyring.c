@@ -21,6 +21,9 @@ struct keyring_key {
 	uint8_t id[CONTENT_HASH_LEN];
 	char node[KEYRING_NODE_MAX];
 	EVP_PKEY *pub;
+	/* Set up once for verifying SHA-256 digests: a context made per
+	 * check cost as much as the check itself. */
+	EVP_PKEY_CTX *verify;
 	uint8_t *der;
 	size_t len;
 };
@@ -30,7 +33,9 @@ struct keyring {
 	struct keyring_key *v;
 	size_t n, cap;
 	EVP_PKEY *own;
+	EVP_PKEY_CTX *sign;       /* over the own key, like verify above */
 	uint8_t own_id[CONTENT_HASH_LEN];
+	EVP_MD *sha256;
 };
 
 static int keyring_load_ca(struct keyring *k, const char *ca_file,
@@ -61,6 +66,10 @@ int keyring_new(const char *ca_file, struct keyring **out, char **errmsg)
 	struct keyring *k = calloc(1, sizeof(*k));
 	int err = k ? 0 : -ENOMEM;
 
+	if (!err) {
+		k->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+		err = k->sha256 ? 0 : -ENOMEM;
+	}
 	if (!err && ca_file)
 		err = keyring_load_ca(k, ca_file, errmsg);
 	if (err) {
@@ -76,11 +85,14 @@ void keyring_free(struct keyring *k)
 	if (!k)
 		return;
 	for (size_t i = 0; i < k->n; i++) {
+		EVP_PKEY_CTX_free(k->v[i].verify);
 		EVP_PKEY_free(k->v[i].pub);
 		free(k->v[i].der);
 	}
 	free(k->v);
+	EVP_PKEY_CTX_free(k->sign);
 	EVP_PKEY_free(k->own);
+	EVP_MD_free(k->sha256);
 	X509_STORE_free(k->store);
 	free(k);
 }
@@ -125,6 +137,18 @@ static bool keyring_issued(struct keyring *k, X509 *x)
 	return ok;
 }
 
+/* A context to sign (SIGN) or verify SHA-256 digests with KEY. */
+static EVP_PKEY_CTX *keyring_ctx(struct keyring *k, EVP_PKEY *key, bool sign)
+{
+	EVP_PKEY_CTX *ctx = key ? EVP_PKEY_CTX_new(key, NULL) : NULL;
+
+	if (ctx && (sign ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx))
+	    > 0 && EVP_PKEY_CTX_set_signature_md(ctx, k->sha256) > 0)
+		return ctx;
+	EVP_PKEY_CTX_free(ctx);
+	return NULL;
+}
+
 static int keyring_keep(struct keyring *k, X509 *x, const uint8_t *der,
 			size_t len, struct keyring_key *key)
 {
@@ -143,9 +167,11 @@ static int keyring_keep(struct keyring *k, X509 *x, const uint8_t *der,
 	}
 	key->der = malloc(len);
 	key->pub = X509_get_pubkey(x);
-	if (!key->der || !key->pub) {
+	key->verify = keyring_ctx(k, key->pub, false);
+	if (!key->der || !key->pub || !key->verify) {
 		free(key->der);
 		EVP_PKEY_free(key->pub);
+		EVP_PKEY_CTX_free(key->verify);
 		return -ENOMEM;
 	}
 	memcpy(key->der, der, len);
@@ -241,8 +267,14 @@ int keyring_set_own(struct keyring *k, const char *cert_file,
 		EVP_PKEY_free(key);
 		return err;
 	}
+	EVP_PKEY_CTX_free(k->sign);
 	EVP_PKEY_free(k->own);
 	k->own = key;
+	k->sign = keyring_ctx(k, key, true);
+	if (!k->sign) {
+		kr_seterr(errmsg, "cannot sign with %s", key_file);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -250,16 +282,15 @@ int keyring_sign(void *arg, const uint8_t *msg, size_t len, uint8_t *sig,
 		 size_t *sig_len)
 {
 	struct keyring *k = arg;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t md[CONTENT_HASH_LEN];
 	size_t max = 0;
-	int ok = ctx && k->own &&
-		 EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, k->own) &&
-		 EVP_DigestSign(ctx, NULL, &max, msg, len) &&
+	int ok = k->sign &&
+		 EVP_Digest(msg, len, md, NULL, k->sha256, NULL) &&
+		 EVP_PKEY_sign(k->sign, NULL, &max, md, sizeof(md)) > 0 &&
 		 max <= JOURNAL_SIG_MAX;
 
 	*sig_len = max;
-	ok = ok && EVP_DigestSign(ctx, sig, sig_len, msg, len);
-	EVP_MD_CTX_free(ctx);
+	ok = ok && EVP_PKEY_sign(k->sign, sig, sig_len, md, sizeof(md)) > 0;
 	ERR_clear_error();
 	return ok ? 0 : -EIO;
 }
@@ -278,8 +309,7 @@ int keyring_check(void *arg, const char *origin, uint64_t seq,
 {
 	struct keyring *k = arg;
 	const struct keyring_key *key = keyring_find(k, key_id);
-	uint8_t msg[JOURNAL_SIG_MSG_MAX];
-	EVP_MD_CTX *ctx;
+	uint8_t msg[JOURNAL_SIG_MSG_MAX], md[CONTENT_HASH_LEN];
 	size_t len;
 	int ok;
 
@@ -288,11 +318,8 @@ int keyring_check(void *arg, const char *origin, uint64_t seq,
 	if (!origin_of(origin, key->node))
 		return KR_EHOSTILE;
 	len = journal_sig_message(origin, seq, chain, msg);
-	ctx = EVP_MD_CTX_new();
-	ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL,
-					 key->pub) &&
-	     EVP_DigestVerify(ctx, sig, sig_len, msg, len) == 1;
-	EVP_MD_CTX_free(ctx);
+	ok = EVP_Digest(msg, len, md, NULL, k->sha256, NULL) &&
+	     EVP_PKEY_verify(key->verify, sig, sig_len, md, sizeof(md)) == 1;
 	ERR_clear_error();
 	return ok ? 0 : KR_EHOSTILE;
 }

@@ -854,6 +854,7 @@ void replicate_tick(struct replicate *r)
 		if (!s->dead)
 			session_heartbeat(s, now);
 	gate_tick(r, now);
+	chain_tick(r);
 	if (r->n_offers && now >= r->offers_sweep_ns) {
 		r->offers_sweep_ns = now + 1000000000;
 		serve_offers_expire(r, now);
@@ -937,6 +938,9 @@ int64_t replicate_next_deadline(struct replicate *r)
 		d = r->serve_at;
 	if (r->commit_at && r->commit_at < d)
 		d = r->commit_at;
+	if (journal_sign_deadline(r->journal) &&
+	    journal_sign_deadline(r->journal) < d)
+		d = journal_sign_deadline(r->journal);
 	if (r->gate.resume_ns && r->gate.resume_ns < d)
 		d = r->gate.resume_ns;
 	if (!r->hold && scrub_deadline(r) < d)

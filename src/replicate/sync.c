@@ -125,6 +125,7 @@ struct pump {
 	struct wire_buf b;
 	const char *origin;
 	uint64_t last;            /* last seq put in a frame */
+	uint64_t max;             /* of ORIGIN, the last seq to send */
 	unsigned in_frame;
 	bool full;
 	bool own;                 /* ORIGIN is this node */
@@ -277,6 +278,8 @@ static int pump_one(void *arg, const struct journal_change *c)
 	struct wire_entry w;
 	int err;
 
+	if (c->ref.seq > pu->max)
+		return 1;         /* not signed yet */
 	/* A peer that checks signatures refuses a third node's entries
 	 * without them (chaincheck.c): it gets those from their origin. */
 	if (pu->s->peer->chain && !c->chain.chained && pu->verifies &&
@@ -344,6 +347,12 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 	}
 	pu->origin = origin;
 	pu->own = strcmp(origin, journal_origin(pu->s->r->journal)) == 0;
+	/* Our changes leave once signed (chaincheck.c: chain_tick). */
+	if (pu->own && journal_signed_seq(pu->s->r->journal) < max_seq)
+		max_seq = journal_signed_seq(pu->s->r->journal);
+	if (max_seq <= from)
+		return 0;
+	pu->max = max_seq;
 	pu->skip = false;
 	while (!pu->full && !pu->skip && from < max_seq) {
 		uint64_t before = from;
@@ -535,9 +544,9 @@ static bool new_origin_allowed(struct session *s, const struct wire_entry *w)
 	return false;
 }
 
-/* Adds W; counts it into *ADDED, a hole into *GAP. */
+/* Adds W (as TAKE says); counts it into *ADDED, a hole into *GAP. */
 static int on_entry(struct session *s, const struct wire_entry *w,
-		    unsigned *added, bool *gap)
+		    enum chain_take take, unsigned *added, bool *gap)
 {
 	struct peer *p = s->peer;
 	struct journal_change c;
@@ -546,6 +555,8 @@ static int on_entry(struct session *s, const struct wire_entry *w,
 	if (!new_origin_allowed(s, w))
 		return -EDQUOT;
 	sync_change_from_entry(w, &c);
+	if (take == CHAIN_TAKE_UNSIGNED)
+		c.chain.seg_end = false;
 	err = journal_add_remote(s->r->journal, &c);
 	if (err == 0 && s->r->precopies)
 		precopy_on_entry(s->r, w);
@@ -574,7 +585,7 @@ static int on_entry(struct session *s, const struct wire_entry *w,
 static int on_entries(struct session *s, const struct wire_entry_list *l,
 		      bool chained)
 {
-	bool *take = chained ? calloc(l->n + 1, sizeof(*take)) : NULL;
+	uint8_t *take = chained ? calloc(l->n + 1, sizeof(*take)) : NULL;
 	unsigned added = 0;
 	bool gap = false;
 	int refused = 0, err = 0;
@@ -586,8 +597,10 @@ static int on_entries(struct session *s, const struct wire_entry_list *l,
 	if (refused && refused != KR_EHOSTILE)
 		err = refused;
 	for (uint32_t i = 0; i < l->n && !err; i++)
-		if (chained ? take[i] : chain_plain_allowed(s, &l->v[i]))
-			err = on_entry(s, &l->v[i], &added, &gap);
+		if (chained ? take[i] != CHAIN_SKIP :
+			      chain_plain_allowed(s, &l->v[i]))
+			err = on_entry(s, &l->v[i], chained ? take[i] :
+				       CHAIN_TAKE, &added, &gap);
 	free(take);
 	s->peer->stats.entries_in += added;
 	if (added) {
