@@ -409,6 +409,42 @@ static void test_own_batch_chained(void **state)
 
 /* With a signer every segment end carries a signature that verifies;
  * checked with another key, each is reported as by an unknown key. */
+/* With a sign interval, commits in a burst share a signature: the tail
+ * waits (and does not count as signed) until it is due, and closing the
+ * journal signs it, so verify finds nothing unsigned. */
+static void test_sign_interval(void **state)
+{
+	struct fixture *f = *state;
+	char count[16];
+	struct verdict v;
+
+	journal_set_sign_interval(f->j, 3600LL * 1000000000);
+	put_batch(f->j, 0, 2);
+	assert_int_equal(journal_signed_seq(f->j), 2);   /* the first: now */
+	put_batch(f->j, 2, 3);
+	put_batch(f->j, 5, 1);
+	assert_int_equal(journal_signed_seq(f->j), 2);
+	assert_true(journal_sign_deadline(f->j) > 0);
+	assert_int_equal(journal_chain_sign_due(f->j, false), 0);  /* not due */
+	assert_int_equal(journal_chain_sign_due(f->j, true), 1);
+	assert_int_equal(journal_flush(f->j), 0);
+	assert_int_equal(journal_signed_seq(f->j), 6);
+	assert_int_equal(journal_sign_deadline(f->j), 0);
+	sql_text(f, "SELECT count(*) FROM signatures", count, sizeof(count));
+	assert_string_equal(count, "2");
+
+	/* A full segment is signed whatever the interval. */
+	put_batch(f->j, 6, JOURNAL_SEGMENT_MAX + 10);
+	assert_int_equal(journal_signed_seq(f->j), 6 + JOURNAL_SEGMENT_MAX);
+
+	put_batch(f->j, 6 + JOURNAL_SEGMENT_MAX + 10, 1);
+	reopen(f, true);
+	verify(f->j, NULL, &v);
+	print_problems(&v);
+	assert_int_equal(v.rc, 0);
+	assert_int_equal(report_of(&v, v.rep[0].origin)->segments, 4);
+}
+
 static void test_own_batch_signed(void **state)
 {
 	struct fixture *f = *state;
@@ -915,6 +951,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_own_batch_chained),
+		T(test_sign_interval),
 		T(test_own_batch_signed),
 		T(test_tamper_field),
 		T(test_tamper_field_and_digest),
