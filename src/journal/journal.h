@@ -383,6 +383,9 @@ enum journal_strategy { JOURNAL_TIMESTAMP, JOURNAL_LAMPORT };
 /* How concurrent versions are ordered (default timestamp). */
 void journal_set_strategy(struct journal *j, enum journal_strategy s);
 
+/* Whether ORIGIN ("node@epoch") is a change of the node NODE. */
+bool journal_origin_of(const char *origin, const char *node);
+
 /* The highest seq this journal holds for ORIGIN, 0 for none. */
 uint64_t journal_have(struct journal *j, const char *origin);
 

@@ -114,6 +114,13 @@ int journal_origin_id(struct journal *j, const char *origin, bool create,
 	return err;
 }
 
+bool journal_origin_of(const char *origin, const char *node)
+{
+	size_t n = strlen(node);
+
+	return strncmp(origin, node, n) == 0 && origin[n] == '@';
+}
+
 uint64_t journal_have(struct journal *j, const char *origin)
 {
 	sqlite3_stmt *s = NULL;

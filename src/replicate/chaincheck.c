@@ -105,7 +105,7 @@ static int run_link(struct run *u, size_t i, size_t seg, struct seg_end *ends,
 	if (u->known && memcmp(u->expect, w->prev, CONTENT_HASH_LEN))
 		return run_refuse(u, i, "it does not follow the origin's "
 				  "chain (forged, altered or reordered)");
-	sync_change_from_entry(w, &c);
+	wire_entry_to_change(w, &c);
 	err = journal_entry_digest(&c, digest);
 	if (err)
 		return err;
@@ -212,18 +212,10 @@ int chain_check_entries(struct session *s, const struct wire_entry_list *l,
 	return err;
 }
 
-/* Whether ORIGIN is a change of the node NODE. */
-static bool origin_of(const char *origin, const char *node)
-{
-	size_t n = strlen(node);
-
-	return strncmp(origin, node, n) == 0 && origin[n] == '@';
-}
-
 bool chain_plain_allowed(struct session *s, const struct wire_entry *w)
 {
 	if (!keyring_verifies(s->r->keyring) ||
-	    origin_of(w->ref.origin, s->peer->id))
+	    journal_origin_of(w->ref.origin, s->peer->id))
 		return true;
 	if (!s->plain_refused) {
 		s->plain_refused = true;

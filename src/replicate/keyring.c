@@ -295,14 +295,6 @@ int keyring_sign(void *arg, const uint8_t *msg, size_t len, uint8_t *sig,
 	return ok ? 0 : -EIO;
 }
 
-/* Whether ORIGIN ("node@epoch") is a change of NODE. */
-static bool origin_of(const char *origin, const char *node)
-{
-	size_t n = strlen(node);
-
-	return strncmp(origin, node, n) == 0 && origin[n] == '@';
-}
-
 int keyring_check(void *arg, const char *origin, uint64_t seq,
 		  const uint8_t chain[CONTENT_HASH_LEN], const uint8_t *key_id,
 		  const uint8_t *sig, size_t sig_len)
@@ -315,7 +307,7 @@ int keyring_check(void *arg, const char *origin, uint64_t seq,
 
 	if (!key)
 		return -ENOKEY;
-	if (!origin_of(origin, key->node))
+	if (!journal_origin_of(origin, key->node))
 		return KR_EHOSTILE;
 	len = journal_sig_message(origin, seq, chain, msg);
 	ok = EVP_Digest(msg, len, md, NULL, k->sha256, NULL) &&

@@ -248,10 +248,6 @@ void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 void sync_sent_reset(struct peer *p, const struct wire_vector *vec);
 /* P said it holds VEC (HELLO, VECTOR, ACK): what its lag counts from. */
 void sync_acked(struct peer *p, const struct wire_vector *vec);
-void sync_entry_from_change(const struct journal_change *c,
-			    struct wire_entry *w);
-void sync_change_from_entry(const struct wire_entry *w,
-			    struct journal_change *c);
 
 /* session.c */
 /* HOST:PORT as a socket address.  0 or -EHOSTUNREACH. */

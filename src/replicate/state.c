@@ -186,7 +186,7 @@ static int tx_one(void *arg, const struct journal_change *c)
 	struct wire_entry w;
 	int err = 0;
 
-	sync_entry_from_change(c, &w);
+	wire_entry_from_change(c, &w);
 	if (f->in_frame == 0)
 		err = wire_state_begin(&f->e, &f->b, PEER_ENTRIES_BUDGET);
 	if (!err)
@@ -296,7 +296,7 @@ static int on_heads(struct session *s, const struct wire_entry_list *l)
 		struct journal_change c;
 		int err;
 
-		sync_change_from_entry(&l->v[i], &c);
+		wire_entry_to_change(&l->v[i], &c);
 		err = journal_exchange_stage(r->journal, &c);
 		if (err == KR_EHOSTILE)
 			log_warn("replicate", "refused a head from %s: hostile "

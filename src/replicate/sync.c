@@ -82,11 +82,9 @@ void sync_sent_reset(struct peer *p, const struct wire_vector *vec)
 static void own_origin_note(struct peer *p, const struct wire_hello *h)
 {
 	const char *o = h->vector.n ? h->vector.refs[0].origin : "";
-	size_t len = strlen(p->id);
 
 	p->own_origin[0] = '\0';
-	if ((h->features & WIRE_HELLO_OWN_FIRST) &&
-	    strncmp(o, p->id, len) == 0 && o[len] == '@')
+	if ((h->features & WIRE_HELLO_OWN_FIRST) && journal_origin_of(o, p->id))
 		snprintf(p->own_origin, sizeof(p->own_origin), "%s", o);
 }
 
@@ -178,35 +176,6 @@ static void pump_send_pushes(struct pump *pu)
 	pu->n_push = 0;
 }
 
-void sync_entry_from_change(const struct journal_change *c,
-			    struct wire_entry *w)
-{
-	memset(w, 0, sizeof(*w));
-	w->ref = c->ref;
-	w->lamport = c->lamport;
-	w->wall_ns = c->wall_ns;
-	w->volume = c->volume;
-	w->path = c->path;
-	w->op = c->op;
-	w->mode = c->mode;
-	w->uid = c->uid;
-	w->gid = c->gid;
-	w->size = c->size;
-	w->mtime_ns = c->mtime_ns;
-	w->has_hash = c->has_hash;
-	memcpy(w->hash, c->hash, CONTENT_HASH_LEN);
-	w->has_target = c->target != NULL;
-	w->target = c->target;
-	w->n_bases = (uint16_t)(c->n_bases > WIRE_MAX_BASES ? WIRE_MAX_BASES :
-				c->n_bases);
-	w->bases = c->bases;
-	w->chained = c->chain.chained;
-	memcpy(w->prev, c->chain.prev, CONTENT_HASH_LEN);
-	w->seg_end = c->chain.seg_end;
-	memcpy(w->key_id, c->chain.key_id, CONTENT_HASH_LEN);
-	w->sig = c->chain.sig;
-	w->sig_len = (uint16_t)c->chain.sig_len;
-}
 
 static int pump_ship(struct pump *pu)
 {
@@ -287,7 +256,7 @@ static int pump_one(void *arg, const struct journal_change *c)
 		pu->skip = true;
 		return 1;
 	}
-	sync_entry_from_change(c, &w);
+	wire_entry_from_change(c, &w);
 	err = pump_add(pu, &w, chained);
 	if (err)
 		return err;
@@ -466,33 +435,6 @@ void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 
 /* ---- receiving ---------------------------------------------------------- */
 
-void sync_change_from_entry(const struct wire_entry *w,
-			    struct journal_change *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->ref = w->ref;
-	c->lamport = w->lamport;
-	c->wall_ns = w->wall_ns;
-	c->volume = w->volume;
-	c->path = w->path;
-	c->op = w->op;
-	c->mode = w->mode;
-	c->uid = w->uid;
-	c->gid = w->gid;
-	c->size = w->size;
-	c->mtime_ns = w->mtime_ns;
-	c->has_hash = w->has_hash;
-	memcpy(c->hash, w->hash, CONTENT_HASH_LEN);
-	c->target = w->has_target ? w->target : NULL;
-	c->bases = w->bases;
-	c->n_bases = w->n_bases;
-	c->chain.chained = w->chained;
-	memcpy(c->chain.prev, w->prev, CONTENT_HASH_LEN);
-	c->chain.seg_end = w->seg_end;
-	memcpy(c->chain.key_id, w->key_id, CONTENT_HASH_LEN);
-	c->chain.sig = w->sig;
-	c->chain.sig_len = w->sig_len;
-}
 
 static int send_vector(struct session *s)
 {
@@ -554,7 +496,7 @@ static int on_entry(struct session *s, const struct wire_entry *w,
 
 	if (!new_origin_allowed(s, w))
 		return -EDQUOT;
-	sync_change_from_entry(w, &c);
+	wire_entry_to_change(w, &c);
 	if (take == CHAIN_TAKE_UNSIGNED)
 		c.chain.seg_end = false;
 	err = journal_add_remote(s->r->journal, &c);

@@ -561,6 +561,13 @@ int wire_entries_add(struct wire_entries *e, const struct wire_entry *ent);
 /* Finishes the frame and returns how many entries it holds. */
 uint32_t wire_entries_end(struct wire_entries *e);
 
+/* An entry as it travels, from a journal change and back; every pointer
+ * is the source's (borrowed).  Bases past WIRE_MAX_BASES are cut. */
+void wire_entry_from_change(const struct journal_change *c,
+			    struct wire_entry *w);
+void wire_entry_to_change(const struct wire_entry *w,
+			  struct journal_change *c);
+
 /* "HELLO", "VECTOR", ...; "unknown" for anything else. */
 const char *wire_type_name(enum wire_type t);
 

@@ -338,3 +338,63 @@ uint32_t wire_entries_end(struct wire_entries *e)
 	memset(e, 0, sizeof(*e));
 	return n;
 }
+
+/* ---- to and from the journal's form ---------------------------------- */
+
+void wire_entry_from_change(const struct journal_change *c,
+			    struct wire_entry *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->ref = c->ref;
+	w->lamport = c->lamport;
+	w->wall_ns = c->wall_ns;
+	w->volume = c->volume;
+	w->path = c->path;
+	w->op = c->op;
+	w->mode = c->mode;
+	w->uid = c->uid;
+	w->gid = c->gid;
+	w->size = c->size;
+	w->mtime_ns = c->mtime_ns;
+	w->has_hash = c->has_hash;
+	memcpy(w->hash, c->hash, CONTENT_HASH_LEN);
+	w->has_target = c->target != NULL;
+	w->target = c->target;
+	w->n_bases = (uint16_t)(c->n_bases > WIRE_MAX_BASES ? WIRE_MAX_BASES :
+				c->n_bases);
+	w->bases = c->bases;
+	w->chained = c->chain.chained;
+	memcpy(w->prev, c->chain.prev, CONTENT_HASH_LEN);
+	w->seg_end = c->chain.seg_end;
+	memcpy(w->key_id, c->chain.key_id, CONTENT_HASH_LEN);
+	w->sig = c->chain.sig;
+	w->sig_len = (uint16_t)c->chain.sig_len;
+}
+
+void wire_entry_to_change(const struct wire_entry *w,
+			  struct journal_change *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->ref = w->ref;
+	c->lamport = w->lamport;
+	c->wall_ns = w->wall_ns;
+	c->volume = w->volume;
+	c->path = w->path;
+	c->op = w->op;
+	c->mode = w->mode;
+	c->uid = w->uid;
+	c->gid = w->gid;
+	c->size = w->size;
+	c->mtime_ns = w->mtime_ns;
+	c->has_hash = w->has_hash;
+	memcpy(c->hash, w->hash, CONTENT_HASH_LEN);
+	c->target = w->has_target ? w->target : NULL;
+	c->bases = w->bases;
+	c->n_bases = w->n_bases;
+	c->chain.chained = w->chained;
+	memcpy(c->chain.prev, w->prev, CONTENT_HASH_LEN);
+	c->chain.seg_end = w->seg_end;
+	memcpy(c->chain.key_id, w->key_id, CONTENT_HASH_LEN);
+	c->chain.sig = w->sig;
+	c->chain.sig_len = w->sig_len;
+}

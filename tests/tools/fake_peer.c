@@ -492,36 +492,6 @@ static int read_exact(int fd, uint8_t *buf, size_t len, uint64_t deadline)
 	return 1;
 }
 
-/* The chain fields of W as the journal digests them (sync.c's
- * sync_change_from_entry does the same). */
-static void change_from_entry(const struct wire_entry *w,
-			      struct journal_change *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->ref = w->ref;
-	c->lamport = w->lamport;
-	c->wall_ns = w->wall_ns;
-	c->volume = w->volume;
-	c->path = w->path;
-	c->op = w->op;
-	c->mode = w->mode;
-	c->uid = w->uid;
-	c->gid = w->gid;
-	c->size = w->size;
-	c->mtime_ns = w->mtime_ns;
-	c->has_hash = w->has_hash;
-	memcpy(c->hash, w->hash, CONTENT_HASH_LEN);
-	c->target = w->has_target ? w->target : NULL;
-	c->bases = w->bases;
-	c->n_bases = w->n_bases;
-}
-
-static bool origin_of_node(const char *origin, const char *node)
-{
-	size_t n = strlen(node);
-
-	return strncmp(origin, node, n) == 0 && origin[n] == '@';
-}
 
 static void note_entries(struct seen *sn, const struct wire_entry_list *l,
 			 bool chained)
@@ -533,7 +503,7 @@ static void note_entries(struct seen *sn, const struct wire_entry_list *l,
 
 		if (w->lamport > sn->max_lamport)
 			sn->max_lamport = w->lamport;
-		if (!origin_of_node(w->ref.origin, sn->node))
+		if (!journal_origin_of(w->ref.origin, sn->node))
 			continue;
 		if (chained && w->seg_end && w->sig_len) {
 			memcpy(sn->key_id, w->key_id, CONTENT_HASH_LEN);
@@ -549,7 +519,7 @@ static void note_entries(struct seen *sn, const struct wire_entry_list *l,
 		snprintf(sn->path, sizeof(sn->path), "%s", w->path);
 		sn->chain_known = chained;
 		if (chained) {
-			change_from_entry(w, &c);
+			wire_entry_to_change(w, &c);
 			if (journal_entry_digest(&c, digest) != 0) {
 				fprintf(stderr, "cannot digest an entry\n");
 				exit(2);
@@ -721,7 +691,7 @@ static void forge(int fd, const char *node, const char *vol, const char *path,
 			struct journal_change c;
 			uint8_t digest[CONTENT_HASH_LEN];
 
-			change_from_entry(&e, &c);
+			wire_entry_to_change(&e, &c);
 			if (journal_entry_digest(&c, digest) != 0)
 				exit(2);
 			journal_chain_link(e.prev, digest, chain);
