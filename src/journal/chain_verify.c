@@ -216,7 +216,9 @@ static int walk_origin(struct walk *w, int64_t origin)
 	if (!err)
 		err = walk_sigs_upto(w, g, &grc, UINT64_MAX, true);
 	if (!err && w->pending)
-		walk_bad(w, w->pending_from, "not covered by any signature");
+		walk_bad(w, w->pending_from, "not covered by any signature "
+			 "(a node's newest changes are so after it was killed, "
+			 "until it starts again and signs them)");
 	sqlite3_finalize(s);
 	sqlite3_finalize(g);
 	return err;
