@@ -37,8 +37,8 @@
 # that very content); (c) no deleted or renamed-away content came back at
 # the path it left, unless a later operation on another node changed it
 # there first (a chmod, or a write that failed after opening it: a
-# modification beats a concurrent delete); (d) kraken-journal verify is
-# clean everywhere; (e) no
+# modification beats a concurrent delete); (d) kraken-journal verify and
+# verify --chain are clean everywhere; (e) no
 # .krakenfs-tmp-* file is left; (f) every agent is alive, answers
 # /v1/status with its peers connected and no job queued, and none died or
 # hung on SIGTERM by itself.
@@ -872,6 +872,11 @@ say "$(cat "$T/check.summary")"
 for ((i = 1; i <= NODES; i++)); do
   if ! "$KJ" --db "$(journal_of "$i")" verify > "$T/verify.$i" 2>&1; then
     failures+=("(d) kraken-journal verify on n$i: $(grep -v 'checked' "$T/verify.$i" | head -n 10 || true)")
+  fi
+  # Every origin's chain held together through the kills, full disks and
+  # lost journals (plaintext: links and digests; there is nothing signed).
+  if ! "$KJ" --db "$(journal_of "$i")" verify --chain > "$T/chain.$i" 2>&1; then
+    failures+=("(d) kraken-journal verify --chain on n$i: $(grep ' seq ' "$T/chain.$i" | head -n 10 || true)")
   fi
   left=$(cd "$(root_of "$i")" && find . -name '.krakenfs-tmp-*' | head -n 5 || true)
   [ -z "$left" ] || failures+=("(e) temp files left on n$i: $left")
