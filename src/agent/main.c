@@ -424,6 +424,7 @@ static void agent_reload_swap(struct config *cur, struct config *next)
 	cur->egress_bits_per_sec = next->egress_bits_per_sec;
 	cur->ingress_bits_per_sec = next->ingress_bits_per_sec;
 	cur->strategy = next->strategy;
+	cur->max_lamport_jump = next->max_lamport_jump;
 	cur->conflict_timeout_ms = next->conflict_timeout_ms;
 	cur->journal_retention_ms = next->journal_retention_ms;
 	cur->journal_retention_pin_max_ms = next->journal_retention_pin_max_ms;
@@ -433,8 +434,8 @@ static void agent_reload_swap(struct config *cur, struct config *next)
 /*
  * SIGHUP and POST /v1/admin/reload.  Applies the cluster's node list
  * (peers added, removed or moved), bandwidth limits, the conflict
- * strategy, the journal's retention, the scrub's period and the log
- * level; other keys are reported as needing a
+ * strategy, the Lamport jump bound, the journal's retention, the scrub's
+ * period and the log level; other keys are reported as needing a
  * restart.  A file with errors changes nothing.
  */
 static int agent_reload(struct agent *a)
@@ -474,6 +475,7 @@ static int agent_reload(struct agent *a)
 	journal_set_strategy(a->journal,
 			     a->cfg->strategy == CONFIG_STRATEGY_LAMPORT ?
 			     JOURNAL_LAMPORT : JOURNAL_TIMESTAMP);
+	journal_set_lamport_jump(a->journal, a->cfg->max_lamport_jump);
 	if (!a->level_forced)
 		log_set_level((enum log_level)a->cfg->log_level);
 	log_info("agent", "reload: %zu peers", n);
@@ -961,6 +963,7 @@ static int agent_start_replicate(struct agent *a)
 	opt.keyring = a->keyring;
 	journal_set_strategy(a->journal, cfg->strategy == CONFIG_STRATEGY_LAMPORT ?
 			     JOURNAL_LAMPORT : JOURNAL_TIMESTAMP);
+	journal_set_lamport_jump(a->journal, cfg->max_lamport_jump);
 	if (!err)
 		err = replicate_new(a->journal, a->loop, &opt, &a->replicate);
 	if (!err)

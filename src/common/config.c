@@ -60,6 +60,7 @@ enum kind {
 	KIND_RECURSIVE,
 	KIND_PORT,
 	KIND_RATE,
+	KIND_LAMPORT_JUMP,
 	KIND_DURATION,
 	KIND_STRATEGY,
 	KIND_NODE_ID,
@@ -83,6 +84,7 @@ static const char *const expects[] = {
 	[KIND_RECURSIVE] = "true",
 	[KIND_PORT] = "an integer from 1 to 65535",
 	[KIND_RATE] = "a non-negative integer",
+	[KIND_LAMPORT_JUMP] = "a non-negative integer (0: no bound)",
 	[KIND_DURATION] = ("a duration such as \"500ms\", \"30s\", \"2m\", "
 			   "\"1h\" or \"30d\""),
 	[KIND_STRATEGY] = "timestamp or lamport",
@@ -111,7 +113,7 @@ enum key_id {
 	K_LOG, K_LOG_LEVEL,
 	K_FS, K_WATCH_PATHS, K_EXCLUDE, K_RECURSIVE,
 	K_SYNC, K_NODE_ID, K_CLUSTER_NODES, K_P2P_PORT, K_LISTEN_ADDRESS,
-	K_CLUSTER_ID, K_MAX_CLOCK_SKEW,
+	K_CLUSTER_ID, K_MAX_CLOCK_SKEW, K_MAX_LAMPORT_JUMP,
 	K_BW, K_BW_ENABLE, K_BW_EGRESS, K_BW_INGRESS,
 	K_CR, K_CR_STRATEGY, K_CR_TIMEOUT,
 	K_TLS, K_TLS_ENABLE, K_TLS_CERT, K_TLS_KEY, K_TLS_CA,
@@ -147,6 +149,8 @@ static const struct key_def {
 	[K_CLUSTER_ID] = { "sync.cluster_id", KIND_NAME, FIELD(cluster_id) },
 	[K_MAX_CLOCK_SKEW] = { "sync.max_clock_skew", KIND_DURATION,
 			       FIELD(max_clock_skew_ms) },
+	[K_MAX_LAMPORT_JUMP] = { "sync.max_lamport_jump", KIND_LAMPORT_JUMP,
+				 FIELD(max_lamport_jump) },
 	[K_BW] = { "sync.bandwidth", KIND_SECTION, 0 },
 	[K_BW_ENABLE] = { "sync.bandwidth.enable", KIND_BOOL,
 			  FIELD(bandwidth_enable) },
@@ -425,6 +429,23 @@ static const char *parse_u64(const char *s, uint64_t *out)
 		return "too large";
 	if (errno || *end != '\0')
 		return "";
+	*out = v;
+	return NULL;
+}
+
+/* A jump past the largest Lamport value a change may carry bounds
+ * nothing that the overflow check does not already refuse: such a value
+ * is a typo, not a choice. */
+static const char *parse_lamport_jump(const char *s, uint64_t *out)
+{
+	uint64_t v;
+	const char *why = parse_u64(s, &v);
+
+	if (why)
+		return why;
+	if (v > CONFIG_LAMPORT_JUMP_MAX)
+		return "at most 2^62 = 4611686018427387904, the largest "
+		       "Lamport value a change may carry";
 	*out = v;
 	return NULL;
 }
@@ -775,6 +796,8 @@ static const char *store_scalar(struct parse *p, const struct key_def *k,
 		return parse_port(s, field);
 	case KIND_RATE:
 		return parse_u64(s, field);
+	case KIND_LAMPORT_JUMP:
+		return parse_lamport_jump(s, field);
 	case KIND_DURATION:
 		return config_parse_duration_ms(s, field) ? "" : NULL;
 	case KIND_STRATEGY:
@@ -1606,6 +1629,7 @@ static int defaults_base(struct config **out)
 	cfg->strategy = CONFIG_STRATEGY_TIMESTAMP;
 	cfg->conflict_timeout_ms = 30000;
 	cfg->max_clock_skew_ms = 30000;
+	cfg->max_lamport_jump = CONFIG_LAMPORT_JUMP_DEFAULT;
 	cfg->mount_wait_ms = 10000;
 	cfg->journal_retention_ms = 30 * DAY_MS;
 	cfg->journal_retention_pin_max_ms = 90 * DAY_MS;

@@ -21,6 +21,11 @@
  *   sync.max_clock_skew                duration: a peer whose clock is
  *                                      off ours by more is warned about
  *                                      ("0": never)                 [30s]
+ *   sync.max_lamport_jump              integer 0..2^62: an entry whose
+ *                                      Lamport value is more than this
+ *                                      above the largest this node has
+ *                                      seen is refused (0: no bound)
+ *                                                          [1000000000]
  *   sync.bandwidth.enable              bool                            [false]
  *   sync.bandwidth.egress_bits_per_sec   integer >= 0, 0 = no limit      [0]
  *   sync.bandwidth.ingress_bits_per_sec  integer >= 0, 0 = no limit      [0]
@@ -66,6 +71,11 @@
 #define CONFIG_NODE_ID_MAX 64
 #define CONFIG_ALLOWED_HOSTS_MAX 32
 #define CONFIG_ALLOWED_HOST_LEN 255
+/* sync.max_lamport_jump: a node's clock runs ahead of another's by at most
+ * the changes made while they did not talk, so 1e9 is generous; the
+ * largest allowed is JOURNAL_LAMPORT_MAX (2^62). */
+#define CONFIG_LAMPORT_JUMP_DEFAULT UINT64_C(1000000000)
+#define CONFIG_LAMPORT_JUMP_MAX (UINT64_C(1) << 62)
 
 enum config_strategy { CONFIG_STRATEGY_TIMESTAMP, CONFIG_STRATEGY_LAMPORT };
 
@@ -96,6 +106,7 @@ struct config {
 	enum config_strategy strategy;
 	uint64_t conflict_timeout_ms;
 	uint64_t max_clock_skew_ms;
+	uint64_t max_lamport_jump;  /* 0: no bound; see journal_set_lamport_jump */
 	bool tls_enable;
 	char *tls_cert_file;
 	char *tls_key_file;

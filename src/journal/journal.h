@@ -382,6 +382,13 @@ enum journal_strategy { JOURNAL_TIMESTAMP, JOURNAL_LAMPORT };
 
 /* How concurrent versions are ordered (default timestamp). */
 void journal_set_strategy(struct journal *j, enum journal_strategy s);
+/* The most a remote change's Lamport value may exceed the largest this
+ * journal has seen (0, the default: no bound); journal_add_remote refuses
+ * one beyond it with KR_EHOSTILE.  A member whose entries jumped near
+ * JOURNAL_LAMPORT_MAX would drag every node's clock there, and soon no
+ * node could record a change; an honest clock runs ahead of ours by at
+ * most the changes made while we did not talk. */
+void journal_set_lamport_jump(struct journal *j, uint64_t max);
 
 /* Whether ORIGIN ("node@epoch") is a change of the node NODE. */
 bool journal_origin_of(const char *origin, const char *node);
@@ -403,6 +410,8 @@ int journal_entries_since(struct journal *j, const char *origin,
  * what the path's disk state must become (see jobs).  Returns 0 when
  * added, -EALREADY when held already, -EAGAIN when an earlier seq of its
  * origin is missing (the caller asks again from where it stands).
+ * KR_EHOSTILE, with nothing stored, for an invalid change or one whose
+ * Lamport value is more than journal_set_lamport_jump's bound above ours.
  */
 int journal_add_remote(struct journal *j, const struct journal_change *c);
 /* The newest change's id (local arrival order), 0 for none. */

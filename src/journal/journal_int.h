@@ -41,6 +41,7 @@ struct journal {
 	char node_id[JOURNAL_ORIGIN_MAX];
 	char origin[JOURNAL_ORIGIN_MAX];
 	enum journal_strategy strategy;
+	uint64_t lamport_jump;    /* journal_set_lamport_jump; 0: no bound */
 	int wal_fd;               /* for journal_sync, opened on first use */
 	/* Background checkpoints: a thread with its own connection. */
 	bool ckpt_running;

@@ -71,6 +71,19 @@ void journal_set_strategy(struct journal *j, enum journal_strategy s)
 	j->strategy = s;
 }
 
+void journal_set_lamport_jump(struct journal *j, uint64_t max)
+{
+	j->lamport_jump = max;
+}
+
+/* Whether C's Lamport value jumps more than the bound past ours. */
+static bool lamport_jumps(const struct journal *j,
+			  const struct journal_change *c)
+{
+	return j->lamport_jump && c->lamport > j->lamport &&
+	       c->lamport - j->lamport > j->lamport_jump;
+}
+
 /* ---- origins and ranges ---------------------------------------------- */
 
 static int origin_split(const char *origin, char *node, char *epoch)
@@ -397,6 +410,8 @@ int journal_add_remote(struct journal *j, const struct journal_change *c)
 		return -EALREADY;
 	if (c->ref.seq > have + 1)
 		return -EAGAIN;
+	if (lamport_jumps(j, c))
+		return KR_EHOSTILE;
 	err = journal_begin(j);
 	if (known)
 		ra.origin = j->remote.id;

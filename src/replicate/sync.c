@@ -507,10 +507,12 @@ static int on_entry(struct session *s, const struct wire_entry *w,
 	else if (err == -EAGAIN)
 		*gap = true;
 	else if (err == KR_EHOSTILE)
-		log_warn("replicate", "refused entry %s:%llu from %s: "
-			 "hostile or malformed path '%s/%s', or a broken "
-			 "chain", w->ref.origin,
-			 (unsigned long long)w->ref.seq, p->id, w->volume,
+		log_warn("replicate", "refused entry %s:%llu (Lamport %llu) "
+			 "from %s: a hostile or malformed path '%s/%s', a "
+			 "broken chain, or a Lamport value past 2^62 or more "
+			 "than sync.max_lamport_jump above this node's",
+			 w->ref.origin, (unsigned long long)w->ref.seq,
+			 (unsigned long long)w->lamport, p->id, w->volume,
 			 w->path);
 	else if (err != -EALREADY) {
 		log_warn("replicate", "cannot add entry %s:%llu from %s "

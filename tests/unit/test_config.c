@@ -203,6 +203,7 @@ static void assert_default_values(const struct config *cfg)
 	assert_true(cfg->ingress_bits_per_sec == 0);
 	assert_int_equal(cfg->strategy, CONFIG_STRATEGY_TIMESTAMP);
 	assert_true(cfg->conflict_timeout_ms == 30000);
+	assert_true(cfg->max_lamport_jump == 1000000000);
 	assert_true(cfg->mount_wait_ms == 10000);
 	assert_false(cfg->tls_enable);
 	assert_string_equal(cfg->tls_cert_file, "/etc/krakenfs/tls/node.pem");
@@ -403,6 +404,65 @@ static void test_integer_ranges(void **state)
 	assert_true(cfg->egress_bits_per_sec == UINT64_MAX);
 	assert_true(cfg->ingress_bits_per_sec == 0);
 	config_free(cfg);
+}
+
+/* sync.max_lamport_jump: a count of changes, 0 for no bound, at most
+ * the largest Lamport value a change may carry. */
+static void test_max_lamport_jump(void **state)
+{
+	struct config_diag diag;
+	struct config *cfg;
+
+	(void)state;
+	cfg = expect_ok("sync:\n  max_lamport_jump: 5000\n", NULL, NULL);
+	assert_true(cfg->max_lamport_jump == 5000);
+	config_free(cfg);
+	cfg = expect_ok("sync:\n  max_lamport_jump: 0\n", NULL, NULL);
+	assert_true(cfg->max_lamport_jump == 0);
+	config_free(cfg);
+	cfg = expect_ok("sync:\n  max_lamport_jump: 4611686018427387904\n",
+			NULL, NULL);
+	assert_true(cfg->max_lamport_jump == UINT64_C(1) << 62);
+	config_free(cfg);
+	cfg = expect_ok("sync:\n  max_lamport_jump:\n", NULL, NULL);
+	assert_true(cfg->max_lamport_jump == 1000000000);
+	config_free(cfg);
+
+	expect_errors("sync:\n"                                 /* 1 */
+		      "  max_lamport_jump: -5\n",               /* 2 */
+		      1, &diag);
+	assert_diag(&diag, "config.yaml:2: sync.max_lamport_jump: expected a "
+			   "non-negative integer (0: no bound), got \"-5\"\n");
+	config_diag_release(&diag);
+
+	static const char *const bad[] = { "1.5", "1e9", "abc", "\"\"",
+					   "\"-1\"", "+10", "' 10'", "[1]" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[64];
+
+		snprintf(text, sizeof(text), "sync:\n  max_lamport_jump: %s\n",
+			 bad[i]);
+		expect_errors(text, 1, &diag);
+		assert_diag(&diag, "config.yaml:2: sync.max_lamport_jump: "
+				   "expected a non-negative integer (0: no "
+				   "bound), got ");
+		config_diag_release(&diag);
+	}
+
+	expect_errors("sync:\n  max_lamport_jump: 4611686018427387905\n", 1,
+		      &diag);
+	assert_diag(&diag, "config.yaml:2: sync.max_lamport_jump: expected a "
+			   "non-negative integer (0: no bound), got "
+			   "\"4611686018427387905\" (at most 2^62 = "
+			   "4611686018427387904, the largest Lamport value a "
+			   "change may carry)\n");
+	config_diag_release(&diag);
+	expect_errors("sync:\n  max_lamport_jump: 99999999999999999999999\n",
+		      1, &diag);
+	assert_diag(&diag, "sync.max_lamport_jump: expected a non-negative "
+			   "integer (0: no bound), got "
+			   "\"99999999999999999999999\" (too large)\n");
+	config_diag_release(&diag);
 }
 
 static void test_booleans(void **state)
@@ -1645,6 +1705,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_keys),
 		cmocka_unit_test(test_wrong_types),
 		cmocka_unit_test(test_integer_ranges),
+		cmocka_unit_test(test_max_lamport_jump),
 		cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_duration_in_file),

@@ -568,6 +568,60 @@ static void test_lamport_bounded(void **state)
 	assert_true(info.lamport > JOURNAL_LAMPORT_MAX);
 }
 
+static uint64_t lamport_of(struct journal *j)
+{
+	struct journal_info info;
+
+	assert_int_equal(journal_info(j, &info), 0);
+	return info.lamport;
+}
+
+/* A member whose entries jump far past everyone's Lamport clock drags
+ * every node towards JOURNAL_LAMPORT_MAX: past the bound an entry is
+ * refused, nothing of it is stored and the local clock does not move;
+ * at the bound it is taken; bound 0 takes any jump. */
+static void test_lamport_jump_bounded(void **state)
+{
+	struct net *n = *state;
+	struct lamport_offer o = { .to = n->j[2],
+				   .origin = "x@0000000000000001" };
+	uint64_t local;
+
+	net_put(n, 0, "a.txt", 0);
+	net_put(n, 2, "b.txt", 1);
+	journal_set_lamport_jump(n->j[2], 1000);
+	local = lamport_of(n->j[2]);
+	assert_true(local > 0);
+
+	o.lamport = local + 1001;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, KR_EHOSTILE);
+	assert_int_equal(journal_have(n->j[2], o.origin), 0);
+	assert_true(lamport_of(n->j[2]) == local);
+	net_put(n, 2, "c.txt", 2);
+	assert_true(lamport_of(n->j[2]) == local + 1);
+	local++;
+
+	o.lamport = local + 1000;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, 0);
+	assert_int_equal(journal_have(n->j[2], o.origin), 1);
+	assert_true(lamport_of(n->j[2]) == local + 1000);
+	local += 1000;
+
+	journal_set_lamport_jump(n->j[2], 0);
+	o.origin = "y@0000000000000002";
+	o.lamport = local + (UINT64_C(1) << 40);
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, 0);
+	assert_int_equal(journal_have(n->j[2], o.origin), 1);
+	net_put(n, 2, "d.txt", 3);
+	assert_true(lamport_of(n->j[2]) == local + (UINT64_C(1) << 40) + 1);
+}
+
 static int setup(void **state)
 {
 	return net_open((struct net **)state);
@@ -596,6 +650,7 @@ int main(void)
 	T(test_adopt_judges_against_history),
 		T(test_entries_held_per_origin),
 		T(test_lamport_bounded),
+		T(test_lamport_jump_bounded),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
