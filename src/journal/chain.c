@@ -11,16 +11,18 @@
  *             origin's previous change, or for its first one an anchor,
  *             SHA-256("krakenfs-chain-v1" || origin || seq before it)
  *   segment   a run of an origin's changes ending where the origin
- *             signed its chain hash: at every commit of its own changes
- *             and at least every JOURNAL_SEGMENT_MAX of them
+ *             signed its chain hash: when its own changes commit, at
+ *             most once per sign interval (journal_set_sign_interval) and
+ *             at least every JOURNAL_SEGMENT_MAX of them
  *   signature by the origin node's key (its TLS identity, certified by
  *             the cluster CA) over journal_sig_message(): origin, seq and
  *             chain hash, so it covers every change before it
  *
  * A receiver checks each entry's prev against the chain hash it holds,
- * and stores a segment only once its signature verified, whoever relayed
- * it (src/replicate/chaincheck.c).  One signature per commit keeps the
- * cost off the hot path: a 1,000-file burst is a handful of segments.
+ * and stores entries only once a signature after them verified, whoever
+ * relayed them (src/replicate/chaincheck.c).  Signatures are amortised
+ * on both sides: an origin signs a burst once per interval, a receiver
+ * checks the last signature of each run it gets.
  *
  * The node's own changes are chained when their batch commits
  * (journal_chain_own, called by journal_flush): their bases are linked by

@@ -9,7 +9,7 @@
  * the largest Lamport value this journal has seen.
  *
  * Chain.  Each origin's changes form a hash chain that the origin signs
- * at every commit (chain.c): a peer can relay them, never forge them.
+ * as they commit (chain.c): a peer can relay them, never forge them.
  *
  * Versions.  Every change row describes the whole version it creates
  * (mode with its type bits, owner, size, mtime, content hash or link

@@ -5,11 +5,12 @@
  * origin's previous entry, and at each segment's end the origin's
  * signature (src/journal/chain.c).  For each run of one origin in a
  * frame this walks the new entries (past what the journal holds) from the
- * chain hash the journal expects, links each, and at each segment end
- * checks the signature with the origin node's key (keyring.h).  Only
- * whole segments whose signature verified are stored; a wrong link or
- * signature refuses the rest of the frame, is logged with the peer that
- * sent it, and closes its session.  A segment longer than
+ * chain hash the journal expects and links each; then the run's last
+ * signature, which covers every entry before it, is checked with the
+ * origin node's key (keyring.h), and so are the ones that keep stored
+ * segments within JOURNAL_SEGMENT_MAX (run_seal).  Only entries up to a
+ * verified signature are stored; a wrong link or signature refuses the
+ * run, is logged with the peer that sent it, and closes its session.  A segment longer than
  * JOURNAL_SEGMENT_MAX, or entries after the last segment end, are refused
  * too: a sender cuts frames at segment ends, and an origin signs at
  * least that often.
