@@ -705,7 +705,7 @@ static int journal_insert_change(struct journal *j, const struct journal_row *r,
 	sqlite3_bind_int64(s, 1, j->origin_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)j->next_seq);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)(j->lamport + 1));
-	sqlite3_bind_int64(s, 4, loop_wall_ns());
+	sqlite3_bind_int64(s, 4, loop_wall_ns() + j->wall_offset_ns);
 	sqlite3_bind_text(s, 5, r->volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 6, r->path, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 7, r->op);

@@ -380,6 +380,10 @@ int journal_adopt(struct journal *j, const char *volume, const char *path,
 
 enum journal_strategy { JOURNAL_TIMESTAMP, JOURNAL_LAMPORT };
 
+/* This node's changes are stamped with its wall clock plus NS: the
+ * cluster's time while this clock is known to be off (clock.c). */
+void journal_set_wall_offset(struct journal *j, int64_t ns);
+
 /* How concurrent versions are ordered (default timestamp). */
 void journal_set_strategy(struct journal *j, enum journal_strategy s);
 /* The most a remote change's Lamport value may exceed the largest this

@@ -74,6 +74,7 @@ struct journal {
 	} remote;
 	/* Own changes up to here are chained (chain.c); the signer of
 	 * their segments, none in a plaintext cluster. */
+	int64_t wall_offset_ns;   /* added to the clock when stamping changes */
 	uint64_t chained_seq;
 	/* ...and signed up to here; the last batch end signed then
 	 * (monotonic), at most once per sign_interval_ns */

@@ -71,6 +71,11 @@ void journal_set_strategy(struct journal *j, enum journal_strategy s)
 	j->strategy = s;
 }
 
+void journal_set_wall_offset(struct journal *j, int64_t ns)
+{
+	j->wall_offset_ns = ns;
+}
+
 void journal_set_lamport_jump(struct journal *j, uint64_t max)
 {
 	j->lamport_jump = max;

@@ -213,6 +213,7 @@ struct replicate {
 	} state_rx;
 	uint64_t exchanges_served, exchanges_applied;
 	int64_t max_clock_skew_ns;    /* clock.c; 0: never warned about */
+	int64_t wall_correction_ns;   /* clock.c: added to our stamps */
 	struct {
 		int64_t resume_ns;    /* the listener is paused until then */
 		uint64_t pauses, refused;
