@@ -414,9 +414,14 @@ int journal_entries_since(struct journal *j, const char *origin,
  * what the path's disk state must become (see jobs).  Returns 0 when
  * added, -EALREADY when held already, -EAGAIN when an earlier seq of its
  * origin is missing (the caller asks again from where it stands).
- * KR_EHOSTILE, with nothing stored, for an invalid change or one whose
- * Lamport value is more than journal_set_lamport_jump's bound above ours.
+ * KR_EHOSTILE, with nothing stored, for an invalid change; -ERANGE for
+ * one whose Lamport value is more than journal_set_lamport_jump's bound
+ * above ours, or whose wall time is more than JOURNAL_WALL_AHEAD_MAX
+ * ahead of our clock.
  */
+/* A clock that is merely off is corrected or warned about (the
+ * replicator's clock.c); a stamp a day ahead is refused until then. */
+#define JOURNAL_WALL_AHEAD_MAX (24LL * 3600 * 1000000000)
 int journal_add_remote(struct journal *j, const struct journal_change *c);
 /* The newest change's id (local arrival order), 0 for none. */
 int64_t journal_last_change_id(struct journal *j);

@@ -38,6 +38,7 @@
 #include "journal_int.h"
 
 #include "err.h"
+#include "loop.h"
 #include "path.h"
 
 #include <errno.h>
@@ -79,6 +80,14 @@ void journal_set_wall_offset(struct journal *j, int64_t ns)
 void journal_set_lamport_jump(struct journal *j, uint64_t max)
 {
 	j->lamport_jump = max;
+}
+
+/* Whether C was stamped further ahead of our clock than any clock that
+ * is merely off: such an entry would win every concurrent write for as
+ * long, so it waits until our clock gets there. */
+static bool wall_ahead(const struct journal_change *c)
+{
+	return c->wall_ns > loop_wall_ns() + JOURNAL_WALL_AHEAD_MAX;
 }
 
 /* Whether C's Lamport value jumps more than the bound past ours. */
@@ -415,8 +424,8 @@ int journal_add_remote(struct journal *j, const struct journal_change *c)
 		return -EALREADY;
 	if (c->ref.seq > have + 1)
 		return -EAGAIN;
-	if (lamport_jumps(j, c))
-		return KR_EHOSTILE;
+	if (lamport_jumps(j, c) || wall_ahead(c))
+		return -ERANGE;
 	err = journal_begin(j);
 	if (known)
 		ra.origin = j->remote.id;

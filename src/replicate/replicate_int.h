@@ -66,6 +66,7 @@ typedef struct ssl_st SSL;
 #define PUSH_KEEP_MAX 16384            /* pushed contents kept unclaimed */
 #define PUSH_RECENT_NS (10LL * 1000000000)
 #define SESSION_KEYS_SENT 64           /* past this, keys are sent again */
+#define SESSION_REFUSED_MAX 16         /* refused origins kept per session */
 
 enum session_state {
 	SESSION_CONNECTING,       /* non-blocking connect under way */
@@ -113,6 +114,9 @@ struct session {
 	uint8_t keys_sent[SESSION_KEYS_SENT][CONTENT_HASH_LEN];
 	unsigned n_keys_sent;
 	bool plain_refused;
+	/* sync.c: origins whose entry the journal refused from this peer */
+	char refused[SESSION_REFUSED_MAX][JOURNAL_ORIGIN_MAX];
+	unsigned n_refused;
 	struct session *next;
 };
 

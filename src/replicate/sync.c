@@ -486,6 +486,43 @@ static bool new_origin_allowed(struct session *s, const struct wire_entry *w)
 	return false;
 }
 
+/* Whether S's peer sent an entry of ORIGIN that was refused: the rest
+ * of that origin is not taken from it either.  Asking again (a VECTOR
+ * at the hole) would only bring the same entry back, over and over. */
+static bool origin_refused(const struct session *s, const char *origin)
+{
+	for (unsigned i = 0; i < s->n_refused; i++)
+		if (strcmp(s->refused[i], origin) == 0)
+			return true;
+	return false;
+}
+
+static int refuse_origin(struct session *s, const struct wire_entry *w,
+			 int err)
+{
+	if (s->n_refused == SESSION_REFUSED_MAX)
+		return -EPROTO;   /* too many to keep apart: hang up */
+	snprintf(s->refused[s->n_refused++], JOURNAL_ORIGIN_MAX, "%s",
+		 w->ref.origin);
+	if (err == -ERANGE)
+		log_warn("replicate", "refused entry %s:%llu from %s: its "
+			 "Lamport value %llu is more than sync.max_lamport_jump "
+			 "above ours, or its time is more than a day ahead of "
+			 "our clock; the rest of %s is not taken from %s on "
+			 "this connection", w->ref.origin,
+			 (unsigned long long)w->ref.seq, s->peer->id,
+			 (unsigned long long)w->lamport, w->ref.origin,
+			 s->peer->id);
+	else
+		log_warn("replicate", "refused entry %s:%llu from %s: a "
+			 "hostile or malformed path '%s/%s', a broken chain, "
+			 "or a Lamport value past 2^62; the rest of %s is not "
+			 "taken from %s on this connection", w->ref.origin,
+			 (unsigned long long)w->ref.seq, s->peer->id,
+			 w->volume, w->path, w->ref.origin, s->peer->id);
+	return 0;
+}
+
 /* Adds W (as TAKE says); counts it into *ADDED, a hole into *GAP. */
 static int on_entry(struct session *s, const struct wire_entry *w,
 		    enum chain_take take, unsigned *added, bool *gap)
@@ -494,6 +531,8 @@ static int on_entry(struct session *s, const struct wire_entry *w,
 	struct journal_change c;
 	int err;
 
+	if (origin_refused(s, w->ref.origin))
+		return 0;
 	if (!new_origin_allowed(s, w))
 		return -EDQUOT;
 	wire_entry_to_change(w, &c);
@@ -506,14 +545,8 @@ static int on_entry(struct session *s, const struct wire_entry *w,
 		(*added)++;
 	else if (err == -EAGAIN)
 		*gap = true;
-	else if (err == KR_EHOSTILE)
-		log_warn("replicate", "refused entry %s:%llu (Lamport %llu) "
-			 "from %s: a hostile or malformed path '%s/%s', a "
-			 "broken chain, or a Lamport value past 2^62 or more "
-			 "than sync.max_lamport_jump above this node's",
-			 w->ref.origin, (unsigned long long)w->ref.seq,
-			 (unsigned long long)w->lamport, p->id, w->volume,
-			 w->path);
+	else if (err == KR_EHOSTILE || err == -ERANGE)
+		return refuse_origin(s, w, err);
 	else if (err != -EALREADY) {
 		log_warn("replicate", "cannot add entry %s:%llu from %s "
 			 "(%s/%s): %s", w->ref.origin,

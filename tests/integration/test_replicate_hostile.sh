@@ -59,6 +59,19 @@ wait_for 60 grep -q "peer n3 asked for [0-9]* deltas without reading the answers
   fail "a flood of requests was not logged: $(grep n3 "$T/n2.log" | tail -5)"
 pass "a peer asking for deltas without reading the answers is cut off"
 
+# A stamp from the year 2262 once won every concurrent write.  It is
+# refused, said once, and the rest of that origin is not asked for again
+# and again on the same connection.
+expect open future n3 web
+wait_for 10 grep -q "refused entry n3@00000000000000ff:1 from n3: .* more than a day ahead of our clock" "$T/n2.log" ||
+  fail "an entry stamped in 2262 is not refused: $(grep -i 'n3@00000000000000ff' "$T/n2.log" | tail -2)"
+sleep 1
+[ "$(grep -c "refused entry n3@00000000000000ff" "$T/n2.log")" = 1 ] ||
+  fail "the refusal is repeated: $(grep -c "refused entry n3@00000000000000ff" "$T/n2.log") times"
+held=$("$KJ" --db "$T/n2/journal.db" --json status | jq '.version_vector["n3@00000000000000ff"] // 0')
+[ "$held" = 0 ] || fail "n2 holds $held entries of the origin that stamped 2262"
+pass "an entry stamped in 2262 is refused once; nothing of its origin is taken"
+
 expect closed origins n3 web 2000
 made_up() { "$KJ" --db "$T/n2/journal.db" --json status | jq '[.version_vector | keys[] | select(startswith("n3@"))] | length'; }
 [ "$(made_up)" -le 64 ] || fail "n2 took $(made_up) made-up origins from one peer within a minute"

@@ -26,6 +26,9 @@
  *                        number of origins it named
  *   origins NODE VOL N   HELLO as NODE, then N deletes of absent paths in
  *                        VOL, each under a made-up origin NODE@i
+ *   future NODE VOL      HELLO as NODE, then its first three changes,
+ *                        deletes of absent paths, the first stamped with
+ *                        wall time INT64_MAX; the frame sent three times
  *   forge NODE VOL PATH ORIGIN_NODE KIND
  *                        HELLO as NODE (with WIRE_HELLO_CHAIN unless KIND
  *                        is plain) and an empty VECTOR, then 3 s of
@@ -278,6 +281,33 @@ static void entry(int fd, const char *node, const char *vol, const char *path,
 }
 
 /* N entries, each the first of an origin of its own, 512 to a frame. */
+/* Three deletes of absent paths as NODE's own first changes, the first
+ * stamped INT64_MAX (the year 2262), sent three times over as a peer
+ * that is asked again would. */
+static void future(int fd, const char *node, const char *vol)
+{
+	static const char *paths[] = { "future-1", "future-2", "future-3" };
+	struct wire_entry e[3];
+	struct wire_msg m = { .type = WIRE_ENTRIES };
+
+	memset(e, 0, sizeof(e));
+	for (int k = 0; k < 3; k++) {
+		snprintf(e[k].ref.origin, sizeof(e[k].ref.origin),
+			 "%s@00000000000000ff", node);
+		e[k].ref.seq = (uint64_t)k + 1;
+		e[k].lamport = (uint64_t)k + 1;
+		e[k].wall_ns = k == 0 ? INT64_MAX : 1;
+		e[k].volume = vol;
+		e[k].path = paths[k];
+		e[k].op = JOURNAL_DELETE;
+	}
+	m.entries.n = 3;
+	m.entries.v = e;
+	for (int i = 0; i < 3; i++)
+		if (send_msg_quiet(fd, &m) != 0)
+			return;
+}
+
 static void origins(int fd, const char *node, const char *vol, int n)
 {
 	static struct wire_entry e[512];
@@ -773,6 +803,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "origins") && argc > 6) {
 		hello(fd, argv[4]);
 		origins(fd, argv[4], argv[5], (int)strtol(argv[6], NULL, 10));
+	} else if (!strcmp(mode, "future") && argc > 5) {
+		hello(fd, argv[4]);
+		future(fd, argv[4], argv[5]);
 	} else if (!strcmp(mode, "impostor") && argc > 4) {
 		hello(fd, argv[4]);
 	} else if (!strcmp(mode, "forge") && argc > 8) {

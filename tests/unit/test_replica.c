@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -525,6 +526,7 @@ struct lamport_offer {
 	struct journal *to;
 	uint64_t lamport;
 	const char *origin;
+	int64_t wall_ns;          /* 0: the change's own */
 	int got;
 };
 
@@ -536,6 +538,8 @@ static int offer_lamport(void *arg, const struct journal_change *c)
 	snprintf(x.ref.origin, sizeof(x.ref.origin), "%s", o->origin);
 	x.ref.seq = 1;
 	x.lamport = o->lamport;
+	if (o->wall_ns)
+		x.wall_ns = o->wall_ns;
 	x.n_bases = 0;
 	o->got = journal_add_remote(o->to, &x);
 	return 0;
@@ -568,6 +572,35 @@ static void test_lamport_bounded(void **state)
 	assert_true(info.lamport > JOURNAL_LAMPORT_MAX);
 }
 
+/* A wall time of INT64_MAX won every concurrent write under the
+ * timestamp strategy: a stamp more than a day ahead of our clock is
+ * refused and nothing is stored; one an hour ahead is taken. */
+static void test_wall_ahead_refused(void **state)
+{
+	struct net *n = *state;
+	struct timespec now;
+	struct lamport_offer o = { .to = n->j[2], .lamport = 5,
+				   .origin = "x@0000000000000001",
+				   .wall_ns = INT64_MAX };
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	net_put(n, 0, "a.txt", 0);
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, -ERANGE);
+	assert_int_equal(journal_have(n->j[2], o.origin), 0);
+	o.wall_ns = (int64_t)now.tv_sec * 1000000000 + JOURNAL_WALL_AHEAD_MAX +
+		    3600LL * 1000000000;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, -ERANGE);
+	o.wall_ns = (int64_t)now.tv_sec * 1000000000 + 3600LL * 1000000000;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, 0);
+	assert_int_equal(journal_have(n->j[2], o.origin), 1);
+}
+
 static uint64_t lamport_of(struct journal *j)
 {
 	struct journal_info info;
@@ -596,7 +629,7 @@ static void test_lamport_jump_bounded(void **state)
 	o.lamport = local + 1001;
 	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
 					       offer_lamport, &o), 0);
-	assert_int_equal(o.got, KR_EHOSTILE);
+	assert_int_equal(o.got, -ERANGE);
 	assert_int_equal(journal_have(n->j[2], o.origin), 0);
 	assert_true(lamport_of(n->j[2]) == local);
 	net_put(n, 2, "c.txt", 2);
@@ -651,6 +684,7 @@ int main(void)
 		T(test_entries_held_per_origin),
 		T(test_lamport_bounded),
 		T(test_lamport_jump_bounded),
+		T(test_wall_ahead_refused),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
