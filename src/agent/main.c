@@ -699,6 +699,7 @@ static void agent_publish(struct agent *a)
 		p->bytes_out = st[i].bytes_out;
 		p->entries_in = st[i].entries_in;
 		p->entries_out = st[i].entries_out;
+		p->entries_refused = st[i].entries_refused;
 		p->clock_known = st[i].clock_known;
 		p->clock_skewed = st[i].clock_skewed;
 		p->clock_offset_ns = st[i].clock_offset_ns;

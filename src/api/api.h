@@ -59,6 +59,7 @@ struct api_peer {
 	uint64_t behind_entries;    /* entries it holds that we lack */
 	uint64_t bytes_in, bytes_out;
 	uint64_t entries_in, entries_out;
+	uint64_t entries_refused;   /* forged, hostile or out of bounds */
 	bool clock_known;           /* its clock's offset was measured */
 	bool clock_skewed;          /* off ours by over sync.max_clock_skew */
 	int64_t clock_offset_ns;    /* its wall clock minus ours */

@@ -237,7 +237,7 @@ int rest_log_json(struct journal *j, const struct journal_filter *f,
 static json_t *rest_peer_json(const struct api_peer *p)
 {
 	return json_pack("{s:s,s:s,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-			 "s:o,s:b}",
+			 "s:I,s:o,s:b}",
 			 "node_id", p->id, "address", p->address,
 			 "connected", p->connected,
 			 "last_seen", rest_time_json(p->last_seen_ns),
@@ -249,6 +249,7 @@ static json_t *rest_peer_json(const struct api_peer *p)
 			 "bytes_out", (json_int_t)p->bytes_out,
 			 "entries_in", (json_int_t)p->entries_in,
 			 "entries_out", (json_int_t)p->entries_out,
+			 "entries_refused", (json_int_t)p->entries_refused,
 			 "clock_offset_ms", p->clock_known ?
 			 json_integer(p->clock_offset_ns / 1000000) :
 			 json_null(),
@@ -659,6 +660,7 @@ static void rest_label(const char *s, char *out, size_t cap)
 enum rest_peer_field {
 	PEER_CONNECTED, PEER_BYTES_IN, PEER_BYTES_OUT, PEER_LAG_ENTRIES,
 	PEER_LAG_BYTES, PEER_BEHIND_ENTRIES, PEER_LAST_SEEN, PEER_SKEWED,
+	PEER_REFUSED,
 };
 
 static uint64_t rest_peer_value(const struct api_peer *p,
@@ -674,6 +676,7 @@ static uint64_t rest_peer_value(const struct api_peer *p,
 	case PEER_LAST_SEEN: return p->last_seen_ns > 0 ?
 				    (uint64_t)(p->last_seen_ns / 1000000000) : 0;
 	case PEER_SKEWED: return p->clock_skewed;
+	case PEER_REFUSED: return p->entries_refused;
 	}
 	return 0;
 }
@@ -707,6 +710,11 @@ static void rest_peer_metrics(struct rest_text *t,
 		{ "krakenfs_peer_clock_skewed", "gauge",
 		  "1 while the peer's clock is off ours by more than "
 		  "sync.max_clock_skew.", PEER_SKEWED },
+		{ "krakenfs_peer_entries_refused_total", "counter",
+		  "Entries from the peer that were refused: a forged or "
+		  "broken chain, another node's entries without signatures, "
+		  "a hostile path, or a clock value out of bounds.",
+		  PEER_REFUSED },
 	};
 	char label[2 * sizeof(snap->peers[0].id)];
 

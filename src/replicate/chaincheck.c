@@ -55,13 +55,16 @@ struct run {
 
 static int run_refuse(struct run *u, size_t i, const char *why)
 {
+	u->s->peer->stats.entries_refused += u->n - i;
 	log_warn("replicate", "refused entries of %s from seq %llu sent by "
 		 "%s: %s", u->v[i].ref.origin,
 		 (unsigned long long)u->v[i].ref.seq, u->s->peer->id, why);
 	return KR_EHOSTILE;
 }
 
-static int run_signature(struct run *u, size_t i,
+/* The signature at entry I, over CHAIN; what it covers from FROM on is
+ * refused when it does not verify. */
+static int run_signature(struct run *u, size_t i, size_t from,
 			 const uint8_t chain[CONTENT_HASH_LEN])
 {
 	const struct wire_entry *w = &u->v[i];
@@ -71,15 +74,15 @@ static int run_signature(struct run *u, size_t i,
 	if (!keyring_verifies(k))
 		return 0;     /* plaintext: nothing to check it with */
 	if (w->sig_len == 0)
-		return run_refuse(u, i, "its segment is not signed");
+		return run_refuse(u, from, "its segment is not signed");
 	rc = keyring_check(k, w->ref.origin, w->ref.seq, chain, w->key_id,
 			   w->sig, w->sig_len);
 	if (rc == -ENOKEY)
-		return run_refuse(u, i, "signed by a key whose certificate "
+		return run_refuse(u, from, "signed by a key whose certificate "
 				  "was not sent");
 	if (rc)
-		return run_refuse(u, i, "the signature does not verify with "
-				  "the key of the origin's node");
+		return run_refuse(u, from, "the signature does not verify "
+				  "with the key of the origin's node");
 	return 0;
 }
 
@@ -141,7 +144,7 @@ static int run_seal(struct run *u, const struct seg_end *ends, size_t n,
 			u->take[k] = CHAIN_TAKE_UNSIGNED;
 		if (!keep)
 			continue;
-		err = run_signature(u, ends[e].i, ends[e].chain);
+		err = run_signature(u, ends[e].i, from, ends[e].chain);
 		u->take[ends[e].i] = CHAIN_TAKE;
 		kept = ends[e].i + 1;
 	}
@@ -218,6 +221,7 @@ bool chain_plain_allowed(struct session *s, const struct wire_entry *w)
 	if (!keyring_verifies(s->r->keyring) ||
 	    journal_origin_of(w->ref.origin, s->peer->id))
 		return true;
+	s->peer->stats.entries_refused++;
 	if (!s->plain_refused) {
 		s->plain_refused = true;
 		log_warn("replicate", "peer %s relays %s's entries without "

@@ -71,6 +71,9 @@ struct replicate_peer_status {
 	bool rejoining;           /* its HELLO said it is learning the
 				   * history itself (its journal is new) */
 	uint64_t entries_in, entries_out;
+	/* Its entries this node refused: forged or broken chains, entries
+	 * it may not relay, hostile paths, clock values out of bounds. */
+	uint64_t entries_refused;
 	uint64_t bytes_in, bytes_out;
 	uint64_t chunk_bytes_in;
 	/* Its wall clock minus ours (clock.c), once measured. */

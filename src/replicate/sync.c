@@ -500,6 +500,7 @@ static bool origin_refused(const struct session *s, const char *origin)
 static int refuse_origin(struct session *s, const struct wire_entry *w,
 			 int err)
 {
+	s->peer->stats.entries_refused++;
 	if (s->n_refused == SESSION_REFUSED_MAX)
 		return -EPROTO;   /* too many to keep apart: hang up */
 	snprintf(s->refused[s->n_refused++], JOURNAL_ORIGIN_MAX, "%s",
@@ -531,8 +532,10 @@ static int on_entry(struct session *s, const struct wire_entry *w,
 	struct journal_change c;
 	int err;
 
-	if (origin_refused(s, w->ref.origin))
+	if (origin_refused(s, w->ref.origin)) {
+		p->stats.entries_refused++;
 		return 0;
+	}
 	if (!new_origin_allowed(s, w))
 		return -EDQUOT;
 	wire_entry_to_change(w, &c);

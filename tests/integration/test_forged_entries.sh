@@ -142,6 +142,16 @@ for kind in plain badprev ownkey stolenid; do
   pass "$kind forgery of $forged refused (fake peer: $got), logged, victim.txt kept; n1's real seq $seq reached n2"
 done
 
+# The refusals are counted per peer, for an alert: one or more for each
+# of the four forgeries, none from n1.
+refused() { curl -sf "http://127.0.0.2:17976/v1/peers" |
+  jq -r --arg p "$1" '(.peers? // .)[] | select(.node_id == $p) | .entries_refused'; }
+[ "$(refused n3)" -ge 4 ] || fail "n2 counts $(refused n3) entries refused from n3, not 4 or more"
+[ "$(refused n1)" = 0 ] || fail "n2 counts $(refused n1) entries refused from n1"
+curl -sf "http://127.0.0.2:17976/metrics" | grep -q '^krakenfs_peer_entries_refused_total{peer="n3"} [4-9]' ||
+  fail "krakenfs_peer_entries_refused_total does not count n3's forgeries"
+pass "n2 counts $(refused n3) refused entries from n3 (/v1/peers, metrics), none from n1"
+
 # Another CA's certificate for n3: the handshake fails (the fake peer
 # exits 3 and says so), nothing is forged.
 set +e
