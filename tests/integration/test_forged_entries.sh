@@ -146,7 +146,8 @@ done
 # of the four forgeries, none from n1.
 refused() { curl -sf "http://127.0.0.2:17976/v1/peers" |
   jq -r --arg p "$1" '(.peers? // .)[] | select(.node_id == $p) | .entries_refused'; }
-[ "$(refused n3)" -ge 4 ] || fail "n2 counts $(refused n3) entries refused from n3, not 4 or more"
+# (the status is published once a second: wait for the last forgery)
+wait_for 5 eval '[ "$(refused n3)" -ge 4 ]' || fail "n2 counts $(refused n3) entries refused from n3, not 4 or more"
 [ "$(refused n1)" = 0 ] || fail "n2 counts $(refused n1) entries refused from n1"
 curl -sf "http://127.0.0.2:17976/metrics" | grep -q '^krakenfs_peer_entries_refused_total{peer="n3"} [4-9]' ||
   fail "krakenfs_peer_entries_refused_total does not count n3's forgeries"
