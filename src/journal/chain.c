@@ -318,6 +318,13 @@ static int chain_set_row(struct journal *j, int64_t id, const uint8_t *prev,
 	return err;
 }
 
+int journal_chain_store(struct journal *j, int64_t id,
+			const uint8_t prev[CONTENT_HASH_LEN],
+			const uint8_t digest[CONTENT_HASH_LEN])
+{
+	return chain_set_row(j, id, prev, digest);
+}
+
 static bool zero_key(const uint8_t *k)
 {
 	static const uint8_t zero[CONTENT_HASH_LEN];

@@ -586,7 +586,9 @@ static int compact_scan(struct journal *j, const struct acked *a,
 
 /* Kept digests and signatures that no held change needs any more: a
  * segment with no held change is verified by nothing.  Digests go
- * first, while the signatures still mark where segments begin. */
+ * first, while the signatures still mark where segments begin.  Each
+ * origin's newest signature stays: it proves how far this node's vector
+ * goes, which a state exchange it serves must show (exchange_proof.c). */
 static int compact_chain(struct journal *j)
 {
 	return journal_exec(j,
@@ -599,7 +601,8 @@ static int compact_chain(struct journal *j)
 		"changes h WHERE h.origin = signatures.origin AND h.seq <= "
 		"signatures.seq AND h.seq > coalesce((SELECT max(p.seq) FROM "
 		"signatures p WHERE p.origin = signatures.origin AND p.seq < "
-		"signatures.seq), 0))");
+		"signatures.seq), 0)) AND seq < (SELECT max(q.seq) FROM "
+		"signatures q WHERE q.origin = signatures.origin)");
 }
 
 static int compact_mark(struct journal *j, int64_t horizon_ns)

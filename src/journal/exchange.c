@@ -55,8 +55,10 @@
 struct journal_exchange {
 	struct journal_ref *vector;
 	size_t n_vector;
-	int64_t *heads;
+	struct exchange_head *heads;      /* in (origin, seq) order */
 	size_t n_heads, cap_heads, next;
+	struct exchange_run *run;         /* holds heads[next - 1] */
+	bool run_loaded;
 };
 
 /* ---- serving ----------------------------------------------------------- */
@@ -65,13 +67,15 @@ static int heads_list(struct journal *j, struct journal_exchange *x)
 {
 	sqlite3_stmt *s = NULL;
 	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT change FROM heads ORDER BY volume, path, change", -1,
+		"SELECT h.change, c.origin, c.seq FROM heads h CROSS JOIN "
+		"changes c ON c.id = h.change ORDER BY c.origin, c.seq", -1,
 		&s, NULL));
 
 	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (x->n_heads == x->cap_heads) {
 			size_t cap = x->cap_heads ? 2 * x->cap_heads : 1024;
-			int64_t *h = realloc(x->heads, cap * sizeof(*h));
+			struct exchange_head *h = realloc(x->heads,
+							  cap * sizeof(*h));
 
 			if (!h) {
 				err = -ENOMEM;
@@ -80,7 +84,10 @@ static int heads_list(struct journal *j, struct journal_exchange *x)
 			x->heads = h;
 			x->cap_heads = cap;
 		}
-		x->heads[x->n_heads++] = sqlite3_column_int64(s, 0);
+		x->heads[x->n_heads].id = sqlite3_column_int64(s, 0);
+		x->heads[x->n_heads].origin = sqlite3_column_int64(s, 1);
+		x->heads[x->n_heads++].seq =
+			(uint64_t)sqlite3_column_int64(s, 2);
 	}
 	if (!err && rc != SQLITE_DONE)
 		err = journal_db_err(rc);
@@ -95,6 +102,12 @@ int journal_exchange_open(struct journal *j, struct journal_exchange **out,
 	int err = x ? journal_flush(j) : -ENOMEM;
 
 	*out = NULL;
+	if (!err && !(x->run = malloc(sizeof(*x->run))))
+		err = -ENOMEM;
+	/* Our own newest changes are signed now: the vector sent is
+	 * proven to the last one. */
+	if (!err && journal_chain_sign_due(j, true) > 0)
+		err = journal_flush(j);
 	if (!err)
 		err = journal_vector_copy(j, &x->vector, &x->n_vector);
 	if (!err)
@@ -103,6 +116,7 @@ int journal_exchange_open(struct journal *j, struct journal_exchange **out,
 		if (x) {
 			free(x->vector);
 			free(x->heads);
+			free(x->run);
 		}
 		free(x);
 		return err;
@@ -114,6 +128,13 @@ int journal_exchange_open(struct journal *j, struct journal_exchange **out,
 	return 0;
 }
 
+/* Whether heads[next] belongs to the run already loaded. */
+static bool exchange_in_run(const struct journal_exchange *x)
+{
+	return x->run_loaded && x->next > x->run->first &&
+	       x->next <= x->run->last;
+}
+
 int journal_exchange_next(struct journal *j, struct journal_exchange *x,
 			  unsigned max, journal_change_fn fn, void *arg)
 {
@@ -123,20 +144,28 @@ int journal_exchange_next(struct journal *j, struct journal_exchange *x,
 	struct journal_ref bases[EXCHANGE_BASES_MAX];
 	int err = 0;
 
-	for (unsigned k = 0; !err && k < max && x->next < x->n_heads; k++) {
+	for (unsigned k = 0; !err && x->next < x->n_heads &&
+	     (k < max || exchange_in_run(x)); k++) {
 		sqlite3_stmt *s = NULL;
 		struct journal_change c;
 
-		err = journal_db_err(journal_prepare_cached(j, sql, &s));
+		if (!exchange_in_run(x))
+			err = exchange_run_load(j, x->heads, x->n_heads,
+						x->next, x->run);
+		x->run_loaded = !err;
+		if (!err)
+			err = journal_db_err(journal_prepare_cached(j, sql, &s));
 		if (err)
 			break;
-		sqlite3_bind_int64(s, 1, x->heads[x->next++]);
+		sqlite3_bind_int64(s, 1, x->heads[x->next].id);
 		if (sqlite3_step(s) == SQLITE_ROW) {
 			err = journal_change_from_row(j, s, &c, bases,
 						      EXCHANGE_BASES_MAX);
+			exchange_run_fill(x->run, x->heads, x->next, &c);
 			if (!err)
 				err = fn(arg, &c);
 		}
+		x->next++;
 		journal_stmt_done(s);
 	}
 	if (err)
@@ -151,6 +180,7 @@ void journal_exchange_close(struct journal *j, struct journal_exchange *x)
 	journal_compaction_hold(j, -1);
 	free(x->vector);
 	free(x->heads);
+	free(x->run);
 	free(x);
 }
 
@@ -159,7 +189,8 @@ void journal_exchange_close(struct journal *j, struct journal_exchange *x)
 static int stage_clear(struct journal *j)
 {
 	int err = journal_exec(j, "DELETE FROM exchange_bases; "
-			       "DELETE FROM exchange");
+			       "DELETE FROM exchange; DELETE FROM exchange_skips; "
+			       "DELETE FROM exchange_seals");
 
 	j->staged = 0;
 	return err;
@@ -198,39 +229,62 @@ static int stage_bases(struct journal *j, int64_t entry,
 	return err;
 }
 
+struct stage {
+	const struct journal_change *c;
+	int64_t origin;
+	uint8_t digest[CONTENT_HASH_LEN];
+};
+
 static int stage_fn(struct journal *j, void *arg)
 {
-	const struct journal_change *c = arg;
+	const struct stage *t = arg;
+	const struct journal_change *c = t->c;
 	sqlite3_stmt *s = NULL;
 	int err = journal_db_err(journal_prepare_cached(j,
 		"INSERT INTO exchange (origin, seq, lamport, wall_ns, volume, "
-		"path, op, mode, uid, gid, size, mtime_ns, hash, target) "
-		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &s));
+		"path, op, mode, uid, gid, size, mtime_ns, hash, target, prev, "
+		"digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &s));
 
 	if (err)
 		return err;
 	sqlite3_bind_text(s, 1, c->ref.origin, -1, SQLITE_STATIC);
 	journal_bind_version(s, c);
+	if (c->chain.chained) {
+		sqlite3_bind_blob(s, 15, c->chain.prev, CONTENT_HASH_LEN,
+				  SQLITE_STATIC);
+		sqlite3_bind_blob(s, 16, t->digest, CONTENT_HASH_LEN,
+				  SQLITE_STATIC);
+	}
 	err = journal_step_done(s);
 	journal_stmt_done(s);
 	if (!err)
 		err = stage_bases(j, sqlite3_last_insert_rowid(j->db), c);
+	if (!err && c->chain.chained)
+		err = exchange_stage_proof(j, t->origin, c, t->digest);
 	return err;
 }
 
 int journal_exchange_stage(struct journal *j, const struct journal_change *c)
 {
+	struct stage t = { .c = c };
 	int err;
 
 	if (!journal_change_valid(c) || c->ref.seq == 0 ||
-	    !origin_ok(j, c->ref.origin))
+	    !origin_ok(j, c->ref.origin) ||
+	    c->chain.n_after >= JOURNAL_SEGMENT_MAX)
 		return KR_EHOSTILE;
 	for (size_t i = 0; i < c->n_bases; i++)
 		if (!origin_ok(j, c->bases[i].origin))
 			return KR_EHOSTILE;
+	if (journal_remote_out_of_bounds(j, c))
+		return -ERANGE;
 	if (j->staged >= EXCHANGE_STAGED_MAX)
 		return -E2BIG;
-	err = journal_atomic(j, stage_fn, (void *)c);
+	err = journal_origin_id(j, c->ref.origin, true, &t.origin);
+	if (!err && c->chain.chained)
+		err = journal_entry_digest(c, t.digest);
+	if (!err)
+		err = journal_atomic(j, stage_fn, &t);
 	if (!err) {
 		j->staged++;
 		j->pending++;
@@ -348,6 +402,33 @@ static int staged_mark(struct journal *j, int64_t entry, int64_t change)
 	return err;
 }
 
+/* What the sender's vector says of ORIGIN (row id), as taken: 0 when
+ * it names none. */
+static uint64_t vector_seq(struct journal *j, int64_t origin)
+{
+	sqlite3_stmt *s = NULL;
+	uint64_t seq = 0;
+
+	if (journal_prepare_cached(j, "SELECT seq FROM exchange_vector WHERE "
+				   "origin = ?1", &s) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(s, 1, origin);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		seq = (uint64_t)sqlite3_column_int64(s, 0);
+	journal_stmt_done(s);
+	return seq;
+}
+
+/* Stores the place in its chain that a staged head was proven with. */
+static int apply_chain(struct journal *j, sqlite3_stmt *s, int64_t id)
+{
+	if (sqlite3_column_bytes(s, 15) != CONTENT_HASH_LEN ||
+	    sqlite3_column_bytes(s, 16) != CONTENT_HASH_LEN)
+		return 0;
+	return journal_chain_store(j, id, sqlite3_column_blob(s, 15),
+				   sqlite3_column_blob(s, 16));
+}
+
 /* Steps 1 and 2 for one staged head, whose row S is. */
 static int apply_head(struct journal *j, sqlite3_stmt *s)
 {
@@ -382,11 +463,17 @@ static int apply_head(struct journal *j, sqlite3_stmt *s)
 	 * version R never had.  Not "above what R holds": heads applied
 	 * before this one may have raised that past it. */
 	id = change_find(j, oid, c.ref.seq);
+	/* Past what the vector was taken as (see state.c: what could not
+	 * be proven): R learns it later, from its origin. */
+	if (id == 0 && c.ref.seq > vector_seq(j, oid))
+		return 0;
 	if (id == 0 && strcmp(c.ref.origin, j->origin) != 0 &&
 	    c.ref.seq > journal_floor(j, c.ref.origin)) {
 		err = staged_bases(j, entry, bases, &c.n_bases);
 		if (!err)
 			err = journal_insert_remote(j, &c, oid, &id);
+		if (!err)
+			err = apply_chain(j, s, id);
 		if (!err && c.lamport > j->lamport)
 			j->lamport = c.lamport;
 	}
@@ -406,8 +493,8 @@ static int apply_staged(struct journal *j)
 	 * table being read. */
 	static const char sql[] =
 		"SELECT id, origin, seq, lamport, wall_ns, volume, path, op, "
-		"mode, uid, gid, size, mtime_ns, hash, target FROM exchange "
-		"WHERE id > ?1 ORDER BY id LIMIT 1";
+		"mode, uid, gid, size, mtime_ns, hash, target, prev, digest "
+		"FROM exchange WHERE id > ?1 ORDER BY id LIMIT 1";
 	sqlite3_stmt *s = NULL;
 	int64_t last = 0;
 	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
@@ -567,6 +654,8 @@ static int apply_fn(struct journal *j, void *arg)
 		err = apply_vector(j, a);
 	if (!err)
 		err = apply_staged(j);
+	if (!err)
+		err = exchange_keep_proofs(j);
 	if (!err)
 		err = apply_drop_list(j);
 	if (!err)

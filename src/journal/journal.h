@@ -96,6 +96,12 @@ struct journal_chain {
 	uint8_t key_id[CONTENT_HASH_LEN];  /* the signing key; zeros: unsigned */
 	const uint8_t *sig;       /* borrowed, like every pointer of a change */
 	size_t sig_len;
+	/* A head served in a state exchange (exchange_proof.c): the digests
+	 * of the origin's changes after it, up to the next head of the
+	 * proof or, with seg_end, to the signature, which is then at seq +
+	 * n_after.  Without them elsewhere. */
+	const uint8_t (*after)[CONTENT_HASH_LEN];
+	size_t n_after;
 };
 
 struct journal_change {
@@ -319,14 +325,37 @@ struct journal_exchange;
 
 int journal_exchange_open(struct journal *j, struct journal_exchange **out,
 			  const struct journal_ref **vector, size_t *n);
-/* Up to MAX heads to FN; 1 while more are left, 0 at the end. */
+/* Up to MAX heads to FN; 1 while more are left, 0 at the end.  Heads come
+ * in (origin, seq) order.  A head this node can prove comes chained, with
+ * its proof in its chain fields (journal_chain): a run of heads of one
+ * segment links up, and its last one carries the signature.  The others
+ * (changes from before their origin's chain began, or learned without a
+ * proof) come unchained.  A run is never cut by MAX. */
 int journal_exchange_next(struct journal *j, struct journal_exchange *x,
 			  unsigned max, journal_change_fn fn, void *arg);
 void journal_exchange_close(struct journal *j, struct journal_exchange *x);
 
+/* The signature proving the sender's vector entry (ORIGIN, SEQ), when
+ * this node holds one: 0, or -ENOENT. */
+int journal_exchange_seal(struct journal *j, const char *origin, uint64_t seq,
+			  uint8_t chain[CONTENT_HASH_LEN],
+			  uint8_t key[CONTENT_HASH_LEN], uint8_t *sig,
+			  size_t *sig_len);
+
 int journal_exchange_begin(struct journal *j);
-/* KR_EHOSTILE for an invalid entry, -E2BIG past the staging cap. */
+/* KR_EHOSTILE for an invalid entry, -E2BIG past the staging cap, -ERANGE
+ * for a Lamport value or wall time past the bounds journal_add_remote
+ * keeps.  A chained C must have been checked up to its signature by the
+ * caller: its prev and digest are kept with it, and its proof (the
+ * digests after it, and with seg_end the signature) is kept too, so this
+ * node can prove it in turn. */
 int journal_exchange_stage(struct journal *j, const struct journal_change *c);
+/* Keeps a checked signature of ORIGIN's chain hash CHAIN at SEQ, staged
+ * like a head (it proved the sender's vector entry). */
+int journal_exchange_stage_seal(struct journal *j, const char *origin,
+				uint64_t seq, const uint8_t chain[CONTENT_HASH_LEN],
+				const uint8_t key[CONTENT_HASH_LEN],
+				const uint8_t *sig, size_t sig_len);
 /* Applies what was staged against the sender's VECTOR; the staging is
  * cleared either way.  *CHANGED gets the number of paths retargeted. */
 int journal_exchange_apply(struct journal *j, const struct journal_ref *vector,

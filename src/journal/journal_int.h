@@ -181,5 +181,48 @@ int journal_chain_own(struct journal *j);
  * KR_EHOSTILE when its prev is not what the chain holds. */
 int journal_chain_remote(struct journal *j, int64_t origin, int64_t id,
 			 const struct journal_change *c);
+/* chain.c: stores change ID's place in its chain, as checked elsewhere. */
+int journal_chain_store(struct journal *j, int64_t id,
+			const uint8_t prev[CONTENT_HASH_LEN],
+			const uint8_t digest[CONTENT_HASH_LEN]);
+/* replica.c: whether C's Lamport value or wall time is past the bounds
+ * remote changes are held to. */
+bool journal_remote_out_of_bounds(const struct journal *j,
+				  const struct journal_change *c);
+
+/* exchange_proof.c: a head being served, and the proof of the run of
+ * heads it belongs to (the top of exchange_proof.c). */
+struct exchange_head {
+	int64_t id, origin;
+	uint64_t seq;
+};
+
+struct exchange_run {
+	size_t first, last;       /* heads[first..last] */
+	bool ok;                  /* provable: served chained */
+	uint64_t start, end;      /* seqs of the first head and the signature */
+	uint8_t prev[CONTENT_HASH_LEN];
+	uint8_t digest[JOURNAL_SEGMENT_MAX][CONTENT_HASH_LEN];  /* seq start + k */
+	uint8_t chain[JOURNAL_SEGMENT_MAX][CONTENT_HASH_LEN];
+	uint8_t sealed[CONTENT_HASH_LEN];
+	uint8_t key[CONTENT_HASH_LEN];
+	uint8_t sig[JOURNAL_SIG_MAX];
+	size_t sig_len;
+};
+
+/* The run starting at HEADS[AT] (of N, in (origin, seq) order). */
+int exchange_run_load(struct journal *j, const struct exchange_head *heads,
+		      size_t n, size_t at, struct exchange_run *r);
+/* C's chain fields for HEADS[I] of run R: its proof, or unchained. */
+void exchange_run_fill(const struct exchange_run *r,
+		       const struct exchange_head *heads, size_t i,
+		       struct journal_change *c);
+/* Stages the proof of chained head C of ORIGIN (row id), whose digest is
+ * DIGEST. */
+int exchange_stage_proof(struct journal *j, int64_t origin,
+			 const struct journal_change *c,
+			 const uint8_t digest[CONTENT_HASH_LEN]);
+/* Moves the staged proofs to chain_skips and signatures. */
+int exchange_keep_proofs(struct journal *j);
 
 #endif

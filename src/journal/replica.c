@@ -360,6 +360,12 @@ int journal_heads_join(struct journal *j, const char *volume, const char *path,
 	return err;
 }
 
+bool journal_remote_out_of_bounds(const struct journal *j,
+				  const struct journal_change *c)
+{
+	return lamport_jumps(j, c) || wall_ahead(c);
+}
+
 int journal_insert_remote(struct journal *j, const struct journal_change *c,
 			  int64_t origin, int64_t *id)
 {
@@ -424,7 +430,7 @@ int journal_add_remote(struct journal *j, const struct journal_change *c)
 		return -EALREADY;
 	if (c->ref.seq > have + 1)
 		return -EAGAIN;
-	if (lamport_jumps(j, c) || wall_ahead(c))
+	if (journal_remote_out_of_bounds(j, c))
 		return -ERANGE;
 	err = journal_begin(j);
 	if (known)
