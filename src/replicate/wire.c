@@ -857,6 +857,7 @@ static const struct wire_type_ops wire_types[] = {
 	[WIRE_CHAIN_STATE] = { "CHAIN_STATE", WIRE_MAX_PAYLOAD,
 			       rd_chain_entries, wr_chain_entries },
 	[WIRE_KEY] = { "KEY", 2 + WIRE_CERT_MAX, rd_key, wr_key },
+	[WIRE_SEALS] = { "SEALS", WIRE_MAX_PAYLOAD, rd_seals, wr_seals },
 };
 
 _Static_assert(WIRE_MAX_CHUNK == DELTA_LEN_MAX,

@@ -120,12 +120,20 @@
  *                        entries carry their place in their origin's
  *                        hash chain and, where a signed segment ends,
  *                        its signature
- *     21  CHAIN_STATE    u32 n, n x chained entry: STATE so chained
+ *     21  CHAIN_STATE    u32 n, n x proven entry (below): STATE whose
+ *                        heads carry their proofs; a run of heads of
+ *                        one segment is never split between frames
  *     22  KEY            u16 len (1..WIRE_CERT_MAX, 4096), len bytes: a
  *                        DER X.509 certificate of a key that signs
  *                        segments (not parsed here; the wire only
- *                        bounds it).  20-22 only to a peer whose HELLO
- *                        has feature bit 7 (CHAIN)
+ *                        bounds it)
+ *     23  SEALS          u32 n, n x (ref, hash chain, hash key_id, u16
+ *                        sig_len (1..WIRE_SIG_MAX), sig): the origins'
+ *                        signatures of their chain hash at the seq of
+ *                        the ref, proving the STATE_BEGIN vector's
+ *                        entries the heads did not; sent between the
+ *                        last STATE frame and STATE_END.  20-23 only to
+ *                        a peer whose HELLO has feature bit 7 (CHAIN)
  *
  *   entry: ref (origin, seq > 0), u64 lamport (at most
  *          JOURNAL_LAMPORT_MAX, 2^62), i64 wall_ns, str volume,
@@ -133,6 +141,12 @@
  *          u32 gid, u64 size, i64 mtime_ns, u8 has_hash (0/1), [hash],
  *          u8 has_target (0/1), [str target], u16 n_bases (0..64),
  *          n_bases x ref
+ *
+ *   proven entry: entry, hash prev, u16 n_after (0..127), n_after x
+ *          hash (the digests of the origin's changes after it, up to
+ *          the next entry of the run or the signature), then seg_end
+ *          and the rest as in a chained entry; with seg_end the
+ *          signature is at seq + n_after (src/journal/exchange_proof.c)
  *
  *   chained entry: entry, hash prev (the chain hash of the origin's
  *          previous entry), u8 seg_end (0/1), and when seg_end:
@@ -229,6 +243,11 @@
 			2 + WIRE_MAX_BASES * WIRE_REF_MAX)
 #define WIRE_CHAIN_EXTRA (CONTENT_HASH_LEN + 1 + CONTENT_HASH_LEN + 2 + \
 			  WIRE_SIG_MAX)
+/* What a proven entry (CHAIN_STATE) adds to a chained one. */
+#define WIRE_AFTER_MAX (JOURNAL_SEGMENT_MAX - 1)
+#define WIRE_PROOF_EXTRA (2 + WIRE_AFTER_MAX * CONTENT_HASH_LEN)
+#define WIRE_SEAL_MAX (WIRE_REF_MAX + 2 * CONTENT_HASH_LEN + 2 + \
+		       WIRE_SIG_MAX)
 
 struct wire_arena;
 
@@ -255,8 +274,9 @@ enum wire_type {
 	WIRE_CHAIN_ENTRIES,
 	WIRE_CHAIN_STATE,
 	WIRE_KEY,
+	WIRE_SEALS,
 };
-#define WIRE_TYPE_LAST WIRE_KEY
+#define WIRE_TYPE_LAST WIRE_SEALS
 
 /* ERROR codes this version sends; a receiver must accept any other. */
 enum wire_error_code {
@@ -318,6 +338,9 @@ struct wire_entry {
 	/* With seg_end: 0 (unsigned, plaintext cluster) .. WIRE_SIG_MAX. */
 	uint16_t sig_len;
 	const uint8_t *sig;
+	/* CHAIN_STATE only: the digests after it (journal_chain.after). */
+	uint16_t n_after;
+	const uint8_t (*after)[CONTENT_HASH_LEN];
 };
 
 /* A version vector: for each origin, in ref.seq, the largest seq held. */
@@ -445,6 +468,20 @@ struct wire_key {
 	const uint8_t *der;
 };
 
+/* An origin's signature of its chain hash CHAIN at REF's seq. */
+struct wire_seal {
+	struct journal_ref ref;
+	uint8_t chain[CONTENT_HASH_LEN];
+	uint8_t key_id[CONTENT_HASH_LEN];
+	uint16_t sig_len;
+	const uint8_t *sig;
+};
+
+struct wire_seals {
+	uint32_t n;
+	const struct wire_seal *v;
+};
+
 /*
  * One message.  To encode, the caller fills type and the matching member
  * with pointers it owns.  Decoded, every pointer is owned by the message
@@ -472,6 +509,7 @@ struct wire_msg {
 		struct wire_get_delta get_delta;
 		struct wire_delta delta;
 		struct wire_key key;               /* KEY */
+		struct wire_seals seals;           /* SEALS */
 	};
 	struct wire_arena *arena;  /* private: what decoding allocated */
 };
@@ -535,6 +573,7 @@ struct wire_entries {
 	size_t budget;            /* payload bytes allowed */
 	uint32_t n;
 	bool chained;             /* a CHAIN_ frame: entries carry the chain */
+	bool proven;              /* CHAIN_STATE: and their proofs */
 };
 
 /*

@@ -1,7 +1,7 @@
 /*
  * The entry codec: ENTRIES and STATE, their chained forms CHAIN_ENTRIES
- * and CHAIN_STATE, and the incremental builder of all four (wire.h
- * documents the format).  The cursors and field helpers are wire.c's,
+ * and CHAIN_STATE, the incremental builder of all four, and SEALS, which
+ * goes with CHAIN_STATE (wire.h documents the formats).  The cursors and field helpers are wire.c's,
  * shared through wire_int.h.
  *
  * A chained entry is a plain entry followed by its chain fields, so both
@@ -25,9 +25,13 @@
 #define WIRE_ENTRY_MIN (WIRE_REF_MIN + 8 + 8 + (2 + 2) + 2 + 1 + 4 + 4 + \
 			4 + 8 + 8 + 1 + 1 + 2)
 #define WIRE_CHAIN_ENTRY_MIN (WIRE_ENTRY_MIN + CONTENT_HASH_LEN + 1)
+#define WIRE_PROVEN_ENTRY_MIN (WIRE_CHAIN_ENTRY_MIN + 2)
+#define WIRE_SEAL_MIN (WIRE_REF_MIN + 2 * CONTENT_HASH_LEN + 2 + 1)
 
-_Static_assert(4 + WIRE_ENTRY_MAX + WIRE_CHAIN_EXTRA <= WIRE_MAX_PAYLOAD,
-	       "the largest chained entry fits in a frame of its own");
+/* A run of proven heads is at most a segment, and never split. */
+_Static_assert(4 + JOURNAL_SEGMENT_MAX * (WIRE_ENTRY_MAX + WIRE_CHAIN_EXTRA +
+					  WIRE_PROOF_EXTRA) <= WIRE_MAX_PAYLOAD,
+	       "a whole run of the largest proven entries fits in a frame");
 
 /* The op/mode/path agreement table in wire.h. */
 static bool wire_entry_shape_ok(const struct wire_entry *e)
@@ -132,15 +136,36 @@ static void rd_entry(struct wire_rd *r, struct wire_entry *e)
 		rd_fail(r, wire_entry_check(e));
 }
 
-/* The chain fields after a chained entry.  The signature is copied into
- * the arena, so a decoded entry is whole without the payload. */
-static void rd_chain(struct wire_rd *r, struct wire_entry *e)
+/* The digests of a proven entry, copied into the arena. */
+static void rd_after(struct wire_rd *r, struct wire_entry *e)
+{
+	const uint8_t *p;
+	uint8_t *copy;
+
+	e->n_after = (uint16_t)rd_count(r, rd_u16(r), CONTENT_HASH_LEN,
+					WIRE_AFTER_MAX);
+	p = rd_take(r, (size_t)e->n_after * CONTENT_HASH_LEN);
+	if (!p || e->n_after == 0)
+		return;
+	copy = rd_alloc(r, (size_t)e->n_after * CONTENT_HASH_LEN);
+	if (copy) {
+		memcpy(copy, p, (size_t)e->n_after * CONTENT_HASH_LEN);
+		e->after = (const uint8_t (*)[CONTENT_HASH_LEN])copy;
+	}
+}
+
+/* The chain fields after a chained entry (with PROVEN, a proven one).
+ * The signature is copied into the arena, so a decoded entry is whole
+ * without the payload. */
+static void rd_chain(struct wire_rd *r, struct wire_entry *e, bool proven)
 {
 	const uint8_t *sig;
 	uint8_t *copy;
 
 	e->chained = true;
 	rd_hash(r, e->prev);
+	if (proven)
+		rd_after(r, e);
 	e->seg_end = rd_flag(r);
 	if (!e->seg_end)
 		return;
@@ -159,14 +184,16 @@ static void rd_chain(struct wire_rd *r, struct wire_entry *e)
 static void rd_entry_list(struct wire_rd *r, struct wire_msg *m,
 			  bool chained)
 {
-	size_t min = chained ? WIRE_CHAIN_ENTRY_MIN : WIRE_ENTRY_MIN;
+	bool proven = m->type == WIRE_CHAIN_STATE;
+	size_t min = proven ? WIRE_PROVEN_ENTRY_MIN :
+		     chained ? WIRE_CHAIN_ENTRY_MIN : WIRE_ENTRY_MIN;
 	uint32_t n = rd_count(r, rd_u32(r), min, UINT32_MAX);
 	struct wire_entry *v = n ? rd_alloc(r, (size_t)n * sizeof(*v)) : NULL;
 
 	for (uint32_t i = 0; v && i < n && !r->err; i++) {
 		rd_entry(r, &v[i]);
 		if (chained)
-			rd_chain(r, &v[i]);
+			rd_chain(r, &v[i], proven);
 	}
 	m->entries.n = n;
 	m->entries.v = v;
@@ -216,13 +243,22 @@ static void wr_entry(struct wire_wr *w, const struct wire_entry *e)
 		wr_ref(w, &e->bases[i], true);
 }
 
-/* The chain fields; key_id, sig_len and sig only matter with seg_end. */
-static void wr_chain(struct wire_wr *w, const struct wire_entry *e)
+/* The chain fields; key_id, sig_len and sig only matter with seg_end,
+ * the digests after it only in a proven entry. */
+static void wr_chain(struct wire_wr *w, const struct wire_entry *e,
+		     bool proven)
 {
 	if (e->seg_end && (wire_seg_end_check(e) != 0 ||
 			   (e->sig_len && !e->sig)))
 		wr_fail(w, -EINVAL);
+	if (proven && (e->n_after > WIRE_AFTER_MAX ||
+		       (e->n_after && !e->after)))
+		wr_fail(w, -EINVAL);
 	wr_put(w, e->prev, CONTENT_HASH_LEN);
+	if (proven) {
+		wr_u16(w, e->n_after);
+		wr_put(w, e->after, (size_t)e->n_after * CONTENT_HASH_LEN);
+	}
 	wr_u8(w, e->seg_end);
 	if (!e->seg_end)
 		return;
@@ -240,7 +276,8 @@ static void wr_entry_list(struct wire_wr *w, const struct wire_msg *m,
 	for (uint32_t i = 0; i < m->entries.n && !w->err; i++) {
 		wr_entry(w, &m->entries.v[i]);
 		if (chained)
-			wr_chain(w, &m->entries.v[i]);
+			wr_chain(w, &m->entries.v[i],
+				 m->type == WIRE_CHAIN_STATE);
 	}
 }
 
@@ -283,6 +320,7 @@ static int wire_entries_open(struct wire_entries *e, struct wire_buf *b,
 	e->start = w.start;
 	e->budget = budget;
 	e->chained = type == WIRE_CHAIN_ENTRIES || type == WIRE_CHAIN_STATE;
+	e->proven = type == WIRE_CHAIN_STATE;
 	return 0;
 }
 
@@ -321,7 +359,7 @@ int wire_entries_add(struct wire_entries *e, const struct wire_entry *ent)
 	w = (struct wire_wr){ e->b, e->start, e->budget, 0 };
 	wr_entry(&w, ent);
 	if (e->chained)
-		wr_chain(&w, ent);
+		wr_chain(&w, ent, e->proven);
 	if (w.err) {
 		e->b->len = before;
 		return w.err;
@@ -369,6 +407,8 @@ void wire_entry_from_change(const struct journal_change *c,
 	memcpy(w->key_id, c->chain.key_id, CONTENT_HASH_LEN);
 	w->sig = c->chain.sig;
 	w->sig_len = (uint16_t)c->chain.sig_len;
+	w->after = c->chain.after;
+	w->n_after = (uint16_t)c->chain.n_after;
 }
 
 void wire_entry_to_change(const struct wire_entry *w,
@@ -397,4 +437,45 @@ void wire_entry_to_change(const struct wire_entry *w,
 	memcpy(c->chain.key_id, w->key_id, CONTENT_HASH_LEN);
 	c->chain.sig = w->sig;
 	c->chain.sig_len = w->sig_len;
+	c->chain.after = w->after;
+	c->chain.n_after = w->n_after;
+}
+
+/* ---- SEALS ------------------------------------------------------------- */
+
+void rd_seals(struct wire_rd *r, struct wire_msg *m)
+{
+	uint32_t n = rd_count(r, rd_u32(r), WIRE_SEAL_MIN, UINT32_MAX);
+	struct wire_seal *v = n ? rd_alloc(r, (size_t)n * sizeof(*v)) : NULL;
+
+	for (uint32_t i = 0; v && i < n && !r->err; i++) {
+		rd_ref(r, &v[i].ref, true);
+		rd_hash(r, v[i].chain);
+		rd_hash(r, v[i].key_id);
+		v[i].sig_len = rd_u16(r);
+		if (!r->err && (v[i].sig_len == 0 ||
+				v[i].sig_len > WIRE_SIG_MAX))
+			rd_fail(r, -EPROTO);
+		v[i].sig = rd_take(r, v[i].sig_len);
+	}
+	m->seals.n = n;
+	m->seals.v = v;
+}
+
+void wr_seals(struct wire_wr *w, const struct wire_msg *m)
+{
+	if (m->seals.n && !m->seals.v)
+		wr_fail(w, -EINVAL);
+	wr_u32(w, m->seals.n);
+	for (uint32_t i = 0; i < m->seals.n && !w->err; i++) {
+		const struct wire_seal *e = &m->seals.v[i];
+
+		if (e->sig_len == 0 || e->sig_len > WIRE_SIG_MAX || !e->sig)
+			wr_fail(w, -EINVAL);
+		wr_ref(w, &e->ref, true);
+		wr_put(w, e->chain, CONTENT_HASH_LEN);
+		wr_put(w, e->key_id, CONTENT_HASH_LEN);
+		wr_u16(w, e->sig_len);
+		wr_put(w, e->sig, e->sig_len);
+	}
 }

@@ -111,5 +111,7 @@ void rd_entries(struct wire_rd *r, struct wire_msg *m);
 void rd_chain_entries(struct wire_rd *r, struct wire_msg *m);
 void wr_entries(struct wire_wr *w, const struct wire_msg *m);
 void wr_chain_entries(struct wire_wr *w, const struct wire_msg *m);
+void rd_seals(struct wire_rd *r, struct wire_msg *m);
+void wr_seals(struct wire_wr *w, const struct wire_msg *m);
 
 #endif

@@ -232,7 +232,11 @@ static const struct wire_entry sample_entries[] = {
 /* A 72-byte signature, as long as a DER ECDSA P-256 one gets. */
 static const uint8_t sample_sig[72] = { 0x30, 0x46, 0x02, 0x21, [71] = 0x5a };
 static struct wire_entry sample_chain[2];         /* filled by sample() */
-static struct wire_entry sample_chain_state[1];
+static struct wire_entry sample_chain_state[2];
+static const uint8_t sample_after[3][CONTENT_HASH_LEN] = {
+	{ 0x51 }, { 0x52 }, { 0x53, [31] = 0x54 },
+};
+static struct wire_seal sample_seals[2];
 static uint8_t sample_cert[300];
 
 /* Entry I of sample_entries, chained after a hash of FILL bytes. */
@@ -298,10 +302,29 @@ static void sample(enum wire_type t, struct wire_msg *m)
 		m->entries = (struct wire_entry_list){ 2, sample_chain };
 		break;
 	case WIRE_CHAIN_STATE:
-		/* The end of an unsigned segment: no key, no signature. */
+		/* A run of two heads: two digests between them, one after
+		 * the second up to its signature. */
 		sample_chain_state[0] = chained_entry(2, 0x44);
-		sample_chain_state[0].seg_end = true;
-		m->entries = (struct wire_entry_list){ 1, sample_chain_state };
+		sample_chain_state[0].n_after = 2;
+		sample_chain_state[0].after = sample_after;
+		sample_chain_state[1] = chained_entry(3, 0x45);
+		sample_chain_state[1].n_after = 1;
+		sample_chain_state[1].after = &sample_after[2];
+		sample_chain_state[1].seg_end = true;
+		memset(sample_chain_state[1].key_id, 0x33, CONTENT_HASH_LEN);
+		sample_chain_state[1].sig_len = sizeof(sample_sig);
+		sample_chain_state[1].sig = sample_sig;
+		m->entries = (struct wire_entry_list){ 2, sample_chain_state };
+		break;
+	case WIRE_SEALS:
+		sample_seals[0] = (struct wire_seal){ .ref = { ORIGIN1, 9 },
+			.sig_len = sizeof(sample_sig), .sig = sample_sig };
+		memset(sample_seals[0].chain, 0x61, CONTENT_HASH_LEN);
+		memset(sample_seals[0].key_id, 0x62, CONTENT_HASH_LEN);
+		sample_seals[1] = sample_seals[0];
+		sample_seals[1].ref = (struct journal_ref){ ORIGIN2, 1 };
+		sample_seals[1].sig_len = 1;
+		m->seals = (struct wire_seals){ 2, sample_seals };
 		break;
 	case WIRE_KEY:
 		for (size_t i = 0; i < sizeof(sample_cert); i++)
@@ -409,6 +432,10 @@ static void assert_entry_equal(const struct wire_entry *a,
 	assert_refs_equal(a->bases, b->bases, a->n_bases);
 	assert_int_equal(a->chained, b->chained);
 	assert_memory_equal(a->prev, b->prev, CONTENT_HASH_LEN);
+	assert_int_equal(a->n_after, b->n_after);
+	if (a->n_after)
+		assert_memory_equal(a->after, b->after,
+				    (size_t)a->n_after * CONTENT_HASH_LEN);
 	assert_int_equal(a->seg_end, b->seg_end);
 	if (!a->seg_end)
 		return;
@@ -486,6 +513,21 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 	case WIRE_KEY:
 		assert_int_equal(a->key.len, b->key.len);
 		assert_memory_equal(a->key.der, b->key.der, a->key.len);
+		break;
+	case WIRE_SEALS:
+		assert_int_equal(a->seals.n, b->seals.n);
+		for (uint32_t i = 0; i < a->seals.n; i++) {
+			const struct wire_seal *x = &a->seals.v[i],
+					       *y = &b->seals.v[i];
+
+			assert_refs_equal(&x->ref, &y->ref, 1);
+			assert_memory_equal(x->chain, y->chain,
+					    CONTENT_HASH_LEN);
+			assert_memory_equal(x->key_id, y->key_id,
+					    CONTENT_HASH_LEN);
+			assert_int_equal(x->sig_len, y->sig_len);
+			assert_memory_equal(x->sig, y->sig, x->sig_len);
+		}
 		break;
 	case WIRE_ERROR:
 		assert_int_equal(a->error.code, b->error.code);
@@ -1590,31 +1632,86 @@ static void test_chain_round_trip(void **state)
 	wire_buf_release(&b);
 }
 
-/* An unsigned segment's end: seg_end, an all-zero key, no signature. */
+/* A proven entry ending an unsigned segment (a plaintext cluster):
+ * prev, n_after, the digests, seg_end, an all-zero key, no signature. */
 static void test_chain_state_unsigned_end(void **state)
 {
 	static const uint8_t zero[CONTENT_HASH_LEN + 2];
 	struct wire_buf b = { 0 };
 	struct wire_msg in, out;
+	struct wire_entry e;
 	const uint8_t *p;
 	uint32_t len;
 
 	(void)state;
 	sample(WIRE_CHAIN_STATE, &in);
+	e = sample_chain_state[0];
+	e.seg_end = true;
+	in.entries = (struct wire_entry_list){ 1, &e };
 	p = encode_one(&b, &in, &len);
 	assert_int_equal(b.data[5], 21);
-	/* ..., prev, seg_end 1, key_id of zeros, sig_len 0. */
 	assert_int_equal(p[len - sizeof(zero) - 1], 1);
 	assert_memory_equal(p + len - sizeof(zero), zero, sizeof(zero));
-	assert_int_equal(p[len - sizeof(zero) - 2], 0x44);
+	assert_memory_equal(p + len - sizeof(zero) - 1 - 2 * CONTENT_HASH_LEN,
+			    sample_after, 2 * CONTENT_HASH_LEN);
+	assert_int_equal(p[len - sizeof(zero) - 1 - 2 * CONTENT_HASH_LEN - 1],
+			 2);
+	assert_int_equal(p[len - sizeof(zero) - 1 - 2 * CONTENT_HASH_LEN - 3],
+			 0x44);
 	assert_int_equal(wire_decode(WIRE_CHAIN_STATE, p, len, &out), 0);
 	assert_int_equal(out.entries.n, 1);
 	assert_true(out.entries.v[0].chained);
 	assert_true(out.entries.v[0].seg_end);
+	assert_int_equal(out.entries.v[0].n_after, 2);
 	assert_int_equal(out.entries.v[0].sig_len, 0);
 	assert_null(out.entries.v[0].sig);
 	assert_msg_equal(&in, &out);
 	wire_msg_release(&out);
+	wire_buf_release(&b);
+}
+
+/* A proof never claims more digests than a segment holds, and a seal
+ * always carries a signature. */
+static void test_proof_bounds(void **state)
+{
+	struct rentry e = good_rentry();
+	struct raw r = { .len = 0 };
+	struct wire_buf b = { 0 };
+	struct wire_msg m;
+	struct wire_entry w;
+	struct wire_seal seal;
+
+	(void)state;
+	for (unsigned n = WIRE_AFTER_MAX; n <= WIRE_AFTER_MAX + 1; n++) {
+		r.len = 0;
+		raw_u32(&r, 1);
+		raw_entry(&r, &e);
+		raw_hash(&r, 0x11);
+		raw_u16(&r, (uint16_t)n);
+		for (unsigned i = 0; i < n; i++)
+			raw_hash(&r, 0x22);
+		raw_u8(&r, 0);
+		assert_int_equal(decode_raw(WIRE_CHAIN_STATE, &r),
+				 n == WIRE_AFTER_MAX ? 0 : -EPROTO);
+	}
+	sample(WIRE_CHAIN_STATE, &m);
+	w = sample_chain_state[0];
+	w.n_after = WIRE_AFTER_MAX + 1;
+	m.entries = (struct wire_entry_list){ 1, &w };
+	assert_int_equal(wire_encode(&b, &m), -EINVAL);
+	sample(WIRE_SEALS, &m);
+	seal = sample_seals[0];
+	seal.sig_len = 0;
+	m.seals = (struct wire_seals){ 1, &seal };
+	assert_int_equal(wire_encode(&b, &m), -EINVAL);
+	r.len = 0;
+	raw_u32(&r, 1);
+	raw_str(&r, ORIGIN1, strlen(ORIGIN1));
+	raw_u64(&r, 3);
+	raw_hash(&r, 0x61);
+	raw_hash(&r, 0x62);
+	raw_u16(&r, 0);
+	assert_int_equal(decode_raw(WIRE_SEALS, &r), -EPROTO);
 	wire_buf_release(&b);
 }
 
@@ -1701,6 +1798,9 @@ static void test_chain_fields(void **state)
 	assert_int_equal(decode_raw(WIRE_CHAIN_STATE, &r), -EPROTO);
 	raw_u8(&r, 0x11);
 	raw_u8(&r, 0);
+	assert_int_equal(decode_raw(WIRE_CHAIN_ENTRIES, &r), 0);
+	assert_int_equal(decode_raw(WIRE_CHAIN_STATE, &r), -EPROTO);
+	raw_u16(&r, 0);       /* with the 0 before: n_after 0, seg_end 0 */
 	assert_int_equal(decode_raw(WIRE_CHAIN_STATE, &r), 0);
 	assert_int_equal(decode_raw(WIRE_ENTRIES, &r), -EPROTO);
 }
@@ -2175,7 +2275,8 @@ static void test_names_and_release(void **state)
 			    "CHAIN_ENTRIES");
 	assert_string_equal(wire_type_name(WIRE_CHAIN_STATE), "CHAIN_STATE");
 	assert_string_equal(wire_type_name(WIRE_KEY), "KEY");
-	assert_string_equal(wire_type_name((enum wire_type)23), "unknown");
+	assert_string_equal(wire_type_name(WIRE_SEALS), "SEALS");
+	assert_string_equal(wire_type_name((enum wire_type)24), "unknown");
 	assert_string_equal(wire_type_name((enum wire_type)0), "unknown");
 	assert_string_equal(wire_type_name((enum wire_type)200), "unknown");
 	assert_int_equal(wire_max_payload((enum wire_type)0), 0);
@@ -2225,6 +2326,7 @@ int main(void)
 		cmocka_unit_test(test_chunklist_runs),
 		cmocka_unit_test(test_chain_round_trip),
 		cmocka_unit_test(test_chain_state_unsigned_end),
+		cmocka_unit_test(test_proof_bounds),
 		cmocka_unit_test(test_plain_frame_drops_chain),
 		cmocka_unit_test(test_chain_fields),
 		cmocka_unit_test(test_chain_encode_refusals),
