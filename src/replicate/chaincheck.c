@@ -19,6 +19,13 @@
  * for the sending node's own origin, which its certificate proves; in a
  * plaintext cluster, as before, from anyone.
  *
+ * A state exchange is held to the same rule (chain_check_state): its
+ * heads come in CHAIN_STATE runs, each linked from its first head's prev
+ * through every head and the digests between them to a signature
+ * (src/journal/exchange_proof.c), and SEALS prove the vector entries the
+ * heads do not (chain_check_seal).  What fails refuses the whole
+ * exchange and closes the session.
+ *
  * Keys travel ahead of what they signed: a session sends KEY with the
  * certificate of each key before the first frame holding a signature by
  * it, and the peer's own certificate from its TLS handshake is known
@@ -214,6 +221,115 @@ int chain_check_entries(struct session *s, const struct wire_entry_list *l,
 		i += u.n;
 	}
 	return err;
+}
+
+/* ---- state exchange ------------------------------------------------------- */
+
+static int state_refuse(struct session *s, const struct wire_entry *w,
+			const char *why)
+{
+	log_warn("replicate", "refused the state sent by %s: its head %s:%llu "
+		 "%s", s->peer->id, w->ref.origin,
+		 (unsigned long long)w->ref.seq, why);
+	return KR_EHOSTILE;
+}
+
+/* Links proven entry W onto *LINK (its prev when FIRST). */
+static int state_link(const struct wire_entry *w, uint8_t link[CONTENT_HASH_LEN])
+{
+	uint8_t digest[CONTENT_HASH_LEN];
+	struct journal_change c;
+	int err;
+
+	wire_entry_to_change(w, &c);
+	err = journal_entry_digest(&c, digest);
+	if (err)
+		return err;
+	journal_chain_link(w->prev, digest, link);
+	for (uint16_t i = 0; i < w->n_after; i++)
+		journal_chain_link(link, w->after[i], link);
+	return 0;
+}
+
+/* The run of proven heads from L->v[*AT]: linked to its signature,
+ * which is checked; *AT moves past it. */
+static int state_run(struct session *s, const struct wire_entry_list *l,
+		     uint32_t *at, uint64_t *sealed)
+{
+	const struct wire_entry *first = &l->v[*at], *w = first;
+	struct keyring *k = s->r->keyring;
+	uint8_t link[CONTENT_HASH_LEN];
+	uint64_t end;
+	int err;
+
+	for (;;) {
+		err = state_link(w, link);
+		if (err)
+			return err;
+		end = w->ref.seq + w->n_after;
+		if (end - first->ref.seq >= JOURNAL_SEGMENT_MAX)
+			return state_refuse(s, first, "has a proof longer than "
+					    "any segment");
+		if (w->seg_end)
+			break;
+		if (++*at == l->n || strcmp(l->v[*at].ref.origin,
+					    first->ref.origin) != 0 ||
+		    l->v[*at].ref.seq != end + 1 ||
+		    memcmp(l->v[*at].prev, link, CONTENT_HASH_LEN) != 0)
+			return state_refuse(s, w, "has a proof that does not "
+					    "reach a signature");
+		w = &l->v[*at];
+	}
+	(*at)++;
+	*sealed = end;
+	if (!keyring_verifies(k))
+		return 0;
+	if (w->sig_len == 0)
+		return state_refuse(s, w, "is not signed");
+	err = keyring_check(k, w->ref.origin, end, link, w->key_id, w->sig,
+			    w->sig_len);
+	if (err)
+		return state_refuse(s, w, err == -ENOKEY ?
+				    "is signed by a key whose certificate was "
+				    "not sent" : "has a signature that does not "
+				    "verify with the key of its origin's node");
+	return 0;
+}
+
+int chain_check_state(struct session *s, const struct wire_entry_list *l,
+		      chain_proven_fn fn, void *arg)
+{
+	uint32_t at = 0;
+	int err = 0;
+
+	while (at < l->n && !err) {
+		const char *origin = l->v[at].ref.origin;
+		uint64_t sealed = 0;
+
+		err = state_run(s, l, &at, &sealed);
+		if (!err)
+			fn(arg, origin, sealed);
+	}
+	return err;
+}
+
+int chain_check_seal(struct session *s, const struct wire_seal *e)
+{
+	struct keyring *k = s->r->keyring;
+	int err;
+
+	if (!keyring_verifies(k))
+		return 0;
+	err = keyring_check(k, e->ref.origin, e->ref.seq, e->chain, e->key_id,
+			    e->sig, e->sig_len);
+	if (!err)
+		return 0;
+	log_warn("replicate", "refused the state sent by %s: its proof of "
+		 "%s:%llu %s", s->peer->id, e->ref.origin,
+		 (unsigned long long)e->ref.seq, err == -ENOKEY ?
+		 "is signed by a key whose certificate was not sent" :
+		 "does not verify with the key of the origin's node");
+	return KR_EHOSTILE;
 }
 
 bool chain_plain_allowed(struct session *s, const struct wire_entry *w)

@@ -106,6 +106,7 @@ struct session {
 	struct state_tx *state_tx;
 	bool state_wanted;
 	bool state_refused;       /* the peer cannot take one: said once */
+	int64_t state_served_ns;  /* when an exchange last went to it */
 	bool state_ignored;       /* its exchange waits for another's */
 	int64_t ack_ns;
 	int64_t ack_change;       /* journal_last_change_id at the last ACK */
@@ -214,6 +215,13 @@ struct replicate {
 		struct journal_ref *vector;
 		size_t n;
 		uint64_t count;
+		/* origin -> uint64_t *: how far a checked signature of the
+		 * origin goes (proven), and below the first head not taken
+		 * (capped): what the vector is taken as (state.c) */
+		struct strmap proven, capped;
+		uint64_t seals;           /* SEALS entries received */
+		uint64_t untaken;         /* heads without a proof, or past
+					   * the clock bounds */
 	} state_rx;
 	uint64_t exchanges_served, exchanges_applied;
 	int64_t max_clock_skew_ns;    /* clock.c; 0: never warned about */
@@ -251,6 +259,12 @@ void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 	      uint64_t *bytes, uint64_t *behind);
 
 void sync_sent_reset(struct peer *p, const struct wire_vector *vec);
+/* What the peer is known to hold of ORIGIN. */
+uint64_t sync_sent_get(const struct peer *p, const char *origin);
+/* Vectors kept as strmaps of origin -> (uint64_t *) seq. */
+uint64_t sync_vec_get(const struct strmap *m, const char *origin);
+void sync_vec_raise(struct strmap *m, const char *origin, uint64_t seq);
+void sync_vec_clear(struct strmap *m);
 /* P said it holds VEC (HELLO, VECTOR, ACK): what its lag counts from. */
 void sync_acked(struct peer *p, const struct wire_vector *vec);
 
@@ -282,6 +296,14 @@ int chain_check_entries(struct session *s, const struct wire_entry_list *l,
 			uint8_t *take, bool *gap);
 /* Whether plain (unchained) entry W may be taken from S's peer. */
 bool chain_plain_allowed(struct session *s, const struct wire_entry *w);
+/* Checks the runs of proven heads of a CHAIN_STATE frame; FN learns the
+ * seq each run's signature covers.  KR_EHOSTILE (logged) when a proof
+ * fails: the exchange is refused. */
+typedef void (*chain_proven_fn)(void *arg, const char *origin, uint64_t seq);
+int chain_check_state(struct session *s, const struct wire_entry_list *l,
+		      chain_proven_fn fn, void *arg);
+/* Checks one seal of SEALS: 0, or KR_EHOSTILE (logged). */
+int chain_check_seal(struct session *s, const struct wire_seal *e);
 void chain_on_key(struct session *s, const struct wire_key *k);
 /* S is open: its peer's certificate (from SSL, NULL without TLS) is
  * the key of its own entries. */
@@ -315,8 +337,9 @@ bool gate_expired(const struct session *s, int64_t now);
 int state_send_vector(struct session *s);
 /* V is what the peer of S holds: its acknowledgement. */
 void state_on_vector(struct session *s, const struct wire_vector *v);
-/* The peer's ORIGIN stands at FROM, below this node's floor. */
-void state_want(struct session *s, const char *origin, uint64_t from);
+/* The peer's ORIGIN stands at FROM, below this node's floor: whether
+ * an exchange is (now) due to it. */
+bool state_want(struct session *s, const char *origin, uint64_t from);
 /* Streams the exchange due or under way; true while it is not done. */
 bool state_pump(struct session *s);
 int state_on_frame(struct session *s, const struct wire_msg *m);

@@ -13,11 +13,19 @@
  * Serving.  When the pump finds the peer's vector below what this node
  * compacted (journal_entries_since says KR_ECOMPACTED), the session
  * stops sending ENTRIES and streams STATE_BEGIN (the vector), STATE
- * frames (every head) and STATE_END (their count), as the peer's queue
- * takes them.  Then `sent` becomes that vector, which the peer holds
- * once it has applied the exchange, and ENTRIES resume from there.  A
- * peer without the feature cannot be caught up: the error says so once
- * per session.
+ * frames (every head), SEALS and STATE_END (the count of heads), as the
+ * peer's queue takes them.  Then `sent` becomes that vector, which the
+ * peer holds once it has applied the exchange, and ENTRIES resume from
+ * there.  A peer without the feature cannot be caught up: the error
+ * says so once per session.  One exchange per session every
+ * STATE_AGAIN_NS: a peer still below what we compacted after one lacks
+ * what it would not take without a proof, and gets that from the
+ * origin; serving it again would only loop.
+ *
+ * Proofs.  To a peer with feature CHAIN, heads this node can prove go in
+ * CHAIN_STATE frames with their proofs, the rest in STATE; SEALS then
+ * prove the vector entries past what the peer holds, where this node
+ * keeps the origin's signature (src/journal/exchange_proof.c).
  *
  * Receiving.  One exchange at a time: STATE_BEGIN from a second peer
  * while one is being received makes that session ignore its STATE
@@ -27,11 +35,29 @@
  * every session gets a VECTOR, so that peers stop sending what an
  * exchange just covered.  A session closed midway drops the exchange;
  * the next STATE_BEGIN starts it over.
+ *
+ * What is taken, in a TLS cluster.  A member could otherwise forge any
+ * origin through an exchange, as it once could through ENTRIES:
+ *   - a proven run is checked before it is staged (chaincheck.c); a
+ *     proof that fails refuses the whole exchange and closes the session;
+ *   - an unproven head is taken only of the sender's own node (its
+ *     certificate proves that much), and one past the clock bounds is
+ *     not taken; the vector is then taken as ending below it, so the
+ *     head is not "held" here: it comes later from its origin;
+ *   - the vector is taken, per origin, only as far as a checked
+ *     signature goes (a run's or a seal's), or as far as the sender says
+ *     for its own node.  A forged vector so neither raises a floor past
+ *     what its origin signed nor drops a head that is not covered.
+ * A sender can still withhold heads: a path it leaves out whose head
+ * here the vector covers is dropped (step 3 of exchange.c), as for a
+ * tombstone it forgot.  In a plaintext cluster nothing can be checked.
  */
 #include "replicate_int.h"
 
 #include "err.h"
+#include "keyring.h"
 #include "log.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -44,13 +70,16 @@
  * for one that is gone (journal.retention_pin_max). */
 #define STATE_ACK_IDLE_NS (60LL * 1000000000)
 #define STATE_HEADS_PER_PUMP 512
+#define STATE_SEALS_PER_FRAME 512
+#define STATE_AGAIN_NS (600LL * 1000000000)
 
 struct state_tx {
 	struct journal_exchange *x;
 	const struct journal_ref *vector;
 	size_t n;
 	uint64_t sent;            /* heads queued */
-	bool begun;
+	bool heads_done;
+	size_t seal_next;         /* vector entries looked at for SEALS */
 };
 
 static int64_t state_wall_ns(void)
@@ -121,10 +150,10 @@ static void tx_close(struct session *s)
 	s->state_tx = NULL;
 }
 
-void state_want(struct session *s, const char *origin, uint64_t from)
+bool state_want(struct session *s, const char *origin, uint64_t from)
 {
 	if (s->state_tx || s->state_wanted)
-		return;
+		return true;
 	if (!s->peer->state) {
 		if (!s->state_refused)
 			log_error("replicate", "peer %s holds %s only up to %llu, "
@@ -132,12 +161,23 @@ void state_want(struct session *s, const char *origin, uint64_t from)
 				  "to catch up by state exchange: upgrade it",
 				  s->peer->id, origin, (unsigned long long)from);
 		s->state_refused = true;
-		return;
+		return false;
+	}
+	if (s->state_served_ns &&
+	    loop_now_ns() - s->state_served_ns < STATE_AGAIN_NS) {
+		if (!s->state_refused)
+			log_info("replicate", "peer %s still holds %s only up to "
+				 "%llu after the state we sent: it takes what it "
+				 "could not be proven from %s's origin", s->peer->id,
+				 origin, (unsigned long long)from, origin);
+		s->state_refused = true;
+		return false;
 	}
 	log_info("replicate", "peer %s holds %s only up to %llu, below what "
 		 "this node compacted: sending it the current state instead",
 		 s->peer->id, origin, (unsigned long long)from);
 	s->state_wanted = true;
+	return true;
 }
 
 static int tx_open(struct session *s)
@@ -162,7 +202,8 @@ struct tx_frame {
 	struct wire_entries e;
 	struct wire_buf b;
 	unsigned in_frame;
-	int err;
+	bool proven;              /* the frame being built is CHAIN_STATE */
+	bool mid;                 /* ...and the run of its last head goes on */
 };
 
 static int tx_ship(struct tx_frame *f)
@@ -180,30 +221,96 @@ static int tx_ship(struct tx_frame *f)
 	return err;
 }
 
+/* A proven frame may take a whole run past the budget (a run is at most
+ * a segment, which always fits). */
+static int tx_begin(struct tx_frame *f, bool proven)
+{
+	f->proven = proven;
+	return proven ? wire_chain_state_begin(&f->e, &f->b, WIRE_MAX_PAYLOAD) :
+			wire_state_begin(&f->e, &f->b, PEER_ENTRIES_BUDGET);
+}
+
+static int tx_add(struct tx_frame *f, const struct wire_entry *w, bool proven)
+{
+	int err = 0;
+
+	if (f->in_frame && !f->mid &&
+	    (proven != f->proven || (proven && f->b.len > PEER_ENTRIES_BUDGET)))
+		err = tx_ship(f);
+	if (!err && f->in_frame == 0)
+		err = tx_begin(f, proven);
+	if (!err && proven && w->seg_end && w->sig_len)
+		err = chain_send_key(f->s, w->key_id);
+	if (!err)
+		err = wire_entries_add(&f->e, w);
+	if (err == -EMSGSIZE && !f->mid) {
+		err = tx_ship(f);
+		if (!err)
+			err = tx_begin(f, proven);
+		if (!err)
+			err = wire_entries_add(&f->e, w);
+	}
+	return err;
+}
+
 static int tx_one(void *arg, const struct journal_change *c)
 {
 	struct tx_frame *f = arg;
+	bool proven = c->chain.chained && f->s->peer->chain;
 	struct wire_entry w;
-	int err = 0;
+	int err;
 
+	if (f->mid && !proven)
+		return -EPROTO;   /* the journal never breaks a run */
 	wire_entry_from_change(c, &w);
-	if (f->in_frame == 0)
-		err = wire_state_begin(&f->e, &f->b, PEER_ENTRIES_BUDGET);
-	if (!err)
-		err = wire_entries_add(&f->e, &w);
-	if (err == -EMSGSIZE) {
-		err = tx_ship(f);
-		if (!err)
-			err = wire_state_begin(&f->e, &f->b,
-					       PEER_ENTRIES_BUDGET);
-		if (!err)
-			err = wire_entries_add(&f->e, &w);
-	}
+	err = tx_add(f, &w, proven);
 	if (!err) {
 		f->in_frame++;
+		f->mid = proven && !w.seg_end;
 		f->s->state_tx->sent++;
 	}
 	return err;
+}
+
+/* Up to STATE_SEALS_PER_FRAME seals of vector entries past what the
+ * peer holds, in one SEALS frame: 1 while entries are left, 0 at the
+ * end.  Our own node's entries need none: the peer knows who we are. */
+static int tx_seals(struct session *s)
+{
+	struct state_tx *t = s->state_tx;
+	struct wire_msg m = { .type = WIRE_SEALS };
+	struct wire_seal *v = calloc(STATE_SEALS_PER_FRAME, sizeof(*v));
+	uint8_t (*sig)[JOURNAL_SIG_MAX] = malloc(STATE_SEALS_PER_FRAME *
+						 JOURNAL_SIG_MAX);
+	uint32_t n = 0;
+	int err = v && sig ? 0 : -ENOMEM;
+
+	while (!err && s->peer->chain && t->seal_next < t->n &&
+	       n < STATE_SEALS_PER_FRAME) {
+		const struct journal_ref *ref = &t->vector[t->seal_next++];
+		size_t len = 0;
+
+		if (journal_origin_of(ref->origin, s->r->node_id) ||
+		    ref->seq <= sync_sent_get(s->peer, ref->origin) ||
+		    journal_exchange_seal(s->r->journal, ref->origin, ref->seq,
+					  v[n].chain, v[n].key_id, sig[n],
+					  &len) != 0)
+			continue;
+		v[n].ref = *ref;
+		v[n].sig = sig[n];
+		v[n].sig_len = (uint16_t)len;
+		err = chain_send_key(s, v[n++].key_id);
+	}
+	if (!err && n) {
+		m.seals.n = n;
+		m.seals.v = v;
+		err = session_send(s, &m);
+	}
+	free(v);
+	free(sig);
+	if (err)
+		return err;
+	return s->peer->chain && t->seal_next < t->n ? 1 : 0;
 }
 
 static int tx_end(struct session *s)
@@ -218,6 +325,7 @@ static int tx_end(struct session *s)
 	log_info("replicate", "sent peer %s the current state: %llu heads",
 		 s->peer->id, (unsigned long long)t->sent);
 	s->r->exchanges_served++;
+	s->state_served_ns = loop_now_ns();
 	sync_sent_reset(s->peer, &v);
 	tx_close(s);
 	return 0;
@@ -234,14 +342,23 @@ bool state_pump(struct session *s)
 	}
 	while (!err && s->state_tx && more > 0 &&
 	       conn_queued(s->conn) <= PEER_PUMP_LOW) {
-		more = journal_exchange_next(s->r->journal, s->state_tx->x,
-					     STATE_HEADS_PER_PUMP, tx_one, &f);
+		if (s->state_tx->heads_done)
+			more = tx_seals(s);
+		else
+			more = journal_exchange_next(s->r->journal,
+						     s->state_tx->x,
+						     STATE_HEADS_PER_PUMP,
+						     tx_one, &f);
 		if (more < 0)
 			err = more;
-		else
-			err = tx_ship(&f);
-		if (!err && more == 0)
+		else if (!s->state_tx->heads_done)
+			err = f.mid ? -EPROTO : tx_ship(&f);
+		if (!err && more == 0 && !s->state_tx->heads_done) {
+			s->state_tx->heads_done = true;
+			more = 1;
+		} else if (!err && more == 0) {
 			err = tx_end(s);
+		}
 	}
 	wire_buf_release(&f.b);
 	if (err) {
@@ -259,7 +376,45 @@ bool state_pump(struct session *s)
 static void rx_drop(struct replicate *r)
 {
 	free(r->state_rx.vector);
+	sync_vec_clear(&r->state_rx.proven);
+	sync_vec_clear(&r->state_rx.capped);
 	memset(&r->state_rx, 0, sizeof(r->state_rx));
+}
+
+static void rx_proven(void *arg, const char *origin, uint64_t seq)
+{
+	struct replicate *r = arg;
+
+	sync_vec_raise(&r->state_rx.proven, origin, seq);
+}
+
+/* Head W is not taken: the vector is taken as ending below it. */
+static int rx_cap(struct replicate *r, const struct wire_entry *w)
+{
+	uint64_t *v = strmap_get(&r->state_rx.capped, w->ref.origin);
+
+	r->state_rx.untaken++;
+	if (v) {
+		if (w->ref.seq - 1 < *v)
+			*v = w->ref.seq - 1;
+		return 0;
+	}
+	v = malloc(sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	*v = w->ref.seq - 1;
+	if (strmap_put(&r->state_rx.capped, w->ref.origin, v, NULL)) {
+		free(v);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Whether unproven head W may be taken from S's peer. */
+static bool rx_unproven_ok(struct session *s, const struct wire_entry *w)
+{
+	return !keyring_verifies(s->r->keyring) ||
+	       journal_origin_of(w->ref.origin, s->peer->id);
 }
 
 static int on_begin(struct session *s, const struct wire_vector *v)
@@ -286,28 +441,101 @@ static int on_begin(struct session *s, const struct wire_vector *v)
 	return 0;
 }
 
-static int on_heads(struct session *s, const struct wire_entry_list *l)
+static int on_head(struct session *s, const struct wire_entry *w)
 {
 	struct replicate *r = s->r;
+	struct journal_change c;
+	int err;
+
+	r->state_rx.count++;
+	if (!w->chained && !rx_unproven_ok(s, w))
+		return rx_cap(r, w);
+	wire_entry_to_change(w, &c);
+	err = journal_exchange_stage(r->journal, &c);
+	if (err == -ERANGE)
+		return rx_cap(r, w);
+	if (err == KR_EHOSTILE)
+		log_warn("replicate", "refused a head from %s: hostile "
+			 "or malformed path '%s/%s'", s->peer->id,
+			 c.volume, c.path);
+	return err;
+}
+
+static int on_heads(struct session *s, const struct wire_entry_list *l,
+		    bool proven)
+{
+	struct replicate *r = s->r;
+	int err = 0;
 
 	if (r->state_rx.from != s)
 		return s->state_ignored ? 0 : -EPROTO;
-	for (uint32_t i = 0; i < l->n; i++) {
-		struct journal_change c;
-		int err;
+	if (proven)
+		err = chain_check_state(s, l, rx_proven, r);
+	for (uint32_t i = 0; i < l->n && !err; i++)
+		err = on_head(s, &l->v[i]);
+	if (err == KR_EHOSTILE)
+		s->peer->stats.entries_refused += l->n;
+	else
+		s->peer->stats.entries_in += l->n;
+	return err;
+}
 
-		wire_entry_to_change(&l->v[i], &c);
-		err = journal_exchange_stage(r->journal, &c);
-		if (err == KR_EHOSTILE)
-			log_warn("replicate", "refused a head from %s: hostile "
-				 "or malformed path '%s/%s'", s->peer->id,
-				 c.volume, c.path);
-		if (err)
-			return err;
-		r->state_rx.count++;
+static int on_seals(struct session *s, const struct wire_seals *m)
+{
+	struct replicate *r = s->r;
+	int err = 0;
+
+	if (r->state_rx.from != s)
+		return s->state_ignored ? 0 : -EPROTO;
+	/* One per vector entry at most: each costs a signature check. */
+	r->state_rx.seals += m->n;
+	if (r->state_rx.seals > r->state_rx.n)
+		return -EPROTO;
+	for (uint32_t i = 0; i < m->n && !err; i++) {
+		const struct wire_seal *e = &m->v[i];
+
+		err = chain_check_seal(s, e);
+		if (!err)
+			err = journal_exchange_stage_seal(r->journal,
+				e->ref.origin, e->ref.seq, e->chain,
+				e->key_id, e->sig, e->sig_len);
+		if (!err)
+			sync_vec_raise(&r->state_rx.proven, e->ref.origin,
+				       e->ref.seq);
 	}
-	s->peer->stats.entries_in += l->n;
-	return 0;
+	return err;
+}
+
+/* The sender's vector as this node takes it (the top of this file). */
+static void rx_clamp(struct session *s)
+{
+	struct replicate *r = s->r;
+	bool verifies = keyring_verifies(r->keyring);
+
+	size_t lowered = 0;
+
+	for (size_t i = 0; i < r->state_rx.n; i++) {
+		struct journal_ref *v = &r->state_rx.vector[i];
+		const uint64_t *cap = strmap_get(&r->state_rx.capped, v->origin);
+		uint64_t proven = sync_vec_get(&r->state_rx.proven, v->origin);
+
+		if (cap && *cap < v->seq)
+			v->seq = *cap;
+		if (!verifies || v->seq <= proven ||
+		    journal_origin_of(v->origin, s->peer->id))
+			continue;
+		if (lowered++ == 0)
+			log_warn("replicate", "the state from %s says it holds "
+				 "%s up to %llu, but no signature of %s proves "
+				 "more than %llu: taken only that far", s->peer->id,
+				 v->origin, (unsigned long long)v->seq, v->origin,
+				 (unsigned long long)proven);
+		v->seq = proven;
+	}
+	if (lowered > 1)
+		log_warn("replicate", "the state from %s claims %zu origins "
+			 "further than their signatures prove", s->peer->id,
+			 lowered);
 }
 
 /* Every peer is told what this node holds now. */
@@ -339,6 +567,14 @@ static int on_end(struct session *s, uint64_t count)
 		rx_drop(r);
 		return -EPROTO;
 	}
+	if (r->state_rx.untaken)
+		log_warn("replicate", "the state from %s holds %llu heads not "
+			 "taken: without a proof of their origin (changes made "
+			 "before it signed its journal, relayed by an older "
+			 "node), or stamped past the clock bounds; they come "
+			 "from their origin instead", s->peer->id,
+			 (unsigned long long)r->state_rx.untaken);
+	rx_clamp(s);
 	err = journal_exchange_apply(r->journal, r->state_rx.vector,
 				     r->state_rx.n, &changed);
 	if (!err)
@@ -361,7 +597,10 @@ int state_on_frame(struct session *s, const struct wire_msg *m)
 	case WIRE_STATE_BEGIN:
 		return on_begin(s, &m->vector);
 	case WIRE_STATE:
-		return on_heads(s, &m->entries);
+	case WIRE_CHAIN_STATE:
+		return on_heads(s, &m->entries, m->type == WIRE_CHAIN_STATE);
+	case WIRE_SEALS:
+		return on_seals(s, &m->seals);
 	case WIRE_STATE_END:
 		return on_end(s, m->token);
 	case WIRE_ACK:

@@ -24,14 +24,14 @@
 #include <time.h>
 
 /* A vector kept as origin -> (uint64_t *) seq. */
-static uint64_t vec_get(const struct strmap *m, const char *origin)
+uint64_t sync_vec_get(const struct strmap *m, const char *origin)
 {
 	const uint64_t *v = strmap_get(m, origin);
 
 	return v ? *v : 0;
 }
 
-static void vec_raise(struct strmap *m, const char *origin, uint64_t seq)
+void sync_vec_raise(struct strmap *m, const char *origin, uint64_t seq)
 {
 	uint64_t *v = strmap_get(m, origin);
 
@@ -48,14 +48,10 @@ static void vec_raise(struct strmap *m, const char *origin, uint64_t seq)
 		free(v);
 }
 
-static uint64_t sent_get(const struct peer *p, const char *origin)
-{
-	return vec_get(&p->sent, origin);
-}
 
 static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
 {
-	vec_raise(&p->sent, origin, seq);
+	sync_vec_raise(&p->sent, origin, seq);
 }
 
 void sync_acked(struct peer *p, const struct wire_vector *vec)
@@ -64,16 +60,26 @@ void sync_acked(struct peer *p, const struct wire_vector *vec)
 	for (uint32_t i = 0; i < vec->n; i++)
 		if (p->acked.count < PEER_ACKED_MAX ||
 		    strmap_get(&p->acked, vec->refs[i].origin))
-			vec_raise(&p->acked, vec->refs[i].origin,
+			sync_vec_raise(&p->acked, vec->refs[i].origin,
 				  vec->refs[i].seq);
+}
+
+void sync_vec_clear(struct strmap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slots[i].key)
+			free(m->slots[i].value);
+	strmap_clear(m);
+}
+
+uint64_t sync_sent_get(const struct peer *p, const char *origin)
+{
+	return sync_vec_get(&p->sent, origin);
 }
 
 void sync_sent_reset(struct peer *p, const struct wire_vector *vec)
 {
-	for (size_t i = 0; i < p->sent.cap; i++)
-		if (p->sent.slots[i].key)
-			free(p->sent.slots[i].value);
-	strmap_clear(&p->sent);
+	sync_vec_clear(&p->sent);
 	for (uint32_t i = 0; i < vec->n; i++)
 		sent_raise(p, vec->refs[i].origin, vec->refs[i].seq);
 }
@@ -291,7 +297,7 @@ static int pump_settle(struct pump *pu)
 static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 {
 	struct pump *pu = arg;
-	uint64_t from = sent_get(pu->s->peer, origin);
+	uint64_t from = sync_sent_get(pu->s->peer, origin);
 	int err;
 
 	if (max_seq <= from || pu->full)
@@ -330,9 +336,9 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 					    1000, pump_one, pu);
 		if (err == KR_ECOMPACTED) {
 			/* The range is gone here: the peer gets the state,
-			 * after what this walk has queued (full stops it). */
-			state_want(pu->s, origin, from);
-			pu->full = true;
+			 * after what this walk has queued (full stops it);
+			 * when none is coming, the other origins go on. */
+			pu->full = state_want(pu->s, origin, from);
 			return 0;
 		}
 		if (err < 0)
@@ -345,7 +351,7 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq)
 		err = pump_settle(pu);
 		if (err)
 			return err;
-		from = sent_get(pu->s->peer, origin);
+		from = sync_sent_get(pu->s->peer, origin);
 		if (from == before)
 			break;    /* nothing more to read: never spin */
 	}
@@ -398,8 +404,8 @@ static int lag_origin(void *arg, const char *origin, uint64_t max_seq)
 	/* What it said it holds (nothing of an origin it has not named:
 	 * it names every origin it holds within a second of getting it);
 	 * a peer too old to say (no ACK), what it was sent. */
-	uint64_t have = l->p->state ? vec_get(&l->p->acked, origin) :
-			sent_get(l->p, origin);
+	uint64_t have = l->p->state ? sync_vec_get(&l->p->acked, origin) :
+			sync_sent_get(l->p, origin);
 	uint64_t bytes = 0;
 
 	if (max_seq > have && strcmp(origin, l->p->own_origin) != 0) {
@@ -647,6 +653,8 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 		return 0;
 	case WIRE_STATE_BEGIN:
 	case WIRE_STATE:
+	case WIRE_CHAIN_STATE:
+	case WIRE_SEALS:
 	case WIRE_STATE_END:
 	case WIRE_ACK:
 		return state_on_frame(s, m);

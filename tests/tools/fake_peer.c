@@ -47,6 +47,15 @@
  *                                    origin node's)
  *                          stolenid  the right prev, the origin's key
  *                                    id, 72 random signature bytes
+ *                        or as a state exchange (HELLO with STATE):
+ *                        STATE_BEGIN with a vector naming the forged
+ *                        origin at the forged seq, the heads, STATE_END:
+ *                          state-plain   the DELETE as an unproven head
+ *                                        (STATE)
+ *                          state-ownkey  as a proven head (CHAIN_STATE),
+ *                                        signed with our own key
+ *                          state-vector  no head; the vector names the
+ *                                        origin 1000 seqs further
  *                        Exits 2 when no entry of ORIGIN_NODE came
  *                        (nothing to forge after), 4 (printing
  *                        "closed") when the agent hung up before.
@@ -640,10 +649,40 @@ static void own_key_id(uint8_t id[CONTENT_HASH_LEN])
 	OPENSSL_free(spki);
 }
 
+/* The forgery E sent as a state exchange (KIND state-...): our own
+ * origin OWN and E's in the vector, E as the only head unless the kind
+ * forges the vector alone. */
+static void forge_state(int fd, const char *kind, const struct journal_ref *own,
+			struct wire_entry *e)
+{
+	bool vector_only = !strcmp(kind, "state-vector");
+	struct journal_ref refs[2] = { *own, e->ref };
+	struct wire_msg m = { .type = WIRE_STATE_BEGIN };
+
+	if (vector_only)
+		refs[1].seq += 1000;
+	m.vector.n = 2;
+	m.vector.refs = refs;
+	send_msg(fd, &m);
+	memset(&m, 0, sizeof(m));
+	if (!vector_only) {
+		m.type = e->chained ? WIRE_CHAIN_STATE : WIRE_STATE;
+		m.entries.n = 1;
+		m.entries.v = e;
+		send_msg(fd, &m);
+		memset(&m, 0, sizeof(m));
+	}
+	m.type = WIRE_STATE_END;
+	m.token = vector_only ? 0 : 1;
+	send_msg(fd, &m);
+}
+
 static void forge(int fd, const char *node, const char *vol, const char *path,
 		  const char *origin_node, const char *kind)
 {
-	bool plain = !strcmp(kind, "plain");
+	bool state = !strncmp(kind, "state-", 6);
+	bool plain = !strcmp(kind, "plain") || !strcmp(kind, "state-plain") ||
+		     !strcmp(kind, "state-vector");
 	struct seen sn = { .node = origin_node };
 	struct wire_msg m = { .type = WIRE_HELLO };
 	struct journal_ref own = { .seq = 0 }, base;
@@ -652,7 +691,7 @@ static void forge(int fd, const char *node, const char *vol, const char *path,
 	struct timespec now;
 
 	if (!plain && strcmp(kind, "badprev") && strcmp(kind, "ownkey") &&
-	    strcmp(kind, "stolenid")) {
+	    strcmp(kind, "stolenid") && strcmp(kind, "state-ownkey")) {
 		fprintf(stderr, "unknown forge kind '%s'\n", kind);
 		exit(2);
 	}
@@ -662,7 +701,8 @@ static void forge(int fd, const char *node, const char *vol, const char *path,
 	m.hello.node_id = node;
 	m.hello.cluster_id = "krakenfs";
 	m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_VECTOR_NEXT |
-			   (plain ? 0 : WIRE_HELLO_CHAIN);
+			   (plain && !state ? 0 : WIRE_HELLO_CHAIN) |
+			   (state ? WIRE_HELLO_STATE : 0);
 	m.hello.vector.n = 1;
 	m.hello.vector.refs = &own;
 	send_msg(fd, &m);
@@ -676,7 +716,7 @@ static void forge(int fd, const char *node, const char *vol, const char *path,
 			origin_node, sn.frames);
 		exit(2);
 	}
-	if (!plain && !sn.chain_known) {
+	if ((!plain || state) && !sn.chain_known) {
 		fprintf(stderr, "%s's entries came unchained\n", origin_node);
 		exit(2);
 	}
@@ -734,7 +774,10 @@ static void forge(int fd, const char *node, const char *vol, const char *path,
 		"DELETE %s/%s, %s\n", e.ref.origin,
 		(unsigned long long)e.ref.seq, sn.volume, sn.path,
 		(unsigned long long)e.lamport, vol, path, kind);
-	send_msg(fd, &m);
+	if (state)
+		forge_state(fd, kind, &own, &e);
+	else
+		send_msg(fd, &m);
 }
 
 int main(int argc, char **argv)
@@ -756,7 +799,8 @@ int main(int argc, char **argv)
 			"VOL | through NODE VOL PATH | flood NODE | impostor "
 			"NODE | bighello N | idle N SECONDS | vector | origins NODE "
 			"VOL N | forge NODE VOL PATH ORIGIN_NODE "
-			"plain|badprev|ownkey|stolenid\n");
+			"plain|badprev|ownkey|stolenid|state-plain|"
+			"state-ownkey|state-vector\n");
 		return 2;
 	}
 	if (tls_dir && (!strcmp(mode, "bighello") || !strcmp(mode, "idle") ||
