@@ -527,6 +527,7 @@ struct lamport_offer {
 	uint64_t lamport;
 	const char *origin;
 	int64_t wall_ns;          /* 0: the change's own */
+	bool staged;              /* as a state exchange's head */
 	int got;
 };
 
@@ -541,7 +542,9 @@ static int offer_lamport(void *arg, const struct journal_change *c)
 	if (o->wall_ns)
 		x.wall_ns = o->wall_ns;
 	x.n_bases = 0;
-	o->got = journal_add_remote(o->to, &x);
+	x.chain.chained = false;
+	o->got = o->staged ? journal_exchange_stage(o->to, &x) :
+		 journal_add_remote(o->to, &x);
 	return 0;
 }
 
@@ -655,6 +658,43 @@ static void test_lamport_jump_bounded(void **state)
 	assert_true(lamport_of(n->j[2]) == local + (UINT64_C(1) << 40) + 1);
 }
 
+/* A state exchange's heads are held to the same bounds as entries: a
+ * stamp more than a day ahead, or a Lamport jump past the bound, is not
+ * staged; what is within them is, and applies. */
+static void test_exchange_heads_bounded(void **state)
+{
+	struct net *n = *state;
+	struct lamport_offer o = { .to = n->j[2], .staged = true,
+				   .origin = "x@0000000000000001" };
+	struct journal_ref vector = { "x@0000000000000001", 1 };
+	uint64_t changed = 0, local;
+
+	net_put(n, 0, "a.txt", 0);
+	net_put(n, 2, "b.txt", 1);
+	journal_set_lamport_jump(n->j[2], 1000);
+	local = lamport_of(n->j[2]);
+	assert_int_equal(journal_exchange_begin(n->j[2]), 0);
+
+	o.lamport = local + 1;
+	o.wall_ns = INT64_MAX;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, -ERANGE);
+	o.wall_ns = 0;
+	o.lamport = local + 1001;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, -ERANGE);
+	o.lamport = local + 1000;
+	assert_int_equal(journal_entries_since(n->j[0], n->origin[0], 0, 1,
+					       offer_lamport, &o), 0);
+	assert_int_equal(o.got, 0);
+	assert_int_equal(journal_exchange_apply(n->j[2], &vector, 1, &changed),
+			 0);
+	assert_int_equal(journal_have(n->j[2], vector.origin), 1);
+	assert_true(lamport_of(n->j[2]) == local + 1000);
+}
+
 static int setup(void **state)
 {
 	return net_open((struct net **)state);
@@ -684,6 +724,7 @@ int main(void)
 		T(test_entries_held_per_origin),
 		T(test_lamport_bounded),
 		T(test_lamport_jump_bounded),
+		T(test_exchange_heads_bounded),
 		T(test_wall_ahead_refused),
 	};
 #undef T
