@@ -92,6 +92,12 @@ wire() {
     entry 1 $REG vol1 dir/a.txt ab - "$O2"; hash 11; u8 0
     entry 4 0 vol1 old.txt - -; hash 22; u8 1; hash 33; u16 72; rep 72 5a)")"
   put wire key "$(frame 22 "$(u16 64; u8 48; u8 62; rep 62 a5)")"
+  # Proven heads: a run of two, two digests between them, one after the
+  # second up to its signature.  SEALS: one origin's signed chain hash.
+  put wire chain-state "$(frame 21 "$(u32 2
+    entry 1 $REG vol1 dir/a.txt ab - "$O2"; hash 11; u16 2; hash 41; hash 42; u8 0
+    entry 4 0 vol1 old.txt - -; hash 22; u16 1; hash 43; u8 1; hash 33; u16 72; rep 72 5a)")"
+  put wire seals "$(frame 23 "$(u32 1; ref "$O2" 9; hash 61; hash 62; u16 72; rep 72 5b)")"
   # Broken: each refused for one reason.
   put wire bad-magic "$(bytes KRFX; u8 1; u8 9; u16 0; u32 8; u64 1)"
   put wire bad-version "$(bytes KRFS; u8 2; u8 9; u16 0; u32 8; u64 1)"
