@@ -86,6 +86,7 @@ struct journal {
 		journal_sign_fn fn;
 		void *arg;
 	} signer;
+	struct journal_vec *vec;  /* vector.c; NULL until first used */
 	sqlite3_stmt *stmt[STMT_COUNT];
 	/* Statements of the replication code, prepared once: keyed by the
 	 * address of their (static) SQL text.  The journal passes more than
@@ -183,5 +184,23 @@ int journal_chain_own(struct journal *j);
  * KR_EHOSTILE when its prev is not what the chain holds. */
 int journal_chain_remote(struct journal *j, int64_t origin, int64_t id,
 			 const struct journal_change *c);
+
+/* vector.c: the version vector in memory (see there). */
+/* The old query, one probe per origin, sorted by name: what a load
+ * reads, and what tests compare memory with. */
+int journal_vector_sql(struct journal *j, journal_vector_fn fn, void *arg);
+/* ORIGIN holds at least SEQ now, or what may be sent of it changed:
+ * it comes after every origin in generation order.  Call once the
+ * change is in (its savepoint released). */
+void journal_vector_touch(struct journal *j, const char *origin,
+			  uint64_t seq);
+/* The same for the origins row ORIGIN. */
+void journal_vector_touch_id(struct journal *j, int64_t origin, uint64_t seq);
+/* What memory holds may be stale: read again from SQL at the next use,
+ * every origin as changed. */
+void journal_vector_reset(struct journal *j);
+void journal_vector_free(struct journal *j);
+/* ORIGIN's value, 0 when not held; 0 or a negative code. */
+int journal_vector_get(struct journal *j, const char *origin, uint64_t *out);
 
 #endif
