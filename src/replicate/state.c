@@ -218,7 +218,7 @@ static int tx_end(struct session *s)
 	log_info("replicate", "sent peer %s the current state: %llu heads",
 		 s->peer->id, (unsigned long long)t->sent);
 	s->r->exchanges_served++;
-	sync_sent_reset(s->peer, &v);
+	sync_sent_reset(s, &v);
 	tx_close(s);
 	return 0;
 }
