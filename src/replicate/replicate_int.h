@@ -109,6 +109,8 @@ struct session {
 	bool state_ignored;       /* its exchange waits for another's */
 	int64_t ack_ns;
 	int64_t ack_change;       /* journal_last_change_id at the last ACK */
+	uint64_t ack_gen;         /* the peer was sent our value of every
+				   * origin touched up to this generation */
 	/* chaincheck.c: keys sent ahead of what they signed; plain
 	 * entries of a third node refused (said once) */
 	uint8_t keys_sent[SESSION_KEYS_SENT][CONTENT_HASH_LEN];
