@@ -702,8 +702,9 @@ static void rest_peer_metrics(struct rest_text *t,
 		  "Journal entries we hold that the peer has not acknowledged.",
 		  PEER_LAG_ENTRIES },
 		{ "krakenfs_peer_lag_bytes", "gauge",
-		  "Content size of the entries the peer lacks.",
-		  PEER_LAG_BYTES },
+		  "Content size of the entries the peer lacks (measured on "
+		  "the 64 origins it lags on that changed last, estimated "
+		  "for any others).", PEER_LAG_BYTES },
 		{ "krakenfs_peer_behind_entries", "gauge",
 		  "Journal entries the peer holds that we lack.",
 		  PEER_BEHIND_ENTRIES },

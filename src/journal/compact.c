@@ -441,8 +441,11 @@ static int change_drop_atomic(struct journal *j, const struct candidate *c,
 	struct drop d = { c, &part };
 	int err = journal_atomic(j, drop_fn, &d);
 
-	if (!err)
+	if (!err) {
 		st->contents += part.contents;
+		/* Its floor rose: a peer below it now needs the state. */
+		journal_vector_touch_id(j, c->origin, c->seq);
+	}
 	return err;
 }
 

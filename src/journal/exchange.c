@@ -692,6 +692,9 @@ int journal_exchange_apply(struct journal *j, const struct journal_ref *vector,
 		*changed = a.changed;
 	}
 	j->remote.valid = false;
+	/* Changes and floors of many origins moved, or a load inside the
+	 * savepoint saw what was rolled back: read them all again. */
+	journal_vector_reset(j);
 	stage_clear(j);
 	return err;
 }

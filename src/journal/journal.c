@@ -182,7 +182,6 @@ int journal_exec(struct journal *j, const char *sql)
 	return 0;
 }
 
-
 static int journal_user_version(struct journal *j, int *out)
 {
 	sqlite3_stmt *s = NULL;
@@ -334,7 +333,6 @@ static bool journal_node_id_ok(const char *id)
 	}
 	return true;
 }
-
 
 static int journal_load_identity(struct journal *j, const char *node_id,
 				 char **errmsg)
@@ -497,6 +495,7 @@ void journal_close(struct journal *j)
 			log_error("journal", "final commit failed: %s",
 				  kr_strerror(err));
 	}
+	journal_vector_free(j);
 	for (int i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(j->stmt[i]);
 	for (int i = 0; i < j->n_cache; i++)
@@ -517,6 +516,7 @@ int journal_load_counters(struct journal *j)
 				    "'@' || o.epoch = ?", j->origin, &v);
 
 	j->remote.valid = false;
+	journal_vector_reset(j);   /* the batch it held may be gone */
 	if (err)
 		return err;
 	j->next_seq = (uint64_t)v + 1;

@@ -245,10 +245,34 @@ int journal_log(struct journal *j, const struct journal_filter *f,
 		journal_change_fn fn, void *arg);
 int journal_history(struct journal *j, const char *volume, const char *path,
 		    journal_change_fn fn, void *arg);
+/*
+ * The version vector (vector.c): per origin the highest seq held, floors
+ * included, sorted by origin; origins holding nothing are left out.
+ * Served from memory: a read costs no query, however many origins.  A
+ * read-write connection keeps it true from its own writes, so only the
+ * one connection that changes the journal (the agent's) may read it so;
+ * a read-only connection reads it again once another one committed.
+ */
 int journal_vector(struct journal *j, journal_vector_fn fn, void *arg);
 /* The same as an array, malloc'd into *OUT (N entries; free it). */
 int journal_vector_copy(struct journal *j, struct journal_ref **out,
 			size_t *n);
+/*
+ * Generations: a counter bumped each time an origin is touched (its seq
+ * rose, its own changes were signed, its floor rose) or the vector is
+ * read again from the database (every origin then counts as touched).
+ * journal_vector_gen is the current one; journal_vector_since calls FN
+ * for every origin touched after GEN, in generation order, with its
+ * value and generation, so that a reader that dealt with everything up
+ * to a generation looks again only at what changed since.  FN may change
+ * the journal (the walk is over a copy taken first); a non-zero return
+ * stops the walk and is returned.
+ */
+typedef int (*journal_since_fn)(void *arg, const char *origin,
+				uint64_t max_seq, uint64_t gen);
+uint64_t journal_vector_gen(struct journal *j);
+int journal_vector_since(struct journal *j, uint64_t gen,
+			 journal_since_fn fn, void *arg);
 int journal_info(struct journal *j, struct journal_info *out);
 /*
  * Consistency check: SQLite's quick_check plus the journal's own

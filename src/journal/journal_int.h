@@ -86,13 +86,16 @@ struct journal {
 		journal_sign_fn fn;
 		void *arg;
 	} signer;
+	struct journal_vec *vec;  /* vector.c; NULL until first used */
 	sqlite3_stmt *stmt[STMT_COUNT];
 	/* Statements of the replication code, prepared once: keyed by the
-	 * address of their (static) SQL text. */
+	 * address of their (static) SQL text.  The journal passes more than
+	 * 64 distinct texts, and an agent in test_compaction.sh used 60 on
+	 * its one connection: room for twice that. */
 	struct {
 		const char *sql;
 		sqlite3_stmt *stmt;
-	} cache[64];
+	} cache[128];
 	int n_cache;
 };
 
@@ -224,5 +227,23 @@ int exchange_stage_proof(struct journal *j, int64_t origin,
 			 const uint8_t digest[CONTENT_HASH_LEN]);
 /* Moves the staged proofs to chain_skips and signatures. */
 int exchange_keep_proofs(struct journal *j);
+
+/* vector.c: the version vector in memory (see there). */
+/* The old query, one probe per origin, sorted by name: what a load
+ * reads, and what tests compare memory with. */
+int journal_vector_sql(struct journal *j, journal_vector_fn fn, void *arg);
+/* ORIGIN holds at least SEQ now, or what may be sent of it changed:
+ * it comes after every origin in generation order.  Call once the
+ * change is in (its savepoint released). */
+void journal_vector_touch(struct journal *j, const char *origin,
+			  uint64_t seq);
+/* The same for the origins row ORIGIN. */
+void journal_vector_touch_id(struct journal *j, int64_t origin, uint64_t seq);
+/* What memory holds may be stale: read again from SQL at the next use,
+ * every origin as changed. */
+void journal_vector_reset(struct journal *j);
+void journal_vector_free(struct journal *j);
+/* ORIGIN's value, 0 when not held; 0 or a negative code. */
+int journal_vector_get(struct journal *j, const char *origin, uint64_t *out);
 
 #endif

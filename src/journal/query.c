@@ -1,7 +1,8 @@
 /*
- * Journal read path: current state, the audit log, per-path history, the
- * version vector.  Everything here only reads, so it works the same on the
- * agent's connection and on a read-only one beside it.
+ * Journal read path: current state, the audit log, per-path history.
+ * Everything here only reads, so it works the same on the agent's
+ * connection and on a read-only one beside it.  The version vector is
+ * kept in memory (vector.c).
  */
 #include "journal_int.h"
 #include "loop.h"
@@ -374,67 +375,6 @@ int journal_history(struct journal *j, const char *volume, const char *path,
 		err = run_change_query(j, s, fn, arg);
 	}
 	sqlite3_finalize(s);
-	return err;
-}
-
-int journal_vector(struct journal *j, journal_vector_fn fn, void *arg)
-{
-	/* One index probe per origin, not a scan of every change: the
-	 * replicator asks after every commit. */
-	static const char sql[] =
-		"SELECT name, max(coalesce(top, 0), floor) FROM (SELECT "
-		"o.node || '@' || o.epoch AS name, o.floor AS floor, "
-		"(SELECT max(c.seq) FROM changes c WHERE c.origin = o.id) AS top "
-		"FROM origins o) WHERE top IS NOT NULL OR floor > 0 ORDER BY name";
-	sqlite3_stmt *s = NULL;
-	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
-
-	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
-		ret = fn(arg, (const char *)sqlite3_column_text(s, 0),
-			 (uint64_t)sqlite3_column_int64(s, 1));
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = journal_db_err(rc);
-	sqlite3_finalize(s);
-	return ret;
-}
-
-struct vector_copy {
-	struct journal_ref *refs;
-	size_t n, cap;
-};
-
-static int vector_copy_add(void *arg, const char *origin, uint64_t max_seq)
-{
-	struct vector_copy *v = arg;
-
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? 2 * v->cap : 16;
-		struct journal_ref *r = realloc(v->refs, cap * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		v->refs = r;
-		v->cap = cap;
-	}
-	snprintf(v->refs[v->n].origin, JOURNAL_ORIGIN_MAX, "%s", origin);
-	v->refs[v->n++].seq = max_seq;
-	return 0;
-}
-
-int journal_vector_copy(struct journal *j, struct journal_ref **out,
-			size_t *n)
-{
-	struct vector_copy v = { 0 };
-	int err = journal_vector(j, vector_copy_add, &v);
-
-	if (err) {
-		free(v.refs);
-		v.refs = NULL;
-		v.n = 0;
-	}
-	*out = v.refs;
-	*n = v.n;
 	return err;
 }
 

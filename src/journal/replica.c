@@ -154,6 +154,9 @@ uint64_t journal_have(struct journal *j, const char *origin)
 	int64_t id = 0;
 	uint64_t have = 0;
 
+	/* From memory (vector.c); SQL only when that cannot be had. */
+	if (journal_vector_get(j, origin, &have) == 0)
+		return have;
 	if (journal_origin_id(j, origin, false, &id) || id == 0)
 		return 0;
 	if (journal_prepare_cached(j, "SELECT max(coalesce((SELECT max(seq) "
@@ -450,6 +453,7 @@ int journal_add_remote(struct journal *j, const struct journal_change *c)
 		j->lamport = c->lamport;
 	j->pending++;
 	remote_remember(j, c->ref.origin, ra.origin, c->ref.seq);
+	journal_vector_touch(j, c->ref.origin, c->ref.seq);
 	return 0;
 }
 

@@ -110,6 +110,8 @@ struct session {
 	bool state_ignored;       /* its exchange waits for another's */
 	int64_t ack_ns;
 	int64_t ack_change;       /* journal_last_change_id at the last ACK */
+	uint64_t ack_gen;         /* the peer was sent our value of every
+				   * origin touched up to this generation */
 	/* chaincheck.c: keys sent ahead of what they signed; plain
 	 * entries of a third node refused (said once) */
 	uint8_t keys_sent[SESSION_KEYS_SENT][CONTENT_HASH_LEN];
@@ -118,6 +120,10 @@ struct session {
 	/* sync.c: origins whose entry the journal refused from this peer */
 	char refused[SESSION_REFUSED_MAX][JOURNAL_ORIGIN_MAX];
 	unsigned n_refused;
+	/* sync.c: every origin the journal touched up to this generation
+	 * went to the peer as far as it may (journal_vector_since); 0 when
+	 * `sent` was reset, so every origin is looked at again */
+	uint64_t pumped_gen;
 	struct session *next;
 };
 
@@ -136,6 +142,13 @@ struct peer {
 	/* origin -> (uint64_t *) seq it said it holds (HELLO, VECTOR, ACK):
 	 * lag is counted from this, not from what was sent */
 	struct strmap acked;
+	uint64_t maps_changed;    /* sent or acked changed (sync.c) */
+	/* sync_lag's last figures, and what they were counted from */
+	struct {
+		bool valid;
+		uint64_t gen, maps;
+		uint64_t entries, bytes, behind;
+	} lag;
 	/* Its own origin, from its HELLO: it holds every change of it, so
 	 * those are never relayed back to it ("" when it did not say). */
 	char own_origin[JOURNAL_ORIGIN_MAX];
@@ -258,7 +271,9 @@ bool sync_pump(struct session *s);
 void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 	      uint64_t *bytes, uint64_t *behind);
 
-void sync_sent_reset(struct peer *p, const struct wire_vector *vec);
+/* S's peer holds what VEC says, no more: `sent` becomes VEC, and every
+ * session to it looks at every origin again. */
+void sync_sent_reset(struct session *s, const struct wire_vector *vec);
 /* What the peer is known to hold of ORIGIN. */
 uint64_t sync_sent_get(const struct peer *p, const char *origin);
 /* Vectors kept as strmaps of origin -> (uint64_t *) seq. */

@@ -5,10 +5,14 @@
  * Acknowledgements.  A peer's HELLO vector, a VECTOR after a gap, and an
  * ACK are its acknowledgement of what it holds: each is handed to
  * journal_peer_report, which is what compaction waits for and what a
- * peer's lag is counted from.  Every second a session sends ACK with
- * this node's vector, when new
+ * peer's lag is counted from.  Every second a session sends ACK, when new
  * changes arrived since the last one (every STATE_ACK_IDLE_NS anyway),
- * and the peer's HELLO said it takes them (feature STATE).
+ * and the peer's HELLO said it takes them (feature STATE).  An ACK names
+ * only the origins touched since this session's last VECTOR or ACK
+ * (ack_gen): the receiver keeps, per origin, the highest seq it was
+ * told, so the rest stand as told.  A whole vector in every ACK cost the
+ * receiver two statements per origin, every second: most of its CPU with
+ * 90,000 origins.
  *
  * Serving.  When the pump finds the peer's vector below what this node
  * compacted (journal_entries_since says KR_ECOMPACTED), the session
@@ -103,19 +107,51 @@ void state_on_vector(struct session *s, const struct wire_vector *v)
 			 s->peer->id, kr_strerror(err));
 }
 
+struct since_copy {
+	struct journal_ref *refs;
+	size_t n, cap;
+};
+
+static int since_copy_add(void *arg, const char *origin, uint64_t max_seq,
+			  uint64_t gen)
+{
+	struct since_copy *c = arg;
+
+	(void)gen;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 16;
+		struct journal_ref *r = realloc(c->refs, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		c->refs = r;
+		c->cap = cap;
+	}
+	snprintf(c->refs[c->n].origin, JOURNAL_ORIGIN_MAX, "%s", origin);
+	c->refs[c->n++].seq = max_seq;
+	return 0;
+}
+
+/* The whole vector (VECTOR), or for an ACK the origins touched since the
+ * last one the peer was sent. */
 static int send_vector_as(struct session *s, enum wire_type type)
 {
-	struct journal_ref *refs = NULL;
+	struct since_copy c = { 0 };
 	struct wire_msg m = { .type = type };
-	size_t n = 0;
-	int err = journal_vector_copy(s->r->journal, &refs, &n);
+	uint64_t gen = journal_vector_gen(s->r->journal);
+	int err = type == WIRE_ACK ?
+		  journal_vector_since(s->r->journal, s->ack_gen,
+				       since_copy_add, &c) :
+		  journal_vector_copy(s->r->journal, &c.refs, &c.n);
 
 	if (!err) {
-		m.vector.n = (uint32_t)n;
-		m.vector.refs = refs;
+		m.vector.n = (uint32_t)c.n;
+		m.vector.refs = c.refs;
 		err = session_send(s, &m);
 	}
-	free(refs);
+	if (!err)
+		s->ack_gen = gen;
+	free(c.refs);
 	return err;
 }
 
@@ -326,7 +362,7 @@ static int tx_end(struct session *s)
 		 s->peer->id, (unsigned long long)t->sent);
 	s->r->exchanges_served++;
 	s->state_served_ns = loop_now_ns();
-	sync_sent_reset(s->peer, &v);
+	sync_sent_reset(s, &v);
 	tx_close(s);
 	return 0;
 }

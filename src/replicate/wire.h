@@ -109,7 +109,11 @@
  *     18  ACK            u32 n, n x ref: the sender's vector, every few
  *                        seconds while it changes: its acknowledgement,
  *                        which lets the receiver compact what every peer
- *                        holds.  15-18 only between peers whose HELLO has
+ *                        holds.  The receiver keeps per origin the highest
+ *                        seq it was told, so an ACK may name only the
+ *                        origins that changed since the sender's last
+ *                        VECTOR or ACK on the connection (n may be 0).
+ *                        15-18 only between peers whose HELLO has
  *                        feature bit 3 (STATE)
  *     19  CLOCK          u64 token (a PING's), i64 wall_ns: the sender's
  *                        clock when it answered that PING, sent right
