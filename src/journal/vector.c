@@ -7,8 +7,8 @@
  * socket event, to find what each peer lacks, and every second for each
  * peer's lag.  In SQL that is an index probe per origin: 0.2 s with the
  * 90,000 origins a hostile peer once made up, which kept two idle agents
- * at full CPU and made a small file take seconds to replicate.  From memory, a reader pays for the origins changed since it last
- * looked.
+ * at full CPU and made a small file take seconds to replicate.  From
+ * memory, a reader pays for the origins changed since it last looked.
  *
  * Generations.  A counter of the journal's, bumped each time an origin's
  * entry is touched: its seq rose, or what may be sent of it changed (own
