@@ -140,6 +140,11 @@ static void pass_end(struct retention *r, int err)
 			 (unsigned long long)p->contents,
 			 (unsigned long long)p->pages_freed,
 			 (long long)(p->elapsed_ns / NS_PER_MS));
+	if (p->retired)
+		log_info("journal", "retired %llu old epochs: every peer holds "
+			 "them whole, nothing of them is left here, and they "
+			 "leave the version vector",
+			 (unsigned long long)p->retired);
 }
 
 void retention_tick(struct retention *r, int64_t now)

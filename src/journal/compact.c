@@ -608,6 +608,72 @@ static int compact_chain(struct journal *j)
 		"signatures q WHERE q.origin = signatures.origin)");
 }
 
+/* ---- old epochs ----------------------------------------------------------
+ *
+ * A node whose journal was lost comes back under a new epoch, and its old
+ * origin stays in every vector for good: in every HELLO, VECTOR and state
+ * exchange, and (before the vector moved to memory) in every walk.  A
+ * member could make epochs of its own node id to grow every vector.  Once
+ * such an origin is an old epoch (a newer one of its node holds a later
+ * change), nothing of it is held but its floor, and every configured peer
+ * has acknowledged it up to that floor, nobody can need anything of it:
+ * it is retired (schema 14).  Its floor stays, so a late copy of one of
+ * its changes is still known as held; a change above the floor brings it
+ * back.  Until a peer retires it too, that peer may name it and we not:
+ * the pump takes a peer that acknowledged an old epoch whole as holding
+ * it (journal_epoch_acked), so that no state exchange follows. */
+#define OLD_EPOCH_FLOOR_ONLY(o) \
+	o ".floor > 0 AND " o ".id != ?1 AND NOT EXISTS (SELECT 1 FROM " \
+	"changes c WHERE c.origin = " o ".id) AND EXISTS (SELECT 1 FROM " \
+	"origins n WHERE n.node = " o ".node AND n.id != " o ".id AND " \
+	"(n.floor_lamport > " o ".floor_lamport OR EXISTS (SELECT 1 FROM " \
+	"changes c WHERE c.origin = n.id AND c.lamport > " o \
+	".floor_lamport)))"
+
+static int compact_retire(struct journal *j, struct journal_compact_stats *st)
+{
+	int n = 0;
+	/* One that came back (a change of it arrived) is judged again. */
+	int err = run(j, "UPDATE origins SET retired = 0 WHERE retired AND "
+		      "id != ?1 AND EXISTS (SELECT 1 FROM changes c WHERE "
+		      "c.origin = origins.id)", j->origin_id, NULL);
+
+	if (!err)
+		err = run(j, "UPDATE origins SET retired = 1 WHERE NOT retired "
+			  "AND " OLD_EPOCH_FLOOR_ONLY("origins") " AND NOT "
+			  "EXISTS (SELECT 1 FROM peers p WHERE coalesce((SELECT "
+			  "a.seq FROM peer_acks a WHERE a.node = p.node AND "
+			  "a.origin = origins.id), 0) < origins.floor)",
+			  j->origin_id, NULL);
+	if (!err)
+		n = sqlite3_changes(j->db);
+	if (n > 0) {
+		st->retired += (uint64_t)n;
+		journal_vector_reset(j);  /* they leave the vector */
+	}
+	return err;
+}
+
+bool journal_epoch_acked(struct journal *j, const char *peer,
+			 const char *origin)
+{
+	sqlite3_stmt *s = NULL;
+	bool yes = false;
+
+	if (journal_prepare_cached(j, "SELECT 1 FROM origins o JOIN peer_acks "
+				   "a ON a.origin = o.id AND a.node = ?2 WHERE "
+				   "o.node || '@' || o.epoch = ?3 AND a.seq >= "
+				   "o.floor AND " OLD_EPOCH_FLOOR_ONLY("o"),
+				   &s) != SQLITE_OK)
+		return false;
+	sqlite3_bind_int64(s, 1, j->origin_id);
+	sqlite3_bind_text(s, 2, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, origin, -1, SQLITE_STATIC);
+	yes = sqlite3_step(s) == SQLITE_ROW;
+	journal_stmt_done(s);
+	return yes;
+}
+
 static int compact_mark(struct journal *j, int64_t horizon_ns)
 {
 	char *old = NULL, value[32];
@@ -672,6 +738,8 @@ int journal_compact_step(struct journal *j, const struct journal_retention *r,
 	free(a.seq);
 	if (more == 0)
 		more = compact_chain(j);
+	if (more == 0)
+		more = compact_retire(j, st);
 	if (more == 0)
 		more = compact_mark(j, st->horizon_ns);
 	err = more < 0 ? more : journal_flush(j);

@@ -295,6 +295,7 @@ struct journal_compact_stats {
 	uint64_t tombstones;      /* settled deletes removed, paths forgotten */
 	uint64_t contents;        /* chunk lists no version needs any more */
 	uint64_t pages_freed;     /* database pages given back to the disk */
+	uint64_t retired;         /* old epochs retired (compact.c) */
 	int64_t horizon_ns;       /* retention cut-off of this pass */
 	int64_t elapsed_ns;
 	/* Where the pass stands; zeroed to start one, then the steps'. */
@@ -329,6 +330,11 @@ int journal_compact(struct journal *j, const struct journal_retention *r,
 		    struct journal_compact_stats *st);
 /* Wall time before which history was compacted (0: never). */
 int journal_compacted_before(struct journal *j, int64_t *out_ns);
+/* Whether ORIGIN is an old epoch of which this node holds nothing but
+ * its floor, and PEER acknowledged it up to that floor: it needs nothing
+ * of it, whether or not it still names it (compact.c, old epochs). */
+bool journal_epoch_acked(struct journal *j, const char *peer,
+			 const char *origin);
 /* While held (a state exchange being served), compaction steps do
  * nothing.  DELTA is +1 or -1. */
 void journal_compaction_hold(struct journal *j, int delta);

@@ -243,7 +243,8 @@ void journal_vector_touch_id(struct journal *j, int64_t origin, uint64_t seq);
  * every origin as changed. */
 void journal_vector_reset(struct journal *j);
 void journal_vector_free(struct journal *j);
-/* ORIGIN's value, 0 when not held; 0 or a negative code. */
+/* ORIGIN's value: 0, -ENOENT when the vector does not name it (not
+ * held, or retired: compact.c), or another negative code. */
 int journal_vector_get(struct journal *j, const char *origin, uint64_t *out);
 
 #endif

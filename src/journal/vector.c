@@ -88,8 +88,9 @@ int journal_vector_sql(struct journal *j, journal_vector_fn fn, void *arg)
 	static const char sql[] =
 		"SELECT name, max(coalesce(top, 0), floor) FROM (SELECT "
 		"o.node || '@' || o.epoch AS name, o.floor AS floor, "
-		"(SELECT max(c.seq) FROM changes c WHERE c.origin = o.id) AS top "
-		"FROM origins o) WHERE top IS NOT NULL OR floor > 0 ORDER BY name";
+		"o.retired AS retired, (SELECT max(c.seq) FROM changes c WHERE "
+		"c.origin = o.id) AS top FROM origins o) WHERE top IS NOT NULL "
+		"OR (floor > 0 AND NOT retired) ORDER BY name";
 	sqlite3_stmt *s = NULL;
 	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
 							 NULL));
@@ -337,8 +338,9 @@ int journal_vector_get(struct journal *j, const char *origin, uint64_t *out)
 	if (err)
 		return err;
 	e = strmap_get(&j->vec->by_origin, origin);
-	if (e)
-		*out = e->seq;
+	if (!e)
+		return -ENOENT;   /* unknown, or retired: its floor is in SQL */
+	*out = e->seq;
 	return 0;
 }
 

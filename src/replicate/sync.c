@@ -366,6 +366,14 @@ static int pump_range(struct pump *pu, const char *origin, uint64_t max_seq)
 
 		err = journal_entries_since(pu->s->r->journal, origin, from,
 					    1000, pump_one, pu);
+		if (err == KR_ECOMPACTED &&
+		    journal_epoch_acked(pu->s->r->journal, pu->s->peer->id,
+					origin)) {
+			/* An old epoch it holds whole, and may have retired
+			 * (compact.c): nothing to send, no state either. */
+			sent_raise(pu->s->peer, origin, max_seq);
+			return 0;
+		}
 		if (err == KR_ECOMPACTED) {
 			/* The range is gone here: the peer gets the state,
 			 * after what this walk has queued (full stops it);

@@ -554,12 +554,105 @@ static void test_long_down_peer_state_exchange(void **state)
 
 /* A node new to the cluster after compaction (or one whose journal was
  * lost) starts from nothing: a state exchange gives it every file. */
+/* NODE loses its journal and opens a fresh one: a new epoch. */
+static void lose_journal(struct net *n, int node)
+{
+	struct journal_info info;
+	char db[128], name[8];
+
+	journal_close(n->j[node]);
+	snprintf(name, sizeof(name), "n%d", node);
+	snprintf(db, sizeof(db), "%s/%s.db", n->dir, name);
+	assert_int_equal(unlink(db), 0);
+	unlink(strcat(db, "-wal"));
+	snprintf(db, sizeof(db), "%s/%s.db", n->dir, name);
+	assert_int_equal(journal_open(db, name, 0, &n->j[node], NULL), 0);
+	assert_int_equal(journal_info(n->j[node], &info), 0);
+	snprintf(n->origin[node], sizeof(n->origin[node]), "%s", info.origin);
+}
+
+static int add_one(void *arg, const struct journal_change *c)
+{
+	int err = journal_add_remote(arg, c);
+
+	assert_true(err == 0 || err == -EALREADY);
+	return 0;
+}
+
+/* The simulation delivers only current origins: ORIGIN's changes from
+ * FROM to TO, as a peer relays an old epoch. */
+static void deliver_origin(struct net *n, int from, int to, const char *origin)
+{
+	assert_int_equal(journal_entries_since(n->j[from], origin,
+					       journal_have(n->j[to], origin),
+					       1000, add_one, n->j[to]), 0);
+	assert_int_equal(journal_flush(n->j[to]), 0);
+}
+
+static int vector_has(void *arg, const char *origin, uint64_t seq)
+{
+	(void)seq;
+	return strcmp(arg, origin) == 0 ? 1 : 0;
+}
+
+/* An old epoch (its node lost its journal) stays in every vector for
+ * good unless retired: once a newer epoch of its node holds a later
+ * change, compaction removed everything of it and every peer
+ * acknowledged it, it leaves the vector, while its floor still marks a
+ * late copy of its change as held.  An old epoch that still holds a
+ * current version (here node 1's first, whose a.txt is still current)
+ * stays.
+ * The cluster still converges. */
+static void test_old_epoch_retired(void **state)
+{
+	struct net *n = *state;
+	int64_t now = net_now_ns();
+	struct journal_compact_stats st = { 0 };
+	char first[JOURNAL_ORIGIN_MAX], old[JOURNAL_ORIGIN_MAX];
+
+	net_put(n, 1, "a.txt", 0);
+	net_settle(n);
+	snprintf(first, sizeof(first), "%s", n->origin[1]);
+	lose_journal(n, 1);
+	net_settle(n);
+	net_put(n, 1, "b.txt", 1);
+	net_settle(n);
+	net_put(n, 2, "b.txt", 2);
+	net_settle(n);
+	snprintf(old, sizeof(old), "%s", n->origin[1]);
+	lose_journal(n, 1);
+	net_settle(n);
+	net_put(n, 1, "c.txt", 3);
+	net_settle(n);
+	deliver_origin(n, 0, 1, first);
+	deliver_origin(n, 0, 1, old);
+	assert_int_equal(journal_vector(n->j[0], vector_has, old), 1);
+	ack_all(n, now);
+	net_compact(n, 0, now + HOUR_NS, DAY_NS, &st);
+	assert_int_equal(st.retired, 1);
+	assert_int_equal(journal_vector(n->j[0], vector_has, old), 0);
+	assert_int_equal(journal_vector(n->j[0], vector_has, first), 1);
+	assert_int_equal(journal_have(n->j[0], old), 1);
+	/* Node 2 still names it, and would send it (node 0's vector now
+	 * lacks it); once node 2 holds nothing more of it either, node 0
+	 * holds it whole as far as node 2 can tell. */
+	assert_int_equal(journal_vector(n->j[2], vector_has, old), 1);
+	assert_false(journal_epoch_acked(n->j[2], "n0", old));
+	net_compact(n, 2, now + HOUR_NS, DAY_NS, NULL);
+	assert_true(journal_epoch_acked(n->j[2], "n0", old));
+	assert_false(journal_epoch_acked(n->j[2], "n0", n->origin[1]));
+	assert_false(journal_epoch_acked(n->j[2], "n0", first));
+	net_put(n, 2, "d.txt", 3);
+	net_settle(n);
+	net_assert_converged(n);
+	assert_checks(n);
+}
+
 static void test_new_node_after_compaction(void **state)
 {
 	struct net *n = *state;
 	int64_t now = net_now_ns();
 	static char a[NET_SNAP_MAX], b[NET_SNAP_MAX];
-	char db[128];
 
 	for (int v = 0; v < 3; v++)
 		net_put(n, 0, "a.txt", v);
@@ -570,19 +663,7 @@ static void test_new_node_after_compaction(void **state)
 	ack_all(n, now);
 	for (int i = 0; i < NODES; i++)
 		net_compact(n, i, now + HOUR_NS, DAY_NS, NULL);
-	/* n2 loses its journal. */
-	journal_close(n->j[2]);
-	snprintf(db, sizeof(db), "%s/n2.db", n->dir);
-	assert_int_equal(unlink(db), 0);
-	unlink(strcat(db, "-wal"));
-	snprintf(db, sizeof(db), "%s/n2.db", n->dir);
-	assert_int_equal(journal_open(db, "n2", 0, &n->j[2], NULL), 0);
-	{
-		struct journal_info info;
-
-		assert_int_equal(journal_info(n->j[2], &info), 0);
-		snprintf(n->origin[2], sizeof(n->origin[2]), "%s", info.origin);
-	}
+	lose_journal(n, 2);
 	net_settle(n);
 	assert_true(n->exchanges >= 1);
 	net_assert_converged(n);
@@ -709,6 +790,7 @@ int main(void)
 		T(test_compacted_change_never_returns),
 		T(test_long_down_peer_state_exchange),
 		T(test_new_node_after_compaction),
+		T(test_old_epoch_retired),
 		T(test_compaction_shrinks_file),
 		T(test_peer_acknowledgements),
 	};
