@@ -124,6 +124,37 @@ cluster_config() {
   } > "$file"
 }
 
+# tls_node_config NODE IP PORT API_PORT NODES...: $T/NODE.yaml, a member
+# of a TLS cluster with its certificate in $T/NODE/tls (tls issue), its
+# volumes in $T/NODE/volumes; NODES are "id:ip:port" items.
+tls_node_config() {
+  local node=$1 ip=$2 port=$3 api=$4 item; shift 4
+  {
+    echo "log:"
+    echo "  level: info"
+    echo "sync:"
+    echo "  node_id: \"$node\""
+    echo "  listen_address: \"$ip\""
+    echo "  p2p_port: $port"
+    echo "  cluster_nodes:"
+    for item in "$@"; do echo "    - \"$item\""; done
+    echo "  tls:"
+    echo "    enable: true"
+    echo "    cert_file: \"$T/$node/tls/node.pem\""
+    echo "    key_file: \"$T/$node/tls/node-key.pem\""
+    echo "    ca_file: \"$T/$node/tls/ca.pem\""
+    echo "volume:"
+    echo "  root_path: \"$T/$node/volumes\""
+    echo "journal:"
+    echo "  path: \"$T/$node/journal.db\""
+    echo "api:"
+    echo "  listen: \"$ip:$api\""
+    echo "  token_file: \"$T/$node.token\""
+    echo "plugin:"
+    echo "  socket: \"$T/$node.sock\""
+  } > "$T/$node.yaml"
+}
+
 # pair_config PORT: n1.yaml and n2.yaml, a cluster of n1 on 127.0.0.1 and
 # n2 on 127.0.0.2, each with a volume "vx" in its root; and n2-alone.yaml,
 # n2 as a cluster of one on ports n1 does not dial: a partition without a

@@ -21,36 +21,6 @@ command -v jq >/dev/null || fail "jq is needed"
 P1=17971 P2=17972 P3=17973 P4=17974
 N1="n1:127.0.0.1:$P1" N2="n2:127.0.0.2:$P2" N3="n3:127.0.0.3:$P3" N4="n4:127.0.0.4:$P4"
 
-# node_config NODE IP PORT API_PORT NODES...: $T/NODE.yaml, TLS with
-# $T/NODE/tls, volumes in $T/NODE/volumes.
-node_config() {
-  local node=$1 ip=$2 port=$3 api=$4 item; shift 4
-  {
-    echo "log:"
-    echo "  level: info"
-    echo "sync:"
-    echo "  node_id: \"$node\""
-    echo "  listen_address: \"$ip\""
-    echo "  p2p_port: $port"
-    echo "  cluster_nodes:"
-    for item in "$@"; do echo "    - \"$item\""; done
-    echo "  tls:"
-    echo "    enable: true"
-    echo "    cert_file: \"$T/$node/tls/node.pem\""
-    echo "    key_file: \"$T/$node/tls/node-key.pem\""
-    echo "    ca_file: \"$T/$node/tls/ca.pem\""
-    echo "volume:"
-    echo "  root_path: \"$T/$node/volumes\""
-    echo "journal:"
-    echo "  path: \"$T/$node/journal.db\""
-    echo "api:"
-    echo "  listen: \"$ip:$api\""
-    echo "  token_file: \"$T/$node.token\""
-    echo "plugin:"
-    echo "  socket: \"$T/$node.sock\""
-  } > "$T/$node.yaml"
-}
-
 "$AGENT" tls init "$T/ca" >/dev/null || fail "tls init"
 for n in n1 n2 n3 n4; do
   mkdir -p "$T/$n/tls" "$T/$n/volumes"
@@ -62,9 +32,9 @@ done
 "$AGENT" tls issue "$T/rogue" n3 >/dev/null || fail "tls issue rogue n3"
 mkdir -p "$T/n1/volumes/vx" "$T/n2/volumes/vx"
 
-node_config n1 127.0.0.1 "$P1" 17975 "$N1" "$N2"
-node_config n2 127.0.0.2 "$P2" 17976 "$N1" "$N2" "$N3" "$N4"
-node_config n4 127.0.0.4 "$P4" 17977 "$N2" "$N4"
+tls_node_config n1 127.0.0.1 "$P1" 17975 "$N1" "$N2"
+tls_node_config n2 127.0.0.2 "$P2" 17976 "$N1" "$N2" "$N3" "$N4"
+tls_node_config n4 127.0.0.4 "$P4" 17977 "$N2" "$N4"
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
 V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx

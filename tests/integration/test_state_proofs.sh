@@ -25,37 +25,13 @@ command -v sqlite3 >/dev/null || fail "sqlite3 is needed"
 P1=17985 P2=17986 P3=17987 P4=17988
 N1="n1:127.0.0.1:$P1" N2="n2:127.0.0.2:$P2" N3="n3:127.0.0.3:$P3" N4="n4:127.0.0.4:$P4"
 
-# node_config NODE IP PORT API_PORT PIN NODES...: $T/NODE.yaml, TLS with
-# $T/NODE/tls, two seconds of history kept, peers silent past PIN not
-# waited for.
+# node_config NODE IP PORT API_PORT PIN NODES...: a TLS member keeping
+# two seconds of history, not waiting for peers silent past PIN.
 node_config() {
-  local node=$1 ip=$2 port=$3 api=$4 pin=$5 item; shift 5
-  {
-    echo "log:"
-    echo "  level: info"
-    echo "sync:"
-    echo "  node_id: \"$node\""
-    echo "  listen_address: \"$ip\""
-    echo "  p2p_port: $port"
-    echo "  cluster_nodes:"
-    for item in "$@"; do echo "    - \"$item\""; done
-    echo "  tls:"
-    echo "    enable: true"
-    echo "    cert_file: \"$T/$node/tls/node.pem\""
-    echo "    key_file: \"$T/$node/tls/node-key.pem\""
-    echo "    ca_file: \"$T/$node/tls/ca.pem\""
-    echo "volume:"
-    echo "  root_path: \"$T/$node/volumes\""
-    echo "journal:"
-    echo "  path: \"$T/$node/journal.db\""
-    echo "  retention: \"2s\""
-    echo "  retention_pin_max: \"$pin\""
-    echo "api:"
-    echo "  listen: \"$ip:$api\""
-    echo "  token_file: \"$T/$node.token\""
-    echo "plugin:"
-    echo "  socket: \"$T/$node.sock\""
-  } > "$T/$node.yaml"
+  local node=$1 ip=$2 port=$3 api=$4 pin=$5; shift 5
+  tls_node_config "$node" "$ip" "$port" "$api" "$@"
+  sed -i "s|^journal:|journal:\n  retention: \"2s\"\n  retention_pin_max: \"$pin\"|" \
+    "$T/$node.yaml"
 }
 
 "$AGENT" tls init "$T/ca" >/dev/null || fail "tls init"
