@@ -67,6 +67,10 @@ static void usage(FILE *out)
 		"      --limit N          at most N changes\n"
 		"      --reverse          oldest first\n"
 		"  history VOLUME PATH    every version of one path, with bases\n"
+		"  versions VOLUME PATH   every version of one path and whether\n"
+		"                         its content is live, kept (replaced\n"
+		"                         or deleted by a peer, versions.keep)\n"
+		"                         or gone\n"
 		"  status                 node, peers, version vector, counts, stuck jobs,\n"
 		"                         and before when history is compacted\n"
 		"  conflicts [--volume V] concurrent versions: which was kept,\n"
@@ -1072,6 +1076,7 @@ static int cli_open(struct cli *cli)
 	}
 	if (!db)
 		db = DEFAULT_JOURNAL;
+	cli->db = db;
 	if (access(db, F_OK) != 0)
 		return fail("no journal at %s (pass --db PATH or --config FILE)",
 			    db);
@@ -1121,9 +1126,9 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "log") && strcmp(cmd, "history") &&
 	    strcmp(cmd, "status") && strcmp(cmd, "verify") &&
-	    strcmp(cmd, "conflicts"))
-		return fail("unknown command '%s' (log, history, status, "
-			    "conflicts, verify)", cmd);
+	    strcmp(cmd, "conflicts") && strcmp(cmd, "versions"))
+		return fail("unknown command '%s' (log, history, versions, "
+			    "status, conflicts, verify)", cmd);
 	rc = cli_open(&cli);
 	if (rc)
 		return rc;
@@ -1131,6 +1136,11 @@ int main(int argc, char **argv)
 		rc = cmd_log(&cli, argc, argv);
 	else if (strcmp(cmd, "history") == 0)
 		rc = cmd_history(&cli, argc, argv);
+	else if (strcmp(cmd, "versions") == 0)
+		rc = argc == 3 ? kj_versions(cli.journal, cli.db, argv[1],
+					     argv[2] + strspn(argv[2], "/"),
+					     cli.json) :
+		     fail("%s", "versions: expected VOLUME PATH");
 	else if (strcmp(cmd, "status") == 0)
 		rc = cmd_status(&cli);
 	else if (strcmp(cmd, "conflicts") == 0)

@@ -22,4 +22,12 @@
 int kj_verify_chain(struct journal *j, const char *ca, const char *config_ca,
 		    bool json);
 
+/*
+ * versions VOLUME PATH (kraken-journal-versions.c): every version of one
+ * path, and whether its content is live, kept in the store beside the
+ * journal DB ("DB.versions") or gone.
+ */
+int kj_versions(struct journal *j, const char *db, const char *volume,
+		const char *path, bool json);
+
 #endif

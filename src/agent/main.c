@@ -323,6 +323,19 @@ static int agent_peer_list(const struct config *cfg,
 
 /* Compaction from CFG's journal keys, with CFG's nodes as the peers
  * whose acknowledgements it waits for. */
+/* Kept versions live beside the journal: JOURNAL.versions. */
+static int agent_versions(struct agent *a, const struct config *cfg)
+{
+	char dir[PATH_MAX];
+
+	if (snprintf(dir, sizeof(dir), "%s.versions", cfg->journal_path) >=
+	    (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	return retention_versions(a->retention, dir, cfg->root_path,
+				  cfg->versions_keep_ms, cfg->versions_max_bytes,
+				  cfg->versions_max_percent);
+}
+
 static int agent_retention(struct agent *a, const struct config *cfg)
 {
 	const char **ids = calloc(cfg->n_peers + 1, sizeof(*ids));
@@ -336,7 +349,7 @@ static int agent_retention(struct agent *a, const struct config *cfg)
 				  cfg->journal_retention_pin_max_ms, ids,
 				  cfg->n_peers);
 	free(ids);
-	return err;
+	return err ? err : agent_versions(a, cfg);
 }
 
 static bool agent_str_differs(const char *a, const char *b)
@@ -429,14 +442,17 @@ static void agent_reload_swap(struct config *cur, struct config *next)
 	cur->journal_retention_ms = next->journal_retention_ms;
 	cur->journal_retention_pin_max_ms = next->journal_retention_pin_max_ms;
 	cur->scrub_period_ms = next->scrub_period_ms;
+	cur->versions_keep_ms = next->versions_keep_ms;
+	cur->versions_max_bytes = next->versions_max_bytes;
+	cur->versions_max_percent = next->versions_max_percent;
 }
 
 /*
  * SIGHUP and POST /v1/admin/reload.  Applies the cluster's node list
  * (peers added, removed or moved), bandwidth limits, the conflict
  * strategy, the Lamport jump bound, the journal's retention, the scrub's
- * period and the log level; other keys are reported as needing a
- * restart.  A file with errors changes nothing.
+ * period, the limits of kept versions and the log level; other keys are
+ * reported as needing a restart.  A file with errors changes nothing.
  */
 static int agent_reload(struct agent *a)
 {
@@ -948,6 +964,7 @@ static int agent_start_replicate(struct agent *a)
 		.diverged = agent_on_diverged,
 		.diverged_arg = a,
 		.max_clock_skew_ns = (int64_t)cfg->max_clock_skew_ms * 1000000,
+		.versions = retention_store(a->retention),
 		.egress_bits_per_sec = cfg->bandwidth_enable ?
 				       cfg->egress_bits_per_sec : 0,
 		.ingress_bits_per_sec = cfg->bandwidth_enable ?

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #define NS_PER_MS 1000000LL
@@ -22,6 +23,7 @@
 #define RETENTION_BUSY_NS NS_PER_S
 #define RETENTION_EVERY_MIN_NS NS_PER_S
 #define RETENTION_EVERY_MAX_NS (3600 * NS_PER_S)
+#define VERSIONS_PRUNE_NS (60 * NS_PER_S)
 
 struct retention {
 	struct journal *journal;
@@ -32,6 +34,12 @@ struct retention {
 	bool asked;
 	struct journal_compact_stats pass;
 	struct retention_stats total;
+	struct journal_versions *versions;
+	char *versions_root;
+	int64_t versions_keep_ns;
+	uint64_t versions_max_bytes;
+	unsigned versions_max_percent;
+	int64_t versions_prune_at;  /* monotonic */
 };
 
 static int64_t mono_ns(void)
@@ -63,7 +71,80 @@ int retention_new(struct journal *j, struct retention **out)
 
 void retention_free(struct retention *r)
 {
+	if (!r)
+		return;
+	journal_versions_close(r->versions);
+	free(r->versions_root);
 	free(r);
+}
+
+int retention_versions(struct retention *r, const char *dir, const char *root,
+		       uint64_t keep_ms, uint64_t max_bytes,
+		       unsigned max_percent)
+{
+	const uint64_t cap_ms = (uint64_t)INT64_MAX / NS_PER_MS / 2;
+	char *copy = strdup(root);
+	int err;
+
+	if (!copy)
+		return -ENOMEM;
+	free(r->versions_root);
+	r->versions_root = copy;
+	r->versions_keep_ns = (int64_t)(keep_ms > cap_ms ? cap_ms : keep_ms) *
+			      NS_PER_MS;
+	r->versions_max_bytes = max_bytes;
+	r->versions_max_percent = max_percent;
+	if (keep_ms && !r->versions) {
+		err = journal_versions_open(r->journal, dir, true,
+					    &r->versions);
+		if (err)
+			log_error("journal", "cannot keep versions in %s: %s; "
+				  "what peers replace here is not kept until "
+				  "it can be made (then restart)", dir,
+				  kr_strerror(err));
+	}
+	r->versions_prune_at = mono_ns();
+	return 0;
+}
+
+struct journal_versions *retention_store(const struct retention *r)
+{
+	return r->versions;
+}
+
+/* The cap on kept bytes now: absolute, or a share of the volumes' file
+ * system (it may grow or shrink). */
+static uint64_t versions_cap(const struct retention *r)
+{
+	struct statvfs fs;
+
+	if (r->versions_max_bytes || !r->versions_max_percent)
+		return r->versions_max_bytes;
+	if (statvfs(r->versions_root, &fs) != 0)
+		return UINT64_MAX;
+	return (uint64_t)fs.f_blocks * fs.f_frsize / 100 *
+	       r->versions_max_percent;
+}
+
+static void versions_prune(struct retention *r, int64_t now)
+{
+	uint64_t removed = 0;
+	int err;
+
+	if (!r->versions || now < r->versions_prune_at)
+		return;
+	r->versions_prune_at = now + VERSIONS_PRUNE_NS;
+	err = journal_versions_prune(r->versions, r->versions_keep_ns,
+				     versions_cap(r), wall_ns(), &removed);
+	if (!err)
+		err = journal_flush(r->journal);
+	if (err)
+		log_warn("journal", "pruning kept versions: %s",
+			 kr_strerror(err));
+	else if (removed)
+		log_info("journal", "pruned %llu kept versions (older than "
+			 "versions.keep, or past versions.max_bytes)",
+			 (unsigned long long)removed);
 }
 
 int retention_configure(struct retention *r, uint64_t retention_ms,
@@ -107,9 +188,12 @@ void retention_request(struct retention *r)
 
 int64_t retention_deadline(const struct retention *r)
 {
-	if (r->next_step_at)
-		return r->next_step_at;
-	return r->next_pass_at ? r->next_pass_at : -1;
+	int64_t d = r->next_step_at ? r->next_step_at :
+		    r->next_pass_at ? r->next_pass_at : -1;
+
+	if (r->versions && (d < 0 || r->versions_prune_at < d))
+		d = r->versions_prune_at;
+	return d;
 }
 
 static void pass_end(struct retention *r, int err)
@@ -153,6 +237,7 @@ void retention_tick(struct retention *r, int64_t now)
 	struct journal_compact_stats before;
 	int more;
 
+	versions_prune(r, now);
 	if (r->next_step_at ? now < r->next_step_at :
 	    (!r->next_pass_at || now < r->next_pass_at))
 		return;

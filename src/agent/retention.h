@@ -42,4 +42,17 @@ int64_t retention_deadline(const struct retention *r);
 void retention_tick(struct retention *r, int64_t now);
 void retention_stats(const struct retention *r, struct retention_stats *out);
 
+/*
+ * Kept versions (versions.keep, versions.max_bytes): the store of what
+ * peers' changes replaced here, opened in DIR when KEEP_MS is set, and
+ * pruned once a minute to KEEP_MS and to MAX_BYTES, or when that is 0 to
+ * MAX_PERCENT of the file system holding ROOT.  Called again on reload
+ * with new limits (a store is opened only at start-up).
+ */
+int retention_versions(struct retention *r, const char *dir, const char *root,
+		       uint64_t keep_ms, uint64_t max_bytes,
+		       unsigned max_percent);
+/* The store, or NULL when versions are not kept. */
+struct journal_versions *retention_store(const struct retention *r);
+
 #endif

@@ -74,6 +74,7 @@ enum kind {
 	KIND_PATTERN_LIST,
 	KIND_PEER_LIST,
 	KIND_HOST_LIST,
+	KIND_CAPACITY,
 };
 
 /* What a value of each kind must look like, as said in messages. */
@@ -99,6 +100,8 @@ static const char *const expects[] = {
 	[KIND_PATTERN_LIST] = "a list of patterns",
 	[KIND_PEER_LIST] = "a list of \"id:host[:port]\" entries",
 	[KIND_HOST_LIST] = "a list of host names",
+	[KIND_CAPACITY] = ("a size such as \"500MiB\" or \"20GiB\", or a "
+			   "share of the volume file system such as \"10%\""),
 };
 
 static const char *const item_expects[] = {
@@ -120,6 +123,7 @@ enum key_id {
 	K_VOLUME, K_ROOT_PATH, K_DRIVER_NAME, K_SCRUB_PERIOD,
 	K_JOURNAL, K_JOURNAL_PATH, K_JOURNAL_RETENTION, K_JOURNAL_PIN_MAX,
 	K_JOURNAL_REJOIN_WAIT,
+	K_VERSIONS, K_VERSIONS_KEEP, K_VERSIONS_MAX_BYTES,
 	K_API, K_API_LISTEN, K_API_TOKEN_FILE, K_API_READ_TOKEN_FILE,
 	K_API_ALLOWED_HOSTS,
 	K_PLUGIN, K_PLUGIN_SOCKET, K_PLUGIN_MOUNT_WAIT,
@@ -183,6 +187,10 @@ static const struct key_def {
 				FIELD(journal_retention_pin_max_ms) },
 	[K_JOURNAL_REJOIN_WAIT] = { "journal.rejoin_wait", KIND_DURATION,
 				    FIELD(journal_rejoin_wait_ms) },
+	[K_VERSIONS] = { "versions", KIND_SECTION, 0 },
+	[K_VERSIONS_KEEP] = { "versions.keep", KIND_DURATION,
+			      FIELD(versions_keep_ms) },
+	[K_VERSIONS_MAX_BYTES] = { "versions.max_bytes", KIND_CAPACITY, 0 },
 	[K_API] = { "api", KIND_SECTION, 0 },
 	[K_API_LISTEN] = { "api.listen", KIND_LISTEN, 0 },
 	[K_API_TOKEN_FILE] = { "api.token_file", KIND_PATH,
@@ -780,6 +788,42 @@ static const char *store_listen(struct parse *p, const char *s)
 	return NULL;
 }
 
+/* "N" bytes with a binary unit (B, KiB, MiB, GiB, TiB), or "N%" of the
+ * volume file system (1 to 100). */
+static const char *store_capacity(struct parse *p, const char *s)
+{
+	static const struct { const char *unit; unsigned shift; } units[] = {
+		{ "", 0 }, { "B", 0 }, { "KiB", 10 }, { "MiB", 20 },
+		{ "GiB", 30 }, { "TiB", 40 },
+	};
+	char *end;
+	unsigned long long n;
+
+	if (s[0] < '0' || s[0] > '9')
+		return "";
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno)
+		return "";
+	if (strcmp(end, "%") == 0) {
+		if (n < 1 || n > 100)
+			return "";
+		p->cfg->versions_max_percent = (unsigned)n;
+		p->cfg->versions_max_bytes = 0;
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (n > (UINT64_MAX >> units[i].shift))
+			return "";
+		p->cfg->versions_max_bytes = (uint64_t)n << units[i].shift;
+		p->cfg->versions_max_percent = 0;
+		return NULL;
+	}
+	return "";
+}
+
 static const char *store_scalar(struct parse *p, const struct key_def *k,
 				const char *s)
 {
@@ -815,6 +859,8 @@ static const char *store_scalar(struct parse *p, const struct key_def *k,
 		return store_path(p, field, s, k->kind == KIND_SOCKET);
 	case KIND_LISTEN:
 		return store_listen(p, s);
+	case KIND_CAPACITY:
+		return store_capacity(p, s);
 	default:
 		return "";
 	}
@@ -1634,6 +1680,8 @@ static int defaults_base(struct config **out)
 	cfg->journal_retention_ms = 30 * DAY_MS;
 	cfg->journal_retention_pin_max_ms = 90 * DAY_MS;
 	cfg->journal_rejoin_wait_ms = 10 * 60 * 1000;
+	cfg->versions_keep_ms = 7 * DAY_MS;
+	cfg->versions_max_percent = 10;
 	cfg->scrub_period_ms = 7 * DAY_MS;
 	cfg->api_port = 6882;
 	for (size_t i = 0; i < sizeof(default_strings) /

@@ -44,6 +44,13 @@
  *                                      this no longer holds compaction
  *                                      back; >= journal.retention, and
  *                                      "0" only when retention is "0"    [90d]
+ *   versions.keep                      duration: content of replaced and
+ *                                      deleted files stays restorable
+ *                                      this long; "0" keeps none      [7d]
+ *   versions.max_bytes                 size ("20GiB") or share of the
+ *                                      volume file system ("10%") the
+ *                                      kept content may take; the oldest
+ *                                      goes first                      [10%]
  *   api.listen                         host:port            [127.0.0.1:6882]
  *   api.token_file                     absolute path
  *                                         [/etc/krakenfs/api-token]
@@ -122,6 +129,12 @@ struct config {
 	/* A fresh journal over volumes holding files waits this long for a
 	 * peer to learn the history from before adopting them; 0: never. */
 	uint64_t journal_rejoin_wait_ms;
+	/* Content of replaced and deleted files stays restorable this long
+	 * (0: none is kept), within versions_max_bytes, or when that is 0,
+	 * versions_max_percent of the volume file system. */
+	uint64_t versions_keep_ms;
+	uint64_t versions_max_bytes;
+	unsigned versions_max_percent;
 	char *api_host;
 	uint16_t api_port;
 	char *api_token_file;

@@ -339,6 +339,35 @@ bool journal_epoch_acked(struct journal *j, const char *peer,
  * nothing.  DELTA is +1 or -1. */
 void journal_compaction_hold(struct journal *j, int delta);
 
+/* ---- kept versions (versions.c) --------------------------------------- */
+
+/* The store of content that peers' changes replaced or deleted here (the
+ * top of versions.c).  Opened on DIR, made when CREATE, which also
+ * removes what a crash left unrecorded. */
+struct journal_versions;
+
+int journal_versions_open(struct journal *j, const char *dir, bool create,
+			  struct journal_versions **out);
+void journal_versions_close(struct journal_versions *v);
+/* Keeps the regular file DIRFD/NAME, whose content is HASH of SIZE bytes
+ * (the journal's current version of VOLUME/PATH), before it goes: 0, or
+ * a negative code and nothing kept (-ESTALE: the file is not that). */
+int journal_versions_keep(struct journal_versions *v, int dirfd,
+			  const char *name, const uint8_t hash[CONTENT_HASH_LEN],
+			  uint64_t size, const char *volume, const char *path,
+			  int64_t now_ns);
+/* A descriptor of the kept content HASH, or -ENOENT. */
+int journal_versions_get(struct journal_versions *v,
+			 const uint8_t hash[CONTENT_HASH_LEN]);
+/* Bytes and count kept, and when the oldest was kept (0: none). */
+int journal_versions_usage(struct journal_versions *v, uint64_t *bytes,
+			   uint64_t *count, int64_t *oldest_ns);
+/* Removes what was kept before NOW_NS - KEEP_NS, then the oldest while
+ * more than MAX_BYTES are kept; *REMOVED counts them. */
+int journal_versions_prune(struct journal_versions *v, int64_t keep_ns,
+			   uint64_t max_bytes, int64_t now_ns,
+			   uint64_t *removed);
+
 /* ---- state exchange (exchange.c) ------------------------------------- */
 
 /*

@@ -438,6 +438,7 @@ static int apply_clear_way(struct replicate *r, const struct journal_job *job,
 		return err;
 	if (copies)
 		return -EAGAIN;
+	keep_replaced(r, dirfd, name, job->volume, job->path);
 	return unlinkat(dirfd, name, 0) == 0 ? 0 : -errno;
 }
 
@@ -491,6 +492,7 @@ static int apply_symlink(struct replicate *r, const struct journal_job *job,
 		unlinkat(dirfd, tmp, 0);
 		return -errno;
 	}
+	keep_replaced(r, dirfd, name, job->volume, job->path);
 	if (renameat(dirfd, tmp, dirfd, name) != 0) {
 		int err = -errno;
 
@@ -513,6 +515,8 @@ static int apply_delete(struct replicate *r, const struct journal_job *job,
 		diverged(r, job);
 		return job_done(r, job, NULL);
 	}
+	if (S_ISREG(st.st_mode))
+		keep_replaced(r, dirfd, name, job->volume, job->path);
 	if (unlinkat(dirfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0)
 		return job_done(r, job, NULL);
 	if (errno != ENOTEMPTY)
@@ -1921,6 +1925,8 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 		transfer_fail(t, -EBUSY);
 		return;
 	}
+	if (replaced)
+		keep_replaced(r, t->dirfd, t->name, t->job.volume, t->job.path);
 	old = hold_replaced(r, t, replaced);
 	if (renameat(t->dirfd, t->tmp, t->dirfd, t->name) != 0 ||
 	    fstatat(t->dirfd, t->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {

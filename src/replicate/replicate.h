@@ -58,6 +58,9 @@ struct replicate_options {
 	void *diverged_arg;
 	/* A peer's clock off ours by more is warned about; 0: never. */
 	int64_t max_clock_skew_ns;
+	/* Where what a peer's change replaces or deletes here is kept
+	 * (journal.h, versions); NULL: nothing is kept. */
+	struct journal_versions *versions;
 };
 
 struct replicate_peer_status {

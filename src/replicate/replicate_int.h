@@ -185,6 +185,7 @@ struct replicate {
 	struct session *sessions;
 	void (*diverged)(void *arg, const char *volume, const char *path);
 	void *diverged_arg;
+	struct journal_versions *versions;  /* keep.c; NULL: none kept */
 	bool kicked;              /* new commits: pump and look for jobs */
 	bool read_more;           /* a session has input left to read */
 	struct transfer *transfers;
@@ -327,6 +328,11 @@ void chain_on_connected(struct session *s, SSL *ssl);
 void chain_tick(struct replicate *r);
 /* Sends the certificate of key ID unless S sent it already. */
 int chain_send_key(struct session *s, const uint8_t id[CONTENT_HASH_LEN]);
+
+/* keep.c: keeps DIRFD/NAME, the current version of VOLUME/PATH, before
+ * a peer's change replaces or deletes it.  Never fails the job. */
+void keep_replaced(struct replicate *r, int dirfd, const char *name,
+		   const char *volume, const char *path);
 
 /* gate.c */
 /* The listener is bound to SS: outbound connections leave from its

@@ -750,6 +750,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->diverged = opt->diverged;
 	r->diverged_arg = opt->diverged_arg;
 	r->max_clock_skew_ns = opt->max_clock_skew_ns;
+	r->versions = opt->versions;
 	r->kicked = true;
 	snprintf(r->node_id, sizeof(r->node_id), "%s", opt->node_id);
 	snprintf(r->cluster_id, sizeof(r->cluster_id), "%s", opt->cluster_id);

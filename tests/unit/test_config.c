@@ -406,6 +406,51 @@ static void test_integer_ranges(void **state)
 	config_free(cfg);
 }
 
+/* versions: keep is a duration (7 days by default, "0" keeps none);
+ * max_bytes is a size with a binary unit or a share of the volume file
+ * system (10% by default). */
+static void test_versions(void **state)
+{
+	static const char *const bad[] = { "0%", "101%", "10 %", "1.5GiB",
+					   "20GB", "-1", "abc", "\"\"",
+					   "99999999999999999999",
+					   "17179869184GiB" };
+	struct config_diag diag;
+	struct config *cfg;
+
+	(void)state;
+	cfg = expect_ok("log:\n  level: info\n", NULL, NULL);
+	assert_true(cfg->versions_keep_ms == 7ULL * 24 * 3600 * 1000);
+	assert_true(cfg->versions_max_bytes == 0);
+	assert_int_equal(cfg->versions_max_percent, 10);
+	config_free(cfg);
+	cfg = expect_ok("versions:\n  keep: \"0\"\n  max_bytes: \"20GiB\"\n",
+			NULL, NULL);
+	assert_true(cfg->versions_keep_ms == 0);
+	assert_true(cfg->versions_max_bytes == 20ULL << 30);
+	assert_int_equal(cfg->versions_max_percent, 0);
+	config_free(cfg);
+	cfg = expect_ok("versions:\n  max_bytes: \"25%\"\n", NULL, NULL);
+	assert_true(cfg->versions_max_bytes == 0);
+	assert_int_equal(cfg->versions_max_percent, 25);
+	config_free(cfg);
+	cfg = expect_ok("versions:\n  max_bytes: 4096\n", NULL, NULL);
+	assert_true(cfg->versions_max_bytes == 4096);
+	config_free(cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[96];
+
+		snprintf(text, sizeof(text), "versions:\n  max_bytes: %s\n",
+			 bad[i]);
+		expect_errors(text, 1, &diag);
+		assert_diag(&diag, "config.yaml:2: versions.max_bytes: expected "
+				   "a size such as \"500MiB\" or \"20GiB\", or "
+				   "a share of the volume file system such as "
+				   "\"10%\", got ");
+		config_diag_release(&diag);
+	}
+}
+
 /* sync.max_lamport_jump: a count of changes, 0 for no bound, at most
  * the largest Lamport value a change may carry. */
 static void test_max_lamport_jump(void **state)
@@ -1706,6 +1751,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_types),
 		cmocka_unit_test(test_integer_ranges),
 		cmocka_unit_test(test_max_lamport_jump),
+		cmocka_unit_test(test_versions),
 		cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_duration_in_file),

@@ -1,0 +1,287 @@
+/*
+ * The store of superseded content: what a peer's change replaced or
+ * deleted here stays restorable for versions.keep, within
+ * versions.max_bytes.
+ *
+ * Layout.  A directory of its own (by default the journal's path with
+ * ".versions"), on the volumes' file system, holding one file per kept
+ * content, named by the 64 hex digits of its content hash; the table
+ * `versions` (schema 15) says its size and when it was last replaced.
+ * Nothing in it is a volume's: it is never watched or replicated.
+ *
+ * Keeping costs no copy.  Before the applier renames a new version over
+ * a file, or deletes it, the file is hard-linked into the store
+ * (journal_versions_keep): the inode the volume lets go of lives on
+ * there, and its blocks are all it costs.  On a file system that shares
+ * blocks between copies (XFS, btrfs), a version made from the one before
+ * shares most of its blocks too.  Content already kept is not kept
+ * twice.
+ *
+ * Crash safety.  The link comes before its row, and a row goes before
+ * its file is removed, so a crash leaves at worst a file without a row
+ * (removed when the store is opened: nothing names it) or a row whose
+ * file is gone (dropped by the next prune, and never served: a kept file
+ * is checked against its size when opened).
+ */
+#include "journal_int.h"
+
+#include "content.h"
+#include "err.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HEX_LEN (2 * CONTENT_HASH_LEN)
+
+struct journal_versions {
+	struct journal *j;
+	int fd;                   /* the store directory */
+};
+
+/* Whether NAME is a kept file's name: 64 lowercase hex digits. */
+static bool store_name(const char *name)
+{
+	uint8_t hash[CONTENT_HASH_LEN];
+
+	return strlen(name) == HEX_LEN && content_unhex(name, hash) == 0;
+}
+
+static bool row_exists(struct journal *j, const uint8_t *hash)
+{
+	sqlite3_stmt *s = NULL;
+	bool yes = false;
+
+	if (journal_prepare_cached(j, "SELECT 1 FROM versions WHERE hash = ?1",
+				   &s) != SQLITE_OK)
+		return true;      /* when in doubt, keep the file */
+	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	yes = sqlite3_step(s) == SQLITE_ROW;
+	journal_stmt_done(s);
+	return yes;
+}
+
+/* Files a crash left without a row. */
+static int store_sweep(struct journal_versions *v)
+{
+	int fd = dup(v->fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	while ((e = readdir(d))) {
+		uint8_t hash[CONTENT_HASH_LEN];
+
+		if (!store_name(e->d_name) ||
+		    content_unhex(e->d_name, hash) != 0 ||
+		    row_exists(v->j, hash))
+			continue;
+		unlinkat(v->fd, e->d_name, 0);
+	}
+	closedir(d);
+	return 0;
+}
+
+int journal_versions_open(struct journal *j, const char *dir, bool create,
+			  struct journal_versions **out)
+{
+	struct journal_versions *v = calloc(1, sizeof(*v));
+	int err = 0;
+
+	*out = NULL;
+	if (!v)
+		return -ENOMEM;
+	v->j = j;
+	if (create && mkdir(dir, 0700) != 0 && errno != EEXIST)
+		err = -errno;
+	if (!err) {
+		v->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (v->fd < 0)
+			err = -errno;
+	}
+	if (!err && create && !j->readonly)
+		err = store_sweep(v);
+	if (err) {
+		if (v->fd > 0)
+			close(v->fd);
+		free(v);
+		return err;
+	}
+	*out = v;
+	return 0;
+}
+
+void journal_versions_close(struct journal_versions *v)
+{
+	if (!v)
+		return;
+	close(v->fd);
+	free(v);
+}
+
+static int row_put(struct journal *j, const uint8_t *hash, uint64_t size,
+		   const char *volume, const char *path, int64_t now_ns)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_begin(j);
+
+	if (!err)
+		err = journal_db_err(journal_prepare_cached(j,
+			"INSERT OR REPLACE INTO versions (hash, size, kept_ns, "
+			"volume, path) VALUES (?1, ?2, ?3, ?4, ?5)", &s));
+	if (err)
+		return err;
+	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)size);
+	sqlite3_bind_int64(s, 3, now_ns);
+	sqlite3_bind_text(s, 4, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, path, -1, SQLITE_STATIC);
+	err = journal_step_done(s);
+	journal_stmt_done(s);
+	if (!err)
+		j->pending++;
+	return err;
+}
+
+int journal_versions_keep(struct journal_versions *v, int dirfd,
+			  const char *name, const uint8_t hash[CONTENT_HASH_LEN],
+			  uint64_t size, const char *volume, const char *path,
+			  int64_t now_ns)
+{
+	char hex[HEX_LEN + 1];
+	struct stat st;
+
+	if (!v)
+		return 0;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+		return -ESTALE;   /* not the version the journal says */
+	content_hex(hash, hex);
+	if (linkat(dirfd, name, v->fd, hex, 0) != 0 && errno != EEXIST)
+		return -errno;
+	return row_put(v->j, hash, size, volume, path, now_ns);
+}
+
+int journal_versions_get(struct journal_versions *v,
+			 const uint8_t hash[CONTENT_HASH_LEN])
+{
+	sqlite3_stmt *s = NULL;
+	char hex[HEX_LEN + 1];
+	uint64_t size = 0;
+	struct stat st;
+	int fd, err;
+
+	err = journal_db_err(journal_prepare_cached(v->j,
+		"SELECT size FROM versions WHERE hash = ?1", &s));
+	if (err)
+		return err;
+	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	err = sqlite3_step(s) == SQLITE_ROW ? 0 : -ENOENT;
+	if (!err)
+		size = (uint64_t)sqlite3_column_int64(s, 0);
+	journal_stmt_done(s);
+	if (err)
+		return err;
+	content_hex(hash, hex);
+	fd = openat(v->fd, hex, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != size) {
+		close(fd);
+		return -ENOENT;   /* changed since: not that content */
+	}
+	return fd;
+}
+
+/* Removes the kept content of the row S points at. */
+static int prune_one(struct journal_versions *v, sqlite3_stmt *s,
+		     uint64_t *bytes)
+{
+	uint8_t hash[CONTENT_HASH_LEN];
+	char hex[HEX_LEN + 1];
+	sqlite3_stmt *d = NULL;
+	int err;
+
+	if (sqlite3_column_bytes(s, 0) != CONTENT_HASH_LEN)
+		return KR_ECORRUPT;
+	memcpy(hash, sqlite3_column_blob(s, 0), CONTENT_HASH_LEN);
+	*bytes = (uint64_t)sqlite3_column_int64(s, 1);
+	err = journal_db_err(journal_prepare_cached(v->j,
+		"DELETE FROM versions WHERE hash = ?1", &d));
+	if (err)
+		return err;
+	sqlite3_bind_blob(d, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	err = journal_step_done(d);
+	journal_stmt_done(d);
+	if (err)
+		return err;
+	v->j->pending++;
+	content_hex(hash, hex);
+	if (unlinkat(v->fd, hex, 0) != 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int journal_versions_usage(struct journal_versions *v, uint64_t *bytes,
+			   uint64_t *count, int64_t *oldest_ns)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(journal_prepare_cached(v->j,
+		"SELECT coalesce(sum(size), 0), count(*), coalesce(min(kept_ns), "
+		"0) FROM versions", &s));
+
+	*bytes = *count = 0;
+	*oldest_ns = 0;
+	if (err)
+		return err;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*bytes = (uint64_t)sqlite3_column_int64(s, 0);
+		*count = (uint64_t)sqlite3_column_int64(s, 1);
+		*oldest_ns = sqlite3_column_int64(s, 2);
+	}
+	journal_stmt_done(s);
+	return 0;
+}
+
+int journal_versions_prune(struct journal_versions *v, int64_t keep_ns,
+			   uint64_t max_bytes, int64_t now_ns,
+			   uint64_t *removed)
+{
+	uint64_t total = 0, count = 0, freed = 0;
+	int64_t oldest = 0;
+	int err = journal_versions_usage(v, &total, &count, &oldest);
+
+	*removed = 0;
+	while (!err && count > 0) {
+		sqlite3_stmt *s = NULL;
+
+		err = journal_db_err(journal_prepare_cached(v->j,
+			"SELECT hash, size, kept_ns FROM versions ORDER BY "
+			"kept_ns LIMIT 1", &s));
+		if (err)
+			break;
+		if (sqlite3_step(s) != SQLITE_ROW ||
+		    (sqlite3_column_int64(s, 2) >= now_ns - keep_ns &&
+		     total <= max_bytes)) {
+			journal_stmt_done(s);
+			break;    /* young enough, and within the cap */
+		}
+		err = journal_begin(v->j);
+		if (!err)
+			err = prune_one(v, s, &freed);
+		journal_stmt_done(s);
+		total -= freed < total ? freed : total;
+		count--;
+		(*removed)++;
+	}
+	return err;
+}
