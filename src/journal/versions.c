@@ -18,10 +18,10 @@
  * twice.
  *
  * Crash safety.  The link comes before its row, and a row goes before
- * its file is removed, so a crash leaves at worst a file without a row
- * (removed when the store is opened: nothing names it) or a row whose
- * file is gone (dropped by the next prune, and never served: a kept file
- * is checked against its size when opened).
+ * its file is removed (the row's removal commits with the next batch),
+ * so a crash leaves at worst a file without a row or a row whose file is
+ * gone.  Opening the store removes both; meanwhile a row's file is never
+ * served unless it is there with the size the row says.
  */
 #include "journal_int.h"
 
@@ -63,6 +63,38 @@ static bool row_exists(struct journal *j, const uint8_t *hash)
 	yes = sqlite3_step(s) == SQLITE_ROW;
 	journal_stmt_done(s);
 	return yes;
+}
+
+/* Rows a crash left without their file. */
+static int rows_sweep(struct journal_versions *v)
+{
+	sqlite3_stmt *s = NULL, *d = NULL;
+	int rc, err = journal_db_err(sqlite3_prepare_v2(v->j->db,
+		"SELECT hash FROM versions", -1, &s, NULL));
+
+	if (!err)
+		err = journal_db_err(journal_prepare_cached(v->j,
+			"DELETE FROM versions WHERE hash = ?1", &d));
+	if (!err)
+		err = journal_begin(v->j);
+	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		char hex[HEX_LEN + 1];
+
+		if (sqlite3_column_bytes(s, 0) != CONTENT_HASH_LEN)
+			continue;
+		content_hex(sqlite3_column_blob(s, 0), hex);
+		if (faccessat(v->fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+		    errno != ENOENT)
+			continue;
+		sqlite3_reset(d);
+		sqlite3_bind_blob(d, 1, sqlite3_column_blob(s, 0),
+				  CONTENT_HASH_LEN, SQLITE_TRANSIENT);
+		err = journal_step_done(d);
+		v->j->pending++;
+	}
+	sqlite3_finalize(s);
+	journal_stmt_done(d);
+	return err ? err : journal_flush(v->j);
 }
 
 /* Files a crash left without a row. */
@@ -107,6 +139,8 @@ int journal_versions_open(struct journal *j, const char *dir, bool create,
 		if (v->fd < 0)
 			err = -errno;
 	}
+	if (!err && create && !j->readonly)
+		err = rows_sweep(v);
 	if (!err && create && !j->readonly)
 		err = store_sweep(v);
 	if (err) {
