@@ -71,6 +71,10 @@ static void usage(FILE *out)
 		"                         its content is live, kept (replaced\n"
 		"                         or deleted by a peer, versions.keep)\n"
 		"                         or gone\n"
+		"  restore VOLUME PATH --at TIME --to DEST\n"
+		"                         write the version current at TIME to\n"
+		"                         DEST, a new file, checked against its\n"
+		"                         hash; exit 1 when it cannot be had\n"
 		"  status                 node, peers, version vector, counts, stuck jobs,\n"
 		"                         and before when history is compacted\n"
 		"  conflicts [--volume V] concurrent versions: which was kept,\n"
@@ -151,7 +155,7 @@ static int parse_age(const char *s, int64_t *out_ns)
 	return 0;
 }
 
-static int parse_time(const char *s, int64_t *out_ns)
+int kj_parse_time(const char *s, int64_t *out_ns)
 {
 	static const char *const formats[] = {
 		"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
@@ -161,14 +165,21 @@ static int parse_time(const char *s, int64_t *out_ns)
 
 	if (s[0] == '@') {
 		char *end;
-		long long v;
+		long long v, frac = 0, scale = 100000000;
 
 		errno = 0;
 		v = strtoll(s + 1, &end, 10);
-		if (errno || end == s + 1 || *end || v < 0 ||
-		    v > INT64_MAX / 1000000000)
+		if (errno || end == s + 1 || v < 0 ||
+		    v > INT64_MAX / 1000000000 - 1)
 			return -EINVAL;
-		*out_ns = v * 1000000000;
+		/* @SECONDS[.FRACTION], to the nanosecond */
+		if (*end == '.')
+			for (end++; *end >= '0' && *end <= '9' && scale;
+			     end++, scale /= 10)
+				frac += (*end - '0') * scale;
+		if (*end)
+			return -EINVAL;
+		*out_ns = v * 1000000000 + frac;
 		return 0;
 	}
 	if (parse_age(s, out_ns) == 0)
@@ -402,11 +413,11 @@ static int cmd_log(struct cli *cli, int argc, char **argv)
 		case 'p': f.path_prefix = optarg; break;
 		case 'o': f.origin = optarg; break;
 		case 's':
-			if (parse_time(optarg, &f.since_ns))
+			if (kj_parse_time(optarg, &f.since_ns))
 				return fail("--since: cannot read time '%s'", optarg);
 			break;
 		case 'u':
-			if (parse_time(optarg, &f.until_ns))
+			if (kj_parse_time(optarg, &f.until_ns))
 				return fail("--until: cannot read time '%s'", optarg);
 			break;
 		case 'O':
@@ -1126,9 +1137,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "log") && strcmp(cmd, "history") &&
 	    strcmp(cmd, "status") && strcmp(cmd, "verify") &&
-	    strcmp(cmd, "conflicts") && strcmp(cmd, "versions"))
+	    strcmp(cmd, "conflicts") && strcmp(cmd, "versions") &&
+	    strcmp(cmd, "restore"))
 		return fail("unknown command '%s' (log, history, versions, "
-			    "status, conflicts, verify)", cmd);
+			    "restore, status, conflicts, verify)", cmd);
 	rc = cli_open(&cli);
 	if (rc)
 		return rc;
@@ -1141,6 +1153,9 @@ int main(int argc, char **argv)
 					     argv[2] + strspn(argv[2], "/"),
 					     cli.json) :
 		     fail("%s", "versions: expected VOLUME PATH");
+	else if (strcmp(cmd, "restore") == 0)
+		rc = kj_restore_cmd(cli.journal, cli.db, cli.cfg ?
+				    cli.cfg->root_path : NULL, argc, argv);
 	else if (strcmp(cmd, "status") == 0)
 		rc = cmd_status(&cli);
 	else if (strcmp(cmd, "conflicts") == 0)

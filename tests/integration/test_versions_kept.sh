@@ -2,9 +2,10 @@
 # What a peer's change replaces or deletes is kept (versions.keep): n1
 # writes v1, v2 and v3 of a file and deletes it; n2, which applied each
 # change, still holds every one of the three contents, byte for byte,
-# and `kraken-journal versions` says so for each.  Lowering
-# versions.max_bytes prunes the oldest first; versions.keep prunes by
-# age.
+# `kraken-journal versions` says so for each, and `kraken-journal
+# restore --at` gives back the version of each moment, or says why not.
+# Lowering versions.max_bytes prunes the oldest first; versions.keep
+# prunes by age.
 source "$(dirname "$0")/lib.sh"
 
 PORT=17956
@@ -18,12 +19,17 @@ kept() { cat "$T/n2/journal.db.versions/$1"; }
 
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
+t0=$(date +%s.%N)
+sleep 0.1
 for v in 1 2 3; do
   echo "version $v of f" > "$V1/f.txt"
   wait_for 30 content_is "$V2/f.txt" "version $v of f" || fail "v$v did not reach n2"
+  eval "t$v=\$(date +%s.%N)"
+  sleep 0.1
 done
 rm "$V1/f.txt"
 wait_for 30 eval '[ ! -e "$V2/f.txt" ]' || fail "the delete did not reach n2"
+t4=$(date +%s.%N)
 
 versions > "$T/versions.json" || fail "kraken-journal versions: $(cat "$T/versions.json")"
 jq -e 'length == 4 and ([.[] | select(.op == "put" and .content == "kept")] | length) == 3 and
@@ -36,6 +42,38 @@ done
 "$KJ" --db "$T/n2/journal.db" versions vx /f.txt > "$T/versions.txt" || fail "versions (text)"
 [ "$(grep -c ' kept$' "$T/versions.txt")" = 3 ] || fail "the table does not say kept three times: $(cat "$T/versions.txt")"
 pass "n2 keeps v1, v2 and v3 that n1's changes replaced and deleted, byte for byte"
+
+# restore NODE TIME DEST: kraken-journal restore of vx/f.txt.
+restore() { "$KJ" --db "$T/$1/journal.db" restore vx f.txt --at "@$2" --to "$3"; }
+for v in 1 2 3; do
+  eval "at=\$t$v"
+  restore n2 "$at" "$T/f-v$v.txt" > "$T/restore.out" 2>&1 ||
+    fail "restore at v$v's time: $(cat "$T/restore.out")"
+  content_is "$T/f-v$v.txt" "version $v of f" || fail "restore at v$v's time gave '$(cat "$T/f-v$v.txt")'"
+done
+set +e
+restore n2 "$t4" "$T/f-deleted.txt" > "$T/restore.out" 2>&1; rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "it was deleted at that time" "$T/restore.out" ||
+  fail "restore after the delete: exit $rc, $(cat "$T/restore.out")"
+set +e
+restore n2 "$t0" "$T/f-before.txt" > "$T/restore.out" 2>&1; rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "it did not exist yet at that time" "$T/restore.out" ||
+  fail "restore before the first version: exit $rc, $(cat "$T/restore.out")"
+set +e
+restore n2 "$t2" "$T/f-v2.txt" > "$T/restore.out" 2>&1; rc=$?
+set -e
+[ "$rc" = 2 ] && grep -q "the destination exists" "$T/restore.out" ||
+  fail "restore over an existing file: exit $rc, $(cat "$T/restore.out")"
+content_is "$T/f-v2.txt" "version 2 of f" || fail "a refused restore changed its destination"
+# n1 wrote each version over the last itself: nothing was kept there.
+set +e
+restore n1 "$t1" "$T/f-n1.txt" > "$T/restore.out" 2>&1; rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "is not kept on this node" "$T/restore.out" ||
+  fail "restore of v1 on n1: exit $rc, $(cat "$T/restore.out")"
+pass "restore --at gives v1, v2 and v3 of their moments; says why for a delete, a time before, an existing file, and content not kept"
 
 # A cap of one version's size (16 bytes) keeps only the newest.
 sed -i 's|^journal:|versions:\n  max_bytes: "16B"\njournal:|' "$T/n2.yaml"
