@@ -3,11 +3,15 @@
 #include "err.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 bool path_utf8_ok(const char *s, size_t len)
 {
@@ -134,5 +138,39 @@ int path_mkdirs(const char *dir, unsigned mode)
 			return -errno;
 		buf[i] = saved;
 	}
+	return 0;
+}
+
+int path_open_beneath(int dirfd, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+			   RESOLVE_NO_MAGICLINKS,
+	};
+	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+
+	return fd < 0 ? -errno : (int)fd;
+}
+
+int path_open_parent(int rootfd, const char *volume, const char *path,
+		     int *dirfd, const char **name)
+{
+	char rel[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd;
+
+	if (path_check_rel(path) || !path_volume_name_ok(volume))
+		return KR_EHOSTILE;
+	if (slash)
+		snprintf(rel, sizeof(rel), "%s/%.*s", volume,
+			 (int)(slash - path), path);
+	else
+		snprintf(rel, sizeof(rel), "%s", volume);
+	fd = path_open_beneath(rootfd, rel, O_PATH | O_DIRECTORY);
+	if (fd < 0)
+		return fd == -ELOOP || fd == -EXDEV ? KR_EHOSTILE : fd;
+	*dirfd = fd;
+	*name = slash ? slash + 1 : path;
 	return 0;
 }

@@ -36,4 +36,15 @@ const char *path_basename(const char *p);
 /* Creates DIR and its missing parents with MODE; 0 or -errno. */
 int path_mkdirs(const char *dir, unsigned mode);
 
+/* Opens PATH under DIRFD with FLAGS, never leaving DIRFD and following
+ * no symlink (openat2, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): whatever
+ * links a container made, nothing opened this way is outside.  An fd, or
+ * -errno (-ELOOP or -EXDEV: it would have left). */
+int path_open_beneath(int dirfd, const char *path, int flags);
+/* The parent directory of VOLUME/PATH under ROOTFD, as an O_PATH fd in
+ * *DIRFD, and the last name of PATH in *NAME (pointing into PATH): 0,
+ * KR_EHOSTILE for a hostile name or one that would leave, or -errno. */
+int path_open_parent(int rootfd, const char *volume, const char *path,
+		     int *dirfd, const char **name);
+
 #endif

@@ -86,7 +86,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +94,6 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define APPLY_TRANSFERS_MAX 2048
@@ -213,44 +211,16 @@ static void transfer_fail(struct transfer *t, int err)
 
 /* ---- safe paths ----------------------------------------------------------- */
 
-static int open_beneath(int dirfd, const char *path, int flags)
-{
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-			   RESOLVE_NO_MAGICLINKS,
-	};
-	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-
-	return fd < 0 ? -errno : (int)fd;
-}
-
 /* The parent directory of VOLUME/PATH as an O_PATH fd, and the last name. */
 int apply_open_parent(struct replicate *r, const char *volume,
 		      const char *path, int *dirfd, const char **name)
 {
-	char rel[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	int fd;
-
-	if (path_check_rel(path) || !path_volume_name_ok(volume))
-		return KR_EHOSTILE;
 	/* Opened once: every file applied starts here. */
 	if (r->rootfd < 0)
 		r->rootfd = open(r->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (r->rootfd < 0)
 		return -errno;
-	if (slash)
-		snprintf(rel, sizeof(rel), "%s/%.*s", volume,
-			 (int)(slash - path), path);
-	else
-		snprintf(rel, sizeof(rel), "%s", volume);
-	fd = open_beneath(r->rootfd, rel, O_PATH | O_DIRECTORY);
-	if (fd < 0)
-		return fd == -ELOOP || fd == -EXDEV ? KR_EHOSTILE : fd;
-	*dirfd = fd;
-	*name = slash ? slash + 1 : path;
-	return 0;
+	return path_open_parent(r->rootfd, volume, path, dirfd, name);
 }
 
 static int64_t ts_ns(const struct timespec *t)
