@@ -123,105 +123,6 @@ int kj_versions(struct journal *j, const char *db, const char *volume,
 
 /* ---- restore ------------------------------------------------------------ */
 
-/* The version of a path current at a time: the newest made by then. */
-struct pick {
-	int64_t at_ns;
-	bool found;
-	struct journal_change c;
-	int64_t first_ns;         /* the first version, when all are after */
-	char *target;
-};
-
-static int on_pick(void *arg, const struct journal_change *c)
-{
-	struct pick *p = arg;
-
-	if (c->wall_ns > p->at_ns) {
-		if (!p->found && (!p->first_ns || c->wall_ns < p->first_ns))
-			p->first_ns = c->wall_ns;
-		return 0;
-	}
-	if (p->found && (c->wall_ns < p->c.wall_ns ||
-			 (c->wall_ns == p->c.wall_ns &&
-			  c->lamport < p->c.lamport)))
-		return 0;
-	free(p->target);
-	p->target = c->target ? strdup(c->target) : NULL;
-	p->c = *c;
-	p->c.target = p->target;
-	p->c.bases = NULL;
-	p->c.n_bases = 0;
-	p->found = true;
-	return 0;
-}
-
-/* The live file ROOT/VOLUME/PATH when it holds HASH still: an fd. */
-static int open_live(const char *root, const char *volume, const char *path,
-		     const uint8_t hash[CONTENT_HASH_LEN])
-{
-	struct content c = { 0 };
-	char full[8192];
-	int fd;
-
-	if (!root || snprintf(full, sizeof(full), "%s/%s/%s", root, volume,
-			      path) >= (int)sizeof(full))
-		return -ENOENT;
-	fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (content_hash_fd(fd, &c) != 0 ||
-	    memcmp(c.hash, hash, CONTENT_HASH_LEN) != 0) {
-		content_release(&c);
-		close(fd);
-		return -ENOENT;
-	}
-	content_release(&c);
-	return fd;
-}
-
-/* Copies FROM to DEST (made new, through a temporary name), checks the
- * copy against HASH, and gives it the version's mode and mtime. */
-static int copy_checked(int from, const char *dest,
-			const struct journal_change *c)
-{
-	char tmp[8192], buf[65536];
-	struct content got = { 0 };
-	struct timespec times[2];
-	ssize_t n;
-	int to, err = 0;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.krakenfs-restore", dest) >=
-	    (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	to = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (to < 0)
-		return -errno;
-	if (lseek(from, 0, SEEK_SET) != 0)
-		err = -errno;
-	while (!err && (n = read(from, buf, sizeof(buf))) != 0) {
-		if (n < 0 || write(to, buf, (size_t)n) != n)
-			err = n < 0 ? -errno : -EIO;
-	}
-	if (!err && fsync(to) != 0)
-		err = -errno;
-	if (!err && (content_hash_fd(to, &got) != 0 ||
-		     memcmp(got.hash, c->hash, CONTENT_HASH_LEN) != 0))
-		err = KR_ECORRUPT;
-	content_release(&got);
-	times[0].tv_sec = 0;
-	times[0].tv_nsec = UTIME_OMIT;
-	times[1].tv_sec = c->mtime_ns / 1000000000;
-	times[1].tv_nsec = c->mtime_ns % 1000000000;
-	if (!err && (fchmod(to, c->mode & 07777) != 0 ||
-		     futimens(to, times) != 0))
-		err = -errno;
-	close(to);
-	if (!err && link(tmp, dest) != 0)
-		err = -errno;     /* never over an existing file */
-	unlink(tmp);
-	return err;
-}
-
 static int restore_fail(const char *volume, const char *path, const char *why)
 {
 	fprintf(stderr, "kraken-journal: restore %s/%s: %s\n", volume, path,
@@ -229,63 +130,84 @@ static int restore_fail(const char *volume, const char *path, const char *why)
 	return 1;
 }
 
+/* Why INFO's restore did not happen, into WHY. */
+static void restore_why(const struct journal_restore_info *info, char *why,
+			size_t cap)
+{
+	char when[32];
+
+	utc(info->found ? info->wall_ns : info->first_ns, when, sizeof(when));
+	switch (info->status) {
+	case JOURNAL_RESTORE_NOT_YET:
+		snprintf(why, cap, info->first_ns ? "it did not exist yet at "
+			 "that time (its first version is of %s UTC)" :
+			 "the journal knows no version of it", when);
+		break;
+	case JOURNAL_RESTORE_DELETED:
+	case JOURNAL_RESTORE_NOT_FILE:
+		snprintf(why, cap, "%s at that time (by %s at %s UTC); only "
+			 "files are restored", info->status ==
+			 JOURNAL_RESTORE_DELETED ? "it was deleted" :
+			 "it was not a file", info->ref.origin, when);
+		break;
+	default:
+		snprintf(why, cap, "the content of its version of %s UTC (by "
+			 "%s) is not kept on this node: pruned (versions.keep, "
+			 "versions.max_bytes), or replaced by a write on this "
+			 "node itself", when, info->ref.origin);
+	}
+}
+
+/* DEST's directory, opened, and its last name. */
+static int open_dest(const char *dest, const char **name)
+{
+	const char *slash = strrchr(dest, '/');
+	char dir[4096];
+	int fd;
+
+	*name = slash ? slash + 1 : dest;
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dest)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - dest), dest);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 static int kj_restore(struct journal *j, const char *db, const char *root,
 		      const char *volume, const char *path, int64_t at_ns,
 		      const char *dest)
 {
-	struct pick p = { .at_ns = at_ns };
+	struct journal_restore_info info;
 	struct journal_versions *store = NULL;
 	char dir[4096], when[32], why[512];
-	int fd = -ENOENT, err;
+	const char *name;
+	int dirfd = open_dest(dest, &name), err;
 
-	err = journal_history(j, volume, path, on_pick, &p);
-	if (err)
-		return restore_fail(volume, path, kr_strerror(err)) + 1;
-	if (!p.found) {
-		utc(p.first_ns, when, sizeof(when));
-		snprintf(why, sizeof(why), p.first_ns ? "it did not exist yet "
-			 "at that time (its first version is of %s UTC)" :
-			 "the journal knows no version of it", when);
-		free(p.target);
-		return restore_fail(volume, path, why);
-	}
-	utc(p.c.wall_ns, when, sizeof(when));
-	if (p.c.mode == 0 || !S_ISREG(p.c.mode) || !p.c.has_hash) {
-		snprintf(why, sizeof(why), "%s at that time (by %s at %s UTC); "
-			 "only files are restored to a file", p.c.mode == 0 ?
-			 "it was deleted" : "it was not a file", p.c.ref.origin,
-			 when);
-		free(p.target);
-		return restore_fail(volume, path, why);
-	}
+	if (dirfd < 0)
+		return restore_fail(volume, path, kr_strerror(dirfd)) + 1;
 	snprintf(dir, sizeof(dir), "%s.versions", db);
 	if (access(dir, F_OK) == 0 &&
-	    journal_versions_open(j, dir, false, &store) == 0)
-		fd = journal_versions_get(store, p.c.hash);
-	if (fd < 0)
-		fd = open_live(root, volume, path, p.c.hash);
-	if (fd < 0) {
-		snprintf(why, sizeof(why), "the content of its version of %s "
-			 "UTC (by %s) is not kept on this node: pruned "
-			 "(versions.keep, versions.max_bytes), or replaced by "
-			 "a write on this node itself", when, p.c.ref.origin);
-		journal_versions_close(store);
-		free(p.target);
-		return restore_fail(volume, path, why);
-	}
-	err = copy_checked(fd, dest, &p.c);
-	close(fd);
+	    journal_versions_open(j, dir, false, &store) != 0)
+		store = NULL;
+	err = journal_restore_file(j, store, root, volume, path, at_ns, dirfd,
+				   name, false, &info);
 	journal_versions_close(store);
-	if (err) {
-		free(p.target);
+	close(dirfd);
+	if (err)
 		return restore_fail(volume, path, err == -EEXIST ?
 				    "the destination exists; name a new file" :
 				    kr_strerror(err)) + 1;
+	if (info.status != JOURNAL_RESTORE_DONE) {
+		restore_why(&info, why, sizeof(why));
+		return restore_fail(volume, path, why);
 	}
+	utc(info.wall_ns, when, sizeof(when));
 	printf("restored %s/%s as it was at that time (the version of %s UTC, "
-	       "by %s, %llu bytes) to %s\n", volume, path, when, p.c.ref.origin,
-	       (unsigned long long)p.c.size, dest);
-	free(p.target);
+	       "by %s, %llu bytes) to %s\n", volume, path, when,
+	       info.ref.origin, (unsigned long long)info.size, dest);
 	return 0;
 }
 

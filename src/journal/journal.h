@@ -368,6 +368,36 @@ int journal_versions_prune(struct journal_versions *v, int64_t keep_ns,
 			   uint64_t max_bytes, int64_t now_ns,
 			   uint64_t *removed);
 
+/* ---- restoring (restore.c) -------------------------------------------- */
+
+enum journal_restore_status {
+	JOURNAL_RESTORE_DONE,
+	JOURNAL_RESTORE_NOT_YET,  /* no version by then: first_ns says when */
+	JOURNAL_RESTORE_DELETED,  /* deleted then (ref, wall_ns: by whom) */
+	JOURNAL_RESTORE_NOT_FILE, /* a directory or symlink then */
+	JOURNAL_RESTORE_NOT_KEPT, /* its content is not kept on this node */
+};
+
+struct journal_restore_info {
+	enum journal_restore_status status;
+	bool found;               /* a version was current then: */
+	struct journal_ref ref;
+	int64_t wall_ns;
+	uint32_t mode;
+	uint64_t size;
+	int64_t first_ns;         /* else: the first version's time, or 0 */
+};
+
+/* Writes VOLUME/PATH as it was at AT_NS (the top of restore.c) as NAME in
+ * DIRFD: a new name (-EEXIST when taken) or, with REPLACE, over what is
+ * there.  Content from STORE (may be NULL) or the live file under ROOT
+ * (NULL: none).  0 with INFO->status saying whether it was written, or
+ * a negative code. */
+int journal_restore_file(struct journal *j, struct journal_versions *store,
+			 const char *root, const char *volume, const char *path,
+			 int64_t at_ns, int dirfd, const char *name,
+			 bool replace, struct journal_restore_info *info);
+
 /* ---- state exchange (exchange.c) ------------------------------------- */
 
 /*
