@@ -11,7 +11,8 @@
  *     GET  /v1/conflicts
  *     GET  /metrics                Prometheus text format
  *     POST /v1/admin/resync, /v1/admin/rescan, /v1/admin/reload,
- *          /v1/admin/compact
+ *          /v1/admin/compact, /v1/admin/scrub,
+ *          /v1/admin/restore?volume=&path=&at= (in place: restore.c)
  *                                  Bearer token (api.token_file)
  *     GET  /                       the dashboard (one embedded page)
  *   Once api.read_token_file is set, every request but GET / and the

@@ -42,6 +42,7 @@
 #include "path.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
@@ -476,6 +477,103 @@ static enum MHD_Result rest_post_compact(struct rest_call *c)
 	return rest_admin(c, API_CMD_COMPACT, "compact");
 }
 
+static unsigned rest_restore_code(enum journal_restore_status st)
+{
+	switch (st) {
+	case JOURNAL_RESTORE_NOT_YET: return MHD_HTTP_NOT_FOUND;
+	case JOURNAL_RESTORE_NOT_KEPT: return MHD_HTTP_GONE;
+	default: return MHD_HTTP_CONFLICT;
+	}
+}
+
+static const char *const rest_restore_why[] = {
+	[JOURNAL_RESTORE_NOT_YET] = "no version of it was made by then",
+	[JOURNAL_RESTORE_DELETED] = "it was deleted at that time",
+	[JOURNAL_RESTORE_NOT_FILE] = "it was not a file at that time",
+	[JOURNAL_RESTORE_NOT_KEPT] = "the content of its version of that "
+		"time is not kept on this node (pruned, or replaced by a "
+		"write on this node itself)",
+};
+
+/* Writes the version into the volume in place, where the watcher
+ * records it as a new change: a restore is itself a version, journaled,
+ * replicated, and undone like any other. */
+static int rest_restore_at(struct rest_call *c, struct journal *j,
+			   const char *volume, const char *path, int64_t at_ns,
+			   struct journal_restore_info *info)
+{
+	const struct api *a = c->r->api;
+	struct journal_versions *store = NULL;
+	char dir[PATH_MAX];
+	const char *name;
+	int rootfd = open(a->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int dirfd = -1, err = rootfd < 0 ? -errno : 0;
+
+	if (!err)
+		err = path_open_parent(rootfd, volume, path, &dirfd, &name);
+	snprintf(dir, sizeof(dir), "%s.versions", a->journal_path);
+	if (!err && access(dir, F_OK) == 0 &&
+	    journal_versions_open(j, dir, false, &store) != 0)
+		store = NULL;
+	if (!err)
+		err = journal_restore_file(j, store, a->root, volume, path,
+					   at_ns, dirfd, name, true, info);
+	journal_versions_close(store);
+	if (dirfd >= 0)
+		close(dirfd);
+	if (rootfd >= 0)
+		close(rootfd);
+	return err;
+}
+
+static enum MHD_Result rest_post_restore(struct rest_call *c)
+{
+	const char *volume = MHD_lookup_connection_value(c->conn,
+		MHD_GET_ARGUMENT_KIND, "volume");
+	const char *path = MHD_lookup_connection_value(c->conn,
+		MHD_GET_ARGUMENT_KIND, "path");
+	const char *at = MHD_lookup_connection_value(c->conn,
+		MHD_GET_ARGUMENT_KIND, "at");
+	struct journal_restore_info info;
+	struct journal *j;
+	enum MHD_Result res;
+	char when[64];
+	int64_t at_ns;
+	int err;
+
+	if (rest_admin_check(c, &res))
+		return res;
+	if (!volume || !path || !at)
+		return rest_error(c, MHD_HTTP_BAD_REQUEST, "volume, path and at "
+				  "are needed: ?volume=V&path=P&at=TIME");
+	path += strspn(path, "/");
+	if (rest_parse_time(at, api_now_wall(), &at_ns))
+		return rest_error(c, MHD_HTTP_BAD_REQUEST, "at: expected a "
+				  "time such as 2026-12-07T10:00:00Z, @SECONDS "
+				  "or an age such as 2h, got '%s'", at);
+	err = rest_journal(c, &j);
+	if (!err)
+		err = rest_restore_at(c, j, volume, path, at_ns, &info);
+	if (err == KR_EHOSTILE)
+		return rest_error(c, MHD_HTTP_BAD_REQUEST, "a hostile or "
+				  "malformed volume or path");
+	if (err == -ENOENT || err == -ENOTDIR)
+		return rest_error(c, MHD_HTTP_CONFLICT, "%s/%s: its directory "
+				  "does not exist now; restore that first",
+				  volume, path);
+	if (err)
+		return rest_journal_error(c, err);
+	if (info.status != JOURNAL_RESTORE_DONE)
+		return rest_error(c, rest_restore_code(info.status), "%s/%s: %s",
+				  volume, path, rest_restore_why[info.status]);
+	rest_format_time(info.wall_ns, when, sizeof(when));
+	return rest_json(c, MHD_HTTP_OK, json_pack(
+		"{s:s,s:s,s:{s:s,s:I,s:s},s:I}", "volume", volume, "path", path,
+		"version", "origin", info.ref.origin, "seq",
+		(json_int_t)info.ref.seq, "time", when,
+		"size", (json_int_t)info.size));
+}
+
 /* Queued: the scrub reads on the loop thread, in steps. */
 static enum MHD_Result rest_post_scrub(struct rest_call *c)
 {
@@ -655,6 +753,7 @@ static const struct rest_route {
 	{ "/v1/admin/reload", false, true, rest_post_reload },
 	{ "/v1/admin/compact", false, true, rest_post_compact },
 	{ "/v1/admin/scrub", false, true, rest_post_scrub },
+	{ "/v1/admin/restore", false, true, rest_post_restore },
 };
 
 static bool rest_route_match(const struct rest_route *rt, const char *url)

@@ -117,15 +117,22 @@ int rest_parse_time(const char *s, int64_t now_ns, int64_t *out)
 	time_t t;
 
 	if (s[0] == '@') {
-		long long v;
+		long long v, scale = 100000000;
 		char *end;
 
 		errno = 0;
 		v = strtoll(s + 1, &end, 10);
-		if (errno || end == s + 1 || *end || v < 0 ||
-		    v > INT64_MAX / 1000000000)
+		if (errno || end == s + 1 || v < 0 ||
+		    v > INT64_MAX / 1000000000 - 1)
 			return -EINVAL;
-		*out = v * 1000000000;
+		/* @SECONDS[.FRACTION], to the nanosecond */
+		if (*end == '.')
+			for (end++; *end >= '0' && *end <= '9' && scale;
+			     end++, scale /= 10)
+				frac += (*end - '0') * scale;
+		if (*end)
+			return -EINVAL;
+		*out = v * 1000000000 + frac;
 		return 0;
 	}
 	if (rest_parse_age(s, now_ns, out) == 0)

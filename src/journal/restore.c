@@ -33,6 +33,7 @@ struct pick {
 	bool has_hash;
 	uint64_t lamport;
 	int64_t mtime_ns;
+	uint32_t uid, gid;
 };
 
 static int on_pick(void *arg, const struct journal_change *c)
@@ -57,6 +58,8 @@ static int on_pick(void *arg, const struct journal_change *c)
 	p->has_hash = c->has_hash;
 	memcpy(p->hash, c->hash, CONTENT_HASH_LEN);
 	p->mtime_ns = c->mtime_ns;
+	p->uid = c->uid;
+	p->gid = c->gid;
 	return 0;
 }
 
@@ -89,15 +92,15 @@ static int open_live(const char *root, const char *volume, const char *path,
 	return fd;
 }
 
-/* FROM copied to a new temporary file in DIRFD, checked against HASH,
- * with MODE and MTIME_NS: its name in TMP. */
+/* FROM copied to a new temporary file in DIRFD, checked against P's
+ * content hash, with its mode, owner (when allowed) and mtime: its name
+ * in TMP. */
 static int copy_checked(int from, int dirfd, char *tmp, size_t cap,
-			const uint8_t hash[CONTENT_HASH_LEN], uint32_t mode,
-			int64_t mtime_ns)
+			const struct pick *p)
 {
 	struct timespec times[2] = {
 		{ .tv_nsec = UTIME_OMIT },
-		{ mtime_ns / 1000000000, mtime_ns % 1000000000 },
+		{ p->mtime_ns / 1000000000, p->mtime_ns % 1000000000 },
 	};
 	struct content got = { 0 };
 	char buf[65536];
@@ -116,10 +119,12 @@ static int copy_checked(int from, int dirfd, char *tmp, size_t cap,
 	if (!err && fsync(to) != 0)
 		err = -errno;
 	if (!err && (content_hash_fd(to, &got) != 0 ||
-		     memcmp(got.hash, hash, CONTENT_HASH_LEN) != 0))
+		     memcmp(got.hash, p->hash, CONTENT_HASH_LEN) != 0))
 		err = KR_ECORRUPT;
 	content_release(&got);
-	if (!err && (fchmod(to, mode & 07777) != 0 ||
+	if (!err && fchown(to, p->uid, p->gid) != 0 && errno != EPERM)
+		err = -errno;
+	if (!err && (fchmod(to, p->info->mode & 07777) != 0 ||
 		     futimens(to, times) != 0))
 		err = -errno;
 	close(to);
@@ -157,8 +162,7 @@ int journal_restore_file(struct journal *j, struct journal_versions *store,
 		info->status = JOURNAL_RESTORE_NOT_KEPT;
 		return 0;
 	}
-	err = copy_checked(fd, dirfd, tmp, sizeof(tmp), p.hash, info->mode,
-			   p.mtime_ns);
+	err = copy_checked(fd, dirfd, tmp, sizeof(tmp), &p);
 	close(fd);
 	if (err)
 		return err;

@@ -75,6 +75,30 @@ set -e
   fail "restore of v1 on n1: exit $rc, $(cat "$T/restore.out")"
 pass "restore --at gives v1, v2 and v3 of their moments; says why for a delete, a time before, an existing file, and content not kept"
 
+# In place, through the API: v2 becomes the file again, as a new version
+# of n2's that reaches n1.
+admin_restore() { # admin_restore QUERY -> body in $T/body, status echoed
+  curl -s -o "$T/body" -w '%{http_code}' -X POST -H "Authorization: Bearer secret-2" \
+    "http://127.0.0.2:$((PORT + 1))/v1/admin/restore?$1"
+}
+code=$(admin_restore "volume=vx&path=f.txt&at=@$t2")
+[ "$code" = 200 ] || fail "POST /v1/admin/restore: HTTP $code $(cat "$T/body")"
+jq -e '.version.origin | startswith("n1@")' "$T/body" >/dev/null || fail "restore answer: $(cat "$T/body")"
+wait_for 30 content_is "$V2/f.txt" "version 2 of f" || fail "the restore did not put v2 back on n2"
+wait_for 30 content_is "$V1/f.txt" "version 2 of f" || fail "the restored version did not reach n1"
+"$KJ" --db "$T/n1/journal.db" --json versions vx f.txt |
+  jq -e '.[-1].op == "put" and (.[-1].origin | startswith("n2@")) and .[-1].content == "live"' >/dev/null ||
+  fail "n1 does not hold the restore as n2's newest version: $("$KJ" --db "$T/n1/journal.db" --json versions vx f.txt)"
+code=$(admin_restore "volume=vx&path=f.txt&at=@$t0")
+[ "$code" = 404 ] && grep -q "no version of it was made by then" "$T/body" || fail "restore before the first version: HTTP $code $(cat "$T/body")"
+code=$(admin_restore "volume=vx&path=../etc/passwd&at=@$t2")
+[ "$code" = 400 ] || fail "a hostile path: HTTP $code $(cat "$T/body")"
+code=$(admin_restore "volume=vx&path=f.txt")
+[ "$code" = 400 ] || fail "no time: HTTP $code $(cat "$T/body")"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.2:$((PORT + 1))/v1/admin/restore?volume=vx&path=f.txt&at=@$t2")
+[ "$code" = 401 ] || fail "a restore without the token: HTTP $code"
+pass "POST /v1/admin/restore puts v2 back in place as a new version that reaches n1; bad requests are refused"
+
 # A cap of one version's size (16 bytes) keeps only the newest.
 sed -i 's|^journal:|versions:\n  max_bytes: "16B"\njournal:|' "$T/n2.yaml"
 curl -sf -X POST -H "Authorization: Bearer secret-2" \
