@@ -395,13 +395,16 @@ static enum MHD_Result rest_get_conflicts(struct rest_call *c)
 static enum MHD_Result rest_get_metrics(struct rest_call *c)
 {
 	struct api_snapshot *snap = malloc(sizeof(*snap));
+	struct journal *j = NULL;
 	char *text = NULL;
 	size_t len = 0;
 	int err = -ENOMEM;
 
 	if (snap) {
 		api_snapshot_get(c->r->api, snap);
-		err = rest_metrics_text(snap, api_now_mono() -
+		if (rest_journal(c, &j) != 0)
+			j = NULL;     /* the rest of the metrics still answer */
+		err = rest_metrics_text(snap, j, api_now_mono() -
 					c->r->api->started_ns, &text, &len);
 	}
 	free(snap);

@@ -473,8 +473,8 @@ int rest_volume_json(struct journal *j, const char *name, json_t **out)
 				    .op = JOURNAL_VOLUME_CREATE, .limit = 1 };
 	struct journal_state st = { 0 };
 	struct rest_usage u = { 0 };
-	int64_t created = 0;
-	uint64_t mounts = 0;
+	int64_t created = 0, oldest = 0;
+	uint64_t mounts = 0, kept = 0, n_kept = 0;
 	bool have_mounts;
 	int err;
 
@@ -489,14 +489,21 @@ int rest_volume_json(struct journal *j, const char *name, json_t **out)
 	if (err)
 		goto out;
 	have_mounts = journal_mount_count(j, name, &mounts) == 0;
-	*out = json_pack("{s:s,s:o,s:I,s:o,s:I,s:I,s:o}", "name", name,
+	err = journal_versions_stats(j, name, &kept, &n_kept, &oldest);
+	if (err)
+		goto out;
+	*out = json_pack("{s:s,s:o,s:I,s:o,s:I,s:I,s:o,s:{s:I,s:I,s:o}}",
+			 "name", name,
 			 "created", rest_time_json(created),
 			 "created_ns", (json_int_t)created,
 			 "mtime", rest_time_json(st.mtime_ns),
 			 "paths", (json_int_t)u.paths,
 			 "bytes", (json_int_t)u.bytes,
 			 "mounts", have_mounts ?
-			 json_integer((json_int_t)mounts) : json_null());
+			 json_integer((json_int_t)mounts) : json_null(),
+			 "versions", "bytes", (json_int_t)kept,
+			 "count", (json_int_t)n_kept,
+			 "oldest", rest_time_json(oldest));
 	err = *out ? 0 : -ENOMEM;
 out:
 	journal_state_release(&st);
@@ -823,8 +830,26 @@ static void rest_compaction_metrics(struct rest_text *t,
 		    snap->exchanges_applied);
 }
 
-int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
-		      char **text, size_t *len)
+/* What the version store keeps, from the journal (J may be NULL). */
+static void rest_versions_metrics(struct rest_text *t, struct journal *j)
+{
+	uint64_t bytes = 0, count = 0;
+	int64_t oldest = 0;
+
+	if (j)
+		journal_versions_stats(j, NULL, &bytes, &count, &oldest);
+	rest_metric(t, "krakenfs_versions_bytes", "gauge",
+		    "Bytes of replaced and deleted content kept restorable "
+		    "(versions.keep, versions.max_bytes).", bytes);
+	rest_metric(t, "krakenfs_versions_kept", "gauge",
+		    "Contents kept restorable.", count);
+	rest_metric(t, "krakenfs_versions_oldest_seconds", "gauge",
+		    "Unix time the oldest content kept was replaced (0: none "
+		    "kept).", oldest > 0 ? (uint64_t)(oldest / 1000000000) : 0);
+}
+
+int rest_metrics_text(const struct api_snapshot *snap, struct journal *j,
+		      int64_t uptime_ns, char **text, size_t *len)
 {
 	struct rest_text t = { .cap = 8192 };
 
@@ -855,6 +880,7 @@ int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
 	rest_metric(&t, "krakenfs_journal_wal_bytes", "gauge",
 		    "Size of the journal's write-ahead log.", snap->wal_bytes);
 	rest_compaction_metrics(&t, snap);
+	rest_versions_metrics(&t, j);
 	rest_metric(&t, "krakenfs_scrub_bytes_total", "counter",
 		    "Bytes of files read back and checked by the scrub since "
 		    "the agent started.", snap->scrub_bytes);

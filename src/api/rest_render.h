@@ -41,8 +41,9 @@ int rest_conflicts_json(struct journal *j, const char *volume, json_t **out);
 
 #define REST_CONFLICTS_MAX 1000
 
-/* Prometheus text exposition (0.0.4); *text is malloc'd, *len its size. */
-int rest_metrics_text(const struct api_snapshot *snap, int64_t uptime_ns,
-		      char **text, size_t *len);
+/* Prometheus text exposition (0.0.4); *text is malloc'd, *len its size.
+ * J (may be NULL) is read for what the version store keeps. */
+int rest_metrics_text(const struct api_snapshot *snap, struct journal *j,
+		      int64_t uptime_ns, char **text, size_t *len);
 
 #endif

@@ -362,6 +362,9 @@ int journal_versions_get(struct journal_versions *v,
 /* Bytes and count kept, and when the oldest was kept (0: none). */
 int journal_versions_usage(struct journal_versions *v, uint64_t *bytes,
 			   uint64_t *count, int64_t *oldest_ns);
+/* The same from J's table alone, for VOLUME (NULL: every volume). */
+int journal_versions_stats(struct journal *j, const char *volume,
+			   uint64_t *bytes, uint64_t *count, int64_t *oldest_ns);
 /* Removes what was kept before NOW_NS - KEEP_NS, then the oldest while
  * more than MAX_BYTES are kept; *REMOVED counts them. */
 int journal_versions_prune(struct journal_versions *v, int64_t keep_ns,

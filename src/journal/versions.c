@@ -268,15 +268,23 @@ static int prune_one(struct journal_versions *v, sqlite3_stmt *s,
 int journal_versions_usage(struct journal_versions *v, uint64_t *bytes,
 			   uint64_t *count, int64_t *oldest_ns)
 {
+	return journal_versions_stats(v->j, NULL, bytes, count, oldest_ns);
+}
+
+int journal_versions_stats(struct journal *j, const char *volume,
+			   uint64_t *bytes, uint64_t *count, int64_t *oldest_ns)
+{
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(journal_prepare_cached(v->j,
+	int err = journal_db_err(journal_prepare_cached(j,
 		"SELECT coalesce(sum(size), 0), count(*), coalesce(min(kept_ns), "
-		"0) FROM versions", &s));
+		"0) FROM versions WHERE ?1 IS NULL OR volume = ?1", &s));
 
 	*bytes = *count = 0;
 	*oldest_ns = 0;
 	if (err)
 		return err;
+	if (volume)
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		*bytes = (uint64_t)sqlite3_column_int64(s, 0);
 		*count = (uint64_t)sqlite3_column_int64(s, 1);

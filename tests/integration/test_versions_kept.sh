@@ -43,6 +43,16 @@ done
 [ "$(grep -c ' kept$' "$T/versions.txt")" = 3 ] || fail "the table does not say kept three times: $(cat "$T/versions.txt")"
 pass "n2 keeps v1, v2 and v3 that n1's changes replaced and deleted, byte for byte"
 
+api_get() { curl -sf -H "Authorization: Bearer secret-2" "http://127.0.0.2:$((PORT + 1))$1"; }
+api_get /v1/volumes/vx | jq -e '.versions.count == 3 and .versions.bytes == 45 and
+  (.versions.oldest | type) == "string"' >/dev/null ||
+  fail "/v1/volumes/vx does not show the kept versions: $(api_get /v1/volumes/vx)"
+api_get /metrics > "$T/metrics"
+grep -q '^krakenfs_versions_bytes 45$' "$T/metrics" && grep -q '^krakenfs_versions_kept 3$' "$T/metrics" &&
+  grep -q '^krakenfs_versions_oldest_seconds [1-9][0-9]*$' "$T/metrics" ||
+  fail "metrics: $(grep versions "$T/metrics")"
+pass "/v1/volumes/vx and /metrics show what is kept (3 versions, 45 bytes)"
+
 # restore NODE TIME DEST: kraken-journal restore of vx/f.txt.
 restore() { "$KJ" --db "$T/$1/journal.db" restore vx f.txt --at "@$2" --to "$3"; }
 for v in 1 2 3; do
