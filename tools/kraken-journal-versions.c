@@ -4,17 +4,22 @@
  * here: "live" (what the volume holds now), "kept" (in the store of
  * replaced content, src/journal/versions.c) or "gone".
  *
- * kraken-journal restore VOLUME PATH --at TIME --to DEST: the version
+ * kraken-journal restore VOLUME [PATH] --at TIME --to DEST: the version
  * current at TIME (the newest made by then) written to DEST, a new file,
  * from the store or from the live file when that still holds it; the
  * copy is checked against the version's content hash before it gets its
- * name.  Both read only the journal and the store, with the agent
- * running or not.
+ * name (src/journal/restore.c).  Without PATH, every path of the volume
+ * as it was then into DEST, a new directory: directories and symlinks
+ * made, files restored, modes, owners (when allowed) and mtimes set,
+ * directories' mtimes last; what cannot be had is named and left out.
+ * All read only the journal and the store, with the agent running or
+ * not.
  */
 #include "kraken-journal.h"
 
 #include "content.h"
 #include "err.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -211,6 +216,168 @@ static int kj_restore(struct journal *j, const char *db, const char *root,
 	return 0;
 }
 
+/* ---- a whole volume ----------------------------------------------------- */
+
+struct tree {
+	struct journal *j;
+	struct journal_versions *store;
+	const char *root, *volume;
+	int64_t at_ns;
+	int dirfd;                /* DIR, the volume's root as restored */
+	unsigned files, dirs, links, missing;
+	/* directories' mtimes, set last: making entries moves them */
+	struct tree_dir { char *path; int64_t mtime_ns; } *dir;
+	size_t n_dir, cap_dir;
+};
+
+static int tree_note_dir(struct tree *t, const char *path, int64_t mtime_ns)
+{
+	if (t->n_dir == t->cap_dir) {
+		size_t cap = t->cap_dir ? 2 * t->cap_dir : 64;
+		struct tree_dir *d = realloc(t->dir, cap * sizeof(*d));
+
+		if (!d)
+			return -ENOMEM;
+		t->dir = d;
+		t->cap_dir = cap;
+	}
+	t->dir[t->n_dir].path = strdup(path);
+	t->dir[t->n_dir].mtime_ns = mtime_ns;
+	return t->dir[t->n_dir++].path ? 0 : -ENOMEM;
+}
+
+static void tree_times(struct tree *t)
+{
+	for (size_t i = t->n_dir; i-- > 0;) {
+		struct timespec ts[2] = {
+			{ .tv_nsec = UTIME_OMIT },
+			{ t->dir[i].mtime_ns / 1000000000,
+			  t->dir[i].mtime_ns % 1000000000 },
+		};
+
+		utimensat(t->dirfd, t->dir[i].path[0] ? t->dir[i].path : ".",
+			  ts, AT_SYMLINK_NOFOLLOW);
+		free(t->dir[i].path);
+	}
+	free(t->dir);
+}
+
+/* PATH's parent under DIR, opened, and its last name. */
+static int tree_parent(struct tree *t, const char *path, const char **name)
+{
+	const char *slash = strrchr(path, '/');
+	char rel[8192];
+
+	*name = slash ? slash + 1 : path;
+	if (!slash)
+		return dup(t->dirfd);
+	snprintf(rel, sizeof(rel), "%.*s", (int)(slash - path), path);
+	return path_open_beneath(t->dirfd, rel, O_PATH | O_DIRECTORY);
+}
+
+static int tree_file(struct tree *t, int dirfd, const char *path,
+		     const char *name)
+{
+	struct journal_restore_info info;
+	int err = journal_restore_file(t->j, t->store, t->root, t->volume, path,
+				       t->at_ns, dirfd, name, false, &info);
+
+	if (!err && info.status == JOURNAL_RESTORE_NOT_KEPT) {
+		fprintf(stderr, "kraken-journal: restore %s/%s: its content "
+			"is not kept on this node; left out\n", t->volume, path);
+		t->missing++;
+	} else if (!err && info.status == JOURNAL_RESTORE_DONE) {
+		t->files++;
+	}
+	return err;
+}
+
+static int tree_one(void *arg, const char *path)
+{
+	struct tree *t = arg;
+	struct journal_version_at v;
+	const char *name;
+	int dirfd, err = journal_version_at(t->j, t->volume, path, t->at_ns,
+					     &v);
+
+	if (err || !v.found || v.mode == 0) {
+		free(v.target);
+		return err;       /* not there at that time */
+	}
+	if (path[0] == '\0') {
+		err = fchmod(t->dirfd, v.mode & 07777) ? -errno : 0;
+		if (!err)
+			err = tree_note_dir(t, path, v.mtime_ns);
+		return err;
+	}
+	dirfd = tree_parent(t, path, &name);
+	if (dirfd < 0) {
+		free(v.target);
+		fprintf(stderr, "kraken-journal: restore %s/%s: its directory "
+			"was not there at that time; left out\n", t->volume,
+			path);
+		t->missing++;
+		return 0;
+	}
+	if (S_ISDIR(v.mode)) {
+		err = mkdirat(dirfd, name, v.mode & 07777) ? -errno : 0;
+		if (!err)
+			err = tree_note_dir(t, path, v.mtime_ns);
+		t->dirs += !err;
+	} else if (S_ISLNK(v.mode) && v.target) {
+		struct timespec ts[2] = {
+			{ .tv_nsec = UTIME_OMIT },
+			{ v.mtime_ns / 1000000000, v.mtime_ns % 1000000000 },
+		};
+
+		err = symlinkat(v.target, dirfd, name) ? -errno : 0;
+		if (!err)
+			utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
+		t->links += !err;
+	} else if (S_ISREG(v.mode)) {
+		err = tree_file(t, dirfd, path, name);
+	}
+	if (!err && !S_ISREG(v.mode) &&
+	    fchownat(dirfd, name, v.uid, v.gid, AT_SYMLINK_NOFOLLOW) &&
+	    errno != EPERM)
+		err = -errno;
+	close(dirfd);
+	free(v.target);
+	return err;
+}
+
+/* restore VOLUME --at TIME --to DIR: every path as it was then. */
+static int kj_restore_tree(struct journal *j, const char *db, const char *root,
+			   const char *volume, int64_t at_ns, const char *to)
+{
+	struct tree t = { .j = j, .root = root, .volume = volume,
+			  .at_ns = at_ns };
+	char dir[4096];
+	int err;
+
+	if (mkdir(to, 0700) != 0)
+		return restore_fail(volume, "", errno == EEXIST ?
+				    "the destination exists; name a new "
+				    "directory" : strerror(errno)) + 1;
+	t.dirfd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t.dirfd < 0)
+		return restore_fail(volume, "", strerror(errno)) + 1;
+	snprintf(dir, sizeof(dir), "%s.versions", db);
+	if (access(dir, F_OK) == 0 &&
+	    journal_versions_open(j, dir, false, &t.store) != 0)
+		t.store = NULL;
+	err = journal_paths(j, volume, tree_one, &t);
+	tree_times(&t);
+	journal_versions_close(t.store);
+	close(t.dirfd);
+	if (err)
+		return restore_fail(volume, "", kr_strerror(err)) + 1;
+	printf("restored volume %s as it was at that time to %s: %u files, "
+	       "%u directories, %u symlinks; %u left out\n", volume, to,
+	       t.files, t.dirs, t.links, t.missing);
+	return t.missing ? 1 : 0;
+}
+
 int kj_restore_cmd(struct journal *j, const char *db, const char *root,
 		   int argc, char **argv)
 {
@@ -233,14 +400,14 @@ int kj_restore_cmd(struct journal *j, const char *db, const char *root,
 		case 'a': at = optarg; break;
 		case 't': to = optarg; break;
 		case 'h':
-			printf("usage: kraken-journal restore VOLUME PATH --at "
+			printf("usage: kraken-journal restore VOLUME [PATH] --at "
 			       "TIME --to DEST\n");
 			return 0;
 		default: return 2;
 		}
 	}
-	if (argc - optind != 2 || !at || !to) {
-		fprintf(stderr, "kraken-journal: restore: expected VOLUME PATH "
+	if (argc - optind < 1 || argc - optind > 2 || !at || !to) {
+		fprintf(stderr, "kraken-journal: restore: expected VOLUME [PATH] "
 			"--at TIME --to DEST\n");
 		return 2;
 	}
@@ -252,9 +419,12 @@ int kj_restore_cmd(struct journal *j, const char *db, const char *root,
 	}
 	if (!root && journal_meta_get(j, "volume_root", &stored_root) == 0)
 		root = stored_root;
-	rc = kj_restore(j, db, root, argv[optind],
-			argv[optind + 1] + strspn(argv[optind + 1], "/"), at_ns,
-			to);
+	if (argc - optind == 1)
+		rc = kj_restore_tree(j, db, root, argv[optind], at_ns, to);
+	else
+		rc = kj_restore(j, db, root, argv[optind],
+				argv[optind + 1] + strspn(argv[optind + 1], "/"),
+				at_ns, to);
 	free(stored_root);
 	return rc;
 }

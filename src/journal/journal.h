@@ -401,6 +401,23 @@ int journal_restore_file(struct journal *j, struct journal_versions *store,
 			 int64_t at_ns, int dirfd, const char *name,
 			 bool replace, struct journal_restore_info *info);
 
+/* VOLUME/PATH's version current at AT_NS (restore.c): found, and its
+ * fields; target malloc'd for a symlink (free it). */
+struct journal_version_at {
+	bool found;
+	uint32_t mode, uid, gid;  /* mode 0: deleted then */
+	uint64_t size;
+	int64_t mtime_ns;
+	char *target;
+};
+
+int journal_version_at(struct journal *j, const char *volume, const char *path,
+		       int64_t at_ns, struct journal_version_at *out);
+/* Every path of VOLUME the journal has a change of, parents before their
+ * children (sorted). */
+int journal_paths(struct journal *j, const char *volume,
+		  int (*fn)(void *arg, const char *path), void *arg);
+
 /* ---- state exchange (exchange.c) ------------------------------------- */
 
 /*

@@ -34,6 +34,7 @@ struct pick {
 	uint64_t lamport;
 	int64_t mtime_ns;
 	uint32_t uid, gid;
+	char **target;            /* a symlink's target is copied here */
 };
 
 static int on_pick(void *arg, const struct journal_change *c)
@@ -60,6 +61,12 @@ static int on_pick(void *arg, const struct journal_change *c)
 	p->mtime_ns = c->mtime_ns;
 	p->uid = c->uid;
 	p->gid = c->gid;
+	if (p->target) {
+		free(*p->target);
+		*p->target = c->target ? strdup(c->target) : NULL;
+		if (c->target && !*p->target)
+			return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -130,6 +137,49 @@ static int copy_checked(int from, int dirfd, char *tmp, size_t cap,
 	close(to);
 	if (err)
 		unlinkat(dirfd, tmp, 0);
+	return err;
+}
+
+int journal_version_at(struct journal *j, const char *volume, const char *path,
+		       int64_t at_ns, struct journal_version_at *out)
+{
+	struct journal_restore_info info;
+	struct pick p = { .at_ns = at_ns, .info = &info };
+	int err;
+
+	memset(&info, 0, sizeof(info));
+	memset(out, 0, sizeof(*out));
+	p.target = &out->target;
+	err = journal_history(j, volume, path, on_pick, &p);
+	if (err) {
+		free(out->target);
+		out->target = NULL;
+		return err;
+	}
+	out->found = info.found;
+	out->mode = info.mode;
+	out->size = info.size;
+	out->mtime_ns = p.mtime_ns;
+	out->uid = p.uid;
+	out->gid = p.gid;
+	return 0;
+}
+
+int journal_paths(struct journal *j, const char *volume,
+		  int (*fn)(void *arg, const char *path), void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
+		"SELECT DISTINCT path FROM changes WHERE volume = ?1 ORDER BY "
+		"path", -1, &s, NULL));
+
+	if (!err)
+		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		err = fn(arg, (const char *)sqlite3_column_text(s, 0));
+	if (!err && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
+	sqlite3_finalize(s);
 	return err;
 }
 
