@@ -88,17 +88,31 @@ static int on_version(void *arg, const struct journal_change *c)
 	return 0;
 }
 
-int kj_versions(struct journal *j, const char *db, const char *volume,
+/* The store under ROOT (NULL: the volume root the journal names), or
+ * NULL when nothing is kept there. */
+static struct journal_versions *store_open(struct journal *j, const char *root)
+{
+	struct journal_versions *v = NULL;
+	char *stored = NULL, dir[4096];
+
+	if (!root && journal_meta_get(j, "volume_root", &stored) == 0)
+		root = stored;
+	if (root)
+		snprintf(dir, sizeof(dir), "%s/" JOURNAL_VERSIONS_DIR, root);
+	if (!root || access(dir, F_OK) != 0 ||
+	    journal_versions_open(j, dir, false, &v) != 0)
+		v = NULL;
+	free(stored);
+	return v;
+}
+
+int kj_versions(struct journal *j, const char *root, const char *volume,
 		const char *path, bool json)
 {
 	struct vlist v = { .json = json };
-	char dir[4096];
 	int err;
 
-	snprintf(dir, sizeof(dir), "%s.versions", db);
-	if (access(dir, F_OK) == 0 &&
-	    journal_versions_open(j, dir, false, &v.store) != 0)
-		v.store = NULL;
+	v.store = store_open(j, root);
 	v.has_live = journal_lookup(j, volume, path, &v.live) == 0;
 	v.rows = json ? json_array() : NULL;
 	if (!json)
@@ -181,22 +195,18 @@ static int open_dest(const char *dest, const char **name)
 	return fd < 0 ? -errno : fd;
 }
 
-static int kj_restore(struct journal *j, const char *db, const char *root,
-		      const char *volume, const char *path, int64_t at_ns,
-		      const char *dest)
+static int kj_restore(struct journal *j, const char *root, const char *volume,
+		      const char *path, int64_t at_ns, const char *dest)
 {
 	struct journal_restore_info info;
 	struct journal_versions *store = NULL;
-	char dir[4096], when[32], why[512];
+	char when[32], why[512];
 	const char *name;
 	int dirfd = open_dest(dest, &name), err;
 
 	if (dirfd < 0)
 		return restore_fail(volume, path, kr_strerror(dirfd)) + 1;
-	snprintf(dir, sizeof(dir), "%s.versions", db);
-	if (access(dir, F_OK) == 0 &&
-	    journal_versions_open(j, dir, false, &store) != 0)
-		store = NULL;
+	store = store_open(j, root);
 	err = journal_restore_file(j, store, root, volume, path, at_ns, dirfd,
 				   name, false, &info);
 	journal_versions_close(store);
@@ -347,12 +357,11 @@ static int tree_one(void *arg, const char *path)
 }
 
 /* restore VOLUME --at TIME --to DIR: every path as it was then. */
-static int kj_restore_tree(struct journal *j, const char *db, const char *root,
+static int kj_restore_tree(struct journal *j, const char *root,
 			   const char *volume, int64_t at_ns, const char *to)
 {
 	struct tree t = { .j = j, .root = root, .volume = volume,
 			  .at_ns = at_ns };
-	char dir[4096];
 	int err;
 
 	if (mkdir(to, 0700) != 0)
@@ -362,10 +371,7 @@ static int kj_restore_tree(struct journal *j, const char *db, const char *root,
 	t.dirfd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (t.dirfd < 0)
 		return restore_fail(volume, "", strerror(errno)) + 1;
-	snprintf(dir, sizeof(dir), "%s.versions", db);
-	if (access(dir, F_OK) == 0 &&
-	    journal_versions_open(j, dir, false, &t.store) != 0)
-		t.store = NULL;
+	t.store = store_open(j, root);
 	err = journal_paths(j, volume, tree_one, &t);
 	tree_times(&t);
 	journal_versions_close(t.store);
@@ -378,8 +384,7 @@ static int kj_restore_tree(struct journal *j, const char *db, const char *root,
 	return t.missing ? 1 : 0;
 }
 
-int kj_restore_cmd(struct journal *j, const char *db, const char *root,
-		   int argc, char **argv)
+int kj_restore_cmd(struct journal *j, const char *root, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "at", required_argument, NULL, 'a' },
@@ -420,9 +425,9 @@ int kj_restore_cmd(struct journal *j, const char *db, const char *root,
 	if (!root && journal_meta_get(j, "volume_root", &stored_root) == 0)
 		root = stored_root;
 	if (argc - optind == 1)
-		rc = kj_restore_tree(j, db, root, argv[optind], at_ns, to);
+		rc = kj_restore_tree(j, root, argv[optind], at_ns, to);
 	else
-		rc = kj_restore(j, db, root, argv[optind],
+		rc = kj_restore(j, root, argv[optind],
 				argv[optind + 1] + strspn(argv[optind + 1], "/"),
 				at_ns, to);
 	free(stored_root);

@@ -1152,13 +1152,14 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "history") == 0)
 		rc = cmd_history(&cli, argc, argv);
 	else if (strcmp(cmd, "versions") == 0)
-		rc = argc == 3 ? kj_versions(cli.journal, cli.db, argv[1],
+		rc = argc == 3 ? kj_versions(cli.journal, cli.cfg ?
+					     cli.cfg->root_path : NULL, argv[1],
 					     argv[2] + strspn(argv[2], "/"),
 					     cli.json) :
 		     fail("%s", "versions: expected VOLUME PATH");
 	else if (strcmp(cmd, "restore") == 0)
-		rc = kj_restore_cmd(cli.journal, cli.db, cli.cfg ?
-				    cli.cfg->root_path : NULL, argc, argv);
+		rc = kj_restore_cmd(cli.journal, cli.cfg ? cli.cfg->root_path :
+				    NULL, argc, argv);
 	else if (strcmp(cmd, "status") == 0)
 		rc = cmd_status(&cli);
 	else if (strcmp(cmd, "conflicts") == 0)

@@ -24,16 +24,14 @@ int kj_verify_chain(struct journal *j, const char *ca, const char *config_ca,
 
 /*
  * versions VOLUME PATH (kraken-journal-versions.c): every version of one
- * path, and whether its content is live, kept in the store beside the
- * journal DB ("DB.versions") or gone.
+ * path, and whether its content is live, kept in the store under the
+ * volume root ROOT (NULL: the one the journal names) or gone.
  */
-int kj_versions(struct journal *j, const char *db, const char *volume,
+int kj_versions(struct journal *j, const char *root, const char *volume,
 		const char *path, bool json);
-/* restore VOLUME PATH --at TIME --to DEST (ARGV from the command on):
- * ROOT is the config's volume root where the live file may be read
- * (NULL: the one the journal names). */
-int kj_restore_cmd(struct journal *j, const char *db, const char *root,
-		   int argc, char **argv);
+/* restore VOLUME [PATH] --at TIME --to DEST (ARGV from the command on),
+ * from the store and live files under ROOT (as above). */
+int kj_restore_cmd(struct journal *j, const char *root, int argc, char **argv);
 /* TIME as the CLI takes it (kraken-journal.c): 0 or -EINVAL. */
 int kj_parse_time(const char *s, int64_t *out_ns);
 

@@ -323,13 +323,13 @@ static int agent_peer_list(const struct config *cfg,
 
 /* Compaction from CFG's journal keys, with CFG's nodes as the peers
  * whose acknowledgements it waits for. */
-/* Kept versions live beside the journal: JOURNAL.versions. */
+/* Kept versions live beside the volumes (JOURNAL_VERSIONS_DIR). */
 static int agent_versions(struct agent *a, const struct config *cfg)
 {
 	char dir[PATH_MAX];
 
-	if (snprintf(dir, sizeof(dir), "%s.versions", cfg->journal_path) >=
-	    (int)sizeof(dir))
+	if (snprintf(dir, sizeof(dir), "%s/" JOURNAL_VERSIONS_DIR,
+		     cfg->root_path) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
 	return retention_versions(a->retention, dir, cfg->root_path,
 				  cfg->versions_keep_ms, cfg->versions_max_bytes,

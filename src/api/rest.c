@@ -514,7 +514,7 @@ static int rest_restore_at(struct rest_call *c, struct journal *j,
 
 	if (!err)
 		err = path_open_parent(rootfd, volume, path, &dirfd, &name);
-	snprintf(dir, sizeof(dir), "%s.versions", a->journal_path);
+	snprintf(dir, sizeof(dir), "%s/" JOURNAL_VERSIONS_DIR, a->root);
 	if (!err && access(dir, F_OK) == 0 &&
 	    journal_versions_open(j, dir, false, &store) != 0)
 		store = NULL;

@@ -346,6 +346,10 @@ void journal_compaction_hold(struct journal *j, int delta);
  * removes what a crash left unrecorded. */
 struct journal_versions;
 
+/* The store is ROOT/.krakenfs-versions, on the volumes' file system (a
+ * hard link cannot leave it), where no volume can be named. */
+#define JOURNAL_VERSIONS_DIR ".krakenfs-versions"
+
 int journal_versions_open(struct journal *j, const char *dir, bool create,
 			  struct journal_versions **out);
 void journal_versions_close(struct journal_versions *v);

@@ -3,9 +3,9 @@
  * deleted here stays restorable for versions.keep, within
  * versions.max_bytes.
  *
- * Layout.  A directory of its own (by default the journal's path with
- * ".versions"), on the volumes' file system, holding one file per kept
- * content, named by the 64 hex digits of its content hash; the table
+ * Layout.  A directory of its own, ROOT/.krakenfs-versions (a name no
+ * volume can have), on the volumes' file system, holding one file per
+ * kept content, named by the 64 hex digits of its content hash; the table
  * `versions` (schema 15) says its size and when it was last replaced.
  * Nothing in it is a volume's: it is never watched or replicated.
  *

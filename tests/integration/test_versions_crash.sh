@@ -9,7 +9,7 @@ PORT=17994
 pair_config "$PORT"
 echo "secret-2" > "$T/n2.token"
 V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx
-STORE=$T/n2/journal.db.versions
+STORE=$T/n2/volumes/.krakenfs-versions
 content_is() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }
 body() { printf 'version %s of f, with some padding to make it larger %0200d\n' "$1" 0; }
 

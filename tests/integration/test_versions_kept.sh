@@ -15,7 +15,7 @@ V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx
 content_is() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }
 versions() { "$KJ" --db "$T/n2/journal.db" --json versions vx f.txt; }
 # kept HASH: the store's file for HASH, as n2 keeps it.
-kept() { cat "$T/n2/journal.db.versions/$1"; }
+kept() { cat "$T/n2/volumes/.krakenfs-versions/$1"; }
 
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
@@ -161,5 +161,5 @@ curl -sf -X POST -H "Authorization: Bearer secret-2" \
   "http://127.0.0.2:$((PORT + 1))/v1/admin/reload" >/dev/null || fail "reload n2"
 none_kept() { versions | jq -e '[.[] | select(.content == "kept")] | length == 0' >/dev/null; }
 wait_for 10 none_kept || fail "versions.keep did not prune by age: $(versions)"
-[ -z "$(ls "$T/n2/journal.db.versions")" ] || fail "pruned files are still in the store: $(ls "$T/n2/journal.db.versions")"
+[ -z "$(ls "$T/n2/volumes/.krakenfs-versions")" ] || fail "pruned files are still in the store: $(ls "$T/n2/volumes/.krakenfs-versions")"
 pass "versions.keep prunes by age, files and rows"
