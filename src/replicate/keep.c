@@ -27,7 +27,13 @@ void keep_replaced(struct replicate *r, int dirfd, const char *name,
 		err = journal_versions_keep(r->versions, dirfd, name, cur.hash,
 					    cur.size, volume, path,
 					    loop_wall_ns());
-		if (err)
+		/* A volume mounted from another file system: said once. */
+		if (err == -EXDEV && !r->keep_warned)
+			log_warn("replicate", "versions of %s are not kept: it "
+				 "is on another file system than the version "
+				 "store under volume.root_path", volume);
+		r->keep_warned |= err == -EXDEV;
+		if (err && err != -EXDEV)
 			log_warn("replicate", "not keeping the version of %s/%s "
 				 "a peer replaced: %s", volume, path,
 				 kr_strerror(err));

@@ -186,6 +186,7 @@ struct replicate {
 	void (*diverged)(void *arg, const char *volume, const char *path);
 	void *diverged_arg;
 	struct journal_versions *versions;  /* keep.c; NULL: none kept */
+	bool keep_warned;             /* keep.c: a volume elsewhere, said */
 	bool kicked;              /* new commits: pump and look for jobs */
 	bool read_more;           /* a session has input left to read */
 	struct transfer *transfers;
