@@ -173,14 +173,14 @@ int kj_parse_time(const char *s, int64_t *out_ns)
 		errno = 0;
 		v = strtoll(s + 1, &end, 10);
 		if (errno || end == s + 1 || v < 0 ||
-		    v > INT64_MAX / 1000000000 - 1)
+		    v > INT64_MAX / 1000000000)
 			return -EINVAL;
 		/* @SECONDS[.FRACTION], to the nanosecond */
 		if (*end == '.')
 			for (end++; *end >= '0' && *end <= '9' && scale;
 			     end++, scale /= 10)
 				frac += (*end - '0') * scale;
-		if (*end)
+		if (*end || v * 1000000000 > INT64_MAX - frac)
 			return -EINVAL;
 		*out_ns = v * 1000000000 + frac;
 		return 0;
