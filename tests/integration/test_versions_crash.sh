@@ -36,6 +36,13 @@ restores_ok() {
   echo "$n versions restored"
 }
 
+# crash PID: kill -9, and wait until it is gone (its journal lock with it).
+crash() {
+  kill -9 "$1"
+  wait "$1" 2>/dev/null || true
+  while kill -0 "$1" 2>/dev/null; do sleep 0.05; done
+}
+
 start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
 # kill -9 while n2 keeps the versions n1 writes.
@@ -45,7 +52,7 @@ start_agent n2 "$T/n2.yaml"
 writer=$!
 kept_some() { [ "$(sqlite3 -readonly "$T/n2/journal.db" "SELECT count(*) FROM versions" 2>/dev/null || echo 0)" -ge 30 ]; }
 wait_for 60 kept_some || fail "n2 kept nothing while n1 wrote"
-kill -9 "$PID_n2"
+crash "$PID_n2"
 wait "$writer"
 start_agent n2b "$T/n2.yaml"
 wait_for 60 content_is "$V2/f.txt" "$(body 300)" || fail "n2 did not catch up after kill -9"
@@ -58,7 +65,7 @@ pass "kill -9 while keeping: store and journal agree, $got byte for byte, n2 cau
 sed -i 's|^journal:|versions:\n  max_bytes: "1KiB"\njournal:|' "$T/n2.yaml"
 curl -sf -X POST -H "Authorization: Bearer secret-2" \
   "http://127.0.0.2:$((PORT + 1))/v1/admin/reload" >/dev/null || fail "reload n2"
-kill -9 "$PID_n2b"
+crash "$PID_n2b"
 start_agent n2c "$T/n2.yaml"
 pruned() { [ "$(sqlite3 -readonly "$T/n2/journal.db" "SELECT coalesce(sum(size), 0) FROM versions")" -le 1024 ]; }
 wait_for 30 pruned || fail "n2 did not prune to 1 KiB after the crash"
