@@ -155,6 +155,38 @@ tls_node_config() {
   } > "$T/$node.yaml"
 }
 
+# tls_members NODE...: a cluster CA in $T/ca, and for each NODE its
+# certificate in $T/NODE/tls (with the CA) and an empty $T/NODE/volumes.
+tls_members() {
+  local n
+  "$AGENT" tls init "$T/ca" >/dev/null || fail "tls init"
+  for n in "$@"; do
+    mkdir -p "$T/$n/tls" "$T/$n/volumes"
+    cp "$T/ca/ca.pem" "$T/ca/ca-key.pem" "$T/$n/tls/"
+    "$AGENT" tls issue "$T/$n/tls" "$n" >/dev/null || fail "tls issue $n"
+  done
+}
+
+# holds_all_of FROM TO: TO's journal holds every change FROM has committed
+# of its own (and FROM has committed one).
+holds_all_of() {
+  local s o s2
+  s=$("$KJ" --db "$T/$1/journal.db" --json status) || return 1
+  o=$(jq -r .origin <<<"$s")
+  s=$(jq -r .seq <<<"$s")
+  s2=$("$KJ" --db "$T/$2/journal.db" --json status |
+       jq -r --arg o "$o" '.version_vector[$o] // 0') || return 1
+  [ "$s" -gt 0 ] && [ "$s2" = "$s" ]
+}
+
+# settled FROM TO: holds_all_of, and still so a second later (a change
+# FROM was about to sign has gone out too).
+settled() {
+  wait_for 20 holds_all_of "$1" "$2" || fail "$2 does not hold all of $1's changes"
+  sleep 1
+  wait_for 20 holds_all_of "$1" "$2" || fail "$2 does not hold all of $1's changes"
+}
+
 # pair_config PORT: n1.yaml and n2.yaml, a cluster of n1 on 127.0.0.1 and
 # n2 on 127.0.0.2, each with a volume "vx" in its root; and n2-alone.yaml,
 # n2 as a cluster of one on ports n1 does not dial: a partition without a

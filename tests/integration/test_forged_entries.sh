@@ -21,12 +21,7 @@ command -v jq >/dev/null || fail "jq is needed"
 P1=17971 P2=17972 P3=17973 P4=17974
 N1="n1:127.0.0.1:$P1" N2="n2:127.0.0.2:$P2" N3="n3:127.0.0.3:$P3" N4="n4:127.0.0.4:$P4"
 
-"$AGENT" tls init "$T/ca" >/dev/null || fail "tls init"
-for n in n1 n2 n3 n4; do
-  mkdir -p "$T/$n/tls" "$T/$n/volumes"
-  cp "$T/ca/ca.pem" "$T/ca/ca-key.pem" "$T/$n/tls/"
-  "$AGENT" tls issue "$T/$n/tls" "$n" >/dev/null || fail "tls issue $n"
-done
+tls_members n1 n2 n3 n4
 # A certificate naming n3, from a CA of its own: not a member's.
 "$AGENT" tls init "$T/rogue" >/dev/null || fail "tls init rogue"
 "$AGENT" tls issue "$T/rogue" n3 >/dev/null || fail "tls issue rogue n3"
@@ -39,22 +34,6 @@ start_agent n1 "$T/n1.yaml"
 start_agent n2 "$T/n2.yaml"
 V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx
 
-status() { "$KJ" --db "$T/$1/journal.db" --json status; }
-# n2 holds every change n1 has committed (so the fake peer, which hears
-# of n1 from n2, sees n1's newest seq).
-n2_has_n1() {
-  local s o s2
-  s=$(status n1) || return 1
-  o=$(jq -r .origin <<<"$s")
-  s=$(jq -r .seq <<<"$s")
-  s2=$(status n2 | jq -r --arg o "$o" '.version_vector[$o] // 0') || return 1
-  [ "$s" -gt 0 ] && [ "$s2" = "$s" ]
-}
-settle() {
-  wait_for 20 n2_has_n1 || fail "n2 does not hold all of n1's changes"
-  sleep 1
-  wait_for 20 n2_has_n1 || fail "n2 does not hold all of n1's changes"
-}
 has_content() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 for f in a b c; do echo "file $f" > "$V1/$f.txt"; done
@@ -64,7 +43,7 @@ for f in a b c; do
   wait_for 30 has_content "$V2/$f.txt" "file $f" || fail "$f.txt did not reach n2"
 done
 wait_for 30 has_content "$V2/victim.txt" "$want" || fail "victim.txt did not reach n2"
-settle
+settled n1 n2
 pass "n1 and n2 replicate over TLS; victim.txt is on n2"
 
 # survives: victim.txt keeps its content on n2 and n1 for 3 s.
@@ -108,7 +87,7 @@ for kind in plain badprev ownkey stolenid; do
   echo "$want" > "$V1/victim.txt"
   wait_for 10 has_content "$V2/victim.txt" "$want" ||
     fail "$kind: n1's next change ($origin:$seq) did not reach n2 within 10 s (content: '$(cat "$V2/victim.txt" 2>&1)')"
-  settle
+  settled n1 n2
   pass "$kind forgery of $forged refused (fake peer: $got), logged, victim.txt kept; n1's real seq $seq reached n2"
 done
 

@@ -34,11 +34,8 @@ node_config() {
     "$T/$node.yaml"
 }
 
-"$AGENT" tls init "$T/ca" >/dev/null || fail "tls init"
+tls_members n1 n2 n3 n4
 for n in n1 n2 n3 n4; do
-  mkdir -p "$T/$n/tls" "$T/$n/volumes"
-  cp "$T/ca/ca.pem" "$T/ca/ca-key.pem" "$T/$n/tls/"
-  "$AGENT" tls issue "$T/$n/tls" "$n" >/dev/null || fail "tls issue $n"
   echo "secret-$n" > "$T/$n.token"
 done
 mkdir -p "$T/n1/volumes/vx" "$T/n2/volumes/vx"
@@ -53,20 +50,6 @@ start_agent n2 "$T/n2.yaml"
 V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx
 
 has_content() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-status() { "$KJ" --db "$T/$1/journal.db" --json status; }
-n2_has_n1() {
-  local s o s2
-  s=$(status n1) || return 1
-  o=$(jq -r .origin <<<"$s")
-  s=$(jq -r .seq <<<"$s")
-  s2=$(status n2 | jq -r --arg o "$o" '.version_vector[$o] // 0') || return 1
-  [ "$s" -gt 0 ] && [ "$s2" = "$s" ]
-}
-settle() {
-  wait_for 20 n2_has_n1 || fail "n2 does not hold all of n1's changes"
-  sleep 1
-  wait_for 20 n2_has_n1 || fail "n2 does not hold all of n1's changes"
-}
 
 for f in a b c; do echo "file $f" > "$V1/$f.txt"; done
 want="victim v0"
@@ -75,7 +58,7 @@ for f in a b c; do
   wait_for 30 has_content "$V2/$f.txt" "file $f" || fail "$f.txt did not reach n2"
 done
 wait_for 30 has_content "$V2/victim.txt" "$want" || fail "victim.txt did not reach n2"
-settle
+settled n1 n2
 
 # intact WHAT: every file keeps its content on n1 and n2 for 3 s.
 intact() {
@@ -120,7 +103,7 @@ for kind in state-plain state-ownkey state-vector; do
   echo "$want" > "$V1/victim.txt"
   wait_for 10 has_content "$V2/victim.txt" "$want" ||
     fail "$kind: n1's next change ($origin:$seq) did not reach n2 within 10 s (content: '$(cat "$V2/victim.txt" 2>&1)')"
-  settle
+  settled n1 n2
   pass "$kind: forged state refused (fake peer: $got), logged, every file kept; n1's real seq $seq reached n2"
 done
 
@@ -137,7 +120,7 @@ rm "$V1/b.txt"
 echo "new on n1" > "$V1/d.txt"
 wait_for 30 has_content "$V2/d.txt" "new on n1" || fail "d.txt did not reach n2"
 wait_for 30 has_content "$V2/a.txt" "round 3" || fail "a.txt round 3 did not reach n2"
-settle
+settled n1 n2
 n1_floor() { sqlite3 -readonly "$T/n2/journal.db" \
   "SELECT coalesce(max(floor), 0) FROM origins WHERE node = 'n1'"; }
 wait_for 60 eval '[ "$(n1_floor)" -gt 0 ]' || fail "n2 never compacted n1's history"
