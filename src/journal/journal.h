@@ -518,6 +518,20 @@ int journal_adopt(struct journal *j, const char *volume, const char *path,
 		  const struct stat *st, const uint8_t *hash,
 		  const char *target, enum journal_adoption *out);
 
+/*
+ * The disk holds ST at VOLUME/PATH (HASH for a file, TARGET for a
+ * symlink; ST NULL: nothing), which is not the path's current state:
+ * when it is the version the path's job puts, or one before it on that
+ * line that arrived after the current state (a peer's version put in
+ * place before a crash lost the commit saying so), the path is set to
+ * hold it, retargeted, and *adopted is true.  Otherwise nothing changes
+ * and the caller records the disk as this node's change (adopt.c).
+ */
+int journal_adopt_applied(struct journal *j, const char *volume,
+			  const char *path, const struct stat *st,
+			  const uint8_t *hash, const char *target,
+			  bool *adopted);
+
 /* ---- replication (replica.c) ------------------------------------------ */
 
 enum journal_strategy { JOURNAL_TIMESTAMP, JOURNAL_LAMPORT };

@@ -133,9 +133,35 @@ static int exam_keep_aside(struct watch *w, struct exam *e)
 }
 
 /*
- * In watch_adopt, a path the journal holds no state for: 1 when it is
- * taken as a known version or kept aside (nothing to record here), 0
- * when it is to be recorded as a new change, or a negative code.
+ * A path that is not what the journal says it holds: when it is a
+ * peer's version put in place before a crash lost the commit (adopt.c),
+ * 1: it is taken as applied, nothing to record.  0 when it is a change
+ * of this node's, or a negative code.  HASH: a file's content, TARGET:
+ * a symlink's; ST unused when GONE.
+ */
+static int exam_applied(struct watch *w, struct exam *e, const uint8_t *hash,
+			const char *target, bool gone)
+{
+	bool adopted;
+	int err = journal_adopt_applied(w->journal, e->vol, e->path,
+					gone ? NULL : &e->st, hash, target,
+					&adopted);
+
+	if (err || !adopted)
+		return err;
+	log_info("watch", "%s holds the version a peer sent, put in place "
+		 "before the agent stopped without recording that: taken as "
+		 "applied", e->rel);
+	return 1;
+}
+
+/*
+ * A path that is not what the journal says: in watch_adopt, one the
+ * journal holds no state for is judged against the cluster's history;
+ * otherwise only a peer's version applied before a crash is looked for.
+ * 1 when it is taken as a known version or kept aside (nothing to
+ * record here), 0 when it is to be recorded as a new change, or a
+ * negative code.
  */
 static int exam_adopt(struct watch *w, struct exam *e, const struct content *c,
 		      const char *target)
@@ -143,8 +169,14 @@ static int exam_adopt(struct watch *w, struct exam *e, const struct content *c,
 	enum journal_adoption how;
 	int err;
 
-	if (!w->adopting || e->have_cur)
-		return 0;
+	if (!w->adopting || e->have_cur) {
+		err = exam_applied(w, e, c ? c->hash : NULL, target, false);
+		/* Its chunk list went with the lost commit: a peer may ask. */
+		if (err > 0 && c && journal_content_store(w->journal, c, NULL))
+			log_warn("watch", "%s: its chunk list cannot be kept; "
+				 "peers get it from another node", e->rel);
+		return err;
+	}
 	err = journal_adopt(w->journal, e->vol, e->path, &e->st,
 			    c ? c->hash : NULL, target, &how);
 	/* The file is a known version now, which peers may ask this node
@@ -183,10 +215,15 @@ static int exam_record(struct watch *w, struct exam *e, int err)
 
 static int exam_delete(struct watch *w, struct exam *e)
 {
+	int err;
+
 	if (!e->have_cur)
 		return 0;
 	if (S_ISDIR(e->cur.mode))
 		watch_drop_dirs(w, e->rel);
+	err = exam_applied(w, e, NULL, NULL, true);
+	if (err)
+		return err < 0 ? err : 0;
 	log_debug("watch", "delete %s", e->rel);
 	return exam_record(w, e, journal_record_delete(w->journal, e->vol,
 						       e->path));
@@ -281,9 +318,14 @@ static int exam_file(struct watch *w, struct exam *e)
 	if (e->have_cur && S_ISREG(e->cur.mode) &&
 	    e->cur.size == (uint64_t)e->st.st_size &&
 	    e->cur.mtime_ns == ts_ns(&e->st.st_mtim)) {
-		if (!same_owner_mode(&e->cur, &e->st))
+		if (!same_owner_mode(&e->cur, &e->st)) {
+			err = e->cur.has_hash ? exam_applied(w, e, e->cur.hash,
+							     NULL, false) : 0;
+			if (err)
+				return err < 0 ? err : 0;
 			return exam_record(w, e, journal_record_meta(
 				w->journal, e->vol, e->path, &e->st));
+		}
 		if (e->cur.ino == e->st.st_ino &&
 		    e->cur.ctime_ns == ts_ns(&e->st.st_ctim))
 			return 0;

@@ -454,7 +454,27 @@ one_conflict() {
   copies=$(find "$(vol 1)/rounds" -name '*.conflict-*' | wc -l)
   [ "$copies" -eq 21 ]
 }
-wait_until 120 "vm1..vm3 identical with one conflict copy per file" one_conflict
+# Said before failing: where the trees differ, and what each agent lacks.
+show_divergence() {
+  local i
+  for i in 1 2 3; do
+    echo "vm$i: $(find "$(vol "$i")" -name '*.conflict-*' | wc -l) conflict copies;" \
+      "peers: $(vm "$i" /usr/local/bin/kraken-journal --json status |
+        jq -c '[.peers[] | {node_id, lag_entries, connected}]')"
+    [ "$i" = 1 ] || diff <(manifest 1) <(manifest "$i") | head -n 20
+  done
+}
+one_conflict_or_say() {
+  local deadline=$((SECONDS + $1))
+  until one_conflict >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      show_divergence >&4 2>&1
+      fail "vm1..vm3 identical with one conflict copy per file: not within $1 s"
+    fi
+    sleep 0.3
+  done
+}
+one_conflict_or_say 120
 for f in "$(vol 1)"/rounds/*.conflict-*; do
   grep -qx "vm[13] round 5" "$f" || fail "conflict copy ${f##*/} holds an intermediate version: $(cat "$f")"
 done

@@ -389,6 +389,92 @@ static void test_adopt_judges_against_history(void **state)
 	assert_int_equal(info.own_seq, own);
 }
 
+/* NODE's disk holds TEXT at PATH (-1: nothing there), not its current
+ * state: whether journal_adopt_applied takes it as applied. */
+static bool applied(struct net *n, int node, const char *path, int text,
+		    mode_t mode)
+{
+	struct stat st = net_file_stat(text < 0 ? 0 : text, 0);
+	bool adopted;
+
+	st.st_mode = mode;
+	assert_int_equal(journal_adopt_applied(n->j[node], "vol", path,
+					       text < 0 ? NULL : &st,
+					       text < 0 ? NULL :
+					       net_contents[text].hash, NULL,
+					       &adopted), 0);
+	return adopted;
+}
+
+/* The text NODE's job for PATH puts (the winner), -1 when none. */
+static int job_text(struct net *n, int node, const char *path)
+{
+	struct journal_job jobs[16];
+	int k = journal_jobs(n->j[node], NULL, jobs, 16), text = -1;
+
+	assert_true(k >= 0);
+	for (int i = 0; i < k; i++) {
+		if (strcmp(jobs[i].path, path) == 0 && !jobs[i].copy_of)
+			text = jobs[i].has_hash ? net_text_of(jobs[i].hash) :
+			       -2;
+		journal_job_release(&jobs[i]);
+	}
+	return text;
+}
+
+/* After a crash between putting a peer's version in place and the
+ * commit saying so, the disk is ahead of the journal.  What the job puts,
+ * or a version before it on its line, held whole, is taken as applied
+ * (no change of n1's); anything else is a change of n1's: a version that
+ * lost a conflict, the right content under another mode, the current
+ * version, content known nowhere, a path with nothing to apply.  The
+ * conflict's copy is still made, as n1's change, once it settles. */
+static void test_adopt_applied_only_on_the_job_line(void **state)
+{
+	struct net *n = *state;
+	struct journal_info info;
+	uint64_t own;
+	int win, lose;
+
+	net_put(n, 0, "f", 0);
+	net_put(n, 0, "h", 0);
+	net_put(n, 0, "c", 0);
+	net_put(n, 0, "quiet", 0);
+	net_settle(n);
+	net_put(n, 0, "f", 1);
+	net_put(n, 0, "f", 2);
+	assert_int_equal(journal_record_delete(n->j[0], "vol", "h"), 0);
+	net_put(n, 0, "c", 3);
+	net_put(n, 2, "c", 1);
+	net_deliver(n, 0, 1);
+	net_deliver(n, 2, 1);
+	assert_int_equal(journal_info(n->j[1], &info), 0);
+	own = info.own_seq;
+
+	assert_false(applied(n, 1, "f", 2, S_IFREG | 0600));
+	assert_false(applied(n, 1, "f", 0, S_IFREG | 0644));
+	assert_false(applied(n, 1, "f", 3, S_IFREG | 0644));
+	assert_false(applied(n, 1, "quiet", 1, S_IFREG | 0644));
+	assert_true(applied(n, 1, "f", 1, S_IFREG | 0644));
+	assert_int_equal(job_text(n, 1, "f"), 2);    /* still to come */
+	assert_true(applied(n, 1, "f", 2, S_IFREG | 0644));
+	assert_int_equal(job_text(n, 1, "f"), -1);
+	assert_int_equal(job_text(n, 1, "h"), -2);
+	assert_true(applied(n, 1, "h", -1, 0));
+	assert_int_equal(job_text(n, 1, "h"), -1);
+	win = job_text(n, 1, "c");
+	assert_true(win == 3 || win == 1);
+	lose = win == 3 ? 1 : 3;
+	assert_false(applied(n, 1, "c", lose, S_IFREG | 0644));
+	assert_true(applied(n, 1, "c", win, S_IFREG | 0644));
+	assert_int_equal(journal_flush(n->j[1]), 0);
+	assert_int_equal(journal_info(n->j[1], &info), 0);
+	assert_int_equal(info.own_seq, own);
+
+	net_settle(n);
+	net_assert_converged(n);
+}
+
 /* NODE's job queue read in pages of PAGE: "path path ..." in order. */
 static void queue_read(struct net *n, int node, int page, char *out,
 		       size_t cap)
@@ -721,6 +807,7 @@ int main(void)
 		T(test_mtime_reaches_everyone),
 		T(test_job_queue_order),
 	T(test_adopt_judges_against_history),
+	T(test_adopt_applied_only_on_the_job_line),
 		T(test_entries_held_per_origin),
 		T(test_lamport_bounded),
 		T(test_lamport_jump_bounded),
