@@ -62,6 +62,14 @@
  * is made before the winner replaces it: the loser's bytes may exist on
  * this disk only (written here during a partition), and peers fetch the
  * copy's content from this node.  Until then the winner's job waits.
+ * Copies wait until entries have stopped arriving for
+ * APPLY_COPY_SETTLE_NS (at most APPLY_COPY_HOLD_MAX_NS): the versions a
+ * side wrote during a partition reach this node over a while, not at
+ * once (after a partition TCP sends again from a window of one
+ * segment), and a copy made of the first of them is merged at once, so
+ * the rest became a conflict of their own and a second copy of an
+ * intermediate version.  Held, the copy is of that side's last version,
+ * as the journal intends (replica.c, "Stale copies").
  *
  * Failures.  A job that fails is retried each second; after
  * JOURNAL_JOB_STUCK failures in a row it is stuck: said once in the log,
@@ -106,6 +114,8 @@
 #define APPLY_JOBS_GAP_NS (10 * 1000000)
 #define APPLY_GET_BATCH 256
 #define APPLY_RETRY_NS (1LL * 1000000000)
+#define APPLY_COPY_SETTLE_NS (300LL * 1000000)
+#define APPLY_COPY_HOLD_MAX_NS (5LL * 1000000000)
 /* The longest a failing job waits (journal_job_fail's backoff). */
 #define APPLY_RETRY_MAX_NS (300LL * 1000000000)
 #define APPLY_WRITEBACK_BYTES (8u << 20)
@@ -2140,10 +2150,33 @@ static void job_failed(struct replicate *r, const struct journal_job *job,
 	journal_job_fail(r->journal, job, why);
 }
 
+/* Whether conflict copies wait, as entries are still arriving (see
+ * "Conflicts"); sets when to look again. */
+static bool copies_held(struct replicate *r)
+{
+	int64_t now = loop_now_ns(), last;
+
+	if (!r->arrivals_n)
+		return false;
+	last = ARRIVAL(r, r->arrivals_n - 1).ns;
+	if (now - last >= APPLY_COPY_SETTLE_NS) {
+		r->copies_held_since = 0;
+		return false;
+	}
+	if (!r->copies_held_since)
+		r->copies_held_since = now;
+	if (now - r->copies_held_since >= APPLY_COPY_HOLD_MAX_NS)
+		return false;
+	r->copies_wake_ns = last + APPLY_COPY_SETTLE_NS;
+	return true;
+}
+
 static void apply_one(struct replicate *r, struct journal_job *job)
 {
 	int err = 0;
 
+	if (job->copy_of && copies_held(r))
+		return;   /* not a failure: looked at again once entries stop */
 	if (!S_ISREG(job->mode) ||
 	    (r->n_transfers < r->transfers_max &&
 	     (job->size <= APPLY_LARGE_SIZE || r->n_large < APPLY_LARGE_MAX)))
@@ -2151,7 +2184,8 @@ static void apply_one(struct replicate *r, struct journal_job *job)
 	if (err == -ENOENT && job->op != JOURNAL_DELETE &&
 	    apply_revive_parents(r, job) > 0)
 		err = apply_job(r, job);
-	if (err)
+	/* Waiting for a copy that is held is no failure either. */
+	if (err && !(err == -EAGAIN && copies_held(r)))
 		job_failed(r, job, err);
 }
 
@@ -2247,6 +2281,10 @@ static void apply_jobs(struct replicate *r)
 		r->jobs_due = true;
 	r->next_jobs_ns = seen > 0 ? loop_now_ns() + APPLY_RETRY_NS :
 			  apply_next_retry(r);
+	if (r->copies_wake_ns && (!r->next_jobs_ns ||
+				  r->next_jobs_ns > r->copies_wake_ns))
+		r->next_jobs_ns = r->copies_wake_ns;
+	r->copies_wake_ns = 0;
 }
 
 void apply_precopy_done(struct replicate *r)

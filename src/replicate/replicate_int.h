@@ -195,6 +195,9 @@ struct replicate {
 	bool jobs_due;            /* look for jobs at the next tick */
 	bool hold;                /* apply nothing (replicate_hold) */
 	int64_t next_jobs_ns;     /* and at the latest then (retries) */
+	/* Conflict copies held while entries arrive (apply.c, "Conflicts"):
+	 * since when, and when to look again. */
+	int64_t copies_held_since, copies_wake_ns;
 	int64_t last_jobs_ns;
 	struct bucket egress, ingress;
 	int64_t serve_at;         /* when the egress bucket refills enough */
