@@ -463,6 +463,9 @@ show_divergence() {
         jq -c '[.peers[] | {node_id, lag_entries, connected}]')"
     [ "$i" = 1 ] || diff <(manifest 1) <(manifest "$i") | head -n 20
   done
+  # Which paths hold other than one copy, and what each copy holds.
+  (cd "$(vol 1)" && find . -name '*.conflict-*' | sed 's/\.conflict-[^.]*//' |
+     sort | uniq -c | awk '$1 != 1' && find . -name '*.conflict-*' -exec grep -H . {} + | sort | head -n 60)
 }
 one_conflict_or_say() {
   local deadline=$((SECONDS + $1))
