@@ -30,6 +30,7 @@
 #include "keyring.h"
 #include "tls.h"
 #include "rejoin.h"
+#include "reload.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -352,75 +353,6 @@ static int agent_retention(struct agent *a, const struct config *cfg)
 	return err ? err : agent_versions(a, cfg);
 }
 
-static bool agent_str_differs(const char *a, const char *b)
-{
-	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
-}
-
-static bool agent_strv_differs(char *const *a, size_t na, char *const *b,
-			       size_t nb)
-{
-	if (na != nb)
-		return true;
-	for (size_t i = 0; i < na; i++)
-		if (agent_str_differs(a[i], b[i]))
-			return true;
-	return false;
-}
-
-/* Keys a running agent cannot take over: it names each changed one. */
-static void agent_reload_warn(const struct config *cur,
-			      const struct config *next)
-{
-	static const struct { const char *key; size_t off; } fixed[] = {
-		{ "sync.node_id", offsetof(struct config, node_id) },
-		{ "sync.cluster_id", offsetof(struct config, cluster_id) },
-		{ "sync.listen_address",
-		  offsetof(struct config, listen_address) },
-		{ "sync.tls.cert_file", offsetof(struct config, tls_cert_file) },
-		{ "sync.tls.key_file", offsetof(struct config, tls_key_file) },
-		{ "sync.tls.ca_file", offsetof(struct config, tls_ca_file) },
-		{ "volume.root_path", offsetof(struct config, root_path) },
-		{ "volume.driver_name", offsetof(struct config, driver_name) },
-		{ "journal.path", offsetof(struct config, journal_path) },
-		{ "api.listen", offsetof(struct config, api_host) },
-		{ "api.token_file", offsetof(struct config, api_token_file) },
-		{ "api.read_token_file",
-		  offsetof(struct config, api_read_token_file) },
-		{ "plugin.socket", offsetof(struct config, plugin_socket) },
-	};
-	const struct config_peer *s1 = config_self(cur), *s2 = config_self(next);
-	const char *changed[sizeof(fixed) / sizeof(fixed[0]) + 6];
-	size_t n = 0;
-
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (agent_str_differs(*(char *const *)((const char *)cur +
-						       fixed[i].off),
-				      *(char *const *)((const char *)next +
-						       fixed[i].off)))
-			changed[n++] = fixed[i].key;
-	if (cur->api_port != next->api_port)
-		changed[n++] = "api.listen";
-	if (cur->tls_enable != next->tls_enable)
-		changed[n++] = "sync.tls.enable";
-	if ((s1 ? s1->port : cur->p2p_port) != (s2 ? s2->port : next->p2p_port))
-		changed[n++] = "sync.p2p_port";
-	if (agent_strv_differs(cur->watch_paths, cur->n_watch_paths,
-			       next->watch_paths, next->n_watch_paths))
-		changed[n++] = "filesystem.watch_paths";
-	if (agent_strv_differs(cur->exclude_patterns, cur->n_exclude_patterns,
-			       next->exclude_patterns,
-			       next->n_exclude_patterns))
-		changed[n++] = "filesystem.exclude_patterns";
-	if (agent_strv_differs(cur->api_allowed_hosts, cur->n_api_allowed_hosts,
-			       next->api_allowed_hosts,
-			       next->n_api_allowed_hosts))
-		changed[n++] = "api.allowed_hosts";
-	for (size_t i = 0; i < n; i++)
-		log_warn("agent", "reload: %s changed; it takes effect when "
-			 "the agent restarts", changed[i]);
-}
-
 /* Moves what a reload applies from NEXT into the running config, so that
  * a->cfg always says what is in effect; NEXT then holds the old values. */
 static void agent_reload_swap(struct config *cur, struct config *next)
@@ -468,7 +400,7 @@ static int agent_reload(struct agent *a)
 			  "was changed", a->config_path);
 		goto out;
 	}
-	agent_reload_warn(a->cfg, next);
+	reload_warn_restart(a->cfg, next);
 	if (getenv("CLUSTER_NODES") && *getenv("CLUSTER_NODES"))
 		log_warn("agent", "reload: CLUSTER_NODES in the agent's "
 			 "environment overrides sync.cluster_nodes of %s",
@@ -762,35 +694,42 @@ static void agent_hook(void *arg)
 		retention_tick(a->retention, now);
 }
 
+static const char *const agent_cmd_names[] = {
+	[API_CMD_RESCAN] = "rescan", [API_CMD_RESYNC] = "resync",
+	[API_CMD_RELOAD] = "reload", [API_CMD_SCRUB] = "scrub",
+	[API_CMD_COMPACT] = "compaction", [API_CMD_RESTORE] = "restore",
+};
+
 static void agent_on_api_command(void *arg, uint32_t events)
 {
 	struct agent *a = arg;
+	struct api_restore *q = NULL;
 	enum api_command cmd;
 
 	(void)events;
 	while ((cmd = api_next_command(a->api)) != API_CMD_NONE) {
-		if (cmd == API_CMD_RESCAN && a->rejoining) {
-			log_info("agent", "rescan requested through the API: "
-				 "the volumes are scanned once the node has "
-				 "rejoined the cluster's history");
-		} else if (cmd == API_CMD_RESCAN) {
-			log_info("agent", "rescan requested through the API");
+		log_info("agent", "%s requested through the API%s",
+			 agent_cmd_names[cmd], cmd == API_CMD_RESCAN &&
+			 a->rejoining ? ": the volumes are scanned once the "
+			 "node has rejoined the cluster's history" : "");
+		if (cmd == API_CMD_RESCAN && !a->rejoining)
 			watch_request_scan(a->watch);
-		} else if (cmd == API_CMD_RESYNC && a->replicate) {
-			log_info("agent", "resync requested through the API");
+		else if (cmd == API_CMD_RESYNC && a->replicate)
 			replicate_resync(a->replicate);
-		} else if (cmd == API_CMD_RELOAD && a->replicate) {
-			log_info("agent", "reload requested through the API");
+		else if (cmd == API_CMD_RELOAD && a->replicate)
 			agent_reload(a);
-		} else if (cmd == API_CMD_SCRUB && a->replicate) {
-			log_info("agent", "scrub requested through the API");
+		else if (cmd == API_CMD_SCRUB && a->replicate)
 			replicate_scrub_request(a->replicate);
-		} else if (cmd == API_CMD_COMPACT && a->retention) {
-			log_info("agent", "compaction requested through the "
-				 "API");
+		else if (cmd == API_CMD_COMPACT && a->retention)
 			retention_request(a->retention);
-		}
+		/* Content this node does not keep: fetched from peers. */
+		while (cmd == API_CMD_RESTORE && a->replicate &&
+		       (q || (q = malloc(sizeof(*q)))) &&
+		       api_next_restore(a->api, q))
+			replicate_restore(a->replicate, q->volume, q->path,
+					  &q->ref);
 	}
+	free(q);
 }
 
 static int agent_start_api(struct agent *a)

@@ -122,6 +122,11 @@ int api_new(const struct api_options *opt, struct api **out, char **errmsg)
 		api_errmsg(errmsg, "api", err);
 		goto out;
 	}
+	a->restores = calloc(API_RESTORES_MAX, sizeof(*a->restores));
+	if (!a->restores) {
+		err = api_errmsg(errmsg, "api", -ENOMEM);
+		goto out;
+	}
 	a->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (a->event_fd < 0) {
 		err = api_errmsg(errmsg, "api: eventfd", -errno);
@@ -156,6 +161,7 @@ void api_free(struct api *a)
 		close(a->event_fd);
 	pthread_mutex_destroy(&a->lock);
 	api_free_options(a);
+	free(a->restores);
 	free(a);
 }
 
@@ -206,6 +212,34 @@ int api_command_push(struct api *a, enum api_command cmd)
 out:
 	pthread_mutex_unlock(&a->lock);
 	return err;
+}
+
+int api_restore_push(struct api *a, const struct api_restore *req)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->r_len == API_RESTORES_MAX)
+		err = -ENOSPC;
+	else
+		a->restores[(a->r_head + a->r_len++) % API_RESTORES_MAX] = *req;
+	pthread_mutex_unlock(&a->lock);
+	return err ? err : api_command_push(a, API_CMD_RESTORE);
+}
+
+bool api_next_restore(struct api *a, struct api_restore *out)
+{
+	bool have;
+
+	pthread_mutex_lock(&a->lock);
+	have = a->r_len > 0;
+	if (have) {
+		*out = a->restores[a->r_head];
+		a->r_head = (a->r_head + 1) % API_RESTORES_MAX;
+		a->r_len--;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return have;
 }
 
 enum api_command api_next_command(struct api *a)

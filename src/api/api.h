@@ -38,6 +38,8 @@
 #define KRAKEN_API_H
 
 #include "hist.h"
+#include "journal.h"
+#include "path.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -112,6 +114,15 @@ enum api_command {
 	API_CMD_RELOAD,             /* the config file validated; re-read it */
 	API_CMD_COMPACT,            /* a compaction pass now */
 	API_CMD_SCRUB,              /* a scrub pass now, at full pace */
+	API_CMD_RESTORE,            /* restores wait: api_next_restore */
+};
+
+/* A restore in place whose content this node does not keep: the loop
+ * thread has it fetched from peers (replicate_restore). */
+struct api_restore {
+	char volume[VOLUME_NAME_MAX + 1];
+	char path[PATH_REL_MAX + 1];
+	struct journal_ref ref;
 };
 
 struct api_options {
@@ -151,6 +162,8 @@ void api_publish(struct api *a, const struct api_snapshot *snap);
 int api_command_fd(const struct api *a);
 /* The next waiting command, API_CMD_NONE when there is none. */
 enum api_command api_next_command(struct api *a);
+/* The next waiting restore into *OUT; false when none waits. */
+bool api_next_restore(struct api *a, struct api_restore *out);
 
 /* ---- additions by the REST half (api.c / rest.c) ---------------------- */
 

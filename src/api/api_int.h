@@ -58,6 +58,8 @@ struct api {
 	enum api_command queue[API_QUEUE_MAX];
 	unsigned q_head, q_len;
 	int event_fd;                /* readable while q_len > 0 */
+	struct api_restore *restores;   /* API_RESTORES_MAX, a ring */
+	unsigned r_head, r_len;
 
 	struct rest *rest;           /* rest.c's state, NULL: no REST server */
 	struct plugin *plugin;       /* plugin.c's state, owned by plugin.c */
@@ -70,6 +72,12 @@ bool api_snapshot_get(struct api *a, struct api_snapshot *out);
 /* Queues CMD for the loop and makes the eventfd readable.  A command
  * already waiting is not queued twice.  0, or -ENOSPC.  Any thread. */
 int api_command_push(struct api *a, enum api_command cmd);
+
+/* Restores in place waiting for the loop thread at most. */
+#define API_RESTORES_MAX 16
+/* Queues a restore of content fetched from peers, and API_CMD_RESTORE.
+ * 0, or -ENOSPC while API_RESTORES_MAX wait.  Any thread. */
+int api_restore_push(struct api *a, const struct api_restore *req);
 
 /* Opens a journal connection for the calling thread: read-only with
  * JOURNAL_READONLY, else read-write as this node (for mount references).

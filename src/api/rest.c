@@ -529,6 +529,63 @@ static int rest_restore_at(struct rest_call *c, struct journal *j,
 	return err;
 }
 
+static json_t *rest_restore_json(const char *volume, const char *path,
+				 const struct journal_restore_info *info,
+				 const char *fetching)
+{
+	char when[64];
+	json_t *o;
+
+	rest_format_time(info->wall_ns, when, sizeof(when));
+	o = json_pack("{s:s,s:s,s:{s:s,s:I,s:s},s:I}", "volume", volume,
+		      "path", path, "version", "origin", info->ref.origin,
+		      "seq", (json_int_t)info->ref.seq, "time", when, "size",
+		      (json_int_t)info->size);
+	if (o && fetching)
+		json_object_set_new(o, "fetching", json_string(fetching));
+	return o;
+}
+
+/* Content this node does not keep: the loop thread fetches it from
+ * peers (replicate_restore) and records it once in place; 202, and the
+ * log says how it ended.  Without peers there is nobody to ask. */
+static enum MHD_Result rest_restore_fetch(struct rest_call *c,
+					  const char *volume, const char *path,
+					  const struct journal_restore_info *info)
+{
+	struct api_restore *req = calloc(1, sizeof(*req));
+	struct api_snapshot *snap = malloc(sizeof(*snap));
+	enum MHD_Result res;
+	int err = req && snap ? 0 : -ENOMEM;
+
+	if (!err && (!api_snapshot_get(c->r->api, snap) || !snap->n_peers)) {
+		res = rest_error(c, MHD_HTTP_GONE, "%s/%s: %s, and this node "
+				 "has no peers to fetch it from", volume, path,
+				 rest_restore_why[JOURNAL_RESTORE_NOT_KEPT]);
+		goto out;
+	}
+	if (!err) {
+		snprintf(req->volume, sizeof(req->volume), "%s", volume);
+		snprintf(req->path, sizeof(req->path), "%s", path);
+		req->ref = info->ref;
+		err = api_restore_push(c->r->api, req);
+	}
+	if (err == -ENOSPC)
+		res = rest_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%u restores "
+				 "are waiting already; try again",
+				 API_RESTORES_MAX);
+	else if (err)
+		res = rest_journal_error(c, err);
+	else
+		res = rest_json(c, MHD_HTTP_ACCEPTED, rest_restore_json(volume,
+				path, info, "from peers: the agent's log says "
+				"when it is in place"));
+out:
+	free(req);
+	free(snap);
+	return res;
+}
+
 static enum MHD_Result rest_post_restore(struct rest_call *c)
 {
 	const char *volume = MHD_lookup_connection_value(c->conn,
@@ -540,7 +597,6 @@ static enum MHD_Result rest_post_restore(struct rest_call *c)
 	struct journal_restore_info info;
 	struct journal *j;
 	enum MHD_Result res;
-	char when[64];
 	int64_t at_ns;
 	int err;
 
@@ -566,15 +622,13 @@ static enum MHD_Result rest_post_restore(struct rest_call *c)
 				  volume, path);
 	if (err)
 		return rest_journal_error(c, err);
+	if (info.status == JOURNAL_RESTORE_NOT_KEPT)
+		return rest_restore_fetch(c, volume, path, &info);
 	if (info.status != JOURNAL_RESTORE_DONE)
 		return rest_error(c, rest_restore_code(info.status), "%s/%s: %s",
 				  volume, path, rest_restore_why[info.status]);
-	rest_format_time(info.wall_ns, when, sizeof(when));
-	return rest_json(c, MHD_HTTP_OK, json_pack(
-		"{s:s,s:s,s:{s:s,s:I,s:s},s:I}", "volume", volume, "path", path,
-		"version", "origin", info.ref.origin, "seq",
-		(json_int_t)info.ref.seq, "time", when,
-		"size", (json_int_t)info.size));
+	return rest_json(c, MHD_HTTP_OK, rest_restore_json(volume, path, &info,
+							   NULL));
 }
 
 /* Queued: the scrub reads on the loop thread, in steps. */

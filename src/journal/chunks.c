@@ -572,18 +572,21 @@ static int source_rows(struct journal *j, const uint8_t *hash,
 	return err;
 }
 
-int journal_chunk_source(struct journal *j, const uint8_t *hash,
-			 char *volume, size_t vcap, char **path,
-			 uint64_t *offset, uint32_t *len)
+/* Whether CONTENT is where a chunk may be read: 0, -ENOENT, or an error. */
+typedef int holder_fn(struct journal *j, const uint8_t *content, void *arg);
+
+/* The first content holding chunk HASH, itself or through a run over it,
+ * that FN accepts: the chunk's *OFFSET and *LEN in it. */
+static int chunk_holder(struct journal *j, const uint8_t *hash, holder_fn *fn,
+			void *arg, uint64_t *offset, uint32_t *len)
 {
 	struct source_row rows[SOURCE_ROWS_MAX];
 	struct source_run *runs = NULL;
 	size_t n_rows, n_runs;
 	int err = source_rows(j, hash, rows, &n_rows);
 
-	*path = NULL;
 	for (size_t i = 0; !err && i < n_rows; i++) {
-		err = source_file(j, rows[i].holder, volume, vcap, path);
+		err = fn(j, rows[i].holder, arg);
 		if (err != -ENOENT) {
 			*offset = (uint64_t)rows[i].offset;
 			*len = rows[i].len;
@@ -597,8 +600,7 @@ int journal_chunk_source(struct journal *j, const uint8_t *hash,
 	for (size_t i = 0; !err && i < n_rows; i++) {
 		err = source_runs(j, &rows[i], runs, &n_runs);
 		for (size_t k = 0; !err && k < n_runs; k++) {
-			err = source_file(j, runs[k].content, volume, vcap,
-					  path);
+			err = fn(j, runs[k].content, arg);
 			if (err != -ENOENT) {
 				*offset = (uint64_t)(rows[i].offset +
 						     runs[k].shift);
@@ -613,4 +615,51 @@ int journal_chunk_source(struct journal *j, const uint8_t *hash,
 out:
 	free(runs);
 	return err;
+}
+
+struct live_holder {
+	char *volume;
+	size_t vcap;
+	char **path;
+};
+
+static int live_holder(struct journal *j, const uint8_t *content, void *arg)
+{
+	struct live_holder *h = arg;
+
+	return source_file(j, content, h->volume, h->vcap, h->path);
+}
+
+int journal_chunk_source(struct journal *j, const uint8_t *hash,
+			 char *volume, size_t vcap, char **path,
+			 uint64_t *offset, uint32_t *len)
+{
+	struct live_holder h = { volume, vcap, path };
+
+	*path = NULL;
+	return chunk_holder(j, hash, live_holder, &h, offset, len);
+}
+
+/* CONTENT is in the version store (versions.c): copied to ARG. */
+static int kept_holder(struct journal *j, const uint8_t *content, void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(journal_prepare_cached(j,
+		"SELECT 1 FROM versions WHERE hash = ?", &s));
+
+	if (err)
+		return err;
+	sqlite3_bind_blob(s, 1, content, CONTENT_HASH_LEN, SQLITE_STATIC);
+	err = sqlite3_step(s) == SQLITE_ROW ? 0 : -ENOENT;
+	journal_stmt_done(s);
+	if (!err)
+		memcpy(arg, content, CONTENT_HASH_LEN);
+	return err;
+}
+
+int journal_chunk_kept(struct journal *j, const uint8_t *hash,
+		       uint8_t content[CONTENT_HASH_LEN], uint64_t *offset,
+		       uint32_t *len)
+{
+	return chunk_holder(j, hash, kept_holder, content, offset, len);
 }

@@ -385,3 +385,58 @@ int journal_job_count(struct journal *j, uint64_t *out)
 	return err;
 }
 
+
+/* ---- restoring from peers ---------------------------------------------- */
+
+/*
+ * A restore in place whose content this node does not keep: a job for
+ * VOLUME/PATH of the version REF with copy_of naming the path itself.
+ * The applier fetches it from peers like any copy (their live files or
+ * version stores, serve.c) and, done, it becomes a local put of the
+ * path (job_done_copy), a new version every node gets.  A newer version
+ * of the path retargets it away, as it would any job.
+ */
+int journal_job_restore(struct journal *j, const char *volume,
+			const char *path, const struct journal_ref *ref)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_begin(j);
+
+	if (!err)
+		err = journal_db_err(journal_prepare_cached(j,
+			"INSERT INTO jobs (volume, path, change, copy_of, ord) "
+			"SELECT ?1, ?2, c.id, ?2, ?5 FROM changes c JOIN origins o "
+			"ON o.id = c.origin WHERE o.node || '@' || o.epoch = ?3 "
+			"AND c.seq = ?4 AND c.volume = ?1 AND c.path = ?2 AND "
+			"c.hash IS NOT NULL AND (c.mode & ?6) = ?7 "
+			"ON CONFLICT (volume, path) DO NOTHING", &s));
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, ref->origin, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, (int64_t)ref->seq);
+	sqlite3_bind_int64(s, 5, journal_job_order(JOURNAL_PUT, path));
+	sqlite3_bind_int64(s, 6, S_IFMT);
+	sqlite3_bind_int64(s, 7, S_IFREG);
+	err = journal_step_done(s);
+	journal_stmt_done(s);
+	if (!err && sqlite3_changes(j->db) == 0)
+		err = -EBUSY;     /* the path has a job, or no such version */
+	return err;
+}
+
+bool journal_job_is_restore(const struct journal_job *job)
+{
+	return job->copy_of && strcmp(job->copy_of, job->path) == 0;
+}
+
+int journal_job_cancel(struct journal *j, const struct journal_job *job)
+{
+	int err = journal_begin(j);
+
+	if (!err)
+		err = job_exec(j, "DELETE FROM jobs WHERE volume = ?1 AND "
+			       "path = ?2 AND change = ?3", job);
+	return err;
+}

@@ -633,6 +633,15 @@ int journal_job_defer(struct journal *j, const struct journal_job *job);
  * (1 s, then from 2 s doubling up to 5 min). */
 int journal_job_fail(struct journal *j, const struct journal_job *job,
 		     const char *reason);
+/* Restoring VOLUME/PATH in place as version REF (a regular file of that
+ * path) whose content this node does not keep: a job that fetches it
+ * from peers and then records it as this node's new version (jobs.c).
+ * -EBUSY when the path has a job already, or REF is no such version. */
+int journal_job_restore(struct journal *j, const char *volume,
+			const char *path, const struct journal_ref *ref);
+bool journal_job_is_restore(const struct journal_job *job);
+/* Gives JOB up (a restore no peer can serve). */
+int journal_job_cancel(struct journal *j, const struct journal_job *job);
 /* Conflict copies still to be made of the version the disk holds at
  * VOLUME/PATH (a losing head: its bytes may be nowhere else, so nothing
  * may replace them before the copy exists). */
@@ -688,6 +697,11 @@ int journal_content_store(struct journal *j, const struct content *c,
 int journal_chunk_source(struct journal *j, const uint8_t *hash,
 			 char *volume, size_t vcap, char **path,
 			 uint64_t *offset, uint32_t *len);
+/* The same among the contents the version store keeps (versions.c):
+ * which one (read it with journal_versions_get), and where in it. */
+int journal_chunk_kept(struct journal *j, const uint8_t *hash,
+		       uint8_t content[CONTENT_HASH_LEN], uint64_t *offset,
+		       uint32_t *len);
 
 /* One version that took part in a conflict. */
 struct journal_conflict_version {

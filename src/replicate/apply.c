@@ -718,7 +718,8 @@ static void transfers_reap(struct replicate *r)
 			continue;
 		}
 		*pp = t->next;
-		job_failed(r, &t->job, t->error);
+		if (!keep_restore_failed(r, &t->job, t->error))
+			job_failed(r, &t->job, t->error);
 		transfer_drop(r, t);
 	}
 }

@@ -140,6 +140,12 @@ void replicate_exchanges(const struct replicate *r, uint64_t *served,
 /* Drops every session so that each starts again with HELLO and a full
  * exchange of version vectors. */
 void replicate_resync(struct replicate *r);
+/* Restores VOLUME/PATH in place as version REF, whose content this node
+ * does not keep, from peers (keep.c): 0 once queued (the log says how
+ * it ends), -EBUSY while another version of the path is being applied. */
+struct journal_ref;
+int replicate_restore(struct replicate *r, const char *volume,
+		      const char *path, const struct journal_ref *ref);
 /* The scrub (scrub.c): a pass re-reads every file each PERIOD_MS (0: no
  * passes but those asked for); a pass now, at full pace. */
 void replicate_scrub_period(struct replicate *r, uint64_t period_ms);

@@ -337,6 +337,10 @@ int chain_send_key(struct session *s, const uint8_t id[CONTENT_HASH_LEN]);
  * a peer's change replaces or deletes it.  Never fails the job. */
 void keep_replaced(struct replicate *r, int dirfd, const char *name,
 		   const char *volume, const char *path);
+/* A restore job (journal_job_restore) failed with ERR: true when it is
+ * given up for good (no peer has the content), said in the log. */
+bool keep_restore_failed(struct replicate *r, const struct journal_job *job,
+			 int err);
 
 /* gate.c */
 /* The listener is bound to SS: outbound connections leave from its

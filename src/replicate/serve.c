@@ -25,6 +25,12 @@
  * is not, when a chunk lives elsewhere, after SERVE_IDLE_NS without a
  * request (a deleted file's blocks are not held for long), and with the
  * session.
+ *
+ * Kept versions.  A chunk no live file holds may still be in content
+ * the version store keeps (versions.c): a peer restoring a version it
+ * lacks asks for it like any other.  Read from the store's file, opened
+ * for that chunk alone (restores are rare; the cache stays for live
+ * files).
  */
 #include "replicate_int.h"
 
@@ -200,23 +206,49 @@ static int serve_read(struct replicate *r, struct session *s, int fd,
 	return 0;
 }
 
-/* Where chunk HASH is: the kept file (opened if need be) at *OFF, *LEN
- * bytes.  0, or -ENOENT when this node does not have it. */
+/* A descriptor of the content the version store keeps with chunk HASH
+ * in it, at *OFF, *LEN bytes; -ENOENT when none. */
+static int serve_kept(struct replicate *r, const uint8_t *hash, uint64_t *off,
+		      uint32_t *len)
+{
+	uint8_t content[CONTENT_HASH_LEN];
+
+	if (!r->versions ||
+	    journal_chunk_kept(r->journal, hash, content, off, len) != 0 ||
+	    *len == 0 || *len > WIRE_MAX_CHUNK)
+		return -ENOENT;
+	return journal_versions_get(r->versions, content);
+}
+
+/*
+ * Where chunk HASH is: a descriptor (*FD) at *OFF, *LEN bytes.  A live
+ * file is the one C keeps (opened if need be; C owns it), else content
+ * of the version store, which a peer restoring a version it lacks may
+ * ask for (*OWNED: the caller closes it).  0, or -ENOENT when this node
+ * does not have it.
+ */
 static int serve_locate(struct replicate *r, struct serve_cache *c,
-			const uint8_t *hash, uint64_t *off, uint32_t *len)
+			const uint8_t *hash, uint64_t *off, uint32_t *len,
+			int *fd, bool *owned)
 {
 	char volume[256], *path = NULL;
 
+	*owned = false;
+	*fd = c->fd;
 	if (cache_find(c, hash, off, len) == 0)
 		return 0;
 	if (journal_chunk_source(r->journal, hash, volume, sizeof(volume),
-				 &path, off, len) != 0)
-		return -ENOENT;
-	if (*len == 0 || *len > WIRE_MAX_CHUNK) {
-		free(path);
-		return -ENOENT;
+				 &path, off, len) == 0) {
+		if (*len == 0 || *len > WIRE_MAX_CHUNK) {
+			free(path);
+		} else if (cache_open(r, c, volume, path) == 0) {  /* takes it */
+			*fd = c->fd;
+			return 0;
+		}
 	}
-	return cache_open(r, c, volume, path);   /* takes PATH */
+	*fd = serve_kept(r, hash, off, len);
+	*owned = *fd >= 0;
+	return *fd >= 0 ? 0 : -ENOENT;
 }
 
 static int serve_chunk(struct replicate *r, struct session *s,
@@ -224,10 +256,15 @@ static int serve_chunk(struct replicate *r, struct session *s,
 {
 	uint64_t off;
 	uint32_t len;
+	bool owned;
+	int fd, err;
 
-	if (serve_locate(r, s->serve, hash, &off, &len) != 0)
+	if (serve_locate(r, s->serve, hash, &off, &len, &fd, &owned) != 0)
 		return serve_not_here(s, hash);
-	return serve_read(r, s, s->serve->fd, hash, off, len);
+	err = serve_read(r, s, fd, hash, off, len);
+	if (owned)
+		close(fd);
+	return err;
 }
 
 /*
@@ -243,15 +280,20 @@ static int serve_delta(struct replicate *r, struct session *s,
 	uint8_t map[DELTA_MAP_MAX], *buf = NULL;
 	uint64_t off;
 	uint32_t len, lit_len;
-	int err = 0;
+	bool owned = false;
+	int fd = -1, err = 0;
 
-	if (serve_locate(r, s->serve, d->hash, &off, &len) != 0 ||
-	    len != d->len)
-		return serve_not_here(s, d->hash);
+	if (serve_locate(r, s->serve, d->hash, &off, &len, &fd, &owned) != 0 ||
+	    len != d->len) {
+		err = serve_not_here(s, d->hash);
+		goto out;
+	}
 	buf = malloc(2 * (size_t)len);
-	if (!buf)
-		return -ENOMEM;
-	if (pread(s->serve->fd, buf, len, (off_t)off) != (ssize_t)len) {
+	if (!buf) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (pread(fd, buf, len, (off_t)off) != (ssize_t)len) {
 		err = serve_not_here(s, d->hash);
 		goto out;
 	}
@@ -268,6 +310,8 @@ static int serve_delta(struct replicate *r, struct session *s,
 	if (!err)
 		bucket_charge(&r->egress, lit_len, loop_now_ns());
 out:
+	if (owned)
+		close(fd);
 	free(buf);
 	return err;
 }

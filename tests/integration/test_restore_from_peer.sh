@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A restore in place on a node that does not keep the version's content
+# fetches it from a peer that does.  n1 writes v1 and then v2 of a file
+# itself, so only n2 (which applied v2 over v1) keeps v1.  POST
+# /v1/admin/restore on n1 answers 202, n1 gets v1's bytes from n2's
+# version store, and puts them in place as its own new version, which
+# reaches n2 again.  A version no node keeps is given up with a clear
+# log line, the job gone and the file untouched.
+source "$(dirname "$0")/lib.sh"
+
+PORT=18020
+pair_config "$PORT"
+echo "secret-1" > "$T/n1.token"
+V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx
+same_as() { cmp -s "$1" "$2"; }
+restore_n1() {
+  curl -s -o "$T/restore.json" -w '%{http_code}' -X POST -H "Authorization: Bearer secret-1" \
+    "http://127.0.0.1:$((PORT + 1))/v1/admin/restore?volume=vx&path=$1&at=@$2"
+}
+
+start_agent n1 "$T/n1.yaml"
+start_agent n2 "$T/n2.yaml"
+# Several chunks, so that the fetch asks for a chunk list and chunks.
+head -c 700000 /dev/urandom > "$T/v1.bin"
+head -c 700000 /dev/urandom > "$T/v2.bin"
+cp "$T/v1.bin" "$V1/f.bin"
+wait_for 30 same_as "$V2/f.bin" "$T/v1.bin" || fail "v1 did not reach n2"
+t1=$(date +%s.%N)
+sleep 0.1
+cp "$T/v2.bin" "$V1/f.bin"
+wait_for 30 same_as "$V2/f.bin" "$T/v2.bin" || fail "v2 did not reach n2"
+[ -z "$(ls -A "$T/n1/volumes/.krakenfs-versions" 2>/dev/null)" ] ||
+  fail "n1 keeps a version although it replaced v1 itself: the test proves nothing"
+
+code=$(restore_n1 f.bin "$t1")
+[ "$code" = 202 ] || fail "restore of a version only n2 keeps: HTTP $code $(cat "$T/restore.json")"
+jq -e '.fetching | test("peers")' "$T/restore.json" >/dev/null ||
+  fail "the answer does not say the content comes from peers: $(cat "$T/restore.json")"
+wait_for 30 same_as "$V1/f.bin" "$T/v1.bin" || fail "n1 did not get v1 back from n2's store"
+wait_for 30 same_as "$V2/f.bin" "$T/v1.bin" || fail "the restored version did not reach n2"
+grep -q "restoring vx/f.bin as version n1@.*fetched from peers" "$T/n1.log" ||
+  fail "n1's log does not say it fetches the restore from peers"
+last=$("$KJ" --db "$T/n1/journal.db" --json log --volume vx --path f.bin --limit 1)
+[ "$(jq -r .origin <<<"$last" | cut -d@ -f1)" = n1 ] && [ "$(jq -r .op <<<"$last")" = put ] ||
+  fail "the restore is not n1's new version in the journal: $last"
+pass "restore on n1 of a version only n2 keeps: fetched from n2's store, in place, replicated"
+
+# A version nobody keeps: g.txt v1 never left n1 (n2 was down), and n1
+# replaced it itself.
+stop_agent n2
+echo "g one" > "$V1/g.txt"
+sleep 1
+tg=$(date +%s.%N)
+sleep 0.1
+echo "g two" > "$V1/g.txt"
+start_agent n2b "$T/n2.yaml"
+wait_for 30 eval '[ "$(cat "$V2/g.txt" 2>/dev/null)" = "g two" ]' || fail "g.txt did not reach n2"
+code=$(restore_n1 g.txt "$tg")
+[ "$code" = 202 ] || fail "restore of a version nobody keeps: HTTP $code $(cat "$T/restore.json")"
+wait_for 30 grep -q "restoring vx/g.txt: no connected peer keeps the content" "$T/n1.log" ||
+  fail "n1 does not say the restore of g.txt cannot be served"
+[ "$(cat "$V1/g.txt")" = "g two" ] || fail "g.txt changed although nothing could be restored"
+"$KJ" --db "$T/n1/journal.db" --json status | jq -e '.jobs == 0' >/dev/null ||
+  fail "the given-up restore is still waiting: $("$KJ" --db "$T/n1/journal.db" status | grep -i wait)"
+pass "a version no node keeps: restore given up with a clear log line, g.txt untouched"
