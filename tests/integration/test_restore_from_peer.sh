@@ -45,6 +45,29 @@ last=$("$KJ" --db "$T/n1/journal.db" --json log --volume vx --path f.bin --limit
   fail "the restore is not n1's new version in the journal: $last"
 pass "restore on n1 of a version only n2 keeps: fetched from n2's store, in place, replicated"
 
+# The dashboard's history of f.bin offers, for each version, the command
+# that puts it back; the one for v2 (its exact time, "at") does.
+profile=$(mktemp -d "$T/chromium-XXXXXX")
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+  --disable-background-networking --disable-component-update --disable-sync \
+  --user-data-dir="$profile" --virtual-time-budget=5000 \
+  --dump-dom "http://127.0.0.1:$((PORT + 1))/#path=vx/f.bin" > "$T/dom.html" 2> "$T/chromium.log" ||
+  fail "chromium failed: $(tail -5 "$T/chromium.log")"
+# (sqlite3, not jq: jq rounds nanoseconds.)
+read -r v2_hash v2_ns < <(sqlite3 -separator ' ' -readonly "$T/n1/journal.db" \
+  "SELECT lower(hex(hash)), wall_ns FROM changes WHERE path = 'f.bin' AND op = 1 ORDER BY id LIMIT 1 OFFSET 1")
+at=$(curl -sf "http://127.0.0.1:$((PORT + 1))/v1/journal?volume=vx&path=f.bin" |
+     jq -r --arg h "$v2_hash" '.entries[] | select(.hash == $h) | .at' | head -n 1)
+[ "$at" = "@$((v2_ns / 1000000000)).$(printf '%09d' $((v2_ns % 1000000000)))" ] ||
+  fail "/v1/journal's at for v2 is '$at', not its exact time $v2_ns"
+url="http://127.0.0.1:$((PORT + 1))/v1/admin/restore?volume=vx&amp;path=f.bin&amp;at=%40${at#@}"
+[ "$(grep -c "api-token)\" '${url//./\.}'" "$T/dom.html")" = 1 ] ||
+  fail "the dashboard's history of vx/f.bin does not offer v2's restore command"
+curl -sf -X POST -H "Authorization: Bearer secret-1" "$(sed 's/&amp;/\&/g' <<<"$url")" > /dev/null ||
+  fail "the dashboard's restore command for v2 failed"
+wait_for 30 same_as "$V1/f.bin" "$T/v2.bin" || fail "the dashboard's command did not put v2 back"
+pass "the dashboard lists f.bin's versions with their restore commands; v2's, run, puts v2 back"
+
 # A version nobody keeps: g.txt v1 never left n1 (n2 was down), and n1
 # replaced it itself.
 stop_agent n2
