@@ -129,6 +129,11 @@ int journal_atomic(struct journal *j, int (*fn)(struct journal *, void *),
 int journal_append_merge(struct journal *j, const char *volume,
 			 const char *path, const struct stat *st,
 			 const uint8_t *hash, const char *target);
+/* versions_cost.c: each kept version of VOLUME/PATH gets its part of
+ * what they cost on disk (versions.disk); STOREFD is the store, whose
+ * parent is the volumes' root. */
+int versions_cost_measure(struct journal *j, int storefd, const char *volume,
+			  const char *path);
 /* replica.c: recomputes what VOLUME/PATH must look like on disk. */
 int journal_retarget(struct journal *j, const char *volume, const char *path);
 /* A job's place in the queue among jobs of the same attempt count

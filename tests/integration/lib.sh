@@ -215,3 +215,26 @@ peer_stat() {
   "$KJ" --db "$1" --json status | jq -r --arg p "$2" --arg f "$3" \
     '.peers[] | select(.node_id == $p) | .[$f]'
 }
+
+# xfs_mount SIZE: a fresh XFS (reflink, blocks shared between copies) in
+# a loop image of SIZE (sparse) mounted on $M = $T/xfs, unmounted on exit
+# after the agents are killed.  Fails, never skips, without root,
+# mkfs.xfs or loop devices.
+xfs_mount() {
+  [ "$(id -u)" -eq 0 ] || fail "needs root to mount an XFS image"
+  command -v mkfs.xfs >/dev/null || fail "mkfs.xfs missing: run tools/install-deps.sh (xfsprogs)"
+  M=$T/xfs
+  truncate -s "$1" "$T/xfs.img"
+  mkfs.xfs -q -m reflink=1 "$T/xfs.img" || fail "mkfs.xfs -m reflink=1 failed"
+  mkdir -p "$M"
+  mount -o loop "$T/xfs.img" "$M" || fail "cannot loop-mount an XFS image (are loop devices available?)"
+  trap xfs_unmount_then_cleanup EXIT
+}
+
+xfs_unmount_then_cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  umount "$M" 2>/dev/null || umount -l "$M" 2>/dev/null || true
+  cleanup
+}

@@ -7,24 +7,9 @@
 # missing, it does not skip.
 source "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" -eq 0 ] || fail "needs root to mount an XFS image"
-command -v mkfs.xfs >/dev/null || fail "mkfs.xfs missing: run tools/install-deps.sh (xfsprogs)"
-
 PORT=17911
 NODES=n1:127.0.0.1,n2:127.0.0.2
-M=$T/xfs
-truncate -s 1G "$T/xfs.img"
-mkfs.xfs -q -m reflink=1 "$T/xfs.img" || fail "mkfs.xfs -m reflink=1 failed"
-mkdir -p "$M"
-mount -o loop "$T/xfs.img" "$M" || fail "cannot loop-mount an XFS image (are loop devices available?)"
-unmount_then_cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  umount "$M" 2>/dev/null || umount -l "$M" 2>/dev/null || true
-  cleanup
-}
-trap unmount_then_cleanup EXIT
+xfs_mount 1G
 
 for i in 1 2; do
   mkdir -p "$M/n$i/web"

@@ -11,10 +11,13 @@
 #   - a soak: 500 changes/s (the same 2,500 files rewritten, and deleted
 #     every 20 s) for SOAK seconds with journal.retention "1m": journal,
 #     WAL and agent RSS once the first compactions are done and at the end
+#   - the version store, two agents (tools/bench/versions.sh): bytes per
+#     edit of small files and of a 1 GiB file, restore times
 # Prints a table with the targets beside the figures.
 #
 #   tools/bench/journal.sh [--bin DIR] [--history N] [--rounds N]
 #                          [--small N] [--skip-large] [--soak S]
+#                          [--skip-versions]
 #
 #   --bin DIR      the build to measure (default build/bin, built first);
 #                  run once with an older build for a before/after pair
@@ -25,6 +28,7 @@
 #   --soak S       length of the soak in seconds [600]; 0 leaves it out;
 #                  --soak-only runs nothing else.  A build without
 #                  journal.retention soaks without it (the "before" run)
+#   --skip-versions  leave out the version store's rows
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,6 +39,7 @@ small=100000
 large=1
 soak=600
 only_soak=0
+versions=1
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) bin=$2; shift 2 ;;
@@ -44,20 +49,15 @@ while [ $# -gt 0 ]; do
     --skip-large) large=0; shift ;;
     --soak) soak=$2; shift 2 ;;
     --soak-only) only_soak=1; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --skip-versions) versions=0; shift ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "journal.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
 case "$history$rounds$small$soak" in *[!0-9]*) echo "journal.sh: numbers only" >&2; exit 2 ;; esac
 
-[ "$(id -u)" -ne 0 ] || tools/install-deps.sh >/dev/null
-if [ -z "$bin" ]; then
-  tools/build.sh build >/dev/null
-  bin=build/bin
-fi
-BIN=$(cd "$bin" && pwd)
-WRITER=$PWD/build/bin/kraken-bench-writer
-[ -x "$WRITER" ] || tools/build.sh build >/dev/null
+source tools/bench/lib.sh
+bench_prepare "$bin"
 T=$(mktemp -d /tmp/kraken-bench-journal-XXXXXX)
 agent_pid=
 sampler_pid=
@@ -67,7 +67,6 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-source tools/bench/lib.sh
 
 say() { echo "journal.sh: $*" >&2; }
 
@@ -331,4 +330,13 @@ if [ -n "$soak_last" ]; then
   row "  WAL after the first $soak_warm s / at the end / peak" "$(mib "$w0") / $(mib "$w1") / $(mib "$soak_wal_peak")" "flat, <= 64 MiB"
   row "  agent RSS after the first $soak_warm s / at the end" "$(mib "$r0") / $(mib "$r1")" "flat"
   row "  changes held at the end" "$soak_changes" ""
+fi
+if [ "$versions" -eq 1 ] && [ "$only_soak" -eq 0 ]; then
+  cleanup
+  trap - EXIT
+  if [ "$large" -eq 1 ]; then
+    tools/bench/versions.sh --bin "$BIN"
+  else
+    tools/bench/versions.sh --bin "$BIN" --skip-large
+  fi
 fi

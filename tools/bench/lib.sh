@@ -1,7 +1,23 @@
-# Helpers shared by the one-node benchmarks (local.sh, journal.sh), sourced
-# after T (a private temporary directory) is set.
+# Helpers shared by the benchmarks (local.sh, journal.sh, versions.sh),
+# sourced from the top of the tree.
 
-# bench_config NAME PORT: an agent config under $T/NAME with one volume,
+# bench_prepare BIN_DIR: installs what is missing (as root) and builds;
+# sets BIN (BIN_DIR, default build/bin built first, as an absolute path)
+# and WRITER (kraken-bench-writer of this tree).
+bench_prepare() {
+  local bin=$1
+  [ "$(id -u)" -ne 0 ] || tools/install-deps.sh >/dev/null
+  if [ -z "$bin" ]; then
+    tools/build.sh build >/dev/null
+    bin=build/bin
+  fi
+  BIN=$(cd "$bin" && pwd)
+  WRITER=$PWD/build/bin/kraken-bench-writer
+  [ -x "$WRITER" ] || tools/build.sh build >/dev/null
+}
+
+# bench_config NAME PORT (T set: a private temporary directory): an
+# agent config under $T/NAME with one volume,
 # "bench"; the peer port is PORT and the API port PORT + 1.
 bench_config() {
   mkdir -p "$T/$1/volumes/bench"
