@@ -2,7 +2,11 @@
  * kraken-journal versions VOLUME PATH: every version of one path, when
  * and where it was made, its size, and whether its content can be had
  * here: "live" (what the volume holds now), "kept" (in the store of
- * replaced content, src/journal/versions.c) or "gone".
+ * replaced content, src/journal/versions.c) or "not here".  A version
+ * not here may be on a peer: every node that applied the change that
+ * replaced it keeps it (the node that made that change does not), and
+ * the running agent's restore in place fetches it from them.  Only
+ * they can tell; this reads the local journal alone.
  *
  * kraken-journal restore VOLUME [PATH] --at TIME --to DEST: the version
  * current at TIME (the newest made by then) written to DEST, a new file,
@@ -39,6 +43,7 @@ struct vlist {
 	bool json;
 	json_t *rows;
 	unsigned count;
+	unsigned not_here;
 };
 
 static const char *where(struct vlist *v, const struct journal_change *c)
@@ -51,8 +56,10 @@ static const char *where(struct vlist *v, const struct journal_change *c)
 	    memcmp(v->live.hash, c->hash, CONTENT_HASH_LEN) == 0)
 		return "live";
 	fd = v->store ? journal_versions_get(v->store, c->hash) : -ENOENT;
-	if (fd < 0)
-		return "gone";
+	if (fd < 0) {
+		v->not_here++;
+		return "not here";
+	}
 	close(fd);
 	return "kept";
 }
@@ -123,6 +130,11 @@ int kj_versions(struct journal *j, const char *root, const char *volume,
 		json_dumpf(v.rows, stdout, JSON_INDENT(2));
 	if (!err && json)
 		putchar('\n');
+	if (!err && !json && v.not_here)
+		printf("\n'not here': peers that applied the change replacing "
+		       "such a version keep it (versions.keep); a restore in "
+		       "place through the running agent (POST "
+		       "/v1/admin/restore) fetches it from them.\n");
 	json_decref(v.rows);
 	if (v.has_live)
 		journal_state_release(&v.live);

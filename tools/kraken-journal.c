@@ -70,7 +70,7 @@ static void usage(FILE *out)
 		"  versions VOLUME PATH   every version of one path and whether\n"
 		"                         its content is live, kept (replaced\n"
 		"                         or deleted by a peer, versions.keep)\n"
-		"                         or gone\n"
+		"                         or not here (peers may keep it)\n"
 		"  restore VOLUME [PATH] --at TIME --to DEST\n"
 		"                         write PATH as it was at TIME to DEST,\n"
 		"                         a new file checked against its hash;\n"

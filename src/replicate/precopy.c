@@ -24,8 +24,11 @@
  * Dropped instead, temp file removed: when an entry for the path brings
  * no new content (a touch), when a version not based on it comes, when
  * it failed, or PRECOPY_KEEP_NS after it finished unused.  At most
- * PRECOPY_MAX at once, and only with twice the file's size free: each
- * holds a file's worth of disk on a guess.
+ * PRECOPY_MAX at once.  A copy needs twice the file's size free: each
+ * holds a file's worth of disk on a guess.  A clone needs none, and is
+ * tried whatever the space (clone_only: nothing else when short): on a
+ * nearly full XFS the edit would otherwise write a whole new file next
+ * to the old, and the versions kept from it fill the disk.
  *
  * Trust: only a file whose journal state and disk agree, and whose
  * content is the base the sender named, is copied; the copy is good only
@@ -85,6 +88,7 @@ struct precopy {
 	atomic_bool stop;
 	atomic_bool urgent;       /* a transfer waits for it */
 	bool cloned;              /* made by FICLONE, sharing the extents */
+	bool clone_only;          /* no room for a copy: a clone or nothing */
 	int64_t done_ns;          /* when the loop saw it finish */
 	struct precopy *next;
 };
@@ -178,6 +182,8 @@ static int precopy_copy(struct precopy *pc)
 	if (ioctl(pc->dst, FICLONE, pc->src) == 0) {
 		pc->cloned = true;
 		off = size;
+	} else if (pc->clone_only) {
+		return -ENOSPC;
 	} else {
 		dfd = precopy_open_direct(pc, &buf);
 	}
@@ -372,8 +378,7 @@ void precopy_on_changing(struct replicate *r, struct peer *p,
 	    precopy_count(r) >= PRECOPY_MAX || precopy_efd(r) != 0)
 		return;
 	fd = precopy_open_base(r, c, &dirfd);
-	pc = fd >= 0 && precopy_room(dirfd, c->size) ?
-	     calloc(1, sizeof(*pc)) : NULL;
+	pc = fd >= 0 ? calloc(1, sizeof(*pc)) : NULL;
 	if (!pc || fstat(fd, &pc->before) != 0 ||
 	    !(pc->path = strdup(c->path))) {
 		if (fd >= 0)
@@ -385,6 +390,7 @@ void precopy_on_changing(struct replicate *r, struct peer *p,
 		return;
 	}
 	pc->r = r;
+	pc->clone_only = !precopy_room(dirfd, c->size);
 	snprintf(pc->volume, sizeof(pc->volume), "%s", c->volume);
 	memcpy(pc->base, c->base, CONTENT_HASH_LEN);
 	pc->dirfd = dirfd;

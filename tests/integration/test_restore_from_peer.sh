@@ -32,6 +32,9 @@ wait_for 30 same_as "$V2/f.bin" "$T/v2.bin" || fail "v2 did not reach n2"
 [ -z "$(ls -A "$T/n1/volumes/.krakenfs-versions" 2>/dev/null)" ] ||
   fail "n1 keeps a version although it replaced v1 itself: the test proves nothing"
 
+"$KJ" --db "$T/n1/journal.db" versions vx f.bin > "$T/versions.txt"
+[ "$(grep -c ' not here$' "$T/versions.txt")" = 1 ] && grep -q "fetches it from them" "$T/versions.txt" ||
+  fail "n1's versions of f.bin do not say v1 is not here but may be on a peer: $(cat "$T/versions.txt")"
 code=$(restore_n1 f.bin "$t1")
 [ "$code" = 202 ] || fail "restore of a version only n2 keeps: HTTP $code $(cat "$T/restore.json")"
 jq -e '.fetching | test("peers")' "$T/restore.json" >/dev/null ||

@@ -19,7 +19,7 @@
 #   --bin DIR      the build to measure (default build/bin, built first)
 #   --edits N      1 MiB edits of the 1 GiB file [100]
 #   --files N      small files rewritten [10000]
-#   --skip-large   leave out the 1 GiB file (needs root, mkfs.xfs, 4 GiB)
+#   --skip-large   leave out the 1 GiB file (needs root, mkfs.xfs, 8 GiB)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -104,13 +104,24 @@ stop_all() {
 }
 
 api2() { curl -sf -H "Authorization: Bearer secret" "http://127.0.0.2:$(($1 + 1))$2"; }
+# measured PORT: a prune now (a reload runs one), and every kept version
+# measured by it (a fresh one counts its size until then).
+all_measured() {
+  [ "$(sqlite3 -readonly "$T/n2/journal.db" "SELECT count(*) FROM versions WHERE disk IS NULL")" = 0 ]
+}
+measured() {
+  api2 "$1" /v1/admin/reload -X POST >/dev/null || true
+  wait_until 60 all_measured || say "versions still unmeasured after 60 s"
+}
 kept_count() { sqlite3 -readonly "$T/n2/journal.db" "SELECT count(*) FROM versions" 2>/dev/null || echo 0; }
 
 # wait_until LIMIT_S COMMAND...: false when it did not come true in time.
 wait_until() {
-  local t0; t0=$(now)
+  local limit=$1 t0; t0=$(now); shift
   until "$@" >/dev/null 2>&1; do
-    awk -v a="$t0" -v b="$(now)" -v l="$1" 'BEGIN { exit !(b - a > l) }' && return 1
+    if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
+      return 1
+    fi
     sleep 0.05
   done
 }
@@ -131,8 +142,7 @@ sleep 1
 for f in "$T/n1/vx/small"/*; do printf 'rewritten\n' >> "$f"; done
 all_kept() { [ "$(kept_count)" -ge "$files" ]; }
 wait_until 600 all_kept || say "n2 keeps $(kept_count) of $files versions"
-api2 18950 /v1/admin/reload -X POST >/dev/null || true
-sleep 1
+measured 18950
 small_bytes=$(api2 18950 /v1/volumes/vx | jq .versions.bytes)
 small_kept=$(kept_count)
 small_per=$((small_bytes / (small_kept > 0 ? small_kept : 1)))
@@ -151,7 +161,7 @@ if [ "$large" -eq 1 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v mkfs.xfs >/dev/null; then
     say "the 1 GiB rows need root and mkfs.xfs (xfsprogs); use --skip-large"; exit 1
   fi
-  truncate -s 4G "$T/xfs.img"
+  truncate -s 8G "$T/xfs.img"
   mkfs.xfs -q -m reflink=1 "$T/xfs.img"
   mkdir -p "$T/xfs"
   mount -o loop "$T/xfs.img" "$T/xfs"
@@ -174,8 +184,7 @@ if [ "$large" -eq 1 ]; then
     dd if="$T/edit" of="$A" bs=1M seek=$(((k * 9) % 1000)) conv=notrunc status=none
     wait_until 120 mib_is "$B" $(((k * 9) % 1000)) "$T/edit" || say "edit $k did not reach n2"
   done
-  api2 18960 /v1/admin/reload -X POST >/dev/null || true
-  sleep 1
+  measured 18960
   large_bytes=$(api2 18960 /v1/volumes/vx | jq .versions.bytes)
   large_kept=$(kept_count)
   large_per=$((large_bytes / (large_kept > 0 ? large_kept : 1)))
