@@ -63,6 +63,21 @@ static bool adopt_same_meta(sqlite3_stmt *s, int col, const struct stat *st)
 		(int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec);
 }
 
+/* What adopt_match and applied_match bind alike: ?4 the content HASH,
+ * ?5 the link TARGET (NULL: any), ?6 and ?7 the ops that leave nothing
+ * to hold, ?8 the file type mask. */
+static void bind_content(sqlite3_stmt *s, const uint8_t *hash,
+			 const char *target)
+{
+	if (hash)
+		sqlite3_bind_blob(s, 4, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
+	if (target)
+		sqlite3_bind_text(s, 5, target, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 6, JOURNAL_DELETE);
+	sqlite3_bind_int(s, 7, JOURNAL_VOLUME_REMOVE);
+	sqlite3_bind_int64(s, 8, S_IFMT);
+}
+
 /* The version of PATH whose content is what the disk holds, preferring
  * the one its job (the winner) names: *id 0 when none.  *SAME_META:
  * the disk has its mode, owner and (for a file) mtime too. */
@@ -88,13 +103,7 @@ static int adopt_match(struct journal *j, const char *volume, const char *path,
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, st->st_mode & S_IFMT);
-	if (hash)
-		sqlite3_bind_blob(s, 4, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	if (target)
-		sqlite3_bind_text(s, 5, target, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 6, JOURNAL_DELETE);
-	sqlite3_bind_int(s, 7, JOURNAL_VOLUME_REMOVE);
-	sqlite3_bind_int64(s, 8, S_IFMT);
+	bind_content(s, hash, target);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		*id = sqlite3_column_int64(s, 0);
@@ -256,13 +265,7 @@ static int applied_match(struct journal *j, const char *volume,
 		sqlite3_bind_int64(s, 12, (int64_t)st->st_mtim.tv_sec *
 				   1000000000 + st->st_mtim.tv_nsec);
 	}
-	if (hash)
-		sqlite3_bind_blob(s, 4, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	if (target)
-		sqlite3_bind_text(s, 5, target, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 6, JOURNAL_DELETE);
-	sqlite3_bind_int(s, 7, JOURNAL_VOLUME_REMOVE);
-	sqlite3_bind_int64(s, 8, S_IFMT);
+	bind_content(s, hash, target);
 	sqlite3_bind_int64(s, 11, S_IFREG);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
