@@ -2251,6 +2251,12 @@ static void apply_jobs(struct replicate *r)
 
 	if (r->n_transfers >= r->transfers_max)
 		return;
+	/* Nothing goes on disk before the entries that asked for it are
+	 * committed: a kill -9 would leave a version on disk that the
+	 * journal never heard of, and the scan would record it as ours
+	 * (adopt.c, "Applied before a crash", covers only what it knows). */
+	if (journal_pending(r->journal) && journal_flush(r->journal) != 0)
+		return;
 	jobs = calloc(APPLY_JOBS_BATCH, sizeof(*jobs));
 	if (!jobs)
 		return;
