@@ -6,7 +6,12 @@
  * not here may be on a peer: every node that applied the change that
  * replaced it keeps it (the node that made that change does not), and
  * the running agent's restore in place fetches it from them.  Only
- * they can tell; this reads the local journal alone.
+ * they can tell, so the running agent the config names is asked
+ * (GET /v1/versions, which asks the peers): such a version is then "on
+ * NODE,...", "gone" when every peer answered and none has it, or still
+ * "not here" when one could not be asked.  Without the agent, the
+ * listing is what the local journal and store say, and why the peers
+ * were not asked.
  *
  * kraken-journal restore VOLUME [PATH] --at TIME --to DEST: the version
  * current at TIME (the newest made by then) written to DEST, a new file,
@@ -16,11 +21,12 @@
  * as it was then into DEST, a new directory: directories and symlinks
  * made, files restored, modes, owners (when allowed) and mtimes set,
  * directories' mtimes last; what cannot be had is named and left out.
- * All read only the journal and the store, with the agent running or
- * not.
+ * Restores read only the journal and the store, with the agent running
+ * or not.
  */
 #include "kraken-journal.h"
 
+#include "config.h"
 #include "content.h"
 #include "err.h"
 #include "path.h"
@@ -40,29 +46,9 @@ struct vlist {
 	struct journal_versions *store;   /* NULL: nothing kept here */
 	struct journal_state live;
 	bool has_live;
-	bool json;
 	json_t *rows;
-	unsigned count;
 	unsigned not_here;
 };
-
-static const char *where(struct vlist *v, const struct journal_change *c)
-{
-	int fd;
-
-	if (!c->has_hash)
-		return "-";
-	if (v->has_live && v->live.has_hash &&
-	    memcmp(v->live.hash, c->hash, CONTENT_HASH_LEN) == 0)
-		return "live";
-	fd = v->store ? journal_versions_get(v->store, c->hash) : -ENOENT;
-	if (fd < 0) {
-		v->not_here++;
-		return "not here";
-	}
-	close(fd);
-	return "kept";
-}
 
 static void utc(int64_t ns, char *out, size_t cap)
 {
@@ -76,23 +62,20 @@ static void utc(int64_t ns, char *out, size_t cap)
 static int on_version(void *arg, const struct journal_change *c)
 {
 	struct vlist *v = arg;
-	const char *here = where(v, c);
+	const char *here = journal_versions_where(v->store, v->has_live ?
+						  &v->live : NULL, c);
 	char when[32], hex[2 * CONTENT_HASH_LEN + 1] = "-";
 
+	v->not_here += strcmp(here, "not here") == 0;
 	utc(c->wall_ns, when, sizeof(when));
 	if (c->has_hash)
 		content_hex(c->hash, hex);
-	v->count++;
-	if (v->json)
-		return json_array_append_new(v->rows, json_pack(
-			"{s:s,s:I,s:s,s:I,s:s,s:I,s:s,s:s}", "time", when,
-			"wall_ns", (json_int_t)c->wall_ns, "origin",
-			c->ref.origin, "seq", (json_int_t)c->ref.seq, "op",
-			journal_op_name(c->op), "size", (json_int_t)c->size,
-			"hash", hex, "content", here)) ? -ENOMEM : 0;
-	printf("%-20s  %-28s  %-8s  %12llu  %.12s  %s\n", when, c->ref.origin,
-	       journal_op_name(c->op), (unsigned long long)c->size, hex, here);
-	return 0;
+	return json_array_append_new(v->rows, json_pack(
+		"{s:s,s:I,s:s,s:I,s:s,s:I,s:s,s:s}", "time", when,
+		"wall_ns", (json_int_t)c->wall_ns, "origin", c->ref.origin,
+		"seq", (json_int_t)c->ref.seq, "op", journal_op_name(c->op),
+		"size", (json_int_t)c->size, "hash", hex, "content", here)) ?
+		-ENOMEM : 0;
 }
 
 /* The store under ROOT (NULL: the volume root the journal names), or
@@ -100,56 +83,188 @@ static int on_version(void *arg, const struct journal_change *c)
 static struct journal_versions *store_open(struct journal *j, const char *root)
 {
 	struct journal_versions *v = NULL;
-	char *stored = NULL, dir[4096];
+	char *stored = NULL;
 
 	if (!root && journal_meta_get(j, "volume_root", &stored) == 0)
 		root = stored;
-	if (root)
-		snprintf(dir, sizeof(dir), "%s/" JOURNAL_VERSIONS_DIR, root);
-	if (!root || access(dir, F_OK) != 0 ||
-	    journal_versions_open(j, dir, false, &v) != 0)
+	if (!root || journal_versions_find(j, root, &v) != 0)
 		v = NULL;
 	free(stored);
 	return v;
 }
 
-int kj_versions(struct journal *j, const char *root, const char *volume,
-		const char *path, bool json)
+/* The agent's row for the content of ROW (same hash), or NULL. */
+static json_t *agent_row(json_t *doc, json_t *row)
 {
-	struct vlist v = { .json = json };
-	int err;
+	const char *hex = json_string_value(json_object_get(row, "hash"));
+	json_t *r;
+	size_t i;
+
+	json_array_foreach(json_object_get(doc, "versions"), i, r) {
+		const char *h = json_string_value(json_object_get(r, "hash"));
+
+		if (hex && h && strcmp(hex, h) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* Where the versions not here are, as the running agent's peers said
+ * (GET /v1/versions); *WHY says why they were not asked (rows as they
+ * were), or is NULL.  Returns the agent's document, or NULL. */
+static json_t *ask_peers(const struct config *cfg, const char *volume,
+			 const char *path, json_t *rows, char *why, size_t cap)
+{
+	char v[3 * VOLUME_NAME_MAX + 1], p[3 * PATH_REL_MAX + 1], target[16384];
+	json_t *doc = NULL, *row;
+	size_t i;
+
+	if (!cfg) {
+		snprintf(why, cap, "pass --config FILE so that the running "
+			 "agent can ask them");
+		return NULL;
+	}
+	if (kj_url_escape(volume, v, sizeof(v)) ||
+	    kj_url_escape(path, p, sizeof(p)))
+		return snprintf(why, cap, "name too long"), NULL;
+	snprintf(target, sizeof(target), "/v1/versions?volume=%s&path=%s", v,
+		 p);
+	if (kj_agent_get(cfg, target, &doc, why, cap) != 0)
+		return NULL;
+	if (json_object_get(doc, "peers_note")) {
+		snprintf(why, cap, "%s", json_string_value(
+			 json_object_get(doc, "peers_note")));
+		json_decref(doc);
+		return NULL;
+	}
+	json_array_foreach(rows, i, row) {
+		json_t *r = strcmp(json_string_value(json_object_get(row,
+			"content")), "not here") == 0 ? agent_row(doc, row) :
+			NULL;
+
+		if (r && json_object_get(r, "peers")) {
+			json_object_set(row, "content",
+					json_object_get(r, "content"));
+			json_object_set(row, "peers", json_object_get(r,
+								      "peers"));
+		}
+	}
+	return doc;
+}
+
+/* "on n2,n3" for a version peers keep, else its content column. */
+static void here_text(json_t *row, char *out, size_t cap)
+{
+	const char *c = json_string_value(json_object_get(row, "content"));
+	json_t *id;
+	size_t i, n = 0;
+
+	if (strcmp(c, "peer") != 0) {
+		snprintf(out, cap, "%s", c);
+		return;
+	}
+	n = (size_t)snprintf(out, cap, "on ");
+	json_array_foreach(json_object_get(row, "peers"), i, id)
+		if (n < cap)
+			n += (size_t)snprintf(out + n, cap - n, "%s%s",
+					      i ? "," : "",
+					      json_string_value(id));
+}
+
+static unsigned count_content(json_t *rows, const char *what)
+{
+	unsigned n = 0;
+	json_t *row;
+	size_t i;
+
+	json_array_foreach(rows, i, row)
+		n += strcmp(json_string_value(json_object_get(row, "content")),
+			    what) == 0;
+	return n;
+}
+
+static void print_table(json_t *rows, json_t *doc, const char *why)
+{
+	json_t *row, *p;
+	char here[512];
+	size_t i;
+
+	printf("%-20s  %-28s  %-8s  %12s  %-12s  %s\n", "TIME (UTC)",
+	       "ORIGIN", "OP", "SIZE", "CONTENT", "HERE");
+	json_array_foreach(rows, i, row) {
+		here_text(row, here, sizeof(here));
+		printf("%-20s  %-28s  %-8s  %12lld  %.12s  %s\n",
+		       json_string_value(json_object_get(row, "time")),
+		       json_string_value(json_object_get(row, "origin")),
+		       json_string_value(json_object_get(row, "op")),
+		       (long long)json_integer_value(json_object_get(row,
+								     "size")),
+		       json_string_value(json_object_get(row, "hash")), here);
+	}
+	if (doc && json_array_size(json_object_get(doc, "peers"))) {
+		printf("\npeers asked:");
+		json_array_foreach(json_object_get(doc, "peers"), i, p)
+			printf("%s %s (%s)", i ? "," : "",
+			       json_string_value(json_object_get(p, "id")),
+			       json_string_value(json_object_get(p, "status")));
+		putchar('\n');
+	}
+	if (count_content(rows, "peer"))
+		printf("\n'on NODE': a restore in place through the running "
+		       "agent (POST /v1/admin/restore) fetches it from them.\n");
+	if (count_content(rows, "gone"))
+		printf("\n'gone': no node keeps that content any more "
+		       "(versions.keep, versions.max_bytes).\n");
+	if (count_content(rows, "not here") && doc)
+		printf("\n'not here': a peer that could not be asked may keep "
+		       "it.\n");
+	else if (count_content(rows, "not here"))
+		printf("\n'not here': peers that applied the change replacing "
+		       "such a version keep it (versions.keep), but they were "
+		       "not asked: %s.\n", why);
+}
+
+int kj_versions(struct journal *j, const struct config *cfg,
+		const char *root, const char *volume, const char *path,
+		bool json)
+{
+	struct vlist v = { 0 };
+	json_t *doc = NULL;
+	char why[512] = "";
+	int err = -ENOMEM;
 
 	v.store = store_open(j, root);
 	v.has_live = journal_lookup(j, volume, path, &v.live) == 0;
-	v.rows = json ? json_array() : NULL;
-	if (!json)
-		printf("%-20s  %-28s  %-8s  %12s  %-12s  %s\n", "TIME (UTC)",
-		       "ORIGIN", "OP", "SIZE", "CONTENT", "HERE");
-	err = journal_history(j, volume, path, on_version, &v);
-	if (!err && json)
+	v.rows = json_array();
+	if (v.rows)
+		err = journal_history(j, volume, path, on_version, &v);
+	if (!err && v.not_here)
+		doc = ask_peers(cfg, volume, path, v.rows, why, sizeof(why));
+	if (!err && json_array_size(v.rows) && json) {
 		json_dumpf(v.rows, stdout, JSON_INDENT(2));
-	if (!err && json)
 		putchar('\n');
-	if (!err && !json && v.not_here)
-		printf("\n'not here': peers that applied the change replacing "
-		       "such a version keep it (versions.keep); a restore in "
-		       "place through the running agent (POST "
-		       "/v1/admin/restore) fetches it from them.\n");
+		if (v.not_here && !doc)
+			fprintf(stderr, "kraken-journal: peers not asked: "
+				"%s\n", why);
+	} else if (!err && json_array_size(v.rows)) {
+		print_table(v.rows, doc, why);
+	}
+	if (!err && json_array_size(v.rows) == 0) {
+		fprintf(stderr, "kraken-journal: no versions of %s/%s\n",
+			volume, path);
+		err = 1;
+	}
+	json_decref(doc);
 	json_decref(v.rows);
 	if (v.has_live)
 		journal_state_release(&v.live);
 	journal_versions_close(v.store);
-	if (err) {
+	if (err < 0) {
 		fprintf(stderr, "kraken-journal: versions: %s\n",
 			kr_strerror(err));
 		return 2;
 	}
-	if (v.count == 0) {
-		fprintf(stderr, "kraken-journal: no versions of %s/%s\n",
-			volume, path);
-		return 1;
-	}
-	return 0;
+	return err;
 }
 
 /* ---- restore ------------------------------------------------------------ */

@@ -69,8 +69,10 @@ static void usage(FILE *out)
 		"  history VOLUME PATH    every version of one path, with bases\n"
 		"  versions VOLUME PATH   every version of one path and whether\n"
 		"                         its content is live, kept (replaced\n"
-		"                         or deleted by a peer, versions.keep)\n"
-		"                         or not here (peers may keep it)\n"
+		"                         or deleted by a peer, versions.keep),\n"
+		"                         on which peers, or gone; the peers are\n"
+		"                         asked through the running agent that\n"
+		"                         --config names\n"
 		"  restore VOLUME [PATH] --at TIME --to DEST\n"
 		"                         write PATH as it was at TIME to DEST,\n"
 		"                         a new file checked against its hash;\n"
@@ -1152,7 +1154,7 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "history") == 0)
 		rc = cmd_history(&cli, argc, argv);
 	else if (strcmp(cmd, "versions") == 0)
-		rc = argc == 3 ? kj_versions(cli.journal, cli.cfg ?
+		rc = argc == 3 ? kj_versions(cli.journal, cli.cfg, cli.cfg ?
 					     cli.cfg->root_path : NULL, argv[1],
 					     argv[2] + strspn(argv[2], "/"),
 					     cli.json) :

@@ -8,7 +8,9 @@
 
 #include "journal.h"
 
+#include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* sync.tls.ca_file when no config is named (as in config.c). */
 #define KJ_DEFAULT_CA "/etc/krakenfs/tls/ca.pem"
@@ -25,10 +27,22 @@ int kj_verify_chain(struct journal *j, const char *ca, const char *config_ca,
 /*
  * versions VOLUME PATH (kraken-journal-versions.c): every version of one
  * path, and whether its content is live, kept in the store under the
- * volume root ROOT (NULL: the one the journal names) or gone.
+ * volume root ROOT (NULL: the one the journal names), on which peers
+ * (asked through the running agent CFG names; NULL: not asked), or gone.
  */
-int kj_versions(struct journal *j, const char *root, const char *volume,
-		const char *path, bool json);
+struct config;
+int kj_versions(struct journal *j, const struct config *cfg,
+		const char *root, const char *volume, const char *path,
+		bool json);
+/*
+ * GET TARGET from the running agent at CFG's api.listen
+ * (kraken-journal-api.c): 0 with its JSON answer in *OUT, or a negative
+ * code with WHY saying what went wrong.
+ */
+int kj_agent_get(const struct config *cfg, const char *target, json_t **out,
+		 char *why, size_t cap);
+/* S percent-encoded for a URL query into OUT: 0 or -ENAMETOOLONG. */
+int kj_url_escape(const char *s, char *out, size_t cap);
 /* restore VOLUME [PATH] --at TIME --to DEST (ARGV from the command on),
  * from the store and live files under ROOT (as above). */
 int kj_restore_cmd(struct journal *j, const char *root, int argc, char **argv);

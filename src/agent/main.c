@@ -30,6 +30,7 @@
 #include "keyring.h"
 #include "tls.h"
 #include "rejoin.h"
+#include "ask.h"
 #include "reload.h"
 #include "watch.h"
 
@@ -698,6 +699,7 @@ static const char *const agent_cmd_names[] = {
 	[API_CMD_RESCAN] = "rescan", [API_CMD_RESYNC] = "resync",
 	[API_CMD_RELOAD] = "reload", [API_CMD_SCRUB] = "scrub",
 	[API_CMD_COMPACT] = "compaction", [API_CMD_RESTORE] = "restore",
+	[API_CMD_ASK] = "asking peers for versions",
 };
 
 static void agent_on_api_command(void *arg, uint32_t events)
@@ -708,6 +710,10 @@ static void agent_on_api_command(void *arg, uint32_t events)
 
 	(void)events;
 	while ((cmd = api_next_command(a->api)) != API_CMD_NONE) {
+		if (cmd == API_CMD_ASK) {   /* a read: not worth a log line */
+			agent_asks_serve(a->api, a->replicate);
+			continue;
+		}
 		log_info("agent", "%s requested through the API%s",
 			 agent_cmd_names[cmd], cmd == API_CMD_RESCAN &&
 			 a->rejoining ? ": the volumes are scanned once the "

@@ -123,7 +123,8 @@ int api_new(const struct api_options *opt, struct api **out, char **errmsg)
 		goto out;
 	}
 	a->restores = calloc(API_RESTORES_MAX, sizeof(*a->restores));
-	if (!a->restores) {
+	a->asks = calloc(API_ASKS_MAX, sizeof(*a->asks));
+	if (!a->restores || !a->asks) {
 		err = api_errmsg(errmsg, "api", -ENOMEM);
 		goto out;
 	}
@@ -162,6 +163,7 @@ void api_free(struct api *a)
 	pthread_mutex_destroy(&a->lock);
 	api_free_options(a);
 	free(a->restores);
+	api_asks_free(a);
 	free(a);
 }
 
@@ -191,25 +193,27 @@ int api_command_fd(const struct api *a)
 	return a->event_fd;
 }
 
-int api_command_push(struct api *a, enum api_command cmd)
+int api_command_push_locked(struct api *a, enum api_command cmd)
 {
 	uint64_t one = 1;
-	int err = 0;
 
-	pthread_mutex_lock(&a->lock);
 	for (unsigned i = 0; i < a->q_len; i++)
 		if (a->queue[(a->q_head + i) % API_QUEUE_MAX] == cmd)
-			goto out;   /* one pending rescan does what two would */
-	if (a->q_len == API_QUEUE_MAX) {
-		err = -ENOSPC;
-		goto out;
-	}
+			return 0;   /* one pending rescan does what two would */
+	if (a->q_len == API_QUEUE_MAX)
+		return -ENOSPC;
 	a->queue[(a->q_head + a->q_len) % API_QUEUE_MAX] = cmd;
 	a->q_len++;
 	/* Cannot fail short of a counter overflow, which q_len rules out. */
-	if (write(a->event_fd, &one, sizeof(one)) < 0)
-		err = -errno;
-out:
+	return write(a->event_fd, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
+int api_command_push(struct api *a, enum api_command cmd)
+{
+	int err;
+
+	pthread_mutex_lock(&a->lock);
+	err = api_command_push_locked(a, cmd);
 	pthread_mutex_unlock(&a->lock);
 	return err;
 }

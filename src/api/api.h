@@ -8,6 +8,9 @@
  *     GET  /v1/peers
  *     GET  /v1/volumes, /v1/volumes/{name}
  *     GET  /v1/journal?volume=&path=&origin=&since=&until=&op=&limit=&before=
+ *     GET  /v1/versions?volume=&path=  a file's versions and which node
+ *                                  keeps each (the peers are asked:
+ *                                  the request waits, api_ask.c)
  *     GET  /v1/conflicts
  *     GET  /metrics                Prometheus text format
  *     POST /v1/admin/resync, /v1/admin/rescan, /v1/admin/reload,
@@ -37,6 +40,7 @@
 #ifndef KRAKEN_API_H
 #define KRAKEN_API_H
 
+#include "content.h"
 #include "hist.h"
 #include "journal.h"
 #include "path.h"
@@ -115,6 +119,7 @@ enum api_command {
 	API_CMD_COMPACT,            /* a compaction pass now */
 	API_CMD_SCRUB,              /* a scrub pass now, at full pace */
 	API_CMD_RESTORE,            /* restores wait: api_next_restore */
+	API_CMD_ASK,                /* questions wait: api_next_ask */
 };
 
 /* A restore in place whose content this node does not keep: the loop
@@ -123,6 +128,31 @@ struct api_restore {
 	char volume[VOLUME_NAME_MAX + 1];
 	char path[PATH_REL_MAX + 1];
 	struct journal_ref ref;
+};
+
+/* GET /v1/versions: which peers keep versions this node does not hold.
+ * The loop thread asks them (replicate_ask_kept) and hands the answers
+ * back with api_ask_answered; the HTTP request waits meanwhile. */
+#define API_ASK_MAX 256
+struct api_ask {
+	uint64_t id;
+	char volume[VOLUME_NAME_MAX + 1];
+	char path[PATH_REL_MAX + 1];
+	uint32_t n;               /* 1..API_ASK_MAX */
+	uint8_t hashes[API_ASK_MAX][CONTENT_HASH_LEN];
+};
+
+enum api_kept_status {
+	API_KEPT_ANSWERED,        /* here[] says */
+	API_KEPT_OFFLINE,         /* not connected */
+	API_KEPT_SILENT,          /* asked; no answer in time */
+	API_KEPT_OLD,             /* its agent cannot be asked */
+};
+
+struct api_kept {
+	char id[65];
+	enum api_kept_status status;
+	uint8_t here[API_ASK_MAX];    /* 1: it has the i-th version asked */
 };
 
 struct api_options {
@@ -164,6 +194,14 @@ int api_command_fd(const struct api *a);
 enum api_command api_next_command(struct api *a);
 /* The next waiting restore into *OUT; false when none waits. */
 bool api_next_restore(struct api *a, struct api_restore *out);
+/* The next waiting question into *OUT; false when none waits.  Each one
+ * taken must be answered, once: with no peers when none can be asked. */
+bool api_next_ask(struct api *a, struct api_ask *out);
+/* The answers to question ID, N_PEERS of them (copied; PEERS NULL: the
+ * peers could not be asked); the request that asked goes on.  Any
+ * thread. */
+void api_ask_answered(struct api *a, uint64_t id,
+		      const struct api_kept *peers, size_t n_peers);
 
 /* ---- additions by the REST half (api.c / rest.c) ---------------------- */
 

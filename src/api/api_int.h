@@ -32,6 +32,22 @@
 struct rest;
 struct plugin;
 
+/* How a waiting request is parked and woken (MHD suspend and resume). */
+typedef void (*api_conn_fn)(void *conn);
+
+/* One question to peers and the request waiting for it (api_ask.c). */
+struct api_asking {
+	bool used;
+	bool parked;              /* its request sleeps until woken */
+	bool queued;              /* not taken by the loop yet */
+	bool answered;            /* or ended unanswered: peers NULL */
+	struct api_ask q;
+	void *conn;
+	api_conn_fn resume;
+	struct api_kept *peers;
+	size_t n_peers;
+};
+
 struct api {
 	/* Options, copied by api_new. */
 	char *node_id;
@@ -60,6 +76,9 @@ struct api {
 	int event_fd;                /* readable while q_len > 0 */
 	struct api_restore *restores;   /* API_RESTORES_MAX, a ring */
 	unsigned r_head, r_len;
+	struct api_asking *asks;        /* API_ASKS_MAX slots (api_ask.c) */
+	uint64_t last_ask_id;
+	bool asks_closed;               /* the REST server is stopping */
 
 	struct rest *rest;           /* rest.c's state, NULL: no REST server */
 	struct plugin *plugin;       /* plugin.c's state, owned by plugin.c */
@@ -78,6 +97,30 @@ int api_command_push(struct api *a, enum api_command cmd);
 /* Queues a restore of content fetched from peers, and API_CMD_RESTORE.
  * 0, or -ENOSPC while API_RESTORES_MAX wait.  Any thread. */
 int api_restore_push(struct api *a, const struct api_restore *req);
+
+/* ---- questions to peers (api_ask.c) ------------------------------------ */
+
+/* Open questions at most: each holds a waiting HTTP request. */
+#define API_ASKS_MAX 8
+
+/* Parks CONN with PARK and queues Q for the loop (API_CMD_ASK), in that
+ * order, so that RESUME, which wakes it once answered, never comes
+ * first.  Sets Q->id.  0 (CONN sleeps, or is already woken unanswered),
+ * -EBUSY while API_ASKS_MAX wait, -ESHUTDOWN once stopping: then CONN
+ * was not parked. */
+int api_ask_push(struct api *a, struct api_ask *q, api_conn_fn park,
+		 api_conn_fn resume, void *conn);
+/* Takes the answers to ID (*PEERS malloc'd, the caller frees) and ends
+ * the question: 0, or -ECANCELED when it ended unanswered (the server
+ * stopping, or the request gone: then PEERS may be NULL). */
+int api_ask_take(struct api *a, uint64_t id, struct api_kept **peers,
+		 size_t *n_peers);
+/* Wakes every waiting request unanswered and refuses new questions;
+ * before the REST server stops, which it cannot with requests parked. */
+void api_asks_close(struct api *a);
+void api_asks_free(struct api *a);
+/* api_command_push with the lock held. */
+int api_command_push_locked(struct api *a, enum api_command cmd);
 
 /* Opens a journal connection for the calling thread: read-only with
  * JOURNAL_READONLY, else read-write as this node (for mount references).

@@ -74,12 +74,17 @@ struct rest {
 struct rest_req {
 	uint64_t body;               /* bytes of body seen (and dropped) */
 	bool started;
+	/* GET /v1/versions waiting for peers: the question, its id (0:
+	 * none), and the document the answers complete */
+	struct api_ask *ask;
+	json_t *doc;
 };
 
 struct rest_call {
 	struct rest *r;
 	struct MHD_Connection *conn;
 	const char *url;
+	struct rest_req *req;
 };
 
 typedef enum MHD_Result (*rest_fn)(struct rest_call *c);
@@ -507,16 +512,13 @@ static int rest_restore_at(struct rest_call *c, struct journal *j,
 {
 	const struct api *a = c->r->api;
 	struct journal_versions *store = NULL;
-	char dir[PATH_MAX];
 	const char *name;
 	int rootfd = open(a->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	int dirfd = -1, err = rootfd < 0 ? -errno : 0;
 
 	if (!err)
 		err = path_open_parent(rootfd, volume, path, &dirfd, &name);
-	snprintf(dir, sizeof(dir), "%s/" JOURNAL_VERSIONS_DIR, a->root);
-	if (!err && access(dir, F_OK) == 0 &&
-	    journal_versions_open(j, dir, false, &store) != 0)
+	if (!err && journal_versions_find(j, a->root, &store) != 0)
 		store = NULL;
 	if (!err)
 		err = journal_restore_file(j, store, a->root, volume, path,
@@ -629,6 +631,83 @@ static enum MHD_Result rest_post_restore(struct rest_call *c)
 				  volume, path, rest_restore_why[info.status]);
 	return rest_json(c, MHD_HTTP_OK, rest_restore_json(volume, path, &info,
 							   NULL));
+}
+
+/* ---- versions ------------------------------------------------------ */
+
+static void rest_park(void *conn)
+{
+	MHD_suspend_connection(conn);
+}
+
+static void rest_wake(void *conn)
+{
+	MHD_resume_connection(conn);
+}
+
+/* The answer once the peers said what they keep (or could not). */
+static enum MHD_Result rest_versions_done(struct rest_call *c)
+{
+	struct rest_req *req = c->req;
+	struct api_kept *peers = NULL;
+	size_t n = 0;
+	int err = api_ask_take(c->r->api, req->ask->id, &peers, &n);
+	json_t *doc = req->doc;
+
+	req->doc = NULL;
+	if (rest_versions_answer(doc, req->ask, err ? NULL : peers, n,
+				 "the peers could not be asked: the agent "
+				 "is stopping, or out of memory")) {
+		json_decref(doc);
+		doc = NULL;
+	}
+	free(peers);
+	free(req->ask);
+	req->ask = NULL;
+	return rest_json(c, MHD_HTTP_OK, doc);
+}
+
+/* GET /v1/versions?volume=&path=: what rest_render.h says.  A request
+ * whose versions are not all here waits (parked, api_ask.c) while the
+ * loop asks the peers, two seconds at most. */
+static enum MHD_Result rest_get_versions(struct rest_call *c)
+{
+	const char *volume, *path, *why;
+	struct rest_req *req = c->req;
+	struct journal *j;
+	json_t *doc;
+	int err;
+
+	if (rest_arg_str(c, "volume", VOLUME_NAME_MAX, &volume) || !volume ||
+	    rest_arg_str(c, "path", PATH_REL_MAX, &path) || !path)
+		return rest_error(c, MHD_HTTP_BAD_REQUEST, "volume and path "
+				  "are needed: ?volume=V&path=P");
+	path += strspn(path, "/");
+	req->ask = calloc(1, sizeof(*req->ask));
+	err = req->ask ? rest_journal(c, &j) : -ENOMEM;
+	if (!err)
+		err = rest_versions_json(j, c->r->api->root, volume, path,
+					 &req->doc, req->ask);
+	if (err == -ENOENT)
+		return rest_error(c, MHD_HTTP_NOT_FOUND, "the journal knows no "
+				  "version of %s/%s", volume, path);
+	if (err)
+		return rest_journal_error(c, err);
+	if (req->ask->n == 0)
+		why = "every version is here";
+	else if ((err = api_ask_push(c->r->api, req->ask, rest_park,
+				     rest_wake, c->conn)) == 0)
+		return MHD_YES;   /* rest_versions_done when woken */
+	else
+		why = err == -EBUSY ? "too many questions to peers at once; "
+		      "try again" : "the agent is stopping";
+	doc = req->doc;
+	req->doc = NULL;
+	if (rest_versions_answer(doc, req->ask, NULL, 0, why)) {
+		json_decref(doc);
+		doc = NULL;
+	}
+	return rest_json(c, MHD_HTTP_OK, doc);
 }
 
 /* Queued: the scrub reads on the loop thread, in steps. */
@@ -804,6 +883,7 @@ static const struct rest_route {
 	{ "/v1/volumes/", true, false, rest_get_volume },
 	{ "/v1/journal", false, false, rest_get_journal },
 	{ "/v1/conflicts", false, false, rest_get_conflicts },
+	{ "/v1/versions", false, false, rest_get_versions },
 	{ "/metrics", false, false, rest_get_metrics },
 	{ "/v1/admin/resync", false, true, rest_post_resync },
 	{ "/v1/admin/rescan", false, true, rest_post_rescan },
@@ -871,7 +951,8 @@ static enum MHD_Result rest_handler(void *cls, struct MHD_Connection *conn,
 				    const char *upload_data,
 				    size_t *upload_data_size, void **con_cls)
 {
-	struct rest_call c = { .r = cls, .conn = conn, .url = url };
+	struct rest_call c = { .r = cls, .conn = conn, .url = url,
+			       .req = *con_cls };
 	struct rest_req *req = *con_cls;
 	enum MHD_Result res;
 
@@ -881,6 +962,7 @@ static enum MHD_Result rest_handler(void *cls, struct MHD_Connection *conn,
 		if (!req)
 			return MHD_NO;
 		*con_cls = req;
+		c.req = req;
 		/* Answering now, before the body, is what keeps it unread. */
 		if (rest_host_check(&c, version, &res))
 			return res;
@@ -897,6 +979,8 @@ static enum MHD_Result rest_handler(void *cls, struct MHD_Connection *conn,
 		 * cap the only answer left mid-upload is to hang up. */
 		return req->body > REST_BODY_MAX ? MHD_NO : MHD_YES;
 	}
+	if (req->ask && req->doc)
+		return rest_versions_done(&c);   /* woken: the peers answered */
 	if (req->started)
 		return MHD_YES;
 	req->started = true;
@@ -906,10 +990,21 @@ static enum MHD_Result rest_handler(void *cls, struct MHD_Connection *conn,
 static void rest_completed(void *cls, struct MHD_Connection *conn,
 			   void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
+	struct rest *r = cls;
+	struct rest_req *req = *con_cls;
+	struct api_kept *peers;
+	size_t n;
+
 	(void)conn;
 	(void)toe;
-	free(*con_cls);
+	if (req && req->ask && req->doc &&
+	    api_ask_take(r->api, req->ask->id, &peers, &n) == 0)
+		free(peers);
+	if (req) {
+		json_decref(req->doc);
+		free(req->ask);
+	}
+	free(req);
 	*con_cls = NULL;
 }
 
@@ -992,7 +1087,8 @@ int rest_start(struct api *a, char **errmsg)
 	err = rest_bind(r, errmsg);
 	if (err)
 		goto out;
-	r->daemon = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL,
+	r->daemon = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD |
+		MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
 		NULL, rest_handler, r,
 		MHD_OPTION_LISTEN_SOCKET, r->fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)REST_CONN_MAX,
@@ -1022,6 +1118,8 @@ void rest_stop(struct api *a)
 
 	if (!r)
 		return;
+	/* MHD cannot stop with requests parked. */
+	api_asks_close(a);
 	/* After this no handler runs, so the journal is ours again. */
 	MHD_stop_daemon(r->daemon);
 	journal_close(r->journal);

@@ -184,7 +184,7 @@ static json_t *rest_at_json(int64_t wall_ns)
 	return json_string(at);
 }
 
-static json_t *rest_change_json(const struct journal_change *c)
+json_t *rest_change_json(const struct journal_change *c)
 {
 	json_t *bases = json_array();
 

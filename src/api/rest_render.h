@@ -36,10 +36,32 @@ int rest_volume_json(struct journal *j, const char *name, json_t **out);
 /* {"entries": [...], "next": cursor or null}, newest first. */
 int rest_log_json(struct journal *j, const struct journal_filter *f,
 		  json_t **out);
+/* One journal change as /v1/journal lists it (NULL: out of memory). */
+json_t *rest_change_json(const struct journal_change *c);
 /* The newest REST_CONFLICTS_MAX conflicts of VOLUME (NULL: all). */
 int rest_conflicts_json(struct journal *j, const char *volume, json_t **out);
 
 #define REST_CONFLICTS_MAX 1000
+
+/*
+ * GET /v1/versions (rest_versions.c): {"volume", "path", "versions":
+ * [...]}, oldest first, each version a /v1/journal entry with "content":
+ * "live" (the file holds it now), "kept" (the version store here),
+ * "not here", or "-" (nothing to hold: a directory, symlink or delete).
+ * ASK gets the contents not here, newest first, at most API_ASK_MAX
+ * (n 0: none).  ROOT is volume.root_path.  -ENOENT when the journal
+ * knows no version of the path.
+ */
+int rest_versions_json(struct journal *j, const char *root,
+		       const char *volume, const char *path, json_t **out,
+		       struct api_ask *ask);
+/* Adds the peers' answers to DOC: each version not here gets "peers"
+ * (who has it) and "content" "peer", "gone" (every peer answered, none
+ * has it) or still "not here"; DOC gets "peers", each with its status.
+ * PEERS NULL: they could not be asked, and DOC's "peers_note" says WHY. */
+int rest_versions_answer(json_t *doc, const struct api_ask *ask,
+			 const struct api_kept *peers, size_t n_peers,
+			 const char *why);
 
 /* Prometheus text exposition (0.0.4); *text is malloc'd, *len its size.
  * J (may be NULL) is read for what the version store keeps. */

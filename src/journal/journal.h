@@ -363,6 +363,20 @@ int journal_versions_keep(struct journal_versions *v, int dirfd,
 /* A descriptor of the kept content HASH, or -ENOENT. */
 int journal_versions_get(struct journal_versions *v,
 			 const uint8_t hash[CONTENT_HASH_LEN]);
+/* The store under ROOT (a volume.root_path) when one was made there,
+ * opened without creating or cleaning anything; *OUT NULL when there is
+ * none.  0 or a negative code. */
+int journal_versions_find(struct journal *j, const char *root,
+			  struct journal_versions **out);
+/* Whether STORE has content HASH, whole (it may be NULL: none). */
+bool journal_versions_has(struct journal_versions *store,
+			  const uint8_t hash[CONTENT_HASH_LEN]);
+/* Where version C's content is on this node: "live" (LIVE, the path's
+ * current state or NULL, has it), "kept" (STORE has it), "not here", or
+ * "-" when C has no content (a directory, symlink or delete). */
+const char *journal_versions_where(struct journal_versions *store,
+				   const struct journal_state *live,
+				   const struct journal_change *c);
 /* Bytes and count kept, and when the oldest was kept (0: none). */
 int journal_versions_usage(struct journal_versions *v, uint64_t *bytes,
 			   uint64_t *count, int64_t *oldest_ns);

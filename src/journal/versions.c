@@ -39,6 +39,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -244,6 +246,43 @@ int journal_versions_get(struct journal_versions *v,
 		return -ENOENT;   /* changed since: not that content */
 	}
 	return fd;
+}
+
+bool journal_versions_has(struct journal_versions *store,
+			  const uint8_t hash[CONTENT_HASH_LEN])
+{
+	int fd = store ? journal_versions_get(store, hash) : -ENOENT;
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+const char *journal_versions_where(struct journal_versions *store,
+				   const struct journal_state *live,
+				   const struct journal_change *c)
+{
+	if (!c->has_hash)
+		return "-";
+	if (live && live->has_hash &&
+	    memcmp(live->hash, c->hash, CONTENT_HASH_LEN) == 0)
+		return "live";
+	return journal_versions_has(store, c->hash) ? "kept" : "not here";
+}
+
+int journal_versions_find(struct journal *j, const char *root,
+			  struct journal_versions **out)
+{
+	char dir[PATH_MAX];
+
+	*out = NULL;
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/" JOURNAL_VERSIONS_DIR,
+			     root) >= sizeof(dir))
+		return -ENAMETOOLONG;
+	if (access(dir, F_OK) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	return journal_versions_open(j, dir, false, out);
 }
 
 /* Removes the kept content of the row S points at. */

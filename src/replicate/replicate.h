@@ -146,6 +146,41 @@ void replicate_resync(struct replicate *r);
 struct journal_ref;
 int replicate_restore(struct replicate *r, const char *volume,
 		      const char *path, const struct journal_ref *ref);
+
+/* Versions asked about in one question (the wire's WIRE_MAX_ASK_KEPT). */
+#define REPLICATE_ASK_MAX 256
+
+/* What one peer said of the versions replicate_ask_kept asked about. */
+enum replicate_kept_status {
+	REPLICATE_KEPT_ASKED,       /* (only while the question is open) */
+	REPLICATE_KEPT_ANSWERED,    /* here[] says which it has */
+	REPLICATE_KEPT_OFFLINE,     /* not connected */
+	REPLICATE_KEPT_SILENT,      /* asked; no answer in time */
+	REPLICATE_KEPT_OLD,         /* its agent cannot be asked */
+};
+
+struct replicate_kept {
+	char id[65];
+	enum replicate_kept_status status;
+	uint8_t here[REPLICATE_ASK_MAX];   /* 1: it has the i-th version */
+};
+
+/* The answers to a question: one per configured peer.  Loop thread. */
+typedef void (*replicate_kept_fn)(void *arg, uint64_t cookie,
+				  const struct replicate_kept *peers,
+				  size_t n_peers);
+
+/*
+ * Asks every connected peer which of the N (1..REPLICATE_ASK_MAX)
+ * versions HASHES of VOLUME/PATH it keeps (ask.c).  DONE is called once,
+ * within about two seconds, with COOKIE; possibly before this returns
+ * (no peer to wait for).  Never called after replicate_free.  0, -EINVAL,
+ * -EBUSY (too many questions open) or -ENOMEM; DONE is not called then.
+ */
+int replicate_ask_kept(struct replicate *r, const char *volume,
+		       const char *path,
+		       const uint8_t (*hashes)[CONTENT_HASH_LEN], size_t n,
+		       replicate_kept_fn done, void *arg, uint64_t cookie);
 /* The scrub (scrub.c): a pass re-reads every file each PERIOD_MS (0: no
  * passes but those asked for); a pass now, at full pace. */
 void replicate_scrub_period(struct replicate *r, uint64_t period_ms);

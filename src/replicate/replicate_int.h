@@ -162,9 +162,11 @@ struct peer {
 	bool vector_wait;         /* its vector comes in a VECTOR frame */
 	bool clock;               /* its HELLO said it takes CLOCK */
 	bool chain;               /* its HELLO said it takes CHAIN_ENTRIES */
+	bool kept;                /* its HELLO said it answers ASK_KEPT */
 	struct replicate_peer_status stats;
 };
 
+struct asks;
 struct transfer;
 struct syncer;
 struct precopy;
@@ -187,6 +189,7 @@ struct replicate {
 	void *diverged_arg;
 	struct journal_versions *versions;  /* keep.c; NULL: none kept */
 	bool keep_warned;             /* keep.c: a volume elsewhere, said */
+	struct asks *asks;            /* ask.c: questions to peers */
 	bool kicked;              /* new commits: pump and look for jobs */
 	bool read_more;           /* a session has input left to read */
 	struct transfer *transfers;
@@ -263,6 +266,14 @@ int session_send(struct session *s, const struct wire_msg *m);
  * the peer out from under the caller. */
 void session_send_now(struct session *s);
 struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
+
+/* ask.c: S's peer asks which versions are here, or answers that. */
+int ask_on_question(struct session *s, const struct wire_ask_kept *a);
+void ask_on_answer(struct session *s, const struct wire_kept *k);
+/* Ends questions whose peers are gone or late; when the next is due. */
+void ask_tick(struct replicate *r, int64_t now);
+int64_t ask_deadline(const struct replicate *r);
+void ask_free(struct replicate *r);
 
 /* apply.c: entries up to change id LAST_ID arrived now. */
 void apply_note_arrival(struct replicate *r, int64_t last_id);

@@ -184,7 +184,8 @@ static int session_send_hello(struct session *s)
 	m.hello.features = WIRE_HELLO_OWN_FIRST | WIRE_HELLO_CHANGING |
 			   WIRE_HELLO_DELTA | WIRE_HELLO_STATE |
 			   WIRE_HELLO_VECTOR_NEXT | WIRE_HELLO_CLOCK |
-			   WIRE_HELLO_CHAIN | (s->r->hold ? WIRE_HELLO_REJOINING : 0);
+			   WIRE_HELLO_CHAIN | WIRE_HELLO_KEPT |
+			   (s->r->hold ? WIRE_HELLO_REJOINING : 0);
 	m.hello.node_id = s->r->node_id;
 	m.hello.cluster_id = s->r->cluster_id;
 	m.hello.vector.n = 1;
@@ -784,6 +785,7 @@ void replicate_free(struct replicate *r)
 	for (struct session *s = r->sessions; s; s = s->next)
 		session_close(s, "shutting down");
 	sessions_reap(r);
+	ask_free(r);
 	apply_stop(r);
 	apply_free(r);
 	serve_offers_expire(r, INT64_MAX);
@@ -890,6 +892,7 @@ void replicate_tick(struct replicate *r)
 	}
 	apply_tick(r);
 	scrub_tick(r, now);
+	ask_tick(r, now);
 	sessions_reap(r);
 }
 
@@ -946,6 +949,8 @@ int64_t replicate_next_deadline(struct replicate *r)
 		d = r->gate.resume_ns;
 	if (!r->hold && scrub_deadline(r) < d)
 		d = scrub_deadline(r);
+	if (ask_deadline(r) < d)
+		d = ask_deadline(r);
 	return d;
 }
 

@@ -134,6 +134,7 @@ void sync_on_hello(struct session *s, const struct wire_hello *h)
 	s->peer->vector_wait = (h->features & WIRE_HELLO_VECTOR_NEXT) != 0;
 	s->peer->clock = (h->features & WIRE_HELLO_CLOCK) != 0;
 	s->peer->chain = (h->features & WIRE_HELLO_CHAIN) != 0;
+	s->peer->kept = (h->features & WIRE_HELLO_KEPT) != 0;
 	if (s->peer->vector_wait)
 		return;
 	state_on_vector(s, &h->vector);
@@ -821,6 +822,11 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 		log_error("replicate", "peer %s: %s", s->peer->id,
 			  m->error.text);
 		return -ECONNABORTED;
+	case WIRE_ASK_KEPT:
+		return ask_on_question(s, &m->ask_kept);
+	case WIRE_KEPT:
+		ask_on_answer(s, &m->kept);
+		return 0;
 	case WIRE_CHANGING:
 		if (!s->r->hold)
 			precopy_on_changing(s->r, s->peer, &m->changing);

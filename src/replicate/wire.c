@@ -428,17 +428,63 @@ static void rd_clock(struct wire_rd *r, struct wire_msg *m)
 	m->clock.wall_ns = (int64_t)rd_u64(r);
 }
 
+/* A file's volume and path, as CHANGING and ASK_KEPT name them; checked
+ * by rd_file_check once the whole payload is read, so that a truncated
+ * frame is malformed rather than hostile. */
+static void rd_file(struct wire_rd *r, const char **volume, const char **path)
+{
+	*volume = rd_str(r, VOLUME_NAME_MAX, KR_EHOSTILE);
+	*path = rd_str(r, PATH_REL_MAX, KR_EHOSTILE);
+}
+
+static void rd_file_check(struct wire_rd *r, const char *volume,
+			  const char *path)
+{
+	if (!r->err && (!path_volume_name_ok(volume) || !*path ||
+			path_check_rel(path) != 0))
+		rd_fail(r, KR_EHOSTILE);
+}
+
 static void rd_changing(struct wire_rd *r, struct wire_msg *m)
 {
 	struct wire_changing *c = &m->changing;
 
-	c->volume = rd_str(r, VOLUME_NAME_MAX, KR_EHOSTILE);
-	c->path = rd_str(r, PATH_REL_MAX, KR_EHOSTILE);
+	rd_file(r, &c->volume, &c->path);
 	rd_hash(r, c->base);
 	c->size = rd_u64(r);
-	if (!r->err && (!path_volume_name_ok(c->volume) || !*c->path ||
-			path_check_rel(c->path) != 0))
-		rd_fail(r, KR_EHOSTILE);
+	rd_file_check(r, c->volume, c->path);
+}
+
+static void rd_ask_kept(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_ask_kept *a = &m->ask_kept;
+	uint8_t (*h)[CONTENT_HASH_LEN] = NULL;
+
+	a->token = rd_u64(r);
+	rd_file(r, &a->volume, &a->path);
+	a->n = rd_count(r, rd_u32(r), CONTENT_HASH_LEN, WIRE_MAX_ASK_KEPT);
+	if (!r->err && a->n == 0)
+		rd_fail(r, -EPROTO);
+	if (!r->err)
+		h = rd_alloc(r, (size_t)a->n * CONTENT_HASH_LEN);
+	for (uint32_t i = 0; h && i < a->n && !r->err; i++)
+		rd_hash(r, h[i]);
+	a->hashes = (const uint8_t (*)[CONTENT_HASH_LEN])h;
+	rd_file_check(r, a->volume, a->path);
+}
+
+static void rd_kept(struct wire_rd *r, struct wire_msg *m)
+{
+	struct wire_kept *k = &m->kept;
+	uint8_t *here = NULL;
+
+	k->token = rd_u64(r);
+	k->n = rd_count(r, rd_u32(r), 1, WIRE_MAX_ASK_KEPT);
+	if (!r->err && k->n)
+		here = rd_alloc(r, k->n);
+	for (uint32_t i = 0; here && i < k->n && !r->err; i++)
+		here[i] = rd_flag(r);
+	k->here = here;
 }
 
 static void rd_get_delta(struct wire_rd *r, struct wire_msg *m)
@@ -756,12 +802,18 @@ static void wr_error(struct wire_wr *w, const struct wire_msg *m)
 		wr_str(w, m->error.text);
 }
 
+/* What rd_file accepts. */
+static bool wr_file_ok(const char *volume, const char *path)
+{
+	return volume && path && path_volume_name_ok(volume) && *path &&
+	       path_check_rel(path) == 0;
+}
+
 static void wr_changing(struct wire_wr *w, const struct wire_msg *m)
 {
 	const struct wire_changing *c = &m->changing;
 
-	if (!c->volume || !c->path || !path_volume_name_ok(c->volume) ||
-	    !*c->path || path_check_rel(c->path) != 0)
+	if (!wr_file_ok(c->volume, c->path))
 		wr_fail(w, -EINVAL);
 	if (w->err)
 		return;
@@ -769,6 +821,38 @@ static void wr_changing(struct wire_wr *w, const struct wire_msg *m)
 	wr_str(w, c->path);
 	wr_put(w, c->base, CONTENT_HASH_LEN);
 	wr_u64(w, c->size);
+}
+
+static void wr_ask_kept(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_ask_kept *a = &m->ask_kept;
+
+	if (!wr_file_ok(a->volume, a->path) || a->n == 0 ||
+	    a->n > WIRE_MAX_ASK_KEPT || !a->hashes)
+		wr_fail(w, -EINVAL);
+	if (w->err)
+		return;
+	wr_u64(w, a->token);
+	wr_str(w, a->volume);
+	wr_str(w, a->path);
+	wr_u32(w, a->n);
+	wr_put(w, a->hashes, (size_t)a->n * CONTENT_HASH_LEN);
+}
+
+static void wr_kept(struct wire_wr *w, const struct wire_msg *m)
+{
+	const struct wire_kept *k = &m->kept;
+
+	if (k->n > WIRE_MAX_ASK_KEPT || (k->n && !k->here))
+		wr_fail(w, -EINVAL);
+	for (uint32_t i = 0; !w->err && i < k->n; i++)
+		if (k->here[i] > 1)
+			wr_fail(w, -EINVAL);
+	if (w->err)
+		return;
+	wr_u64(w, k->token);
+	wr_u32(w, k->n);
+	wr_put(w, k->here, k->n);
 }
 
 static void wr_get_delta(struct wire_wr *w, const struct wire_msg *m)
@@ -858,6 +942,11 @@ static const struct wire_type_ops wire_types[] = {
 			       rd_chain_entries, wr_chain_entries },
 	[WIRE_KEY] = { "KEY", 2 + WIRE_CERT_MAX, rd_key, wr_key },
 	[WIRE_SEALS] = { "SEALS", WIRE_MAX_PAYLOAD, rd_seals, wr_seals },
+	[WIRE_ASK_KEPT] = { "ASK_KEPT", 8 + 2 + VOLUME_NAME_MAX + 2 +
+			    PATH_REL_MAX + 4 +
+			    WIRE_MAX_ASK_KEPT * CONTENT_HASH_LEN,
+			    rd_ask_kept, wr_ask_kept },
+	[WIRE_KEPT] = { "KEPT", 8 + 4 + WIRE_MAX_ASK_KEPT, rd_kept, wr_kept },
 };
 
 _Static_assert(WIRE_MAX_CHUNK == DELTA_LEN_MAX,

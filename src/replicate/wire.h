@@ -138,6 +138,16 @@
  *                        entries the heads did not; sent between the
  *                        last STATE frame and STATE_END.  20-23 only to
  *                        a peer whose HELLO has feature bit 7 (CHAIN)
+ *     24  ASK_KEPT       u64 token, str volume, str path (non-empty),
+ *                        u32 n (1..WIRE_MAX_ASK_KEPT, 256), n x hash
+ *                        content: which of these versions of the file
+ *                        the receiver could serve (its live file or its
+ *                        version store), so that a user listing them
+ *                        learns which node a restore can come from
+ *     25  KEPT           u64 token (the ASK_KEPT's), u32 n (0..256),
+ *                        n x u8 (0: not there, 1: there), in the order
+ *                        asked.  24-25 only to a peer whose HELLO has
+ *                        feature bit 8 (KEPT)
  *
  *   entry: ref (origin, seq > 0), u64 lamport (at most
  *          JOURNAL_LAMPORT_MAX, 2^62), i64 wall_ns, str volume,
@@ -233,6 +243,7 @@
 #define WIRE_TEXT_MAX 1024
 #define WIRE_SIG_MAX 512
 #define WIRE_CERT_MAX 4096
+#define WIRE_MAX_ASK_KEPT 256
 
 /* Largest encoding of one entry, every string and base at its cap: an
  * ENTRIES or STATE budget of at least 4 + WIRE_ENTRY_MAX always takes one
@@ -279,8 +290,10 @@ enum wire_type {
 	WIRE_CHAIN_STATE,
 	WIRE_KEY,
 	WIRE_SEALS,
+	WIRE_ASK_KEPT,
+	WIRE_KEPT,
 };
-#define WIRE_TYPE_LAST WIRE_SEALS
+#define WIRE_TYPE_LAST WIRE_KEPT
 
 /* ERROR codes this version sends; a receiver must accept any other. */
 enum wire_error_code {
@@ -376,6 +389,8 @@ struct wire_vector {
 #define WIRE_HELLO_CLOCK (1u << 6)
 /* The sender takes CHAIN_ENTRIES, CHAIN_STATE and KEY. */
 #define WIRE_HELLO_CHAIN (1u << 7)
+/* The sender answers ASK_KEPT. */
+#define WIRE_HELLO_KEPT (1u << 8)
 
 struct wire_clock {
 	uint64_t token;           /* the PING's */
@@ -486,6 +501,22 @@ struct wire_seals {
 	const struct wire_seal *v;
 };
 
+/* Which of N versions (content hashes) of VOLUME/PATH the receiver has. */
+struct wire_ask_kept {
+	uint64_t token;
+	const char *volume;
+	const char *path;         /* never "": a file */
+	uint32_t n;               /* 1..WIRE_MAX_ASK_KEPT */
+	const uint8_t (*hashes)[CONTENT_HASH_LEN];
+};
+
+/* The answer: HERE[i] is 1 when the i-th version asked is there. */
+struct wire_kept {
+	uint64_t token;
+	uint32_t n;               /* 0..WIRE_MAX_ASK_KEPT */
+	const uint8_t *here;
+};
+
 /*
  * One message.  To encode, the caller fills type and the matching member
  * with pointers it owns.  Decoded, every pointer is owned by the message
@@ -514,6 +545,8 @@ struct wire_msg {
 		struct wire_delta delta;
 		struct wire_key key;               /* KEY */
 		struct wire_seals seals;           /* SEALS */
+		struct wire_ask_kept ask_kept;     /* ASK_KEPT */
+		struct wire_kept kept;             /* KEPT */
 	};
 	struct wire_arena *arena;  /* private: what decoding allocated */
 };

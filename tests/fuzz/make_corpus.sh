@@ -98,6 +98,10 @@ wire() {
     entry 1 $REG vol1 dir/a.txt ab - "$O2"; hash 11; u16 2; hash 41; hash 42; u8 0
     entry 4 0 vol1 old.txt - -; hash 22; u16 1; hash 43; u8 1; hash 33; u16 72; rep 72 5a)")"
   put wire seals "$(frame 23 "$(u32 1; ref "$O2" 9; hash 61; hash 62; u16 72; rep 72 5b)")"
+  # Which versions of a file a peer keeps, and its answer.
+  put wire ask-kept "$(frame 24 "$(u64 5; str vol1; str dir/a.txt; u32 2; hash 11; hash 22)")"
+  put wire kept "$(frame 25 "$(u64 5; u32 2; u8 1; u8 0)")"
+  put wire bad-kept-flag "$(frame 25 "$(u64 5; u32 1; u8 2)")"
   # Broken: each refused for one reason.
   put wire bad-magic "$(bytes KRFX; u8 1; u8 9; u16 0; u32 8; u64 1)"
   put wire bad-version "$(bytes KRFS; u8 2; u8 9; u16 0; u32 8; u64 1)"

@@ -202,6 +202,19 @@ pair_config() {
     "$T/n2/volumes" "$T/n2/journal.db"
 }
 
+# dump_dom URL OUT: the page at URL as headless Chromium renders it (its
+# scripts run for up to 5 s of virtual time), into OUT; the browser's
+# console in $T/chromium.log.
+dump_dom() {
+  local profile
+  profile=$(mktemp -d "$T/chromium-XXXXXX")
+  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$profile" --enable-logging=stderr --v=0 \
+    --virtual-time-budget=5000 --dump-dom "$1" > "$2" 2> "$T/chromium.log" ||
+    fail "chromium failed: $(tail -5 "$T/chromium.log")"
+}
+
 # same_tree A B: the two volume roots hold the same names, types, modes,
 # link targets and bytes (the agent's hidden .krakenfs-* names aside).
 same_tree() {

@@ -69,12 +69,7 @@ wait_for 60 grep -q "resync requested through the API" "$T/n1.log" || fail "resy
 wait_for 60 sh -c "grep -c 'peer n2 connected' '$T/n1.log' | grep -q 2" || fail "no reconnection after resync"
 pass "admin calls: 401 without the token, 202 with it, and the agent acts"
 
-profile=$(mktemp -d "$T/chromium-XXXXXX")
-chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-  --disable-background-networking --disable-component-update --disable-sync \
-  --user-data-dir="$profile" --enable-logging=stderr --v=0 \
-  --virtual-time-budget=5000 --dump-dom "$API/" > "$T/dom.html" 2> "$T/chromium.log" ||
-  fail "chromium failed: $(tail -5 "$T/chromium.log")"
+dump_dom "$API/" "$T/dom.html"
 grep -q "n2" "$T/dom.html" || fail "dashboard does not show the peer n2"
 grep -q "fresh-change.txt" "$T/dom.html" || fail "dashboard does not show the change made during the test"
 if grep -E "CONSOLE|Uncaught" "$T/chromium.log" | grep -qiE "error|uncaught"; then

@@ -99,15 +99,6 @@ pass "a name in api.allowed_hosts is accepted, other names are not"
 # the token given in the fragment.
 expect 200 "the dashboard page without a token" "$API/"
 grep -q '<!DOCTYPE html>' "$T/body" || fail "GET / is not the page"
-dump_dom() {
-  local profile
-  profile=$(mktemp -d "$T/chromium-XXXXXX")
-  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
-    --user-data-dir="$profile" --enable-logging=stderr --v=0 \
-    --virtual-time-budget=5000 --dump-dom "$1" > "$2" 2> "$T/chromium.log" ||
-    fail "chromium failed: $(tail -5 "$T/chromium.log")"
-}
 dump_dom "$API/" "$T/dom-none.html"
 grep -q '<form id="login">' "$T/dom-none.html" || fail "the page without a token does not ask for one"
 grep -q 'needs a read token' "$T/dom-none.html" || fail "the page without a token does not say why"

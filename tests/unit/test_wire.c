@@ -259,6 +259,8 @@ static const uint8_t sample_hashes[3][CONTENT_HASH_LEN] = {
 	{ 0xa1 }, { 0xa2 }, { 0xa3, [31] = 0xff },
 };
 
+static const uint8_t sample_here[3] = { 1, 0, 1 };
+
 static uint8_t sample_data[3000];
 /* 10,000 bytes are 3 blocks, the last short: digests and a map for them. */
 static const uint8_t sample_digests[3][DELTA_DIGEST] = {
@@ -366,6 +368,13 @@ static void sample(enum wire_type t, struct wire_msg *m)
 		m->changing = (struct wire_changing){ "data", "db/main.sqlite",
 						      { 0xb5, [31] = 1 },
 						      3ull << 30 };
+		break;
+	case WIRE_ASK_KEPT:
+		m->ask_kept = (struct wire_ask_kept){ 0xfedcba9876543210u,
+			"data", "db/main.sqlite", 3, sample_hashes };
+		break;
+	case WIRE_KEPT:
+		m->kept = (struct wire_kept){ 7, 3, sample_here };
 		break;
 	case WIRE_GET_DELTA:
 		m->get_delta = (struct wire_get_delta){ { 0xd1 }, 10000,
@@ -539,6 +548,19 @@ static void assert_msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 		assert_memory_equal(a->changing.base, b->changing.base,
 				    CONTENT_HASH_LEN);
 		assert_int_equal(a->changing.size, b->changing.size);
+		break;
+	case WIRE_ASK_KEPT:
+		assert_int_equal(a->ask_kept.token, b->ask_kept.token);
+		assert_string_equal(a->ask_kept.volume, b->ask_kept.volume);
+		assert_string_equal(a->ask_kept.path, b->ask_kept.path);
+		assert_int_equal(a->ask_kept.n, b->ask_kept.n);
+		assert_memory_equal(a->ask_kept.hashes, b->ask_kept.hashes,
+				    a->ask_kept.n * CONTENT_HASH_LEN);
+		break;
+	case WIRE_KEPT:
+		assert_int_equal(a->kept.token, b->kept.token);
+		assert_int_equal(a->kept.n, b->kept.n);
+		assert_memory_equal(a->kept.here, b->kept.here, a->kept.n);
 		break;
 	case WIRE_GET_DELTA:
 		assert_memory_equal(a->get_delta.hash, b->get_delta.hash,
@@ -1416,6 +1438,61 @@ static void test_changing_paths(void **state)
 	wire_buf_release(&b);
 }
 
+/* ASK_KEPT names a file as CHANGING does, and bounds its count; KEPT's
+ * flags are 0 or 1. */
+static void test_ask_kept_fields(void **state)
+{
+	struct wire_buf b = { 0 };
+	struct wire_msg m = { .type = WIRE_ASK_KEPT };
+	struct wire_msg ping = { .type = WIRE_PING, .token = 1 };
+	static const uint8_t two[1] = { 2 };
+	struct raw r;
+
+	(void)state;
+	assert_int_equal(wire_encode(&b, &ping), 0);
+	r.len = 0;
+	raw_u64(&r, 1);
+	raw_str(&r, "data", 0);
+	raw_str(&r, "../x", 0);
+	raw_u32(&r, 1);
+	raw_hash(&r, 0x42);
+	assert_int_equal(decode_raw(WIRE_ASK_KEPT, &r), KR_EHOSTILE);
+	for (size_t k = 0; k < 4; k++) {
+		static const uint32_t ns[] = { 0, 1, WIRE_MAX_ASK_KEPT,
+					       WIRE_MAX_ASK_KEPT + 1 };
+		uint32_t n = ns[k];
+		int want = n == 0 || n > WIRE_MAX_ASK_KEPT ? -EPROTO : 0;
+
+		r.len = 0;
+		raw_u64(&r, 1);
+		raw_str(&r, "data", 0);
+		raw_str(&r, "ok/file", 0);
+		raw_u32(&r, n);
+		for (uint32_t i = 0; i < n; i++)
+			raw_hash(&r, (uint8_t)i);
+		assert_int_equal(decode_raw(WIRE_ASK_KEPT, &r), want);
+	}
+	m.ask_kept = (struct wire_ask_kept){ 1, "data", "", 1, sample_hashes };
+	assert_encode_fails(&b, &m, -EINVAL);
+	m.ask_kept = (struct wire_ask_kept){ 1, "data", "f", 0, sample_hashes };
+	assert_encode_fails(&b, &m, -EINVAL);
+
+	r.len = 0;
+	raw_u64(&r, 1);
+	raw_u32(&r, 1);
+	raw_u8(&r, 2);
+	assert_int_equal(decode_raw(WIRE_KEPT, &r), -EPROTO);
+	r.len = 0;
+	raw_u64(&r, 1);
+	raw_u32(&r, 2);
+	raw_u8(&r, 1);
+	assert_int_equal(decode_raw(WIRE_KEPT, &r), -EPROTO);
+	m = (struct wire_msg){ .type = WIRE_KEPT };
+	m.kept = (struct wire_kept){ 1, 1, two };
+	assert_encode_fails(&b, &m, -EINVAL);
+	wire_buf_release(&b);
+}
+
 static void test_encode_refuses_bad_fields(void **state)
 {
 	struct wire_buf b = { 0 };
@@ -2276,7 +2353,9 @@ static void test_names_and_release(void **state)
 	assert_string_equal(wire_type_name(WIRE_CHAIN_STATE), "CHAIN_STATE");
 	assert_string_equal(wire_type_name(WIRE_KEY), "KEY");
 	assert_string_equal(wire_type_name(WIRE_SEALS), "SEALS");
-	assert_string_equal(wire_type_name((enum wire_type)24), "unknown");
+	assert_string_equal(wire_type_name(WIRE_ASK_KEPT), "ASK_KEPT");
+	assert_string_equal(wire_type_name(WIRE_KEPT), "KEPT");
+	assert_string_equal(wire_type_name((enum wire_type)26), "unknown");
 	assert_string_equal(wire_type_name((enum wire_type)0), "unknown");
 	assert_string_equal(wire_type_name((enum wire_type)200), "unknown");
 	assert_int_equal(wire_max_payload((enum wire_type)0), 0);
@@ -2321,6 +2400,7 @@ int main(void)
 		cmocka_unit_test(test_delta_rebuilds_chunk),
 		cmocka_unit_test(test_error_text),
 		cmocka_unit_test(test_changing_paths),
+		cmocka_unit_test(test_ask_kept_fields),
 		cmocka_unit_test(test_encode_refuses_bad_fields),
 		cmocka_unit_test(test_encode_over_cap),
 		cmocka_unit_test(test_chunklist_runs),

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# `kraken-journal versions` and GET /v1/versions say, for a version this
+# node does not hold, which peers keep it, or that none does any more.
+# Three nodes: n1 writes f.txt v1 then v2 itself, so n1 keeps nothing of
+# v1; n2 keeps it; n3 keeps no versions at all (versions.keep "0").
+#   - v1 is "on n2", both peers having answered;
+#   - g.txt's v1 never reached n2 (it was down), so no node has it: gone;
+#   - with n3 stopped (SIGSTOP) the question still ends, in about two
+#     seconds, and the API answers other requests meanwhile; g.txt v1 is
+#     then "not here", as n3 could not say;
+#   - n1's agent stops cleanly while a question waits for a hung peer;
+#   - with n1's agent stopped the CLI lists what n1 holds and says why
+#     the peers were not asked.
+source "$(dirname "$0")/lib.sh"
+
+PORT=18050
+NODES=n1:127.0.0.1,n2:127.0.0.2,n3:127.0.0.3
+for i in 1 2 3; do
+  mkdir -p "$T/n$i/volumes/vx"
+  echo "secret-$i" > "$T/n$i.token"
+  extra=()
+  [ "$i" = 3 ] && extra=("versions:" '  keep: "0"')
+  cluster_config "$T/n$i.yaml" "n$i" "127.0.0.$i" "$PORT" "$NODES" \
+    "$T/n$i/volumes" "$T/n$i/journal.db" "${extra[@]}"
+done
+V1=$T/n1/volumes/vx V2=$T/n2/volumes/vx V3=$T/n3/volumes/vx
+API=http://127.0.0.1:$((PORT + 1))
+holds() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }
+versions() { "$KJ" --config "$T/n1.yaml" "$@" versions vx "${PATH_ARG:-f.txt}"; }
+
+start_agent n1 "$T/n1.yaml"
+start_agent n2 "$T/n2.yaml"
+start_agent n3 "$T/n3.yaml"
+echo "f one" > "$V1/f.txt"
+wait_for 30 holds "$V2/f.txt" "f one" && wait_for 30 holds "$V3/f.txt" "f one" ||
+  fail "f.txt v1 did not reach n2 and n3"
+echo "f two" > "$V1/f.txt"
+wait_for 30 holds "$V2/f.txt" "f two" && wait_for 30 holds "$V3/f.txt" "f two" ||
+  fail "f.txt v2 did not reach n2 and n3"
+[ -z "$(ls -A "$T/n3/volumes/.krakenfs-versions" 2>/dev/null)" ] ||
+  fail "n3 keeps versions with versions.keep \"0\": the test proves nothing"
+
+versions > "$T/v.txt" 2> "$T/v.err" || fail "versions: $(cat "$T/v.txt" "$T/v.err")"
+grep -Eq ' put .* on n2$' "$T/v.txt" && grep -Eq ' put .* live$' "$T/v.txt" ||
+  fail "n1 does not list v1 as on n2 and v2 as live: $(cat "$T/v.txt")"
+grep -q "^peers asked: n2 (answered), n3 (answered)$" "$T/v.txt" ||
+  fail "the listing does not say which peers answered: $(cat "$T/v.txt")"
+versions --json > "$T/v.json" || fail "versions --json"
+jq -e '.[0].content == "peer" and .[0].peers == ["n2"] and .[1].content == "live"' \
+  "$T/v.json" >/dev/null || fail "versions --json: $(cat "$T/v.json")"
+curl -sf "$API/v1/versions?volume=vx&path=f.txt" > "$T/api.json" || fail "GET /v1/versions"
+jq -e '(.versions | length) == 2 and .versions[0].content == "peer" and
+       .versions[0].peers == ["n2"] and .versions[1].content == "live" and
+       ([.peers[] | .status] == ["answered", "answered"])' "$T/api.json" >/dev/null ||
+  fail "GET /v1/versions: $(cat "$T/api.json")"
+dump_dom "$API/#path=vx/f.txt" "$T/dom.html"
+grep -q '<span class="pill up">on n2</span>' "$T/dom.html" ||
+  fail "the dashboard's history of vx/f.txt does not show v1 on n2"
+pass "v1 of f.txt, replaced by n1 itself, is listed as on n2 (CLI, API, dashboard)"
+
+# g.txt v1 goes to n3 only, which keeps nothing; n2 catches up on v2.
+stop_agent n2
+echo "g one" > "$V1/g.txt"
+wait_for 30 holds "$V3/g.txt" "g one" || fail "g.txt v1 did not reach n3"
+echo "g two" > "$V1/g.txt"
+wait_for 30 holds "$V3/g.txt" "g two" || fail "g.txt v2 did not reach n3"
+start_agent n2b "$T/n2.yaml"
+wait_for 30 holds "$V2/g.txt" "g two" || fail "g.txt v2 did not reach n2"
+PATH_ARG=g.txt versions > "$T/g.txt.out" || fail "versions g.txt"
+grep -Eq ' put .* gone$' "$T/g.txt.out" && grep -q "^'gone': no node keeps" "$T/g.txt.out" ||
+  fail "g.txt v1, which no node keeps, is not listed as gone: $(cat "$T/g.txt.out")"
+pass "a version no node keeps is listed as gone"
+
+# n3 hung: the question waits for it at most about two seconds, and the
+# API serves other requests meanwhile.
+kill -STOP "$PID_n3"
+start=$(date +%s%N)
+curl -sf --max-time 10 "$API/v1/versions?volume=vx&path=g.txt" > "$T/slow.json" &
+asker=$!
+sleep 0.3
+curl -sf --max-time 1 "$API/health" >/dev/null ||
+  fail "the API did not answer /health while a question to peers waited"
+wait "$asker" || fail "GET /v1/versions with n3 hung failed"
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+kill -CONT "$PID_n3"
+jq -e '.versions[0].content == "not here" and
+       ([.peers[] | select(.id == "n3") | .status] == ["no answer"])' \
+  "$T/slow.json" >/dev/null || fail "with n3 hung: $(cat "$T/slow.json")"
+[ "$took" -lt 8000 ] || fail "the question waited ${took} ms for a hung peer"
+pass "a hung peer: the answer comes without it (${took} ms), v1 'not here', other requests served"
+
+stop_agent n3
+PATH_ARG=g.txt versions > "$T/off.txt" || fail "versions with n3 stopped"
+grep -Eq ' put .* not here$' "$T/off.txt" &&
+  grep -q "n3 (offline)" "$T/off.txt" && grep -q "could not be asked may keep" "$T/off.txt" ||
+  fail "with n3 stopped, g.txt v1 is not 'not here' with n3 offline: $(cat "$T/off.txt")"
+pass "an offline peer might keep a version: 'not here', not 'gone'"
+
+# The agent stops cleanly while a request waits for a hung peer (n2).
+kill -STOP "$PID_n2b"
+curl -s --max-time 10 -o "$T/stopping.json" "$API/v1/versions?volume=vx&path=g.txt" &
+asker=$!
+sleep 0.3
+stop_agent n1
+kill -CONT "$PID_n2b"
+wait "$asker" || true
+[ ! -s "$T/stopping.json" ] || jq -e '.versions | length == 2' "$T/stopping.json" >/dev/null ||
+  fail "the request waiting when n1 stopped got: $(cat "$T/stopping.json")"
+pass "the agent stops cleanly (exit 0) while a question to a hung peer waits"
+
+versions > "$T/down.txt" 2>&1 || fail "versions with the agent stopped: $(cat "$T/down.txt")"
+grep -Eq ' put .* not here$' "$T/down.txt" &&
+  grep -q "not asked: the agent at 127.0.0.1:$((PORT + 1)) does not answer" "$T/down.txt" ||
+  fail "with n1's agent stopped, the listing does not say why peers were not asked: $(cat "$T/down.txt")"
+pass "with the agent stopped: what n1 holds, and why the peers were not asked"
