@@ -24,6 +24,10 @@
 #define RETENTION_EVERY_MIN_NS NS_PER_S
 #define RETENTION_EVERY_MAX_NS (3600 * NS_PER_S)
 #define VERSIONS_PRUNE_NS (60 * NS_PER_S)
+/* New versions are measured this soon: until then the store's size, in
+ * /v1/volumes and the metrics, counts each at its full size, 1 GiB for
+ * a 1 MiB edit of a 1 GiB file. */
+#define VERSIONS_MEASURE_NS (2 * NS_PER_S)
 
 struct retention {
 	struct journal *journal;
@@ -40,6 +44,7 @@ struct retention {
 	uint64_t versions_max_bytes;
 	unsigned versions_max_percent;
 	int64_t versions_prune_at;  /* monotonic */
+	int64_t versions_measure_at;
 };
 
 static int64_t mono_ns(void)
@@ -131,6 +136,15 @@ static void versions_prune(struct retention *r, int64_t now)
 	uint64_t removed = 0;
 	int err;
 
+	if (r->versions && now >= r->versions_measure_at) {
+		r->versions_measure_at = now + VERSIONS_MEASURE_NS;
+		err = journal_versions_measure_fresh(r->versions);
+		if (!err)
+			err = journal_flush(r->journal);
+		if (err)
+			log_warn("journal", "measuring new kept versions: %s",
+				 kr_strerror(err));
+	}
 	if (!r->versions || now < r->versions_prune_at)
 		return;
 	r->versions_prune_at = now + VERSIONS_PRUNE_NS;

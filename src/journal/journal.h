@@ -383,6 +383,10 @@ int journal_versions_usage(struct journal_versions *v, uint64_t *bytes,
 /* The same from J's table alone, for VOLUME (NULL: every volume). */
 int journal_versions_stats(struct journal *j, const char *volume,
 			   uint64_t *bytes, uint64_t *count, int64_t *oldest_ns);
+/* Measures what the versions kept since the last call cost on disk
+ * (versions.disk; until then a version counts its size): cheap when
+ * none was kept.  Once the replacing version is in place, not before. */
+int journal_versions_measure_fresh(struct journal_versions *v);
 /* Removes what was kept before NOW_NS - KEEP_NS, then the oldest while
  * more than MAX_BYTES are kept; *REMOVED counts them. */
 int journal_versions_prune(struct journal_versions *v, int64_t keep_ns,

@@ -58,6 +58,8 @@ struct journal {
 	pthread_cond_t ckpt_wake;
 	char *path;
 	int compaction_hold;      /* state exchanges being served */
+	/* versions.c: a version was kept since fresh ones were measured */
+	bool versions_fresh;
 	uint64_t staged;          /* heads staged by a state exchange */
 	uint64_t durable_seq;     /* own seqs up to here are on stable storage */
 	/* The origin of the last remote entry added: its row and highest

@@ -23,7 +23,10 @@
  * XFS keep about 100 MiB, and are counted so, not 100 GiB.  Sharing
  * changes as other files change (the live file edited again, or
  * deleted), so the paths whose rows shared blocks are measured again
- * before each prune, and a path again after each of its rows goes.
+ * before each prune, and a path again after each of its rows goes.  A
+ * version is first measured once its replacement is in place (the agent
+ * asks every two seconds; journal_versions_measure_fresh), counting its
+ * size until then.
  *
  * Crash safety.  The link comes before its row, and a row goes before
  * its file is removed (the row's removal commits with the next batch),
@@ -212,8 +215,10 @@ int journal_versions_keep(struct journal_versions *v, int dirfd,
 	content_hex(hash, hex);
 	if (linkat(dirfd, name, v->fd, hex, 0) != 0 && errno != EEXIST)
 		return -errno;
-	/* Measured before the next prune: right now the live file is the
-	 * very one kept, which would make it cost nothing. */
+	/* Measured later (journal_versions_measure_fresh): right now the
+	 * live file is the very one kept, which would make it cost
+	 * nothing. */
+	v->j->versions_fresh = true;
 	return row_put(v->j, hash, size, volume, path, now_ns);
 }
 
@@ -366,6 +371,35 @@ static int measure_all(struct journal_versions *v)
 		free(path);
 	}
 	sqlite3_finalize(s);
+	return err;
+}
+
+int journal_versions_measure_fresh(struct journal_versions *v)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = SQLITE_DONE, err;
+
+	if (!v->j->versions_fresh)
+		return 0;
+	v->j->versions_fresh = false;
+	err = journal_db_err(sqlite3_prepare_v2(v->j->db,
+		"SELECT DISTINCT volume, path FROM versions WHERE disk IS NULL",
+		-1, &s, NULL));
+	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		char *volume = strdup((const char *)sqlite3_column_text(s, 0));
+		char *path = strdup((const char *)sqlite3_column_text(s, 1));
+
+		err = volume && path ? versions_cost_measure(v->j, v->fd,
+							     volume, path) :
+		      -ENOMEM;
+		free(volume);
+		free(path);
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
+	sqlite3_finalize(s);
+	if (err)
+		v->j->versions_fresh = true;   /* tried again next time */
 	return err;
 }
 

@@ -36,18 +36,32 @@ t0=$(date +%s.%N)
 sleep 0.1
 used0=$(df --output=used -B1 "$M" | tail -n 1)
 
+api() { local p=$1; shift; curl -sf -H "Authorization: Bearer secret-2" "$@" "http://127.0.0.2:$((PORT + 1))$p"; }
+# reported_near K: n2 reports about K MiB kept (K-1 to 3K), the newest
+# version measured too.  Counted at its size until measured, one more
+# version of this file adds 256 MiB.
+reported_near() {
+  local b
+  b=$(api /v1/volumes/vx | jq .versions.bytes) || return 1
+  [ "$b" -ge $((($1 - 1) << 20)) ] && [ "$b" -le $((3 * $1 << 20)) ]
+}
 # mib_is FILE K WANT: MiB number K of FILE is the file WANT.
 mib_is() { dd if="$1" bs=1M skip="$2" count=1 status=none | cmp -s - "$3"; }
 for k in $(seq 1 "$EDITS"); do
   head -c $((1 << 20)) /dev/urandom > "$T/edit"
   dd if="$T/edit" of="$A" bs=1M seek=$((k * 6 % 250)) conv=notrunc status=none
   wait_for 60 mib_is "$B" $((k * 6 % 250)) "$T/edit" || fail "edit $k did not reach n2"
+  # Within seconds, not at the next prune (once a minute): checked
+  # three times, so that a prune falling in the window cannot pass it.
+  if [ $((k % 10)) = 0 ]; then
+    wait_for 8 reported_near "$k" ||
+      fail "8 s after edit $k n2 reports $(api /v1/volumes/vx | jq .versions.bytes) bytes kept, not about $k MiB"
+  fi
 done
 wait_for 30 cmp -s "$A" "$B" || fail "n2 differs from n1 after $EDITS edits"
 kept=$(sqlite3 -readonly "$T/n2/journal.db" "SELECT count(*) FROM versions WHERE path = 'db.img'")
 [ "$kept" -ge $((EDITS - 1)) ] || fail "n2 keeps $kept versions of db.img after $EDITS edits"
 
-api() { local p=$1; shift; curl -sf -H "Authorization: Bearer secret-2" "$@" "http://127.0.0.2:$((PORT + 1))$p"; }
 # The prune that measures every row again runs once a minute; a reload
 # runs one now.
 api /v1/admin/reload -X POST > /dev/null || fail "reload n2"
