@@ -124,20 +124,27 @@ static int agent_parse(const char *resp, int *status, const char **body)
 	return 0;
 }
 
-int kj_agent_get(const struct config *cfg, const char *target, json_t **out,
-		 char *why, size_t cap)
+int kj_agent_request(const struct config *cfg, const char *method,
+		     const char *target, bool admin, json_t **out, int *status,
+		     char *why, size_t cap)
 {
 	char token[512], head[8192], *resp = NULL;
 	const char *body;
 	json_error_t jerr;
-	int fd, status = 0, n, err;
+	int fd, n, err;
 
 	*out = NULL;
-	token_read(cfg->api_read_token_file ? cfg->api_read_token_file :
-		   cfg->api_token_file, token, sizeof(token));
-	n = snprintf(head, sizeof(head), "GET %s HTTP/1.0\r\n%s%s%s\r\n",
-		     target, token[0] ? "Authorization: Bearer " : "", token,
-		     token[0] ? "\r\n" : "");
+	*status = 0;
+	token_read(admin || !cfg->api_read_token_file ? cfg->api_token_file :
+		   cfg->api_read_token_file, token, sizeof(token));
+	if (admin && !token[0]) {
+		snprintf(why, cap, "cannot read the admin token in %s "
+			 "(api.token_file): run as root", cfg->api_token_file);
+		return -EACCES;
+	}
+	n = snprintf(head, sizeof(head), "%s %s HTTP/1.0\r\n%s%s%s\r\n",
+		     method, target, token[0] ? "Authorization: Bearer " : "",
+		     token, token[0] ? "\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return snprintf(why, cap, "request too long"), -ENAMETOOLONG;
 	fd = agent_connect(cfg);
@@ -151,16 +158,24 @@ int kj_agent_get(const struct config *cfg, const char *target, json_t **out,
 		err = agent_read(fd, &resp);
 	close(fd);
 	if (!err)
-		err = agent_parse(resp, &status, &body);
-	if (err) {
+		err = agent_parse(resp, status, &body);
+	if (!err && !(*out = json_loads(body, 0, &jerr)))
+		err = -EPROTO;
+	if (err)
 		snprintf(why, cap, "the agent at %s:%u gave no answer: %s",
 			 cfg->api_host, cfg->api_port, strerror(-err));
-		free(resp);
-		return err;
-	}
-	*out = json_loads(body, 0, &jerr);
-	if (status != 200 || !*out) {
-		json_t *e = *out ? json_object_get(*out, "error") : NULL;
+	free(resp);
+	return err;
+}
+
+int kj_agent_get(const struct config *cfg, const char *target, json_t **out,
+		 char *why, size_t cap)
+{
+	int status, err = kj_agent_request(cfg, "GET", target, false, out,
+					   &status, why, cap);
+
+	if (!err && status != 200) {
+		json_t *e = json_object_get(*out, "error");
 
 		snprintf(why, cap, "the agent at %s:%u answered %d%s%s",
 			 cfg->api_host, cfg->api_port, status, e ? ": " : "",
@@ -169,7 +184,6 @@ int kj_agent_get(const struct config *cfg, const char *target, json_t **out,
 		*out = NULL;
 		err = -EPROTO;
 	}
-	free(resp);
 	return err;
 }
 

@@ -22,7 +22,9 @@
  * made, files restored, modes, owners (when allowed) and mtimes set,
  * directories' mtimes last; what cannot be had is named and left out.
  * Restores read only the journal and the store, with the agent running
- * or not.
+ * or not; but content only peers keep is first fetched into the store
+ * by the running agent the config names (POST /v1/admin/fetch; keep.c
+ * in the agent), the restore waiting until it is there or given up.
  */
 #include "kraken-journal.h"
 
@@ -300,7 +302,9 @@ static void restore_why(const struct journal_restore_info *info, char *why,
 		snprintf(why, cap, "the content of its version of %s UTC (by "
 			 "%s) is not kept on this node: pruned (versions.keep, "
 			 "versions.max_bytes), or replaced by a write on this "
-			 "node itself", when, info->ref.origin);
+			 "node itself; with --config FILE the running agent "
+			 "fetches it from a peer that keeps it", when,
+			 info->ref.origin);
 	}
 }
 
@@ -322,22 +326,217 @@ static int open_dest(const char *dest, const char **name)
 	return fd < 0 ? -errno : fd;
 }
 
-static int kj_restore(struct journal *j, const char *root, const char *volume,
-		      const char *path, int64_t at_ns, const char *dest)
+/* ---- fetching from peers ------------------------------------------------- */
+
+/* A version only peers keep, fetched into this node's store by the
+ * running agent (POST /v1/admin/fetch) before it is restored from there.
+ * A fetch is given up by the agent when no connected peer keeps it: its
+ * job goes without the store getting the content. */
+enum fetch_state { FETCH_WAITING, FETCH_HERE, FETCH_GONE, FETCH_FAILED };
+
+struct fetch {
+	char *path;
+	uint8_t hash[CONTENT_HASH_LEN];
+	enum fetch_state state;
+	bool seen;                /* its job was seen in the journal */
+};
+
+struct fetches {
+	const struct config *cfg;
+	struct journal *j;
+	const char *root, *volume;
+	struct journal_versions *store;
+	struct fetch *v;
+	size_t n, cap;
+	char why[512];            /* the last failure to ask */
+};
+
+/* A fetch job must show within this; a job seen goes at its own pace. */
+#define FETCH_START_NS (10LL * 1000000000)
+#define FETCH_POLL_US 100000
+
+static int64_t mono_ns(void)
 {
-	struct journal_restore_info info;
-	struct journal_versions *store = NULL;
-	char when[32], why[512];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Asks the agent for VOLUME/PATH's version of WALL_NS (its exact time):
+ * 0 when it is being fetched or is here already. */
+static int fetch_ask(struct fetches *f, const char *path, int64_t wall_ns)
+{
+	char v[3 * VOLUME_NAME_MAX + 1], p[3 * PATH_REL_MAX + 1], target[16384];
+	json_t *doc = NULL;
+	int status, err;
+
+	if (kj_url_escape(f->volume, v, sizeof(v)) ||
+	    kj_url_escape(path, p, sizeof(p)))
+		return snprintf(f->why, sizeof(f->why), "name too long"), -EINVAL;
+	snprintf(target, sizeof(target), "/v1/admin/fetch?volume=%s&path=%s&"
+		 "at=%%40%lld.%09lld", v, p, (long long)(wall_ns / 1000000000),
+		 (long long)(wall_ns % 1000000000));
+	err = kj_agent_request(f->cfg, "POST", target, true, &doc, &status,
+			       f->why, sizeof(f->why));
+	if (!err && status != 200 && status != 202) {
+		json_t *e = json_object_get(doc, "error");
+
+		snprintf(f->why, sizeof(f->why), "the agent answered %d: %s",
+			 status, e ? json_string_value(e) : "");
+		err = -EPROTO;
+	}
+	json_decref(doc);
+	return err;
+}
+
+/* Queues VOLUME/PATH's version current at AT_NS for fetching. */
+static int fetch_add(struct fetches *f, const char *path, int64_t at_ns)
+{
+	struct journal_version_at v;
+	struct fetch *x;
+	int err = journal_version_at(f->j, f->volume, path, at_ns, &v);
+
+	free(v.target);
+	if (err || !v.found || !v.has_hash)
+		return err ? err : -ENOENT;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? 2 * f->cap : 16;
+
+		x = realloc(f->v, cap * sizeof(*x));
+		if (!x)
+			return -ENOMEM;
+		f->v = x;
+		f->cap = cap;
+	}
+	x = &f->v[f->n];
+	*x = (struct fetch){ .path = strdup(path) };
+	memcpy(x->hash, v.hash, CONTENT_HASH_LEN);
+	if (!x->path)
+		return -ENOMEM;
+	f->n++;
+	if (fetch_ask(f, path, v.wall_ns) != 0)
+		x->state = FETCH_FAILED;
+	return 0;
+}
+
+static bool fetch_poll(struct fetches *f, int64_t waited_ns)
+{
+	bool waiting = false;
+
+	if (!f->store)
+		journal_versions_find(f->j, f->root, &f->store);
+	for (size_t i = 0; i < f->n; i++) {
+		struct fetch *x = &f->v[i];
+
+		if (x->state != FETCH_WAITING)
+			continue;
+		if (journal_versions_has(f->store, x->hash))
+			x->state = FETCH_HERE;
+		else if (journal_job_fetching(f->j, f->volume, x->hash))
+			x->seen = true;
+		else if (x->seen || waited_ns > FETCH_START_NS)
+			x->state = FETCH_GONE;
+		waiting |= x->state == FETCH_WAITING;
+	}
+	return waiting;
+}
+
+/* Waits until every fetch is here or given up, saying so on a tty. */
+static void fetch_wait(struct fetches *f)
+{
+	int64_t start = mono_ns(), said = 0;
+	bool tty = isatty(STDERR_FILENO);
+
+	while (fetch_poll(f, mono_ns() - start)) {
+		int64_t s = (mono_ns() - start) / 1000000000;
+
+		if (tty && s != said)
+			fprintf(stderr, "\rfetching %zu version%s from peers: "
+				"%llds", f->n, f->n == 1 ? "" : "s",
+				(long long)s);
+		said = s;
+		usleep(FETCH_POLL_US);
+	}
+	if (tty && said)
+		fputc('\n', stderr);
+}
+
+static void fetches_release(struct fetches *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->v[i].path);
+	free(f->v);
+	journal_versions_close(f->store);
+}
+
+/* Why fetch X did not bring its content. */
+static const char *fetch_why(const struct fetches *f, const struct fetch *x)
+{
+	return x->state == FETCH_FAILED ? f->why : "no connected peer keeps "
+	       "it any more (the agent's log says more)";
+}
+
+/* VOLUME/PATH as it was at AT_NS into DEST, from what this node holds. */
+static int restore_here(struct journal *j, const char *root,
+			const char *volume, const char *path, int64_t at_ns,
+			const char *dest, struct journal_restore_info *info)
+{
+	struct journal_versions *store;
 	const char *name;
 	int dirfd = open_dest(dest, &name), err;
 
 	if (dirfd < 0)
-		return restore_fail(volume, path, kr_strerror(dirfd)) + 1;
+		return dirfd;
 	store = store_open(j, root);
 	err = journal_restore_file(j, store, root, volume, path, at_ns, dirfd,
-				   name, false, &info);
+				   name, false, info);
 	journal_versions_close(store);
 	close(dirfd);
+	return err;
+}
+
+/* The same once the running agent fetched the content from peers. */
+static int restore_fetched(struct journal *j, const struct config *cfg,
+			   const char *root, const char *volume,
+			   const char *path, int64_t at_ns, const char *dest,
+			   struct journal_restore_info *info)
+{
+	struct fetches f = { .cfg = cfg, .j = j, .root = root,
+			     .volume = volume };
+	int err = fetch_add(&f, path, at_ns);
+
+	if (!err && f.v[0].state == FETCH_WAITING)
+		fetch_wait(&f);
+	if (!err && f.v[0].state == FETCH_HERE) {
+		err = restore_here(j, root, volume, path, at_ns, dest, info);
+		if (!err && info->status == JOURNAL_RESTORE_NOT_KEPT)
+			fprintf(stderr, "kraken-journal: restore %s/%s: fetched "
+				"from a peer, but pruned here again before it "
+				"could be read (versions.max_bytes)\n", volume,
+				path);
+	} else if (!err)
+		fprintf(stderr, "kraken-journal: restore %s/%s: its content is "
+			"not kept on this node, and fetching it from peers "
+			"failed: %s\n", volume, path, fetch_why(&f, &f.v[0]));
+	fetches_release(&f);
+	return err;
+}
+
+static int kj_restore(struct journal *j, const struct config *cfg,
+		      const char *root, const char *volume, const char *path,
+		      int64_t at_ns, const char *dest)
+{
+	struct journal_restore_info info;
+	char when[32], why[768];
+	int err = restore_here(j, root, volume, path, at_ns, dest, &info);
+
+	if (!err && info.status == JOURNAL_RESTORE_NOT_KEPT && cfg) {
+		err = restore_fetched(j, cfg, root, volume, path, at_ns, dest,
+				      &info);
+		if (!err && info.status == JOURNAL_RESTORE_NOT_KEPT)
+			return 1;         /* said why */
+	}
 	if (err)
 		return restore_fail(volume, path, err == -EEXIST ?
 				    "the destination exists; name a new file" :
@@ -358,6 +557,7 @@ static int kj_restore(struct journal *j, const char *root, const char *volume,
 struct tree {
 	struct journal *j;
 	struct journal_versions *store;
+	struct fetches *fetches;  /* files only peers keep; NULL: no agent */
 	const char *root, *volume;
 	int64_t at_ns;
 	int dirfd;                /* DIR, the volume's root as restored */
@@ -419,9 +619,13 @@ static int tree_file(struct tree *t, int dirfd, const char *path,
 	int err = journal_restore_file(t->j, t->store, t->root, t->volume, path,
 				       t->at_ns, dirfd, name, false, &info);
 
-	if (!err && info.status == JOURNAL_RESTORE_NOT_KEPT) {
+	if (!err && info.status == JOURNAL_RESTORE_NOT_KEPT && t->fetches) {
+		err = fetch_add(t->fetches, path, t->at_ns);
+	} else if (!err && info.status == JOURNAL_RESTORE_NOT_KEPT) {
 		fprintf(stderr, "kraken-journal: restore %s/%s: its content "
-			"is not kept on this node; left out\n", t->volume, path);
+			"is not kept on this node; left out (with --config "
+			"FILE the running agent fetches it from peers)\n",
+			t->volume, path);
 		t->missing++;
 	} else if (!err && info.status == JOURNAL_RESTORE_DONE) {
 		t->files++;
@@ -483,12 +687,48 @@ static int tree_one(void *arg, const char *path)
 	return err;
 }
 
-/* restore VOLUME --at TIME --to DIR: every path as it was then. */
-static int kj_restore_tree(struct journal *j, const char *root,
-			   const char *volume, int64_t at_ns, const char *to)
+/* The files the first pass found only on peers, once fetched. */
+static int tree_fetched(struct tree *t)
 {
+	struct fetches *f = t->fetches;
+	int err = 0;
+
+	fetch_wait(f);
+	journal_versions_close(t->store);
+	t->store = store_open(t->j, t->root);
+	for (size_t i = 0; !err && i < f->n; i++) {
+		struct fetch *x = &f->v[i];
+		const char *name;
+		int dirfd;
+
+		if (x->state != FETCH_HERE) {
+			fprintf(stderr, "kraken-journal: restore %s/%s: its "
+				"content is not kept on this node, and fetching "
+				"it from peers failed: %s; left out\n",
+				t->volume, x->path, fetch_why(f, x));
+			t->missing++;
+			continue;
+		}
+		dirfd = tree_parent(t, x->path, &name);
+		if (dirfd < 0)
+			return dirfd;
+		t->fetches = NULL;   /* a second miss is left out */
+		err = tree_file(t, dirfd, x->path, name);
+		t->fetches = f;
+		close(dirfd);
+	}
+	return err;
+}
+
+/* restore VOLUME --at TIME --to DIR: every path as it was then. */
+static int kj_restore_tree(struct journal *j, const struct config *cfg,
+			   const char *root, const char *volume,
+			   int64_t at_ns, const char *to)
+{
+	struct fetches f = { .cfg = cfg, .j = j, .root = root,
+			     .volume = volume };
 	struct tree t = { .j = j, .root = root, .volume = volume,
-			  .at_ns = at_ns };
+			  .at_ns = at_ns, .fetches = cfg ? &f : NULL };
 	int err;
 
 	if (mkdir(to, 0700) != 0)
@@ -500,6 +740,9 @@ static int kj_restore_tree(struct journal *j, const char *root,
 		return restore_fail(volume, "", strerror(errno)) + 1;
 	t.store = store_open(j, root);
 	err = journal_paths(j, volume, tree_one, &t);
+	if (!err && f.n)
+		err = tree_fetched(&t);
+	fetches_release(&f);
 	tree_times(&t);
 	journal_versions_close(t.store);
 	close(t.dirfd);
@@ -511,7 +754,8 @@ static int kj_restore_tree(struct journal *j, const char *root,
 	return t.missing ? 1 : 0;
 }
 
-int kj_restore_cmd(struct journal *j, const char *root, int argc, char **argv)
+int kj_restore_cmd(struct journal *j, const struct config *cfg,
+		   const char *root, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "at", required_argument, NULL, 'a' },
@@ -552,9 +796,9 @@ int kj_restore_cmd(struct journal *j, const char *root, int argc, char **argv)
 	if (!root && journal_meta_get(j, "volume_root", &stored_root) == 0)
 		root = stored_root;
 	if (argc - optind == 1)
-		rc = kj_restore_tree(j, root, argv[optind], at_ns, to);
+		rc = kj_restore_tree(j, cfg, root, argv[optind], at_ns, to);
 	else
-		rc = kj_restore(j, root, argv[optind],
+		rc = kj_restore(j, cfg, root, argv[optind],
 				argv[optind + 1] + strspn(argv[optind + 1], "/"),
 				at_ns, to);
 	free(stored_root);

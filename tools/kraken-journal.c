@@ -79,7 +79,9 @@ static void usage(FILE *out)
 		"                         without PATH the whole volume (files,\n"
 		"                         directories, symlinks, modes, owners,\n"
 		"                         mtimes) to DEST, a new directory; exit\n"
-		"                         1 when something cannot be had\n"
+		"                         1 when something cannot be had;\n"
+		"                         with --config, content only peers\n"
+		"                         keep is fetched by the running agent\n"
 		"  status                 node, peers, version vector, counts, stuck jobs,\n"
 		"                         and before when history is compacted\n"
 		"  conflicts [--volume V] concurrent versions: which was kept,\n"
@@ -1160,8 +1162,8 @@ int main(int argc, char **argv)
 					     cli.json) :
 		     fail("%s", "versions: expected VOLUME PATH");
 	else if (strcmp(cmd, "restore") == 0)
-		rc = kj_restore_cmd(cli.journal, cli.cfg ? cli.cfg->root_path :
-				    NULL, argc, argv);
+		rc = kj_restore_cmd(cli.journal, cli.cfg, cli.cfg ?
+				    cli.cfg->root_path : NULL, argc, argv);
 	else if (strcmp(cmd, "status") == 0)
 		rc = cmd_status(&cli);
 	else if (strcmp(cmd, "conflicts") == 0)

@@ -41,11 +41,20 @@ int kj_versions(struct journal *j, const struct config *cfg,
  */
 int kj_agent_get(const struct config *cfg, const char *target, json_t **out,
 		 char *why, size_t cap);
+/* METHOD TARGET, with the admin token when ADMIN (else the read one):
+ * 0 with the HTTP status in *STATUS and the JSON answer in *OUT, or a
+ * negative code with WHY saying what went wrong. */
+int kj_agent_request(const struct config *cfg, const char *method,
+		     const char *target, bool admin, json_t **out, int *status,
+		     char *why, size_t cap);
 /* S percent-encoded for a URL query into OUT: 0 or -ENAMETOOLONG. */
 int kj_url_escape(const char *s, char *out, size_t cap);
 /* restore VOLUME [PATH] --at TIME --to DEST (ARGV from the command on),
- * from the store and live files under ROOT (as above). */
-int kj_restore_cmd(struct journal *j, const char *root, int argc, char **argv);
+ * from the store and live files under ROOT (as above); content only
+ * peers keep is fetched into the store first by the running agent CFG
+ * names (NULL: left out, and said). */
+int kj_restore_cmd(struct journal *j, const struct config *cfg,
+		   const char *root, int argc, char **argv);
 /* TIME as the CLI takes it (kraken-journal.c): 0 or -EINVAL. */
 int kj_parse_time(const char *s, int64_t *out_ns);
 

@@ -732,8 +732,9 @@ static void agent_on_api_command(void *arg, uint32_t events)
 		while (cmd == API_CMD_RESTORE && a->replicate &&
 		       (q || (q = malloc(sizeof(*q)))) &&
 		       api_next_restore(a->api, q))
-			replicate_restore(a->replicate, q->volume, q->path,
-					  &q->ref);
+			(q->to_store ? replicate_fetch :
+			 replicate_restore)(a->replicate, q->volume, q->path,
+					    &q->ref);
 	}
 	free(q);
 }

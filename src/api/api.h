@@ -15,7 +15,9 @@
  *     GET  /metrics                Prometheus text format
  *     POST /v1/admin/resync, /v1/admin/rescan, /v1/admin/reload,
  *          /v1/admin/compact, /v1/admin/scrub,
- *          /v1/admin/restore?volume=&path=&at= (in place: restore.c)
+ *          /v1/admin/restore?volume=&path=&at= (in place: restore.c),
+ *          /v1/admin/fetch?volume=&path=&at= (into the version store,
+ *          for kraken-journal restore --to: rest_restore.c)
  *                                  Bearer token (api.token_file)
  *     GET  /                       the dashboard (one embedded page)
  *   Once api.read_token_file is set, every request but GET / and the
@@ -123,11 +125,14 @@ enum api_command {
 };
 
 /* A restore in place whose content this node does not keep: the loop
- * thread has it fetched from peers (replicate_restore). */
+ * thread has it fetched from peers (replicate_restore); or, TO_STORE,
+ * only fetched into the version store (replicate_fetch), for a restore
+ * to a file (POST /v1/admin/fetch). */
 struct api_restore {
 	char volume[VOLUME_NAME_MAX + 1];
 	char path[PATH_REL_MAX + 1];
 	struct journal_ref ref;
+	bool to_store;
 };
 
 /* GET /v1/versions: which peers keep versions this node does not hold.

@@ -34,7 +34,7 @@
  * IPv6 hosts, names and port 0 (tests) all take the same path and the
  * caller gets a precise "cannot listen on HOST:PORT" message.
  */
-#include "api_int.h"
+#include "rest_int.h"
 #include "rest_auth.h"
 #include "rest_render.h"
 #include "config.h"
@@ -61,33 +61,6 @@
 #define REST_TIMEOUT_S 15
 #define REST_LIMIT_DEFAULT 100
 #define REST_LIMIT_MAX 1000
-
-struct rest {
-	struct api *api;
-	struct MHD_Daemon *daemon;
-	int fd;                      /* listening socket, owned until MHD runs */
-	uint16_t port;
-	struct journal *journal;     /* the MHD thread's connection */
-};
-
-/* Per-request state, freed by rest_completed. */
-struct rest_req {
-	uint64_t body;               /* bytes of body seen (and dropped) */
-	bool started;
-	/* GET /v1/versions waiting for peers: the question, its id (0:
-	 * none), and the document the answers complete */
-	struct api_ask *ask;
-	json_t *doc;
-};
-
-struct rest_call {
-	struct rest *r;
-	struct MHD_Connection *conn;
-	const char *url;
-	struct rest_req *req;
-};
-
-typedef enum MHD_Result (*rest_fn)(struct rest_call *c);
 
 /* ---- responses ------------------------------------------------------- */
 
@@ -119,7 +92,7 @@ static enum MHD_Result rest_send(struct rest_call *c, unsigned code,
 	return ret;
 }
 
-static enum MHD_Result rest_json(struct rest_call *c, unsigned code,
+enum MHD_Result rest_json(struct rest_call *c, unsigned code,
 				 json_t *o)
 {
 	static const char oom[] = "{\"error\":\"out of memory\"}\n";
@@ -146,11 +119,7 @@ static enum MHD_Result rest_json(struct rest_call *c, unsigned code,
 			 MHD_RESPMEM_MUST_FREE);
 }
 
-static enum MHD_Result rest_error(struct rest_call *c, unsigned code,
-				  const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static enum MHD_Result rest_error(struct rest_call *c, unsigned code,
+enum MHD_Result rest_error(struct rest_call *c, unsigned code,
 				  const char *fmt, ...)
 {
 	char msg[512];
@@ -166,7 +135,7 @@ static enum MHD_Result rest_error(struct rest_call *c, unsigned code,
 	return rest_json(c, code, o);
 }
 
-static enum MHD_Result rest_journal_error(struct rest_call *c, int err)
+enum MHD_Result rest_journal_error(struct rest_call *c, int err)
 {
 	/* The connection may be what broke (file replaced, I/O error):
 	 * the next request opens a fresh one. */
@@ -177,7 +146,7 @@ static enum MHD_Result rest_journal_error(struct rest_call *c, int err)
 }
 
 /* The thread's journal connection, opened on first use. */
-static int rest_journal(struct rest_call *c, struct journal **out)
+int rest_journal(struct rest_call *c, struct journal **out)
 {
 	char *msg = NULL;
 	int err = 0;
@@ -202,7 +171,7 @@ static const char *rest_arg(struct rest_call *c, const char *name)
 }
 
 /* A string parameter of at most MAX bytes, valid UTF-8; NULL if absent. */
-static int rest_arg_str(struct rest_call *c, const char *name, size_t max,
+int rest_arg_str(struct rest_call *c, const char *name, size_t max,
 			const char **out)
 {
 	const char *v = rest_arg(c, name);
@@ -436,7 +405,7 @@ static int rest_authorize(struct rest_call *c)
 
 /* 0 when the caller holds the token, else the error response's result
  * through *RESULT. */
-static int rest_admin_check(struct rest_call *c, enum MHD_Result *result)
+int rest_admin_check(struct rest_call *c, enum MHD_Result *result)
 {
 	int code = rest_authorize(c);
 
@@ -483,231 +452,6 @@ static enum MHD_Result rest_post_rescan(struct rest_call *c)
 static enum MHD_Result rest_post_compact(struct rest_call *c)
 {
 	return rest_admin(c, API_CMD_COMPACT, "compact");
-}
-
-static unsigned rest_restore_code(enum journal_restore_status st)
-{
-	switch (st) {
-	case JOURNAL_RESTORE_NOT_YET: return MHD_HTTP_NOT_FOUND;
-	case JOURNAL_RESTORE_NOT_KEPT: return MHD_HTTP_GONE;
-	default: return MHD_HTTP_CONFLICT;
-	}
-}
-
-static const char *const rest_restore_why[] = {
-	[JOURNAL_RESTORE_NOT_YET] = "no version of it was made by then",
-	[JOURNAL_RESTORE_DELETED] = "it was deleted at that time",
-	[JOURNAL_RESTORE_NOT_FILE] = "it was not a file at that time",
-	[JOURNAL_RESTORE_NOT_KEPT] = "the content of its version of that "
-		"time is not kept on this node (pruned, or replaced by a "
-		"write on this node itself)",
-};
-
-/* Writes the version into the volume in place, where the watcher
- * records it as a new change: a restore is itself a version, journaled,
- * replicated, and undone like any other. */
-static int rest_restore_at(struct rest_call *c, struct journal *j,
-			   const char *volume, const char *path, int64_t at_ns,
-			   struct journal_restore_info *info)
-{
-	const struct api *a = c->r->api;
-	struct journal_versions *store = NULL;
-	const char *name;
-	int rootfd = open(a->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	int dirfd = -1, err = rootfd < 0 ? -errno : 0;
-
-	if (!err)
-		err = path_open_parent(rootfd, volume, path, &dirfd, &name);
-	if (!err && journal_versions_find(j, a->root, &store) != 0)
-		store = NULL;
-	if (!err)
-		err = journal_restore_file(j, store, a->root, volume, path,
-					   at_ns, dirfd, name, true, info);
-	journal_versions_close(store);
-	if (dirfd >= 0)
-		close(dirfd);
-	if (rootfd >= 0)
-		close(rootfd);
-	return err;
-}
-
-static json_t *rest_restore_json(const char *volume, const char *path,
-				 const struct journal_restore_info *info,
-				 const char *fetching)
-{
-	char when[64];
-	json_t *o;
-
-	rest_format_time(info->wall_ns, when, sizeof(when));
-	o = json_pack("{s:s,s:s,s:{s:s,s:I,s:s},s:I}", "volume", volume,
-		      "path", path, "version", "origin", info->ref.origin,
-		      "seq", (json_int_t)info->ref.seq, "time", when, "size",
-		      (json_int_t)info->size);
-	if (o && fetching)
-		json_object_set_new(o, "fetching", json_string(fetching));
-	return o;
-}
-
-/* Content this node does not keep: the loop thread fetches it from
- * peers (replicate_restore) and records it once in place; 202, and the
- * log says how it ended.  Without peers there is nobody to ask. */
-static enum MHD_Result rest_restore_fetch(struct rest_call *c,
-					  const char *volume, const char *path,
-					  const struct journal_restore_info *info)
-{
-	struct api_restore *req = calloc(1, sizeof(*req));
-	struct api_snapshot *snap = malloc(sizeof(*snap));
-	enum MHD_Result res;
-	int err = req && snap ? 0 : -ENOMEM;
-
-	if (!err && (!api_snapshot_get(c->r->api, snap) || !snap->n_peers)) {
-		res = rest_error(c, MHD_HTTP_GONE, "%s/%s: %s, and this node "
-				 "has no peers to fetch it from", volume, path,
-				 rest_restore_why[JOURNAL_RESTORE_NOT_KEPT]);
-		goto out;
-	}
-	if (!err) {
-		snprintf(req->volume, sizeof(req->volume), "%s", volume);
-		snprintf(req->path, sizeof(req->path), "%s", path);
-		req->ref = info->ref;
-		err = api_restore_push(c->r->api, req);
-	}
-	if (err == -ENOSPC)
-		res = rest_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%u restores "
-				 "are waiting already; try again",
-				 API_RESTORES_MAX);
-	else if (err)
-		res = rest_journal_error(c, err);
-	else
-		res = rest_json(c, MHD_HTTP_ACCEPTED, rest_restore_json(volume,
-				path, info, "from peers: the agent's log says "
-				"when it is in place"));
-out:
-	free(req);
-	free(snap);
-	return res;
-}
-
-static enum MHD_Result rest_post_restore(struct rest_call *c)
-{
-	const char *volume = MHD_lookup_connection_value(c->conn,
-		MHD_GET_ARGUMENT_KIND, "volume");
-	const char *path = MHD_lookup_connection_value(c->conn,
-		MHD_GET_ARGUMENT_KIND, "path");
-	const char *at = MHD_lookup_connection_value(c->conn,
-		MHD_GET_ARGUMENT_KIND, "at");
-	struct journal_restore_info info;
-	struct journal *j;
-	enum MHD_Result res;
-	int64_t at_ns;
-	int err;
-
-	if (rest_admin_check(c, &res))
-		return res;
-	if (!volume || !path || !at)
-		return rest_error(c, MHD_HTTP_BAD_REQUEST, "volume, path and at "
-				  "are needed: ?volume=V&path=P&at=TIME");
-	path += strspn(path, "/");
-	if (rest_parse_time(at, api_now_wall(), &at_ns))
-		return rest_error(c, MHD_HTTP_BAD_REQUEST, "at: expected a "
-				  "time such as 2026-12-07T10:00:00Z, @SECONDS "
-				  "or an age such as 2h, got '%s'", at);
-	err = rest_journal(c, &j);
-	if (!err)
-		err = rest_restore_at(c, j, volume, path, at_ns, &info);
-	if (err == KR_EHOSTILE)
-		return rest_error(c, MHD_HTTP_BAD_REQUEST, "a hostile or "
-				  "malformed volume or path");
-	if (err == -ENOENT || err == -ENOTDIR)
-		return rest_error(c, MHD_HTTP_CONFLICT, "%s/%s: its directory "
-				  "does not exist now; restore that first",
-				  volume, path);
-	if (err)
-		return rest_journal_error(c, err);
-	if (info.status == JOURNAL_RESTORE_NOT_KEPT)
-		return rest_restore_fetch(c, volume, path, &info);
-	if (info.status != JOURNAL_RESTORE_DONE)
-		return rest_error(c, rest_restore_code(info.status), "%s/%s: %s",
-				  volume, path, rest_restore_why[info.status]);
-	return rest_json(c, MHD_HTTP_OK, rest_restore_json(volume, path, &info,
-							   NULL));
-}
-
-/* ---- versions ------------------------------------------------------ */
-
-static void rest_park(void *conn)
-{
-	MHD_suspend_connection(conn);
-}
-
-static void rest_wake(void *conn)
-{
-	MHD_resume_connection(conn);
-}
-
-/* The answer once the peers said what they keep (or could not). */
-static enum MHD_Result rest_versions_done(struct rest_call *c)
-{
-	struct rest_req *req = c->req;
-	struct api_kept *peers = NULL;
-	size_t n = 0;
-	int err = api_ask_take(c->r->api, req->ask->id, &peers, &n);
-	json_t *doc = req->doc;
-
-	req->doc = NULL;
-	if (rest_versions_answer(doc, req->ask, err ? NULL : peers, n,
-				 "the peers could not be asked: the agent "
-				 "is stopping, or out of memory")) {
-		json_decref(doc);
-		doc = NULL;
-	}
-	free(peers);
-	free(req->ask);
-	req->ask = NULL;
-	return rest_json(c, MHD_HTTP_OK, doc);
-}
-
-/* GET /v1/versions?volume=&path=: what rest_render.h says.  A request
- * whose versions are not all here waits (parked, api_ask.c) while the
- * loop asks the peers, two seconds at most. */
-static enum MHD_Result rest_get_versions(struct rest_call *c)
-{
-	const char *volume, *path, *why;
-	struct rest_req *req = c->req;
-	struct journal *j;
-	json_t *doc;
-	int err;
-
-	if (rest_arg_str(c, "volume", VOLUME_NAME_MAX, &volume) || !volume ||
-	    rest_arg_str(c, "path", PATH_REL_MAX, &path) || !path)
-		return rest_error(c, MHD_HTTP_BAD_REQUEST, "volume and path "
-				  "are needed: ?volume=V&path=P");
-	path += strspn(path, "/");
-	req->ask = calloc(1, sizeof(*req->ask));
-	err = req->ask ? rest_journal(c, &j) : -ENOMEM;
-	if (!err)
-		err = rest_versions_json(j, c->r->api->root, volume, path,
-					 &req->doc, req->ask);
-	if (err == -ENOENT)
-		return rest_error(c, MHD_HTTP_NOT_FOUND, "the journal knows no "
-				  "version of %s/%s", volume, path);
-	if (err)
-		return rest_journal_error(c, err);
-	if (req->ask->n == 0)
-		why = "every version is here";
-	else if ((err = api_ask_push(c->r->api, req->ask, rest_park,
-				     rest_wake, c->conn)) == 0)
-		return MHD_YES;   /* rest_versions_done when woken */
-	else
-		why = err == -EBUSY ? "too many questions to peers at once; "
-		      "try again" : "the agent is stopping";
-	doc = req->doc;
-	req->doc = NULL;
-	if (rest_versions_answer(doc, req->ask, NULL, 0, why)) {
-		json_decref(doc);
-		doc = NULL;
-	}
-	return rest_json(c, MHD_HTTP_OK, doc);
 }
 
 /* Queued: the scrub reads on the loop thread, in steps. */
@@ -891,6 +635,7 @@ static const struct rest_route {
 	{ "/v1/admin/compact", false, true, rest_post_compact },
 	{ "/v1/admin/scrub", false, true, rest_post_scrub },
 	{ "/v1/admin/restore", false, true, rest_post_restore },
+	{ "/v1/admin/fetch", false, true, rest_post_fetch },
 };
 
 static bool rest_route_match(const struct rest_route *rt, const char *url)

@@ -34,8 +34,8 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 	static const char sql[] =
 		"SELECT jb.volume, jb.path, jb.copy_of, jb.attempts, c.id, c.op, "
 		"c.mode, c.uid, c.gid, c.size, c.mtime_ns, c.hash, c.target, "
-		"o.node || '@' || o.epoch, c.seq, jb.ord, jb.failures, jb.repair "
-		"FROM jobs jb "
+		"o.node || '@' || o.epoch, c.seq, jb.ord, jb.failures, jb.repair, "
+		"jb.fetch FROM jobs jb "
 		"JOIN changes c ON c.id = jb.change "
 		"JOIN origins o ON o.id = c.origin "
 		"WHERE (jb.attempts, jb.ord, jb.volume, jb.path) > (?1, ?2, ?3, ?4) "
@@ -89,6 +89,7 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 		jb->order = sqlite3_column_int64(s, 15);
 		jb->failures = (unsigned)sqlite3_column_int(s, 16);
 		jb->repair = sqlite3_column_int(s, 17) != 0;
+		jb->fetch = sqlite3_column_int(s, 18) != 0;
 	}
 	journal_stmt_done(s);
 	return n;
@@ -396,33 +397,140 @@ int journal_job_count(struct journal *j, uint64_t *out)
  * path (job_done_copy), a new version every node gets.  A newer version
  * of the path retargets it away, as it would any job.
  */
-int journal_job_restore(struct journal *j, const char *volume,
-			const char *path, const struct journal_ref *ref)
+/* Change id and content of version REF of VOLUME/PATH, a regular file:
+ * 0 or -ENOENT. */
+static int file_version(struct journal *j, const char *volume,
+			const char *path, const struct journal_ref *ref,
+			int64_t *id, uint8_t hash[CONTENT_HASH_LEN])
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_begin(j);
+	int err = journal_db_err(journal_prepare_cached(j,
+		"SELECT c.id, c.hash FROM changes c JOIN origins o ON "
+		"o.id = c.origin WHERE o.node || '@' || o.epoch = ?3 AND "
+		"c.seq = ?4 AND c.volume = ?1 AND c.path = ?2 AND "
+		"c.hash IS NOT NULL AND (c.mode & ?5) = ?6", &s));
 
-	if (!err)
-		err = journal_db_err(journal_prepare_cached(j,
-			"INSERT INTO jobs (volume, path, change, copy_of, ord) "
-			"SELECT ?1, ?2, c.id, ?2, ?5 FROM changes c JOIN origins o "
-			"ON o.id = c.origin WHERE o.node || '@' || o.epoch = ?3 "
-			"AND c.seq = ?4 AND c.volume = ?1 AND c.path = ?2 AND "
-			"c.hash IS NOT NULL AND (c.mode & ?6) = ?7 "
-			"ON CONFLICT (volume, path) DO NOTHING", &s));
 	if (err)
 		return err;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, ref->origin, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, (int64_t)ref->seq);
-	sqlite3_bind_int64(s, 5, journal_job_order(JOURNAL_PUT, path));
-	sqlite3_bind_int64(s, 6, S_IFMT);
-	sqlite3_bind_int64(s, 7, S_IFREG);
+	sqlite3_bind_int64(s, 5, S_IFMT);
+	sqlite3_bind_int64(s, 6, S_IFREG);
+	err = sqlite3_step(s) == SQLITE_ROW &&
+	      sqlite3_column_bytes(s, 1) == CONTENT_HASH_LEN ? 0 : -ENOENT;
+	if (!err) {
+		*id = sqlite3_column_int64(s, 0);
+		memcpy(hash, sqlite3_column_blob(s, 1), CONTENT_HASH_LEN);
+	}
+	journal_stmt_done(s);
+	return err;
+}
+
+/* Queues change ID as a put at VOLUME/PATH, with COPY_OF and FETCH as
+ * struct journal_job has them, in the place of a put of ORDER_PATH.
+ * 0, or -EBUSY when PATH has a job. */
+static int job_insert(struct journal *j, const char *volume, const char *path,
+		      int64_t id, const char *copy_of, bool fetch,
+		      const char *order_path)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_begin(j);
+
+	if (!err)
+		err = journal_db_err(journal_prepare_cached(j,
+			"INSERT INTO jobs (volume, path, change, copy_of, ord, "
+			"fetch) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+			"ON CONFLICT (volume, path) DO NOTHING", &s));
+	if (err)
+		return err;
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, id);
+	if (copy_of)
+		sqlite3_bind_text(s, 4, copy_of, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 4);
+	sqlite3_bind_int64(s, 5, journal_job_order(JOURNAL_PUT, order_path));
+	sqlite3_bind_int(s, 6, fetch);
 	err = journal_step_done(s);
 	journal_stmt_done(s);
 	if (!err && sqlite3_changes(j->db) == 0)
-		err = -EBUSY;     /* the path has a job, or no such version */
+		err = -EBUSY;
+	return err;
+}
+
+int journal_job_restore(struct journal *j, const char *volume,
+			const char *path, const struct journal_ref *ref)
+{
+	uint8_t hash[CONTENT_HASH_LEN];
+	int64_t id;
+
+	if (file_version(j, volume, path, ref, &id, hash) != 0)
+		return -EBUSY;    /* no such version */
+	return job_insert(j, volume, path, id, path, false, path);
+}
+
+void journal_fetch_name(const uint8_t hash[CONTENT_HASH_LEN],
+			char out[JOURNAL_FETCH_NAME_MAX])
+{
+	char hex[2 * CONTENT_HASH_LEN + 1];
+
+	content_hex(hash, hex);
+	snprintf(out, JOURNAL_FETCH_NAME_MAX, JOURNAL_FETCH_PREFIX "%s", hex);
+}
+
+int journal_job_fetch(struct journal *j, const char *volume,
+		      const char *path, const struct journal_ref *ref)
+{
+	uint8_t hash[CONTENT_HASH_LEN];
+	char name[JOURNAL_FETCH_NAME_MAX];
+	int64_t id;
+	int err = file_version(j, volume, path, ref, &id, hash);
+
+	if (err)
+		return err;
+	journal_fetch_name(hash, name);
+	err = job_insert(j, volume, name, id, NULL, true, path);
+	/* One job per content, however many versions or paths hold it:
+	 * one already queued does it. */
+	return err == -EBUSY ? 0 : err;
+}
+
+bool journal_job_fetching(struct journal *j, const char *volume,
+			  const uint8_t hash[CONTENT_HASH_LEN])
+{
+	char name[JOURNAL_FETCH_NAME_MAX];
+	sqlite3_stmt *s = NULL;
+	bool found;
+
+	if (journal_prepare_cached(j, "SELECT 1 FROM jobs WHERE volume = ?1 "
+				   "AND path = ?2 AND fetch = 1", &s) != SQLITE_OK)
+		return false;
+	journal_fetch_name(hash, name);
+	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
+	found = sqlite3_step(s) == SQLITE_ROW;
+	journal_stmt_done(s);
+	return found;
+}
+
+int journal_change_path(struct journal *j, int64_t id, char **out)
+{
+	sqlite3_stmt *s = NULL;
+	int err = journal_db_err(journal_prepare_cached(j,
+		"SELECT path FROM changes WHERE id = ?1", &s));
+
+	*out = NULL;
+	if (err)
+		return err;
+	sqlite3_bind_int64(s, 1, id);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		err = -ENOENT;
+	else if (!(*out = strdup((const char *)sqlite3_column_text(s, 0))))
+		err = -ENOMEM;
+	journal_stmt_done(s);
 	return err;
 }
 

@@ -427,9 +427,13 @@ int journal_restore_file(struct journal *j, struct journal_versions *store,
  * fields; target malloc'd for a symlink (free it). */
 struct journal_version_at {
 	bool found;
+	struct journal_ref ref;
+	int64_t wall_ns;
 	uint32_t mode, uid, gid;  /* mode 0: deleted then */
 	uint64_t size;
 	int64_t mtime_ns;
+	bool has_hash;
+	uint8_t hash[CONTENT_HASH_LEN];
 	char *target;
 };
 
@@ -618,6 +622,8 @@ struct journal_job {
 	unsigned failures;        /* failed attempts in a row */
 	bool repair;              /* the disk damaged this very version:
 				   * make it again (journal_job_repair) */
+	bool fetch;               /* into the version store, not the volume
+				   * (journal_job_fetch) */
 	int64_t order;            /* place in the queue (journal_jobs) */
 };
 
@@ -658,6 +664,24 @@ int journal_job_fail(struct journal *j, const struct journal_job *job,
 int journal_job_restore(struct journal *j, const char *volume,
 			const char *path, const struct journal_ref *ref);
 bool journal_job_is_restore(const struct journal_job *job);
+/* Fetching version REF of VOLUME/PATH (a regular file) from peers into
+ * the version store, for a restore to a file of content only peers keep
+ * (jobs.c; schema 17).  0 once queued, or when it already is; -ENOENT
+ * when REF is no such version. */
+int journal_job_fetch(struct journal *j, const char *volume,
+		      const char *path, const struct journal_ref *ref);
+/* Whether content HASH of VOLUME is being fetched into the store. */
+bool journal_job_fetching(struct journal *j, const char *volume,
+			  const uint8_t hash[CONTENT_HASH_LEN]);
+/* The name in its volume's root that a fetch job of content HASH holds
+ * (no file is made there): ".krakenfs-fetch-" and 64 hex digits. */
+#define JOURNAL_FETCH_PREFIX ".krakenfs-fetch-"
+#define JOURNAL_FETCH_NAME_MAX (sizeof(JOURNAL_FETCH_PREFIX) + \
+				2 * CONTENT_HASH_LEN)
+void journal_fetch_name(const uint8_t hash[CONTENT_HASH_LEN],
+			char out[JOURNAL_FETCH_NAME_MAX]);
+/* The path of change ID (malloc'd into *OUT), or -ENOENT. */
+int journal_change_path(struct journal *j, int64_t id, char **out);
 /* Gives JOB up (a restore no peer can serve). */
 int journal_job_cancel(struct journal *j, const struct journal_job *job);
 /* Conflict copies still to be made of the version the disk holds at

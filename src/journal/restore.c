@@ -157,6 +157,10 @@ int journal_version_at(struct journal *j, const char *volume, const char *path,
 		return err;
 	}
 	out->found = info.found;
+	out->ref = info.ref;
+	out->wall_ns = info.wall_ns;
+	out->has_hash = p.has_hash;
+	memcpy(out->hash, p.hash, CONTENT_HASH_LEN);
 	out->mode = info.mode;
 	out->size = info.size;
 	out->mtime_ns = p.mtime_ns;

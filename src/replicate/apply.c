@@ -1881,6 +1881,20 @@ static void transfer_store_list(struct replicate *r, struct transfer *t)
 			      t->base.n_chunks ? t->base.hash : NULL);
 }
 
+/* A version fetched for the store (keep.c) goes there, not in place. */
+static void transfer_commit_fetch(struct replicate *r, struct transfer *t)
+{
+	int err = keep_fetched(r, &t->job, t->dirfd, t->tmp);
+
+	close(t->fd);
+	t->fd = -1;
+	if (err) {
+		transfer_fail(t, err);
+		return;
+	}
+	t->done = true;
+}
+
 static void transfer_commit(struct replicate *r, struct transfer *t)
 {
 	uint64_t replaced;
@@ -1894,6 +1908,10 @@ static void transfer_commit(struct replicate *r, struct transfer *t)
 	 * there, and must not replace what is. */
 	if (!journal_job_wanted(r->journal, &t->job)) {
 		transfer_fail(t, -ESTALE);
+		return;
+	}
+	if (t->job.fetch) {
+		transfer_commit_fetch(r, t);
 		return;
 	}
 	/* A losing version on disk waits for its copy (see "Conflicts"). */

@@ -14,6 +14,13 @@
  * (serve.c), and that ends as this node's new version of the path.
  * When every connected peer that held the version says it no longer
  * has it, the restore is given up and said in the log.
+ *
+ * Fetching into the store: a restore to a file (kraken-journal restore
+ * --to) of a version only peers keep has the agent fetch it like any
+ * job (journal_job_fetch, schema 17), but the file made goes into the
+ * version store, where the restore reads it, instead of the volume: it
+ * is kept like a replaced version (and pruned like one), and nothing in
+ * the volume changes.  Given up as a restore is.
  */
 #include "replicate_int.h"
 
@@ -22,7 +29,10 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void keep_replaced(struct replicate *r, int dirfd, const char *name,
 		   const char *volume, const char *path)
@@ -74,11 +84,60 @@ int replicate_restore(struct replicate *r, const char *volume,
 bool keep_restore_failed(struct replicate *r, const struct journal_job *job,
 			 int err)
 {
-	if (!journal_job_is_restore(job) || err != KR_ENOSOURCE)
+	char *path = NULL;
+
+	if ((!journal_job_is_restore(job) && !job->fetch) ||
+	    err != KR_ENOSOURCE)
 		return false;
-	log_warn("replicate", "restoring %s/%s: no connected peer keeps the "
-		 "content of version %s:%llu any more; given up", job->volume,
-		 job->path, job->ref.origin, (unsigned long long)job->ref.seq);
+	if (job->fetch)
+		journal_change_path(r->journal, job->change, &path);
+	log_warn("replicate", "%s %s/%s: no connected peer keeps the content "
+		 "of version %s:%llu any more; given up", job->fetch ?
+		 "fetching" : "restoring", job->volume, path ? path : job->path,
+		 job->ref.origin, (unsigned long long)job->ref.seq);
+	free(path);
 	journal_job_cancel(r->journal, job);
 	return true;
+}
+
+int replicate_fetch(struct replicate *r, const char *volume, const char *path,
+		    const struct journal_ref *ref)
+{
+	int err = r->versions ? journal_job_fetch(r->journal, volume, path, ref) :
+		  -EOPNOTSUPP;
+
+	if (err) {
+		log_warn("replicate", "fetching version %s:%llu of %s/%s into "
+			 "the version store: %s", ref->origin,
+			 (unsigned long long)ref->seq, volume, path,
+			 err == -EOPNOTSUPP ? "this node keeps no versions "
+			 "(versions.keep is 0)" : kr_strerror(err));
+		return err;
+	}
+	log_info("replicate", "fetching version %s:%llu of %s/%s from peers "
+		 "into the version store", ref->origin,
+		 (unsigned long long)ref->seq, volume, path);
+	r->jobs_due = true;
+	return 0;
+}
+
+int keep_fetched(struct replicate *r, const struct journal_job *job,
+		 int dirfd, const char *tmp)
+{
+	char *path = NULL;
+	int err = journal_change_path(r->journal, job->change, &path);
+
+	if (!err)
+		err = journal_versions_keep(r->versions, dirfd, tmp, job->hash,
+					    job->size, job->volume, path,
+					    loop_wall_ns());
+	if (!err)
+		err = journal_job_cancel(r->journal, job);
+	unlinkat(dirfd, tmp, 0);
+	if (!err)
+		log_info("replicate", "fetched version %s:%llu of %s/%s into "
+			 "the version store", job->ref.origin,
+			 (unsigned long long)job->ref.seq, job->volume, path);
+	free(path);
+	return err;
 }

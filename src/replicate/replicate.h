@@ -147,6 +147,13 @@ struct journal_ref;
 int replicate_restore(struct replicate *r, const char *volume,
 		      const char *path, const struct journal_ref *ref);
 
+/* Fetches version REF of VOLUME/PATH from peers into the version store
+ * (keep.c), for a restore to a file: 0 once queued (the log says how it
+ * ends), -EOPNOTSUPP when this node keeps no versions, -ENOENT when REF
+ * is no such version. */
+int replicate_fetch(struct replicate *r, const char *volume, const char *path,
+		    const struct journal_ref *ref);
+
 /* Versions asked about in one question (the wire's WIRE_MAX_ASK_KEPT). */
 #define REPLICATE_ASK_MAX 256
 

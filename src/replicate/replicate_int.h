@@ -267,6 +267,11 @@ int session_send(struct session *s, const struct wire_msg *m);
 void session_send_now(struct session *s);
 struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
 
+/* keep.c: a fetch job's file TMP (in DIRFD), complete and verified,
+ * goes into the version store instead of the volume; the job is done. */
+int keep_fetched(struct replicate *r, const struct journal_job *job,
+		 int dirfd, const char *tmp);
+
 /* ask.c: S's peer asks which versions are here, or answers that. */
 int ask_on_question(struct session *s, const struct wire_ask_kept *a);
 void ask_on_answer(struct session *s, const struct wire_kept *k);

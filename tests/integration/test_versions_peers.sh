@@ -8,6 +8,9 @@
 #   - with n3 stopped (SIGSTOP) the question still ends, in about two
 #     seconds, and the API answers other requests meanwhile; g.txt v1 is
 #     then "not here", as n3 could not say;
+#   - restores to a file on n1 (a single file, the whole volume) fetch
+#     what only n2 keeps into n1's store through the agent, and leave
+#     the volume alone; a version no node keeps fails, saying so;
 #   - n1's agent stops cleanly while a question waits for a hung peer;
 #   - with n1's agent stopped the CLI lists what n1 holds and says why
 #     the peers were not asked.
@@ -34,6 +37,8 @@ start_agent n3 "$T/n3.yaml"
 echo "f one" > "$V1/f.txt"
 wait_for 30 holds "$V2/f.txt" "f one" && wait_for 30 holds "$V3/f.txt" "f one" ||
   fail "f.txt v1 did not reach n2 and n3"
+t1=$(date +%s.%N)
+sleep 0.1
 echo "f two" > "$V1/f.txt"
 wait_for 30 holds "$V2/f.txt" "f two" && wait_for 30 holds "$V3/f.txt" "f two" ||
   fail "f.txt v2 did not reach n2 and n3"
@@ -62,6 +67,8 @@ pass "v1 of f.txt, replaced by n1 itself, is listed as on n2 (CLI, API, dashboar
 stop_agent n2
 echo "g one" > "$V1/g.txt"
 wait_for 30 holds "$V3/g.txt" "g one" || fail "g.txt v1 did not reach n3"
+tg=$(date +%s.%N)
+sleep 0.1
 echo "g two" > "$V1/g.txt"
 wait_for 30 holds "$V3/g.txt" "g two" || fail "g.txt v2 did not reach n3"
 start_agent n2b "$T/n2.yaml"
@@ -70,6 +77,34 @@ PATH_ARG=g.txt versions > "$T/g.txt.out" || fail "versions g.txt"
 grep -Eq ' put .* gone$' "$T/g.txt.out" && grep -q "^'gone': no node keeps" "$T/g.txt.out" ||
   fail "g.txt v1, which no node keeps, is not listed as gone: $(cat "$T/g.txt.out")"
 pass "a version no node keeps is listed as gone"
+
+# Restores to a file on n1 fetch what only n2 keeps into n1's store
+# through the agent: the whole volume as it was at t1 (f.txt v1), then
+# f.txt alone.  The volume and its history do not change.
+changes() { "$KJ" --db "$T/n1/journal.db" --json log --volume vx | wc -l; }
+before=$(changes)
+"$KJ" --config "$T/n1.yaml" restore vx --at "@$t1" --to "$T/tree" > "$T/tree.out" 2>&1 ||
+  fail "whole-volume restore on n1 at t1: $(cat "$T/tree.out")"
+holds "$T/tree/f.txt" "f one" && [ ! -e "$T/tree/g.txt" ] ||
+  fail "the volume as it was at t1 is not f.txt v1 alone: $(ls -la "$T/tree"; cat "$T/tree.out")"
+grep -q "fetched version n1@.* of vx/f.txt into the version store" "$T/n1.log" ||
+  fail "n1's log does not say it fetched f.txt v1 into its store"
+"$KJ" --config "$T/n1.yaml" --json versions vx f.txt > "$T/after.json" || fail "versions after the fetch"
+jq -e '.[0].content == "kept"' "$T/after.json" >/dev/null ||
+  fail "n1 does not keep f.txt v1 after fetching it: $(cat "$T/after.json")"
+"$KJ" --config "$T/n1.yaml" restore vx f.txt --at "@$t1" --to "$T/f-v1.txt" > "$T/one.out" 2>&1 &&
+  holds "$T/f-v1.txt" "f one" || fail "restore of f.txt v1 on n1: $(cat "$T/one.out")"
+holds "$V1/f.txt" "f two" && [ "$(changes)" = "$before" ] &&
+  [ -z "$(find "$V1" -name '.krakenfs-*')" ] ||
+  fail "fetching into the store changed n1's volume or its history: $(ls -la "$V1")"
+pass "restores to a file on n1 of a version only n2 keeps: fetched into n1's store, volume untouched"
+
+rc=0
+"$KJ" --config "$T/n1.yaml" restore vx g.txt --at "@$tg" --to "$T/g-v1.txt" > "$T/g.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "fetching it from peers failed: no connected peer keeps it" "$T/g.out" &&
+  [ ! -e "$T/g-v1.txt" ] ||
+  fail "restore of g.txt v1, which no node keeps: exit $rc, $(cat "$T/g.out")"
+pass "a restore to a file of a version no node keeps fails, saying so"
 
 # n3 hung: the question waits for it at most about two seconds, and the
 # API serves other requests meanwhile.
@@ -108,7 +143,7 @@ wait "$asker" || true
   fail "the request waiting when n1 stopped got: $(cat "$T/stopping.json")"
 pass "the agent stops cleanly (exit 0) while a question to a hung peer waits"
 
-versions > "$T/down.txt" 2>&1 || fail "versions with the agent stopped: $(cat "$T/down.txt")"
+PATH_ARG=g.txt versions > "$T/down.txt" 2>&1 || fail "versions with the agent stopped: $(cat "$T/down.txt")"
 grep -Eq ' put .* not here$' "$T/down.txt" &&
   grep -q "not asked: the agent at 127.0.0.1:$((PORT + 1)) does not answer" "$T/down.txt" ||
   fail "with n1's agent stopped, the listing does not say why peers were not asked: $(cat "$T/down.txt")"
