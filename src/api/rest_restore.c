@@ -268,12 +268,13 @@ enum MHD_Result rest_get_versions(struct rest_call *c)
 }
 
 
-/* Where this node holds V's content: "live", "kept", or NULL. */
-static const char *fetch_held(struct rest_call *c, struct journal *j,
+/* Where this node holds V's content: "live", "kept" (in STORE), or
+ * NULL. */
+static const char *fetch_held(struct journal *j,
+			      struct journal_versions *store,
 			      const char *volume, const char *path,
 			      const struct journal_version_at *v)
 {
-	struct journal_versions *store = NULL;
 	struct journal_state live;
 	const char *held = NULL;
 
@@ -283,10 +284,8 @@ static const char *fetch_held(struct rest_call *c, struct journal *j,
 			held = "live";
 		journal_state_release(&live);
 	}
-	if (!held && journal_versions_find(j, c->r->api->root, &store) == 0 &&
-	    journal_versions_has(store, v->hash))
+	if (!held && journal_versions_has(store, v->hash))
 		held = "kept";
-	journal_versions_close(store);
 	return held;
 }
 
@@ -298,6 +297,7 @@ enum MHD_Result rest_post_fetch(struct rest_call *c)
 {
 	const char *volume, *path, *held;
 	struct journal_restore_info info = { .status = JOURNAL_RESTORE_NOT_KEPT };
+	struct journal_versions *store;
 	struct journal_version_at v;
 	struct journal *j;
 	enum MHD_Result res;
@@ -321,7 +321,14 @@ enum MHD_Result rest_post_fetch(struct rest_call *c)
 				  volume, path, rest_restore_why[info.status]);
 	info = (struct journal_restore_info){ JOURNAL_RESTORE_NOT_KEPT, true,
 		v.ref, v.wall_ns, v.mode, v.size, 0 };
-	held = fetch_held(c, j, volume, path, &v);
+	if (journal_versions_find(j, c->r->api->root, &store) != 0)
+		store = NULL;
+	held = fetch_held(j, store, volume, path, &v);
+	journal_versions_close(store);
+	if (!held && !store)
+		return rest_error(c, MHD_HTTP_CONFLICT, "%s/%s: this node keeps "
+				  "no versions (versions.keep is 0): restore it "
+				  "on a peer that keeps it", volume, path);
 	if (!held)
 		return rest_restore_fetch(c, volume, path, &info, true);
 	o = rest_restore_json(volume, path, &info, NULL);

@@ -104,7 +104,11 @@ rc=0
 [ "$rc" = 1 ] && grep -q "fetching it from peers failed: no connected peer keeps it" "$T/g.out" &&
   [ ! -e "$T/g-v1.txt" ] ||
   fail "restore of g.txt v1, which no node keeps: exit $rc, $(cat "$T/g.out")"
-pass "a restore to a file of a version no node keeps fails, saying so"
+rc=0
+"$KJ" --config "$T/n3.yaml" restore vx f.txt --at "@$t1" --to "$T/n3-v1.txt" > "$T/n3.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "this node keeps no versions (versions.keep is 0)" "$T/n3.out" ||
+  fail "restore to a file on n3, which keeps no versions: exit $rc, $(cat "$T/n3.out")"
+pass "a restore to a file of a version no node keeps fails, saying so; so does one on a node that keeps none"
 
 # n3 hung: the question waits for it at most about two seconds, and the
 # API serves other requests meanwhile.
