@@ -26,6 +26,41 @@
 /* The SQL below says 5, so that it matches schema/009's partial index. */
 _Static_assert(JOURNAL_JOB_STUCK == 5, "jobs_stuck (schema 9) is for 5");
 
+/* The job of the row S stands on (journal_jobs' columns) into *JB. */
+static int job_from_row(sqlite3_stmt *s, struct journal_job *jb)
+{
+	const void *hash = sqlite3_column_blob(s, 11);
+	const unsigned char *copy = sqlite3_column_text(s, 2);
+	const unsigned char *target = sqlite3_column_text(s, 12);
+
+	memset(jb, 0, sizeof(*jb));
+	snprintf(jb->volume, sizeof(jb->volume), "%s",
+		 (const char *)sqlite3_column_text(s, 0));
+	jb->path = strdup((const char *)sqlite3_column_text(s, 1));
+	jb->copy_of = copy ? strdup((const char *)copy) : NULL;
+	jb->attempts = (unsigned)sqlite3_column_int(s, 3);
+	jb->change = sqlite3_column_int64(s, 4);
+	jb->op = (enum journal_op)sqlite3_column_int(s, 5);
+	jb->mode = (uint32_t)sqlite3_column_int64(s, 6);
+	jb->uid = (uint32_t)sqlite3_column_int64(s, 7);
+	jb->gid = (uint32_t)sqlite3_column_int64(s, 8);
+	jb->size = (uint64_t)sqlite3_column_int64(s, 9);
+	jb->mtime_ns = sqlite3_column_int64(s, 10);
+	jb->has_hash = hash && sqlite3_column_bytes(s, 11) == CONTENT_HASH_LEN;
+	if (jb->has_hash)
+		memcpy(jb->hash, hash, CONTENT_HASH_LEN);
+	jb->target = target ? strdup((const char *)target) : NULL;
+	snprintf(jb->ref.origin, sizeof(jb->ref.origin), "%s",
+		 (const char *)sqlite3_column_text(s, 13));
+	jb->ref.seq = (uint64_t)sqlite3_column_int64(s, 14);
+	jb->order = sqlite3_column_int64(s, 15);
+	jb->failures = (unsigned)sqlite3_column_int(s, 16);
+	jb->repair = sqlite3_column_int(s, 17) != 0;
+	jb->fetch = sqlite3_column_int(s, 18) != 0;
+	return !jb->path || (copy && !jb->copy_of) || (target && !jb->target) ?
+	       -ENOMEM : 0;
+}
+
 int journal_jobs(struct journal *j, const struct journal_job *after,
 		 struct journal_job *out, int max)
 {
@@ -43,7 +78,7 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 		"ORDER BY jb.attempts, jb.ord, jb.volume, jb.path LIMIT ?5";
 	int64_t now = loop_wall_ns();
 	sqlite3_stmt *s = NULL;
-	int n = 0;
+	int n = 0, rc = SQLITE_DONE;
 	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	if (err)
@@ -59,40 +94,15 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 	sqlite3_bind_int64(s, 6, now);
 	/* A retry time further off than any backoff: the clock went back. */
 	sqlite3_bind_int64(s, 7, JOB_RETRY_MAX_NS);
-	while (n < max && sqlite3_step(s) == SQLITE_ROW) {
-		struct journal_job *jb = &out[n++];
-		const void *hash = sqlite3_column_blob(s, 11);
-		const unsigned char *copy = sqlite3_column_text(s, 2);
-		const unsigned char *target = sqlite3_column_text(s, 12);
-
-		memset(jb, 0, sizeof(*jb));
-		snprintf(jb->volume, sizeof(jb->volume), "%s",
-			 (const char *)sqlite3_column_text(s, 0));
-		jb->path = strdup((const char *)sqlite3_column_text(s, 1));
-		jb->copy_of = copy ? strdup((const char *)copy) : NULL;
-		jb->attempts = (unsigned)sqlite3_column_int(s, 3);
-		jb->change = sqlite3_column_int64(s, 4);
-		jb->op = (enum journal_op)sqlite3_column_int(s, 5);
-		jb->mode = (uint32_t)sqlite3_column_int64(s, 6);
-		jb->uid = (uint32_t)sqlite3_column_int64(s, 7);
-		jb->gid = (uint32_t)sqlite3_column_int64(s, 8);
-		jb->size = (uint64_t)sqlite3_column_int64(s, 9);
-		jb->mtime_ns = sqlite3_column_int64(s, 10);
-		jb->has_hash = hash && sqlite3_column_bytes(s, 11) ==
-				       CONTENT_HASH_LEN;
-		if (jb->has_hash)
-			memcpy(jb->hash, hash, CONTENT_HASH_LEN);
-		jb->target = target ? strdup((const char *)target) : NULL;
-		snprintf(jb->ref.origin, sizeof(jb->ref.origin), "%s",
-			 (const char *)sqlite3_column_text(s, 13));
-		jb->ref.seq = (uint64_t)sqlite3_column_int64(s, 14);
-		jb->order = sqlite3_column_int64(s, 15);
-		jb->failures = (unsigned)sqlite3_column_int(s, 16);
-		jb->repair = sqlite3_column_int(s, 17) != 0;
-		jb->fetch = sqlite3_column_int(s, 18) != 0;
-	}
+	while (!err && n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		err = job_from_row(s, &out[n++]);
+	if (!err && n < max && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
 	journal_stmt_done(s);
-	return n;
+	if (err)
+		while (n > 0)
+			journal_job_release(&out[--n]);
+	return err ? err : n;
 }
 
 void journal_job_release(struct journal_job *job)

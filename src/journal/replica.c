@@ -894,16 +894,18 @@ static int load_bases_as_heads(struct journal *j, int64_t id, struct head *out,
 		"ON o.id = c.origin WHERE b.change = ? ORDER BY c.origin, c.seq "
 		"LIMIT 64";
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
+	int rc, err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	*n = 0;
 	if (err)
 		return err;
 	sqlite3_bind_int64(s, 1, id);
-	while (sqlite3_step(s) == SQLITE_ROW && *n < HEADS_MAX)
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < HEADS_MAX)
 		head_from_row(s, &out[(*n)++]);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
 	journal_stmt_done(s);
-	return 0;
+	return err;
 }
 
 static int conflicts_resolved(struct conflict_walk *w, const char *volume)
@@ -917,12 +919,13 @@ static int conflicts_resolved(struct conflict_walk *w, const char *volume)
 		"ORDER BY c.volume, c.path, c.id";
 	struct head *h = calloc(HEADS_MAX, sizeof(*h));
 	sqlite3_stmt *s = NULL;
-	int n, err = h ? journal_db_err(journal_prepare_cached(w->j, sql,
-							       &s)) : -ENOMEM;
+	int n, rc = SQLITE_DONE;
+	int err = h ? journal_db_err(journal_prepare_cached(w->j, sql, &s)) :
+		  -ENOMEM;
 
 	if (!err && volume)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	while (!err && sqlite3_step(s) == SQLITE_ROW) {
+	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		char key[sizeof(w->last_key)];
 		struct journal_ref merge;
 		const char *vol = (const char *)sqlite3_column_text(s, 1);
@@ -942,6 +945,8 @@ static int conflicts_resolved(struct conflict_walk *w, const char *volume)
 					      sqlite3_column_int64(s, 5));
 		heads_release(h, n);
 	}
+	if (!err && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
 	journal_stmt_done(s);
 	free(h);
 	return err;
@@ -954,12 +959,13 @@ static int conflicts_open(struct conflict_walk *w, const char *volume)
 		"GROUP BY volume, path HAVING count(*) > 1";
 	struct head *h = calloc(HEADS_MAX, sizeof(*h));
 	sqlite3_stmt *s = NULL;
-	int n, err = h ? journal_db_err(journal_prepare_cached(w->j, sql,
-							       &s)) : -ENOMEM;
+	int n, rc = SQLITE_DONE;
+	int err = h ? journal_db_err(journal_prepare_cached(w->j, sql, &s)) :
+		  -ENOMEM;
 
 	if (!err && volume)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	while (!err && sqlite3_step(s) == SQLITE_ROW) {
+	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *vol = (const char *)sqlite3_column_text(s, 0);
 		const char *path = (const char *)sqlite3_column_text(s, 1);
 
@@ -968,6 +974,8 @@ static int conflicts_open(struct conflict_walk *w, const char *volume)
 			err = conflict_report(w, vol, path, h, n, NULL, 0);
 		heads_release(h, n);
 	}
+	if (!err && rc != SQLITE_DONE)
+		err = journal_db_err(rc);
 	journal_stmt_done(s);
 	free(h);
 	return err;
