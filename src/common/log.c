@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum log_level log_threshold = LOG_INFO;
+atomic_int log_threshold = LOG_INFO;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 /* syslog priorities of the levels: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
@@ -19,7 +19,8 @@ static bool log_to_journal;
 
 void log_set_level(enum log_level level)
 {
-	log_threshold = level;
+	atomic_store_explicit(&log_threshold, (int)level,
+			      memory_order_relaxed);
 }
 
 int log_level_parse(const char *name, enum log_level *out)

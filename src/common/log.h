@@ -18,11 +18,14 @@
 #ifndef KRAKEN_LOG_H
 #define KRAKEN_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
-extern enum log_level log_threshold;
+/* Set on a reload (SIGHUP) while other threads log: an atomic, read
+ * relaxed (a line at the old level around a reload is fine). */
+extern atomic_int log_threshold;
 
 void log_set_level(enum log_level level);
 /* Parses "error", "warn", "info", "debug"; returns 0 or -EINVAL. */
@@ -37,7 +40,8 @@ void log_msg(enum log_level level, const char *module, const char *fmt, ...)
 
 #define log_at(lvl, mod, ...) \
 	do { \
-		if ((lvl) <= log_threshold) \
+		if ((int)(lvl) <= atomic_load_explicit(&log_threshold, \
+						       memory_order_relaxed)) \
 			log_msg((lvl), (mod), __VA_ARGS__); \
 	} while (0)
 #define log_error(mod, ...) log_at(LOG_ERROR, mod, __VA_ARGS__)
