@@ -7,7 +7,7 @@
 # missing, it does not skip.
 source "$(dirname "$0")/lib.sh"
 
-PORT=17911
+PORT=18060
 NODES=n1:127.0.0.1,n2:127.0.0.2
 xfs_mount 1G
 
