@@ -16,8 +16,8 @@
  * Failures are HTTP 200 with {"Err":"..."}, which is how Docker expects
  * a driver to refuse; only an unknown path is a 404.
  *
- * Facts measured with a real dockerd (DESIGN.md section 7) and what each
- * one decides here:
+ * Facts measured with a real dockerd (tests/integration/test_docker.sh
+ * starts one and depends on them) and what each one decides here:
  *  - Requests carry no Content-Type, so the body is read raw and parsed
  *    as JSON whatever the headers say.  Bodies are capped at 64 KiB: the
  *    largest legitimate one is a Create with a few options.
