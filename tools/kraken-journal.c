@@ -23,6 +23,7 @@
 #include "journal.h"
 #include "kraken-journal.h"
 #include "path.h"
+#include "timefmt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -99,7 +100,9 @@ static void usage(FILE *out)
 		"                         chains are checked\n"
 		"\n"
 		"TIME is 2026-11-26T10:00:00Z, '2026-11-26 10:00:00' (UTC),\n"
-		"2026-11-26, @UNIXSECONDS, or an age like 90s, 15m, 2h, 3d.\n"
+		"a fraction and an offset optional (10:00:00.5+01:00),\n"
+		"2026-11-26, @UNIXSECONDS[.NANOS] (the journal's 'at'), or an\n"
+		"age like 90s, 15m, 2h, 3d: as the REST API takes it.\n"
 		"\n"
 		"The agent compacts history older than journal.retention once\n"
 		"every peer holds it: superseded versions and settled deletes\n"
@@ -138,70 +141,13 @@ static int fail(const char *fmt, ...)
 
 /* ---- time ------------------------------------------------------------ */
 
-static int parse_age(const char *s, int64_t *out_ns)
-{
-	char *end;
-	unsigned long long n;
-	int64_t unit;
-
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	if (errno || end == s || end[1] != '\0')
-		return -EINVAL;
-	switch (*end) {
-	case 's': unit = 1; break;
-	case 'm': unit = 60; break;
-	case 'h': unit = 3600; break;
-	case 'd': unit = 86400; break;
-	default: return -EINVAL;
-	}
-	if (n > (unsigned long long)(INT64_MAX / 1000000000 / unit))
-		return -ERANGE;
-	*out_ns = (int64_t)time(NULL) * 1000000000 -
-		  (int64_t)n * unit * 1000000000;
-	return 0;
-}
-
 int kj_parse_time(const char *s, int64_t *out_ns)
 {
-	static const char *const formats[] = {
-		"%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
-		"%Y-%m-%d",
-	};
-	struct tm tm;
+	struct timespec now;
 
-	if (s[0] == '@') {
-		char *end;
-		long long v, frac = 0, scale = 100000000;
-
-		errno = 0;
-		v = strtoll(s + 1, &end, 10);
-		if (errno || end == s + 1 || v < 0 ||
-		    v > INT64_MAX / 1000000000)
-			return -EINVAL;
-		/* @SECONDS[.FRACTION], to the nanosecond */
-		if (*end == '.')
-			for (end++; *end >= '0' && *end <= '9' && scale;
-			     end++, scale /= 10)
-				frac += (*end - '0') * scale;
-		if (*end || v * 1000000000 > INT64_MAX - frac)
-			return -EINVAL;
-		*out_ns = v * 1000000000 + frac;
-		return 0;
-	}
-	if (parse_age(s, out_ns) == 0)
-		return 0;
-	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
-		const char *end;
-
-		memset(&tm, 0, sizeof(tm));
-		end = strptime(s, formats[i], &tm);
-		if (end && *end == '\0') {
-			*out_ns = (int64_t)timegm(&tm) * 1000000000;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return timefmt_parse(s, (int64_t)now.tv_sec * 1000000000 +
+			     now.tv_nsec, out_ns);
 }
 
 static void format_time(int64_t ns, char *out, size_t cap, bool iso)

@@ -40,6 +40,7 @@
 #include "config.h"
 #include "err.h"
 #include "path.h"
+#include "timefmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -205,7 +206,7 @@ static int rest_arg_time(struct rest_call *c, const char *name, int64_t *out)
 
 	if (!v)
 		return 0;
-	return rest_parse_time(v, api_now_wall(), out);
+	return timefmt_parse(v, api_now_wall(), out);
 }
 
 /* Fills F from the query string; on a bad value names it in *bad. */

@@ -18,12 +18,6 @@
 /* RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"). */
 void rest_format_time(int64_t wall_ns, char *out, size_t cap);
 
-/*
- * Reads a query-string time: RFC 3339 ("2026-01-02T03:04:05Z", fraction
- * and offset optional), a date, "@UNIXSECONDS", or an age before NOW_NS
- * ("90s", "15m", "2h", "3d").  0 or -EINVAL.
- */
-int rest_parse_time(const char *s, int64_t now_ns, int64_t *out);
 
 /* The status document; SNAP is scratch space the caller provides. */
 int rest_status_json(struct api *a, struct journal *j,

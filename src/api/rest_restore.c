@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "path.h"
+#include "timefmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -149,7 +150,7 @@ static int restore_args(struct rest_call *c, const char **volume,
 		return -EINVAL;
 	}
 	*path += strspn(*path, "/");
-	if (rest_parse_time(at, api_now_wall(), at_ns)) {
+	if (timefmt_parse(at, api_now_wall(), at_ns)) {
 		*res = rest_error(c, MHD_HTTP_BAD_REQUEST, "at: expected a "
 				  "time such as 2026-12-07T10:00:00Z, @SECONDS "
 				  "or an age such as 2h, got '%s'", at);

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the REST API's query-string values: the time of
- * since= and until= (rest_parse_time) and the op= name (journal_op_parse).
+ * since= and until= (timefmt_parse) and the op= name (journal_op_parse).
  * The input, up to its first NUL, is one value as libmicrohttpd hands it
  * over: a C string.
  *
@@ -18,6 +18,7 @@
 
 #include "journal.h"
 #include "rest_render.h"
+#include "timefmt.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -32,7 +33,7 @@ static void fuzz_same_time(const char *text, int64_t now, int64_t want)
 {
 	int64_t got = -1;
 
-	FUZZ_CHECK(rest_parse_time(text, now, &got) == 0);
+	FUZZ_CHECK(timefmt_parse(text, now, &got) == 0);
 	FUZZ_CHECK(got == want);
 }
 
@@ -58,10 +59,10 @@ static void fuzz_round_trip(int64_t t, int64_t now)
 static void fuzz_time(const char *text, int64_t now)
 {
 	int64_t first = -1, again = -1;
-	int err = rest_parse_time(text, now, &first);
+	int err = timefmt_parse(text, now, &first);
 
 	FUZZ_CHECK(err == 0 || err == -EINVAL);
-	FUZZ_CHECK(rest_parse_time(text, now, &again) == err);
+	FUZZ_CHECK(timefmt_parse(text, now, &again) == err);
 	if (err)
 		return;
 	FUZZ_CHECK(again == first);

@@ -76,6 +76,11 @@ pass "edit, chmod, rename, delete and history with bases"
 [ "$(kj --json log --limit 3 | wc -l)" -eq 3 ] || fail "--limit"
 [ "$(kj --json log --since 1h --volume pre | wc -l)" -eq 2 ] || fail "--since/--volume"
 [ "$(kj --json log --until 2000-01-01 | wc -l)" -eq 0 ] || fail "--until"
+# The REST API's grammar: a fraction and an offset (an hour ahead of UTC).
+since=$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%S)
+since_plus1=$(date -u -d "$since UTC + 1 hour" +%Y-%m-%dT%H:%M:%S).5+01:00
+[ "$(kj --json log --since "$since_plus1" --volume pre | wc -l)" -eq 2 ] ||
+  fail "--since with a fraction and an offset ($since_plus1)"
 [ "$(kj --json log --origin node-b | wc -l)" -eq 0 ] || fail "--origin"
 out=$(kj log --op bogus 2>&1) && fail "--op bogus accepted"
 grep -q "unknown operation 'bogus'" <<<"$out" || fail "bad --op message: $out"

@@ -1401,35 +1401,9 @@ static void test_bearer(void **state)
 	assert_int_equal(rest_token_check("/nonexistent/token", "x"), -ENOENT);
 }
 
-static void test_parse_time(void **state)
-{
-	int64_t now = 1767225600LL * 1000000000, t;
-
-	(void)state;
-	assert_int_equal(rest_parse_time("2026-01-01T00:00:00Z", now, &t), 0);
-	assert_int_equal(t, now);
-	assert_int_equal(rest_parse_time("2026-01-01T01:00:00.5+01:00", now,
-					 &t), 0);
-	assert_int_equal(t, now + 500000000);
-	assert_int_equal(rest_parse_time("2026-01-01", now, &t), 0);
-	assert_int_equal(t, now);
-	assert_int_equal(rest_parse_time("@1767225600", now, &t), 0);
-	assert_int_equal(t, now);
-	assert_int_equal(rest_parse_time("15m", now, &t), 0);
-	assert_int_equal(t, now - 900LL * 1000000000);
-	assert_int_equal(rest_parse_time("2026-01-01T00:00", now, &t), -EINVAL);
-	assert_int_equal(rest_parse_time("2026-01-01Tx", now, &t), -EINVAL);
-	assert_int_equal(rest_parse_time("2026-01-01T00:00:00.Z", now, &t),
-			 -EINVAL);
-	assert_int_equal(rest_parse_time("-5m", now, &t), -EINVAL);
-	assert_int_equal(rest_parse_time("99999999999999d", now, &t), -EINVAL);
-	assert_int_equal(rest_parse_time("@-1", now, &t), -EINVAL);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_time),
 		cmocka_unit_test(test_host_allowed),
 		cmocka_unit_test(test_bearer),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
