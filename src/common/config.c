@@ -28,6 +28,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "nodeid.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -528,18 +529,12 @@ static const char *parse_strategy(const char *s, enum config_strategy *out)
 
 static const char *check_node_id_n(const char *s, size_t len)
 {
-	if (len < 1 || len > CONFIG_NODE_ID_MAX)
-		return "";
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (!isalnum(c) && c != '.' && c != '_' && c != '-')
-			return "";
-	}
+	if (node_id_ok(s, len))
+		return NULL;
 	/* Node ids end up in file names (conflict copies): no dot dirs. */
 	if ((len == 1 && s[0] == '.') || (len == 2 && !memcmp(s, "..", 2)))
 		return "\".\" and \"..\" are reserved";
-	return NULL;
+	return "";
 }
 
 static const char *check_node_id(const char *s)

@@ -70,12 +70,14 @@
 #ifndef KRAKEN_CONFIG_H
 #define KRAKEN_CONFIG_H
 
+#include "nodeid.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/krakenfs/config.yaml"
-#define CONFIG_NODE_ID_MAX 64
+#define CONFIG_NODE_ID_MAX NODE_ID_MAX
 #define CONFIG_ALLOWED_HOSTS_MAX 32
 #define CONFIG_ALLOWED_HOST_LEN 255
 /* sync.max_lamport_jump: a node's clock runs ahead of another's by at most

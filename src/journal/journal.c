@@ -18,6 +18,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "nodeid.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -318,22 +319,6 @@ static int journal_create_identity(struct journal *j, const char *node_id)
 	return err;
 }
 
-static bool journal_node_id_ok(const char *id)
-{
-	size_t n = strlen(id);
-
-	if (n == 0 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = id[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 static int journal_load_identity(struct journal *j, const char *node_id,
 				 char **errmsg)
 {
@@ -430,7 +415,7 @@ int journal_open(const char *path, const char *node_id, unsigned flags,
 	j->readonly = flags & JOURNAL_READONLY;
 	j->next_seq = 1;
 	j->wal_fd = -1;
-	if (node_id && !journal_node_id_ok(node_id)) {
+	if (node_id && !node_id_ok(node_id, strlen(node_id))) {
 		kr_seterr(errmsg, "invalid node id '%s'", node_id);
 		err = -EINVAL;
 		goto fail;

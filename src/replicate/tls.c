@@ -15,6 +15,7 @@
 #include "tls.h"
 
 #include "err.h"
+#include "nodeid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,23 +57,6 @@ static const char *tls_ssl_reason(void)
 	const char *text = e ? ERR_reason_error_string(e) : NULL;
 
 	return text ? text : "unknown openssl error";
-}
-
-static bool tls_node_id_ok(const char *id, size_t len)
-{
-	size_t i;
-
-	if (len < 1 || len > TLS_NODE_ID_MAX)
-		return false;
-	for (i = 0; i < len; i++) {
-		char ch = id[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-		      ch == '-'))
-			return false;
-	}
-	return true;
 }
 
 static char *tls_join(const char *dir, const char *name)
@@ -589,7 +573,7 @@ int tls_issue(const char *dir, const char *node_id, bool force,
 	X509 *ca = NULL, *cert = NULL;
 	int rc = -EINVAL;
 
-	if (!tls_node_id_ok(node_id, strlen(node_id))) {
+	if (!node_id_ok(node_id, strlen(node_id))) {
 		kr_seterr(errmsg, "invalid node id '%s': use 1 to %d of "
 			   "a-z A-Z 0-9 . _ -", node_id, TLS_NODE_ID_MAX);
 		goto out;
@@ -784,7 +768,7 @@ static int tls_copy_id(const ASN1_STRING *s, char *out, size_t cap)
 	int len = ASN1_STRING_length(s);
 
 	/* The charset check also refuses an embedded NUL. */
-	if (len < 0 || !tls_node_id_ok(data, (size_t)len))
+	if (len < 0 || !node_id_ok(data, (size_t)len))
 		return -EPROTO;
 	if ((size_t)len >= cap)
 		return -ENAMETOOLONG;

@@ -28,6 +28,8 @@
 #ifndef KRAKEN_TLS_H
 #define KRAKEN_TLS_H
 
+#include "nodeid.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -42,7 +44,7 @@ struct stack_st_X509;
 #define TLS_NODE_CERT "node.pem"
 #define TLS_NODE_KEY "node-key.pem"
 
-#define TLS_NODE_ID_MAX 64        /* as sync.node_id: [a-zA-Z0-9._-]{1,64} */
+#define TLS_NODE_ID_MAX NODE_ID_MAX   /* nodeid.h */
 
 /*
  * Creates DIR (mode 0700) if missing, then a new CA in DIR/ca.pem and

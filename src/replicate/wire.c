@@ -22,6 +22,7 @@
 #include "wire_int.h"
 
 #include "err.h"
+#include "nodeid.h"
 #include "path.h"
 
 #include <errno.h>
@@ -43,23 +44,6 @@ struct wire_arena {
 
 /* Field rules, shared by both directions. */
 
-static bool wire_node_char_ok(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
-static bool wire_node_id_ok(const char *s, size_t len)
-{
-	if (len == 0 || len > WIRE_NODE_ID_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (!wire_node_char_ok(s[i]))
-			return false;
-	}
-	return true;
-}
-
 /* NODE "@" 16 lowercase hex digits; the node id never holds '@', so the
  * separator sits exactly 17 bytes from the end. */
 static bool wire_origin_ok(const char *s)
@@ -70,7 +54,7 @@ static bool wire_origin_ok(const char *s)
 	if (len < WIRE_ORIGIN_MIN || len >= JOURNAL_ORIGIN_MAX)
 		return false;
 	hex = s + len - 16;
-	if (hex[-1] != '@' || !wire_node_id_ok(s, len - 17))
+	if (hex[-1] != '@' || !node_id_ok(s, len - 17))
 		return false;
 	for (size_t i = 0; i < 16; i++) {
 		char c = hex[i];
@@ -301,7 +285,7 @@ static void rd_hello(struct wire_rd *r, struct wire_msg *m)
 	h->node_id = rd_str(r, WIRE_NODE_ID_MAX, -EPROTO);
 	h->cluster_id = rd_str(r, WIRE_CLUSTER_ID_MAX, -EPROTO);
 	h->features = rd_u32(r);
-	if (!r->err && (!wire_node_id_ok(h->node_id, strlen(h->node_id)) ||
+	if (!r->err && (!node_id_ok(h->node_id, strlen(h->node_id)) ||
 			!wire_text_ok(h->cluster_id, 1, WIRE_CLUSTER_ID_MAX,
 				      false)))
 		rd_fail(r, -EPROTO);
@@ -682,7 +666,7 @@ static void wr_hello(struct wire_wr *w, const struct wire_msg *m)
 {
 	const struct wire_hello *h = &m->hello;
 
-	if (!h->node_id || !wire_node_id_ok(h->node_id, strnlen(h->node_id,
+	if (!h->node_id || !node_id_ok(h->node_id, strnlen(h->node_id,
 					    WIRE_NODE_ID_MAX + 1)) ||
 	    !wire_text_ok(h->cluster_id, 1, WIRE_CLUSTER_ID_MAX, false))
 		wr_fail(w, -EINVAL);

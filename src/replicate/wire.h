@@ -224,6 +224,7 @@
 #include "content.h"
 #include "delta.h"
 #include "journal.h"
+#include "nodeid.h"
 #include "path.h"
 
 #include <stdbool.h>
@@ -237,7 +238,7 @@
 #define WIRE_MAX_CHUNK (1u << 20)
 #define WIRE_MAX_GET_CHUNKS 1024
 #define WIRE_MAX_BASES 64
-#define WIRE_NODE_ID_MAX 64
+#define WIRE_NODE_ID_MAX NODE_ID_MAX
 #define WIRE_CLUSTER_ID_MAX 255
 #define WIRE_TARGET_MAX 4095
 #define WIRE_TEXT_MAX 1024

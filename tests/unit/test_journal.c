@@ -153,6 +153,13 @@ static void test_identity_and_reopen(void **state)
 	assert_non_null(strstr(err, "vm1"));
 	assert_non_null(strstr(err, "vm2"));
 	free(err);
+	err = NULL;
+
+	/* Ids go into file names: "." and ".." are no node's (nodeid.h). */
+	assert_int_equal(journal_open(f->db, "..", 0, &other, &err), -EINVAL);
+	assert_null(other);
+	assert_non_null(strstr(err, "invalid node id"));
+	free(err);
 }
 
 static void test_new_journal_new_epoch(void **state)

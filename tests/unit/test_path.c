@@ -1,5 +1,6 @@
 /* Path rules: what may be journalled, and the helpers around them. */
 #include "err.h"
+#include "nodeid.h"
 #include "path.h"
 #include "strmap.h"
 #include "hist.h"
@@ -67,6 +68,28 @@ static void test_volume_names(void **state)
 	assert_false(path_volume_name_ok(""));
 }
 
+/* The one node-id rule (nodeid.h) that the config, the journal, the
+ * wire and TLS all apply. */
+static void test_node_ids(void **state)
+{
+	static const char *const good[] = { "vm1", "a-b.c_D9", "...", ".x",
+					    "x.", "0" };
+	static const char *const bad[] = { "", ".", "..", "vm 1", "vm1@x",
+					   "vm/1", "vm\xc3\xa9", "a\nb" };
+	char longest[NODE_ID_MAX + 2];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_true(node_id_ok(good[i], strlen(good[i])));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(node_id_ok(bad[i], strlen(bad[i])));
+	memset(longest, 'n', sizeof(longest));
+	assert_true(node_id_ok(longest, NODE_ID_MAX));
+	assert_false(node_id_ok(longest, NODE_ID_MAX + 1));
+	/* Only LEN bytes are looked at: an id inside a longer buffer. */
+	assert_true(node_id_ok("vm1@0123456789abcdef", 3));
+}
+
 static void test_join(void **state)
 {
 	char out[8];
@@ -129,6 +152,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rel_accepts_normal_paths),
+		cmocka_unit_test(test_node_ids),
 		cmocka_unit_test(test_rel_rejects_hostile_paths),
 		cmocka_unit_test(test_rel_name_lengths),
 		cmocka_unit_test(test_volume_names),

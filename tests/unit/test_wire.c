@@ -1019,6 +1019,8 @@ static const char *const bad_origins[] = {
 	"vm1@0123456789ABCDEF",           /* upper case */
 	"vm1@0123456789abcdeg",
 	"@0123456789abcdef",              /* empty node */
+	".@0123456789abcdef",             /* dot dirs: ids go in names */
+	"..@0123456789abcdef",
 	"vm 1@0123456789abcdef",
 	"vm1#0123456789abcdef",
 	"vm1@@0123456789abcdef",
@@ -1080,6 +1082,9 @@ static void test_hello_ids(void **state)
 		{ "", "krakenfs", -EPROTO },
 		{ "vm 1", "krakenfs", -EPROTO },
 		{ "vm1@x", "krakenfs", -EPROTO },
+		{ ".", "krakenfs", -EPROTO },
+		{ "..", "krakenfs", -EPROTO },
+		{ "...", "krakenfs", 0 },
 		{ "vm1", "", -EPROTO },
 		{ "vm1", "new\nline", -EPROTO },
 		{ "vm1", "bad\xff", -EPROTO },
