@@ -62,9 +62,9 @@
 
 #include <openssl/evp.h>
 
-#define CDC_MIN   (8u << 10)
-#define CDC_AVG   (32u << 10)
-#define CDC_MAX   (128u << 10)
+#define CDC_MIN   CONTENT_CHUNK_MIN
+#define CDC_AVG   CONTENT_CHUNK_AVG
+#define CDC_MAX   CONTENT_CHUNK_MAX
 #define MASK_HARD (~(uint64_t)0 << (64 - 16))
 #define MASK_EASY (~(uint64_t)0 << (64 - 14))
 

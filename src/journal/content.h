@@ -19,6 +19,12 @@
 
 #define CONTENT_HASH_LEN 32
 #define CONTENT_HEX_LEN (2 * CONTENT_HASH_LEN + 1)
+/* The chunker's bounds (content.c): a file of CONTENT_CHUNK_MIN bytes or
+ * less is one chunk, and only a file's last chunk is shorter.  Other
+ * modules size their small-file paths by it (pushes, deltas). */
+#define CONTENT_CHUNK_MIN (8u << 10)
+#define CONTENT_CHUNK_AVG (32u << 10)
+#define CONTENT_CHUNK_MAX (128u << 10)
 
 struct content_chunk {
 	uint8_t hash[CONTENT_HASH_LEN];

@@ -143,7 +143,7 @@
 #define APPLY_DELTA_ALL (4u << 20)
 #define APPLY_DELTA_LEAD 2
 #define APPLY_DELTA_TRAIL 4
-#define APPLY_DELTA_MIN (8u << 10)
+#define APPLY_DELTA_MIN CONTENT_CHUNK_MIN
 #define APPLY_DELTAS_MAX 1024
 /* Bytes copied from the base are checked in reads of up to this much. */
 #define APPLY_CHECK_BYTES (1u << 20)

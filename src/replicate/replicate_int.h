@@ -62,7 +62,7 @@ typedef struct ssl_st SSL;
 #define ARRIVALS_MAX 4096              /* batches remembered for latency */
 /* Files up to this size are one chunk (the chunker's minimum), and are
  * pushed with the entry that announces them. */
-#define PUSH_MAX_SIZE (8u << 10)
+#define PUSH_MAX_SIZE CONTENT_CHUNK_MIN
 #define PUSH_KEEP_MAX 16384            /* pushed contents kept unclaimed */
 #define PUSH_RECENT_NS (10LL * 1000000000)
 #define SESSION_KEYS_SENT 64           /* past this, keys are sent again */

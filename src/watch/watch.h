@@ -55,7 +55,7 @@ struct watch_options {
 };
 
 #define WATCH_CHANGING_MIN (64u << 20)
-#define WATCH_SMALL_MAX (8u << 10)
+#define WATCH_SMALL_MAX CONTENT_CHUNK_MIN    /* one chunk */
 
 struct watch_stats {
 	uint64_t events;                    /* inotify events read */
