@@ -31,6 +31,7 @@
 #include "config.h"
 #include "content.h"
 #include "err.h"
+#include "loop.h"
 #include "path.h"
 
 #include <errno.h>
@@ -355,14 +356,6 @@ struct fetches {
 #define FETCH_START_NS (10LL * 1000000000)
 #define FETCH_POLL_US 100000
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Asks the agent for VOLUME/PATH's version of WALL_NS (its exact time):
  * 0 when it is being fetched or is here already. */
 static int fetch_ask(struct fetches *f, const char *path, int64_t wall_ns)
@@ -445,11 +438,11 @@ static bool fetch_poll(struct fetches *f, int64_t waited_ns)
 /* Waits until every fetch is here or given up, saying so on a tty. */
 static void fetch_wait(struct fetches *f)
 {
-	int64_t start = mono_ns(), said = 0;
+	int64_t start = loop_now_ns(), said = 0;
 	bool tty = isatty(STDERR_FILENO);
 
-	while (fetch_poll(f, mono_ns() - start)) {
-		int64_t s = (mono_ns() - start) / 1000000000;
+	while (fetch_poll(f, loop_now_ns() - start)) {
+		int64_t s = (loop_now_ns() - start) / 1000000000;
 
 		if (tty && s != said)
 			fprintf(stderr, "\rfetching %zu version%s from peers: "

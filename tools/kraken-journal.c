@@ -22,6 +22,7 @@
 #include "err.h"
 #include "journal.h"
 #include "kraken-journal.h"
+#include "loop.h"
 #include "path.h"
 #include "timefmt.h"
 
@@ -143,11 +144,7 @@ static int fail(const char *fmt, ...)
 
 int kj_parse_time(const char *s, int64_t *out_ns)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	return timefmt_parse(s, (int64_t)now.tv_sec * 1000000000 +
-			     now.tv_nsec, out_ns);
+	return timefmt_parse(s, loop_wall_ns(), out_ns);
 }
 
 static void format_time(int64_t ns, char *out, size_t cap, bool iso)

@@ -8,6 +8,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -46,22 +47,6 @@ struct retention {
 	int64_t versions_prune_at;  /* monotonic */
 	int64_t versions_measure_at;
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
 
 int retention_new(struct journal *j, struct retention **out)
 {
@@ -108,7 +93,7 @@ int retention_versions(struct retention *r, const char *dir, const char *root,
 				  "it can be made (then restart)", dir,
 				  kr_strerror(err));
 	}
-	r->versions_prune_at = mono_ns();
+	r->versions_prune_at = loop_now_ns();
 	return 0;
 }
 
@@ -149,7 +134,7 @@ static void versions_prune(struct retention *r, int64_t now)
 		return;
 	r->versions_prune_at = now + VERSIONS_PRUNE_NS;
 	err = journal_versions_prune(r->versions, r->versions_keep_ns,
-				     versions_cap(r), wall_ns(), &removed);
+				     versions_cap(r), loop_wall_ns(), &removed);
 	if (!err)
 		err = journal_flush(r->journal);
 	if (err)
@@ -183,9 +168,9 @@ int retention_configure(struct retention *r, uint64_t retention_ms,
 		r->next_pass_at = 0;
 		r->next_step_at = 0;
 	} else if (!r->next_pass_at && !r->next_step_at) {
-		r->next_pass_at = mono_ns() + r->every_ns;
+		r->next_pass_at = loop_now_ns() + r->every_ns;
 	}
-	return journal_peers_set(r->journal, peers, n, wall_ns());
+	return journal_peers_set(r->journal, peers, n, loop_wall_ns());
 }
 
 void retention_request(struct retention *r)
@@ -197,7 +182,7 @@ void retention_request(struct retention *r)
 	}
 	r->asked = true;
 	if (!r->next_step_at)
-		r->next_pass_at = mono_ns();
+		r->next_pass_at = loop_now_ns();
 }
 
 int64_t retention_deadline(const struct retention *r)
@@ -216,7 +201,7 @@ static void pass_end(struct retention *r, int err)
 	bool asked = r->asked;
 
 	r->next_step_at = 0;
-	r->next_pass_at = mono_ns() + r->every_ns;
+	r->next_pass_at = loop_now_ns() + r->every_ns;
 	r->asked = false;
 	r->total.running = false;
 	if (err) {
@@ -226,7 +211,7 @@ static void pass_end(struct retention *r, int err)
 		return;
 	}
 	r->total.passes++;
-	r->total.last_pass_ns = wall_ns();
+	r->total.last_pass_ns = loop_wall_ns();
 	journal_compacted_before(r->journal, &r->total.compacted_before_ns);
 	if (p->changes || p->tombstones || p->pages_freed || asked)
 		log_info("journal", "compacted history older than %lld s: "
@@ -260,7 +245,7 @@ void retention_tick(struct retention *r, int64_t now)
 		r->total.running = true;
 	}
 	policy = (struct journal_retention){ r->retention_ns, r->pin_max_ns,
-					     wall_ns() };
+					     loop_wall_ns() };
 	before = r->pass;
 	more = journal_compact_step(r->journal, &policy, RETENTION_STEP_MS,
 				    &r->pass);

@@ -11,6 +11,7 @@
  */
 #include "api_int.h"
 #include "err.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,22 +20,6 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
-
-int64_t api_now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t api_now_wall(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int api_dup(const char *s, char **out)
 {
@@ -116,7 +101,7 @@ int api_new(const struct api_options *opt, struct api **out, char **errmsg)
 		return api_errmsg(errmsg, "api", -ENOMEM);
 	a->event_fd = -1;
 	pthread_mutex_init(&a->lock, NULL);
-	a->started_ns = api_now_mono();
+	a->started_ns = loop_now_ns();
 	err = api_copy_options(a, opt);
 	if (err) {
 		api_errmsg(errmsg, "api", err);

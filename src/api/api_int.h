@@ -128,9 +128,6 @@ int api_command_push_locked(struct api *a, enum api_command cmd);
 int api_journal_open(struct api *a, unsigned flags, struct journal **out,
 		     char **errmsg);
 
-/* CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
-int64_t api_now_mono(void);
-int64_t api_now_wall(void);
 
 /* rest.c: the REST server on listen_host:listen_port.  rest_start sets
  * a->rest; rest_stop stops the thread and frees it (NULL rest ignored). */

@@ -65,6 +65,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "loop.h"
 #include "mountinfo.h"
 #include "path.h"
 
@@ -431,7 +432,7 @@ static void plugin_wait_catch_up(struct plugin *p, const char *name)
 {
 	unsigned wait = p->api->mount_wait_ms ? p->api->mount_wait_ms
 					      : PLUGIN_WAIT_DEFAULT_MS;
-	int64_t deadline = api_now_mono() + (int64_t)wait * 1000000;
+	int64_t deadline = loop_now_ns() + (int64_t)wait * 1000000;
 	struct api_snapshot *snap = malloc(sizeof(*snap));
 	struct timespec nap = { 0, PLUGIN_POLL_MS * 1000000L };
 
@@ -441,7 +442,7 @@ static void plugin_wait_catch_up(struct plugin *p, const char *name)
 		if (api_snapshot_get(p->api, snap) &&
 		    plugin_caught_up(p, snap, name))
 			goto out;
-		if (api_now_mono() >= deadline)
+		if (loop_now_ns() >= deadline)
 			break;
 		nanosleep(&nap, NULL);
 	}
@@ -1209,14 +1210,6 @@ struct plugin_gone {
 	int64_t now_ns;            /* wall clock */
 };
 
-static int64_t plugin_wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* A reference is gone when it is old enough and no namespace mounts the
  * volume's directory.  Any doubt (no /proc view, odd filesystem) keeps
  * it: a refused Remove is recoverable, a volume moved away under a
@@ -1246,7 +1239,7 @@ static bool plugin_mount_gone(void *arg, const char *volume, const char *id,
 
 int plugin_reconcile(struct api *a, const char *volume)
 {
-	struct plugin_gone g = { a->plugin, volume, plugin_wall_ns() };
+	struct plugin_gone g = { a->plugin, volume, loop_wall_ns() };
 	int n;
 
 	if (!g.p)

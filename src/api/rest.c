@@ -39,6 +39,7 @@
 #include "rest_render.h"
 #include "config.h"
 #include "err.h"
+#include "loop.h"
 #include "path.h"
 #include "timefmt.h"
 
@@ -206,7 +207,7 @@ static int rest_arg_time(struct rest_call *c, const char *name, int64_t *out)
 
 	if (!v)
 		return 0;
-	return timefmt_parse(v, api_now_wall(), out);
+	return timefmt_parse(v, loop_wall_ns(), out);
 }
 
 /* Fills F from the query string; on a bad value names it in *bad. */
@@ -379,7 +380,7 @@ static enum MHD_Result rest_get_metrics(struct rest_call *c)
 		api_snapshot_get(c->r->api, snap);
 		if (rest_journal(c, &j) != 0)
 			j = NULL;     /* the rest of the metrics still answer */
-		err = rest_metrics_text(snap, j, api_now_mono() -
+		err = rest_metrics_text(snap, j, loop_now_ns() -
 					c->r->api->started_ns, &text, &len);
 	}
 	free(snap);

@@ -13,6 +13,7 @@
 #include "rest_render.h"
 #include "content.h"
 #include "err.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -293,7 +294,7 @@ int rest_status_json(struct api *a, struct journal *j,
 	bool have = api_snapshot_get(a, snap);
 	uint64_t jobs = snap->jobs, stuck = snap->jobs_stuck;
 	json_t *stuck_list = NULL;
-	int64_t now = api_now_mono();
+	int64_t now = loop_now_ns();
 	int64_t compacted_before = snap->compacted_before_ns;
 	int err = vec ? journal_info(j, &info) : -ENOMEM;
 

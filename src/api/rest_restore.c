@@ -10,6 +10,7 @@
 #include "rest_render.h"
 
 #include "err.h"
+#include "loop.h"
 #include "path.h"
 #include "timefmt.h"
 
@@ -150,7 +151,7 @@ static int restore_args(struct rest_call *c, const char **volume,
 		return -EINVAL;
 	}
 	*path += strspn(*path, "/");
-	if (timefmt_parse(at, api_now_wall(), at_ns)) {
+	if (timefmt_parse(at, loop_wall_ns(), at_ns)) {
 		*res = rest_error(c, MHD_HTTP_BAD_REQUEST, "at: expected a "
 				  "time such as 2026-12-07T10:00:00Z, @SECONDS "
 				  "or an age such as 2h, got '%s'", at);

@@ -70,6 +70,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -539,14 +540,6 @@ static int candidates_read(struct journal *j, struct journal_compact_stats *st,
 	return n;
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Examines old changes until the budget is spent; 1 if more are left. */
 static int compact_scan(struct journal *j, const struct acked *a,
 			int64_t deadline, struct journal_compact_stats *st)
@@ -556,7 +549,7 @@ static int compact_scan(struct journal *j, const struct acked *a,
 
 	if (!c)
 		return -ENOMEM;
-	while (!err && mono_ns() < deadline) {
+	while (!err && loop_now_ns() < deadline) {
 		n = candidates_read(j, st, c, COMPACT_PAGE_ROWS);
 		if (n <= 0) {
 			err = n;
@@ -708,7 +701,7 @@ static int compact_vacuum(struct journal *j, struct journal_compact_stats *st)
 int journal_compact_step(struct journal *j, const struct journal_retention *r,
 			 unsigned budget_ms, struct journal_compact_stats *st)
 {
-	int64_t start = mono_ns();
+	int64_t start = loop_now_ns();
 	struct acked a;
 	int more, err;
 
@@ -721,7 +714,7 @@ int journal_compact_step(struct journal *j, const struct journal_retention *r,
 		return err;
 	if (st->phase == 2) {
 		more = compact_vacuum(j, st);
-		st->elapsed_ns += mono_ns() - start;
+		st->elapsed_ns += loop_now_ns() - start;
 		return more;
 	}
 	if (st->phase == 0) {
@@ -746,7 +739,7 @@ int journal_compact_step(struct journal *j, const struct journal_retention *r,
 	if (more < 0 || err) {
 		journal_flush(j);
 		j->remote.valid = false;
-		st->elapsed_ns += mono_ns() - start;
+		st->elapsed_ns += loop_now_ns() - start;
 		return more < 0 ? more : err;
 	}
 	/* The cached "have" of the last origin may have dropped rows. */
@@ -755,7 +748,7 @@ int journal_compact_step(struct journal *j, const struct journal_retention *r,
 		st->phase = 2;
 		more = 1;
 	}
-	st->elapsed_ns += mono_ns() - start;
+	st->elapsed_ns += loop_now_ns() - start;
 	return more;
 }
 

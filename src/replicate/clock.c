@@ -37,18 +37,10 @@
 
 #define CLOCK_RTT_MAX (1000LL * 1000000)
 
-static int64_t clock_wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void clock_on_ping(struct session *s, int64_t now)
 {
 	s->last_ping_ns = now;
-	s->last_ping_wall_ns = clock_wall_ns();
+	s->last_ping_wall_ns = loop_wall_ns();
 }
 
 int clock_answer(struct session *s, uint64_t token)
@@ -58,7 +50,7 @@ int clock_answer(struct session *s, uint64_t token)
 	if (!s->peer || !s->peer->clock)
 		return 0;
 	m.clock.token = token;
-	m.clock.wall_ns = clock_wall_ns();
+	m.clock.wall_ns = loop_wall_ns();
 	return session_send(s, &m);
 }
 

@@ -38,14 +38,6 @@
 /* A peer that asked nothing for this long lets its output buffer go. */
 #define SESSION_QUIET_NS (1LL * 1000000000)
 
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 struct peer *replicate_peer_by_id(struct replicate *r, const char *id)
 {
 	for (size_t i = 0; i < r->n_peers; i++)
@@ -339,7 +331,7 @@ static int session_on_frame(void *arg, uint8_t type, const uint8_t *payload,
 	s->last_rx_ns = loop_now_ns();
 	if (s->peer) {
 		s->peer->stats.bytes_in += len + WIRE_HEADER_LEN;
-		s->peer->last_seen_wall_ns = wall_ns();
+		s->peer->last_seen_wall_ns = loop_wall_ns();
 		s->peer->stats.last_seen_ns = s->peer->last_seen_wall_ns;
 	}
 	if (err) {

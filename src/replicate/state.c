@@ -86,20 +86,12 @@ struct state_tx {
 	size_t seal_next;         /* vector entries looked at for SEALS */
 };
 
-static int64_t state_wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- acknowledgements --------------------------------------------------- */
 
 void state_on_vector(struct session *s, const struct wire_vector *v)
 {
 	int err = journal_peer_report(s->r->journal, s->peer->id, v->refs, v->n,
-				      state_wall_ns());
+				      loop_wall_ns());
 
 	sync_acked(s->peer, v);
 	if (err)

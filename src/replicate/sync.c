@@ -415,13 +415,10 @@ static int pump_origin(void *arg, const char *origin, uint64_t max_seq,
 
 bool sync_pump(struct session *s)
 {
-	struct pump pu = { .s = s };
-	struct timespec now;
+	struct pump pu = { .s = s, .now_wall = loop_wall_ns() };
 	uint64_t gen;
 	int err;
 
-	clock_gettime(CLOCK_REALTIME, &now);
-	pu.now_wall = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 	pu.verifies = keyring_verifies(s->r->keyring);
 
 	if (s->dead || s->state != SESSION_OPEN || s->peer->vector_wait)
