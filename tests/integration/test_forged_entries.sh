@@ -81,7 +81,9 @@ for kind in plain badprev ownkey stolenid; do
     badprev) why="refused entries of $origin from seq $seq sent by n3: it does not follow the origin's chain" ;;
     *) why="refused entries of $origin from seq $seq sent by n3: the signature does not verify" ;;
   esac
-  new_log | grep -qF "$why" || fail "$kind: n2 did not log \"$why\": $(new_log | grep -i 'refus\|n3' | tail -5)"
+  # (grep reads the whole text: with -q it would leave the writer a
+  # SIGPIPE that pipefail takes for a failure)
+  grep -qF "$why" <<<"$(new_log)" || fail "$kind: n2 did not log \"$why\": $(new_log | grep -i 'refus\|n3' | tail -5)"
   # n1's real change with the seq the forgery claimed.
   want="victim v$k"
   echo "$want" > "$V1/victim.txt"
@@ -98,8 +100,9 @@ refused() { curl -sf "http://127.0.0.2:17976/v1/peers" |
 # (the status is published once a second: wait for the last forgery)
 wait_for 5 eval '[ "$(refused n3)" -ge 4 ]' || fail "n2 counts $(refused n3) entries refused from n3, not 4 or more"
 [ "$(refused n1)" = 0 ] || fail "n2 counts $(refused n1) entries refused from n1"
-curl -sf "http://127.0.0.2:17976/metrics" | grep -q '^krakenfs_peer_entries_refused_total{peer="n3"} [4-9]' ||
-  fail "krakenfs_peer_entries_refused_total does not count n3's forgeries"
+metrics=$(curl -sf "http://127.0.0.2:17976/metrics") || fail "GET /metrics on n2"
+grep -q '^krakenfs_peer_entries_refused_total{peer="n3"} [4-9]' <<<"$metrics" ||
+  fail "krakenfs_peer_entries_refused_total does not count n3's forgeries: $(grep entries_refused <<<"$metrics")"
 pass "n2 counts $(refused n3) refused entries from n3 (/v1/peers, metrics), none from n1"
 
 # Another CA's certificate for n3: the handshake fails (the fake peer
