@@ -32,6 +32,7 @@
 #include "rejoin.h"
 #include "ask.h"
 #include "reload.h"
+#include "report.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -68,6 +69,7 @@ struct agent {
 	bool failing;
 	struct hist commit_latency; /* microseconds, event to commit */
 	int64_t status_at;          /* next peer-status write to the journal */
+	uint64_t peer_report_seq;   /* the last one's (report.h) */
 	int64_t watchdog_ns;        /* ping interval asked by systemd, or 0 */
 	int64_t watchdog_at;
 	int lock_fd[2];             /* the journal's and the root's locks */
@@ -547,30 +549,16 @@ static int agent_turn(struct agent *a, bool flush)
  * out, chunk bytes in, clock measured (0/1), clock offset (ns), clock
  * skewed (0/1), address.
  */
+/* The peer report (report.h), once a second. */
 static void agent_store_peer_status(struct agent *a)
 {
 	struct replicate_peer_status st[64];
-	size_t n = replicate_peers(a->replicate, st, 64), len = 0;
-	char *text = calloc(n ? n : 1, 512);
+	size_t n = replicate_peers(a->replicate, st, 64);
+	char *text = peer_report_text(st, n < 64 ? n : 64,
+				      ++a->peer_report_seq, loop_wall_ns());
 
-	if (!text)
-		return;
-	for (size_t i = 0; i < n && i < 64; i++)
-		len += (size_t)snprintf(text + len, 512,
-			"%s\t%d\t%lld\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu"
-			"\t%llu\t%d\t%lld\t%d\t%s\n",
-			st[i].id, st[i].connected, (long long)st[i].last_seen_ns,
-			(unsigned long long)st[i].lag_entries,
-			(unsigned long long)st[i].lag_bytes,
-			(unsigned long long)st[i].behind_entries,
-			(unsigned long long)st[i].entries_in,
-			(unsigned long long)st[i].entries_out,
-			(unsigned long long)st[i].bytes_in,
-			(unsigned long long)st[i].bytes_out,
-			(unsigned long long)st[i].chunk_bytes_in,
-			st[i].clock_known, (long long)st[i].clock_offset_ns,
-			st[i].clock_skewed, st[i].address);
-	journal_meta_set(a->journal, "peers", text);
+	if (text)
+		journal_meta_set(a->journal, PEER_REPORT_KEY, text);
 	free(text);
 }
 

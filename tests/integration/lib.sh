@@ -223,6 +223,23 @@ same_tree() {
   diff -r --no-dereference -x '.krakenfs-*' "$1" "$2" >/dev/null
 }
 
+# report_seq DB: the sequence number of the last peer report the agent of
+# DB wrote (src/agent/report.h), 0 when none.
+report_seq() { "$KJ" --db "$1" --json status | jq -r '.peer_report_seq // 0'; }
+report_newer() { [ "$(report_seq "$1")" -gt "$2" ]; }
+
+# next_report DB...: waits until the agent of each DB has written a peer
+# report after this moment, so that what peer_stat reads then describes
+# what happened before the call (the report comes once a second).
+next_report() {
+  local db seq
+  for db in "$@"; do
+    seq=$(report_seq "$db")
+    wait_for 30 report_newer "$db" "$seq" ||
+      fail "the agent of $db wrote no peer report for 30 s (still at $seq)"
+  done
+}
+
 # peer_stat DB PEER FIELD: a number from kraken-journal's peer report.
 peer_stat() {
   "$KJ" --db "$1" --json status | jq -r --arg p "$2" --arg f "$3" \

@@ -42,8 +42,14 @@ start_agent n1 "$T/n1.yaml"
 unset NOTIFY_SOCKET WATCHDOG_USEC
 wait_for 10 grep -q '^READY=1;STATUS=node n1' "$T/notify.out" || fail "no READY=1 from n1"
 test -S "$T/n1.sock" || fail "READY=1 sent before the plugin socket listens"
-sleep 1.2
-[ "$(notified WATCHDOG=1)" -ge 3 ] || fail "watchdog pings missing: $(notified WATCHDOG=1) in 1.2 s at a 400 ms interval"
+# Counted from here, not from the start (whose scan may hold the loop
+# under ASan): 8 pings at half the 400 ms interval take 1.6 s, at the
+# full interval 3.2 s, which systemd would already find late.
+c0=$(notified WATCHDOG=1) t0=$(date +%s%N)
+wait_for 10 eval '[ "$(notified WATCHDOG=1)" -ge $((c0 + 8)) ]' ||
+  fail "watchdog pings missing: $(( $(notified WATCHDOG=1) - c0 )) in 10 s at a 400 ms interval"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$ms" -lt 3000 ] || fail "8 watchdog pings took $ms ms: not at half the 400 ms interval"
 pass "READY=1 after the plugin socket listens; watchdog pinged at half the interval"
 
 start_agent n2 "$T/n2.yaml"

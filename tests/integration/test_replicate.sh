@@ -56,12 +56,12 @@ settle
 pass "mkdir, rmdir, symlink, chmod and delete"
 
 mkdir "$R2/many"
-sleep 1.2   # the peer report is written once a second
+next_report "$T/n1/journal.db"
 asked_before=$(peer_stat "$T/n1/journal.db" n2 bytes_out)
 echoed_before=$(peer_stat "$T/n1/journal.db" n2 entries_out)
 for i in $(seq 1 1000); do echo "small file $i" > "$R2/many/f$i"; done
 settle 180
-sleep 1.2
+next_report "$T/n1/journal.db"
 # n2's changes also reach n1 through n3, often first: n1 must not relay
 # them back to their author.
 echoed=$(( $(peer_stat "$T/n1/journal.db" n2 entries_out) - echoed_before ))
@@ -76,11 +76,11 @@ pass "1,000 small files, pushed with their entries ($asked bytes of requests)"
 
 head -c $((200 << 20)) /dev/urandom > "$R1/web/big.bin"
 settle 300
-sleep 1.2   # the last of the transfer reaches the peer report
+next_report "$T/n2/journal.db"   # the last of the transfer is counted
 in_before=$(peer_stat "$T/n2/journal.db" n1 chunk_bytes_in)
 mv "$R1/web/big.bin" "$R1/web/renamed.bin"
 settle 60
-sleep 1.2   # the peer report is written once a second
+next_report "$T/n2/journal.db"
 in_after=$(peer_stat "$T/n2/journal.db" n1 chunk_bytes_in)
 moved=$(( in_after - in_before ))
 [ "$moved" -lt $((1 << 20)) ] || fail "renaming 200 MiB moved $moved chunk bytes to n2"
@@ -98,7 +98,7 @@ wire_before=$(wire3)
 head -c $((1 << 20)) /dev/urandom |
   dd of="$R1/web/renamed.bin" bs=1M seek=100 conv=notrunc status=none
 settle 60
-sleep 1.2
+next_report "$T/n3/journal.db"
 after=$(( $(peer_stat "$T/n3/journal.db" n1 chunk_bytes_in) + $(peer_stat "$T/n3/journal.db" n2 chunk_bytes_in) ))
 edit=$(( after - before ))
 wire=$(( $(wire3) - wire_before ))
@@ -124,7 +124,7 @@ before=$(( $(peer_stat "$T/n3/journal.db" n1 chunk_bytes_in) + $(peer_stat "$T/n
 head -c 4096 /dev/urandom |
   dd of="$R1/web/renamed.bin" bs=4096 seek=$(( (150 << 20) / 4096 + 3 )) conv=notrunc status=none
 settle 60
-sleep 1.2
+next_report "$T/n3/journal.db"
 after=$(( $(peer_stat "$T/n3/journal.db" n1 chunk_bytes_in) + $(peer_stat "$T/n3/journal.db" n2 chunk_bytes_in) ))
 page=$(( after - before ))
 [ "$page" -le $((12 << 10)) ] || fail "a 4 KiB write into renamed.bin moved $page chunk bytes to n3"
@@ -183,7 +183,7 @@ mkdir "$R1/while-down"
 for i in $(seq 1 500); do echo "n1 $i" > "$R1/while-down/a$i"; done
 for i in $(seq 1 500); do echo "n3 $i" > "$R3/web/while-down-$i.txt"; done
 wait_for 180 same_tree "$R1" "$R3" || fail "n1 and n3 diverged while n2 was down"
-sleep 1.2   # the peer report is written once a second
+next_report "$T/n1/journal.db"
 [ "$(peer_stat "$T/n1/journal.db" n2 connected)" = false ] || fail "n2 not reported down"
 [ "$(peer_stat "$T/n1/journal.db" n2 lag_entries)" -ge 1000 ] || fail "lag of n2: $(peer_stat "$T/n1/journal.db" n2 lag_entries)"
 [ "$(peer_stat "$T/n1/journal.db" n2 lag_bytes)" -gt 0 ] || fail "lag bytes of n2"
