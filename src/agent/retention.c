@@ -124,9 +124,11 @@ static void versions_prune(struct retention *r, int64_t now)
 	if (r->versions && now >= r->versions_measure_at) {
 		r->versions_measure_at = now + VERSIONS_MEASURE_NS;
 		err = journal_versions_measure_fresh(r->versions);
-		if (!err)
+		/* Committed at once only when something was measured: a
+		 * commit every 2 s would cut the agent's batches. */
+		if (err > 0)
 			err = journal_flush(r->journal);
-		if (err)
+		if (err < 0)
 			log_warn("journal", "measuring new kept versions: %s",
 				 kr_strerror(err));
 	}

@@ -150,9 +150,16 @@ int journal_prepare_cached(struct journal *j, const char *sql,
 		}
 	}
 	*out = NULL;
-	/* The number of call sites is fixed: running out is a bug. */
-	if (j->n_cache == (int)(sizeof(j->cache) / sizeof(j->cache[0])))
-		return SQLITE_FULL;
+	if (j->n_cache == j->cap_cache) {
+		int cap = j->cap_cache ? 2 * j->cap_cache : 64;
+		struct journal_cached *c = realloc(j->cache,
+						   (size_t)cap * sizeof(*c));
+
+		if (!c)
+			return SQLITE_NOMEM;
+		j->cache = c;
+		j->cap_cache = cap;
+	}
 	rc = sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out,
 				NULL);
 	if (rc == SQLITE_OK) {
@@ -485,6 +492,7 @@ void journal_close(struct journal *j)
 		sqlite3_finalize(j->stmt[i]);
 	for (int i = 0; i < j->n_cache; i++)
 		sqlite3_finalize(j->cache[i].stmt);
+	free(j->cache);
 	sqlite3_close(j->db);
 	if (j->wal_fd >= 0)
 		close(j->wal_fd);

@@ -385,7 +385,9 @@ int journal_versions_stats(struct journal *j, const char *volume,
 			   uint64_t *bytes, uint64_t *count, int64_t *oldest_ns);
 /* Measures what the versions kept since the last call cost on disk
  * (versions.disk; until then a version counts its size): cheap when
- * none was kept.  Once the replacing version is in place, not before. */
+ * none was kept.  Once the replacing version is in place, not before.
+ * The number of paths measured (their rows wait in the open batch), or
+ * a negative code. */
 int journal_versions_measure_fresh(struct journal_versions *v);
 /* Removes what was kept before NOW_NS - KEEP_NS, then the oldest while
  * more than MAX_BYTES are kept; *REMOVED counts them. */

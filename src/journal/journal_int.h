@@ -91,14 +91,15 @@ struct journal {
 	struct journal_vec *vec;  /* vector.c; NULL until first used */
 	sqlite3_stmt *stmt[STMT_COUNT];
 	/* Statements of the replication code, prepared once: keyed by the
-	 * address of their (static) SQL text.  The journal passes more than
-	 * 64 distinct texts, and an agent in test_compaction.sh used 60 on
-	 * its one connection: room for twice that. */
-	struct {
+	 * address of their (static) SQL text.  The journal passes about a
+	 * hundred distinct texts (an agent in test_compaction.sh used 60 on
+	 * its one connection): as many as its call sites, so the array grows
+	 * when it must rather than fail a statement some day. */
+	struct journal_cached {
 		const char *sql;
 		sqlite3_stmt *stmt;
-	} cache[128];
-	int n_cache;
+	} *cache;
+	int n_cache, cap_cache;
 };
 
 /* checkpoint.c: the background checkpointer (JOURNAL_BACKGROUND_CHECKPOINT),

@@ -377,7 +377,7 @@ static int measure_all(struct journal_versions *v)
 int journal_versions_measure_fresh(struct journal_versions *v)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = SQLITE_DONE, err;
+	int rc = SQLITE_DONE, err, n = 0;
 
 	if (!v->j->versions_fresh)
 		return 0;
@@ -392,6 +392,7 @@ int journal_versions_measure_fresh(struct journal_versions *v)
 		err = volume && path ? versions_cost_measure(v->j, v->fd,
 							     volume, path) :
 		      -ENOMEM;
+		n += !err;
 		free(volume);
 		free(path);
 	}
@@ -400,7 +401,7 @@ int journal_versions_measure_fresh(struct journal_versions *v)
 	sqlite3_finalize(s);
 	if (err)
 		v->j->versions_fresh = true;   /* tried again next time */
-	return err;
+	return err ? err : n;
 }
 
 int journal_versions_prune(struct journal_versions *v, int64_t keep_ns,

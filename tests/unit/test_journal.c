@@ -5,6 +5,7 @@
 #include "content.h"
 #include "err.h"
 #include "journal.h"
+#include "journal_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -160,6 +161,30 @@ static void test_identity_and_reopen(void **state)
 	assert_null(other);
 	assert_non_null(strstr(err, "invalid node id"));
 	free(err);
+}
+
+/* Statements are cached by the address of their text, one per call
+ * site: more call sites than any fixed room must not make the next one
+ * fail (it failed with SQLITE_FULL, which reads as "disk full"). */
+static void test_statement_cache_grows(void **state)
+{
+	struct fixture *f = *state;
+	static char sql[300][32];
+	sqlite3_stmt *s;
+
+	for (int i = 0; i < 300; i++) {
+		snprintf(sql[i], sizeof(sql[i]), "SELECT %d", i);
+		assert_int_equal(journal_prepare_cached(f->j, sql[i], &s),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(s, 0), i);
+		journal_stmt_done(s);
+	}
+	/* Each text still finds its own statement. */
+	assert_int_equal(journal_prepare_cached(f->j, sql[7], &s), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(s, 0), 7);
+	journal_stmt_done(s);
 }
 
 static void test_new_journal_new_epoch(void **state)
@@ -1070,6 +1095,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_identity_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_statement_cache_grows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_journal_new_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_orders_jobs, setup,
