@@ -347,44 +347,15 @@ int journal_versions_stats(struct journal *j, const char *volume,
 	return 0;
 }
 
-/* The paths whose kept versions may share blocks measured again
- * (versions_cost.c): sharing moved as other files did (the live file
- * edited again, or deleted).  A row that shared nothing when measured
- * stays so (nothing clones from the store but a restore) and is not
- * read again: on a file system without sharing that is every row once
- * measured. */
-static int measure_all(struct journal_versions *v)
+/* Measures the kept versions of every path SQL selects (volume, path):
+ * how many paths, or a negative code. */
+static int measure_paths(struct journal_versions *v, const char *sql)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(v->j->db,
-		"SELECT DISTINCT volume, path FROM versions WHERE disk IS NULL "
-		"OR disk < size", -1, &s, NULL));
+	int rc = SQLITE_DONE, n = 0;
+	int err = journal_db_err(sqlite3_prepare_v2(v->j->db, sql, -1, &s,
+						    NULL));
 
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		char *volume = strdup((const char *)sqlite3_column_text(s, 0));
-		char *path = strdup((const char *)sqlite3_column_text(s, 1));
-
-		err = volume && path ? versions_cost_measure(v->j, v->fd,
-							     volume, path) :
-		      -ENOMEM;
-		free(volume);
-		free(path);
-	}
-	sqlite3_finalize(s);
-	return err;
-}
-
-int journal_versions_measure_fresh(struct journal_versions *v)
-{
-	sqlite3_stmt *s = NULL;
-	int rc = SQLITE_DONE, err, n = 0;
-
-	if (!v->j->versions_fresh)
-		return 0;
-	v->j->versions_fresh = false;
-	err = journal_db_err(sqlite3_prepare_v2(v->j->db,
-		"SELECT DISTINCT volume, path FROM versions WHERE disk IS NULL",
-		-1, &s, NULL));
 	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		char *volume = strdup((const char *)sqlite3_column_text(s, 0));
 		char *path = strdup((const char *)sqlite3_column_text(s, 1));
@@ -399,9 +370,35 @@ int journal_versions_measure_fresh(struct journal_versions *v)
 	if (!err && rc != SQLITE_DONE)
 		err = journal_db_err(rc);
 	sqlite3_finalize(s);
-	if (err)
-		v->j->versions_fresh = true;   /* tried again next time */
 	return err ? err : n;
+}
+
+/* The paths whose kept versions may share blocks measured again
+ * (versions_cost.c): sharing moved as other files did (the live file
+ * edited again, or deleted).  A row that shared nothing when measured
+ * stays so (nothing clones from the store but a restore) and is not
+ * read again: on a file system without sharing that is every row once
+ * measured. */
+static int measure_all(struct journal_versions *v)
+{
+	int n = measure_paths(v, "SELECT DISTINCT volume, path FROM versions "
+			      "WHERE disk IS NULL OR disk < size");
+
+	return n < 0 ? n : 0;
+}
+
+int journal_versions_measure_fresh(struct journal_versions *v)
+{
+	int n;
+
+	if (!v->j->versions_fresh)
+		return 0;
+	v->j->versions_fresh = false;
+	n = measure_paths(v, "SELECT DISTINCT volume, path FROM versions "
+			  "WHERE disk IS NULL");
+	if (n < 0)
+		v->j->versions_fresh = true;   /* tried again next time */
+	return n;
 }
 
 int journal_versions_prune(struct journal_versions *v, int64_t keep_ns,
