@@ -20,7 +20,15 @@ API=http://127.0.0.1:$((PORT + 1))
 wait_for 60 grep -q "peer n2 connected" "$T/n1.log" || fail "peers did not connect"
 echo "made during the test" > "$T/n2/volumes/web/fresh-change.txt"
 wait_for 60 test -f "$T/n1/volumes/web/fresh-change.txt" || fail "change did not replicate"
-sleep 1.2   # the loop publishes its snapshot once a second
+# The loop publishes its snapshot once a second: wait for one published
+# after this moment (younger than the time since), not a fixed while.
+mark=$(date +%s.%N)
+fresh_snapshot() {
+  local age
+  age=$(curl -sS "$API/v1/status" | jq -r '.snapshot_age_s // empty') && [ -n "$age" ] &&
+    awk -v a="$age" -v m="$mark" -v n="$(date +%s.%N)" 'BEGIN { exit !(a < n - m) }'
+}
+wait_for 10 fresh_snapshot || fail "no API snapshot published for 10 s: $(curl -sS "$API/v1/status" | jq .snapshot_age_s)"
 
 get() { curl -sS -o "$T/body" -w '%{http_code}' "$@"; }
 [ "$(get "$API/health")" = 200 ] && jq -e '.status == "ok"' "$T/body" >/dev/null || fail "/health: $(cat "$T/body")"
