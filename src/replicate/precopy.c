@@ -9,7 +9,7 @@
  * once the sender had hashed the new version and sent its list.  A
  * CHANGING message from the sender (see wire.h) starts it at once, on a
  * thread, so that it overlaps the sender's hashing; the transfer for the
- * new version then takes the copy over (apply.c) and only rewrites what
+ * new version then takes the copy over (reuse.c) and only rewrites what
  * moved.
  *
  * Where the filesystem shares extents between files (XFS with reflink,
@@ -265,7 +265,8 @@ static void precopy_on_event(void *arg, uint32_t events)
 	(void)events;
 	if (read(r->precopy_efd, &n, sizeof(n)) < 0)
 		(void)0;          /* spurious: the states tell */
-	apply_precopy_done(r);
+	transfer_precopy_done(r);
+	precopy_tick(r, loop_now_ns());
 }
 
 static int precopy_efd(struct replicate *r)
@@ -321,11 +322,11 @@ static int precopy_open_base(struct replicate *r,
 	    !S_ISREG(cur.mode) || !cur.has_hash ||
 	    memcmp(cur.hash, c->base, CONTENT_HASH_LEN) != 0 ||
 	    cur.size < PRECOPY_MIN_SIZE ||
-	    apply_open_parent(r, c->volume, c->path, dirfd, &name) != 0)
+	    disk_open_parent(r, c->volume, c->path, dirfd, &name) != 0)
 		goto out;
 	fd = openat(*dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 		    O_CLOEXEC);
-	if (fd >= 0 && !apply_file_current(&cur, fd)) {
+	if (fd >= 0 && !disk_file_current(&cur, fd)) {
 		close(fd);
 		fd = -1;
 	}
@@ -374,7 +375,7 @@ void precopy_on_changing(struct replicate *r, struct peer *p,
 	int dirfd, fd;
 
 	if (c->size < PRECOPY_MIN_SIZE || *precopy_link(r, c->volume, c->path) ||
-	    apply_busy(r, c->volume, c->path) ||
+	    transfer_busy(r, c->volume, c->path) ||
 	    precopy_count(r) >= PRECOPY_MAX || precopy_efd(r) != 0)
 		return;
 	fd = precopy_open_base(r, c, &dirfd);

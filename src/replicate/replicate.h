@@ -197,7 +197,7 @@ struct replicate_scrub_stats {
 	uint64_t damaged;         /* files found damaged by the scrub */
 	uint64_t repaired;        /* damaged files made again from peers */
 	uint64_t damaged_chunks;  /* reused chunks that did not check when a
-				   * new version was made (apply.c) */
+				   * new version was made (reuse.c) */
 	uint64_t passes;
 	int64_t last_pass_ns;     /* wall clock; 0: none yet */
 	bool running;

@@ -3,6 +3,9 @@
 #define KRAKEN_REPLICATE_INT_H
 
 #include "replicate.h"
+#include "apply.h"
+#include "disk.h"
+#include "transfer.h"
 
 #include "bucket.h"
 #include "conn.h"
@@ -56,14 +59,9 @@ typedef struct ssl_st SSL;
 #define PEER_ASKED_MAX 65536           /* chunk requests queued per peer */
 #define PEER_ACKED_MAX 65536           /* origins kept of its ACKs */
 /* GET_DELTA requests queued per peer, and their digests' bytes: twice
- * what a fetch window of chunks of APPLY_DELTA_MIN (8 KiB) could ask. */
+ * what a fetch window of chunks of PLAN_DELTA_MIN (8 KiB) could ask. */
 #define PEER_DELTAS_MAX 4096
 #define PEER_DELTA_BYTES_MAX (1u << 20)
-#define ARRIVALS_MAX 4096              /* batches remembered for latency */
-/* Files up to this size are one chunk (the chunker's minimum), and are
- * pushed with the entry that announces them. */
-#define PUSH_MAX_SIZE CONTENT_CHUNK_MIN
-#define PUSH_KEEP_MAX 16384            /* pushed contents kept unclaimed */
 #define PUSH_RECENT_NS (10LL * 1000000000)
 #define SESSION_KEYS_SENT 64           /* past this, keys are sent again */
 #define SESSION_REFUSED_MAX 16         /* refused origins kept per session */
@@ -178,7 +176,7 @@ struct replicate {
 	char node_id[65];
 	char cluster_id[256];
 	char *root;
-	int rootfd;               /* O_PATH on root, opened on first use */
+	int rootfd;               /* disk.c: O_PATH on root, on first use */
 	int listen_fd;
 	SSL_CTX *tls_server, *tls_client;
 	struct keyring *keyring;  /* chaincheck.c */
@@ -192,39 +190,12 @@ struct replicate {
 	struct asks *asks;            /* ask.c: questions to peers */
 	bool kicked;              /* new commits: pump and look for jobs */
 	bool read_more;           /* a session has input left to read */
-	struct transfer *transfers;
-	unsigned n_transfers, transfers_max, n_large;
-	struct strmap inflight;   /* "volume/path" -> struct transfer */
-	bool jobs_due;            /* look for jobs at the next tick */
-	bool hold;                /* apply nothing (replicate_hold) */
-	int64_t next_jobs_ns;     /* and at the latest then (retries) */
-	/* Conflict copies held while entries arrive (apply.c, "Conflicts"):
-	 * since when, and when to look again. */
-	int64_t copies_held_since, copies_wake_ns;
-	int64_t last_jobs_ns;
+	struct apply_state apply;     /* apply.c */
+	struct transfer_set xfer;     /* transfer.c, reuse.c, fetch.c,
+				       * commit.c */
 	struct bucket egress, ingress;
 	int64_t serve_at;         /* when the egress bucket refills enough */
-	uint64_t applied;         /* versions put on disk since start */
-	uint64_t damaged_chunks;  /* local chunks that did not check */
-	uint64_t repaired;        /* damaged files made again */
 	struct scrub *scrub;
-	/* When entries arrived, per batch: change ids are the local arrival
-	 * order, so "the first batch whose last id >= X" says when X came.
-	 * A ring; a change older than all of it is not sampled. */
-	struct { int64_t last_id, ns; } arrivals[ARRIVALS_MAX];
-	size_t arrivals_head, arrivals_n;
-	struct hist apply_latency_us;  /* entry received to version on disk */
-	struct syncer *syncer;    /* syncfs on a thread, made on first use */
-	bool sync_running;
-	int64_t sync_ended_ns;    /* the last flush ended (monotonic) */
-	int64_t commit_at;        /* a gathered batch is flushed; 0: none */
-	struct writer *writer;    /* chunk verify + write, made on first use */
-	uint32_t *wanted, *awaited;   /* counting filters, see apply.c */
-	/* Pushed small contents not claimed by a transfer yet: content hash
-	 * (hex) -> struct pushed, oldest first in a ring of keys. */
-	struct strmap pushed;
-	char (*pushed_keys)[CONTENT_HEX_LEN];
-	size_t pushed_head, pushed_n, pushed_bytes;
 	struct offer **offers;        /* small files just read, serve.c */
 	size_t n_offers;
 	int64_t offers_sweep_ns;
@@ -279,9 +250,6 @@ void ask_on_answer(struct session *s, const struct wire_kept *k);
 void ask_tick(struct replicate *r, int64_t now);
 int64_t ask_deadline(const struct replicate *r);
 void ask_free(struct replicate *r);
-
-/* apply.c: entries up to change id LAST_ID arrived now. */
-void apply_note_arrival(struct replicate *r, int64_t last_id);
 
 /* sync.c */
 void sync_on_hello(struct session *s, const struct wire_hello *h);
@@ -400,42 +368,9 @@ void scrub_tick(struct replicate *r, int64_t now);
 /* Monotonic time of its next step or pass; INT64_MAX: none. */
 int64_t scrub_deadline(const struct replicate *r);
 
-/* apply.c */
-/* DATA hashes to HASH (SHA-256). */
-bool apply_chunk_verify(const void *data, size_t len, const uint8_t *hash);
-/* The parent directory of VOLUME/PATH, resolved beneath the volume, as an
- * O_PATH fd, and the last name.  0, KR_EHOSTILE or -errno. */
-int apply_open_parent(struct replicate *r, const char *volume,
-		      const char *path, int *dirfd, const char **name);
-/* FD (the path's file, still linked) holds what the journal says it
- * does: the same test the watcher trusts to skip unchanged files. */
-bool apply_file_current(const struct journal_state *cur, int fd);
-void apply_tick(struct replicate *r);
-/* Transfers that may run at once, from the descriptor limit. */
-unsigned apply_transfers_max(void);
-void apply_on_chunklist(struct replicate *r, struct peer *p,
-			const struct wire_chunklist *cl);
-void apply_on_chunk(struct replicate *r, struct peer *p,
-		    const struct wire_chunk *c);
-void apply_on_not_here(struct replicate *r, struct peer *p,
-		       const uint8_t *hash);
-void apply_on_delta(struct replicate *r, struct peer *p,
-		    const struct wire_delta *d);
-void apply_peer_gone(struct replicate *r, struct peer *p);
-/* P leaves the cluster and is about to be freed. */
-void apply_peer_removed(struct replicate *r, struct peer *p);
-/* Peer slots were renumbered. */
-void apply_peers_renumbered(struct replicate *r);
-void apply_free(struct replicate *r);
-/* Waits for a running sync and stops the syncer and writer threads. */
-void apply_stop(struct replicate *r);
+/* serve.c: answers a GET_CHUNKLIST. */
 int serve_chunklist(struct replicate *r, struct session *s,
 		    const struct wire_get_chunklist *g);
-/* A transfer for VOLUME/PATH is under way. */
-bool apply_busy(struct replicate *r, const char *volume, const char *path);
-/* A copy ahead of a new version finished: transfers waiting for it go
- * on. */
-void apply_precopy_done(struct replicate *r);
 
 /* precopy.c */
 /* A peer is hashing a new version of C's file: copy the version held

@@ -17,7 +17,7 @@
  * to the applier.  A chunk that does not match its hash under unchanged
  * metadata is damage: logged, counted, and the file is made again from
  * its own chunks that still check and a peer's copy of the rest
- * (journal_job_repair; apply.c checks every reused byte).
+ * (journal_job_repair; reuse.c checks every reused byte).
  *
  * States: IDLE (until the next pass) -> WALKING (a file at a time, a
  * step of chunks at a time) -> IDLE.
@@ -149,15 +149,15 @@ static int scrub_next_file(struct replicate *r, struct scrub *sc)
 		free(sc->path);
 		sc->path = path;
 		sc->chunk = 0;
-		if (apply_busy(r, sc->vol, path) ||
+		if (transfer_busy(r, sc->vol, path) ||
 		    journal_content_load(r->journal, sc->cur.hash,
 					 &sc->list) != 0 ||
-		    apply_open_parent(r, sc->vol, path, &dirfd, &name) != 0)
+		    disk_open_parent(r, sc->vol, path, &dirfd, &name) != 0)
 			continue;
 		sc->fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW |
 				O_NONBLOCK | O_CLOEXEC);
 		close(dirfd);
-		if (sc->fd >= 0 && apply_file_current(&sc->cur, sc->fd))
+		if (sc->fd >= 0 && disk_file_current(&sc->cur, sc->fd))
 			return 0;
 	}
 }
@@ -171,7 +171,7 @@ static void scrub_damaged(struct replicate *r, struct scrub *sc, size_t i)
 		 "changed it); repairing it from a peer", sc->vol, sc->path,
 		 (unsigned long long)sc->list.chunks[i].offset);
 	if (journal_job_repair(r->journal, sc->vol, sc->path) == 0)
-		r->jobs_due = true;
+		apply_kick(r);
 	scrub_close_file(sc);
 }
 
@@ -182,8 +182,8 @@ static uint64_t scrub_chunks(struct replicate *r, struct scrub *sc,
 	uint64_t done = 0;
 
 	/* Changed since the last step: the watcher's business now. */
-	if (!apply_file_current(&sc->cur, sc->fd) ||
-	    apply_busy(r, sc->vol, sc->path)) {
+	if (!disk_file_current(&sc->cur, sc->fd) ||
+	    transfer_busy(r, sc->vol, sc->path)) {
 		scrub_close_file(sc);
 		return 0;
 	}
@@ -192,7 +192,7 @@ static uint64_t scrub_chunks(struct replicate *r, struct scrub *sc,
 
 		if (pread(sc->fd, sc->buf, k->len, (off_t)k->offset) !=
 			  (ssize_t)k->len ||
-		    !apply_chunk_verify(sc->buf, k->len, k->hash)) {
+		    !disk_chunk_verify(sc->buf, k->len, k->hash)) {
 			scrub_damaged(r, sc, sc->chunk);
 			break;
 		}
@@ -230,7 +230,7 @@ void scrub_tick(struct replicate *r, int64_t now)
 {
 	struct scrub *sc = r->scrub;
 
-	if (!sc || now < sc->next_ns || r->hold)
+	if (!sc || now < sc->next_ns || apply_held(r))
 		return;
 	if (!sc->buf && !(sc->buf = malloc(WIRE_MAX_CHUNK))) {
 		sc->next_ns = now + SCRUB_STEP_NS;
@@ -281,6 +281,6 @@ void replicate_scrub_stats(const struct replicate *r,
 	memset(out, 0, sizeof(*out));
 	if (r->scrub)
 		*out = r->scrub->stats;
-	out->repaired = r->repaired;
-	out->damaged_chunks = r->damaged_chunks;
+	out->repaired = r->apply.repaired;
+	out->damaged_chunks = r->xfer.damaged_chunks;
 }

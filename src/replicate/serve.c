@@ -1,16 +1,18 @@
 /*
- * Serving chunks to peers: the ones they ask for, and small files pushed
- * unasked.
+ * Serving chunks to peers: the ones they ask for, small files pushed
+ * unasked, and chunk lists (GET_CHUNKLIST, in pages, as runs of the
+ * asker's base when both hold it: plan_diff).
  *
  * GET_CHUNKS queues hashes on the session (session.asked, in order),
  * GET_DELTA its requests with their digests (session.deltas); serve_queue
  * answers them, deltas first (they are few, and each ends an edit's
  * transfer), CHUNK, DELTA or NOT_HERE each, while the connection's output
- * is under PEER_PUMP_LOW and the egress bucket has tokens.  The bytes are read from whichever current file of this node
- * holds the chunk straight into the connection's output queue, and are
- * not hashed: the receiver verifies every chunk and takes a mismatch as
- * "not here", so hashing on both ends would only double the work for
- * the rare file that changed since it was recorded.
+ * is under PEER_PUMP_LOW and the egress bucket has tokens.  The bytes
+ * are read from whichever current file of this node holds the chunk
+ * straight into the connection's output queue, and are not hashed: the
+ * receiver verifies every chunk and takes a mismatch as "not here", so
+ * hashing on both ends would only double the work for the rare file
+ * that changed since it was recorded.
  *
  * Finding the file is a journal query per hash.  A peer fetching a large
  * file asks for its chunks in order, about 27,000 a gigabyte, and those
@@ -33,6 +35,7 @@
  * files).
  */
 #include "replicate_int.h"
+#include "plan.h"
 
 #include "log.h"
 #include "loop.h"
@@ -114,7 +117,7 @@ static bool cache_valid(const struct serve_cache *c)
 	if (c->fd < 0)
 		return false;
 	if (c->index)
-		return apply_file_current(&c->state, c->fd);
+		return disk_file_current(&c->state, c->fd);
 	return fstat(c->fd, &st) == 0 && st.st_nlink > 0;
 }
 
@@ -124,7 +127,7 @@ static void cache_index(struct replicate *r, struct serve_cache *c)
 {
 	if (journal_lookup(r->journal, c->volume, c->path, &c->state) == 0 &&
 	    c->state.has_hash && c->state.size >= SERVE_INDEX_MIN_SIZE &&
-	    apply_file_current(&c->state, c->fd) &&
+	    disk_file_current(&c->state, c->fd) &&
 	    journal_content_load(r->journal, c->state.hash, &c->list) == 0 &&
 	    content_index_build(&c->list, &c->index) == 0)
 		return;
@@ -148,7 +151,7 @@ static int cache_open(struct replicate *r, struct serve_cache *c,
 	cache_drop(c);
 	snprintf(c->volume, sizeof(c->volume), "%s", volume);
 	c->path = path;
-	if (apply_open_parent(r, volume, path, &dirfd, &name))
+	if (disk_open_parent(r, volume, path, &dirfd, &name))
 		return -ENOENT;
 	c->fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 		       O_CLOEXEC);
@@ -511,7 +514,7 @@ void serve_push(struct replicate *r, struct session *s, const char *volume,
 		session_send(s, &m);
 		return;
 	}
-	if (apply_open_parent(r, volume, path, &dirfd, &name))
+	if (disk_open_parent(r, volume, path, &dirfd, &name))
 		goto out;
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 		    O_CLOEXEC);
@@ -529,4 +532,77 @@ out:
 		close(fd);
 	if (dirfd >= 0)
 		close(dirfd);
+}
+
+/* ---- chunk lists ----------------------------------------------------------- */
+
+/* The list as items: against the asker's base when both have it, else
+ * chunk by chunk. */
+static int chunklist_items(struct replicate *r,
+			   const struct wire_get_chunklist *g,
+			   const struct content *c, struct content *base,
+			   struct wire_chunk_ref **out, size_t *n)
+{
+	if (g->has_base && c->n_chunks > 1 &&
+	    journal_content_load(r->journal, g->base, base) == 0 &&
+	    base->n_chunks > 0)
+		return plan_diff(base, c, out, n);
+	content_release(base);
+	*out = calloc(c->n_chunks + 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n_chunks; i++) {
+		memcpy((*out)[i].hash, c->chunks[i].hash, CONTENT_HASH_LEN);
+		(*out)[i].len = c->chunks[i].len;
+	}
+	*n = c->n_chunks;
+	return 0;
+}
+
+int serve_chunklist(struct replicate *r, struct session *s,
+		    const struct wire_get_chunklist *g)
+{
+	struct content c = { 0 }, base = { 0 };
+	struct wire_chunk_ref *items = NULL;
+	struct wire_msg m = { .type = WIRE_CHUNKLIST };
+	/* Pages sized to stay far under the frame cap. */
+	const size_t page = 65536;
+	size_t n_items = 0, first = 0;
+	uint64_t start = 0;
+	int err = journal_content_load(r->journal, g->hash, &c);
+
+	if (err) {
+		struct wire_msg nh = { .type = WIRE_NOT_HERE };
+
+		memcpy(nh.not_here, g->hash, CONTENT_HASH_LEN);
+		content_release(&c);
+		return session_send(s, &nh);
+	}
+	err = chunklist_items(r, g, &c, &base, &items, &n_items);
+	memcpy(m.chunklist.hash, g->hash, CONTENT_HASH_LEN);
+	m.chunklist.size = c.size;
+	m.chunklist.total = (uint32_t)c.n_chunks;
+	m.chunklist.has_base = base.n_chunks > 0;
+	memcpy(m.chunklist.base, g->base, CONTENT_HASH_LEN);
+	/* Pages follow on from where the asker stands (START, in chunks);
+	 * a page never splits an item. */
+	while (!err && first < n_items && start + (items[first].count ?
+		items[first].count : 1) <= g->start) {
+		start += items[first].count ? items[first].count : 1;
+		first++;
+	}
+	do {
+		m.chunklist.start = (uint32_t)start;
+		m.chunklist.n = (uint32_t)(n_items - first < page ?
+					   n_items - first : page);
+		m.chunklist.chunks = items + first;
+		if (!err)
+			err = session_send(s, &m);
+		start += wire_chunklist_span(&m.chunklist);
+		first += m.chunklist.n;
+	} while (!err && first < n_items);
+	free(items);
+	content_release(&base);
+	content_release(&c);
+	return err;
 }

@@ -95,7 +95,7 @@ void session_close(struct session *s, const char *why)
 			log_debug("replicate", "peer %s: %s", p->id, why);
 		p->session = NULL;
 		p->stats.connected = false;
-		apply_peer_gone(s->r, p);
+		transfer_peer_gone(s->r, p);
 		peer_schedule_dial(s->r, p);
 	} else {
 		log_debug("replicate", "connection closed: %s", why);
@@ -177,7 +177,7 @@ static int session_send_hello(struct session *s)
 			   WIRE_HELLO_DELTA | WIRE_HELLO_STATE |
 			   WIRE_HELLO_VECTOR_NEXT | WIRE_HELLO_CLOCK |
 			   WIRE_HELLO_CHAIN | WIRE_HELLO_KEPT |
-			   (s->r->hold ? WIRE_HELLO_REJOINING : 0);
+			   (apply_held(s->r) ? WIRE_HELLO_REJOINING : 0);
 	m.hello.node_id = s->r->node_id;
 	m.hello.cluster_id = s->r->cluster_id;
 	m.hello.vector.n = 1;
@@ -315,7 +315,7 @@ static void session_on_hello(struct session *s, const struct wire_hello *h)
 		 s->outbound ? "outbound" : "inbound");
 	/* What it holds may be what failing jobs lacked. */
 	if (journal_jobs_retry(s->r->journal) == 0)
-		s->r->jobs_due = true;
+		apply_kick(s->r);
 	if (s->r->tls_server)
 		chain_on_connected(s, transport_ssl(conn_transport(s->conn)));
 	sync_on_hello(s, h);
@@ -648,7 +648,7 @@ static void peer_remove(struct replicate *r, struct peer *p)
 		session_close(s, "removed from the cluster");
 		s->peer = NULL;
 	}
-	apply_peer_removed(r, p);
+	transfer_peer_removed(r, p);
 	log_info("replicate", "peer %s removed from the cluster", p->id);
 	peer_free(p);
 }
@@ -714,7 +714,7 @@ int replicate_set_peers(struct replicate *r,
 	r->peers = next;
 	r->n_peers = n;
 	next = NULL;
-	apply_peers_renumbered(r);
+	transfer_peers_renumbered(r);
 	r->kicked = true;
 out:
 	free(next);
@@ -736,7 +736,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 	r->listen_fd = -1;
 	r->rootfd = -1;
 	r->precopy_efd = -1;
-	r->transfers_max = apply_transfers_max();
+	r->xfer.max = transfer_max();
 	r->tls_server = opt->tls_server;
 	r->tls_client = opt->tls_client;
 	r->keyring = opt->keyring;
@@ -751,8 +751,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 				opt->ingress_bits_per_sec);
 	/* What the journal held at start-up arrived at an unknown time
 	 * (ns 0): its jobs are not sampled for apply latency. */
-	r->arrivals[0].last_id = journal_last_change_id(j);
-	r->arrivals_n = 1;
+	apply_init(r, journal_last_change_id(j));
 	r->root = strdup(opt->root);
 	err = r->root ? replicate_set_peers(r, opt->peers, opt->n_peers) :
 			-ENOMEM;
@@ -778,8 +777,8 @@ void replicate_free(struct replicate *r)
 		session_close(s, "shutting down");
 	sessions_reap(r);
 	ask_free(r);
-	apply_stop(r);
-	apply_free(r);
+	transfer_stop(r);
+	transfer_free_all(r);
 	serve_offers_expire(r, INT64_MAX);
 	scrub_free(r->scrub);
 	for (size_t i = 0; i < r->n_peers; i++)
@@ -868,7 +867,7 @@ void replicate_tick(struct replicate *r)
 			sync_pump(s);
 			session_flush(s);
 		}
-		r->jobs_due = true;
+		apply_kick(r);
 	}
 	if (r->serve_at && now >= r->serve_at) {
 		r->serve_at = 0;
@@ -922,24 +921,22 @@ int64_t replicate_next_deadline(struct replicate *r)
 
 	if (r->kicked || r->read_more)
 		return 0;
-	if (r->jobs_due && !r->hold)
-		d = r->last_jobs_ns + 10000000;
+	if (apply_deadline(r) < d)
+		d = apply_deadline(r);
 	for (size_t i = 0; i < r->n_peers; i++)
 		if ((r->peers[i]->dial || r->peers[i]->knock) &&
 		    !r->peers[i]->session && r->peers[i]->next_dial_ns < d)
 			d = r->peers[i]->next_dial_ns;
-	if (r->next_jobs_ns && !r->hold && r->next_jobs_ns < d)
-		d = r->next_jobs_ns;
 	if (r->serve_at && r->serve_at < d)
 		d = r->serve_at;
-	if (r->commit_at && r->commit_at < d)
-		d = r->commit_at;
+	if (commit_deadline(r) && commit_deadline(r) < d)
+		d = commit_deadline(r);
 	if (journal_sign_deadline(r->journal) &&
 	    journal_sign_deadline(r->journal) < d)
 		d = journal_sign_deadline(r->journal);
 	if (r->gate.resume_ns && r->gate.resume_ns < d)
 		d = r->gate.resume_ns;
-	if (!r->hold && scrub_deadline(r) < d)
+	if (!apply_held(r) && scrub_deadline(r) < d)
 		d = scrub_deadline(r);
 	if (ask_deadline(r) < d)
 		d = ask_deadline(r);
@@ -981,24 +978,24 @@ uint64_t replicate_backlog(struct replicate *r, uint64_t *stuck)
 
 uint64_t replicate_applied(struct replicate *r)
 {
-	return r->applied;
+	return r->apply.applied;
 }
 
 const struct hist *replicate_apply_latency(struct replicate *r)
 {
-	return &r->apply_latency_us;
+	return &r->apply.latency_us;
 }
 
 void replicate_hold(struct replicate *r, bool hold)
 {
-	if (r->hold && !hold) {
-		r->jobs_due = true;
+	if (apply_held(r) && !hold) {
+		apply_kick(r);
 		/* Peers learn from new HELLOs that this node holds history
 		 * now, and may adopt their own disks against it. */
-		r->hold = false;
+		apply_hold(r, false);
 		replicate_resync(r);
 	}
-	r->hold = hold;
+	apply_hold(r, hold);
 }
 
 void replicate_resync(struct replicate *r)

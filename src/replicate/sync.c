@@ -177,7 +177,7 @@ struct pump {
 };
 
 /* A recent small file of ours goes out with its content right behind
- * the frame announcing it (apply.c says why). */
+ * the frame announcing it (push.h says why). */
 static void pump_note_push(struct pump *pu, const struct journal_change *c)
 {
 	struct push *p;
@@ -791,20 +791,20 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 	case WIRE_GET_CHUNKLIST:
 		return serve_chunklist(s->r, s, &m->get_chunklist);
 	case WIRE_CHUNKLIST:
-		apply_on_chunklist(s->r, s->peer, &m->chunklist);
+		fetch_on_chunklist(s->r, s->peer, &m->chunklist);
 		return 0;
 	case WIRE_GET_CHUNKS:
 		return on_get_chunks(s, &m->get_chunks);
 	case WIRE_CHUNK:
-		apply_on_chunk(s->r, s->peer, &m->chunk);
+		fetch_on_chunk(s->r, s->peer, &m->chunk);
 		return 0;
 	case WIRE_NOT_HERE:
-		apply_on_not_here(s->r, s->peer, m->not_here);
+		fetch_on_not_here(s->r, s->peer, m->not_here);
 		return 0;
 	case WIRE_GET_DELTA:
 		return serve_ask_delta(s->r, s, &m->get_delta);
 	case WIRE_DELTA:
-		apply_on_delta(s->r, s->peer, &m->delta);
+		fetch_on_delta(s->r, s->peer, &m->delta);
 		return 0;
 	case WIRE_PING:
 		pong.token = m->token;
@@ -825,7 +825,7 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 		ask_on_answer(s, &m->kept);
 		return 0;
 	case WIRE_CHANGING:
-		if (!s->r->hold)
+		if (!apply_held(s->r))
 			precopy_on_changing(s->r, s->peer, &m->changing);
 		return 0;
 	default:
