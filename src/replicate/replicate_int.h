@@ -228,6 +228,16 @@ struct replicate {
 };
 
 /* session.c */
+/* Listens on ADDRESS:PORT (port 0: not at all).  0 or -errno. */
+int session_listen(struct replicate *r, const char *address, uint16_t port);
+/* Dials the peers due, keeps the sessions alive (pings, deadlines). */
+void session_tick(struct replicate *r, int64_t now);
+/* Reads on from sessions that stopped at their read budget. */
+void session_read_more(struct replicate *r);
+/* Sends what is queued; a failed connection is closed. */
+void session_flush(struct session *s);
+/* Frees the sessions closed during this turn. */
+void sessions_reap(struct replicate *r);
 void session_close(struct session *s, const char *why);
 void session_update_poll(struct session *s);
 int session_send(struct session *s, const struct wire_msg *m);
