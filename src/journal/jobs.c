@@ -2,12 +2,34 @@
  * The applier's queue: the jobs retargeting sets (replica.c), read in
  * pages in the applier's order, done, deferred, or failed.
  *
- * Failures.  A job that fails counts its failures in a row with the
- * reason; from JOURNAL_JOB_STUCK it is stuck and waits longer between
- * attempts (1 s, then from 2 s doubling up to JOB_RETRY_MAX_NS), a wait
- * a connecting peer cuts short.  A job retargeted to another version
- * starts afresh.  A repair job (scrub) makes the very version the path
- * holds again.
+ * A job is a row of `jobs`; its state is what the row's columns say,
+ * and each move is one statement of this file:
+ *
+ *            retarget (replica.c: a newer version of the path)
+ *   (none) ----------------------> DUE <---------------------+
+ *                                  |  \                      |
+ *               journal_job_defer  |   \ journal_job_fail    | retry_ns
+ *               (a transfer took   |    \ (failures + 1)     | passed, or
+ *                it: attempts + 1) v     v                   | journal_jobs_
+ *                              RUNNING  WAITING -------------+ retry
+ *                                  |     |   (failures >= JOURNAL_JOB_STUCK:
+ *          journal_job_done,       |     |    STUCK, said and listed)
+ *          journal_job_cancel      v     v
+ *                                (row deleted)
+ *
+ *   DUE      retry_ns is 0 or past: journal_jobs returns it, fewest
+ *            attempts first, so a running transfer's job sorts after
+ *            untried ones;
+ *   RUNNING  a transfer is under way (the applier knows: its inflight
+ *            set); the row is still DUE to the journal;
+ *   WAITING  retry_ns is in the future (failing_since and reason kept);
+ *            from JOURNAL_JOB_STUCK failures in a row it is stuck and
+ *            waits longer between attempts (1 s, then from 2 s doubling
+ *            up to JOB_RETRY_MAX_NS), a wait a connecting peer cuts
+ *            short (journal_jobs_retry).
+ * A job retargeted to another version starts afresh (failures 0).  A
+ * repair job (scrub) makes the very version the path holds again; a
+ * fetch job puts a version into the store instead of the volume.
  */
 #include "journal_int.h"
 #include "loop.h"

@@ -84,11 +84,24 @@ static const uint64_t chunk_moves =
 _Static_assert(TRANSFER_FAILED < 8 && CHUNK_CHECKING < 8,
 	       "a move is one bit of a 64-bit set");
 
+/* Inline: only assertions call them, and a build without those must not
+ * warn that they are unused. */
+static inline bool transfer_move_ok(enum transfer_state from,
+				    enum transfer_state to)
+{
+	return transfer_moves & MOVE(from, to);
+}
+
+static inline bool chunk_move_ok(enum chunk_state from, enum chunk_state to)
+{
+	return chunk_moves & MOVE(from, to);
+}
+
 void transfer_set_state(struct transfer *t, enum transfer_state to)
 {
 	if (t->state == to)
 		return;
-	assert(transfer_moves & MOVE(t->state, to));
+	assert(transfer_move_ok(t->state, to));
 	t->state = to;
 }
 
@@ -129,7 +142,7 @@ void transfer_chunk_set(struct transfer *t, size_t i, enum chunk_state to)
 	assert(i < t->list.n_chunks);
 	if (from == to)
 		return;
-	assert(chunk_moves & MOVE(from, to));
+	assert(chunk_move_ok(from, to));
 	t->got[i] = (uint8_t)to;
 	if (to == CHUNK_HERE) {
 		assert(t->missing > 0);
