@@ -50,6 +50,8 @@
 #include "apply.h"
 #include "disk.h"
 #include "replicate_int.h"
+#include "keep.h"
+#include "precopy.h"
 #include "transfer.h"
 
 #include "err.h"

@@ -27,6 +27,8 @@
  * lookups (WIRE_MAX_ASK_KEPT), like any request a peer may send.
  */
 #include "replicate_int.h"
+#include "ask.h"
+#include "session.h"
 
 #include "err.h"
 #include "log.h"

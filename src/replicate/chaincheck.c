@@ -32,6 +32,8 @@
  * once it is connected.
  */
 #include "replicate_int.h"
+#include "chaincheck.h"
+#include "session.h"
 
 #include "err.h"
 #include "keyring.h"

@@ -28,6 +28,8 @@
  * only warned about: nothing says which one is right.
  */
 #include "replicate_int.h"
+#include "clock.h"
+#include "session.h"
 
 #include "log.h"
 #include "loop.h"

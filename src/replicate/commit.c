@@ -21,6 +21,7 @@
 #include "apply.h"
 #include "disk.h"
 #include "replicate_int.h"
+#include "keep.h"
 #include "syncer.h"
 
 #include "err.h"

@@ -33,6 +33,8 @@
  * reason, then every 1000th.
  */
 #include "replicate_int.h"
+#include "gate.h"
+#include "session.h"
 
 #include "log.h"
 #include "loop.h"

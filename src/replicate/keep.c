@@ -23,6 +23,7 @@
  * the volume changes.  Given up as a restore is.
  */
 #include "replicate_int.h"
+#include "keep.h"
 
 #include "err.h"
 #include "log.h"

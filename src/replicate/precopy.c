@@ -38,6 +38,7 @@
  * left by a crash is removed by the watcher's start-up scan like any.
  */
 #include "replicate_int.h"
+#include "precopy.h"
 
 #include "io.h"
 #include "log.h"

@@ -12,6 +12,13 @@
  * is the earliest of what each part waits for.
  */
 #include "replicate_int.h"
+#include "ask.h"
+#include "chaincheck.h"
+#include "gate.h"
+#include "scrub.h"
+#include "serve.h"
+#include "session.h"
+#include "sync.h"
 
 #include "err.h"
 #include "log.h"

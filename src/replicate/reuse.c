@@ -23,6 +23,8 @@
 #include "transfer.h"
 #include "disk.h"
 #include "replicate_int.h"
+#include "precopy.h"
+#include "session.h"
 #include "writer.h"
 
 #include "err.h"

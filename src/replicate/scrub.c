@@ -23,6 +23,7 @@
  * step of chunks at a time) -> IDLE.
  */
 #include "replicate_int.h"
+#include "scrub.h"
 
 #include "err.h"
 #include "log.h"

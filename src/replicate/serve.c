@@ -35,6 +35,8 @@
  * files).
  */
 #include "replicate_int.h"
+#include "serve.h"
+#include "session.h"
 #include "plan.h"
 
 #include "log.h"

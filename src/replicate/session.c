@@ -13,6 +13,13 @@
  * A peer has at most one session past HELLO; a newer one replaces it.
  */
 #include "replicate_int.h"
+#include "chaincheck.h"
+#include "clock.h"
+#include "gate.h"
+#include "serve.h"
+#include "session.h"
+#include "state.h"
+#include "sync.h"
 
 #include "err.h"
 #include "log.h"

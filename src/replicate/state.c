@@ -57,6 +57,10 @@
  * tombstone it forgot.  In a plaintext cluster nothing can be checked.
  */
 #include "replicate_int.h"
+#include "chaincheck.h"
+#include "session.h"
+#include "state.h"
+#include "sync.h"
 
 #include "err.h"
 #include "keyring.h"

@@ -31,6 +31,14 @@
  * origins touched last and estimated for the rest.
  */
 #include "replicate_int.h"
+#include "ask.h"
+#include "chaincheck.h"
+#include "clock.h"
+#include "precopy.h"
+#include "serve.h"
+#include "session.h"
+#include "state.h"
+#include "sync.h"
 
 #include "err.h"
 #include "keyring.h"

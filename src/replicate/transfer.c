@@ -22,6 +22,9 @@
 #include "apply.h"
 #include "disk.h"
 #include "replicate_int.h"
+#include "keep.h"
+#include "precopy.h"
+#include "session.h"
 
 #include "err.h"
 #include "log.h"

@@ -12,6 +12,9 @@
  * transfer goes through, and what it asks of whom.
  */
 #include "replicate_int.h"
+#include "keep.h"
+#include "precopy.h"
+#include "session.h"
 
 #include "err.h"
 #include "loop.h"
