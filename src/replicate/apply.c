@@ -49,6 +49,7 @@
  */
 #include "apply.h"
 #include "disk.h"
+#include "outcome.h"
 #include "replicate_int.h"
 #include "keep.h"
 #include "precopy.h"
@@ -87,73 +88,6 @@
 
 /* ---- metadata-only jobs ----------------------------------------------------- */
 
-void apply_note_arrival(struct replicate *r, int64_t last_id)
-{
-	size_t n = r->apply.arrivals_n, newest;
-
-	if (n) {
-		newest = (r->apply.arrivals_head + n - 1) % ARRIVALS_MAX;
-		if (r->apply.arrivals[newest].last_id >= last_id)
-			return;         /* nothing new was added */
-	}
-	if (n == ARRIVALS_MAX) {
-		r->apply.arrivals_head = (r->apply.arrivals_head + 1) % ARRIVALS_MAX;
-		n--;
-	}
-	newest = (r->apply.arrivals_head + n) % ARRIVALS_MAX;
-	r->apply.arrivals[newest].last_id = last_id;
-	r->apply.arrivals[newest].ns = loop_now_ns();
-	r->apply.arrivals_n = n + 1;
-}
-
-#define ARRIVAL(r, i) \
-	((r)->apply.arrivals[((r)->apply.arrivals_head + (i)) % ARRIVALS_MAX])
-
-/* Binary search of the ring for the batch that brought CHANGE; no sample
- * when that is unknown (before the ring, or before this start, which the
- * first record marks with ns 0). */
-static void apply_sample_latency(struct replicate *r, int64_t change)
-{
-	size_t lo = 0, hi = r->apply.arrivals_n;
-
-	if (!hi || ARRIVAL(r, hi - 1).last_id < change)
-		return;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (ARRIVAL(r, mid).last_id < change)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if ((lo == 0 && r->apply.arrivals_n == ARRIVALS_MAX) ||
-	    ARRIVAL(r, lo).ns == 0)
-		return;
-	hist_record(&r->apply.latency_us,
-		    (uint64_t)(loop_now_ns() - ARRIVAL(r, lo).ns) / 1000);
-}
-
-/* The journal marks the job done; counted for metrics. */
-int apply_job_done(struct replicate *r, const struct journal_job *job,
-		    const struct stat *st)
-{
-	int err = journal_job_done(r->journal, job, st);
-
-	if (!err) {
-		r->apply.applied++;
-		apply_sample_latency(r, job->change);
-	}
-	if (!err && job->repair) {
-		r->apply.repaired++;
-		log_info("replicate", "repaired %s/%s: its damaged bytes came "
-			 "from a peer", job->volume, job->path);
-	}
-	if (!err && job->failures >= JOURNAL_JOB_STUCK)
-		log_info("replicate", "applied %s/%s, stuck before (%u failed "
-			 "attempts)", job->volume, job->path, job->failures);
-	return err;
-}
-
 static int done_at(struct replicate *r, const struct journal_job *job,
 		   int dirfd, const char *name)
 {
@@ -161,7 +95,7 @@ static int done_at(struct replicate *r, const struct journal_job *job,
 
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return -errno;
-	return apply_job_done(r, job, &st);
+	return outcome_done(r, job, &st);
 }
 
 static int apply_volume(struct replicate *r, const struct journal_job *job)
@@ -182,7 +116,7 @@ static int apply_volume(struct replicate *r, const struct journal_job *job)
 			return -errno;
 		log_info("replicate", "volume %s removed by a peer; its data "
 			 "is kept in %s", job->volume, aside);
-		return apply_job_done(r, job, NULL);
+		return outcome_done(r, job, NULL);
 	}
 	if (mkdir(full, job->mode & 07777) != 0 && errno != EEXIST)
 		return -errno;
@@ -190,7 +124,7 @@ static int apply_volume(struct replicate *r, const struct journal_job *job)
 		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return -ENOTDIR;
-	return apply_job_done(r, job, &st);
+	return outcome_done(r, job, &st);
 }
 
 /*
@@ -286,17 +220,17 @@ static int apply_delete(struct replicate *r, const struct journal_job *job,
 	struct stat st;
 
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return apply_job_done(r, job, NULL);
+		return outcome_done(r, job, NULL);
 	/* Only what the journal knows is deleted: a file written here and
 	 * not recorded yet stays, and the watcher records it. */
 	if (!disk_as_journal(r, dirfd, name, job, NULL)) {
 		disk_diverged(r, job);
-		return apply_job_done(r, job, NULL);
+		return outcome_done(r, job, NULL);
 	}
 	if (S_ISREG(st.st_mode))
 		keep_replaced(r, dirfd, name, job->volume, job->path);
 	if (unlinkat(dirfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0)
-		return apply_job_done(r, job, NULL);
+		return outcome_done(r, job, NULL);
 	if (errno != ENOTEMPTY)
 		return -errno;
 	/* Files recorded inside since the delete: they stay, so does the
@@ -388,19 +322,6 @@ static bool disk_has_content(struct replicate *r, const struct journal_job *job)
 	return same && !job->copy_of;
 }
 
-/* Whether the version the disk holds at JOB's path still waits for its
- * conflict copy: then nothing replaces it yet (see "Conflicts" above). */
-bool apply_copy_pending(struct replicate *r,
-				 const struct journal_job *job)
-{
-	uint64_t n = 0;
-
-	return !job->copy_of &&
-	       journal_copies_pending(r->journal, job->volume, job->path,
-				      &n) == 0 && n > 0;
-}
-
-
 /* ---- the tick --------------------------------------------------------------- */
 
 static int apply_job(struct replicate *r, struct journal_job *job)
@@ -410,7 +331,7 @@ static int apply_job(struct replicate *r, struct journal_job *job)
 
 	if (job->op == JOURNAL_VOLUME_CREATE || job->op == JOURNAL_VOLUME_REMOVE)
 		return apply_volume(r, job);
-	if (apply_copy_pending(r, job))
+	if (disk_copy_pending(r, job))
 		return -EAGAIN;
 	/* A repair makes the very version the path holds, from the
 	 * chunks of it that still check and peers' copies of the rest. */
@@ -433,59 +354,13 @@ static int apply_job(struct replicate *r, struct journal_job *job)
 	return err;
 }
 
-/* Words for why JOB failed with ERR, as kraken-journal status shows it. */
-static const char *job_reason(const struct journal_job *job, int err)
-{
-	switch (err) {
-	case KR_EHOSTILE:
-		return "the path leaves the volume or crosses a symlink";
-	case -EBUSY:
-		return "the path changed on this node and the change is not "
-		       "recorded yet";
-	case -EAGAIN:
-		return job->op == JOURNAL_DELETE ?
-		       "the directory is not empty" :
-		       "waiting for the conflict copy of the version on disk";
-	case -EEXIST:
-		return "something of another type is in the way";
-	case -ENOTDIR:
-		return "a parent of the path is not a directory";
-	case -ENOENT:
-		return "a parent directory of the path is missing";
-	}
-	return kr_strerror(err);
-}
-
-/* JOB failed with ERR: counted, and said once it is stuck (the job stays
- * and is retried less and less often, in case the cause goes away). */
-void apply_job_failed(struct replicate *r, const struct journal_job *job,
-		       int err)
-{
-	const char *why = job_reason(job, err);
-
-	if (err == KR_EHOSTILE && job->failures == 0)
-		log_warn("replicate", "not applying %s/%s: %s", job->volume,
-			 job->path, why);
-	else if (job->failures + 1 == JOURNAL_JOB_STUCK)
-		log_warn("replicate", "applying %s/%s is stuck: %s (%u "
-			 "attempts); retried every few minutes (at once "
-			 "after POST /v1/admin/resync) until it works or a "
-			 "newer version replaces it; 'kraken-journal status' "
-			 "lists stuck jobs",
-			 job->volume, job->path, why, JOURNAL_JOB_STUCK);
-	journal_job_fail(r->journal, job, why);
-}
-
 /* Whether conflict copies wait, as entries are still arriving (see
  * "Conflicts"); sets when to look again. */
 static bool copies_held(struct replicate *r)
 {
-	int64_t now = loop_now_ns(), last;
+	int64_t now = loop_now_ns(), last = outcome_last_arrival_ns(r);
 
-	if (!r->apply.arrivals_n)
-		return false;
-	last = ARRIVAL(r, r->apply.arrivals_n - 1).ns;
-	if (now - last >= APPLY_COPY_SETTLE_NS) {
+	if (!last || now - last >= APPLY_COPY_SETTLE_NS) {
 		r->apply.copies_held_since = 0;
 		return false;
 	}
@@ -510,7 +385,7 @@ static void apply_one(struct replicate *r, struct journal_job *job)
 		err = apply_job(r, job);
 	/* Waiting for a copy that is held is no failure either. */
 	if (err && !(err == -EAGAIN && copies_held(r)))
-		apply_job_failed(r, job, err);
+		outcome_failed(r, job, err);
 }
 
 /* The queue position of JOB, to read on from it. */
@@ -614,6 +489,10 @@ void apply_tick(struct replicate *r)
 
 	if (a->hold)
 		return;
+	if (r->xfer.freed) {
+		r->xfer.freed = false;
+		a->jobs_due = true;       /* a transfer slot is free */
+	}
 	if ((a->jobs_due && now >= a->last_jobs_ns + APPLY_JOBS_GAP_NS) ||
 	    (a->next_jobs_ns && now >= a->next_jobs_ns)) {
 		a->jobs_due = false;
@@ -628,13 +507,6 @@ void apply_tick(struct replicate *r)
 		apply_wake_by(r, now + APPLY_PRECOPY_STEP_NS);
 }
 
-void apply_init(struct replicate *r, int64_t last_id)
-{
-	r->apply.arrivals[0].last_id = last_id;
-	r->apply.arrivals[0].ns = 0;
-	r->apply.arrivals_n = 1;
-}
-
 void apply_kick(struct replicate *r)
 {
 	r->apply.jobs_due = true;
@@ -647,7 +519,7 @@ int64_t apply_deadline(const struct replicate *r)
 
 	if (a->hold)
 		return d;
-	if (a->jobs_due)
+	if (a->jobs_due || r->xfer.freed)
 		d = a->last_jobs_ns + APPLY_JOBS_GAP_NS;
 	if (a->next_jobs_ns && a->next_jobs_ns < d)
 		d = a->next_jobs_ns;

@@ -18,8 +18,8 @@
  * "Conflicts"); then the journal marks the job done.
  */
 #include "transfer.h"
-#include "apply.h"
 #include "disk.h"
+#include "outcome.h"
 #include "replicate_int.h"
 #include "keep.h"
 #include "syncer.h"
@@ -168,7 +168,7 @@ static void commit_rename(struct replicate *r, struct transfer *t,
 		syncer_close(r->xfer.commit.syncer, old);
 	close(t->fd);
 	t->fd = -1;
-	err = apply_job_done(r, &t->job, &st);
+	err = outcome_done(r, &t->job, &st);
 	if (err) {
 		transfer_fail(t, err);
 		return;
@@ -194,7 +194,7 @@ static void commit_one(struct replicate *r, struct transfer *t)
 		return;
 	}
 	/* A losing version on disk waits for its copy. */
-	if (apply_copy_pending(r, &t->job)) {
+	if (disk_copy_pending(r, &t->job)) {
 		transfer_set_state(t, TRANSFER_READY);
 		return;
 	}
@@ -302,7 +302,7 @@ void commit_ready(struct replicate *r)
 		return;
 	for (struct transfer *t = x->head; t; t = t->next)
 		if (t->state == TRANSFER_READY &&
-		    !apply_copy_pending(r, &t->job)) {
+		    !disk_copy_pending(r, &t->job)) {
 			transfer_set_state(t, TRANSFER_SYNCING);
 			t->flush_ns = loop_now_ns();
 			if (n < SYNCER_FILES_MAX)

@@ -90,3 +90,12 @@ bool disk_chunk_verify(const void *data, size_t len, const uint8_t *hash)
 	return EVP_Digest(data, len, got, &n, EVP_sha256(), NULL) == 1 &&
 	       n == CONTENT_HASH_LEN && memcmp(got, hash, n) == 0;
 }
+
+bool disk_copy_pending(struct replicate *r, const struct journal_job *job)
+{
+	uint64_t n = 0;
+
+	return !job->copy_of &&
+	       journal_copies_pending(r->journal, job->volume, job->path,
+				      &n) == 0 && n > 0;
+}

@@ -38,6 +38,9 @@ bool disk_as_journal(struct replicate *r, int dirfd, const char *name,
 void disk_diverged(struct replicate *r, const struct journal_job *job);
 /* Mode, owner and mtime of JOB on FD.  0 or -errno. */
 int disk_set_meta(int fd, const struct journal_job *job);
+/* Whether the version the disk holds at JOB's path still waits for its
+ * conflict copy: then nothing replaces it yet (apply.c, "Conflicts"). */
+bool disk_copy_pending(struct replicate *r, const struct journal_job *job);
 /* DATA hashes to HASH (SHA-256). */
 bool disk_chunk_verify(const void *data, size_t len, const uint8_t *hash);
 

@@ -194,7 +194,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 				opt->ingress_bits_per_sec);
 	/* What the journal held at start-up arrived at an unknown time
 	 * (ns 0): its jobs are not sampled for apply latency. */
-	apply_init(r, journal_last_change_id(j));
+	outcome_init(r, journal_last_change_id(j));
 	r->root = strdup(opt->root);
 	err = r->root ? replicate_set_peers(r, opt->peers, opt->n_peers) :
 			-ENOMEM;
@@ -369,12 +369,12 @@ uint64_t replicate_backlog(struct replicate *r, uint64_t *stuck)
 
 uint64_t replicate_applied(struct replicate *r)
 {
-	return r->apply.applied;
+	return r->outcome.applied;
 }
 
 const struct hist *replicate_apply_latency(struct replicate *r)
 {
-	return &r->apply.latency_us;
+	return &r->outcome.latency_us;
 }
 
 void replicate_hold(struct replicate *r, bool hold)

@@ -5,6 +5,7 @@
 #include "replicate.h"
 #include "apply.h"
 #include "disk.h"
+#include "outcome.h"
 #include "transfer.h"
 
 #include "bucket.h"
@@ -191,6 +192,7 @@ struct replicate {
 	bool kicked;              /* new commits: pump and look for jobs */
 	bool read_more;           /* a session has input left to read */
 	struct apply_state apply;     /* apply.c */
+	struct outcome_state outcome; /* outcome.c */
 	struct transfer_set xfer;     /* transfer.c, reuse.c, fetch.c,
 				       * commit.c */
 	struct bucket egress, ingress;

@@ -282,6 +282,6 @@ void replicate_scrub_stats(const struct replicate *r,
 	memset(out, 0, sizeof(*out));
 	if (r->scrub)
 		*out = r->scrub->stats;
-	out->repaired = r->apply.repaired;
+	out->repaired = r->outcome.repaired;
 	out->damaged_chunks = r->xfer.damaged_chunks;
 }

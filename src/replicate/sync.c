@@ -729,7 +729,7 @@ static int on_entries(struct session *s, const struct wire_entry_list *l,
 	s->peer->stats.entries_in += added;
 	if (added) {
 		s->r->kicked = true;
-		apply_note_arrival(s->r, journal_last_change_id(s->r->journal));
+		outcome_note_arrival(s->r, journal_last_change_id(s->r->journal));
 	}
 	if (err || refused)
 		return err ? err : refused;

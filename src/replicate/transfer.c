@@ -19,8 +19,8 @@
  * else "look".  Absent filters (no memory) mean "look" too.
  */
 #include "transfer.h"
-#include "apply.h"
 #include "disk.h"
+#include "outcome.h"
 #include "replicate_int.h"
 #include "keep.h"
 #include "precopy.h"
@@ -252,7 +252,7 @@ void transfer_drop(struct replicate *r, struct transfer *t)
 	assert(r->xfer.n > 0);
 	r->xfer.n--;
 	r->xfer.n_large -= t->job.size > TRANSFER_LARGE_SIZE;
-	apply_kick(r);            /* a slot is free */
+	r->xfer.freed = true;     /* a slot is free: apply.c looks */
 	transfer_free(t);
 }
 
@@ -268,7 +268,7 @@ static void transfers_reap(struct replicate *r)
 		}
 		*pp = t->next;
 		if (!keep_restore_failed(r, &t->job, t->error))
-			apply_job_failed(r, &t->job, t->error);
+			outcome_failed(r, &t->job, t->error);
 		transfer_drop(r, t);
 	}
 }

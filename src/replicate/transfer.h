@@ -164,6 +164,8 @@ struct transfer_set {
 	struct writer *writer;        /* fetch.c: made on first use */
 	uint64_t damaged_chunks;      /* reuse.c: base chunks that did not
 				       * check */
+	bool freed;                   /* a transfer ended: the applier may
+				       * start another (apply.c clears) */
 	struct {                      /* commit.c */
 		struct syncer *syncer;    /* made on first use */
 		bool running;

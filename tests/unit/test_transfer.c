@@ -6,7 +6,7 @@
  * (a real journal in a temp directory, the real writer thread, real
  * files) and fakes above it, defined here: sessions that record what a
  * transfer sends instead of writing it to a socket, and stand-ins for
- * the applier, the version store and the copies made ahead.  The test
+ * the job outcomes, the version store and the copies made ahead.  The test
  * then plays the peers: it answers GET_CHUNKLIST and GET_CHUNKS frames
  * by calling fetch_on_* as sync.c does, and checks each state the
  * transfer goes through, and what it asks of whom.
@@ -52,7 +52,7 @@ static size_t n_sent;
 static int precopy_answer;        /* precopy_take's: 0, -EINPROGRESS, 1 */
 static int precopy_fd = -1;
 static char precopy_tmp[TEMPNAME_MAX];
-static int failed_err;            /* apply_job_failed's last ERR */
+static int failed_err;            /* outcome_failed's last ERR */
 
 int session_send(struct session *s, const struct wire_msg *m)
 {
@@ -128,30 +128,20 @@ void precopy_free_all(struct replicate *r)
 	(void)r;
 }
 
-int apply_job_done(struct replicate *r, const struct journal_job *job,
-		   const struct stat *st)
+int outcome_done(struct replicate *r, const struct journal_job *job,
+		 const struct stat *st)
 {
 	(void)r, (void)job, (void)st;
 	return 0;
 }
 
-void apply_job_failed(struct replicate *r, const struct journal_job *job,
-		      int err)
+void outcome_failed(struct replicate *r, const struct journal_job *job,
+		    int err)
 {
 	(void)r, (void)job;
 	failed_err = err;
 }
 
-bool apply_copy_pending(struct replicate *r, const struct journal_job *job)
-{
-	(void)r, (void)job;
-	return false;
-}
-
-void apply_kick(struct replicate *r)
-{
-	(void)r;
-}
 
 /* ---- a replicator with two peers, n2 (the origin) and n3 ------------- */
 
