@@ -17,6 +17,7 @@
 #include "transfer.h"
 #include "disk.h"
 #include "replicate_int.h"
+#include "session.h"
 #include "writer.h"
 
 #include "err.h"

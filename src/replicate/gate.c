@@ -34,7 +34,7 @@
  */
 #include "replicate_int.h"
 #include "gate.h"
-#include "session.h"
+#include "transport.h"
 
 #include "log.h"
 #include "loop.h"
@@ -192,7 +192,7 @@ bool gate_from_peer(struct replicate *r, const struct session *s,
 	socklen_t len;
 
 	(void)r;
-	if (!p || session_resolve(p->host, p->port, &ss, &len) != 0)
+	if (!p || transport_resolve(p->host, p->port, &ss, &len) != 0)
 		return false;
 	gate_source_name(&ss, want);
 	return strcmp(want, s->source) == 0;

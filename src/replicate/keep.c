@@ -78,7 +78,7 @@ int replicate_restore(struct replicate *r, const char *volume,
 	log_info("replicate", "restoring %s/%s as version %s:%llu, whose "
 		 "content is fetched from peers", volume, path, ref->origin,
 		 (unsigned long long)ref->seq);
-	replicate_kick(r);        /* the applier looks for the job */
+	r->kicked = true;         /* the applier looks for the job */
 	return 0;
 }
 
@@ -118,7 +118,7 @@ int replicate_fetch(struct replicate *r, const char *volume, const char *path,
 	log_info("replicate", "fetching version %s:%llu of %s/%s from peers "
 		 "into the version store", ref->origin,
 		 (unsigned long long)ref->seq, volume, path);
-	replicate_kick(r);        /* the applier looks for the job */
+	r->kicked = true;         /* the applier looks for the job */
 	return 0;
 }
 

@@ -266,7 +266,8 @@ static void precopy_on_event(void *arg, uint32_t events)
 	(void)events;
 	if (read(r->precopy_efd, &n, sizeof(n)) < 0)
 		(void)0;          /* spurious: the states tell */
-	transfer_precopy_done(r);
+	/* The transfer waiting for it goes on at this turn's tick, which
+	 * steps every transfer (transfer_tick). */
 	precopy_tick(r, loop_now_ns());
 }
 
@@ -376,7 +377,6 @@ void precopy_on_changing(struct replicate *r, struct peer *p,
 	int dirfd, fd;
 
 	if (c->size < PRECOPY_MIN_SIZE || *precopy_link(r, c->volume, c->path) ||
-	    transfer_busy(r, c->volume, c->path) ||
 	    precopy_count(r) >= PRECOPY_MAX || precopy_efd(r) != 0)
 		return;
 	fd = precopy_open_base(r, c, &dirfd);

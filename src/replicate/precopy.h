@@ -5,7 +5,8 @@
 #include "replicate_int.h"
 
 /* A peer is hashing a new version of C's file: copy the version held
- * here, if it is C's base, so the transfer to come finds it made. */
+ * here, if it is C's base, so the transfer to come finds it made.  The
+ * caller checks that no transfer of the path is under way. */
 void precopy_on_changing(struct replicate *r, struct peer *p,
 			 const struct wire_changing *c);
 /* The copy of BASE at VOLUME/PATH for a transfer whose directory is

@@ -10,15 +10,37 @@
  * (apply.c), the scrubber, questions to peers (ask.c), and last the
  * sessions closed during the turn are freed.  replicate_next_deadline
  * is the earliest of what each part waits for.
+ *
+ * The files call only downwards, in this order (a line calls only lines
+ * below it; a public replicate_* function may live in the file of its
+ * concern):
+ *
+ *   replicate.c                          wiring: the tick, session_ops
+ *   sync.c                               entries to and from peers
+ *   state.c  ask.c  scrub.c              exchanges, questions, scrubbing
+ *   apply.c                              jobs
+ *   transfer.c reuse.c fetch.c commit.c  transfers (transfer.h)
+ *   precopy.c  keep.c                    copies ahead, the version store
+ *   serve.c  chaincheck.c  clock.c       serving, signed entries, clocks
+ *   session.c                            connections
+ *   gate.c  keyring.c  outcome.c  disk.c  plan.c  push.c  held.c
+ *   conn.c  wire.c  writer.c  syncer.c
+ *   transport.c  tls.c  delta.c
+ *
+ * Sessions tell what happens to them through struct session_ops (this
+ * file fills it), so that they never call the layers above.
  */
 #include "replicate_int.h"
 #include "ask.h"
 #include "chaincheck.h"
+#include "clock.h"
 #include "gate.h"
 #include "scrub.h"
 #include "serve.h"
 #include "session.h"
+#include "state.h"
 #include "sync.h"
+#include "transport.h"
 
 #include "err.h"
 #include "log.h"
@@ -30,14 +52,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
-
-struct peer *replicate_peer_by_id(struct replicate *r, const char *id)
-{
-	for (size_t i = 0; i < r->n_peers; i++)
-		if (strcmp(r->peers[i]->id, id) == 0)
-			return r->peers[i];
-	return NULL;
-}
 
 static void strmap_free_values(struct strmap *m)
 {
@@ -165,6 +179,59 @@ out:
 	return err;
 }
 
+/* ---- what sessions tell (session.h) ----------------------------------- */
+
+static uint32_t on_hello_flags(struct replicate *r)
+{
+	return apply_held(r) ? WIRE_HELLO_REJOINING : 0;
+}
+
+static void on_opened(struct session *s, const struct wire_hello *h)
+{
+	/* What it holds may be what failing jobs lacked. */
+	if (journal_jobs_retry(s->r->journal) == 0)
+		apply_kick(s->r);
+	if (s->r->tls_server)
+		chain_on_connected(s, transport_ssl(conn_transport(s->conn)));
+	sync_on_hello(s, h);
+}
+
+static int on_writable(struct session *s, bool *more)
+{
+	int err;
+
+	*more = sync_pump(s);
+	err = serve_queue(s->r, s);
+	*more |= serve_pending(s) && !s->r->serve_at;
+	return err;
+}
+
+static void on_heartbeat(struct session *s, int64_t now, bool pinged)
+{
+	serve_idle(s, now);
+	if (pinged)
+		clock_on_ping(s, now);
+	state_tick(s, now);
+}
+
+static void on_closing(struct session *s, struct peer *p)
+{
+	state_session_gone(s);
+	if (p)
+		transfer_peer_gone(s->r, p);
+}
+
+static const struct session_ops replicate_session_ops = {
+	.hello_flags = on_hello_flags,
+	.welcome = state_send_vector,
+	.opened = on_opened,
+	.frame = sync_on_frame,
+	.writable = on_writable,
+	.heartbeat = on_heartbeat,
+	.closing = on_closing,
+	.freeing = serve_release,
+};
+
 int replicate_new(struct journal *j, struct loop *loop,
 		  const struct replicate_options *opt, struct replicate **out)
 {
@@ -176,6 +243,7 @@ int replicate_new(struct journal *j, struct loop *loop,
 		return -ENOMEM;
 	r->journal = j;
 	r->loop = loop;
+	r->session_ops = &replicate_session_ops;
 	r->listen_fd = -1;
 	r->rootfd = -1;
 	r->precopy_efd = -1;

@@ -75,6 +75,7 @@ enum session_state {
 };
 
 struct peer;
+struct session_ops;
 struct serve_cache;
 struct serve_delta;
 
@@ -184,6 +185,7 @@ struct replicate {
 	struct peer **peers;      /* stable addresses: sessions point here */
 	size_t n_peers;
 	struct session *sessions;
+	const struct session_ops *session_ops;  /* replicate.c */
 	void (*diverged)(void *arg, const char *volume, const char *path);
 	void *diverged_arg;
 	struct journal_versions *versions;  /* keep.c; NULL: none kept */
@@ -228,8 +230,5 @@ struct replicate {
 		socklen_t source_len;            /* 0: any address */
 	} gate;
 };
-
-/* replicate.c: the peer named ID, or NULL. */
-struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
 
 #endif

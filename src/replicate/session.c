@@ -13,13 +13,8 @@
  * A peer has at most one session past HELLO; a newer one replaces it.
  */
 #include "replicate_int.h"
-#include "chaincheck.h"
-#include "clock.h"
 #include "gate.h"
-#include "serve.h"
 #include "session.h"
-#include "state.h"
-#include "sync.h"
 
 #include "err.h"
 #include "log.h"
@@ -44,6 +39,14 @@
 
 /* A peer that asked nothing for this long lets its output buffer go. */
 #define SESSION_QUIET_NS (1LL * 1000000000)
+
+struct peer *replicate_peer_by_id(struct replicate *r, const char *id)
+{
+	for (size_t i = 0; i < r->n_peers; i++)
+		if (strcmp(r->peers[i]->id, id) == 0)
+			return r->peers[i];
+	return NULL;
+}
 
 static void session_on_event(void *arg, uint32_t events);
 
@@ -85,8 +88,10 @@ void session_close(struct session *s, const char *why)
 	if (s->dead)
 		return;
 	s->dead = true;
-	state_session_gone(s);
-	if (p && p->session == s) {
+	if (p && p->session != s)
+		p = NULL;
+	s->r->session_ops->closing(s, p);
+	if (p) {
 		if (s->state == SESSION_OPEN)
 			log_warn("replicate", "peer %s disconnected: %s", p->id,
 				 why);
@@ -94,7 +99,6 @@ void session_close(struct session *s, const char *why)
 			log_debug("replicate", "peer %s: %s", p->id, why);
 		p->session = NULL;
 		p->stats.connected = false;
-		transfer_peer_gone(s->r, p);
 		peer_schedule_dial(s->r, p);
 	} else {
 		log_debug("replicate", "connection closed: %s", why);
@@ -104,7 +108,7 @@ void session_close(struct session *s, const char *why)
 
 static void session_free(struct session *s)
 {
-	serve_release(s);
+	s->r->session_ops->freeing(s);
 	free(s->asked);
 	if (s->conn)
 		conn_free(s->conn);      /* closes the fd */
@@ -168,7 +172,7 @@ static int session_send_hello(struct session *s)
 			   WIRE_HELLO_DELTA | WIRE_HELLO_STATE |
 			   WIRE_HELLO_VECTOR_NEXT | WIRE_HELLO_CLOCK |
 			   WIRE_HELLO_CHAIN | WIRE_HELLO_KEPT |
-			   (apply_held(s->r) ? WIRE_HELLO_REJOINING : 0);
+			   s->r->session_ops->hello_flags(s->r);
 	m.hello.node_id = s->r->node_id;
 	m.hello.cluster_id = s->r->cluster_id;
 	m.hello.vector.n = 1;
@@ -238,7 +242,7 @@ static bool session_may_replace(const struct session *new,
 /* This node's whole vector, now that the peer is known (gate.c). */
 static int session_send_vector(struct session *s)
 {
-	int err = state_send_vector(s);
+	int err = s->r->session_ops->welcome(s);
 
 	if (err)
 		session_close(s, "cannot send the version vector");
@@ -304,12 +308,7 @@ static void session_on_hello(struct session *s, const struct wire_hello *h)
 	s->state = SESSION_OPEN;
 	log_info("replicate", "peer %s connected (%s)", p->id,
 		 s->outbound ? "outbound" : "inbound");
-	/* What it holds may be what failing jobs lacked. */
-	if (journal_jobs_retry(s->r->journal) == 0)
-		apply_kick(s->r);
-	if (s->r->tls_server)
-		chain_on_connected(s, transport_ssl(conn_transport(s->conn)));
-	sync_on_hello(s, h);
+	s->r->session_ops->opened(s, h);
 }
 
 static int session_on_frame(void *arg, uint8_t type, const uint8_t *payload,
@@ -336,7 +335,7 @@ static int session_on_frame(void *arg, uint8_t type, const uint8_t *payload,
 	if (s->state == SESSION_HELLO && m.type == WIRE_HELLO) {
 		session_on_hello(s, &m.hello);
 	} else if (s->state == SESSION_OPEN && m.type != WIRE_HELLO) {
-		err = sync_on_frame(s, &m);
+		err = s->r->session_ops->frame(s, &m);
 	} else {
 		log_warn("replicate", "unexpected %s frame before HELLO; "
 			 "closing", wire_type_name(m.type));
@@ -385,11 +384,8 @@ static int session_step(struct session *s, uint32_t events)
 	for (int round = 0; !err && !s->dead && round < 1024; round++) {
 		bool more = false;
 
-		if (s->state == SESSION_OPEN) {
-			more = sync_pump(s);
-			err = serve_queue(s->r, s);
-			more |= serve_pending(s) && !s->r->serve_at;
-		}
+		if (s->state == SESSION_OPEN)
+			err = s->r->session_ops->writable(s, &more);
 		if (!err)
 			err = conn_flush(s->conn);
 		if (err || !more || conn_queued(s->conn) > 0)
@@ -462,24 +458,6 @@ static int session_new(struct replicate *r, int fd, bool outbound,
 	return 0;
 }
 
-int session_resolve(const char *host, uint16_t port,
-		    struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *res = NULL;
-	char service[8];
-	int rc;
-
-	snprintf(service, sizeof(service), "%u", port);
-	rc = getaddrinfo(host, service, &hints, &res);
-	if (rc != 0 || !res)
-		return -EHOSTUNREACH;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
 
 /* A new outbound session to P in *OUT; QUIET: a failure is not logged. */
 static int peer_connect(struct replicate *r, struct peer *p, bool quiet,
@@ -487,7 +465,7 @@ static int peer_connect(struct replicate *r, struct peer *p, bool quiet,
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int one = 1, fd, err = session_resolve(p->host, p->port, &ss, &len);
+	int one = 1, fd, err = transport_resolve(p->host, p->port, &ss, &len);
 
 	if (err) {
 		if (!quiet)
@@ -577,7 +555,7 @@ int session_listen(struct replicate *r, const char *address, uint16_t port)
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int one = 1;
-	int err = session_resolve(address, port, &ss, &len);
+	int err = transport_resolve(address, port, &ss, &len);
 
 	if (err)
 		return err;
@@ -609,6 +587,7 @@ void session_flush(struct session *s)
 static void session_heartbeat(struct session *s, int64_t now)
 {
 	struct wire_msg m = { .type = WIRE_PING };
+	bool pinged = false;
 
 	if (now - s->last_rx_ns > PEER_DEAD_NS) {
 		session_close(s, "no answer for 60 s");
@@ -621,16 +600,16 @@ static void session_heartbeat(struct session *s, int64_t now)
 	if (s->state == SESSION_OPEN && s->peer && s->peer->dial &&
 	    now - s->last_rx_ns > PEER_PROBE_NS)
 		peer_probe(s->r, s->peer);
-	serve_idle(s, now);
 	if (now - s->last_rx_ns > SESSION_QUIET_NS)
 		conn_trim(s->conn);
 	if (s->state == SESSION_OPEN && now - s->last_ping_ns > PEER_PING_NS) {
 		m.token = (uint64_t)now;
-		clock_on_ping(s, now);
+		s->last_ping_ns = now;
+		pinged = true;
 		if (session_send(s, &m) == 0)
 			session_flush(s);
 	}
-	state_tick(s, now);
+	s->r->session_ops->heartbeat(s, now, pinged);
 }
 
 void session_tick(struct replicate *r, int64_t now)

@@ -1,10 +1,19 @@
-/* Peer sessions (session.c): listening, dialling, handshakes, HELLO,
- * keep-alives, and sending frames. */
+/*
+ * Peer sessions (session.c): listening, dialling, handshakes, HELLO,
+ * keep-alives, and sending frames.
+ *
+ * Sessions are the bottom of the replicator's peer side: sync, state,
+ * serving, the chain checks, clocks and transfers all send through
+ * them, and they call none of those back.  What a session has to tell
+ * goes through struct session_ops, which replicate.c fills.
+ */
 #ifndef KRAKEN_SESSION_H
 #define KRAKEN_SESSION_H
 
 #include "replicate_int.h"
 
+/* The peer named ID, or NULL. */
+struct peer *replicate_peer_by_id(struct replicate *r, const char *id);
 /* Listens on ADDRESS:PORT (0: any free port).  0 or -errno. */
 int session_listen(struct replicate *r, const char *address, uint16_t port);
 /* Dials the peers due, keeps the sessions alive (pings, deadlines). */
@@ -24,8 +33,27 @@ int session_send(struct session *s, const struct wire_msg *m);
  * the peer out from under the caller. */
 void session_send_now(struct session *s);
 
-/* HOST:PORT as a socket address.  0 or -EHOSTUNREACH. */
-int session_resolve(const char *host, uint16_t port,
-		    struct sockaddr_storage *ss, socklen_t *len);
+/* What sessions tell the layers above them (struct replicate's
+ * session_ops).  Every hook runs on the loop thread. */
+struct session_ops {
+	/* HELLO flags this node adds to the ones every session sends. */
+	uint32_t (*hello_flags)(struct replicate *r);
+	/* S's peer is known (its HELLO checked): this node's vector goes
+	 * out before anything else.  0, or S is closed. */
+	int (*welcome)(struct session *s);
+	/* S is OPEN with the peer that said H. */
+	void (*opened)(struct session *s, const struct wire_hello *h);
+	/* Frame M came on open session S.  0, or an error that closes S. */
+	int (*frame)(struct session *s, const struct wire_msg *m);
+	/* S may send: what waits is queued; *MORE when more is waiting than
+	 * was queued.  0, or an error that closes S. */
+	int (*writable)(struct session *s, bool *more);
+	/* S's heartbeat at NOW; PINGED: a PING went out just now. */
+	void (*heartbeat)(struct session *s, int64_t now, bool pinged);
+	/* S closes; P is the peer whose open session it was, else NULL. */
+	void (*closing)(struct session *s, struct peer *p);
+	/* S is about to be freed. */
+	void (*freeing)(struct session *s);
+};
 
 #endif

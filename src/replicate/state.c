@@ -57,6 +57,7 @@
  * tombstone it forgot.  In a plaintext cluster nothing can be checked.
  */
 #include "replicate_int.h"
+#include "held.h"
 #include "chaincheck.h"
 #include "session.h"
 #include "state.h"
@@ -97,7 +98,7 @@ void state_on_vector(struct session *s, const struct wire_vector *v)
 	int err = journal_peer_report(s->r->journal, s->peer->id, v->refs, v->n,
 				      loop_wall_ns());
 
-	sync_acked(s->peer, v);
+	held_acked(s->peer, v);
 	if (err)
 		log_warn("replicate", "recording what %s holds: %s",
 			 s->peer->id, kr_strerror(err));
@@ -323,7 +324,7 @@ static int tx_seals(struct session *s)
 		size_t len = 0;
 
 		if (journal_origin_of(ref->origin, s->r->node_id) ||
-		    ref->seq <= sync_sent_get(s->peer, ref->origin) ||
+		    ref->seq <= held_sent(s->peer, ref->origin) ||
 		    journal_exchange_seal(s->r->journal, ref->origin, ref->seq,
 					  v[n].chain, v[n].key_id, sig[n],
 					  &len) != 0)
@@ -358,7 +359,7 @@ static int tx_end(struct session *s)
 		 s->peer->id, (unsigned long long)t->sent);
 	s->r->exchanges_served++;
 	s->state_served_ns = loop_now_ns();
-	sync_sent_reset(s, &v);
+	held_sent_reset(s, &v);
 	tx_close(s);
 	return 0;
 }
@@ -408,8 +409,8 @@ bool state_pump(struct session *s)
 static void rx_drop(struct replicate *r)
 {
 	free(r->state_rx.vector);
-	sync_vec_clear(&r->state_rx.proven);
-	sync_vec_clear(&r->state_rx.capped);
+	held_clear(&r->state_rx.proven);
+	held_clear(&r->state_rx.capped);
 	memset(&r->state_rx, 0, sizeof(r->state_rx));
 }
 
@@ -417,7 +418,7 @@ static void rx_proven(void *arg, const char *origin, uint64_t seq)
 {
 	struct replicate *r = arg;
 
-	sync_vec_raise(&r->state_rx.proven, origin, seq);
+	held_raise(&r->state_rx.proven, origin, seq);
 }
 
 /* Head W is not taken: the vector is taken as ending below it. */
@@ -532,7 +533,7 @@ static int on_seals(struct session *s, const struct wire_seals *m)
 				e->ref.origin, e->ref.seq, e->chain,
 				e->key_id, e->sig, e->sig_len);
 		if (!err)
-			sync_vec_raise(&r->state_rx.proven, e->ref.origin,
+			held_raise(&r->state_rx.proven, e->ref.origin,
 				       e->ref.seq);
 	}
 	return err;
@@ -549,7 +550,7 @@ static void rx_clamp(struct session *s)
 	for (size_t i = 0; i < r->state_rx.n; i++) {
 		struct journal_ref *v = &r->state_rx.vector[i];
 		const uint64_t *cap = strmap_get(&r->state_rx.capped, v->origin);
-		uint64_t proven = sync_vec_get(&r->state_rx.proven, v->origin);
+		uint64_t proven = held_get(&r->state_rx.proven, v->origin);
 
 		if (cap && *cap < v->seq)
 			v->seq = *cap;

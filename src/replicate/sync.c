@@ -31,6 +31,7 @@
  * origins touched last and estimated for the rest.
  */
 #include "replicate_int.h"
+#include "held.h"
 #include "ask.h"
 #include "chaincheck.h"
 #include "clock.h"
@@ -51,75 +52,6 @@
 #include <string.h>
 #include <time.h>
 
-/* A vector kept as origin -> (uint64_t *) seq. */
-uint64_t sync_vec_get(const struct strmap *m, const char *origin)
-{
-	const uint64_t *v = strmap_get(m, origin);
-
-	return v ? *v : 0;
-}
-
-void sync_vec_raise(struct strmap *m, const char *origin, uint64_t seq)
-{
-	uint64_t *v = strmap_get(m, origin);
-
-	if (v) {
-		if (seq > *v)
-			*v = seq;
-		return;
-	}
-	v = malloc(sizeof(*v));
-	if (!v)
-		return;   /* sent again, or lag overstated: harmless */
-	*v = seq;
-	if (strmap_put(m, origin, v, NULL))
-		free(v);
-}
-
-uint64_t sync_sent_get(const struct peer *p, const char *origin)
-{
-	return sync_vec_get(&p->sent, origin);
-}
-
-static void sent_raise(struct peer *p, const char *origin, uint64_t seq)
-{
-	sync_vec_raise(&p->sent, origin, seq);
-	p->maps_changed++;
-}
-
-void sync_acked(struct peer *p, const struct wire_vector *vec)
-{
-	/* Capped: a peer naming made-up origins grows it no further. */
-	for (uint32_t i = 0; i < vec->n; i++)
-		if (p->acked.count < PEER_ACKED_MAX ||
-		    strmap_get(&p->acked, vec->refs[i].origin))
-			sync_vec_raise(&p->acked, vec->refs[i].origin,
-				  vec->refs[i].seq);
-	p->maps_changed++;
-}
-
-void sync_vec_clear(struct strmap *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		if (m->slots[i].key)
-			free(m->slots[i].value);
-	strmap_clear(m);
-}
-
-void sync_sent_reset(struct session *s, const struct wire_vector *vec)
-{
-	struct peer *p = s->peer;
-
-	sync_vec_clear(&p->sent);
-	for (uint32_t i = 0; i < vec->n; i++)
-		sent_raise(p, vec->refs[i].origin, vec->refs[i].seq);
-	/* It may hold less than was sent: every origin again. */
-	s->pumped_gen = 0;
-	for (struct session *o = s->r->sessions; o; o = o->next)
-		if (o->peer == p)
-			o->pumped_gen = 0;
-}
-
 /* The origin the peer names as its own, if it is one of its node id. */
 static void own_origin_note(struct peer *p, const struct wire_hello *h)
 {
@@ -132,7 +64,7 @@ static void own_origin_note(struct peer *p, const struct wire_hello *h)
 
 void sync_on_hello(struct session *s, const struct wire_hello *h)
 {
-	sync_sent_reset(s, &h->vector);
+	held_sent_reset(s, &h->vector);
 	own_origin_note(s->peer, h);
 	s->peer->changing = (h->features & WIRE_HELLO_CHANGING) != 0;
 	s->peer->delta = (h->features & WIRE_HELLO_DELTA) != 0;
@@ -233,7 +165,7 @@ static int pump_ship(struct pump *pu)
 	if (!err) {
 		pu->s->peer->stats.bytes_out += pu->b.len;
 		pu->s->peer->stats.entries_out += pu->in_frame;
-		sent_raise(pu->s->peer, pu->origin, pu->last);
+		held_sent_raise(pu->s->peer, pu->origin, pu->last);
 	}
 	wire_buf_reset(&pu->b);
 	pu->in_frame = 0;
@@ -338,7 +270,7 @@ static int pump_settle(struct pump *pu)
  * first) before the end. */
 static int pump_range(struct pump *pu, const char *origin, uint64_t max_seq)
 {
-	uint64_t from = sync_sent_get(pu->s->peer, origin);
+	uint64_t from = held_sent(pu->s->peer, origin);
 	int err;
 
 	if (max_seq <= from)
@@ -380,7 +312,7 @@ static int pump_range(struct pump *pu, const char *origin, uint64_t max_seq)
 					origin)) {
 			/* An old epoch it holds whole, and may have retired
 			 * (compact.c): nothing to send, no state either. */
-			sent_raise(pu->s->peer, origin, max_seq);
+			held_sent_raise(pu->s->peer, origin, max_seq);
 			return 0;
 		}
 		if (err == KR_ECOMPACTED) {
@@ -400,7 +332,7 @@ static int pump_range(struct pump *pu, const char *origin, uint64_t max_seq)
 		err = pump_settle(pu);
 		if (err)
 			return err;
-		from = sync_sent_get(pu->s->peer, origin);
+		from = held_sent(pu->s->peer, origin);
 		if (from == before)
 			break;    /* nothing more to read: never spin */
 	}
@@ -487,7 +419,7 @@ static uint64_t lag_have(const struct peer *p, const char *origin)
 	const uint64_t *acked = strmap_get(&p->acked, origin);
 
 	if (!p->state || (!acked && p->acked.count >= PEER_ACKED_MAX))
-		return sync_sent_get(p, origin);
+		return held_sent(p, origin);
 	return acked ? *acked : 0;
 }
 
@@ -702,7 +634,7 @@ static int on_entry(struct session *s, const struct wire_entry *w,
 		return err;
 	}
 	/* It holds this entry: never send it back. */
-	sent_raise(p, w->ref.origin, w->ref.seq);
+	held_sent_raise(p, w->ref.origin, w->ref.seq);
 	return 0;
 }
 
@@ -784,7 +716,7 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 		return 0;
 	case WIRE_VECTOR:
 		s->peer->vector_wait = false;
-		sync_sent_reset(s, &m->vector);
+		held_sent_reset(s, &m->vector);
 		state_on_vector(s, &m->vector);
 		s->r->kicked = true;
 		sync_pump(s);
@@ -833,7 +765,9 @@ int sync_on_frame(struct session *s, const struct wire_msg *m)
 		ask_on_answer(s, &m->kept);
 		return 0;
 	case WIRE_CHANGING:
-		if (!apply_held(s->r))
+		/* A transfer under way has its temp file already. */
+		if (!apply_held(s->r) &&
+		    !transfer_busy(s->r, m->changing.volume, m->changing.path))
 			precopy_on_changing(s->r, s->peer, &m->changing);
 		return 0;
 	default:

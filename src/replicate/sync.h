@@ -13,16 +13,4 @@ bool sync_pump(struct session *s);
 void sync_lag(struct replicate *r, struct peer *p, uint64_t *entries,
 	      uint64_t *bytes, uint64_t *behind);
 
-/* S's peer holds what VEC says, no more: `sent` becomes VEC, and every
- * session to it looks at every origin again. */
-void sync_sent_reset(struct session *s, const struct wire_vector *vec);
-/* What the peer is known to hold of ORIGIN. */
-uint64_t sync_sent_get(const struct peer *p, const char *origin);
-/* Vectors kept as strmaps of origin -> (uint64_t *) seq. */
-uint64_t sync_vec_get(const struct strmap *m, const char *origin);
-void sync_vec_raise(struct strmap *m, const char *origin, uint64_t seq);
-void sync_vec_clear(struct strmap *m);
-/* P said it holds VEC (HELLO, VECTOR, ACK): what its lag counts from. */
-void sync_acked(struct peer *p, const struct wire_vector *vec);
-
 #endif

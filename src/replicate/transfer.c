@@ -659,13 +659,6 @@ void transfer_tick(struct replicate *r)
 	transfers_reap(r);
 }
 
-void transfer_precopy_done(struct replicate *r)
-{
-	for (struct transfer *t = r->xfer.head; t; t = t->next)
-		if (t->state == TRANSFER_PRECOPY)
-			transfer_step(r, t);
-}
-
 /* ---- peers come and go ---------------------------------------------------- */
 
 void transfer_peer_gone(struct replicate *r, struct peer *p)

@@ -187,8 +187,6 @@ bool transfer_busy(struct replicate *r, const char *volume, const char *path);
 bool transfer_room(const struct replicate *r, uint64_t size);
 /* Steps every transfer, commits the ready, reaps the failed. */
 void transfer_tick(struct replicate *r);
-/* Transfers that waited for a copy made ahead go on. */
-void transfer_precopy_done(struct replicate *r);
 void transfer_peer_gone(struct replicate *r, struct peer *p);
 /* P leaves the cluster and is about to be freed. */
 void transfer_peer_removed(struct replicate *r, struct peer *p);

@@ -40,6 +40,7 @@
 #include "transport.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -721,4 +722,23 @@ out:
 SSL *transport_ssl(struct transport *t)
 {
 	return t->ops == &tls_ops ? tls_of(t)->ssl : NULL;
+}
+
+int transport_resolve(const char *host, uint16_t port,
+		      struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char service[8];
+	int rc;
+
+	snprintf(service, sizeof(service), "%u", port);
+	rc = getaddrinfo(host, service, &hints, &res);
+	if (rc != 0 || !res)
+		return -EHOSTUNREACH;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
 }

@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 typedef struct ssl_ctx_st SSL_CTX;
@@ -113,5 +114,9 @@ const char *transport_last_error(const struct transport *t);
  * Borrowed from T; for tls_peer_node_id() once the handshake is done.
  */
 SSL *transport_ssl(struct transport *t);
+
+/* HOST:PORT as a socket address.  0 or -EHOSTUNREACH. */
+int transport_resolve(const char *host, uint16_t port,
+		      struct sockaddr_storage *ss, socklen_t *len);
 
 #endif

@@ -457,7 +457,7 @@ static void chunk_during_precopy(void **state)
 	precopy_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	assert_true(precopy_fd >= 0);
 	precopy_answer = 1;
-	transfer_precopy_done(&f->r);
+	transfer_tick(&f->r);
 	assert_int_equal(t->state, TRANSFER_FETCH);
 	assert_true(t->precopied);
 	last_sent(WIRE_GET_CHUNKS, &f->n2);
