@@ -502,9 +502,8 @@ static int own_resign(struct journal *j)
 {
 	sqlite3_stmt *s = NULL;
 	struct own_rows ends = { 0 };
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT seq, chain FROM signatures WHERE origin = ?1 AND "
-		"sig IS NULL", -1, &s, NULL));
+	int rc, err = journal_prepare(j, "SELECT seq, chain FROM signatures WHERE origin = ?1 AND "
+		"sig IS NULL", &s);
 
 	if (!err)
 		sqlite3_bind_int64(s, 1, j->origin_id);
@@ -626,9 +625,7 @@ int journal_key_put(struct journal *j, const uint8_t id[CONTENT_HASH_LEN],
 int journal_keys(struct journal *j, journal_key_fn fn, void *arg)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT id, node, cert FROM keys ORDER BY node, id", -1, &s,
-		NULL));
+	int rc, err = journal_prepare(j, "SELECT id, node, cert FROM keys ORDER BY node, id", &s);
 
 	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (sqlite3_column_bytes(s, 0) != CONTENT_HASH_LEN)

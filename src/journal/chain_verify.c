@@ -188,15 +188,13 @@ static int walk_item(struct walk *w, sqlite3_stmt *s)
 static int walk_origin(struct walk *w, int64_t origin)
 {
 	sqlite3_stmt *s = NULL, *g = NULL;
-	int rc, grc = SQLITE_DONE, err = journal_db_err(sqlite3_prepare_v2(
-		w->j->db, "SELECT seq, 0, id, NULL FROM changes WHERE origin "
+	int rc, grc = SQLITE_DONE, err = journal_prepare(w->j, "SELECT seq, 0, id, NULL FROM changes WHERE origin "
 		"= ?1 UNION ALL SELECT seq, 1, 0, digest FROM chain_skips "
-		"WHERE origin = ?1 ORDER BY 1, 2", -1, &s, NULL));
+		"WHERE origin = ?1 ORDER BY 1, 2", &s);
 
 	if (!err)
-		err = journal_db_err(sqlite3_prepare_v2(w->j->db,
-			"SELECT seq, chain, key, sig FROM signatures WHERE "
-			"origin = ?1 ORDER BY seq", -1, &g, NULL));
+		err = journal_prepare(w->j, "SELECT seq, chain, key, sig FROM signatures WHERE "
+			"origin = ?1 ORDER BY seq", &g);
 	if (!err) {
 		sqlite3_bind_int64(s, 1, origin);
 		sqlite3_bind_int64(g, 1, origin);
@@ -230,9 +228,8 @@ int journal_verify_chain(struct journal *j, journal_sig_check_fn check,
 {
 	sqlite3_stmt *o = NULL;
 	bool bad = false;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT id, node || '@' || epoch FROM origins ORDER BY node, "
-		"epoch", -1, &o, NULL));
+	int rc, err = journal_prepare(j, "SELECT id, node || '@' || epoch FROM origins ORDER BY node, "
+		"epoch", &o);
 
 	while (!err && (rc = sqlite3_step(o)) == SQLITE_ROW) {
 		struct walk w = {

@@ -117,8 +117,7 @@ static int peers_forget_unlisted(struct journal *j, const char *const *ids,
 	sqlite3_stmt *s = NULL;
 	char **gone = NULL;
 	size_t n_gone = 0;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT node FROM peers", -1, &s, NULL));
+	int rc, err = journal_prepare(j, "SELECT node FROM peers", &s);
 
 	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *node = (const char *)sqlite3_column_text(s, 0);
@@ -215,9 +214,7 @@ static int acked_load(struct journal *j, const struct journal_retention *r,
 
 	memset(a, 0, sizeof(*a));
 	if (!err)
-		err = journal_db_err(sqlite3_prepare_v2(j->db,
-			"SELECT count(*) FROM peers WHERE reported_ns >= ?",
-			-1, &s, NULL));
+		err = journal_prepare(j, "SELECT count(*) FROM peers WHERE reported_ns >= ?", &s);
 	if (!err) {
 		sqlite3_bind_int64(s, 1, r->now_ns - r->pin_max_ns);
 		if (sqlite3_step(s) == SQLITE_ROW)
@@ -232,10 +229,9 @@ static int acked_load(struct journal *j, const struct journal_retention *r,
 	a->seq = calloc(a->n, sizeof(*a->seq));
 	if (!a->seq)
 		return -ENOMEM;
-	err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT o.id, (SELECT min(coalesce((SELECT k.seq FROM peer_acks k "
+	err = journal_prepare(j, "SELECT o.id, (SELECT min(coalesce((SELECT k.seq FROM peer_acks k "
 		"WHERE k.node = p.node AND k.origin = o.id), 0)) FROM peers p "
-		"WHERE p.reported_ns >= ?1) FROM origins o", -1, &s, NULL));
+		"WHERE p.reported_ns >= ?1) FROM origins o", &s);
 	if (!err) {
 		sqlite3_bind_int64(s, 1, r->now_ns - r->pin_max_ns);
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

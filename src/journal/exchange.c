@@ -66,10 +66,8 @@ struct journal_exchange {
 static int heads_list(struct journal *j, struct journal_exchange *x)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT h.change, c.origin, c.seq FROM heads h CROSS JOIN "
-		"changes c ON c.id = h.change ORDER BY c.origin, c.seq", -1,
-		&s, NULL));
+	int rc, err = journal_prepare(j, "SELECT h.change, c.origin, c.seq FROM heads h CROSS JOIN "
+		"changes c ON c.id = h.change ORDER BY c.origin, c.seq", &s);
 
 	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (x->n_heads == x->cap_heads) {
@@ -497,8 +495,7 @@ static int apply_staged(struct journal *j)
 		"FROM exchange WHERE id > ?1 ORDER BY id LIMIT 1";
 	sqlite3_stmt *s = NULL;
 	int64_t last = 0;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+	int rc, err = journal_prepare(j, sql, &s);
 
 	while (!err) {
 		sqlite3_reset(s);
@@ -606,8 +603,7 @@ static int each_path(struct journal *j, const char *sql,
 		sqlite3_stmt *s = NULL;
 		int rc;
 
-		err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+		err = journal_prepare(j, sql, &s);
 		if (err)
 			break;
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_TRANSIENT);

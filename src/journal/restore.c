@@ -173,9 +173,8 @@ int journal_paths(struct journal *j, const char *volume,
 		  int (*fn)(void *arg, const char *path), void *arg)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT DISTINCT path FROM changes WHERE volume = ?1 ORDER BY "
-		"path", -1, &s, NULL));
+	int rc, err = journal_prepare(j, "SELECT DISTINCT path FROM changes WHERE volume = ?1 ORDER BY "
+		"path", &s);
 
 	if (!err)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);

@@ -92,8 +92,7 @@ int journal_vector_sql(struct journal *j, journal_vector_fn fn, void *arg)
 		"c.origin = o.id) AS top FROM origins o) WHERE top IS NOT NULL "
 		"OR (floor > 0 AND NOT retired) ORDER BY name";
 	sqlite3_stmt *s = NULL;
-	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+	int rc, ret = journal_prepare(j, sql, &s);
 
 	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
 		ret = fn(arg, (const char *)sqlite3_column_text(s, 0),

@@ -82,8 +82,7 @@ static bool row_exists(struct journal *j, const uint8_t *hash)
 static int rows_sweep(struct journal_versions *v)
 {
 	sqlite3_stmt *s = NULL, *d = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(v->j->db,
-		"SELECT hash FROM versions", -1, &s, NULL));
+	int rc, err = journal_prepare(v->j, "SELECT hash FROM versions", &s);
 
 	if (!err)
 		err = journal_db_err(journal_prepare_cached(v->j,
@@ -353,8 +352,7 @@ static int measure_paths(struct journal_versions *v, const char *sql)
 {
 	sqlite3_stmt *s = NULL;
 	int rc = SQLITE_DONE, n = 0;
-	int err = journal_db_err(sqlite3_prepare_v2(v->j->db, sql, -1, &s,
-						    NULL));
+	int err = journal_prepare(v->j, sql, &s);
 
 	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		char *volume = strdup((const char *)sqlite3_column_text(s, 0));
