@@ -772,7 +772,8 @@ static int journal_merge_current(struct journal *j, const char *volume,
 				 const char *path, int64_t id)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_prepare(j, "UPDATE current SET change = ?1 WHERE volume = ?2 AND path = ?3", &s);
+	int err = journal_prepare(j, "UPDATE current SET change = ?1 "
+				  "WHERE volume = ?2 AND path = ?3", &s);
 
 	if (!err) {
 		sqlite3_bind_int64(s, 1, id);
@@ -1177,8 +1178,9 @@ int journal_touch_state(struct journal *j, const char *volume,
 int journal_meta_set(struct journal *j, const char *key, const char *value)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_prepare(j, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
-		"DO UPDATE SET value = excluded.value", &s);
+	int err = journal_prepare(j, "INSERT INTO meta (key, value) VALUES "
+		"(?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+		&s);
 
 	if (!err)
 		err = journal_begin(j);

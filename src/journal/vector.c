@@ -57,6 +57,7 @@
 
 #include "strmap.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,11 +95,11 @@ int journal_vector_sql(struct journal *j, journal_vector_fn fn, void *arg)
 	sqlite3_stmt *s = NULL;
 	int rc, ret = journal_prepare(j, sql, &s);
 
-	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+	while (ret == 0 && (rc = journal_row(s)) > 0)
 		ret = fn(arg, (const char *)sqlite3_column_text(s, 0),
 			 (uint64_t)sqlite3_column_int64(s, 1));
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = journal_db_err(rc);
+	if (ret == 0 && rc < 0)
+		ret = rc;
 	sqlite3_finalize(s);
 	return ret;
 }
@@ -208,14 +209,15 @@ static int vec_data_version(struct journal *j, int64_t *out)
 {
 	static const char sql[] = "PRAGMA data_version";
 	sqlite3_stmt *s = NULL;
-	int rc = journal_prepare_cached(j, sql, &s);
+	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
-	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	if (!err)
+		err = journal_row(s);
+	if (err > 0)
 		*out = sqlite3_column_int64(s, 0);
-		rc = SQLITE_OK;
-	}
 	journal_stmt_done(s);
-	return journal_db_err(rc);
+	assert(err != 0);    /* the pragma always has its row */
+	return err > 0 ? 0 : err;
 }
 
 static int vec_load(struct journal *j)
@@ -303,9 +305,11 @@ void journal_vector_touch_id(struct journal *j, int64_t origin, uint64_t seq)
 	rc = journal_prepare_cached(j, sql, &s);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(s, 1, origin);
-		rc = sqlite3_step(s);
+		rc = journal_row(s);
 	}
-	if (rc == SQLITE_ROW)
+	/* Otherwise (a failure, logged) memory forgets what it held, and the
+	 * next use reads it again from SQL. */
+	if (rc > 0)
 		journal_vector_touch(j, (const char *)sqlite3_column_text(s, 0),
 				     seq);
 	else
