@@ -43,6 +43,7 @@
 #include "log.h"
 #include "loop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -562,6 +563,10 @@ int journal_chain_own(struct journal *j)
 		err = own_link(j, &rows, after, prev);
 	if (!err)
 		j->chained_seq = after + rows.n;
+	/* Every own change is chained now (own seqs are gapless, checked
+	 * in own_link), and none is signed past the chain. */
+	assert(err || (j->chained_seq == j->next_seq - 1 &&
+		       j->signed_seq <= j->chained_seq));
 	free(rows.v);
 	return err;
 }

@@ -785,7 +785,11 @@ int journal_compacted_before(struct journal *j, int64_t *out_ns)
 
 void journal_compaction_hold(struct journal *j, int delta)
 {
+	assert(delta == 1 || delta == -1);
 	j->compaction_hold += delta;
+	/* Released once per hold: below zero, compaction would run while
+	 * an exchange is served. */
+	assert(j->compaction_hold >= 0);
 }
 
 uint64_t journal_floor(struct journal *j, const char *origin)

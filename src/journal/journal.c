@@ -173,7 +173,11 @@ int journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **out)
  * there: ignoring it here hides nothing. */
 sqlite3_stmt *journal_stmt(struct journal *j, enum journal_stmt_id id)
 {
-	sqlite3_stmt *s = j->stmt[id];
+	sqlite3_stmt *s;
+
+	/* Prepared at open (journal_prepare_all), or the open failed. */
+	assert(id >= 0 && id < STMT_COUNT && j->stmt[id]);
+	s = j->stmt[id];
 
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -684,6 +688,7 @@ int journal_begin(struct journal *j)
 	/* Upgrading the read snapshot could fail on another connection's
 	 * commit: end it and take the write lock afresh. */
 	journal_read_end(j);
+	assert(!j->in_read);
 	journal_checkpoint_wait(j);
 	err = journal_exec(j, "BEGIN IMMEDIATE");
 	if (!err)
@@ -695,6 +700,8 @@ int journal_read_begin(struct journal *j)
 {
 	int err;
 
+	/* One transaction at a time: the write batch, or a read. */
+	assert(!(j->in_txn && j->in_read));
 	if (j->in_txn || j->in_read)
 		return 0;
 	err = journal_exec(j, "BEGIN");
@@ -743,6 +750,11 @@ static int journal_insert_change(struct journal *j, const struct journal_row *r,
 	sqlite3_stmt *s = journal_stmt(j, STMT_INSERT_CHANGE);
 	const struct stat *st = r->st;
 	int err;
+
+	/* Seqs are handed out inside the write batch only, where a failure
+	 * rolls the number back with the row (gapless seqs, at the top). */
+	assert(j->in_txn && !j->readonly && j->origin_id > 0 &&
+	       j->next_seq > 0);
 
 	sqlite3_bind_int64(s, 1, j->origin_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)j->next_seq);
@@ -926,6 +938,8 @@ static int journal_append(struct journal *j, const struct journal_row *r)
 		j->lamport = lamport;
 		j->pending = pending;
 	}
+	/* A recorded change took a seq and a Lamport tick. */
+	assert(err || (j->next_seq > seq && j->lamport > lamport));
 	return err;
 }
 

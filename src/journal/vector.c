@@ -135,6 +135,8 @@ static void vec_touch_entry(struct journal_vec *v, struct vec_entry *e)
 		v->head = e;
 	v->tail = e;
 	e->gen = ++v->gen;
+	/* Generation order is list order: the tail is the newest. */
+	assert(!e->prev || e->prev->gen < e->gen);
 }
 
 static void vec_clear(struct journal_vec *v)
@@ -178,6 +180,8 @@ static int vec_set(struct journal_vec *v, const char *origin, uint64_t seq)
 	}
 	vec_touch_entry(v, e);
 	v->n++;
+	/* The list and the map hold the same entries. */
+	assert(v->n == v->by_origin.count);
 	free(v->sorted);
 	v->sorted = NULL;
 	return 0;
@@ -191,9 +195,11 @@ static void vec_remove(struct journal_vec *v, const char *origin)
 
 	if (!e)
 		return;
+	assert(v->n > 0);
 	vec_unlink(v, e);
 	free(e);
 	v->n--;
+	assert(v->n == v->by_origin.count);
 	free(v->sorted);
 	v->sorted = NULL;
 }
