@@ -12,6 +12,14 @@
  *  - lamport only grows; a local change takes lamport + 1.
  *  - current holds, per path, the change now on this node's disk; a
  *    change's base is the change current held before it.
+ *
+ * SQLite failures, in every file of the journal: statements are stepped
+ * through journal_row() (row, done, or a negative code), never compared
+ * with SQLITE_ROW alone, so that an error is not read as "no row" or as
+ * the end of a loop; it, journal_prepare() and journal_exec() log what
+ * SQLite said (message and extended code) once, where the failure
+ * happens, and callers only pass the code on.  A function that returns a
+ * bool or a number instead of a code says which way a failure leans.
  */
 #include "journal_int.h"
 #include "loop.h"

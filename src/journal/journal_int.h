@@ -198,7 +198,7 @@ int journal_append_forget(struct journal *j, const char *volume,
 int journal_prepare_cached(struct journal *j, const char *sql,
 			   sqlite3_stmt **out);
 void journal_stmt_done(sqlite3_stmt *s);
-/* Runs SQL without results; 0 or KR_EDB (logged at debug level). */
+/* Runs SQL without results; 0 or a negative code (logged). */
 int journal_exec(struct journal *j, const char *sql);
 /* Fills C from a row in the column order of JOURNAL_CHANGE_COLUMNS, and
  * its bases into the caller's BASES array (capacity CAP). */

@@ -323,6 +323,70 @@ static void test_compaction_without_peer_count_stops(void **state)
 	assert_non_null(strstr(c.buf, "interrupted"));
 }
 
+/* A kept version whose row could not be looked up stays in the store:
+ * in doubt, keep (it was deleted as "no row"). */
+static void test_version_store_keeps_on_doubt(void **state)
+{
+	struct fixture *f = *state;
+	char dir[160], file[256], sql[256], hex[2 * CONTENT_HASH_LEN + 1];
+	struct journal_versions *v = NULL;
+	struct captured c;
+	struct trip t;
+	FILE *fp;
+	int err;
+
+	for (size_t i = 0; i < CONTENT_HASH_LEN; i++)
+		snprintf(hex + 2 * i, 3, "ab");
+	snprintf(dir, sizeof(dir), "%s/versions", f->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(file, sizeof(file), "%s/%s", dir, hex);
+	fp = fopen(file, "w");
+	assert_non_null(fp);
+	fputs("old", fp);
+	fclose(fp);
+	snprintf(sql, sizeof(sql), "INSERT INTO versions (hash, size, "
+		 "kept_ns, volume, path) VALUES (x'%s', 3, 1, 'vol1', 'a')",
+		 hex);
+	assert_int_equal(sqlite3_exec(f->j->db, sql, NULL, NULL, NULL),
+			 SQLITE_OK);
+	trip_set(&t, f->j, "SELECT 1 FROM versions WHERE hash", true);
+	capture_start(&c);
+	err = journal_versions_open(f->j, dir, true, &v);
+	capture_end(&c);
+	trip_clear(f->j);
+	assert_true(t.fired > 0);
+	assert_int_equal(err, 0);
+	journal_versions_close(v);
+	assert_int_equal(access(file, F_OK), 0);
+	assert_non_null(strstr(c.buf, "interrupted"));
+}
+
+/* A job whose wanted-check failed is still wanted: "not wanted" would
+ * drop its work, and a failed prepare already answered "cannot tell". */
+static void test_job_wanted_on_doubt(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_job job;
+	struct captured c;
+	struct trip t;
+	bool wanted;
+
+	memset(&job, 0, sizeof(job));
+	snprintf(job.volume, sizeof(job.volume), "vol1");
+	job.path = "a.txt";
+	job.change = 1;
+	trip_set(&t, f->j, "SELECT 1 FROM jobs WHERE volume", true);
+	capture_start(&c);
+	wanted = journal_job_wanted(f->j, &job);
+	capture_end(&c);
+	trip_clear(f->j);
+	assert_true(t.fired > 0);
+	assert_true(wanted);
+	assert_non_null(strstr(c.buf, "interrupted"));
+	/* Not queued, and asked without a failure: not wanted. */
+	assert_false(journal_job_wanted(f->j, &job));
+}
+
 /* A statement on a table that is gone: the log names SQLite's reason. */
 static void test_log_says_no_such_table(void **state)
 {
@@ -358,6 +422,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_compaction_without_peer_count_stops, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_version_store_keeps_on_doubt,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_wanted_on_doubt,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_says_no_such_table,
 						setup, teardown),
 	};
