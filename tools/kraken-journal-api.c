@@ -11,6 +11,7 @@
 
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -193,6 +194,7 @@ int kj_url_escape(const char *s, char *out, size_t cap)
 	static const char hex[] = "0123456789ABCDEF";
 	size_t n = 0;
 
+	assert(cap > 0);    /* room for the terminator at least */
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||

@@ -18,6 +18,7 @@
 #include "err.h"
 #include "keyring.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -43,6 +44,7 @@ static void escape_name(const char *s, char *out, size_t cap)
 {
 	size_t n = 0, shown = 0;
 
+	assert(cap > 0);
 	for (; s && *s && shown < 64 && n + 5 < cap; s++, shown++) {
 		unsigned char c = (unsigned char)*s;
 

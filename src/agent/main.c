@@ -35,6 +35,7 @@
 #include "report.h"
 #include "watch.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -702,6 +703,9 @@ static void agent_on_api_command(void *arg, uint32_t events)
 			agent_asks_serve(a->api, a->replicate);
 			continue;
 		}
+		/* Every command the API can queue has its name here. */
+		assert((size_t)cmd < sizeof(agent_cmd_names) /
+		       sizeof(agent_cmd_names[0]) && agent_cmd_names[cmd]);
 		log_info("agent", "%s requested through the API%s",
 			 agent_cmd_names[cmd], cmd == API_CMD_RESCAN &&
 			 a->rejoining ? ": the volumes are scanned once the "

@@ -13,6 +13,7 @@
 #include "err.h"
 #include "loop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,6 +183,8 @@ int api_command_push_locked(struct api *a, enum api_command cmd)
 {
 	uint64_t one = 1;
 
+	/* NONE is what an empty queue answers, never a command. */
+	assert(cmd != API_CMD_NONE && a->q_len <= API_QUEUE_MAX);
 	for (unsigned i = 0; i < a->q_len; i++)
 		if (a->queue[(a->q_head + i) % API_QUEUE_MAX] == cmd)
 			return 0;   /* one pending rescan does what two would */
@@ -221,6 +224,7 @@ bool api_next_restore(struct api *a, struct api_restore *out)
 	bool have;
 
 	pthread_mutex_lock(&a->lock);
+	assert(a->r_len <= API_RESTORES_MAX);
 	have = a->r_len > 0;
 	if (have) {
 		*out = a->restores[a->r_head];

@@ -1,5 +1,7 @@
 #include "hist.h"
 
+#include <assert.h>
+
 static unsigned hist_index(uint64_t v)
 {
 	if (v < 16)
@@ -34,6 +36,7 @@ uint64_t hist_quantile(const struct hist *h, double q)
 {
 	uint64_t rank, seen = 0;
 
+	assert(q >= 0.0 && q <= 1.0);    /* callers pass constants */
 	if (h->count == 0)
 		return 0;
 	rank = (uint64_t)(q * (double)h->count);

@@ -1,5 +1,6 @@
 #include "strmap.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +23,10 @@ static size_t strmap_find(const struct strmap *m, const char *key, size_t h)
 {
 	size_t mask = m->cap - 1;
 	size_t i = h & mask;
+
+	/* The mask needs a power of two, and the probe an empty slot to
+	 * stop at (strmap_put grows at three quarters full). */
+	assert(m->cap > 0 && (m->cap & mask) == 0 && m->count < m->cap);
 
 	while (m->slots[i].key) {
 		if (m->slots[i].hash == h && strcmp(m->slots[i].key, key) == 0)

@@ -27,6 +27,7 @@
  */
 #include "tempname.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -124,6 +125,7 @@ void tempname_make(char *out, size_t cap)
 {
 	static uint64_t seed, counter;
 	uint64_t z;
+	int n;
 
 	if (!seed && getrandom(&seed, sizeof(seed), GRND_NONBLOCK) < 0)
 		seed = (uint64_t)time(NULL) ^ (uint64_t)getpid();
@@ -131,8 +133,13 @@ void tempname_make(char *out, size_t cap)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	z ^= z >> 31;
-	snprintf(out, cap, TEMPNAME_PREFIX "%s-%016llx", tag,
-		 (unsigned long long)z);
+	n = snprintf(out, cap, TEMPNAME_PREFIX "%s-%016llx", tag,
+		     (unsigned long long)z);
+	/* Cut short, the name would not be tempname_ours(): a crash would
+	 * leave a file no start-up walk removes.  Callers pass
+	 * TEMPNAME_MAX. */
+	assert(n > 0 && (size_t)n < cap && (size_t)n < TEMPNAME_MAX);
+	(void)n;
 }
 
 bool tempname_ours(const char *name)

@@ -104,13 +104,13 @@ static int adopt_match(struct journal *j, const char *volume, const char *path,
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, st->st_mode & S_IFMT);
 	bind_content(s, hash, target);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	rc = journal_row(s);
+	if (rc > 0) {
 		*id = sqlite3_column_int64(s, 0);
 		*winner = sqlite3_column_int(s, 1) == 1;
 		*same_meta = adopt_same_meta(s, 2, st);
-	} else if (rc != SQLITE_DONE) {
-		err = journal_db_err(rc);
+	} else if (rc < 0) {
+		err = rc;
 	}
 	journal_stmt_done(s);
 	return err;
@@ -133,9 +133,10 @@ static int adopt_taken(struct journal *j, const char *volume, const char *path,
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 3, JOURNAL_DELETE);
 	sqlite3_bind_int(s, 4, JOURNAL_VOLUME_REMOVE);
-	*taken = sqlite3_step(s) == SQLITE_ROW;
+	err = journal_row(s);
+	*taken = err > 0;
 	journal_stmt_done(s);
-	return 0;
+	return err < 0 ? err : 0;
 }
 
 /* The disk holds the winner's content under other metadata: a job puts
@@ -267,11 +268,11 @@ static int applied_match(struct journal *j, const char *volume,
 	}
 	bind_content(s, hash, target);
 	sqlite3_bind_int64(s, 11, S_IFREG);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	rc = journal_row(s);
+	if (rc > 0)
 		*id = sqlite3_column_int64(s, 0);
-	else if (rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	else if (rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }

@@ -43,6 +43,7 @@
 #include "log.h"
 #include "loop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -236,8 +237,8 @@ static int head_row_load(struct journal *j, int64_t id, struct head_row *h)
 	if (err)
 		return err;
 	sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	rc = journal_row(s);
+	if (rc > 0) {
 		uint64_t held = (uint64_t)sqlite3_column_int64(s, 3);
 
 		h->floor = (uint64_t)sqlite3_column_int64(s, 0);
@@ -247,8 +248,8 @@ static int head_row_load(struct journal *j, int64_t id, struct head_row *h)
 			memcpy(h->chain, sqlite3_column_blob(s, 2),
 			       CONTENT_HASH_LEN);
 		h->have = held > h->floor ? held : h->floor;
-	} else if (rc != SQLITE_DONE) {
-		err = journal_db_err(rc);
+	} else if (rc < 0) {
+		err = rc;
 	}
 	journal_stmt_done(s);
 	return err;
@@ -502,13 +503,12 @@ static int own_resign(struct journal *j)
 {
 	sqlite3_stmt *s = NULL;
 	struct own_rows ends = { 0 };
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT seq, chain FROM signatures WHERE origin = ?1 AND "
-		"sig IS NULL", -1, &s, NULL));
+	int rc = 0, err = journal_prepare(j, "SELECT seq, chain FROM "
+		"signatures WHERE origin = ?1 AND sig IS NULL", &s);
 
 	if (!err)
 		sqlite3_bind_int64(s, 1, j->origin_id);
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		err = own_grow(&ends);
 		if (err || sqlite3_column_bytes(s, 1) != CONTENT_HASH_LEN)
 			continue;
@@ -516,6 +516,8 @@ static int own_resign(struct journal *j)
 		memcpy(ends.v[ends.n++].digest, sqlite3_column_blob(s, 1),
 		       CONTENT_HASH_LEN);
 	}
+	if (!err && rc < 0)
+		err = rc;     /* not every segment found: none re-signed */
 	sqlite3_finalize(s);
 	if (!err && ends.n)
 		err = journal_begin(j);
@@ -561,6 +563,10 @@ int journal_chain_own(struct journal *j)
 		err = own_link(j, &rows, after, prev);
 	if (!err)
 		j->chained_seq = after + rows.n;
+	/* Every own change is chained now (own seqs are gapless, checked
+	 * in own_link), and none is signed past the chain. */
+	assert(err || (j->chained_seq == j->next_seq - 1 &&
+		       j->signed_seq <= j->chained_seq));
 	free(rows.v);
 	return err;
 }
@@ -626,11 +632,10 @@ int journal_key_put(struct journal *j, const uint8_t id[CONTENT_HASH_LEN],
 int journal_keys(struct journal *j, journal_key_fn fn, void *arg)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT id, node, cert FROM keys ORDER BY node, id", -1, &s,
-		NULL));
+	int rc = 0, err = journal_prepare(j, "SELECT id, node, cert FROM keys "
+					  "ORDER BY node, id", &s);
 
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		if (sqlite3_column_bytes(s, 0) != CONTENT_HASH_LEN)
 			continue;
 		err = fn(arg, sqlite3_column_blob(s, 0),
@@ -638,8 +643,8 @@ int journal_keys(struct journal *j, journal_key_fn fn, void *arg)
 			 sqlite3_column_blob(s, 2),
 			 (size_t)sqlite3_column_bytes(s, 2));
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	sqlite3_finalize(s);
 	return err;
 }

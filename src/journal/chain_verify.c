@@ -66,9 +66,13 @@ static int walk_held(struct walk *w, int64_t id, uint64_t seq)
 
 	if (!err) {
 		sqlite3_bind_int64(s, 1, id);
-		err = sqlite3_step(s) == SQLITE_ROW ?
-		      journal_change_from_row(w->j, s, &c, bases,
-					      VERIFY_BASES_MAX) : KR_EDB;
+		/* The walk saw the row in this read: it cannot be gone. */
+		err = journal_row(s);
+		if (err > 0)
+			err = journal_change_from_row(w->j, s, &c, bases,
+						      VERIFY_BASES_MAX);
+		else if (err == 0)
+			err = KR_EDB;
 	}
 	if (!err)
 		err = journal_entry_digest(&c, digest);
@@ -147,11 +151,12 @@ static void walk_sig(struct walk *w, sqlite3_stmt *g)
 	}
 }
 
-/* Signatures at or before SEQ that come before the item at SEQ. */
+/* Signatures at or before SEQ that come before the item at SEQ; *GRC is
+ * journal_row()'s answer for G's current row. */
 static int walk_sigs_upto(struct walk *w, sqlite3_stmt *g, int *grc,
 			  uint64_t seq, bool inclusive)
 {
-	while (*grc == SQLITE_ROW) {
+	while (*grc > 0) {
 		uint64_t at = (uint64_t)sqlite3_column_int64(g, 0);
 
 		if (at > seq || (at == seq && !inclusive))
@@ -160,10 +165,9 @@ static int walk_sigs_upto(struct walk *w, sqlite3_stmt *g, int *grc,
 			walk_bad(w, at, "malformed signature row");
 		else
 			walk_sig(w, g);
-		*grc = sqlite3_step(g);
+		*grc = journal_row(g);
 	}
-	return *grc == SQLITE_ROW || *grc == SQLITE_DONE ? 0 :
-	       journal_db_err(*grc);
+	return *grc < 0 ? *grc : 0;
 }
 
 static int walk_item(struct walk *w, sqlite3_stmt *s)
@@ -188,21 +192,22 @@ static int walk_item(struct walk *w, sqlite3_stmt *s)
 static int walk_origin(struct walk *w, int64_t origin)
 {
 	sqlite3_stmt *s = NULL, *g = NULL;
-	int rc, grc = SQLITE_DONE, err = journal_db_err(sqlite3_prepare_v2(
-		w->j->db, "SELECT seq, 0, id, NULL FROM changes WHERE origin "
-		"= ?1 UNION ALL SELECT seq, 1, 0, digest FROM chain_skips "
-		"WHERE origin = ?1 ORDER BY 1, 2", -1, &s, NULL));
+	int rc = 0, grc = 0, err = journal_prepare(w->j, "SELECT seq, 0, id, "
+		"NULL FROM changes WHERE origin = ?1 UNION ALL SELECT seq, 1, "
+		"0, digest FROM chain_skips WHERE origin = ?1 ORDER BY 1, 2",
+		&s);
 
 	if (!err)
-		err = journal_db_err(sqlite3_prepare_v2(w->j->db,
-			"SELECT seq, chain, key, sig FROM signatures WHERE "
-			"origin = ?1 ORDER BY seq", -1, &g, NULL));
+		err = journal_prepare(w->j, "SELECT seq, chain, key, sig "
+				      "FROM signatures WHERE origin = ?1 "
+				      "ORDER BY seq", &g);
 	if (!err) {
 		sqlite3_bind_int64(s, 1, origin);
 		sqlite3_bind_int64(g, 1, origin);
-		grc = sqlite3_step(g);
+		grc = journal_row(g);
+		err = grc < 0 ? grc : 0;
 	}
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
 
 		err = walk_sigs_upto(w, g, &grc, seq, false);
@@ -211,8 +216,8 @@ static int walk_origin(struct walk *w, int64_t origin)
 		if (!err)
 			err = walk_sigs_upto(w, g, &grc, seq, true);
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	if (!err)
 		err = walk_sigs_upto(w, g, &grc, UINT64_MAX, true);
 	if (!err && w->pending)
@@ -230,11 +235,10 @@ int journal_verify_chain(struct journal *j, journal_sig_check_fn check,
 {
 	sqlite3_stmt *o = NULL;
 	bool bad = false;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT id, node || '@' || epoch FROM origins ORDER BY node, "
-		"epoch", -1, &o, NULL));
+	int rc = 0, err = journal_prepare(j, "SELECT id, node || '@' || epoch "
+		"FROM origins ORDER BY node, epoch", &o);
 
-	while (!err && (rc = sqlite3_step(o)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(o)) > 0) {
 		struct walk w = {
 			.j = j, .check = check, .check_arg = check_arg,
 			.problem = problem, .arg = arg,
@@ -247,8 +251,8 @@ int journal_verify_chain(struct journal *j, journal_sig_check_fn check,
 		if (!err && report && (w.rep.changes || w.rep.segments))
 			err = report(arg, &w.rep);
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	sqlite3_finalize(o);
 	return err ? err : bad ? KR_ECORRUPT : 0;
 }

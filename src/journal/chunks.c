@@ -110,7 +110,7 @@ static int load_rows(struct journal *j, struct located *l, const void *holder,
 	sqlite3_bind_blob(s, 1, holder, CONTENT_HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, from);
 	sqlite3_bind_int64(s, 3, to);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		int64_t row = sqlite3_column_int64(s, 0);
 		int64_t pos = at + (row - from);
 		struct content_chunk *k;
@@ -129,8 +129,8 @@ static int load_rows(struct journal *j, struct located *l, const void *holder,
 							  shift };
 		(*filled)++;
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }
@@ -153,7 +153,7 @@ static int load_runs(struct journal *j, struct located *l, const void *hash,
 	/* Read first: the rows' statement must not run inside this one's
 	 * step loop on the same cached handle set. */
 	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		if (n == cap) {
 			size_t c2 = cap ? 2 * cap : 16;
 			void *p = realloc(runs, c2 * sizeof(*runs));
@@ -181,8 +181,8 @@ static int load_runs(struct journal *j, struct located *l, const void *hash,
 		runs[n].shift = sqlite3_column_int64(s, 4);
 		n++;
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	for (size_t i = 0; i < n && !err; i++) {
 		uint32_t hi = 0;
@@ -214,11 +214,13 @@ static int list_load(struct journal *j, const uint8_t *hash, struct located *l,
 		"SELECT size, n_chunks, runs FROM contents WHERE hash = ?", &s));
 	if (!err) {
 		sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW) {
+		err = journal_row(s);
+		if (err > 0) {
 			l->list.size = (uint64_t)sqlite3_column_int64(s, 0);
 			n = sqlite3_column_int64(s, 1);
 			runs = sqlite3_column_int64(s, 2);
 		}
+		err = err < 0 ? err : 0;
 	}
 	journal_stmt_done(s);
 	if (err || n < 0)
@@ -489,12 +491,13 @@ static int source_file(struct journal *j, const void *hash, char *volume,
 	if (err)
 		return err;
 	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	err = journal_row(s);
+	if (err > 0) {
 		snprintf(volume, vcap, "%s",
 			 (const char *)sqlite3_column_text(s, 0));
 		*path = strdup((const char *)sqlite3_column_text(s, 1));
 		err = *path ? 0 : -ENOMEM;
-	} else {
+	} else if (err == 0) {
 		err = -ENOENT;
 	}
 	journal_stmt_done(s);
@@ -529,7 +532,7 @@ static int source_runs(struct journal *j, const struct source_row *row,
 	sqlite3_bind_blob(s, 1, row->holder, CONTENT_HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, row->idx);
 	sqlite3_bind_int64(s, 3, SOURCE_RUNS_MAX);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		if (sqlite3_column_int64(s, 1) + sqlite3_column_int64(s, 2) <=
 		    row->idx || sqlite3_column_bytes(s, 0) != CONTENT_HASH_LEN)
 			continue;
@@ -537,8 +540,8 @@ static int source_runs(struct journal *j, const struct source_row *row,
 		       CONTENT_HASH_LEN);
 		out[(*n)++].shift = sqlite3_column_int64(s, 3);
 	}
-	if (rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }
@@ -557,7 +560,7 @@ static int source_rows(struct journal *j, const uint8_t *hash,
 		return err;
 	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, SOURCE_ROWS_MAX);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		if (sqlite3_column_bytes(s, 0) != CONTENT_HASH_LEN)
 			continue;
 		memcpy(out[*n].holder, sqlite3_column_blob(s, 0),
@@ -566,8 +569,8 @@ static int source_rows(struct journal *j, const uint8_t *hash,
 		out[*n].offset = sqlite3_column_int64(s, 2);
 		out[(*n)++].len = (uint32_t)sqlite3_column_int64(s, 3);
 	}
-	if (rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }
@@ -650,7 +653,8 @@ static int kept_holder(struct journal *j, const uint8_t *content, void *arg)
 	if (err)
 		return err;
 	sqlite3_bind_blob(s, 1, content, CONTENT_HASH_LEN, SQLITE_STATIC);
-	err = sqlite3_step(s) == SQLITE_ROW ? 0 : -ENOENT;
+	err = journal_row(s);
+	err = err > 0 ? 0 : err == 0 ? -ENOENT : err;
 	journal_stmt_done(s);
 	if (!err)
 		memcpy(arg, content, CONTENT_HASH_LEN);

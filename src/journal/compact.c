@@ -72,6 +72,7 @@
 #include "log.h"
 #include "loop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -117,10 +118,9 @@ static int peers_forget_unlisted(struct journal *j, const char *const *ids,
 	sqlite3_stmt *s = NULL;
 	char **gone = NULL;
 	size_t n_gone = 0;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT node FROM peers", -1, &s, NULL));
+	int rc = 0, err = journal_prepare(j, "SELECT node FROM peers", &s);
 
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		const char *node = (const char *)sqlite3_column_text(s, 0);
 		char **g;
 
@@ -135,6 +135,8 @@ static int peers_forget_unlisted(struct journal *j, const char *const *ids,
 		gone = g;
 		n_gone++;
 	}
+	if (!err && rc < 0)
+		err = rc;
 	sqlite3_finalize(s);
 	for (size_t i = 0; i < n_gone; i++) {
 		if (!err)
@@ -215,13 +217,17 @@ static int acked_load(struct journal *j, const struct journal_retention *r,
 
 	memset(a, 0, sizeof(*a));
 	if (!err)
-		err = journal_db_err(sqlite3_prepare_v2(j->db,
-			"SELECT count(*) FROM peers WHERE reported_ns >= ?",
-			-1, &s, NULL));
+		err = journal_prepare(j, "SELECT count(*) FROM peers WHERE "
+				      "reported_ns >= ?", &s);
 	if (!err) {
 		sqlite3_bind_int64(s, 1, r->now_ns - r->pin_max_ns);
-		if (sqlite3_step(s) == SQLITE_ROW)
+		/* Never "no live peer" for a count that failed: that would
+		 * take everything as acknowledged and forget it. */
+		err = journal_row(s);
+		if (err > 0)
 			live = sqlite3_column_int64(s, 0);
+		assert(err != 0);    /* count(*) always has its row */
+		err = err < 0 ? err : 0;
 	}
 	sqlite3_finalize(s);
 	s = NULL;
@@ -232,20 +238,20 @@ static int acked_load(struct journal *j, const struct journal_retention *r,
 	a->seq = calloc(a->n, sizeof(*a->seq));
 	if (!a->seq)
 		return -ENOMEM;
-	err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT o.id, (SELECT min(coalesce((SELECT k.seq FROM peer_acks k "
-		"WHERE k.node = p.node AND k.origin = o.id), 0)) FROM peers p "
-		"WHERE p.reported_ns >= ?1) FROM origins o", -1, &s, NULL));
+	err = journal_prepare(j, "SELECT o.id, (SELECT min(coalesce((SELECT "
+		"k.seq FROM peer_acks k WHERE k.node = p.node AND k.origin = "
+		"o.id), 0)) FROM peers p WHERE p.reported_ns >= ?1) "
+		"FROM origins o", &s);
 	if (!err) {
 		sqlite3_bind_int64(s, 1, r->now_ns - r->pin_max_ns);
-		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		while ((rc = journal_row(s)) > 0) {
 			int64_t id = sqlite3_column_int64(s, 0);
 
 			if (id >= 0 && (size_t)id < a->n)
 				a->seq[id] = (uint64_t)sqlite3_column_int64(s, 1);
 		}
-		if (rc != SQLITE_DONE)
-			err = journal_db_err(rc);
+		if (rc < 0)
+			err = rc;
 	}
 	sqlite3_finalize(s);
 	return err;
@@ -295,7 +301,7 @@ static bool exists(struct journal *j, const char *sql, const uint8_t *hash)
 	if (journal_prepare_cached(j, sql, &s) != SQLITE_OK)
 		return true;
 	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	found = sqlite3_step(s) != SQLITE_DONE;
+	found = journal_row(s) != 0;
 	journal_stmt_done(s);
 	return found;
 }
@@ -313,7 +319,7 @@ static int content_holders(struct journal *j, const uint8_t *hash,
 	if (err)
 		return err;
 	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		uint8_t (*h)[CONTENT_HASH_LEN] = realloc(*out, (*n + 1) *
 							  sizeof(**out));
 
@@ -326,8 +332,8 @@ static int content_holders(struct journal *j, const uint8_t *hash,
 			memcpy(h[(*n)++], sqlite3_column_blob(s, 0),
 			       CONTENT_HASH_LEN);
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }
@@ -516,7 +522,7 @@ static int candidates_read(struct journal *j, struct journal_compact_stats *st,
 	sqlite3_bind_int64(s, 2, st->cursor_ns);
 	sqlite3_bind_int64(s, 3, st->cursor_id);
 	sqlite3_bind_int(s, 4, max);
-	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (n < max && (rc = journal_row(s)) > 0) {
 		candidate_from_row(s, &c[n]);
 		if (!c[n].volume || !c[n].path) {
 			free(c[n].volume);
@@ -526,8 +532,8 @@ static int candidates_read(struct journal *j, struct journal_compact_stats *st,
 		}
 		n++;
 	}
-	if (!err && n < max && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && n < max && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	if (err) {
 		while (n > 0) {
@@ -662,7 +668,7 @@ bool journal_epoch_acked(struct journal *j, const char *peer,
 	sqlite3_bind_int64(s, 1, j->origin_id);
 	sqlite3_bind_text(s, 2, peer, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, origin, -1, SQLITE_STATIC);
-	yes = sqlite3_step(s) == SQLITE_ROW;
+	yes = journal_row(s) > 0;     /* a failure (logged): not acked */
 	journal_stmt_done(s);
 	return yes;
 }
@@ -779,7 +785,11 @@ int journal_compacted_before(struct journal *j, int64_t *out_ns)
 
 void journal_compaction_hold(struct journal *j, int delta)
 {
+	assert(delta == 1 || delta == -1);
 	j->compaction_hold += delta;
+	/* Released once per hold: below zero, compaction would run while
+	 * an exchange is served. */
+	assert(j->compaction_hold >= 0);
 }
 
 uint64_t journal_floor(struct journal *j, const char *origin)
@@ -793,7 +803,7 @@ uint64_t journal_floor(struct journal *j, const char *origin)
 				   &s) != SQLITE_OK)
 		return 0;
 	sqlite3_bind_int64(s, 1, id);
-	if (sqlite3_step(s) == SQLITE_ROW)
+	if (journal_row(s) > 0)
 		floor = (uint64_t)sqlite3_column_int64(s, 0);
 	journal_stmt_done(s);
 	return floor;

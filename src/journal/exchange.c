@@ -66,12 +66,11 @@ struct journal_exchange {
 static int heads_list(struct journal *j, struct journal_exchange *x)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT h.change, c.origin, c.seq FROM heads h CROSS JOIN "
-		"changes c ON c.id = h.change ORDER BY c.origin, c.seq", -1,
-		&s, NULL));
+	int rc = 0, err = journal_prepare(j, "SELECT h.change, c.origin, "
+		"c.seq FROM heads h CROSS JOIN changes c ON c.id = h.change "
+		"ORDER BY c.origin, c.seq", &s);
 
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		if (x->n_heads == x->cap_heads) {
 			size_t cap = x->cap_heads ? 2 * x->cap_heads : 1024;
 			struct exchange_head *h = realloc(x->heads,
@@ -89,8 +88,8 @@ static int heads_list(struct journal *j, struct journal_exchange *x)
 		x->heads[x->n_heads++].seq =
 			(uint64_t)sqlite3_column_int64(s, 2);
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	sqlite3_finalize(s);
 	return err;
 }
@@ -158,7 +157,10 @@ int journal_exchange_next(struct journal *j, struct journal_exchange *x,
 		if (err)
 			break;
 		sqlite3_bind_int64(s, 1, x->heads[x->next].id);
-		if (sqlite3_step(s) == SQLITE_ROW) {
+		/* A failure ends the exchange; only a head that is gone
+		 * (compacted since it was listed) is passed over. */
+		err = journal_row(s);
+		if (err > 0) {
 			err = journal_change_from_row(j, s, &c, bases,
 						      EXCHANGE_BASES_MAX);
 			exchange_run_fill(x->run, x->heads, x->next, &c);
@@ -361,30 +363,35 @@ static int staged_bases(struct journal *j, int64_t entry,
 	if (err)
 		return err;
 	sqlite3_bind_int64(s, 1, entry);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < EXCHANGE_BASES_MAX) {
+	while ((rc = journal_row(s)) > 0 && *n < EXCHANGE_BASES_MAX) {
 		snprintf(bases[*n].origin, JOURNAL_ORIGIN_MAX, "%s",
 			 (const char *)sqlite3_column_text(s, 0));
 		bases[(*n)++].seq = (uint64_t)sqlite3_column_int64(s, 1);
 	}
 	journal_stmt_done(s);
-	return 0;
+	/* Bases cut short would store the change with a wrong history. */
+	return rc < 0 ? rc : 0;
 }
 
-/* The change row of (ORIGIN, SEQ): 0 when absent. */
-static int64_t change_find(struct journal *j, int64_t origin, uint64_t seq)
+/* The change row of (ORIGIN, SEQ) in *ID: 0 when absent.  A failure is
+ * no "absent", which would pass the head over. */
+static int change_find(struct journal *j, int64_t origin, uint64_t seq,
+		       int64_t *id)
 {
 	sqlite3_stmt *s = NULL;
-	int64_t id = 0;
+	int err = journal_db_err(journal_prepare_cached(j, "SELECT id FROM "
+		"changes WHERE origin = ?1 AND seq = ?2", &s));
 
-	if (journal_prepare_cached(j, "SELECT id FROM changes WHERE origin = ?1 "
-				   "AND seq = ?2", &s) != SQLITE_OK)
-		return 0;
+	*id = 0;
+	if (err)
+		return err;
 	sqlite3_bind_int64(s, 1, origin);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		id = sqlite3_column_int64(s, 0);
+	err = journal_row(s);
+	if (err > 0)
+		*id = sqlite3_column_int64(s, 0);
 	journal_stmt_done(s);
-	return id;
+	return err < 0 ? err : 0;
 }
 
 static int staged_mark(struct journal *j, int64_t entry, int64_t change)
@@ -402,21 +409,23 @@ static int staged_mark(struct journal *j, int64_t entry, int64_t change)
 	return err;
 }
 
-/* What the sender's vector says of ORIGIN (row id), as taken: 0 when
- * it names none. */
-static uint64_t vector_seq(struct journal *j, int64_t origin)
+/* What the sender's vector says of ORIGIN (row id), as taken, in *SEQ:
+ * 0 when it names none. */
+static int vector_seq(struct journal *j, int64_t origin, uint64_t *seq)
 {
 	sqlite3_stmt *s = NULL;
-	uint64_t seq = 0;
+	int err = journal_db_err(journal_prepare_cached(j, "SELECT seq FROM "
+		"exchange_vector WHERE origin = ?1", &s));
 
-	if (journal_prepare_cached(j, "SELECT seq FROM exchange_vector WHERE "
-				   "origin = ?1", &s) != SQLITE_OK)
-		return 0;
+	*seq = 0;
+	if (err)
+		return err;
 	sqlite3_bind_int64(s, 1, origin);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		seq = (uint64_t)sqlite3_column_int64(s, 0);
+	err = journal_row(s);
+	if (err > 0)
+		*seq = (uint64_t)sqlite3_column_int64(s, 0);
 	journal_stmt_done(s);
-	return seq;
+	return err < 0 ? err : 0;
 }
 
 /* Stores the place in its chain that a staged head was proven with. */
@@ -435,6 +444,7 @@ static int apply_head(struct journal *j, sqlite3_stmt *s)
 	struct journal_ref bases[EXCHANGE_BASES_MAX];
 	struct journal_change c;
 	int64_t entry = sqlite3_column_int64(s, 0), oid = 0, id;
+	uint64_t taken = 0;
 	int err;
 
 	memset(&c, 0, sizeof(c));
@@ -462,10 +472,14 @@ static int apply_head(struct journal *j, sqlite3_stmt *s)
 	/* Absent and above the floor (which rises only at the end): a
 	 * version R never had.  Not "above what R holds": heads applied
 	 * before this one may have raised that past it. */
-	id = change_find(j, oid, c.ref.seq);
+	err = change_find(j, oid, c.ref.seq, &id);
+	if (!err && id == 0)
+		err = vector_seq(j, oid, &taken);
+	if (err)
+		return err;
 	/* Past what the vector was taken as (see state.c: what could not
 	 * be proven): R learns it later, from its origin. */
-	if (id == 0 && c.ref.seq > vector_seq(j, oid))
+	if (id == 0 && c.ref.seq > taken)
 		return 0;
 	if (id == 0 && strcmp(c.ref.origin, j->origin) != 0 &&
 	    c.ref.seq > journal_floor(j, c.ref.origin)) {
@@ -497,17 +511,14 @@ static int apply_staged(struct journal *j)
 		"FROM exchange WHERE id > ?1 ORDER BY id LIMIT 1";
 	sqlite3_stmt *s = NULL;
 	int64_t last = 0;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+	int err = journal_prepare(j, sql, &s);
 
 	while (!err) {
 		sqlite3_reset(s);
 		sqlite3_bind_int64(s, 1, last);
-		rc = sqlite3_step(s);
-		if (rc != SQLITE_ROW) {
-			err = rc == SQLITE_DONE ? 0 : journal_db_err(rc);
+		err = journal_row(s);
+		if (err <= 0)
 			break;
-		}
 		last = sqlite3_column_int64(s, 0);
 		err = apply_head(j, s);
 	}
@@ -549,12 +560,15 @@ static int path_count(struct journal *j, const char *volume, const char *path,
 		return err;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	/* Not "nothing left, all deletes" for a query that failed: the
+	 * path's heads would be dropped on it. */
+	err = journal_row(s);
+	if (err > 0) {
 		*others = sqlite3_column_int64(s, 0);
 		*all_deletes = sqlite3_column_int64(s, 1) == 0;
 	}
 	journal_stmt_done(s);
-	return 0;
+	return err < 0 ? err : 0;
 }
 
 static int path_drop(struct journal *j, const char *volume, const char *path)
@@ -606,22 +620,25 @@ static int each_path(struct journal *j, const char *sql,
 		sqlite3_stmt *s = NULL;
 		int rc;
 
-		err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+		err = journal_prepare(j, sql, &s);
 		if (err)
 			break;
-		sqlite3_bind_text(s, 1, volume, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(s, 2, path, -1, SQLITE_TRANSIENT);
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW) {
+		rc = journal_bind_check(s, sqlite3_bind_text(s, 1, volume, -1,
+							     SQLITE_TRANSIENT));
+		if (!rc)
+			rc = journal_bind_check(s, sqlite3_bind_text(s, 2, path,
+							-1, SQLITE_TRANSIENT));
+		if (!rc)
+			rc = journal_row(s);
+		if (rc > 0) {
 			free(volume);
 			free(path);
 			volume = strdup((const char *)sqlite3_column_text(s, 0));
 			path = strdup((const char *)sqlite3_column_text(s, 1));
 		}
 		sqlite3_finalize(s);
-		if (rc != SQLITE_ROW) {
-			err = rc == SQLITE_DONE ? 0 : journal_db_err(rc);
+		if (rc <= 0) {
+			err = rc;
 			break;
 		}
 		if (!volume || !path) {

@@ -32,6 +32,7 @@
 
 #include "err.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,9 @@ static int run_seal(struct journal *j, const struct exchange_head *h,
 		return err;
 	sqlite3_bind_int64(s, 1, h->origin);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)h->seq);
-	if (sqlite3_step(s) == SQLITE_ROW &&
+	/* A failure is no "unsigned": it ends the exchange. */
+	err = journal_row(s);
+	if (err > 0 &&
 	    sqlite3_column_bytes(s, 1) == CONTENT_HASH_LEN &&
 	    sqlite3_column_bytes(s, 2) == CONTENT_HASH_LEN &&
 	    sqlite3_column_bytes(s, 3) > 0 &&
@@ -65,7 +68,7 @@ static int run_seal(struct journal *j, const struct exchange_head *h,
 		*found = true;
 	}
 	journal_stmt_done(s);
-	return 0;
+	return err < 0 ? err : 0;
 }
 
 /* The prev the run's first head was chained with. */
@@ -80,13 +83,13 @@ static int run_prev(struct journal *j, const struct exchange_head *h,
 	if (err)
 		return err;
 	sqlite3_bind_int64(s, 1, h->id);
-	if (sqlite3_step(s) == SQLITE_ROW &&
-	    sqlite3_column_bytes(s, 0) == CONTENT_HASH_LEN) {
+	err = journal_row(s);
+	if (err > 0 && sqlite3_column_bytes(s, 0) == CONTENT_HASH_LEN) {
 		memcpy(r->prev, sqlite3_column_blob(s, 0), CONTENT_HASH_LEN);
 		*found = true;
 	}
 	journal_stmt_done(s);
-	return 0;
+	return err < 0 ? err : 0;
 }
 
 /* Digests of seqs start..end, from held changes and kept digests; true
@@ -97,7 +100,11 @@ static int run_digests(struct journal *j, int64_t origin,
 	bool have[JOURNAL_SEGMENT_MAX] = { false };
 	size_t n = (size_t)(r->end - r->start + 1), got = 0;
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(journal_prepare_cached(j,
+	int rc, err;
+
+	/* A run fits one segment (exchange_run_load): the array holds it. */
+	assert(r->end >= r->start && n <= JOURNAL_SEGMENT_MAX);
+	err = journal_db_err(journal_prepare_cached(j,
 		"SELECT seq, digest FROM changes WHERE origin = ?1 AND seq "
 		"BETWEEN ?2 AND ?3 UNION ALL SELECT seq, digest FROM "
 		"chain_skips WHERE origin = ?1 AND seq BETWEEN ?2 AND ?3", &s));
@@ -108,10 +115,11 @@ static int run_digests(struct journal *j, int64_t origin,
 	sqlite3_bind_int64(s, 1, origin);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)r->start);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)r->end);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		size_t k = (size_t)((uint64_t)sqlite3_column_int64(s, 0) -
 				    r->start);
 
+		assert(k < n);    /* the query's BETWEEN */
 		if (sqlite3_column_bytes(s, 1) != CONTENT_HASH_LEN || have[k])
 			break;    /* unchained, or twice: not provable */
 		memcpy(r->digest[k], sqlite3_column_blob(s, 1),
@@ -119,10 +127,10 @@ static int run_digests(struct journal *j, int64_t origin,
 		have[k] = true;
 		got++;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (rc < 0)
+		err = rc;
 	journal_stmt_done(s);
-	*whole = !err && rc == SQLITE_DONE && got == n;
+	*whole = !err && rc == 0 && got == n;
 	return err;
 }
 
@@ -175,6 +183,9 @@ void exchange_run_fill(const struct exchange_run *r,
 	memset(ch, 0, sizeof(*ch));
 	if (!r->ok)
 		return;
+	/* Only heads R's load took in (first..last) come here. */
+	assert(i >= r->first && i <= r->last && heads[i].seq >= r->start &&
+	       heads[i].seq <= r->end);
 	ch->chained = true;
 	memcpy(ch->prev, k ? r->chain[k - 1] : r->prev, CONTENT_HASH_LEN);
 	memcpy(ch->digest, r->digest[k], CONTENT_HASH_LEN);
@@ -206,9 +217,8 @@ int journal_exchange_seal(struct journal *j, const char *origin, uint64_t seq,
 		return err;
 	sqlite3_bind_int64(s, 1, oid);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
-	err = -ENOENT;
-	if (sqlite3_step(s) == SQLITE_ROW &&
-	    sqlite3_column_bytes(s, 0) == CONTENT_HASH_LEN &&
+	err = journal_row(s);
+	if (err > 0 && sqlite3_column_bytes(s, 0) == CONTENT_HASH_LEN &&
 	    sqlite3_column_bytes(s, 1) == CONTENT_HASH_LEN &&
 	    sqlite3_column_bytes(s, 2) > 0 &&
 	    sqlite3_column_bytes(s, 2) <= JOURNAL_SIG_MAX) {
@@ -217,6 +227,8 @@ int journal_exchange_seal(struct journal *j, const char *origin, uint64_t seq,
 		*sig_len = (size_t)sqlite3_column_bytes(s, 2);
 		memcpy(sig, sqlite3_column_blob(s, 2), *sig_len);
 		err = 0;
+	} else if (err >= 0) {
+		err = -ENOENT;    /* a failure (negative) is passed on */
 	}
 	journal_stmt_done(s);
 	return err;

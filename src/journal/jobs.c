@@ -36,6 +36,7 @@
 
 #include "err.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,26 +101,29 @@ int journal_jobs(struct journal *j, const struct journal_job *after,
 		"ORDER BY jb.attempts, jb.ord, jb.volume, jb.path LIMIT ?5";
 	int64_t now = loop_wall_ns();
 	sqlite3_stmt *s = NULL;
-	int n = 0, rc = SQLITE_DONE;
+	int n = 0, rc = 0;
 	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
 	if (err)
 		return err;
 	sqlite3_bind_int64(s, 1, after ? (sqlite3_int64)after->attempts : -1);
 	sqlite3_bind_int64(s, 2, after ? after->order : 0);
-	/* Copied: AFTER may be a job of OUT, overwritten below. */
-	sqlite3_bind_text(s, 3, after ? after->volume : "", -1,
-			  SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, after ? after->path : "", -1,
-			  SQLITE_TRANSIENT);
+	/* Copied: AFTER may be a job of OUT, overwritten below.  A copy can
+	 * fail, and a NULL bound instead would restart the queue. */
+	err = journal_bind_check(s, sqlite3_bind_text(s, 3, after ?
+				 after->volume : "", -1, SQLITE_TRANSIENT));
+	if (!err)
+		err = journal_bind_check(s, sqlite3_bind_text(s, 4, after ?
+					 after->path : "", -1,
+					 SQLITE_TRANSIENT));
 	sqlite3_bind_int(s, 5, max);
 	sqlite3_bind_int64(s, 6, now);
 	/* A retry time further off than any backoff: the clock went back. */
 	sqlite3_bind_int64(s, 7, JOB_RETRY_MAX_NS);
-	while (!err && n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+	while (!err && n < max && (rc = journal_row(s)) > 0)
 		err = job_from_row(s, &out[n++]);
-	if (!err && n < max && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && n < max && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	if (err)
 		while (n > 0)
@@ -228,7 +232,9 @@ bool journal_job_wanted(struct journal *j, const struct journal_job *job)
 	sqlite3_bind_text(s, 1, job->volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, job->path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, job->change);
-	wanted = sqlite3_step(s) == SQLITE_ROW;
+	/* As above: a failure (logged) cannot tell, and is no "not
+	 * wanted", which would drop the job's work. */
+	wanted = journal_row(s) != 0;
 	journal_stmt_done(s);
 	return wanted;
 }
@@ -299,10 +305,12 @@ int journal_copies_pending(struct journal *j, const char *volume,
 		return err;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
+	err = journal_row(s);
+	if (err > 0)
 		*out = (uint64_t)sqlite3_column_int64(s, 0);
-	else
-		err = KR_EDB;
+	/* An aggregate always has its row. */
+	assert(err != 0);
+	err = err < 0 ? err : 0;
 	journal_stmt_done(s);
 	return err;
 }
@@ -362,12 +370,13 @@ int journal_job_counts(struct journal *j, const char *volume,
 		return err;
 	if (volume)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	err = journal_row(s);
+	if (err > 0) {
 		*waiting = (uint64_t)sqlite3_column_int64(s, 0);
 		*stuck = (uint64_t)sqlite3_column_int64(s, 1);
-	} else {
-		err = KR_EDB;
 	}
+	assert(err != 0);    /* aggregates: always a row */
+	err = err < 0 ? err : 0;
 	journal_stmt_done(s);
 	return err;
 }
@@ -384,7 +393,7 @@ int journal_jobs_stuck(struct journal *j, unsigned limit, journal_stuck_fn fn,
 	if (err)
 		return err;
 	sqlite3_bind_int64(s, 1, limit ? (sqlite3_int64)limit : -1);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		struct journal_stuck_job st = {
 			.volume = (const char *)sqlite3_column_text(s, 0),
 			.path = (const char *)sqlite3_column_text(s, 1),
@@ -399,8 +408,8 @@ int journal_jobs_stuck(struct journal *j, unsigned limit, journal_stuck_fn fn,
 		if (err)
 			break;
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }
@@ -412,10 +421,12 @@ int journal_job_count(struct journal *j, uint64_t *out)
 		"SELECT count(*) FROM jobs", &s));
 
 	*out = 0;
-	if (!err && sqlite3_step(s) == SQLITE_ROW)
+	if (!err)
+		err = journal_row(s);
+	if (err > 0)
 		*out = (uint64_t)sqlite3_column_int64(s, 0);
 	journal_stmt_done(s);
-	return err;
+	return err < 0 ? err : 0;
 }
 
 
@@ -450,8 +461,10 @@ static int file_version(struct journal *j, const char *volume,
 	sqlite3_bind_int64(s, 4, (int64_t)ref->seq);
 	sqlite3_bind_int64(s, 5, S_IFMT);
 	sqlite3_bind_int64(s, 6, S_IFREG);
-	err = sqlite3_step(s) == SQLITE_ROW &&
-	      sqlite3_column_bytes(s, 1) == CONTENT_HASH_LEN ? 0 : -ENOENT;
+	err = journal_row(s);
+	if (err >= 0)
+		err = err > 0 && sqlite3_column_bytes(s, 1) ==
+		      CONTENT_HASH_LEN ? 0 : -ENOENT;
 	if (!err) {
 		*id = sqlite3_column_int64(s, 0);
 		memcpy(hash, sqlite3_column_blob(s, 1), CONTENT_HASH_LEN);
@@ -542,8 +555,11 @@ bool journal_job_fetching(struct journal *j, const char *volume,
 		return false;
 	journal_fetch_name(hash, name);
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
-	found = sqlite3_step(s) == SQLITE_ROW;
+	/* A failure (logged) answers "not fetching": the fetch is asked
+	 * for again, which one job per content makes harmless. */
+	found = journal_bind_check(s, sqlite3_bind_text(s, 2, name, -1,
+					SQLITE_TRANSIENT)) == 0 &&
+		journal_row(s) > 0;
 	journal_stmt_done(s);
 	return found;
 }
@@ -558,10 +574,12 @@ int journal_change_path(struct journal *j, int64_t id, char **out)
 	if (err)
 		return err;
 	sqlite3_bind_int64(s, 1, id);
-	if (sqlite3_step(s) != SQLITE_ROW)
+	err = journal_row(s);
+	if (err == 0)
 		err = -ENOENT;
-	else if (!(*out = strdup((const char *)sqlite3_column_text(s, 0))))
-		err = -ENOMEM;
+	else if (err > 0)
+		err = (*out = strdup((const char *)sqlite3_column_text(s, 0))) ?
+		      0 : -ENOMEM;
 	journal_stmt_done(s);
 	return err;
 }

@@ -12,6 +12,14 @@
  *  - lamport only grows; a local change takes lamport + 1.
  *  - current holds, per path, the change now on this node's disk; a
  *    change's base is the change current held before it.
+ *
+ * SQLite failures, in every file of the journal: statements are stepped
+ * through journal_row() (row, done, or a negative code), never compared
+ * with SQLITE_ROW alone, so that an error is not read as "no row" or as
+ * the end of a loop; it, journal_prepare() and journal_exec() log what
+ * SQLite said (message and extended code) once, where the failure
+ * happens, and callers only pass the code on.  A function that returns a
+ * bool or a number instead of a code says which way a failure leans.
  */
 #include "journal_int.h"
 #include "loop.h"
@@ -20,6 +28,7 @@
 #include "log.h"
 #include "nodeid.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -127,9 +136,56 @@ int journal_db_err(int rc)
 	}
 }
 
+int journal_sqlite_fail(sqlite3 *db, int rc, const char *what)
+{
+	/* A busy database is waited for and retried up the stack; anything
+	 * else is something an operator has to look at. */
+	enum log_level lvl = (rc & 0xff) == SQLITE_BUSY ||
+			     (rc & 0xff) == SQLITE_LOCKED ? LOG_WARN : LOG_ERROR;
+
+	assert(rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE);
+	log_at(lvl, "journal", "%.80s%s: %s (SQLite error %d)",
+	       what ? what : "?", what && strlen(what) > 80 ? "..." : "",
+	       db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
+	       db ? sqlite3_extended_errcode(db) : rc);
+	return journal_db_err(rc);
+}
+
+int journal_row(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return journal_sqlite_fail(sqlite3_db_handle(s), rc, sqlite3_sql(s));
+}
+
+int journal_bind_check(sqlite3_stmt *s, int rc)
+{
+	assert(rc != SQLITE_RANGE);
+	if (rc == SQLITE_OK)
+		return 0;
+	return journal_sqlite_fail(sqlite3_db_handle(s), rc, sqlite3_sql(s));
+}
+
+int journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **out)
+{
+	int rc = sqlite3_prepare_v2(j->db, sql, -1, out, NULL);
+
+	return rc == SQLITE_OK ? 0 : journal_sqlite_fail(j->db, rc, sql);
+}
+
+/* sqlite3_reset's result repeats the last step's, which was checked
+ * there: ignoring it here hides nothing. */
 sqlite3_stmt *journal_stmt(struct journal *j, enum journal_stmt_id id)
 {
-	sqlite3_stmt *s = j->stmt[id];
+	sqlite3_stmt *s;
+
+	/* Prepared at open (journal_prepare_all), or the open failed. */
+	assert(id >= 0 && id < STMT_COUNT && j->stmt[id]);
+	s = j->stmt[id];
 
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -165,6 +221,8 @@ int journal_prepare_cached(struct journal *j, const char *sql,
 	if (rc == SQLITE_OK) {
 		j->cache[j->n_cache].sql = sql;
 		j->cache[j->n_cache++].stmt = *out;
+	} else {
+		(void)journal_sqlite_fail(j->db, rc, sql);
 	}
 	return rc;
 }
@@ -182,25 +240,32 @@ int journal_exec(struct journal *j, const char *sql)
 	char *msg = NULL;
 	int rc = sqlite3_exec(j->db, sql, NULL, NULL, &msg);
 
-	if (rc != SQLITE_OK) {
-		log_debug("journal", "%s: %s", sql, msg ? msg : "?");
-		sqlite3_free(msg);
-		return journal_db_err(rc);
-	}
-	return 0;
+	sqlite3_free(msg);    /* sqlite3_errmsg() says the same */
+	return rc == SQLITE_OK ? 0 : journal_sqlite_fail(j->db, rc, sql);
+}
+
+/* After a failure: SQLite may have rolled the transaction back already
+ * (a full disk, an I/O error), and a ROLLBACK then only adds an error. */
+static void journal_rollback(struct journal *j)
+{
+	if (!sqlite3_get_autocommit(j->db))
+		(void)journal_exec(j, "ROLLBACK");
 }
 
 static int journal_user_version(struct journal *j, int *out)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(j->db, "PRAGMA user_version", -1, &s, NULL);
+	int err = journal_prepare(j, "PRAGMA user_version", &s);
 
-	if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+	/* A file that is no database fails here, as SQLITE_NOTADB. */
+	if (!err)
+		err = journal_row(s);
+	if (err > 0)
 		*out = sqlite3_column_int(s, 0);
-	else
-		rc = rc == SQLITE_OK ? SQLITE_ERROR : rc;
 	sqlite3_finalize(s);
-	return rc == SQLITE_OK ? 0 : journal_db_err(rc);
+	/* The pragma always has its one row. */
+	assert(err != 0);
+	return err > 0 ? 0 : err;
 }
 
 /* Applies migrations past the file's user_version, each in its own
@@ -236,7 +301,7 @@ static int journal_migrate(struct journal *j, char **errmsg)
 		if (!err)
 			err = journal_exec(j, "COMMIT");
 		if (err) {
-			journal_exec(j, "ROLLBACK");
+			journal_rollback(j);
 			kr_seterr(errmsg, "applying journal migration %zu "
 				       "failed: %s", v + 1,
 				       sqlite3_errmsg(j->db));
@@ -282,23 +347,17 @@ int journal_query_int(struct journal *j, const char *sql,
 			     const char *arg, int64_t *out)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(j->db, sql, -1, &s, NULL);
+	int err = journal_prepare(j, sql, &s);
 
-	if (rc == SQLITE_OK && arg)
-		sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW) {
-			*out = sqlite3_column_int64(s, 0);
-			rc = SQLITE_OK;
-		} else if (rc == SQLITE_DONE) {
-			rc = SQLITE_NOTFOUND;
-		}
-	}
+	if (!err && arg)
+		err = journal_bind_check(s, sqlite3_bind_text(s, 1, arg, -1,
+							      SQLITE_STATIC));
+	if (!err)
+		err = journal_row(s);
+	if (err > 0)
+		*out = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
-	if (rc == SQLITE_NOTFOUND)
-		return -ENOENT;
-	return rc == SQLITE_OK ? 0 : journal_db_err(rc);
+	return err > 0 ? 0 : err == 0 ? -ENOENT : err;
 }
 
 /* First open of a fresh journal: draw the epoch, register the origin. */
@@ -322,7 +381,7 @@ static int journal_create_identity(struct journal *j, const char *node_id)
 	/* node_id was validated ([A-Za-z0-9._-]) so it is safe to inline. */
 	err = journal_exec(j, sql);
 	if (err)
-		journal_exec(j, "ROLLBACK");
+		journal_rollback(j);
 	return err;
 }
 
@@ -373,7 +432,7 @@ static int journal_prepare_all(struct journal *j)
 					    SQLITE_PREPARE_PERSISTENT,
 					    &j->stmt[i], NULL);
 		if (rc != SQLITE_OK)
-			return journal_db_err(rc);
+			return journal_sqlite_fail(j->db, rc, stmt_sql[i]);
 	}
 	return 0;
 }
@@ -555,7 +614,7 @@ int journal_flush(struct journal *j)
 	if (!err)
 		err = journal_exec(j, "COMMIT");
 	if (err) {
-		journal_exec(j, "ROLLBACK");
+		journal_rollback(j);
 		j->in_txn = false;
 		j->pending = 0;
 		journal_load_counters(j);
@@ -637,6 +696,7 @@ int journal_begin(struct journal *j)
 	/* Upgrading the read snapshot could fail on another connection's
 	 * commit: end it and take the write lock afresh. */
 	journal_read_end(j);
+	assert(!j->in_read);
 	journal_checkpoint_wait(j);
 	err = journal_exec(j, "BEGIN IMMEDIATE");
 	if (!err)
@@ -648,6 +708,8 @@ int journal_read_begin(struct journal *j)
 {
 	int err;
 
+	/* One transaction at a time: the write batch, or a read. */
+	assert(!(j->in_txn && j->in_read));
 	if (j->in_txn || j->in_read)
 		return 0;
 	err = journal_exec(j, "BEGIN");
@@ -666,26 +728,28 @@ void journal_read_end(struct journal *j)
 
 int journal_step_done(sqlite3_stmt *s)
 {
-	int rc = sqlite3_step(s);
+	int rc = journal_row(s);
 
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : journal_db_err(rc);
+	return rc < 0 ? rc : 0;
 }
 
-static int64_t journal_current_change(struct journal *j, const char *volume,
-				      const char *path)
+/* The change current holds at VOLUME/PATH in *ID, 0 for none; a failure
+ * is an error, never "no base" (which would record an unrelated head). */
+static int journal_current_change(struct journal *j, const char *volume,
+				  const char *path, int64_t *id)
 {
 	sqlite3_stmt *s = journal_stmt(j, STMT_CURRENT_REF);
-
-	int64_t id;
+	int rc;
 
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	id = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	rc = journal_row(s);
+	*id = rc > 0 ? sqlite3_column_int64(s, 0) : 0;
 	/* A statement left on a row keeps a read snapshot open; once another
 	 * connection (the API's) commits, that stale snapshot makes the next
 	 * BEGIN IMMEDIATE fail at once with SQLITE_BUSY. */
 	sqlite3_reset(s);
-	return id;
+	return rc < 0 ? rc : 0;
 }
 
 static int journal_insert_change(struct journal *j, const struct journal_row *r,
@@ -694,6 +758,11 @@ static int journal_insert_change(struct journal *j, const struct journal_row *r,
 	sqlite3_stmt *s = journal_stmt(j, STMT_INSERT_CHANGE);
 	const struct stat *st = r->st;
 	int err;
+
+	/* Seqs are handed out inside the write batch only, where a failure
+	 * rolls the number back with the row (gapless seqs, at the top). */
+	assert(j->in_txn && !j->readonly && j->origin_id > 0 &&
+	       j->next_seq > 0);
 
 	sqlite3_bind_int64(s, 1, j->origin_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)j->next_seq);
@@ -723,9 +792,8 @@ static int journal_merge_current(struct journal *j, const char *volume,
 				 const char *path, int64_t id)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"UPDATE current SET change = ?1 WHERE volume = ?2 AND path = ?3",
-		-1, &s, NULL));
+	int err = journal_prepare(j, "UPDATE current SET change = ?1 "
+				  "WHERE volume = ?2 AND path = ?3", &s);
 
 	if (!err) {
 		sqlite3_bind_int64(s, 1, id);
@@ -803,8 +871,10 @@ static int journal_store_content_at(struct journal *j, const struct content *c,
 			"SELECT hash FROM changes WHERE id = ?", &s));
 		if (!err) {
 			sqlite3_bind_int64(s, 1, base);
-			have = sqlite3_step(s) == SQLITE_ROW &&
+			err = journal_row(s);
+			have = err > 0 &&
 			       sqlite3_column_bytes(s, 0) == CONTENT_HASH_LEN;
+			err = err < 0 ? err : 0;
 			if (have)
 				memcpy(hash, sqlite3_column_blob(s, 0),
 				       CONTENT_HASH_LEN);
@@ -816,11 +886,11 @@ static int journal_store_content_at(struct journal *j, const struct content *c,
 
 static int journal_append_steps(struct journal *j, const struct journal_row *r)
 {
-	int64_t base = journal_current_change(j, r->volume, r->path);
+	int64_t base = 0;
 	int64_t id = 0;
-	int err = 0;
+	int err = journal_current_change(j, r->volume, r->path, &base);
 
-	if (r->content)
+	if (!err && r->content)
 		err = journal_store_content_at(j, r->content, base);
 	if (!err)
 		err = journal_insert_change(j, r, &id);
@@ -876,6 +946,8 @@ static int journal_append(struct journal *j, const struct journal_row *r)
 		j->lamport = lamport;
 		j->pending = pending;
 	}
+	/* A recorded change took a seq and a Lamport tick. */
+	assert(err || (j->next_seq > seq && j->lamport > lamport));
 	return err;
 }
 
@@ -1019,8 +1091,8 @@ static int journal_collect_below(struct journal *j, const char *volume,
 		"ORDER BY cur.path DESC";
 	sqlite3_stmt *s = NULL;
 	size_t cap = 0;
-	int rc = sqlite3_prepare_v2(j->db, sql, -1, &s, NULL);
-	int err = journal_db_err(rc);
+	int rc = 0;
+	int err = journal_prepare(j, sql, &s);
 
 	*out = NULL;
 	*n = 0;
@@ -1028,7 +1100,7 @@ static int journal_collect_below(struct journal *j, const char *volume,
 		return err;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		if (*n == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
 			char **p = realloc(*out, ncap * sizeof(*p));
@@ -1044,8 +1116,8 @@ static int journal_collect_below(struct journal *j, const char *volume,
 		if (!(*out)[(*n)++])
 			err = -ENOMEM;
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	sqlite3_finalize(s);
 	return err;
 }
@@ -1098,8 +1170,7 @@ int journal_record_volume(struct journal *j, const char *volume, bool create,
 	for (size_t i = 0; !err && !create && i < 3; i++) {
 		sqlite3_stmt *s = NULL;
 
-		err = journal_db_err(sqlite3_prepare_v2(j->db, forget[i], -1,
-							&s, NULL));
+		err = journal_prepare(j, forget[i], &s);
 		if (!err) {
 			sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 			err = journal_step_done(s);
@@ -1129,9 +1200,9 @@ int journal_touch_state(struct journal *j, const char *volume,
 int journal_meta_set(struct journal *j, const char *key, const char *value)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
-		"DO UPDATE SET value = excluded.value", -1, &s, NULL));
+	int err = journal_prepare(j, "INSERT INTO meta (key, value) VALUES "
+		"(?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+		&s);
 
 	if (!err)
 		err = journal_begin(j);
@@ -1147,20 +1218,19 @@ int journal_meta_set(struct journal *j, const char *key, const char *value)
 int journal_meta_get(struct journal *j, const char *key, char **out)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(j->db, "SELECT value FROM meta WHERE key = ?",
-				    -1, &s, NULL);
-	int err = journal_db_err(rc);
+	int err = journal_prepare(j, "SELECT value FROM meta WHERE key = ?",
+				  &s);
 
 	*out = NULL;
 	if (err)
 		goto out;
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	err = journal_row(s);
+	if (err > 0) {
 		*out = strdup((const char *)sqlite3_column_text(s, 0));
 		err = *out ? 0 : -ENOMEM;
-	} else {
-		err = rc == SQLITE_DONE ? -ENOENT : journal_db_err(rc);
+	} else if (err == 0) {
+		err = -ENOENT;
 	}
 out:
 	sqlite3_finalize(s);

@@ -116,10 +116,35 @@ int journal_query_int(struct journal *j, const char *sql, const char *arg,
 int journal_load_counters(struct journal *j);
 /* SQLite result code to the project's vocabulary. */
 int journal_db_err(int rc);
+/*
+ * SQLite failed with RC on DB doing WHAT (SQL text, shortened, or a
+ * phrase): logs what SQLite said, its message and extended code, and
+ * returns RC's code.  Called once, where the failure happens; callers
+ * up the stack pass the code on without logging it again.
+ */
+int journal_sqlite_fail(sqlite3 *db, int rc, const char *what);
+/*
+ * Steps S: 1 for a row, 0 when it is done, or a negative code when SQLite
+ * failed (logged).  A loop reads
+ *
+ *     while ((rc = journal_row(s)) > 0) { ... }
+ *     if (rc < 0) err = rc;
+ *
+ * so that an error part-way is never taken for the end of the rows.
+ */
+int journal_row(sqlite3_stmt *s);
+/* What sqlite3_bind_*() returned, RC, on S: 0 or a negative code
+ * (logged).  Only a bind that copies (SQLITE_TRANSIENT) can fail at run
+ * time, out of memory; a wrong index is a bug. */
+int journal_bind_check(sqlite3_stmt *s, int rc);
+/* sqlite3_prepare_v2 of SQL: 0, or a negative code (logged). */
+int journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **out);
 /* Prepared statement ID, reset and with bindings cleared. */
 sqlite3_stmt *journal_stmt(struct journal *j, enum journal_stmt_id id);
 int journal_link_head(struct journal *j, int64_t id, int64_t base,
 		      const char *volume, const char *path);
+/* Steps S once, for its effect: 0 (a row or done) or a negative code
+ * (logged). */
 int journal_step_done(sqlite3_stmt *s);
 int journal_begin(struct journal *j);
 /* chunks.c: stores C's list, as runs over BASE's when that pays (BASE:
@@ -167,13 +192,13 @@ int journal_append_forget(struct journal *j, const char *volume,
 /*
  * A prepared statement for the static SQL text SQL, made once per
  * connection and reused; returns an SQLite result code like
- * sqlite3_prepare_v2().  Give it back with journal_stmt_done() (never
- * finalize it).  SQL must have static storage.
+ * sqlite3_prepare_v2() (a failure is logged).  Give it back with
+ * journal_stmt_done() (never finalize it).  SQL must have static storage.
  */
 int journal_prepare_cached(struct journal *j, const char *sql,
 			   sqlite3_stmt **out);
 void journal_stmt_done(sqlite3_stmt *s);
-/* Runs SQL without results; 0 or KR_EDB (logged at debug level). */
+/* Runs SQL without results; 0 or a negative code (logged). */
 int journal_exec(struct journal *j, const char *sql);
 /* Fills C from a row in the column order of JOURNAL_CHANGE_COLUMNS, and
  * its bases into the caller's BASES array (capacity CAP). */

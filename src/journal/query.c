@@ -9,6 +9,7 @@
 
 #include "err.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,14 +46,12 @@ int journal_lookup(struct journal *j, const char *volume, const char *path,
 	memset(out, 0, sizeof(*out));
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	rc = journal_row(s);
+	if (rc > 0)
 		state_from_row(s, 0, out);
 	/* Never leave a row pending: see journal_current_change(). */
 	sqlite3_reset(s);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	return rc == SQLITE_ROW ? 0 : journal_db_err(rc);
+	return rc > 0 ? 0 : rc == 0 ? -ENOENT : rc;
 }
 
 void journal_state_release(struct journal_state *s)
@@ -63,9 +62,9 @@ void journal_state_release(struct journal_state *s)
 
 static int foreach_rows(sqlite3_stmt *s, journal_state_fn fn, void *arg)
 {
-	int rc, ret = 0;
+	int rc = 0, ret = 0;
 
-	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (ret == 0 && (rc = journal_row(s)) > 0) {
 		struct journal_state st = { 0 };
 
 		state_from_row(s, 2, &st);
@@ -73,9 +72,7 @@ static int foreach_rows(sqlite3_stmt *s, journal_state_fn fn, void *arg)
 			 (const char *)sqlite3_column_text(s, 1), &st);
 		journal_state_release(&st);
 	}
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = journal_db_err(rc);
-	return ret;
+	return ret ? ret : rc;
 }
 
 #define STATE_COLUMNS \
@@ -100,7 +97,9 @@ bool journal_subtree_live(struct journal *j, const char *volume,
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, lo, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, hi, -1, SQLITE_STATIC);
-	live = sqlite3_step(s) == SQLITE_ROW;
+	/* A failure (logged) answers "nothing": the caller tries again
+	 * later rather than act on it. */
+	live = journal_row(s) > 0;
 	journal_stmt_done(s);
 out:
 	free(lo);
@@ -127,15 +126,15 @@ int journal_next_file(struct journal *j, const char *volume, const char *path,
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 3, S_IFMT);
 	sqlite3_bind_int(s, 4, S_IFREG);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	rc = journal_row(s);
+	if (rc > 0) {
 		snprintf(vol_out, vcap, "%s",
 			 (const char *)sqlite3_column_text(s, 0));
 		*path_out = strdup((const char *)sqlite3_column_text(s, 1));
 		state_from_row(s, 2, st);
 		err = *path_out ? 0 : -ENOMEM;
 	} else {
-		err = rc == SQLITE_DONE ? -ENOENT : journal_db_err(rc);
+		err = rc == 0 ? -ENOENT : rc;
 	}
 	journal_stmt_done(s);
 	return err;
@@ -160,7 +159,7 @@ int journal_foreach_state(struct journal *j, const char *volume,
 		"SELECT " STATE_COLUMNS " FROM current cur JOIN changes c "
 		"ON c.id = cur.change WHERE cur.volume = ? AND c.mode != 0";
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	int err = journal_prepare(j, sql, &s);
 
 	if (!err) {
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
@@ -183,19 +182,20 @@ int journal_foreach_volume(struct journal *j, journal_state_fn fn, void *arg)
 		"ORDER BY cur.volume, cur.path LIMIT 1";
 	sqlite3_stmt *s = NULL;
 	char *last = strdup("");
-	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+	int ret = journal_prepare(j, sql, &s);
 
 	if (!last && !ret)
 		ret = -ENOMEM;
 	while (ret == 0) {
 		const char *vol;
 
-		sqlite3_bind_text(s, 1, last, -1, SQLITE_TRANSIENT);
-		if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
-			ret = rc == SQLITE_DONE ? 0 : journal_db_err(rc);
+		ret = journal_bind_check(s, sqlite3_bind_text(s, 1, last, -1,
+							      SQLITE_TRANSIENT));
+		if (!ret)
+			ret = journal_row(s);
+		if (ret <= 0)
 			break;
-		}
+		ret = 0;
 		vol = (const char *)sqlite3_column_text(s, 0);
 		free(last);
 		last = strdup(vol);
@@ -226,14 +226,14 @@ static int load_bases(struct journal *j, int64_t id, struct journal_ref *bases,
 
 	*n = 0;
 	sqlite3_bind_int64(s, 1, id);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		if (*n == cap)
 			continue;
 		snprintf(bases[*n].origin, sizeof(bases[*n].origin), "%s",
 			 (const char *)sqlite3_column_text(s, 0));
 		bases[(*n)++].seq = (uint64_t)sqlite3_column_int64(s, 1);
 	}
-	return rc == SQLITE_DONE ? 0 : journal_db_err(rc);
+	return rc;
 }
 
 int journal_change_from_row(struct journal *j, sqlite3_stmt *row,
@@ -277,18 +277,16 @@ static int run_change_query(struct journal *j, sqlite3_stmt *s,
 			    journal_change_fn fn, void *arg)
 {
 	struct journal_ref bases[BASES_MAX];
-	int rc, ret = 0;
+	int rc = 0, ret = 0;
 
-	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (ret == 0 && (rc = journal_row(s)) > 0) {
 		struct journal_change c;
 
 		ret = journal_change_from_row(j, s, &c, bases, BASES_MAX);
 		if (ret == 0)
 			ret = fn(arg, &c);
 	}
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = journal_db_err(rc);
-	return ret;
+	return ret ? ret : rc;
 }
 
 /* Appends " AND <cond>" to the WHERE clause being built in SQL. */
@@ -335,7 +333,7 @@ int journal_log(struct journal *j, const struct journal_filter *f,
 	n = strlen(sql);
 	snprintf(sql + n, sizeof(sql) - n, " ORDER BY c.id %s LIMIT :limit",
 		 f->oldest_first ? "ASC" : "DESC");
-	err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	err = journal_prepare(j, sql, &s);
 	if (err)
 		goto out;
 #define BIND_TEXT(name, v) sqlite3_bind_text(s, \
@@ -367,7 +365,7 @@ int journal_history(struct journal *j, const char *volume, const char *path,
 		"JOIN origins o ON o.id = c.origin "
 		"WHERE c.volume = ? AND c.path = ? ORDER BY c.lamport, c.id";
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	int err = journal_prepare(j, sql, &s);
 
 	if (!err) {
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
@@ -381,14 +379,14 @@ int journal_history(struct journal *j, const char *volume, const char *path,
 static int count_rows(struct journal *j, const char *sql, uint64_t *out)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(j->db, sql, -1, &s, NULL);
+	int err = journal_prepare(j, sql, &s);
 
-	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	if (!err)
+		err = journal_row(s);
+	if (err > 0)
 		*out = (uint64_t)sqlite3_column_int64(s, 0);
-		rc = SQLITE_OK;
-	}
 	sqlite3_finalize(s);
-	return journal_db_err(rc);
+	return err < 0 ? err : 0;
 }
 
 int journal_info(struct journal *j, struct journal_info *out)
@@ -434,13 +432,18 @@ int journal_check(struct journal *j, char **why)
 		"WHERE c.seq > o.floor GROUP BY c.origin "
 		"HAVING count(*) != max(c.seq) - max(o.floor) LIMIT 1";
 	sqlite3_stmt *s = NULL;
-	int rc, err;
+	int err;
 
 	*why = NULL;
-	err = journal_db_err(sqlite3_prepare_v2(j->db, "PRAGMA quick_check",
-						-1, &s, NULL));
-	if (!err && (rc = sqlite3_step(s)) == SQLITE_ROW &&
-	    strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
+	err = journal_prepare(j, "PRAGMA quick_check", &s);
+	/* A check that cannot read the database is no pass. */
+	if (!err)
+		err = journal_row(s);
+	if (err > 0)
+		err = 0;
+	else
+		assert(err < 0);    /* quick_check always has a row */
+	if (!err && strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
 		if (asprintf(why, "database: %s", sqlite3_column_text(s, 0)) < 0)
 			*why = NULL;
 		err = KR_ECORRUPT;
@@ -448,9 +451,8 @@ int journal_check(struct journal *j, char **why)
 	sqlite3_finalize(s);
 	s = NULL;
 	if (!err)
-		err = journal_db_err(sqlite3_prepare_v2(j->db, gaps, -1, &s,
-							NULL));
-	if (!err && sqlite3_step(s) == SQLITE_ROW) {
+		err = journal_prepare(j, gaps, &s);
+	if (!err && (err = journal_row(s)) > 0) {
 		if (asprintf(why, "origin %s holds %lld changes after %lld "
 			     "but its last seq is %lld",
 			     sqlite3_column_text(s, 0),
@@ -470,7 +472,7 @@ static int mount_exec(struct journal *j, const char *sql, const char *volume,
 		      const char *id, int64_t now)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s, NULL));
+	int err = journal_prepare(j, sql, &s);
 
 	if (err)
 		return err;
@@ -512,17 +514,19 @@ int journal_mount_remove(struct journal *j, const char *volume,
 int journal_mount_count(struct journal *j, const char *volume, uint64_t *out)
 {
 	sqlite3_stmt *s = NULL;
-	int err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT count(*) FROM mounts WHERE volume = ?", -1, &s, NULL));
+	int err = journal_prepare(j, "SELECT count(*) FROM mounts "
+				  "WHERE volume = ?", &s);
 
 	*out = 0;
 	if (!err) {
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW)
+		/* A failure is no count of 0: a mounted volume would go. */
+		err = journal_row(s);
+		if (err > 0)
 			*out = (uint64_t)sqlite3_column_int64(s, 0);
 	}
 	sqlite3_finalize(s);
-	return err;
+	return err < 0 ? err : 0;
 }
 
 int journal_mounts(struct journal *j,
@@ -530,14 +534,13 @@ int journal_mounts(struct journal *j,
 			     int64_t created_ns), void *arg)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT volume, id, created_ns FROM mounts ORDER BY volume, id",
-		-1, &s, NULL));
+	int rc = 0, ret = journal_prepare(j, "SELECT volume, id, created_ns "
+					  "FROM mounts ORDER BY volume, id", &s);
 
-	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+	while (ret == 0 && (rc = journal_row(s)) > 0)
 		ret = fn(arg, (const char *)sqlite3_column_text(s, 0),
 			 (const char *)sqlite3_column_text(s, 1),
 			 sqlite3_column_int64(s, 2));
 	sqlite3_finalize(s);
-	return ret;
+	return ret ? ret : rc;
 }

@@ -132,11 +132,11 @@ int journal_origin_id(struct journal *j, const char *origin, bool create,
 		return err;
 	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, epoch, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	rc = journal_row(s);
+	if (rc > 0)
 		*out = sqlite3_column_int64(s, 0);
-	else if (rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	else if (rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }
@@ -164,7 +164,9 @@ uint64_t journal_have(struct journal *j, const char *origin)
 			       "(SELECT floor FROM origins WHERE id = ?1))",
 			       &s) == SQLITE_OK) {
 		sqlite3_bind_int64(s, 1, id);
-		if (sqlite3_step(s) == SQLITE_ROW)
+		/* A failure (logged) answers 0: the peer sends again what
+		 * this node holds, which is slow but loses nothing. */
+		if (journal_row(s) > 0)
 			have = (uint64_t)sqlite3_column_int64(s, 0);
 	}
 	journal_stmt_done(s);
@@ -178,7 +180,7 @@ int64_t journal_last_change_id(struct journal *j)
 
 	if (journal_prepare_cached(j, "SELECT coalesce(max(id), 0) FROM "
 			       "changes", &s) == SQLITE_OK &&
-	    sqlite3_step(s) == SQLITE_ROW)
+	    journal_row(s) > 0)
 		id = sqlite3_column_int64(s, 0);
 	journal_stmt_done(s);
 	return id;
@@ -200,8 +202,10 @@ int journal_range_bytes(struct journal *j, const char *origin, uint64_t after,
 	if (!err) {
 		sqlite3_bind_int64(s, 1, id);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
-		if (sqlite3_step(s) == SQLITE_ROW)
+		err = journal_row(s);
+		if (err > 0)
 			*out = (uint64_t)sqlite3_column_int64(s, 0);
+		err = err < 0 ? err : 0;
 	}
 	journal_stmt_done(s);
 	return err;
@@ -245,7 +249,7 @@ int journal_entries_since(struct journal *j, const char *origin,
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
 	sqlite3_bind_int64(s, 3, limit);
-	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (ret == 0 && (rc = journal_row(s)) > 0) {
 		struct journal_change c;
 
 		ret = journal_change_from_row(j, s, &c, bases, HEADS_MAX);
@@ -254,8 +258,8 @@ int journal_entries_since(struct journal *j, const char *origin,
 			ret = fn(arg, &c);
 		}
 	}
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = journal_db_err(rc);
+	if (ret == 0 && rc < 0)
+		ret = rc;
 	journal_stmt_done(s);
 	return ret;
 }
@@ -539,10 +543,10 @@ static int query_heads(struct journal *j, const char *sql, const char *volume,
 		return err;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
+	while ((rc = journal_row(s)) > 0 && *n < max)
 		head_from_row(s, &out[(*n)++]);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }
@@ -739,7 +743,7 @@ static int target_merge(struct journal *j, const char *volume,
 static bool settled(struct journal *j, const char *volume, const char *path)
 {
 	sqlite3_stmt *s = NULL;
-	int rows = 0;
+	int rc, rows = 0;
 	bool same = false;
 
 	if (journal_prepare_cached(j, "SELECT h.change = cur.change FROM "
@@ -750,10 +754,14 @@ static bool settled(struct journal *j, const char *volume, const char *path)
 		return false;
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-	while (sqlite3_step(s) == SQLITE_ROW) {
+	/* A failure (logged) is "not settled": the caller then works it
+	 * out in full, where the same failure is returned. */
+	while ((rc = journal_row(s)) > 0) {
 		rows++;
 		same = sqlite3_column_int(s, 0) == 1;
 	}
+	if (rc < 0)
+		rows = 0;
 	journal_stmt_done(s);
 	return rows == 1 && same;
 }
@@ -776,7 +784,8 @@ static int copies_drop_stale(struct journal *j, const char *volume,
 		sqlite3_reset(s);
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) != SQLITE_ROW)
+		err = journal_row(s);
+		if (err <= 0)
 			break;
 		stale = strdup((const char *)sqlite3_column_text(s, 0));
 		sqlite3_reset(s);
@@ -900,10 +909,10 @@ static int load_bases_as_heads(struct journal *j, int64_t id, struct head *out,
 	if (err)
 		return err;
 	sqlite3_bind_int64(s, 1, id);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < HEADS_MAX)
+	while ((rc = journal_row(s)) > 0 && *n < HEADS_MAX)
 		head_from_row(s, &out[(*n)++]);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }
@@ -919,13 +928,13 @@ static int conflicts_resolved(struct conflict_walk *w, const char *volume)
 		"ORDER BY c.volume, c.path, c.id";
 	struct head *h = calloc(HEADS_MAX, sizeof(*h));
 	sqlite3_stmt *s = NULL;
-	int n, rc = SQLITE_DONE;
+	int n, rc = 0;
 	int err = h ? journal_db_err(journal_prepare_cached(w->j, sql, &s)) :
 		  -ENOMEM;
 
 	if (!err && volume)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		char key[sizeof(w->last_key)];
 		struct journal_ref merge;
 		const char *vol = (const char *)sqlite3_column_text(s, 1);
@@ -945,8 +954,8 @@ static int conflicts_resolved(struct conflict_walk *w, const char *volume)
 					      sqlite3_column_int64(s, 5));
 		heads_release(h, n);
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	free(h);
 	return err;
@@ -959,13 +968,13 @@ static int conflicts_open(struct conflict_walk *w, const char *volume)
 		"GROUP BY volume, path HAVING count(*) > 1";
 	struct head *h = calloc(HEADS_MAX, sizeof(*h));
 	sqlite3_stmt *s = NULL;
-	int n, rc = SQLITE_DONE;
+	int n, rc = 0;
 	int err = h ? journal_db_err(journal_prepare_cached(w->j, sql, &s)) :
 		  -ENOMEM;
 
 	if (!err && volume)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		const char *vol = (const char *)sqlite3_column_text(s, 0);
 		const char *path = (const char *)sqlite3_column_text(s, 1);
 
@@ -974,8 +983,8 @@ static int conflicts_open(struct conflict_walk *w, const char *volume)
 			err = conflict_report(w, vol, path, h, n, NULL, 0);
 		heads_release(h, n);
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	free(h);
 	return err;

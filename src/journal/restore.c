@@ -173,16 +173,15 @@ int journal_paths(struct journal *j, const char *volume,
 		  int (*fn)(void *arg, const char *path), void *arg)
 {
 	sqlite3_stmt *s = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(j->db,
-		"SELECT DISTINCT path FROM changes WHERE volume = ?1 ORDER BY "
-		"path", -1, &s, NULL));
+	int rc = 0, err = journal_prepare(j, "SELECT DISTINCT path FROM "
+		"changes WHERE volume = ?1 ORDER BY path", &s);
 
 	if (!err)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW)
+	while (!err && (rc = journal_row(s)) > 0)
 		err = fn(arg, (const char *)sqlite3_column_text(s, 0));
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	sqlite3_finalize(s);
 	return err;
 }

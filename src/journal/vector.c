@@ -57,6 +57,7 @@
 
 #include "strmap.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,14 +93,13 @@ int journal_vector_sql(struct journal *j, journal_vector_fn fn, void *arg)
 		"c.origin = o.id) AS top FROM origins o) WHERE top IS NOT NULL "
 		"OR (floor > 0 AND NOT retired) ORDER BY name";
 	sqlite3_stmt *s = NULL;
-	int rc, ret = journal_db_err(sqlite3_prepare_v2(j->db, sql, -1, &s,
-							 NULL));
+	int rc, ret = journal_prepare(j, sql, &s);
 
-	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+	while (ret == 0 && (rc = journal_row(s)) > 0)
 		ret = fn(arg, (const char *)sqlite3_column_text(s, 0),
 			 (uint64_t)sqlite3_column_int64(s, 1));
-	if (ret == 0 && rc != SQLITE_DONE)
-		ret = journal_db_err(rc);
+	if (ret == 0 && rc < 0)
+		ret = rc;
 	sqlite3_finalize(s);
 	return ret;
 }
@@ -135,6 +135,8 @@ static void vec_touch_entry(struct journal_vec *v, struct vec_entry *e)
 		v->head = e;
 	v->tail = e;
 	e->gen = ++v->gen;
+	/* Generation order is list order: the tail is the newest. */
+	assert(!e->prev || e->prev->gen < e->gen);
 }
 
 static void vec_clear(struct journal_vec *v)
@@ -178,6 +180,8 @@ static int vec_set(struct journal_vec *v, const char *origin, uint64_t seq)
 	}
 	vec_touch_entry(v, e);
 	v->n++;
+	/* The list and the map hold the same entries. */
+	assert(v->n == v->by_origin.count);
 	free(v->sorted);
 	v->sorted = NULL;
 	return 0;
@@ -191,9 +195,11 @@ static void vec_remove(struct journal_vec *v, const char *origin)
 
 	if (!e)
 		return;
+	assert(v->n > 0);
 	vec_unlink(v, e);
 	free(e);
 	v->n--;
+	assert(v->n == v->by_origin.count);
 	free(v->sorted);
 	v->sorted = NULL;
 }
@@ -209,14 +215,15 @@ static int vec_data_version(struct journal *j, int64_t *out)
 {
 	static const char sql[] = "PRAGMA data_version";
 	sqlite3_stmt *s = NULL;
-	int rc = journal_prepare_cached(j, sql, &s);
+	int err = journal_db_err(journal_prepare_cached(j, sql, &s));
 
-	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	if (!err)
+		err = journal_row(s);
+	if (err > 0)
 		*out = sqlite3_column_int64(s, 0);
-		rc = SQLITE_OK;
-	}
 	journal_stmt_done(s);
-	return journal_db_err(rc);
+	assert(err != 0);    /* the pragma always has its row */
+	return err > 0 ? 0 : err;
 }
 
 static int vec_load(struct journal *j)
@@ -304,9 +311,11 @@ void journal_vector_touch_id(struct journal *j, int64_t origin, uint64_t seq)
 	rc = journal_prepare_cached(j, sql, &s);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(s, 1, origin);
-		rc = sqlite3_step(s);
+		rc = journal_row(s);
 	}
-	if (rc == SQLITE_ROW)
+	/* Otherwise (a failure, logged) memory forgets what it held, and the
+	 * next use reads it again from SQL. */
+	if (rc > 0)
 		journal_vector_touch(j, (const char *)sqlite3_column_text(s, 0),
 				     seq);
 	else

@@ -73,7 +73,7 @@ static bool row_exists(struct journal *j, const uint8_t *hash)
 				   &s) != SQLITE_OK)
 		return true;      /* when in doubt, keep the file */
 	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	yes = sqlite3_step(s) == SQLITE_ROW;
+	yes = journal_row(s) != 0;    /* a failure is doubt: keep it */
 	journal_stmt_done(s);
 	return yes;
 }
@@ -82,15 +82,15 @@ static bool row_exists(struct journal *j, const uint8_t *hash)
 static int rows_sweep(struct journal_versions *v)
 {
 	sqlite3_stmt *s = NULL, *d = NULL;
-	int rc, err = journal_db_err(sqlite3_prepare_v2(v->j->db,
-		"SELECT hash FROM versions", -1, &s, NULL));
+	int rc = 0, err = journal_prepare(v->j, "SELECT hash FROM versions",
+					  &s);
 
 	if (!err)
 		err = journal_db_err(journal_prepare_cached(v->j,
 			"DELETE FROM versions WHERE hash = ?1", &d));
 	if (!err)
 		err = journal_begin(v->j);
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		char hex[HEX_LEN + 1];
 
 		if (sqlite3_column_bytes(s, 0) != CONTENT_HASH_LEN)
@@ -100,11 +100,15 @@ static int rows_sweep(struct journal_versions *v)
 		    errno != ENOENT)
 			continue;
 		sqlite3_reset(d);
-		sqlite3_bind_blob(d, 1, sqlite3_column_blob(s, 0),
-				  CONTENT_HASH_LEN, SQLITE_TRANSIENT);
-		err = journal_step_done(d);
+		err = journal_bind_check(d, sqlite3_bind_blob(d, 1,
+				sqlite3_column_blob(s, 0), CONTENT_HASH_LEN,
+				SQLITE_TRANSIENT));
+		if (!err)
+			err = journal_step_done(d);
 		v->j->pending++;
 	}
+	if (!err && rc < 0)
+		err = rc;
 	sqlite3_finalize(s);
 	journal_stmt_done(d);
 	return err ? err : journal_flush(v->j);
@@ -236,9 +240,10 @@ int journal_versions_get(struct journal_versions *v,
 	if (err)
 		return err;
 	sqlite3_bind_blob(s, 1, hash, CONTENT_HASH_LEN, SQLITE_STATIC);
-	err = sqlite3_step(s) == SQLITE_ROW ? 0 : -ENOENT;
-	if (!err)
+	err = journal_row(s);
+	if (err > 0)
 		size = (uint64_t)sqlite3_column_int64(s, 0);
+	err = err > 0 ? 0 : err == 0 ? -ENOENT : err;
 	journal_stmt_done(s);
 	if (err)
 		return err;
@@ -338,13 +343,14 @@ int journal_versions_stats(struct journal *j, const char *volume,
 		return err;
 	if (volume)
 		sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	err = journal_row(s);
+	if (err > 0) {
 		*bytes = (uint64_t)sqlite3_column_int64(s, 0);
 		*count = (uint64_t)sqlite3_column_int64(s, 1);
 		*oldest_ns = sqlite3_column_int64(s, 2);
 	}
 	journal_stmt_done(s);
-	return 0;
+	return err < 0 ? err : 0;
 }
 
 /* Measures the kept versions of every path SQL selects (volume, path):
@@ -352,11 +358,10 @@ int journal_versions_stats(struct journal *j, const char *volume,
 static int measure_paths(struct journal_versions *v, const char *sql)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = SQLITE_DONE, n = 0;
-	int err = journal_db_err(sqlite3_prepare_v2(v->j->db, sql, -1, &s,
-						    NULL));
+	int rc = 0, n = 0;
+	int err = journal_prepare(v->j, sql, &s);
 
-	while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while (!err && (rc = journal_row(s)) > 0) {
 		char *volume = strdup((const char *)sqlite3_column_text(s, 0));
 		char *path = strdup((const char *)sqlite3_column_text(s, 1));
 
@@ -367,8 +372,8 @@ static int measure_paths(struct journal_versions *v, const char *sql)
 		free(volume);
 		free(path);
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	sqlite3_finalize(s);
 	return err ? err : n;
 }
@@ -421,10 +426,12 @@ int journal_versions_prune(struct journal_versions *v, int64_t keep_ns,
 			"ORDER BY kept_ns LIMIT 1", &s));
 		if (err)
 			break;
-		if (sqlite3_step(s) != SQLITE_ROW ||
+		err = journal_row(s);
+		if (err <= 0 ||
 		    (sqlite3_column_int64(s, 1) >= now_ns - keep_ns &&
 		     total <= max_bytes)) {
 			journal_stmt_done(s);
+			err = err < 0 ? err : 0;
 			break;    /* young enough, and within the cap */
 		}
 		volume = strdup((const char *)sqlite3_column_text(s, 2));

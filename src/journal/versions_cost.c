@@ -219,7 +219,7 @@ static int cost_rows(struct journal *j, const char *volume, const char *path,
 	sqlite3_bind_text(s, 1, volume, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 3, COST_ROWS_MAX);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = journal_row(s)) > 0) {
 		if (sqlite3_column_bytes(s, 0) != CONTENT_HASH_LEN)
 			continue;
 		if (*n == cap) {
@@ -239,8 +239,8 @@ static int cost_rows(struct journal *j, const char *volume, const char *path,
 		(*out)[*n].disk = (*out)[*n].size;
 		(*n)++;
 	}
-	if (!err && rc != SQLITE_DONE)
-		err = journal_db_err(rc);
+	if (!err && rc < 0)
+		err = rc;
 	journal_stmt_done(s);
 	return err;
 }

@@ -25,6 +25,7 @@
 #include "path.h"
 #include "tempname.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <limits.h>
@@ -111,6 +112,10 @@ fail:
 
 static void watch_list_unlink(struct pending_list *l, struct pending *p)
 {
+	/* P is on L (p->now says which list): unlinking it from the other
+	 * would corrupt both. */
+	assert(p->prev ? p->prev->next == p : l->head == p);
+	assert(p->next ? p->next->prev == p : l->tail == p);
 	if (p->prev)
 		p->prev->next = p->next;
 	else
@@ -204,6 +209,7 @@ static int watch_wd_set(struct watch *w, int wd, const char *rel)
 	size_t need = (size_t)wd + 1;
 	char *copy;
 
+	assert(wd >= 0);    /* inotify_add_watch succeeded */
 	if (need > w->wd_cap) {
 		size_t ncap = w->wd_cap ? w->wd_cap : 64;
 		char **p;
@@ -442,6 +448,8 @@ static int watch_process_one(struct watch *w, struct pending *p)
 	int64_t event_ns = p->event_ns;
 	int err;
 
+	/* The map and the lists hold the same entries. */
+	assert(strmap_get(&w->pending, rel) == p);
 	/* Detach first: examining may pend this very path again. */
 	p->rel = NULL;
 	watch_list_unlink(p->now ? &w->now_list : &w->settle_list, p);
