@@ -44,6 +44,10 @@
  * the hashing through the ring described below; with two idle cores that
  * matches or beats single-core SHA-256.  Smaller files stay on the calling
  * thread, where starting a thread would cost more than it saves.
+ *
+ * Library kcontent, below the journal: it needs only libcrypto and
+ * kcommon, so what only hashes (tools/bench/hashbench.c) does not carry
+ * SQLite along, and the journal can never leak into the format.
  */
 #include "content.h"
 
