@@ -130,6 +130,31 @@ static int agent_load_config(const char *path, bool explicit,
 	return err;
 }
 
+/*
+ * The API's check before it queues a reload (api_options.check_config):
+ * the same load the reload will do, its problems handed over as text.
+ * The path and whether it was given are fixed at start, so reading them
+ * from the HTTP thread is safe.
+ */
+static int agent_check_config(void *ctx, char **problems)
+{
+	const struct agent *a = ctx;
+	struct config_diag diag = { 0 };
+	struct config *cfg = NULL;
+	const char *path = a->config_path;
+	int err;
+
+	if (!a->config_explicit && access(path, F_OK) != 0)
+		path = NULL;
+	err = config_load(path, getenv("NODE_ID"), getenv("CLUSTER_NODES"),
+			  &cfg, &diag);
+	config_free(cfg);
+	*problems = diag.text;
+	diag.text = NULL;
+	config_diag_release(&diag);
+	return err;
+}
+
 static int agent_validate(const char *path)
 {
 	struct config *cfg = NULL;
@@ -745,9 +770,8 @@ static int agent_start_api(struct agent *a)
 		.journal_signed = cfg->tls_enable,
 		.allowed_hosts = cfg->api_allowed_hosts,
 		.n_allowed_hosts = cfg->n_api_allowed_hosts,
-		.config_path = a->config_explicit ||
-			       access(a->config_path, F_OK) == 0 ?
-			       a->config_path : NULL,
+		.check_config = agent_check_config,
+		.check_config_ctx = a,
 		.plugin_socket = cfg->plugin_socket,
 		.driver_name = cfg->driver_name,
 		/* 0 means "do not wait": the API reads 0 as its default. */

@@ -40,11 +40,12 @@ static int api_copy_options(struct api *a, const struct api_options *opt)
 	err = err ? err : api_dup(opt->root, &a->root);
 	err = err ? err : api_dup(opt->listen_host, &a->listen_host);
 	err = err ? err : api_dup(opt->token_file, &a->token_file);
-	err = err ? err : api_dup(opt->config_path, &a->config_path);
 	err = err ? err : api_dup(opt->plugin_socket, &a->plugin_socket);
 	err = err ? err : api_dup(opt->driver_name, &a->driver_name);
 	err = err ? err : api_dup(opt->read_token_file, &a->read_token_file);
 	a->journal_signed = opt->journal_signed;
+	a->check_config = opt->check_config;
+	a->check_config_ctx = opt->check_config_ctx;
 	if (!err && opt->n_allowed_hosts) {
 		a->allowed_hosts = calloc(opt->n_allowed_hosts,
 					  sizeof(*a->allowed_hosts));
@@ -72,7 +73,6 @@ static void api_free_options(struct api *a)
 	for (size_t i = 0; i < a->n_allowed_hosts; i++)
 		free(a->allowed_hosts[i]);
 	free(a->allowed_hosts);
-	free(a->config_path);
 	free(a->plugin_socket);
 	free(a->driver_name);
 }

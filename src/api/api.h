@@ -160,6 +160,15 @@ struct api_kept {
 	uint8_t here[API_ASK_MAX];    /* 1: it has the i-th version asked */
 };
 
+/*
+ * Checks the configuration a reload would apply, on the HTTP thread: 0,
+ * or nonzero with *PROBLEMS (malloc'd, one line per problem, or NULL)
+ * and the reload is refused with them.  A hook rather than a path
+ * because reading the configuration is the agent's (src/agent/config),
+ * which the API sits below.
+ */
+typedef int (*api_config_check_fn)(void *ctx, char **problems);
+
 struct api_options {
 	const char *node_id;
 	const char *journal_path;    /* opened read-only, and for mounts */
@@ -170,8 +179,8 @@ struct api_options {
 	const char *read_token_file; /* NULL: reads need no token */
 	char *const *allowed_hosts;  /* more names accepted in Host */
 	size_t n_allowed_hosts;
-	const char *config_path;     /* checked before a reload; NULL: the
-				      * agent runs on built-in defaults */
+	api_config_check_fn check_config;  /* before a reload; NULL: none */
+	void *check_config_ctx;
 	const char *plugin_socket;   /* NULL: no Docker plugin */
 	const char *driver_name;
 	unsigned mount_wait_ms;      /* Mount waits this long to catch up */

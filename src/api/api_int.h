@@ -59,7 +59,8 @@ struct api {
 	char *read_token_file;
 	char **allowed_hosts;
 	size_t n_allowed_hosts;
-	char *config_path;
+	api_config_check_fn check_config;
+	void *check_config_ctx;
 	char *plugin_socket;
 	char *driver_name;
 	unsigned mount_wait_ms;

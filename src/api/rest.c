@@ -37,7 +37,6 @@
 #include "rest_int.h"
 #include "rest_auth.h"
 #include "rest_render.h"
-#include "config.h"
 #include "err.h"
 #include "loop.h"
 #include "path.h"
@@ -477,32 +476,29 @@ static json_t *rest_lines(const char *text)
 }
 
 /*
- * The file is validated here, on the HTTP thread, so that a bad edit is
- * answered with its problems (400) instead of a line in the agent's log;
- * the loop then reads it again and applies it.
+ * The file is validated here (by the agent's hook), on the HTTP thread,
+ * so that a bad edit is answered with its problems (400) instead of a
+ * line in the agent's log; the loop then reads it again and applies it.
  */
 static enum MHD_Result rest_post_reload(struct rest_call *c)
 {
-	struct config_diag diag = { 0 };
-	struct config *cfg = NULL;
+	const struct api *a = c->r->api;
+	char *problems = NULL;
 	enum MHD_Result res;
-	int err;
 
 	if (rest_admin_check(c, &res))
 		return res;
-	err = config_load(c->r->api->config_path, getenv("NODE_ID"),
-			  getenv("CLUSTER_NODES"), &cfg, &diag);
-	config_free(cfg);
-	if (err) {
+	if (a->check_config &&
+	    a->check_config(a->check_config_ctx, &problems) != 0) {
 		res = rest_json(c, MHD_HTTP_BAD_REQUEST,
 				json_pack("{s:s,s:o}", "error",
 					  "the configuration has errors; "
 					  "nothing was changed",
-					  "problems", rest_lines(diag.text)));
-		config_diag_release(&diag);
+					  "problems", rest_lines(problems)));
+		free(problems);
 		return res;
 	}
-	config_diag_release(&diag);
+	free(problems);
 	return rest_queue(c, API_CMD_RELOAD, "reload");
 }
 
