@@ -1,0 +1,112 @@
+/*
+ * The schema as data: every key the file may hold, the kind that says how
+ * its value is checked, and the struct config field a scalar is stored
+ * in.  A new key is a line here, plus its check when its kind is new.
+ */
+#include "config_int.h"
+
+#include <stddef.h>
+
+/* What a value of each kind must look like, as said in messages. */
+const char *const config_expects[N_KIND] = {
+	[KIND_SECTION] = "a mapping",
+	[KIND_LEVEL] = "one of error, warn, info, debug",
+	[KIND_BOOL] = "true or false",
+	[KIND_RECURSIVE] = "true",
+	[KIND_PORT] = "an integer from 1 to 65535",
+	[KIND_RATE] = "a non-negative integer",
+	[KIND_LAMPORT_JUMP] = "a non-negative integer (0: no bound)",
+	[KIND_DURATION] = ("a duration such as \"500ms\", \"30s\", \"2m\", "
+			   "\"1h\" or \"30d\""),
+	[KIND_STRATEGY] = "timestamp or lamport",
+	[KIND_NODE_ID] = "a node id of 1 to 64 characters from A-Z a-z 0-9 . _ -",
+	[KIND_NAME] = "a name of 1 to 255 printable characters",
+	[KIND_ADDRESS] = "an IPv4 or IPv6 address",
+	[KIND_DRIVER] = "a name of 1 to 64 characters from a-z 0-9 . _ -",
+	[KIND_PATH] = "an absolute path",
+	[KIND_SOCKET] = "an absolute path shorter than 108 bytes",
+	[KIND_LISTEN] = "host:port or [ipv6]:port",
+	[KIND_WATCH_LIST] = "a list of absolute paths",
+	[KIND_PATTERN_LIST] = "a list of patterns",
+	[KIND_PEER_LIST] = "a list of \"id:host[:port]\" entries",
+	[KIND_HOST_LIST] = "a list of host names",
+	[KIND_CAPACITY] = ("a size such as \"500MiB\" or \"20GiB\", or a "
+			   "share of the volume file system such as \"10%\""),
+};
+
+const char *const config_item_expects[N_KIND] = {
+	[KIND_WATCH_LIST] = "an absolute path",
+	[KIND_PATTERN_LIST] = "a non-empty pattern",
+	[KIND_PEER_LIST] = "\"id:host[:port]\"",
+	[KIND_HOST_LIST] = "a host name or address of 1 to 255 bytes, without "
+			   "spaces, control characters or a port",
+};
+
+const struct key_def config_keys[N_KEYS] = {
+	[K_LOG] = { "log", KIND_SECTION, 0 },
+	[K_LOG_LEVEL] = { "log.level", KIND_LEVEL, FIELD(log_level) },
+	[K_FS] = { "filesystem", KIND_SECTION, 0 },
+	[K_WATCH_PATHS] = { "filesystem.watch_paths", KIND_WATCH_LIST, 0 },
+	[K_EXCLUDE] = { "filesystem.exclude_patterns", KIND_PATTERN_LIST, 0 },
+	[K_RECURSIVE] = { "filesystem.recursive", KIND_RECURSIVE,
+			  FIELD(recursive) },
+	[K_SYNC] = { "sync", KIND_SECTION, 0 },
+	[K_NODE_ID] = { "sync.node_id", KIND_NODE_ID, FIELD(node_id) },
+	[K_CLUSTER_NODES] = { "sync.cluster_nodes", KIND_PEER_LIST, 0 },
+	[K_P2P_PORT] = { "sync.p2p_port", KIND_PORT, FIELD(p2p_port) },
+	[K_LISTEN_ADDRESS] = { "sync.listen_address", KIND_ADDRESS,
+			       FIELD(listen_address) },
+	[K_CLUSTER_ID] = { "sync.cluster_id", KIND_NAME, FIELD(cluster_id) },
+	[K_MAX_CLOCK_SKEW] = { "sync.max_clock_skew", KIND_DURATION,
+			       FIELD(max_clock_skew_ms) },
+	[K_MAX_LAMPORT_JUMP] = { "sync.max_lamport_jump", KIND_LAMPORT_JUMP,
+				 FIELD(max_lamport_jump) },
+	[K_BW] = { "sync.bandwidth", KIND_SECTION, 0 },
+	[K_BW_ENABLE] = { "sync.bandwidth.enable", KIND_BOOL,
+			  FIELD(bandwidth_enable) },
+	[K_BW_EGRESS] = { "sync.bandwidth.egress_bits_per_sec", KIND_RATE,
+			  FIELD(egress_bits_per_sec) },
+	[K_BW_INGRESS] = { "sync.bandwidth.ingress_bits_per_sec", KIND_RATE,
+			   FIELD(ingress_bits_per_sec) },
+	[K_CR] = { "sync.conflict_resolution", KIND_SECTION, 0 },
+	[K_CR_STRATEGY] = { "sync.conflict_resolution.strategy",
+			    KIND_STRATEGY, FIELD(strategy) },
+	[K_CR_TIMEOUT] = { "sync.conflict_resolution.timeout", KIND_DURATION,
+			   FIELD(conflict_timeout_ms) },
+	[K_TLS] = { "sync.tls", KIND_SECTION, 0 },
+	[K_TLS_ENABLE] = { "sync.tls.enable", KIND_BOOL, FIELD(tls_enable) },
+	[K_TLS_CERT] = { "sync.tls.cert_file", KIND_PATH,
+			 FIELD(tls_cert_file) },
+	[K_TLS_KEY] = { "sync.tls.key_file", KIND_PATH, FIELD(tls_key_file) },
+	[K_TLS_CA] = { "sync.tls.ca_file", KIND_PATH, FIELD(tls_ca_file) },
+	[K_VOLUME] = { "volume", KIND_SECTION, 0 },
+	[K_ROOT_PATH] = { "volume.root_path", KIND_PATH, FIELD(root_path) },
+	[K_DRIVER_NAME] = { "volume.driver_name", KIND_DRIVER,
+			    FIELD(driver_name) },
+	[K_SCRUB_PERIOD] = { "volume.scrub_period", KIND_DURATION,
+			     FIELD(scrub_period_ms) },
+	[K_JOURNAL] = { "journal", KIND_SECTION, 0 },
+	[K_JOURNAL_PATH] = { "journal.path", KIND_PATH, FIELD(journal_path) },
+	[K_JOURNAL_RETENTION] = { "journal.retention", KIND_DURATION,
+				  FIELD(journal_retention_ms) },
+	[K_JOURNAL_PIN_MAX] = { "journal.retention_pin_max", KIND_DURATION,
+				FIELD(journal_retention_pin_max_ms) },
+	[K_JOURNAL_REJOIN_WAIT] = { "journal.rejoin_wait", KIND_DURATION,
+				    FIELD(journal_rejoin_wait_ms) },
+	[K_VERSIONS] = { "versions", KIND_SECTION, 0 },
+	[K_VERSIONS_KEEP] = { "versions.keep", KIND_DURATION,
+			      FIELD(versions_keep_ms) },
+	[K_VERSIONS_MAX_BYTES] = { "versions.max_bytes", KIND_CAPACITY, 0 },
+	[K_API] = { "api", KIND_SECTION, 0 },
+	[K_API_LISTEN] = { "api.listen", KIND_LISTEN, 0 },
+	[K_API_TOKEN_FILE] = { "api.token_file", KIND_PATH,
+			       FIELD(api_token_file) },
+	[K_API_READ_TOKEN_FILE] = { "api.read_token_file", KIND_PATH,
+				    FIELD(api_read_token_file) },
+	[K_API_ALLOWED_HOSTS] = { "api.allowed_hosts", KIND_HOST_LIST, 0 },
+	[K_PLUGIN] = { "plugin", KIND_SECTION, 0 },
+	[K_PLUGIN_SOCKET] = { "plugin.socket", KIND_SOCKET,
+			      FIELD(plugin_socket) },
+	[K_PLUGIN_MOUNT_WAIT] = { "plugin.mount_wait", KIND_DURATION,
+				  FIELD(mount_wait_ms) },
+};
