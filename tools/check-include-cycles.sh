@@ -19,9 +19,11 @@ dirs=("$@")
 declare -A path edges color
 for d in "${dirs[@]}"; do
   [ -d "$d" ] || { echo "check-include-cycles: no directory $d" >&2; exit 2; }
-  for h in "$d"/*.h; do
-    [ -e "$h" ] && path[$(basename "$h")]=$h
-  done
+  # Down the tree: public headers sit in MODULE/include, and
+  # src/agent/config is a module of its own under src/agent.
+  while IFS= read -r h; do
+    path[$(basename "$h")]=$h
+  done < <(find "$d" -name '*.h')
 done
 [ "${#path[@]}" -gt 0 ] || { echo "check-include-cycles: no headers" >&2; exit 2; }
 

@@ -1,9 +1,11 @@
 /*
  * shared by api.c, rest.c and plugin.c
  *
- * The API module's private layout.  api.c owns struct api and its
- * lifecycle; rest.c serves TCP and plugin.c the Docker unix socket, each
- * on its own libmicrohttpd thread.  What the two servers share:
+ * The API module's private layout, on kapi's private include path only
+ * (and the white-box tests' that CMakeLists.txt names); users see
+ * src/api/include/api.h.  api.c owns struct api and its lifecycle;
+ * rest.c serves TCP and plugin.c the Docker unix socket, each on its own
+ * libmicrohttpd thread.  What the two servers share:
  *
  *   - copies of the options (strings strdup'd, never NULL unless the
  *     option was NULL), valid for the whole life of struct api;

@@ -1,6 +1,7 @@
 /*
- * Internals shared by the journal's source files; nothing outside
- * src/journal includes this.
+ * Internals shared by the journal's source files.  Only kjournal and the
+ * white-box tests CMakeLists.txt names have src/journal on their include
+ * path; everyone else sees src/journal/include (journal.h).
  */
 #ifndef KRAKEN_JOURNAL_INT_H
 #define KRAKEN_JOURNAL_INT_H

@@ -1,4 +1,5 @@
-/* Internals shared by watch.c and scan.c. */
+/* Internals shared by watch.c and scan.c; private to kwatch, whose users
+ * see src/watch/include (watch.h) only. */
 #ifndef KRAKEN_WATCH_INT_H
 #define KRAKEN_WATCH_INT_H
 
